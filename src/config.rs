@@ -1,0 +1,776 @@
+//! Connection settings: libpq URLs, key=value strings and the `PG*` environment variables.
+//!
+//! Accepted forms, as libpq accepts them:
+//!
+//! - `postgres://user:secret@host:5432/dbname?application_name=app&connect_timeout=5`
+//!   (`postgresql://` too; percent-encoding anywhere; `[::1]` for IPv6 hosts; a host that
+//!   begins with `/`, written percent-encoded or as `?host=/run/postgresql`, is a Unix-socket
+//!   directory);
+//! - `host=localhost port=5432 user=app password='a b' dbname=app` (values may be quoted with
+//!   `'`, with `\'` and `\\` escapes).
+//!
+//! What a string does not give is taken from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT` and `PGSSLMODE`; what neither gives has
+//! libpq's default (host `localhost`, port 5432, the OS user, database = user), except
+//! `connect_timeout`, which defaults to 10 s rather than "wait forever".
+//!
+//! wirepool speaks plaintext only: `sslmode` `disable`, `allow` and `prefer` connect without
+//! TLS; `require`, `verify-ca` and `verify-full` are refused with a configuration error
+//! rather than silently downgraded. Unknown keywords are errors, as in libpq.
+//!
+//! The password never appears in `Debug` or `Display` output.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Default cap on the size of one long server message (DataRow, RowDescription, CopyData,
+/// ErrorResponse, NoticeResponse, NotificationResponse): 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Where to reach the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Host {
+    /// A host name or IP address, reached over TCP.
+    Tcp(String),
+    /// A directory holding the server's Unix socket (`.s.PGSQL.<port>`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Tcp(h) if h.contains(':') => write!(f, "[{h}]"),
+            Host::Tcp(h) => f.write_str(h),
+            Host::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// libpq's `sslmode`. Only the plaintext-compatible modes are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS only if the server insists; wirepool never does, so plaintext.
+    Allow,
+    /// Prefer TLS; wirepool has none, so plaintext. libpq's default.
+    #[default]
+    Prefer,
+}
+
+/// Settings for one PostgreSQL connection.
+///
+/// # Examples
+///
+/// ```
+/// use wirepool::ConnectConfig;
+/// let cfg: ConnectConfig = "postgres://app:secret@127.0.0.1:5433/appdb?application_name=web"
+///     .parse()
+///     .unwrap();
+/// assert_eq!(cfg.port(), 5433);
+/// assert_eq!(cfg.dbname(), "appdb");
+/// assert!(!format!("{cfg} {cfg:?}").contains("secret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    hosts: Vec<Host>,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    dbname: String,
+    application_name: Option<String>,
+    options: Option<String>,
+    connect_timeout: Option<Duration>,
+    ssl_mode: SslMode,
+    max_message_size: usize,
+}
+
+/// Values read from a string before the environment and defaults fill the gaps.
+#[derive(Default)]
+struct Partial {
+    hosts: Vec<Host>,
+    ports: Vec<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+    application_name: Option<String>,
+    options: Option<String>,
+    connect_timeout: Option<Option<Duration>>,
+    ssl_mode: Option<SslMode>,
+}
+
+impl ConnectConfig {
+    /// Parses a URL or key=value string, filling the gaps from the process environment.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the part that is malformed.
+    pub fn parse_str(s: &str) -> Result<ConnectConfig> {
+        Self::parse_with_env(s, |k| std::env::var(k).ok())
+    }
+
+    /// Parses `s`, reading `PG*` variables through `env` instead of the process environment.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the part that is malformed.
+    pub fn parse_with_env(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<ConnectConfig> {
+        let s = s.trim();
+        let partial = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            parse_url(s)?
+        } else if s.contains("://") {
+            let scheme = &s[..s.find("://").unwrap_or(0)];
+            return Err(Error::config(format!(
+                "unsupported URL scheme `{scheme}` (expected postgres:// or postgresql://)"
+            )));
+        } else {
+            parse_key_value(s)?
+        };
+        finish(partial, &env)
+    }
+
+    /// Settings from the environment alone (`PGHOST`, `PGPORT`, ...), with libpq's defaults.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable that is malformed.
+    pub fn from_pg_env() -> Result<ConnectConfig> {
+        Self::parse_with_env("", |k| std::env::var(k).ok())
+    }
+
+    /// The hosts, tried in order.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+    /// The port (also the Unix socket's number).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+    /// The password, if any. Never logged by wirepool.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+    /// The database name.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+    /// The `application_name` sent at startup.
+    pub fn application_name(&self) -> Option<&str> {
+        self.application_name.as_deref()
+    }
+    /// The `options` (command-line options for the backend) sent at startup.
+    pub fn options(&self) -> Option<&str> {
+        self.options.as_deref()
+    }
+    /// How long opening a connection (socket and authentication) may take.
+    /// Default: 10 s. `None` waits as long as the operating system does.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+    /// The `sslmode`. Default: `prefer` (which, without TLS support, is plaintext).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+    /// The largest long message (DataRow, ErrorResponse, ...) accepted from the server.
+    /// Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Replaces the hosts with one TCP host.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.hosts = vec![Host::Tcp(host.into())];
+        self
+    }
+    /// Replaces the hosts with one Unix-socket directory.
+    pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hosts = vec![Host::Unix(dir.into())];
+        self
+    }
+    /// Sets the port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    /// Sets the user.
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+    /// Sets (or clears) the password.
+    pub fn with_password(mut self, password: Option<impl Into<String>>) -> Self {
+        self.password = password.map(Into::into);
+        self
+    }
+    /// Sets the database name.
+    pub fn with_dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+    /// Sets the `application_name`.
+    pub fn with_application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+    /// Sets the connect timeout (`None`: no limit of our own).
+    pub fn with_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Sets the cap on one long server message.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+}
+
+impl FromStr for ConnectConfig {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ConnectConfig> {
+        ConnectConfig::parse_str(s)
+    }
+}
+
+impl fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectConfig")
+            .field("hosts", &self.hosts)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("options", &self.options)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+/// Prints a URL without the password: `postgres://user@host:port/dbname`.
+impl fmt::Display for ConnectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "postgres://{}@", percent_encode(&self.user))?;
+        for (i, h) in self.hosts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match h {
+                Host::Tcp(_) => write!(f, "{h}")?,
+                Host::Unix(p) => f.write_str(&percent_encode(&p.to_string_lossy()))?,
+            }
+        }
+        write!(f, ":{}/{}", self.port, percent_encode(&self.dbname))
+    }
+}
+
+fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectConfig> {
+    let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    let hosts = if p.hosts.is_empty() {
+        match env_nonempty("PGHOST") {
+            Some(h) => h
+                .split(',')
+                .map(host_from_str)
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![Host::Tcp("localhost".to_string())],
+        }
+    } else {
+        p.hosts
+    };
+    let port = match p.ports.as_slice() {
+        [] => match env_nonempty("PGPORT") {
+            Some(v) => parse_port(&v).map_err(|_| {
+                Error::config(format!("PGPORT: invalid port `{v}` (expected 1-65535)"))
+            })?,
+            None => 5432,
+        },
+        [one] => *one,
+        [first, rest @ ..] => {
+            if rest.iter().any(|p| p != first) {
+                return Err(Error::config(
+                    "different ports for different hosts are not supported",
+                ));
+            }
+            *first
+        }
+    };
+    let user = match p.user.or_else(|| env_nonempty("PGUSER")) {
+        Some(u) => u,
+        None => env_nonempty("USER")
+            .or_else(|| env_nonempty("LOGNAME"))
+            .ok_or_else(|| {
+                Error::config("no user name given (set one in the URL, `user=`, or PGUSER)")
+            })?,
+    };
+    let password = p.password.or_else(|| env("PGPASSWORD"));
+    let dbname = p
+        .dbname
+        .or_else(|| env_nonempty("PGDATABASE"))
+        .unwrap_or_else(|| user.clone());
+    let application_name = p.application_name.or_else(|| env_nonempty("PGAPPNAME"));
+    let connect_timeout = match p.connect_timeout {
+        Some(t) => t,
+        None => match env_nonempty("PGCONNECT_TIMEOUT") {
+            Some(v) => parse_connect_timeout(&v)
+                .map_err(|e| Error::config(format!("PGCONNECT_TIMEOUT: {e}")))?,
+            None => Some(Duration::from_secs(10)),
+        },
+    };
+    let ssl_mode = match p.ssl_mode {
+        Some(m) => m,
+        None => match env_nonempty("PGSSLMODE") {
+            Some(v) => parse_ssl_mode(&v).map_err(|e| Error::config(format!("PGSSLMODE: {e}")))?,
+            None => SslMode::Prefer,
+        },
+    };
+    Ok(ConnectConfig {
+        hosts,
+        port,
+        user,
+        password,
+        dbname,
+        application_name,
+        options: p.options,
+        connect_timeout,
+        ssl_mode,
+        max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+    })
+}
+
+fn host_from_str(h: &str) -> Result<Host> {
+    let h = h.trim();
+    if h.is_empty() {
+        return Err(Error::config("empty host name"));
+    }
+    if h.starts_with('/') {
+        Ok(Host::Unix(PathBuf::from(h)))
+    } else if h.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
+        Err(Error::config(format!("invalid host name `{h}`")))
+    } else {
+        Ok(Host::Tcp(h.to_string()))
+    }
+}
+
+fn parse_port(v: &str) -> std::result::Result<u16, ()> {
+    match v.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(()),
+        Ok(p) => Ok(p),
+    }
+}
+
+fn parse_connect_timeout(v: &str) -> std::result::Result<Option<Duration>, String> {
+    match v.trim().parse::<i64>() {
+        // libpq: zero, negative or unspecified means wait indefinitely.
+        Ok(n) if n <= 0 => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n as u64))),
+        Err(_) => Err(format!(
+            "invalid connect_timeout `{v}` (expected whole seconds)"
+        )),
+    }
+}
+
+fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
+    match v {
+        "disable" => Ok(SslMode::Disable),
+        "allow" => Ok(SslMode::Allow),
+        "prefer" => Ok(SslMode::Prefer),
+        "require" | "verify-ca" | "verify-full" => Err(format!(
+            "sslmode={v} needs TLS, which wirepool does not support (use disable or prefer)"
+        )),
+        other => Err(format!("invalid sslmode `{other}`")),
+    }
+}
+
+/// Applies one `keyword = value` pair, from a URL query or a key=value string.
+fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
+    match key {
+        "host" | "hostaddr" => {
+            p.hosts = value
+                .split(',')
+                .map(host_from_str)
+                .collect::<Result<Vec<_>>>()?;
+        }
+        "port" => {
+            p.ports = value
+                .split(',')
+                .map(|v| {
+                    parse_port(v).map_err(|_| {
+                        Error::config(format!("invalid port `{v}` (expected 1-65535)"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
+        "user" => p.user = Some(value),
+        "password" => p.password = Some(value),
+        "dbname" => p.dbname = Some(value),
+        "application_name" => p.application_name = Some(value),
+        "fallback_application_name" => {
+            if p.application_name.is_none() {
+                p.application_name = Some(value);
+            }
+        }
+        "options" => p.options = Some(value),
+        "connect_timeout" => {
+            p.connect_timeout = Some(parse_connect_timeout(&value).map_err(Error::config)?)
+        }
+        "sslmode" => p.ssl_mode = Some(parse_ssl_mode(&value).map_err(Error::config)?),
+        "client_encoding" => {
+            if !value.eq_ignore_ascii_case("UTF8") && !value.eq_ignore_ascii_case("UTF-8") {
+                return Err(Error::config(format!(
+                    "client_encoding `{value}` is not supported (wirepool speaks UTF8)"
+                )));
+            }
+        }
+        // Accepted and without effect here: these only tune TCP keepalives and the like.
+        "keepalives"
+        | "keepalives_idle"
+        | "keepalives_interval"
+        | "keepalives_count"
+        | "tcp_user_timeout"
+        | "target_session_attrs" => {}
+        other => {
+            return Err(Error::config(format!(
+                "invalid connection option `{other}`"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn parse_url(s: &str) -> Result<Partial> {
+    let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut p = Partial::default();
+    let hostspec = match authority.rfind('@') {
+        Some(i) => {
+            let userinfo = &authority[..i];
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, pw)) => (u, Some(pw)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                p.user = Some(percent_decode(user, "user name")?);
+            }
+            if let Some(pw) = password {
+                p.password = Some(percent_decode(pw, "password")?);
+            }
+            &authority[i + 1..]
+        }
+        None => authority,
+    };
+    if !hostspec.is_empty() {
+        for part in split_hosts(hostspec)? {
+            let (host, port) = split_host_port(part)?;
+            if !host.is_empty() {
+                p.hosts.push(host_from_str(&percent_decode(host, "host")?)?);
+            }
+            if let Some(port) = port {
+                let port = parse_port(port)
+                    .map_err(|_| Error::config(format!("invalid port `{port}` in URL")))?;
+                p.ports.push(port);
+            }
+        }
+    }
+    if let Some(path) = path {
+        if !path.is_empty() {
+            p.dbname = Some(percent_decode(path, "database name")?);
+        }
+    }
+    if let Some(query) = query {
+        for pair in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| Error::config(format!("missing `=` after `{pair}` in URL query")))?;
+            let k = percent_decode(k, "query parameter")?;
+            let v = percent_decode(v, "query parameter")?;
+            apply(&mut p, &k, v)?;
+        }
+    }
+    Ok(p)
+}
+
+/// Splits `h1:p1,[::1]:p2` at commas outside brackets.
+fn split_hosts(spec: &str) -> Result<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in spec.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&spec[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err(Error::config("unbalanced brackets in URL host"));
+        }
+    }
+    out.push(&spec[start..]);
+    Ok(out)
+}
+
+fn split_host_port(part: &str) -> Result<(&str, Option<&str>)> {
+    if let Some(rest) = part.strip_prefix('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| Error::config("missing `]` after IPv6 address in URL"))?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        match after.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None if after.is_empty() => Ok((host, None)),
+            None => Err(Error::config(format!(
+                "unexpected `{after}` after IPv6 address"
+            ))),
+        }
+    } else {
+        match part.rsplit_once(':') {
+            Some((h, p)) => Ok((h, Some(p))),
+            None => Ok((part, None)),
+        }
+    }
+}
+
+fn percent_decode(s: &str, what: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::config(format!("invalid percent-encoding in {what}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::config(format!("{what} is not valid UTF-8 after percent-decoding")))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_key_value(s: &str) -> Result<Partial> {
+    let mut p = Partial::default();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(Error::config(format!(
+                "missing `=` after `{key}` in connection string"
+            )));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some(e) => value.push(e),
+                        None => break,
+                    },
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err(Error::config(format!(
+                    "unterminated quoted value for `{key}`"
+                )));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    if let Some(e) = chars.next() {
+                        value.push(e);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        apply(&mut p, &key, value)?;
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(s: &str) -> Result<ConnectConfig> {
+        ConnectConfig::parse_with_env(s, |k| (k == "USER").then(|| "osuser".to_string()))
+    }
+
+    #[test]
+    fn url_with_everything() {
+        let c = parse(
+            "postgresql://us%40er:p%3Ass@db.example:6543/my%2Fdb?application_name=a%20b&connect_timeout=3&sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!(c.user(), "us@er");
+        assert_eq!(c.password(), Some("p:ss"));
+        assert_eq!(c.hosts(), &[Host::Tcp("db.example".into())]);
+        assert_eq!(c.port(), 6543);
+        assert_eq!(c.dbname(), "my/db");
+        assert_eq!(c.application_name(), Some("a b"));
+        assert_eq!(c.connect_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(c.ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn ipv6_and_unix_hosts() {
+        let c = parse("postgres://u@[::1]:5433/d").unwrap();
+        assert_eq!(c.hosts(), &[Host::Tcp("::1".into())]);
+        assert_eq!(c.port(), 5433);
+        assert_eq!(c.to_string(), "postgres://u@[::1]:5433/d");
+        let c = parse("postgres://u@%2Fvar%2Frun%2Fpostgresql/d").unwrap();
+        assert_eq!(c.hosts(), &[Host::Unix("/var/run/postgresql".into())]);
+        let c = parse("postgres:///d?host=/tmp/sock&user=x").unwrap();
+        assert_eq!(c.hosts(), &[Host::Unix("/tmp/sock".into())]);
+        assert_eq!(c.user(), "x");
+    }
+
+    #[test]
+    fn key_value_with_quotes() {
+        let c = parse(r"host=h port=1 user=u password='a \'b\' c' dbname = d options='-c x=1'")
+            .unwrap();
+        assert_eq!(c.password(), Some("a 'b' c"));
+        assert_eq!(c.dbname(), "d");
+        assert_eq!(c.options(), Some("-c x=1"));
+        assert_eq!(c.port(), 1);
+    }
+
+    #[test]
+    fn environment_fills_gaps_only() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("envhost".to_string()),
+            "PGPORT" => Some("7000".to_string()),
+            "PGUSER" => Some("envuser".to_string()),
+            "PGPASSWORD" => Some("envpw".to_string()),
+            "PGDATABASE" => Some("envdb".to_string()),
+            "PGAPPNAME" => Some("envapp".to_string()),
+            _ => None,
+        };
+        let c = ConnectConfig::parse_with_env("postgres://given@/", env).unwrap();
+        assert_eq!(c.user(), "given");
+        assert_eq!(c.hosts(), &[Host::Tcp("envhost".into())]);
+        assert_eq!(c.port(), 7000);
+        assert_eq!(c.password(), Some("envpw"));
+        assert_eq!(c.dbname(), "envdb");
+        assert_eq!(c.application_name(), Some("envapp"));
+        let bad = ConnectConfig::parse_with_env("", |k| (k == "PGPORT").then(|| "x".into()));
+        let err = bad.unwrap_err();
+        assert!(err.is_config());
+        assert!(err.to_string().contains("PGPORT"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.user(), "osuser");
+        assert_eq!(c.dbname(), "osuser");
+        assert_eq!(c.port(), 5432);
+        assert_eq!(c.connect_timeout(), Some(Duration::from_secs(10)));
+        assert!(ConnectConfig::parse_with_env("", no_env)
+            .unwrap_err()
+            .is_config());
+    }
+
+    #[test]
+    fn malformed_inputs_are_config_errors() {
+        for bad in [
+            "postgres://u@h:99999/d",
+            "postgres://u@h:abc/d",
+            "postgres://u@[::1/d",
+            "postgres://u:%zz@h/d",
+            "postgres://u@h/d?nosuchoption=1",
+            "postgres://u@h/d?sslmode=require",
+            "postgres://u@h/d?connect_timeout=soon",
+            "postgres://u@h/d?novalue",
+            "mysql://u@h/d",
+            "host=h port",
+            "host=h password='unterminated",
+            "bogus=1",
+            "client_encoding=LATIN1",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.is_config(), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn password_never_printed() {
+        let c = parse("postgres://u:hunter2@h/d").unwrap();
+        let printed = format!("{c} {c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+}

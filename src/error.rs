@@ -1,0 +1,604 @@
+//! The crate's one error type, and the server's own errors as [`DbError`].
+//!
+//! [`Error`] is opaque: what went wrong is asked through predicates (`is_io()`, `is_db()`,
+//! `is_timeout()`, ...) and [`Error::kind`]. `Display` prints this level only, short and
+//! lowercase; the cause (an `io::Error`, a [`DbError`], the last connect error behind a pool
+//! timeout) is reached through `source()`, so error reporters do not repeat themselves.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A configuration value (URL, key=value string, environment variable) is malformed.
+    Config,
+    /// A socket operation failed: refused, reset, unreachable, ...
+    Io,
+    /// Opening a connection (socket plus authentication) took longer than the connect timeout.
+    ConnectTimeout,
+    /// The server answered with an ErrorResponse; see [`Error::as_db_error`].
+    Db,
+    /// The server sent bytes that are not valid protocol here; the connection is unusable.
+    Protocol,
+    /// Authentication could not proceed: an unsupported method, a missing password, or a
+    /// server signature that did not verify.
+    Authentication,
+    /// The connection was closed (by the server, or earlier by an error) and cannot be used.
+    Closed,
+    /// The server asked for a COPY; wirepool refuses COPY and leaves the connection usable.
+    CopyUnsupported,
+    /// A query ran past the command timeout; a CancelRequest was sent.
+    CommandTimeout,
+    /// `acquire()` ran out of time; [`Error::timeout_phase`] says in which phase.
+    PoolTimeout,
+    /// The pool is closed or closing and hands out no more connections.
+    PoolClosed,
+}
+
+/// The phase of `acquire()` in which the acquire timeout ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Waiting in the queue for a connection that another caller holds.
+    Wait,
+    /// Waiting for a new connection to be opened (the database may be slow or down).
+    Connect,
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutPhase::Wait => "waiting for a connection to be returned",
+            TimeoutPhase::Connect => "waiting for a new connection to be opened",
+        })
+    }
+}
+
+/// An error from wirepool: a connection, the protocol, the server or the pool.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    detail: Option<String>,
+    phase: Option<TimeoutPhase>,
+    waited: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind) -> Self {
+        Error(Box::new(Inner {
+            kind,
+            detail: None,
+            phase: None,
+            waited: None,
+            source: None,
+        }))
+    }
+
+    fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.0.detail = Some(detail.into());
+        self
+    }
+
+    fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.0.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn config(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config).with_detail(detail)
+    }
+
+    pub(crate) fn io(e: io::Error) -> Self {
+        Error::new(ErrorKind::Io).with_source(e)
+    }
+
+    pub(crate) fn io_context(context: impl Into<String>, e: io::Error) -> Self {
+        Error::new(ErrorKind::Io)
+            .with_detail(context)
+            .with_source(e)
+    }
+
+    pub(crate) fn connect_timeout(after: Duration) -> Self {
+        let mut e = Error::new(ErrorKind::ConnectTimeout);
+        e.0.waited = Some(after);
+        e
+    }
+
+    pub(crate) fn db(e: DbError) -> Self {
+        Error::new(ErrorKind::Db).with_source(e)
+    }
+
+    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Protocol).with_detail(detail)
+    }
+
+    pub(crate) fn auth(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Authentication).with_detail(detail)
+    }
+
+    pub(crate) fn closed(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Closed).with_detail(detail)
+    }
+
+    pub(crate) fn copy_unsupported() -> Self {
+        Error::new(ErrorKind::CopyUnsupported)
+    }
+
+    pub(crate) fn command_timeout(after: Duration) -> Self {
+        let mut e = Error::new(ErrorKind::CommandTimeout);
+        e.0.waited = Some(after);
+        e
+    }
+
+    pub(crate) fn pool_timeout(phase: TimeoutPhase, waited: Duration, last: Option<Error>) -> Self {
+        let mut e = Error::new(ErrorKind::PoolTimeout);
+        e.0.phase = Some(phase);
+        e.0.waited = Some(waited);
+        if let Some(last) = last {
+            e.0.source = Some(Box::new(last));
+        }
+        e
+    }
+
+    pub(crate) fn pool_closed() -> Self {
+        Error::new(ErrorKind::PoolClosed)
+    }
+
+    /// A copy of this error for handing to several waiters: kind, detail and phase are
+    /// kept; a source that is itself an [`Error`] or a [`DbError`] is copied, any other
+    /// source is kept as its message.
+    pub(crate) fn duplicate(&self) -> Error {
+        let source: Option<BoxError> = self.0.source.as_ref().map(|s| -> BoxError {
+            if let Some(e) = s.downcast_ref::<Error>() {
+                Box::new(e.duplicate())
+            } else if let Some(db) = s.downcast_ref::<DbError>() {
+                Box::new(db.clone())
+            } else if let Some(io) = s.downcast_ref::<io::Error>() {
+                Box::new(io::Error::new(io.kind(), io.to_string()))
+            } else {
+                s.to_string().into()
+            }
+        });
+        Error(Box::new(Inner {
+            kind: self.0.kind,
+            detail: self.0.detail.clone(),
+            phase: self.0.phase,
+            waited: self.0.waited,
+            source,
+        }))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// True for a malformed configuration value.
+    pub fn is_config(&self) -> bool {
+        self.0.kind == ErrorKind::Config
+    }
+
+    /// True for a socket-level failure (refused, reset, ...); the `io::Error` is the source.
+    pub fn is_io(&self) -> bool {
+        self.0.kind == ErrorKind::Io
+    }
+
+    /// True when the server answered with an ErrorResponse.
+    pub fn is_db(&self) -> bool {
+        self.0.kind == ErrorKind::Db
+    }
+
+    /// True for a protocol violation by the server.
+    pub fn is_protocol(&self) -> bool {
+        self.0.kind == ErrorKind::Protocol
+    }
+
+    /// True when authentication could not proceed on our side (unsupported method, ...).
+    /// A wrong password is a [`DbError`] with SQLSTATE 28P01, not this.
+    pub fn is_authentication(&self) -> bool {
+        self.0.kind == ErrorKind::Authentication
+    }
+
+    /// True when the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.kind == ErrorKind::Closed
+    }
+
+    /// True for any timeout: connect, command, or pool acquire.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.0.kind,
+            ErrorKind::ConnectTimeout | ErrorKind::CommandTimeout | ErrorKind::PoolTimeout
+        )
+    }
+
+    /// True when the pool is closed.
+    pub fn is_pool_closed(&self) -> bool {
+        self.0.kind == ErrorKind::PoolClosed
+    }
+
+    /// For a pool timeout: the phase that ran out.
+    pub fn timeout_phase(&self) -> Option<TimeoutPhase> {
+        self.0.phase
+    }
+
+    /// The server's error, when this is (or was caused by) an ErrorResponse.
+    pub fn as_db_error(&self) -> Option<&DbError> {
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(db) = e.downcast_ref::<DbError>() {
+                return Some(db);
+            }
+            cur = e.source();
+        }
+        None
+    }
+
+    /// The SQLSTATE code of the server's error, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.as_db_error().map(DbError::code)
+    }
+
+    /// True if the error means the database could not be reached or refused us for a
+    /// reason that may pass: socket errors, timeouts, SQLSTATE 57P01/57P02/57P03 (shutdown,
+    /// starting up) and 53300 (too many connections). Authentication failures are not.
+    pub fn is_transient(&self) -> bool {
+        match self.0.kind {
+            ErrorKind::Io | ErrorKind::ConnectTimeout | ErrorKind::Closed => true,
+            ErrorKind::Db => matches!(
+                self.code(),
+                Some("57P01" | "57P02" | "57P03" | "53300" | "08006" | "08001" | "08000")
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.0.kind);
+        if let Some(detail) = &self.0.detail {
+            d.field("detail", detail);
+        }
+        if let Some(phase) = &self.0.phase {
+            d.field("phase", phase);
+        }
+        if let Some(source) = &self.0.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.kind {
+            ErrorKind::Config => f.write_str("invalid configuration")?,
+            ErrorKind::Io => f.write_str("i/o error")?,
+            ErrorKind::ConnectTimeout => f.write_str("timed out connecting to the database")?,
+            ErrorKind::Db => f.write_str("database error")?,
+            ErrorKind::Protocol => f.write_str("protocol error")?,
+            ErrorKind::Authentication => f.write_str("authentication failed")?,
+            ErrorKind::Closed => f.write_str("connection closed")?,
+            ErrorKind::CopyUnsupported => {
+                f.write_str("COPY is not supported; the copy was aborted")?
+            }
+            ErrorKind::CommandTimeout => f.write_str("query timed out and was cancelled")?,
+            ErrorKind::PoolTimeout => f.write_str("connection acquisition timeout")?,
+            ErrorKind::PoolClosed => f.write_str("pool closed")?,
+        }
+        if let Some(phase) = self.0.phase {
+            write!(f, " {phase}")?;
+        }
+        if let Some(waited) = self.0.waited {
+            write!(f, " after {} ms", waited.as_millis())?;
+        }
+        if let Some(detail) = &self.0.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Where in the query text an error points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorPosition {
+    /// A 1-based character index into the query the client sent.
+    Original(u32),
+    /// A position in an internally generated query.
+    Internal {
+        /// 1-based character index into `query`.
+        position: u32,
+        /// The internally generated query text.
+        query: String,
+    },
+}
+
+/// An ErrorResponse (or NoticeResponse) from the server, with every field it carried.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DbError {
+    severity: String,
+    parsed_severity: Option<String>,
+    code: String,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+    position: Option<ErrorPosition>,
+    where_: Option<String>,
+    schema: Option<String>,
+    table: Option<String>,
+    column: Option<String>,
+    datatype: Option<String>,
+    constraint: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+    routine: Option<String>,
+}
+
+impl DbError {
+    /// Builds a `DbError` from the `(field type, value)` pairs of an ErrorResponse.
+    /// Unknown field types are ignored, as the protocol asks; invalid UTF-8 is replaced.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (u8, &'a [u8])>) -> DbError {
+        let mut e = DbError::default();
+        let mut internal_position: Option<u32> = None;
+        let mut internal_query: Option<String> = None;
+        for (ty, value) in fields {
+            let v = String::from_utf8_lossy(value).into_owned();
+            match ty {
+                b'S' => e.severity = v,
+                b'V' => e.parsed_severity = Some(v),
+                b'C' => e.code = v,
+                b'M' => e.message = v,
+                b'D' => e.detail = Some(v),
+                b'H' => e.hint = Some(v),
+                b'P' => {
+                    if let Ok(p) = v.parse() {
+                        e.position = Some(ErrorPosition::Original(p));
+                    }
+                }
+                b'p' => internal_position = v.parse().ok(),
+                b'q' => internal_query = Some(v),
+                b'W' => e.where_ = Some(v),
+                b's' => e.schema = Some(v),
+                b't' => e.table = Some(v),
+                b'c' => e.column = Some(v),
+                b'd' => e.datatype = Some(v),
+                b'n' => e.constraint = Some(v),
+                b'F' => e.file = Some(v),
+                b'L' => e.line = v.parse().ok(),
+                b'R' => e.routine = Some(v),
+                _ => {}
+            }
+        }
+        if let (Some(position), None) = (internal_position, &e.position) {
+            e.position = Some(ErrorPosition::Internal {
+                position,
+                query: internal_query.unwrap_or_default(),
+            });
+        }
+        e
+    }
+
+    /// The fields of this error as `(type, value)` pairs, in protocol order; the inverse of
+    /// [`DbError::from_fields`] (used to encode server messages in tests and fake servers).
+    pub fn to_fields(&self) -> Vec<(u8, String)> {
+        let mut out = vec![(b'S', self.severity.clone())];
+        if let Some(v) = &self.parsed_severity {
+            out.push((b'V', v.clone()));
+        }
+        out.push((b'C', self.code.clone()));
+        out.push((b'M', self.message.clone()));
+        let opt = [
+            (b'D', &self.detail),
+            (b'H', &self.hint),
+            (b'W', &self.where_),
+            (b's', &self.schema),
+            (b't', &self.table),
+            (b'c', &self.column),
+            (b'd', &self.datatype),
+            (b'n', &self.constraint),
+            (b'F', &self.file),
+            (b'R', &self.routine),
+        ];
+        for (ty, v) in opt {
+            if let Some(v) = v {
+                out.push((ty, v.clone()));
+            }
+        }
+        match &self.position {
+            Some(ErrorPosition::Original(p)) => out.push((b'P', p.to_string())),
+            Some(ErrorPosition::Internal { position, query }) => {
+                out.push((b'p', position.to_string()));
+                out.push((b'q', query.clone()));
+            }
+            None => {}
+        }
+        if let Some(line) = self.line {
+            out.push((b'L', line.to_string()));
+        }
+        out
+    }
+
+    /// Builds an error with the given severity, SQLSTATE and message (for fake servers).
+    pub fn new(severity: &str, code: &str, message: &str) -> DbError {
+        DbError {
+            severity: severity.to_string(),
+            parsed_severity: Some(severity.to_string()),
+            code: code.to_string(),
+            message: message.to_string(),
+            ..DbError::default()
+        }
+    }
+
+    /// The severity as the server sent it (possibly localized): ERROR, FATAL, PANIC,
+    /// WARNING, NOTICE, ...
+    pub fn severity(&self) -> &str {
+        &self.severity
+    }
+    /// The severity, never localized (PostgreSQL 9.6 and later).
+    pub fn parsed_severity(&self) -> Option<&str> {
+        self.parsed_severity.as_deref()
+    }
+    /// The SQLSTATE code, e.g. `28P01` for a wrong password.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+    /// The primary human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// An optional secondary message with more detail.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+    /// An optional suggestion what to do about the problem.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    /// Where in the query the error occurred.
+    pub fn position(&self) -> Option<&ErrorPosition> {
+        self.position.as_ref()
+    }
+    /// The context (call stack) in which the error occurred.
+    pub fn where_(&self) -> Option<&str> {
+        self.where_.as_deref()
+    }
+    /// The schema of the object the error is about.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+    /// The table the error is about.
+    pub fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+    /// The column the error is about.
+    pub fn column(&self) -> Option<&str> {
+        self.column.as_deref()
+    }
+    /// The data type the error is about.
+    pub fn datatype(&self) -> Option<&str> {
+        self.datatype.as_deref()
+    }
+    /// The constraint the error is about.
+    pub fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+    /// The server source file that reported the error.
+    pub fn file(&self) -> Option<&str> {
+        self.file.as_deref()
+    }
+    /// The line in the server source file.
+    pub fn line(&self) -> Option<u32> {
+        self.line
+    }
+    /// The server source routine that reported the error.
+    pub fn routine(&self) -> Option<&str> {
+        self.routine.as_deref()
+    }
+
+    /// True for FATAL and PANIC: the server ends the session after sending it.
+    pub fn is_fatal(&self) -> bool {
+        let sev = self.parsed_severity.as_deref().unwrap_or(&self.severity);
+        sev == "FATAL" || sev == "PANIC"
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (detail: {detail})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for DbError {}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_one_pointer_wide() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        let e = Error::io(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "refused by peer",
+        ));
+        assert_eq!(e.to_string(), "i/o error");
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("refused by peer")
+        );
+        let t = Error::pool_timeout(TimeoutPhase::Connect, Duration::from_millis(250), Some(e));
+        assert_eq!(
+            t.to_string(),
+            "connection acquisition timeout waiting for a new connection to be opened after 250 ms"
+        );
+        assert_eq!(
+            t.source().map(|s| s.to_string()).as_deref(),
+            Some("i/o error")
+        );
+        assert!(t.is_timeout());
+        assert_eq!(t.timeout_phase(), Some(TimeoutPhase::Connect));
+    }
+
+    #[test]
+    fn db_error_fields_round_trip_and_are_found_through_the_chain() {
+        let fields: Vec<(u8, &[u8])> = vec![
+            (b'S', b"FATAL"),
+            (b'V', b"FATAL"),
+            (b'C', b"28P01"),
+            (b'M', b"password authentication failed for user \"x\""),
+            (b'H', b"check it"),
+            (b'P', b"12"),
+            (b'L', b"330"),
+            (b'Z', b"unknown field, ignored"),
+            (b'D', b"\xff invalid utf8"),
+        ];
+        let db = DbError::from_fields(fields);
+        assert_eq!(db.code(), "28P01");
+        assert!(db.is_fatal());
+        assert_eq!(db.position(), Some(&ErrorPosition::Original(12)));
+        assert_eq!(db.line(), Some(330));
+        assert_eq!(db.detail(), Some("\u{fffd} invalid utf8"));
+        let again = DbError::from_fields(db.to_fields().iter().map(|(t, v)| (*t, v.as_bytes())));
+        assert_eq!(again, db);
+        let e = Error::pool_timeout(TimeoutPhase::Wait, Duration::ZERO, Some(Error::db(db)));
+        assert_eq!(e.code(), Some("28P01"));
+        assert!(!e.duplicate().is_transient());
+        assert_eq!(e.duplicate().code(), Some("28P01"));
+    }
+}

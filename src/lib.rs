@@ -1,0 +1,14 @@
+//! wirepool
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod protocol;
+#[cfg(feature = "throwaway")]
+pub mod throwaway;
+
+pub use config::ConnectConfig;
+pub use conn::{CancelToken, Connection};
+pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
+pub use protocol::{Row, TransactionStatus};

@@ -1,0 +1,16 @@
+//! The PostgreSQL frontend/backend protocol, version 3.0, without I/O.
+//!
+//! Bytes in, events out: [`FrameDecoder`] splits the server's stream into bounded frames and
+//! decodes them into [`BackendMessage`]s; [`Startup`] drives startup and authentication;
+//! [`SimpleQuery`] assembles the answer to a simple query. The connection layer feeds them
+//! from a socket; the fuzz targets feed them arbitrary bytes.
+
+mod backend;
+mod frame;
+mod simple_query;
+mod startup;
+
+pub use backend::{BackendMessage, FieldDescription, TransactionStatus};
+pub use frame::{FrameDecoder, SHORT_MESSAGE_LIMIT};
+pub use simple_query::{Column, QueryEvent, ResultSet, Row, SimpleQuery};
+pub use startup::{AuthMethod, SessionInfo, Startup, StartupParams, StartupStatus};

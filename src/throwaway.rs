@@ -1,0 +1,516 @@
+//! Throwaway PostgreSQL clusters for tests, benchmarks and the demo (feature `throwaway`).
+//!
+//! [`Cluster::start`] finds the server binaries (`PG_BIN`, then `pg_config --bindir`, then
+//! `/usr/lib/postgresql/*/bin`, newest first, then `PATH`), runs `initdb` into a fresh
+//! temporary directory (as the `postgres` OS user when running as root), listens on a free
+//! loopback port and a private Unix-socket directory, and creates one role per
+//! authentication method:
+//!
+//! | role | method | password |
+//! |---|---|---|
+//! | `wirepool_admin` (superuser) | trust | none |
+//! | `trust_user` | trust | none |
+//! | `password_user` | password (cleartext) | `password_secret` |
+//! | `md5_user` | md5 (stored as md5) | `md5_secret` |
+//! | `scram_user` | scram-sha-256 | `scram_secret` |
+//!
+//! [`Cluster::kill`] stops the server the hard way (`pg_ctl stop -m immediate`),
+//! [`Cluster::start_again`] brings it back on the same port. Dropping the cluster stops it
+//! and removes the directory; a small watchdog process does the same if the owning process
+//! dies without dropping it. When no server binaries are found, `start` fails with a message
+//! saying how to install them: it never skips silently.
+
+use std::fmt;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::config::ConnectConfig;
+
+/// A role of the throwaway cluster, one per authentication method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// `wirepool_admin`: superuser, trust.
+    Admin,
+    /// `trust_user`: trust.
+    Trust,
+    /// `password_user`: cleartext password.
+    Password,
+    /// `md5_user`: md5.
+    Md5,
+    /// `scram_user`: SCRAM-SHA-256.
+    Scram,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "wirepool_admin",
+            Role::Trust => "trust_user",
+            Role::Password => "password_user",
+            Role::Md5 => "md5_user",
+            Role::Scram => "scram_user",
+        }
+    }
+    /// The role's password, if it has one.
+    pub fn password(self) -> Option<&'static str> {
+        match self {
+            Role::Admin | Role::Trust => None,
+            Role::Password => Some("password_secret"),
+            Role::Md5 => Some("md5_secret"),
+            Role::Scram => Some("scram_secret"),
+        }
+    }
+}
+
+/// Why a throwaway cluster could not be set up or controlled.
+#[derive(Debug)]
+pub struct ClusterError(String);
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+fn err(msg: impl Into<String>) -> ClusterError {
+    ClusterError(msg.into())
+}
+
+/// A running (or deliberately stopped) throwaway PostgreSQL cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    root: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    owner: Option<(u32, u32)>,
+    running: bool,
+    watchdog: Option<std::process::Child>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Cluster {
+    /// Creates, configures and starts a cluster.
+    ///
+    /// # Errors
+    ///
+    /// When no server binaries are found (the message says how to install them), or when
+    /// `initdb`, `pg_ctl` or role creation fails (the message carries their output).
+    pub fn start() -> Result<Cluster, ClusterError> {
+        let bin = find_bin_dir()?;
+        let owner = if is_root() {
+            Some(postgres_ids()?)
+        } else {
+            None
+        };
+        let root = std::env::temp_dir().join(format!(
+            "wirepool-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|e| err(format!("creating {root:?}: {e}")))?;
+        let mut cluster = Cluster {
+            root,
+            bin,
+            port: 0,
+            owner,
+            running: false,
+            watchdog: None,
+        };
+        cluster.chown(&cluster.root.clone())?;
+        cluster.spawn_watchdog();
+        cluster.init()?;
+        let mut last = None;
+        for _ in 0..3 {
+            cluster.port = free_port()?;
+            cluster.write_config()?;
+            match cluster.pg_ctl_start() {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        cluster.create_roles()?;
+        Ok(cluster)
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Connection settings for `role` over TCP on 127.0.0.1, database `postgres`, with a
+    /// 5 s connect timeout.
+    pub fn config(&self, role: Role) -> ConnectConfig {
+        self.url(role)
+            .parse()
+            .expect("the cluster's own URL is valid")
+    }
+
+    /// A `postgres://` URL for `role` (password included) on 127.0.0.1.
+    pub fn url(&self, role: Role) -> String {
+        let auth = match role.password() {
+            Some(pw) => format!("{}:{pw}", role.name()),
+            None => role.name().to_string(),
+        };
+        format!(
+            "postgres://{auth}@127.0.0.1:{}/postgres?connect_timeout=5",
+            self.port
+        )
+    }
+
+    /// True unless the server was stopped with [`Cluster::kill`] and not started again.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`): every connection is cut.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails.
+    pub fn kill(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            self.pg_ctl(&["stop", "-m", "immediate", "-w"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port after [`Cluster::kill`].
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails.
+    pub fn start_again(&mut self) -> Result<(), ClusterError> {
+        if !self.running {
+            self.pg_ctl_start()?;
+        }
+        Ok(())
+    }
+
+    /// Kills and starts the server.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails.
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        self.kill()?;
+        self.start_again()
+    }
+
+    /// Runs SQL as the superuser through `psql` and returns its output (unaligned, tuples
+    /// only).
+    ///
+    /// # Errors
+    ///
+    /// When `psql` fails; the message carries its stderr.
+    pub fn psql(&self, sql: &str) -> Result<String, ClusterError> {
+        let port = self.port.to_string();
+        let sock = self.socket_dir();
+        let out = self.run(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                sock.to_str().unwrap_or("/tmp"),
+                "-p",
+                &port,
+                "-U",
+                "wirepool_admin",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn init(&self) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        self.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().ok_or_else(|| err("temp dir is not UTF-8"))?,
+                "-U",
+                "wirepool_admin",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )?;
+        let sock = self.socket_dir();
+        std::fs::create_dir_all(&sock).map_err(|e| err(format!("creating socket dir: {e}")))?;
+        self.chown(&sock)?;
+        Ok(())
+    }
+
+    fn write_config(&self) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let conf = format!(
+            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             max_connections = 300\nshared_buffers = 32MB\nfsync = off\n\
+             synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n",
+            self.port,
+            self.socket_dir().display()
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), conf)
+            .map_err(|e| err(format!("writing postgresql.auto.conf: {e}")))?;
+        let mut hba = String::from("local all all trust\n");
+        for addr in ["127.0.0.1/32", "::1/128"] {
+            for (role, method) in [
+                ("wirepool_admin", "trust"),
+                ("trust_user", "trust"),
+                ("password_user", "password"),
+                ("md5_user", "md5"),
+                ("scram_user", "scram-sha-256"),
+                ("all", "scram-sha-256"),
+            ] {
+                hba.push_str(&format!("host all {role} {addr} {method}\n"));
+            }
+        }
+        std::fs::write(data.join("pg_hba.conf"), hba)
+            .map_err(|e| err(format!("writing pg_hba.conf: {e}")))?;
+        for f in ["postgresql.auto.conf", "pg_hba.conf"] {
+            self.chown(&data.join(f))?;
+        }
+        Ok(())
+    }
+
+    fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {
+        let log = self.root.join("server.log");
+        let log = log
+            .to_str()
+            .ok_or_else(|| err("temp dir is not UTF-8"))?
+            .to_string();
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log])?;
+        self.running = true;
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let mut all = vec![
+            "-D",
+            data.to_str().ok_or_else(|| err("temp dir is not UTF-8"))?,
+        ];
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all).map(|_| ()).map_err(|e| {
+            let log = std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            err(format!(
+                "{e}\nserver log (last lines):\n{}",
+                tail.join("\n")
+            ))
+        })
+    }
+
+    fn create_roles(&self) -> Result<(), ClusterError> {
+        self.psql(
+            "CREATE ROLE trust_user LOGIN; \
+             CREATE ROLE password_user LOGIN PASSWORD 'password_secret'; \
+             CREATE ROLE scram_user LOGIN PASSWORD 'scram_secret'; \
+             SET password_encryption = 'md5'; \
+             CREATE ROLE md5_user LOGIN PASSWORD 'md5_secret'; \
+             GRANT pg_signal_backend TO trust_user, password_user, md5_user, scram_user;",
+        )?;
+        Ok(())
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<Output, ClusterError> {
+        let mut cmd = Command::new(self.bin.join(tool));
+        cmd.args(args).current_dir(&self.root).stdin(Stdio::null());
+        cmd.env_remove("PGHOST")
+            .env_remove("PGPORT")
+            .env_remove("PGUSER");
+        if let Some((uid, gid)) = self.owner {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| err(format!("running {tool}: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "{tool} {} failed ({}): {}{}",
+                args.first().copied().unwrap_or(""),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(out)
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), ClusterError> {
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| err(format!("chown {path:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// A process that stops the server and removes the directory once the owning process
+    /// is gone, in case it exits without dropping the cluster.
+    fn spawn_watchdog(&mut self) {
+        let data = self.data_dir();
+        let pg_ctl = self.bin.join("pg_ctl");
+        let as_owner = if self.owner.is_some() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             if [ -f '{data}/postmaster.pid' ]; then {as_owner}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; fi; \
+             rm -rf '{root}'",
+            pid = std::process::id(),
+            data = data.display(),
+            pg_ctl = pg_ctl.display(),
+            root = self.root.display(),
+        );
+        self.watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.root);
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // The owner of /proc/self is this process's effective uid.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn postgres_ids() -> Result<(u32, u32), ClusterError> {
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| err(format!("reading /etc/passwd: {e}")))?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == "postgres" {
+            let uid = f[2]
+                .parse()
+                .map_err(|_| err("bad uid for postgres in /etc/passwd"))?;
+            let gid = f[3]
+                .parse()
+                .map_err(|_| err("bad gid for postgres in /etc/passwd"))?;
+            return Ok((uid, gid));
+        }
+    }
+    Err(err(
+        "running as root but there is no `postgres` OS user to run the server as; \
+         install PostgreSQL with `apt-get install postgresql` (it creates the user)",
+    ))
+}
+
+fn free_port() -> Result<u16, ClusterError> {
+    let l =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("finding a free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| err(format!("finding a free port: {e}")))
+}
+
+fn has_server(dir: &Path) -> bool {
+    ["initdb", "pg_ctl", "postgres", "psql"]
+        .iter()
+        .all(|t| dir.join(t).is_file())
+}
+
+/// Finds the directory holding `initdb`, `pg_ctl`, `postgres` and `psql`.
+///
+/// # Errors
+///
+/// When none is found; the message says how to install PostgreSQL or point `PG_BIN` at it.
+pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if has_server(&dir) {
+            return Ok(dir);
+        }
+        return Err(err(format!(
+            "PG_BIN={} does not hold initdb, pg_ctl, postgres and psql",
+            dir.display()
+        )));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_server(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, p)| has_server(p))
+        .collect();
+    versions.sort();
+    if let Some((_, p)) = versions.pop() {
+        return Ok(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_server(&dir) {
+                return Ok(dir);
+            }
+        }
+    }
+    Err(err(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found; \
+         install them (Debian/Ubuntu: `apt-get install postgresql`) or set PG_BIN to their directory",
+    ))
+}
