@@ -12,3 +12,5 @@ pub use config::ConnectConfig;
 pub use conn::{CancelToken, Connection};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use protocol::{Row, TransactionStatus};
+pub mod core;
+mod sync;

@@ -1,0 +1,582 @@
+//! The pool core: idle connections, a FIFO queue of waiters with direct hand-off, and
+//! capacity accounting. Generic over the connection type and free of I/O, so that loom
+//! (`loom-tests/`) and the benchmarks drive exactly this code with in-memory connections.
+//!
+//! # Fairness
+//!
+//! Waiters are served strictly in arrival order. A connection that comes back
+//! ([`Core::release`]) or is newly opened ([`OpenPermit::complete`]) goes straight into the
+//! slot of the oldest waiter, under the lock, before anyone else can see it. Idle
+//! connections exist only while nobody waits, so a newcomer can never take a connection
+//! ahead of a waiter.
+//!
+//! # Capacity
+//!
+//! `size` counts open connections *and* connections being opened. Opening starts with an
+//! [`OpenPermit`], granted under the lock only while `size < max_size`, so `max_size` holds
+//! under every interleaving. A permit that is dropped without [`OpenPermit::complete`]
+//! gives its capacity back. A waiter is granted a permit only while fewer connections are
+//! being opened than there are waiters, so a storm of callers does not become a storm of
+//! connects.
+//!
+//! # Cancellation
+//!
+//! A [`Waiter`] dropped at any point leaves no trace: if it was still queued it leaves the
+//! queue; if a connection had already been handed to it, that connection goes on to the
+//! next waiter (or to the idle list).
+//!
+//! # Gauges
+//!
+//! Sizes are mirrored into atomics under the lock, so [`Core::gauges`] reads them without
+//! locking; each value is exact, the set of them is not one consistent cut.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+/// Who holds a connection taken out of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A caller of acquire: counts as active.
+    Caller,
+    /// The pool itself, for maintenance (validation, retirement): counts as neither idle nor
+    /// active.
+    Pool,
+}
+
+/// The outcome of [`Core::try_acquire`].
+#[must_use]
+pub enum TryAcquire<C> {
+    /// An idle connection, now checked out to the caller.
+    Ready(C),
+    /// No idle connection: the caller is queued. If `open` is set, the caller should have a
+    /// connection opened (outside its own future) and hand it to [`OpenPermit::complete`].
+    Queued {
+        /// The place in the queue; await it.
+        waiter: Waiter<C>,
+        /// Capacity reserved for one new connection, if the pool may grow.
+        open: Option<OpenPermit<C>>,
+    },
+    /// The pool is closed.
+    Closed,
+}
+
+impl<C> fmt::Debug for TryAcquire<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquire::Ready(_) => f.write_str("Ready"),
+            TryAcquire::Queued { open, .. } => f
+                .debug_struct("Queued")
+                .field("open", &open.is_some())
+                .finish(),
+            TryAcquire::Closed => f.write_str("Closed"),
+        }
+    }
+}
+
+/// The error a [`Waiter`] resolves to when the pool closes while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+/// A snapshot of the core's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gauges {
+    /// Open connections plus connections being opened.
+    pub size: usize,
+    /// Connections being opened.
+    pub opening: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections held by callers.
+    pub active: usize,
+    /// Connections held by the pool for maintenance.
+    pub maintenance: usize,
+    /// Queued waiters.
+    pub waiting: usize,
+    /// The most connections held by callers at once.
+    pub peak_active: usize,
+    /// The configured maximum.
+    pub max_size: usize,
+}
+
+impl Gauges {
+    /// Open connections: `size - opening`.
+    pub fn open(&self) -> usize {
+        self.size.saturating_sub(self.opening)
+    }
+}
+
+enum SlotState<C> {
+    Waiting,
+    Ready(C),
+    Closed,
+}
+
+struct Slot<C> {
+    state: SlotState<C>,
+    waker: Option<Waker>,
+}
+
+struct State<C> {
+    idle: VecDeque<C>,
+    queue: VecDeque<u64>,
+    slots: BTreeMap<u64, Slot<C>>,
+    next_id: u64,
+    size: usize,
+    opening: usize,
+    active: usize,
+    maintenance: usize,
+    peak_active: usize,
+    closed: bool,
+}
+
+struct AtomicGauges {
+    size: AtomicUsize,
+    opening: AtomicUsize,
+    idle: AtomicUsize,
+    active: AtomicUsize,
+    maintenance: AtomicUsize,
+    waiting: AtomicUsize,
+    peak_active: AtomicUsize,
+}
+
+struct Inner<C> {
+    state: Mutex<State<C>>,
+    gauges: AtomicGauges,
+    max_size: usize,
+}
+
+/// The pool core; a cheap handle (clones share one core).
+pub struct Core<C>(Arc<Inner<C>>);
+
+impl<C> Clone for Core<C> {
+    fn clone(&self) -> Self {
+        Core(self.0.clone())
+    }
+}
+
+impl<C> fmt::Debug for Core<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("gauges", &self.gauges())
+            .finish()
+    }
+}
+
+/// The lock guard plus the publishing of changed sizes when it is released.
+struct Locked<'a, C> {
+    st: MutexGuard<'a, State<C>>,
+    g: &'a AtomicGauges,
+}
+
+impl<C> Locked<'_, C> {
+    #[inline]
+    fn publish_idle_active(&mut self) {
+        self.g.idle.store(self.st.idle.len(), Ordering::Relaxed);
+        self.g.active.store(self.st.active, Ordering::Relaxed);
+        if self.st.active > self.st.peak_active {
+            self.st.peak_active = self.st.active;
+            self.g.peak_active.store(self.st.active, Ordering::Relaxed);
+        }
+    }
+
+    fn publish_all(&mut self) {
+        self.publish_idle_active();
+        self.g.size.store(self.st.size, Ordering::Relaxed);
+        self.g.opening.store(self.st.opening, Ordering::Relaxed);
+        self.g
+            .maintenance
+            .store(self.st.maintenance, Ordering::Relaxed);
+        self.g.waiting.store(self.st.queue.len(), Ordering::Relaxed);
+    }
+
+    /// Gives `conn` (not counted anywhere yet) to the oldest waiter, or to the idle list.
+    /// Returns the waiter's waker to wake once the lock is released.
+    fn hand_off(&mut self, conn: C) -> Option<Waker> {
+        while let Some(id) = self.st.queue.pop_front() {
+            if let Some(slot) = self.st.slots.get_mut(&id) {
+                slot.state = SlotState::Ready(conn);
+                let waker = slot.waker.take();
+                self.st.active += 1;
+                return waker;
+            }
+        }
+        self.st.idle.push_back(conn);
+        None
+    }
+
+    /// A permit to open one connection, if waiters outnumber the connections being opened
+    /// and the pool may grow.
+    fn permit_for_waiters(&mut self, core: &Core<C>) -> Option<OpenPermit<C>> {
+        if !self.st.closed
+            && self.st.size < core.0.max_size
+            && self.st.opening < self.st.queue.len()
+        {
+            Some(self.grant(core))
+        } else {
+            None
+        }
+    }
+
+    fn grant(&mut self, core: &Core<C>) -> OpenPermit<C> {
+        self.st.size += 1;
+        self.st.opening += 1;
+        OpenPermit {
+            core: Some(core.clone()),
+        }
+    }
+}
+
+impl<C> Core<C> {
+    /// A core that holds at most `max_size` connections (open or being opened).
+    ///
+    /// # Panics
+    ///
+    /// If `max_size` is 0.
+    pub fn new(max_size: usize) -> Core<C> {
+        assert!(max_size > 0, "max_size must be at least 1");
+        Core(Arc::new(Inner {
+            state: Mutex::new(State {
+                idle: VecDeque::with_capacity(max_size),
+                queue: VecDeque::new(),
+                slots: BTreeMap::new(),
+                next_id: 0,
+                size: 0,
+                opening: 0,
+                active: 0,
+                maintenance: 0,
+                peak_active: 0,
+                closed: false,
+            }),
+            gauges: AtomicGauges {
+                size: AtomicUsize::new(0),
+                opening: AtomicUsize::new(0),
+                idle: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
+                maintenance: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                peak_active: AtomicUsize::new(0),
+            },
+            max_size,
+        }))
+    }
+
+    #[inline]
+    fn lock(&self) -> Locked<'_, C> {
+        Locked {
+            st: self.0.state.lock(),
+            g: &self.0.gauges,
+        }
+    }
+
+    /// The configured maximum.
+    pub fn max_size(&self) -> usize {
+        self.0.max_size
+    }
+
+    /// Takes an idle connection, or joins the queue.
+    #[inline]
+    pub fn try_acquire(&self) -> TryAcquire<C> {
+        let mut l = self.lock();
+        if l.st.closed {
+            return TryAcquire::Closed;
+        }
+        if let Some(conn) = l.st.idle.pop_back() {
+            l.st.active += 1;
+            l.publish_idle_active();
+            return TryAcquire::Ready(conn);
+        }
+        let id = l.st.next_id;
+        l.st.next_id += 1;
+        l.st.slots.insert(
+            id,
+            Slot {
+                state: SlotState::Waiting,
+                waker: None,
+            },
+        );
+        l.st.queue.push_back(id);
+        let open = l.permit_for_waiters(self);
+        l.publish_all();
+        drop(l);
+        TryAcquire::Queued {
+            waiter: Waiter {
+                core: self.clone(),
+                id,
+                done: false,
+            },
+            open,
+        }
+    }
+
+    /// Returns a connection held by `holder`. It goes to the oldest waiter, or to the idle
+    /// list. If the pool is closed, the connection is given back to the caller to close
+    /// (and no longer counted).
+    #[inline]
+    pub fn release(&self, conn: C, holder: Holder) -> Option<C> {
+        let mut l = self.lock();
+        match holder {
+            Holder::Caller => l.st.active -= 1,
+            Holder::Pool => l.st.maintenance -= 1,
+        }
+        if l.st.closed {
+            l.st.size -= 1;
+            l.publish_all();
+            return Some(conn);
+        }
+        let waker = l.hand_off(conn);
+        if waker.is_some() || holder == Holder::Pool || !l.st.queue.is_empty() {
+            l.publish_all();
+        } else {
+            l.publish_idle_active();
+        }
+        drop(l);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        None
+    }
+
+    /// Forgets a connection held by `holder` that was closed or found broken. Returns a
+    /// permit to open a replacement if waiters need one.
+    pub fn discard(&self, holder: Holder) -> Option<OpenPermit<C>> {
+        let mut l = self.lock();
+        match holder {
+            Holder::Caller => l.st.active -= 1,
+            Holder::Pool => l.st.maintenance -= 1,
+        }
+        l.st.size -= 1;
+        let permit = l.permit_for_waiters(self);
+        l.publish_all();
+        permit
+    }
+
+    /// A permit to open one more connection if the pool holds fewer than `target`
+    /// (counting those being opened) or waiters outnumber the connections being opened.
+    pub fn want_open(&self, target: usize) -> Option<OpenPermit<C>> {
+        let mut l = self.lock();
+        let permit = if l.st.closed {
+            None
+        } else if l.st.size < target.min(self.0.max_size) {
+            Some(l.grant(self))
+        } else {
+            l.permit_for_waiters(self)
+        };
+        l.publish_all();
+        permit
+    }
+
+    /// Takes out of the idle list every connection for which `pick` is true, for
+    /// maintenance by the pool. Each must come back through [`Core::release`] or
+    /// [`Core::discard`] with [`Holder::Pool`].
+    pub fn take_idle(&self, mut pick: impl FnMut(&C) -> bool) -> Vec<C> {
+        let mut l = self.lock();
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(l.st.idle.len());
+        while let Some(c) = l.st.idle.pop_front() {
+            if pick(&c) {
+                taken.push(c);
+            } else {
+                kept.push_back(c);
+            }
+        }
+        l.st.idle = kept;
+        l.st.maintenance += taken.len();
+        l.publish_all();
+        taken
+    }
+
+    /// Closes the core: no more acquires, every queued waiter resolves to [`Closed`], and
+    /// the idle connections are returned for the caller to close. Connections still held
+    /// come back through [`Core::release`], which then returns them. Idempotent.
+    pub fn close(&self) -> Vec<C> {
+        let mut l = self.lock();
+        l.st.closed = true;
+        let mut wakers = Vec::new();
+        while let Some(id) = l.st.queue.pop_front() {
+            if let Some(slot) = l.st.slots.get_mut(&id) {
+                slot.state = SlotState::Closed;
+                wakers.extend(slot.waker.take());
+            }
+        }
+        let idle: Vec<C> = l.st.idle.drain(..).collect();
+        l.st.size -= idle.len();
+        l.publish_all();
+        drop(l);
+        for w in wakers {
+            w.wake();
+        }
+        idle
+    }
+
+    /// True once [`Core::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().st.closed
+    }
+
+    /// The sizes, read without the lock.
+    pub fn gauges(&self) -> Gauges {
+        let g = &self.0.gauges;
+        Gauges {
+            size: g.size.load(Ordering::Relaxed),
+            opening: g.opening.load(Ordering::Relaxed),
+            idle: g.idle.load(Ordering::Relaxed),
+            active: g.active.load(Ordering::Relaxed),
+            maintenance: g.maintenance.load(Ordering::Relaxed),
+            waiting: g.waiting.load(Ordering::Relaxed),
+            peak_active: g.peak_active.load(Ordering::Relaxed),
+            max_size: self.0.max_size,
+        }
+    }
+}
+
+/// Capacity reserved for one connection being opened. Hand the new connection to
+/// [`OpenPermit::complete`]; dropping the permit instead (the open failed) gives the
+/// capacity back.
+#[must_use = "dropping the permit gives the reserved capacity back"]
+pub struct OpenPermit<C> {
+    core: Option<Core<C>>,
+}
+
+impl<C> fmt::Debug for OpenPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpenPermit")
+    }
+}
+
+impl<C> OpenPermit<C> {
+    /// Adds the newly opened connection: to the oldest waiter, or to the idle list. If the
+    /// pool closed meanwhile, the connection is given back to be closed.
+    pub fn complete(mut self, conn: C) -> Option<C> {
+        let core = self.core.take().expect("a permit is completed once");
+        let mut l = core.lock();
+        l.st.opening -= 1;
+        if l.st.closed {
+            l.st.size -= 1;
+            l.publish_all();
+            return Some(conn);
+        }
+        let waker = l.hand_off(conn);
+        l.publish_all();
+        drop(l);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        None
+    }
+}
+
+impl<C> Drop for OpenPermit<C> {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            let mut l = core.lock();
+            l.st.opening -= 1;
+            l.st.size -= 1;
+            l.publish_all();
+        }
+    }
+}
+
+/// A place in the queue: a future that resolves to a connection (now held by the caller)
+/// or to [`Closed`].
+///
+/// # Cancel safety
+///
+/// Dropping it at any point is safe: it leaves the queue, and a connection already handed
+/// to it goes on to the next waiter.
+#[must_use = "a waiter does nothing unless awaited"]
+pub struct Waiter<C> {
+    core: Core<C>,
+    id: u64,
+    done: bool,
+}
+
+impl<C> fmt::Debug for Waiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter").field("id", &self.id).finish()
+    }
+}
+
+impl<C> Future for Waiter<C> {
+    type Output = Result<C, Closed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Waiter holds no self-references; it is Unpin.
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(Closed));
+        }
+        let mut l = this.core.lock();
+        let Some(slot) = l.st.slots.get_mut(&this.id) else {
+            this.done = true;
+            return Poll::Ready(Err(Closed));
+        };
+        match std::mem::replace(&mut slot.state, SlotState::Waiting) {
+            SlotState::Waiting => {
+                match &mut slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    w => *w = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            SlotState::Ready(conn) => {
+                l.st.slots.remove(&this.id);
+                drop(l);
+                this.done = true;
+                Poll::Ready(Ok(conn))
+            }
+            SlotState::Closed => {
+                l.st.slots.remove(&this.id);
+                drop(l);
+                this.done = true;
+                Poll::Ready(Err(Closed))
+            }
+        }
+    }
+}
+
+impl<C> Drop for Waiter<C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut l = self.core.lock();
+        let Some(slot) = l.st.slots.remove(&self.id) else {
+            return;
+        };
+        let waker = match slot.state {
+            SlotState::Waiting => {
+                let id = self.id;
+                if let Some(pos) = l.st.queue.iter().position(|&q| q == id) {
+                    l.st.queue.remove(pos);
+                }
+                None
+            }
+            SlotState::Ready(conn) => {
+                // Handed over but never taken: pass it on.
+                l.st.active -= 1;
+                if l.st.closed {
+                    l.st.size -= 1;
+                    l.publish_all();
+                    drop(l);
+                    drop(conn);
+                    return;
+                }
+                l.hand_off(conn)
+            }
+            SlotState::Closed => None,
+        };
+        l.publish_all();
+        drop(l);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(all(test, not(wirepool_loom)))]
+mod tests;

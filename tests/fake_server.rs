@@ -1,0 +1,156 @@
+//! A misbehaving server on loopback: every kind of bad input ends in a typed error, quickly,
+//! with no panic and no large allocation.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wirepool::protocol::{BackendMessage, TransactionStatus};
+use wirepool::{ConnectConfig, Connection, ErrorKind};
+
+/// Starts a one-shot server that reads the startup message, then writes `script` and
+/// closes (or, with `hold`, keeps the socket open).
+async fn fake(script: Vec<u8>, hold: bool) -> ConnectConfig {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut len = [0u8; 4];
+        sock.read_exact(&mut len).await.unwrap();
+        let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+        sock.read_exact(&mut rest).await.unwrap();
+        sock.write_all(&script).await.unwrap();
+        if hold {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3")
+        .parse()
+        .unwrap()
+}
+
+fn msgs(ms: &[BackendMessage]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    for m in ms {
+        m.encode(&mut b);
+    }
+    b.to_vec()
+}
+
+async fn connect_err(script: Vec<u8>, hold: bool) -> wirepool::Error {
+    let cfg = fake(script, hold).await;
+    let t = Instant::now();
+    let e = Connection::connect(&cfg)
+        .await
+        .expect_err("the fake server must not be accepted");
+    assert!(t.elapsed() < Duration::from_secs(3) || e.kind() == ErrorKind::ConnectTimeout);
+    e
+}
+
+#[tokio::test]
+async fn four_gib_length_header() {
+    let e = connect_err(b"D\xff\xff\xff\xff".to_vec(), true).await;
+    assert!(e.is_protocol(), "{e:?}");
+    assert!(e.to_string().contains("over the limit"), "{e}");
+}
+
+#[tokio::test]
+async fn truncated_message_then_eof() {
+    let mut script = msgs(&[BackendMessage::AuthenticationOk]);
+    script.extend_from_slice(b"S\x00\x00\x00\x20server_ver"); // declares 32 bytes, sends 10
+    let e = connect_err(script, false).await;
+    assert!(e.is_closed(), "{e:?}");
+    assert!(e.to_string().contains("middle of a message"), "{e}");
+}
+
+#[tokio::test]
+async fn unknown_tag() {
+    let e = connect_err(b"Q\x00\x00\x00\x04".to_vec(), true).await;
+    assert!(e.is_protocol(), "{e:?}");
+}
+
+#[tokio::test]
+async fn sasl_without_a_usable_mechanism() {
+    let e = connect_err(
+        msgs(&[BackendMessage::AuthenticationSasl {
+            mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "OAUTHBEARER".into()],
+        }]),
+        true,
+    )
+    .await;
+    assert!(e.is_authentication(), "{e:?}");
+    assert!(e.to_string().contains("OAUTHBEARER"), "{e}");
+}
+
+#[tokio::test]
+async fn gss_is_named_as_unsupported() {
+    let e = connect_err(b"R\x00\x00\x00\x08\x00\x00\x00\x07".to_vec(), true).await;
+    assert!(e.is_authentication(), "{e:?}");
+    assert!(e.to_string().contains("GSSAPI"), "{e}");
+}
+
+#[tokio::test]
+async fn garbage_bytes() {
+    let e = connect_err(
+        b"\x00\x01\x02garbage that is not a protocol at all".to_vec(),
+        true,
+    )
+    .await;
+    assert!(e.is_protocol(), "{e:?}");
+}
+
+#[tokio::test]
+async fn bad_body_inside_a_valid_frame() {
+    // An AuthenticationMD5Password whose salt is cut short.
+    let e = connect_err(b"R\x00\x00\x00\x0a\x00\x00\x00\x05\x01\x02".to_vec(), true).await;
+    assert!(e.is_protocol(), "{e:?}");
+}
+
+#[tokio::test]
+async fn silent_server_hits_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (_sock, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let cfg: ConnectConfig = format!("postgres://u@127.0.0.1:{port}/d?connect_timeout=1")
+        .parse()
+        .unwrap();
+    let t = Instant::now();
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectTimeout, "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn server_closes_in_the_middle_of_a_query_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let _ = sock.read(&mut buf).await.unwrap();
+        sock.write_all(&msgs(&[
+            BackendMessage::AuthenticationOk,
+            BackendMessage::BackendKeyData {
+                process_id: 1,
+                secret_key: bytes::Bytes::from_static(b"abcd"),
+            },
+            BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+        ]))
+        .await
+        .unwrap();
+        let _ = sock.read(&mut buf).await.unwrap(); // the Query
+        sock.write_all(b"T\x00\x00\x00\x30\x00\x01half a row description")
+            .await
+            .unwrap();
+        // and close
+    });
+    let cfg: ConnectConfig = format!("postgres://u@127.0.0.1:{port}/d").parse().unwrap();
+    let mut c = Connection::connect(&cfg).await.unwrap();
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert!(e.is_closed(), "{e:?}");
+    assert!(c.is_broken());
+}
