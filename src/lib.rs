@@ -13,4 +13,5 @@ pub use conn::{CancelToken, Connection};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use protocol::{Row, TransactionStatus};
 pub mod core;
+pub mod observe;
 mod sync;

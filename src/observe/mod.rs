@@ -1,0 +1,10 @@
+//! Observability: statistics, lifecycle and health, the health report, Prometheus text.
+
+pub mod health;
+pub mod prometheus;
+pub mod report;
+pub mod stats;
+
+pub use health::{classify, HealthStatus, HealthThresholds, LifecycleState};
+pub use report::HealthReport;
+pub use stats::{CloseReason, ErrorType, PoolStatistics, ACQUIRE_BUCKETS};

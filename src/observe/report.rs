@@ -1,0 +1,202 @@
+//! The health report and its JSON form (the guide's response schema).
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use super::health::{HealthStatus, LifecycleState};
+use super::stats::PoolStatistics;
+
+/// The pool's health, computed from cached state (no database round trip).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// The three-tier status.
+    pub status: HealthStatus,
+    /// The lifecycle state (not part of the JSON schema).
+    pub state: LifecycleState,
+    /// When the report was made.
+    pub timestamp: SystemTime,
+    /// `connected` while the pool has at least one open connection, else `disconnected`.
+    pub database_status: &'static str,
+    /// Open connections.
+    pub total: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections held by callers.
+    pub active: usize,
+    /// Queued callers.
+    pub waiting: usize,
+    /// Round trip of the pool's last validation query, in milliseconds (`null` before the
+    /// first).
+    pub latency_ms: Option<f64>,
+    /// The last error, if it happened within the health error window.
+    pub last_error: Option<String>,
+    /// Seconds since the pool was created.
+    pub uptime_seconds: f64,
+}
+
+impl HealthReport {
+    pub(crate) fn new(
+        s: &PoolStatistics,
+        status: HealthStatus,
+        state: LifecycleState,
+        now: SystemTime,
+        error_window: std::time::Duration,
+    ) -> HealthReport {
+        let recent_error = match (&s.last_error, s.last_error_time) {
+            (Some(e), Some(t)) if now.duration_since(t).map_or(true, |a| a <= error_window) => {
+                Some(e.clone())
+            }
+            _ => None,
+        };
+        HealthReport {
+            status,
+            state,
+            timestamp: now,
+            database_status: if s.total_connections > 0 {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            total: s.total_connections,
+            idle: s.idle_connections,
+            active: s.active_connections,
+            waiting: s.waiting_requests,
+            latency_ms: s.latency_ms,
+            last_error: recent_error,
+            uptime_seconds: now
+                .duration_since(s.pool_created_at)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// The report as JSON, exactly the guide's schema:
+    /// `{"status", "timestamp", "database": {"status", "pool": {"total", "idle", "active",
+    /// "waiting"}, "latency_ms", "last_error"}, "uptime_seconds"}`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        let latency = match self.latency_ms {
+            Some(l) => format!("{}", round3(l)),
+            None => "null".to_string(),
+        };
+        let last_error = match &self.last_error {
+            Some(e) => json_string(e),
+            None => "null".to_string(),
+        };
+        let _ = write!(
+            out,
+            "{{\"status\":\"{}\",\"timestamp\":\"{}\",\"database\":{{\"status\":\"{}\",\"pool\":{{\"total\":{},\"idle\":{},\"active\":{},\"waiting\":{}}},\"latency_ms\":{},\"last_error\":{}}},\"uptime_seconds\":{}}}",
+            self.status.as_str(),
+            rfc3339_millis(self.timestamp),
+            self.database_status,
+            self.total,
+            self.idle,
+            self.active,
+            self.waiting,
+            latency,
+            last_error,
+            round3(self.uptime_seconds),
+        );
+        out
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// A JSON string literal for `s`.
+pub(crate) fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `2025-10-13T14:30:00.000Z` for a time after 1970.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_760_365_800_123);
+        assert_eq!(rfc3339_millis(t), "2025-10-13T14:30:00.123Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn json_has_the_guides_shape() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_760_365_800_000);
+        let mut s = PoolStatistics::empty(now - Duration::from_millis(3_600_500));
+        s.total_connections = 5;
+        s.idle_connections = 4;
+        s.active_connections = 1;
+        s.latency_ms = Some(2.3);
+        let r = HealthReport::new(
+            &s,
+            HealthStatus::Healthy,
+            LifecycleState::Healthy,
+            now,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            r.to_json(),
+            r#"{"status":"healthy","timestamp":"2025-10-13T14:30:00.000Z","database":{"status":"connected","pool":{"total":5,"idle":4,"active":1,"waiting":0},"latency_ms":2.3,"last_error":null},"uptime_seconds":3600.5}"#
+        );
+        s.last_error = Some("Database connection refused: \"x\"\n".into());
+        s.last_error_time = Some(now);
+        let r = HealthReport::new(
+            &s,
+            HealthStatus::Degraded,
+            LifecycleState::Degraded,
+            now,
+            Duration::from_secs(60),
+        );
+        assert!(r
+            .to_json()
+            .contains(r#""last_error":"Database connection refused: \"x\"\n""#));
+    }
+}

@@ -1,0 +1,447 @@
+//! Statistics: lock-free counters and a fixed-bucket acquisition-latency histogram, updated
+//! on the hot path with relaxed atomic adds, and the [`PoolStatistics`] snapshot.
+
+use std::time::{Duration, SystemTime};
+
+use crate::sync::{AtomicU64, Mutex, Ordering};
+
+/// Upper bounds of the acquisition-latency buckets, in seconds. The guide's buckets (1 ms,
+/// 5 ms, 10 ms, 50 ms, 100 ms, 500 ms, 1 s) are all here, with finer ones below 1 ms and
+/// longer ones up to the default acquire timeout; a last, implicit bucket is `+Inf`.
+pub const ACQUIRE_BUCKETS: [f64; 20] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+const BUCKET_NANOS: [u64; 20] = {
+    let mut out = [0u64; 20];
+    let mut i = 0;
+    while i < 20 {
+        out[i] = (ACQUIRE_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+};
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// It came back broken (I/O error, FATAL, protocol error).
+    Broken,
+    /// It reached `max_lifetime`.
+    MaxLifetime,
+    /// It sat idle longer than `idle_timeout` (above `min_size`).
+    IdleTimeout,
+    /// A background validation (keepalive) failed.
+    ValidationFailed,
+    /// It came back dirty and could not be reset (rollback or drain failed).
+    ResetFailed,
+    /// The caller closed or detached it.
+    Caller,
+    /// The pool shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in label order.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::Broken,
+        CloseReason::MaxLifetime,
+        CloseReason::IdleTimeout,
+        CloseReason::ValidationFailed,
+        CloseReason::ResetFailed,
+        CloseReason::Caller,
+        CloseReason::Shutdown,
+    ];
+
+    /// The label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Broken => "broken",
+            CloseReason::MaxLifetime => "max_lifetime",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ValidationFailed => "validation_failed",
+            CloseReason::ResetFailed => "reset_failed",
+            CloseReason::Caller => "caller",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A kind of pool error, as counted in statistics and the `errors_total` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorType {
+    /// Opening a connection failed.
+    Connect,
+    /// A new connection failed its `SELECT 1` validation.
+    Validation,
+    /// `acquire()` timed out.
+    AcquireTimeout,
+    /// A query ran past the command timeout.
+    CommandTimeout,
+    /// A connection came back broken.
+    Broken,
+}
+
+impl ErrorType {
+    /// Every type, in label order.
+    pub const ALL: [ErrorType; 5] = [
+        ErrorType::Connect,
+        ErrorType::Validation,
+        ErrorType::AcquireTimeout,
+        ErrorType::CommandTimeout,
+        ErrorType::Broken,
+    ];
+
+    /// The label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Connect => "connect",
+            ErrorType::Validation => "validation",
+            ErrorType::AcquireTimeout => "acquire_timeout",
+            ErrorType::CommandTimeout => "command_timeout",
+            ErrorType::Broken => "broken",
+        }
+    }
+}
+
+/// The pool's counters. Every update is a relaxed atomic add (or max).
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) acquisitions: AtomicU64,
+    pub(crate) releases: AtomicU64,
+    pub(crate) waited: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) created: AtomicU64,
+    pub(crate) leaks: AtomicU64,
+    pub(crate) reconnect_attempts: AtomicU64,
+    closed: [AtomicU64; 7],
+    errors: [AtomicU64; 5],
+    wait_sum_nanos: AtomicU64,
+    peak_wait_nanos: AtomicU64,
+    buckets: [AtomicU64; 21],
+    /// Unix milliseconds of the last acquisition slower than the health threshold.
+    last_slow_acquire_ms: AtomicU64,
+    /// Round trip of the last validation query, in microseconds (+1; 0 = none yet).
+    latency_micros: AtomicU64,
+    last_health_check_ms: AtomicU64,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+    slow_threshold_nanos: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn from_unix_ms(ms: u64) -> Option<SystemTime> {
+    (ms != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+impl Counters {
+    pub(crate) fn new(slow_threshold: Duration) -> Counters {
+        Counters {
+            acquisitions: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            leaks: AtomicU64::new(0),
+            reconnect_attempts: AtomicU64::new(0),
+            closed: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            wait_sum_nanos: AtomicU64::new(0),
+            peak_wait_nanos: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            last_slow_acquire_ms: AtomicU64::new(0),
+            latency_micros: AtomicU64::new(0),
+            last_health_check_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            slow_threshold_nanos: slow_threshold.as_nanos() as u64,
+        }
+    }
+
+    /// An acquisition served from the idle list without waiting. No clock is read: it
+    /// counts in the lowest bucket (it took a lock and a pop, well under 10 µs).
+    #[inline]
+    pub(crate) fn record_immediate_acquire(&self) {
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        self.buckets[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An acquisition that waited `waited`.
+    pub(crate) fn record_waited_acquire(&self, waited: Duration) {
+        let nanos = waited.as_nanos().min(u64::MAX as u128) as u64;
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        self.waited.fetch_add(1, Ordering::Relaxed);
+        self.wait_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.peak_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        if nanos > self.slow_threshold_nanos {
+            self.last_slow_acquire_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record_release(&self) {
+        self.releases.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_closed(&self, reason: CloseReason) {
+        let i = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.closed[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error of `ty` and remembers its message as the pool's last error.
+    pub(crate) fn record_error(&self, ty: ErrorType, message: String) {
+        let i = ErrorType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
+        self.errors[i].fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some((message, SystemTime::now()));
+    }
+
+    pub(crate) fn record_latency(&self, rtt: Duration) {
+        self.latency_micros
+            .store(rtt.as_micros() as u64 + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_health_check(&self) {
+        self.last_health_check_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        match self.latency_micros.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us - 1)),
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.lock().clone()
+    }
+
+    /// Fills the counter part of a snapshot.
+    pub(crate) fn fill(&self, s: &mut PoolStatistics) {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.total_acquisitions = r(&self.acquisitions);
+        s.total_releases = r(&self.releases);
+        s.acquisitions_waited = r(&self.waited);
+        s.acquire_timeouts = r(&self.timeouts);
+        s.acquires_cancelled = r(&self.cancelled);
+        s.connections_created = r(&self.created);
+        s.leaks_detected = r(&self.leaks);
+        s.reconnect_attempts = r(&self.reconnect_attempts);
+        for (i, c) in self.closed.iter().enumerate() {
+            s.connections_closed[i] = (CloseReason::ALL[i], r(c));
+        }
+        for (i, c) in self.errors.iter().enumerate() {
+            s.errors[i] = (ErrorType::ALL[i], r(c));
+        }
+        let wait_sum = r(&self.wait_sum_nanos);
+        s.acquisition_time_sum_seconds = wait_sum as f64 / 1e9;
+        s.avg_acquisition_time_ms = if s.total_acquisitions == 0 {
+            0.0
+        } else {
+            wait_sum as f64 / 1e6 / s.total_acquisitions as f64
+        };
+        s.peak_wait_time_ms = r(&self.peak_wait_nanos) as f64 / 1e6;
+        for (i, b) in self.buckets.iter().enumerate() {
+            s.acquisition_histogram[i] = r(b);
+        }
+        s.last_slow_acquire_time = from_unix_ms(r(&self.last_slow_acquire_ms));
+        s.latency_ms = self.latency().map(|d| d.as_secs_f64() * 1e3);
+        s.last_health_check = from_unix_ms(r(&self.last_health_check_ms));
+        if let Some((msg, at)) = self.last_error() {
+            s.last_error = Some(msg);
+            s.last_error_time = Some(at);
+        }
+    }
+}
+
+/// A snapshot of the pool's statistics, with the guide's field names and more.
+///
+/// Each field is read atomically, but the snapshot is not one consistent cut: a release
+/// that happens while the snapshot is taken may show in `total_releases` and not yet in
+/// `idle_connections`. Sizes are exact at the moment each is read; counters never go back.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PoolStatistics {
+    /// Open connections (idle + active + held by the pool for maintenance).
+    pub total_connections: usize,
+    /// Connections available for immediate use.
+    pub idle_connections: usize,
+    /// Connections checked out to callers.
+    pub active_connections: usize,
+    /// Callers queued for a connection.
+    pub waiting_requests: usize,
+    /// Connections being opened right now.
+    pub opening_connections: usize,
+    /// Connections the pool holds for validation or reset.
+    pub maintenance_connections: usize,
+    /// The configured `min_size`.
+    pub min_size: usize,
+    /// The configured `max_size`.
+    pub max_size: usize,
+    /// Mean time to acquire a connection, in milliseconds.
+    pub avg_acquisition_time_ms: f64,
+    /// The most connections checked out at once since the pool was created.
+    pub peak_active_connections: usize,
+    /// The longest any acquisition has waited, in milliseconds.
+    pub peak_wait_time_ms: f64,
+    /// Successful acquisitions since the pool was created.
+    pub total_acquisitions: u64,
+    /// Connections handed back since the pool was created.
+    pub total_releases: u64,
+    /// Acquisitions that had to wait (no idle connection at the time).
+    pub acquisitions_waited: u64,
+    /// Acquisitions that timed out.
+    pub acquire_timeouts: u64,
+    /// Acquisitions abandoned by the caller (future dropped) while waiting.
+    pub acquires_cancelled: u64,
+    /// Connections opened since the pool was created.
+    pub connections_created: u64,
+    /// Connections closed, by reason.
+    pub connections_closed: [(CloseReason, u64); 7],
+    /// Errors, by type.
+    pub errors: [(ErrorType, u64); 5],
+    /// Potential leaks reported by the leak detector.
+    pub leaks_detected: u64,
+    /// Reconnection attempts made while the database was unreachable.
+    pub reconnect_attempts: u64,
+    /// Counts per bucket of [`ACQUIRE_BUCKETS`] (not cumulative), then `+Inf`.
+    pub acquisition_histogram: [u64; 21],
+    /// Sum of all acquisition times, in seconds.
+    pub acquisition_time_sum_seconds: f64,
+    /// When the last acquisition slower than the health threshold happened.
+    pub last_slow_acquire_time: Option<SystemTime>,
+    /// Round trip of the last validation query, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// When the pool was created.
+    pub pool_created_at: SystemTime,
+    /// When health was last computed (by the pool's own monitor or a caller).
+    pub last_health_check: Option<SystemTime>,
+    /// The last error the pool met.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_time: Option<SystemTime>,
+}
+
+impl PoolStatistics {
+    pub(crate) fn empty(created: SystemTime) -> PoolStatistics {
+        PoolStatistics {
+            total_connections: 0,
+            idle_connections: 0,
+            active_connections: 0,
+            waiting_requests: 0,
+            opening_connections: 0,
+            maintenance_connections: 0,
+            min_size: 0,
+            max_size: 0,
+            avg_acquisition_time_ms: 0.0,
+            peak_active_connections: 0,
+            peak_wait_time_ms: 0.0,
+            total_acquisitions: 0,
+            total_releases: 0,
+            acquisitions_waited: 0,
+            acquire_timeouts: 0,
+            acquires_cancelled: 0,
+            connections_created: 0,
+            connections_closed: CloseReason::ALL.map(|r| (r, 0)),
+            errors: ErrorType::ALL.map(|t| (t, 0)),
+            leaks_detected: 0,
+            reconnect_attempts: 0,
+            acquisition_histogram: [0; 21],
+            acquisition_time_sum_seconds: 0.0,
+            last_slow_acquire_time: None,
+            latency_ms: None,
+            pool_created_at: created,
+            last_health_check: None,
+            last_error: None,
+            last_error_time: None,
+        }
+    }
+
+    /// The acquisition-time quantile `q` (0..=1) in milliseconds, interpolated within the
+    /// histogram bucket it falls in; `None` before the first acquisition.
+    pub fn acquisition_quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.acquisition_histogram.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0u64;
+        for (i, &n) in self.acquisition_histogram.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (seen + n) as f64 >= rank {
+                let lo = if i == 0 { 0.0 } else { ACQUIRE_BUCKETS[i - 1] };
+                let hi = ACQUIRE_BUCKETS.get(i).copied().unwrap_or(lo);
+                let frac = (rank - seen as f64) / n as f64;
+                return Some((lo + (hi - lo) * frac) * 1e3);
+            }
+            seen += n;
+        }
+        Some(ACQUIRE_BUCKETS[19] * 1e3)
+    }
+
+    /// Connections closed for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.connections_closed
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Errors of type `ty`.
+    pub fn errors_of(&self, ty: ErrorType) -> u64 {
+        self.errors
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The guide's leak heuristic: acquisitions - releases - active (0 in a healthy pool).
+    pub fn leak_count(&self) -> i64 {
+        self.total_acquisitions as i64 - self.total_releases as i64 - self.active_connections as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let c = Counters::new(Duration::from_millis(100));
+        for _ in 0..90 {
+            c.record_immediate_acquire();
+        }
+        for _ in 0..10 {
+            c.record_waited_acquire(Duration::from_millis(40));
+        }
+        let mut s = PoolStatistics::empty(SystemTime::now());
+        c.fill(&mut s);
+        assert_eq!(s.total_acquisitions, 100);
+        assert_eq!(s.acquisitions_waited, 10);
+        assert!(s.acquisition_quantile_ms(0.5).unwrap() <= 0.01);
+        let p95 = s.acquisition_quantile_ms(0.95).unwrap();
+        assert!((25.0..=50.0).contains(&p95), "{p95}");
+        assert!((s.avg_acquisition_time_ms - 4.0).abs() < 1e-6);
+        assert!((s.peak_wait_time_ms - 40.0).abs() < 1e-6);
+        assert!(s.last_slow_acquire_time.is_none());
+        c.record_waited_acquire(Duration::from_millis(150));
+        c.fill(&mut s);
+        assert!(s.last_slow_acquire_time.is_some());
+    }
+}
