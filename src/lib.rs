@@ -14,4 +14,7 @@ pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use protocol::{Row, TransactionStatus};
 pub mod core;
 pub mod observe;
+pub mod pool;
 mod sync;
+pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
+pub use pool::{Pool, PoolConfig, PooledConnection};

@@ -261,6 +261,11 @@ impl Connection {
         self.broken
     }
 
+    /// Marks the connection unusable (e.g. a cancelled query that never ended).
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// True while a query's answer has not been read to the end (its future was dropped).
     pub fn is_busy(&self) -> bool {
         self.busy

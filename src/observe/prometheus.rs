@@ -19,7 +19,7 @@ pub fn render(
 ) -> String {
     let mut o = String::with_capacity(4096);
     let p = prefix;
-    let mut gauge = |o: &mut String, name: &str, help: &str, v: f64| {
+    let gauge = |o: &mut String, name: &str, help: &str, v: f64| {
         let _ = writeln!(
             o,
             "# HELP {p}_{name} {help}\n# TYPE {p}_{name} gauge\n{p}_{name} {v}"
@@ -121,7 +121,7 @@ pub fn render(
     );
     let _ = writeln!(o, "{p}_acquisition_duration_seconds_count {cumulative}");
 
-    let mut counter = |o: &mut String, name: &str, help: &str, v: u64| {
+    let counter = |o: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(
             o,
             "# HELP {p}_{name}_total {help}\n# TYPE {p}_{name}_total counter\n{p}_{name}_total {v}"

@@ -1,0 +1,266 @@
+//! Pool settings, with the guide's defaults and its environment variables.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::observe::HealthThresholds;
+
+/// How the pool behaves. Every field has the default named in its doc.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Connections opened (and validated with `SELECT 1`) at build time and kept open
+    /// afterwards. Default: 2. `POOL_MIN_SIZE`.
+    pub min_size: usize,
+    /// The most connections open (or being opened) at once. Default: 10. `POOL_MAX_SIZE`.
+    pub max_size: usize,
+    /// How long `acquire()` may take in all. Default: 30 s. `POOL_TIMEOUT`.
+    pub acquire_timeout: Duration,
+    /// How long one query may run through [`PooledConnection::query`](crate::PooledConnection::query)
+    /// before it is cancelled. Default: 60 s. `POOL_COMMAND_TIMEOUT`.
+    pub command_timeout: Option<Duration>,
+    /// Connections older than this are retired when idle or returned (each gets up to 5 %
+    /// less, at random, so they do not all expire at once). Default: 3600 s.
+    /// `POOL_MAX_CONNECTION_LIFETIME`.
+    pub max_lifetime: Option<Duration>,
+    /// Idle connections beyond `min_size` are closed after this long unused. Default: 600 s.
+    pub idle_timeout: Option<Duration>,
+    /// Idle connections unused this long are validated in the background, so a dead one is
+    /// found before a caller gets it. Default: 30 s.
+    pub keepalive_interval: Option<Duration>,
+    /// How long `close()` waits for checked-out connections. Default: 30 s.
+    pub drain_timeout: Duration,
+    /// Warn about connections held past `leak_detection_timeout`. Default: true.
+    /// `POOL_ENABLE_LEAK_DETECTION`.
+    pub leak_detection: bool,
+    /// Default: 30 s. `POOL_LEAK_DETECTION_TIMEOUT`.
+    pub leak_detection_timeout: Duration,
+    /// Also capture a full backtrace at each acquisition for leak reports (costly).
+    /// Default: false.
+    pub leak_backtrace: bool,
+    /// Reconnection delays after consecutive connect failures; the last repeats.
+    /// Default: 1, 2, 4, 8, 16 s.
+    pub reconnect_delays: Vec<Duration>,
+    /// Spread each reconnection delay at random over [delay/2, delay]. Default: false.
+    pub reconnect_jitter: bool,
+    /// While the database is unreachable, fail callers that would have to wait at once
+    /// with the last connect error instead of letting them wait out `acquire_timeout`.
+    /// Default: false.
+    pub fail_fast: bool,
+    /// How often the pool's monitor runs (refill, retirement, health). Default: 250 ms.
+    pub monitor_interval: Duration,
+    /// Health classification thresholds. Default: the guide's.
+    pub health: HealthThresholds,
+    /// Prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
+    pub metrics_prefix: String,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            min_size: 2,
+            max_size: 10,
+            acquire_timeout: Duration::from_secs(30),
+            command_timeout: Some(Duration::from_secs(60)),
+            max_lifetime: Some(Duration::from_secs(3600)),
+            idle_timeout: Some(Duration::from_secs(600)),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            drain_timeout: Duration::from_secs(30),
+            leak_detection: true,
+            leak_detection_timeout: Duration::from_secs(30),
+            leak_backtrace: false,
+            reconnect_delays: [1, 2, 4, 8, 16].map(Duration::from_secs).to_vec(),
+            reconnect_jitter: false,
+            fail_fast: false,
+            monitor_interval: Duration::from_millis(250),
+            health: HealthThresholds::default(),
+            metrics_prefix: "codebase_mcp_pool".to_string(),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The defaults, overridden by the `POOL_*` environment variables that are set.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable whose value is malformed.
+    pub fn from_env() -> Result<PoolConfig> {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// As [`PoolConfig::from_env`], reading variables through `env`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable whose value is malformed.
+    pub fn from_env_with(env: impl Fn(&str) -> Option<String>) -> Result<PoolConfig> {
+        let mut c = PoolConfig::default();
+        if let Some(v) = env("POOL_MIN_SIZE") {
+            c.min_size = parse_count("POOL_MIN_SIZE", &v)?;
+        }
+        if let Some(v) = env("POOL_MAX_SIZE") {
+            c.max_size = parse_count("POOL_MAX_SIZE", &v)?;
+        }
+        if let Some(v) = env("POOL_TIMEOUT") {
+            c.acquire_timeout = parse_seconds("POOL_TIMEOUT", &v)?;
+        }
+        if let Some(v) = env("POOL_COMMAND_TIMEOUT") {
+            c.command_timeout =
+                Some(parse_seconds("POOL_COMMAND_TIMEOUT", &v)?).filter(|d| !d.is_zero());
+        }
+        if let Some(v) = env("POOL_MAX_CONNECTION_LIFETIME") {
+            c.max_lifetime =
+                Some(parse_seconds("POOL_MAX_CONNECTION_LIFETIME", &v)?).filter(|d| !d.is_zero());
+        }
+        if let Some(v) = env("POOL_ENABLE_LEAK_DETECTION") {
+            c.leak_detection = parse_bool("POOL_ENABLE_LEAK_DETECTION", &v)?;
+        }
+        if let Some(v) = env("POOL_LEAK_DETECTION_TIMEOUT") {
+            c.leak_detection_timeout = parse_seconds("POOL_LEAK_DETECTION_TIMEOUT", &v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks that the settings fit together.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error saying which settings conflict.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_size == 0 {
+            return Err(Error::config("max_size (POOL_MAX_SIZE) must be at least 1"));
+        }
+        if self.min_size > self.max_size {
+            return Err(Error::config(format!(
+                "min_size (POOL_MIN_SIZE={}) is larger than max_size (POOL_MAX_SIZE={})",
+                self.min_size, self.max_size
+            )));
+        }
+        if self.acquire_timeout.is_zero() {
+            return Err(Error::config(
+                "acquire_timeout (POOL_TIMEOUT) must be more than 0",
+            ));
+        }
+        if self.leak_detection && self.leak_detection_timeout.is_zero() {
+            return Err(Error::config(
+                "leak_detection_timeout (POOL_LEAK_DETECTION_TIMEOUT) must be more than 0",
+            ));
+        }
+        if self.monitor_interval.is_zero() {
+            return Err(Error::config("monitor_interval must be more than 0"));
+        }
+        if self.reconnect_delays.is_empty() {
+            return Err(Error::config("reconnect_delays must not be empty"));
+        }
+        let prefix_ok = self
+            .metrics_prefix
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if self.metrics_prefix.is_empty() || !prefix_ok {
+            return Err(Error::config(format!(
+                "metrics prefix `{}` is not a valid Prometheus name",
+                self.metrics_prefix
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse_count(var: &str, v: &str) -> Result<usize> {
+    v.trim().parse::<usize>().map_err(|_| {
+        Error::config(format!(
+            "{var}: `{v}` is not a whole number (e.g. {var}=10)"
+        ))
+    })
+}
+
+fn parse_seconds(var: &str, v: &str) -> Result<Duration> {
+    let secs = v.trim().parse::<f64>().map_err(|_| {
+        Error::config(format!(
+            "{var}: `{v}` is not a number of seconds (e.g. {var}=30)"
+        ))
+    })?;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(Error::config(format!(
+            "{var}: `{v}` is out of range (0 to 1e9 seconds)"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_bool(var: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::config(format!(
+            "{var}: `{v}` is not a boolean (true or false)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_guides() {
+        let c = PoolConfig::from_env_with(|_| None).unwrap();
+        assert_eq!((c.min_size, c.max_size), (2, 10));
+        assert_eq!(c.acquire_timeout, Duration::from_secs(30));
+        assert_eq!(c.command_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        assert!(c.leak_detection);
+        assert_eq!(c.leak_detection_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn variables_override() {
+        let c = PoolConfig::from_env_with(env(&[
+            ("POOL_MIN_SIZE", "1"),
+            ("POOL_MAX_SIZE", "20"),
+            ("POOL_TIMEOUT", "2.5"),
+            ("POOL_ENABLE_LEAK_DETECTION", "false"),
+            ("POOL_LEAK_DETECTION_TIMEOUT", "120"),
+        ]))
+        .unwrap();
+        assert_eq!((c.min_size, c.max_size), (1, 20));
+        assert_eq!(c.acquire_timeout, Duration::from_millis(2500));
+        assert!(!c.leak_detection);
+        assert_eq!(c.leak_detection_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        for (pairs, var) in [
+            (vec![("POOL_MAX_SIZE", "ten")], "POOL_MAX_SIZE"),
+            (vec![("POOL_MIN_SIZE", "-1")], "POOL_MIN_SIZE"),
+            (vec![("POOL_TIMEOUT", "soon")], "POOL_TIMEOUT"),
+            (vec![("POOL_TIMEOUT", "-3")], "POOL_TIMEOUT"),
+            (
+                vec![("POOL_ENABLE_LEAK_DETECTION", "maybe")],
+                "POOL_ENABLE_LEAK_DETECTION",
+            ),
+            (
+                vec![("POOL_MIN_SIZE", "5"), ("POOL_MAX_SIZE", "2")],
+                "POOL_MIN_SIZE",
+            ),
+            (vec![("POOL_MAX_SIZE", "0")], "POOL_MAX_SIZE"),
+        ] {
+            let e = PoolConfig::from_env_with(env(&pairs)).unwrap_err();
+            assert!(e.is_config());
+            assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+}

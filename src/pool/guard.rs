@@ -1,0 +1,209 @@
+//! The guard of a checked-out connection, and what happens when it comes back.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Pooled, Shared};
+use crate::conn::Connection;
+use crate::core::Holder;
+use crate::error::{Error, Result};
+use crate::observe::{CloseReason, ErrorType};
+use crate::protocol::{Row, TransactionStatus};
+
+/// How long the pool gives a returned connection to be reset (drain, ROLLBACK) and a
+/// cancelled query to end, before it discards the connection.
+const RESET_GRACE: Duration = Duration::from_secs(5);
+
+/// A connection checked out of the pool. Derefs to [`Connection`]; dropping it returns the
+/// connection to the pool.
+///
+/// On return: a broken connection is discarded (and replaced as needed); one left inside a
+/// transaction (status `T` or `E`) is rolled back first, or discarded if that fails; one
+/// whose query future was dropped mid-answer has that query cancelled and its answer
+/// drained, or is discarded. The reset runs in a pool task; until it is done the
+/// connection counts as active, so a dirty connection is never handed out.
+#[must_use = "dropping the guard returns the connection at once"]
+pub struct PooledConnection {
+    shared: Arc<Shared>,
+    conn: Option<Pooled>,
+    site: &'static Location<'static>,
+}
+
+impl fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("id", &self.conn.as_ref().map(|p| p.id))
+            .field("acquired_at", &format_args!("{}", self.site))
+            .finish()
+    }
+}
+
+impl PooledConnection {
+    pub(super) fn new(shared: Arc<Shared>, conn: Pooled, site: &'static Location<'static>) -> Self {
+        PooledConnection {
+            shared,
+            conn: Some(conn),
+            site,
+        }
+    }
+
+    fn pooled(&self) -> &Pooled {
+        self.conn
+            .as_ref()
+            .expect("the connection is present until drop")
+    }
+
+    fn pooled_mut(&mut self) -> &mut Pooled {
+        self.conn
+            .as_mut()
+            .expect("the connection is present until drop")
+    }
+
+    /// The pool's id for this connection (as in leak reports).
+    pub fn id(&self) -> u64 {
+        self.pooled().id
+    }
+
+    /// Where `acquire()` was called for this checkout.
+    pub fn acquired_at(&self) -> &'static Location<'static> {
+        self.site
+    }
+
+    /// Runs `sql` like [`Connection::simple_query`], bounded by the pool's command timeout:
+    /// past it, the query is cancelled with a CancelRequest; if the server does not end it
+    /// within a short grace period the connection is marked broken (and discarded on
+    /// return).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::simple_query`], or a command-timeout error.
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<Row>> {
+        let Some(limit) = self.shared.cfg.command_timeout else {
+            return self.pooled_mut().conn.simple_query(sql).await;
+        };
+        let conn = &mut self.pooled_mut().conn;
+        match tokio::time::timeout(limit, conn.simple_query(sql)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let token = conn.cancel_token();
+                let cancelled = async {
+                    token.cancel().await?;
+                    conn.finish_pending().await
+                };
+                if tokio::time::timeout(RESET_GRACE, cancelled)
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    conn.mark_broken();
+                }
+                self.shared.counters.record_error(
+                    ErrorType::CommandTimeout,
+                    format!(
+                        "Query cancelled after the command timeout of {} s",
+                        limit.as_secs_f64()
+                    ),
+                );
+                Err(Error::command_timeout(limit))
+            }
+        }
+    }
+
+    /// Takes the connection out of the pool for good; the pool opens another as needed.
+    pub fn detach(mut self) -> Connection {
+        let p = self
+            .conn
+            .take()
+            .expect("the connection is present until drop");
+        self.shared.counters.record_release();
+        self.shared.counters.record_closed(CloseReason::Caller);
+        if let Some(permit) = self.shared.core.discard(Holder::Caller) {
+            self.shared.spawn_open(permit);
+        }
+        self.shared.wake_monitor.notify_one();
+        p.conn
+    }
+
+    /// Closes the connection instead of returning it.
+    pub fn discard(mut self) {
+        let p = self
+            .conn
+            .take()
+            .expect("the connection is present until drop");
+        self.shared.counters.record_release();
+        self.shared.discard(p, Holder::Caller, CloseReason::Caller);
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.pooled().conn
+    }
+}
+
+impl DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.pooled_mut().conn
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let Some(mut p) = self.conn.take() else {
+            return;
+        };
+        let shared = &self.shared;
+        shared.counters.record_release();
+        if p.conn.is_broken() {
+            shared
+                .counters
+                .record_error(ErrorType::Broken, "Connection returned broken".into());
+            shared.discard(p, Holder::Caller, CloseReason::Broken);
+            return;
+        }
+        if p.conn.is_busy() || p.conn.transaction_status() != TransactionStatus::Idle {
+            let shared = shared.clone();
+            shared.runtime.clone().spawn(async move {
+                match tokio::time::timeout(RESET_GRACE, reset(&mut p.conn)).await {
+                    Ok(Ok(())) => {
+                        p.last_used_ms = shared.now_ms();
+                        if let Some(p) = shared.core.release(p, Holder::Caller) {
+                            shared.close_conn(p, CloseReason::Shutdown);
+                        }
+                    }
+                    _ => shared.discard(p, Holder::Caller, CloseReason::ResetFailed),
+                }
+            });
+            return;
+        }
+        let now = shared.now_ms();
+        if p.expires_ms <= now {
+            shared.discard(p, Holder::Caller, CloseReason::MaxLifetime);
+            return;
+        }
+        p.last_used_ms = now;
+        if let Some(p) = shared.core.release(p, Holder::Caller) {
+            shared.close_conn(p, CloseReason::Shutdown);
+        }
+    }
+}
+
+/// Brings a returned connection back to a clean idle state: cancel and drain a query left
+/// running, roll back an open transaction.
+async fn reset(conn: &mut Connection) -> Result<()> {
+    if conn.is_busy() {
+        conn.cancel().await?;
+        conn.finish_pending().await?;
+    }
+    if conn.transaction_status() != TransactionStatus::Idle {
+        conn.simple_query("ROLLBACK").await?;
+    }
+    if conn.transaction_status() == TransactionStatus::Idle && !conn.is_busy() {
+        Ok(())
+    } else {
+        Err(Error::protocol("connection not idle after reset"))
+    }
+}

@@ -1,0 +1,670 @@
+//! The PostgreSQL pool: the core bound to [`Connection`] and tokio.
+//!
+//! Background work runs in tasks the pool owns, never inside a caller's future: opening
+//! connections (a caller that times out does not waste the connection it caused to be
+//! opened), resetting returned connections, and the monitor (refill to `min_size`,
+//! reconnection with backoff, retirement, keepalive, health).
+
+mod backoff;
+mod config;
+mod guard;
+mod monitor;
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+pub use backoff::Backoff;
+pub use config::PoolConfig;
+pub use guard::PooledConnection;
+
+use crate::config::ConnectConfig;
+use crate::conn::Connection;
+use crate::core::{Core, Holder, OpenPermit, TryAcquire};
+use crate::error::{Error, Result, TimeoutPhase};
+use crate::observe::stats::Counters;
+use crate::observe::{
+    classify, prometheus, CloseReason, ErrorType, HealthReport, HealthStatus, LifecycleState,
+    PoolStatistics,
+};
+use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Mutex, Ordering};
+
+/// A pooled connection with the pool's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    pub(crate) conn: Connection,
+    pub(crate) id: u64,
+    /// Monitor-clock milliseconds at which the connection retires.
+    pub(crate) expires_ms: u64,
+    /// Monitor-clock milliseconds of its last return (or creation).
+    pub(crate) last_used_ms: u64,
+}
+
+/// State shared by the pool handle, its guards and its tasks.
+pub(crate) struct Shared {
+    pub(crate) core: Core<Pooled>,
+    pub(crate) connect: ConnectConfig,
+    pub(crate) cfg: PoolConfig,
+    pub(crate) counters: Counters,
+    pub(crate) state: AtomicU8,
+    pub(crate) created_at: SystemTime,
+    started: Instant,
+    /// Milliseconds since `started`, advanced by the monitor (and by slow paths): the cheap
+    /// clock of the hot path.
+    clock_ms: AtomicU64,
+    pub(crate) runtime: Handle,
+    next_id: AtomicU64,
+    /// Consecutive failed connects; 0 while the database answers.
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) last_connect_error: Mutex<Option<(Error, Instant)>>,
+    pub(crate) wake_monitor: Notify,
+    pub(crate) stop_monitor: Notify,
+    pub(crate) closing: AtomicBool,
+    terminated: Notify,
+    /// Set while the monitor runs the reconnection schedule.
+    pub(crate) reconnecting: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connect", &self.connect)
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
+/// A PostgreSQL connection pool. A cheap handle: clones share one pool.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() -> wirepool::Result<()> {
+/// use std::time::Duration;
+/// use wirepool::Pool;
+///
+/// let pool = Pool::builder("postgres://app:secret@127.0.0.1/app".parse()?)
+///     .min_size(2)
+///     .max_size(10)
+///     .acquire_timeout(Duration::from_secs(30))
+///     .build()
+///     .await?;
+/// let mut conn = pool.acquire().await?;
+/// let rows = conn.simple_query("SELECT 1").await?;
+/// assert_eq!(rows[0].get(0), Some("1"));
+/// drop(conn); // back to the pool
+/// println!("{}", pool.health().to_json());
+/// pool.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+/// Builds a [`Pool`]; see [`Pool::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until build() is awaited"]
+pub struct Builder {
+    connect: ConnectConfig,
+    cfg: PoolConfig,
+}
+
+impl Builder {
+    /// Replaces every pool setting.
+    pub fn config(mut self, cfg: PoolConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+    /// Connections kept open at all times. Default: 2.
+    pub fn min_size(mut self, n: usize) -> Self {
+        self.cfg.min_size = n;
+        self
+    }
+    /// The most connections at once. Default: 10.
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.cfg.max_size = n;
+        self
+    }
+    /// How long `acquire()` may take. Default: 30 s.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.cfg.acquire_timeout = d;
+        self
+    }
+    /// How long one query may run through `PooledConnection::query`. Default: 60 s.
+    pub fn command_timeout(mut self, d: Option<Duration>) -> Self {
+        self.cfg.command_timeout = d;
+        self
+    }
+    /// Retire connections older than this. Default: 3600 s.
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.cfg.max_lifetime = d;
+        self
+    }
+    /// Close idle connections beyond `min_size` after this long. Default: 600 s.
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.cfg.idle_timeout = d;
+        self
+    }
+    /// How long `close()` waits for checked-out connections. Default: 30 s.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.cfg.drain_timeout = d;
+        self
+    }
+    /// Leak detection on or off, and its timeout. Default: on, 30 s.
+    pub fn leak_detection(mut self, enabled: bool, timeout: Duration) -> Self {
+        self.cfg.leak_detection = enabled;
+        self.cfg.leak_detection_timeout = timeout;
+        self
+    }
+
+    /// Opens and validates `min_size` connections, then starts the pool's monitor. Must be
+    /// called inside a tokio runtime, whose handle the pool keeps for its tasks.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error for settings that do not fit together; otherwise the first
+    /// error met opening the initial connections (wrong password, database down, ...).
+    pub async fn build(self) -> Result<Pool> {
+        self.cfg.validate()?;
+        let runtime = Handle::try_current()
+            .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
+        let shared = Arc::new(Shared {
+            core: Core::new(self.cfg.max_size),
+            counters: Counters::new(self.cfg.health.slow_acquire),
+            connect: self.connect,
+            state: AtomicU8::new(LifecycleState::Initializing as u8),
+            created_at: SystemTime::now(),
+            started: Instant::now(),
+            clock_ms: AtomicU64::new(0),
+            runtime,
+            next_id: AtomicU64::new(1),
+            connect_failures: AtomicU64::new(0),
+            last_connect_error: Mutex::new(None),
+            wake_monitor: Notify::new(),
+            stop_monitor: Notify::new(),
+            closing: AtomicBool::new(false),
+            terminated: Notify::new(),
+            reconnecting: AtomicBool::new(false),
+            cfg: self.cfg,
+        });
+        tracing::info!(
+            target: "wirepool::pool",
+            min_size = shared.cfg.min_size,
+            max_size = shared.cfg.max_size,
+            database = shared.connect.dbname(),
+            "Connection pool initialized: min_size={}, max_size={}",
+            shared.cfg.min_size,
+            shared.cfg.max_size
+        );
+        let t = Instant::now();
+        let permits: Vec<_> =
+            std::iter::from_fn(|| shared.core.want_open(shared.cfg.min_size)).collect();
+        let opened = futures_join_all(permits.into_iter().map(|p| {
+            let shared = shared.clone();
+            async move {
+                let c = open_validated(&shared).await;
+                (p, c)
+            }
+        }))
+        .await;
+        let mut first_err = None;
+        let mut n = 0;
+        for (permit, r) in opened {
+            match r {
+                Ok(conn) => {
+                    n += 1;
+                    if let Some(p) = permit.complete(shared.wrap(conn)) {
+                        drop(p);
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            shared.core.close();
+            shared.set_state(LifecycleState::Unhealthy);
+            tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", error_chain(&e));
+            return Err(e);
+        }
+        tracing::info!(
+            target: "wirepool::pool",
+            "Created {n} initial connections in {}ms",
+            t.elapsed().as_millis()
+        );
+        let pool = Pool { shared };
+        monitor::spawn(&pool.shared);
+        pool.shared.evaluate_health();
+        Ok(pool)
+    }
+}
+
+/// Awaits all futures concurrently (a tiny `join_all` on tokio tasks' terms).
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("an open task does not panic"));
+    }
+    out
+}
+
+/// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
+pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
+    let mut conn = match Connection::connect(&shared.connect).await {
+        Ok(c) => c,
+        Err(e) => {
+            shared
+                .counters
+                .record_error(ErrorType::Connect, connect_error_message(&e));
+            return Err(e);
+        }
+    };
+    let t = Instant::now();
+    match conn.simple_query("SELECT 1").await {
+        Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
+            shared.counters.record_latency(t.elapsed());
+            shared.counters.created.fetch_add(1, Ordering::Relaxed);
+            Ok(conn)
+        }
+        Ok(_) => {
+            let e = Error::protocol("validation query SELECT 1 returned an unexpected result");
+            shared
+                .counters
+                .record_error(ErrorType::Validation, "Connection validation failed".into());
+            Err(e)
+        }
+        Err(e) => {
+            shared.counters.record_error(
+                ErrorType::Validation,
+                format!("Connection validation failed: {}", error_chain(&e)),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// `a: b: c` from an error and its sources.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn connect_error_message(e: &Error) -> String {
+    let refused = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    if refused {
+        format!("Database connection refused: {}", error_chain(e))
+    } else {
+        format!("Database connection failed: {}", error_chain(e))
+    }
+}
+
+impl Shared {
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
+    }
+
+    /// Advances the cheap clock to the real time.
+    pub(crate) fn tick_clock(&self) -> u64 {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.clock_ms.fetch_max(ms, Ordering::Relaxed);
+        ms
+    }
+
+    pub(crate) fn state(&self) -> LifecycleState {
+        LifecycleState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves to `new`, logging the transition once.
+    pub(crate) fn set_state(&self, new: LifecycleState) {
+        let old = LifecycleState::from_u8(self.state.swap(new as u8, Ordering::AcqRel));
+        if old != new {
+            if new == LifecycleState::Unhealthy {
+                tracing::warn!(target: "wirepool::health", from = old.as_str(), to = new.as_str(), "Health status: {old} -> {new}");
+            } else {
+                tracing::info!(target: "wirepool::health", from = old.as_str(), to = new.as_str(), "Health status: {old} -> {new}");
+            }
+        }
+    }
+
+    pub(crate) fn wrap(&self, conn: Connection) -> Pooled {
+        let now = self.tick_clock();
+        let expires_ms = match self.cfg.max_lifetime {
+            Some(l) => {
+                // Up to 5 % less, so connections opened together do not retire together.
+                let jitter = 1.0 - 0.05 * backoff::jitter_random();
+                now + l.mul_f64(jitter).as_millis() as u64
+            }
+            None => u64::MAX,
+        };
+        Pooled {
+            conn,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            expires_ms,
+            last_used_ms: now,
+        }
+    }
+
+    /// Opens a connection in a pool-owned task and hands it over with `permit`.
+    pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Pooled>) {
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            match open_validated(&shared).await {
+                Ok(conn) => {
+                    let was_failing = shared.connect_failures.swap(0, Ordering::AcqRel) > 0;
+                    if let Some(p) = permit.complete(shared.wrap(conn)) {
+                        shared.close_conn(p, CloseReason::Shutdown);
+                    }
+                    if was_failing {
+                        let g = shared.core.gauges();
+                        tracing::info!(
+                            target: "wirepool::pool",
+                            "Connection pool recovered: {}/{} connections available",
+                            g.open(),
+                            g.max_size
+                        );
+                    }
+                    shared.wake_monitor.notify_one();
+                }
+                Err(e) => {
+                    drop(permit);
+                    let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
+                    if n == 1 {
+                        tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", error_chain(&e));
+                    }
+                    *shared.last_connect_error.lock() = Some((e, Instant::now()));
+                    shared.wake_monitor.notify_one();
+                }
+            }
+        });
+    }
+
+    /// Removes a connection held by `holder` from the pool and closes it in the background.
+    pub(crate) fn discard(self: &Arc<Self>, p: Pooled, holder: Holder, reason: CloseReason) {
+        if let Some(permit) = self.core.discard(holder) {
+            if self.connect_failures.load(Ordering::Acquire) == 0 {
+                self.spawn_open(permit);
+            }
+        }
+        self.close_conn(p, reason);
+        self.wake_monitor.notify_one();
+    }
+
+    /// Closes a connection no longer counted by the core (Terminate, in the background).
+    pub(crate) fn close_conn(&self, p: Pooled, reason: CloseReason) {
+        self.counters.record_closed(reason);
+        let conn = p.conn;
+        if conn.is_broken() {
+            return;
+        }
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.close()).await;
+        });
+    }
+
+    pub(crate) fn statistics(&self) -> PoolStatistics {
+        let g = self.core.gauges();
+        let mut s = PoolStatistics::empty(self.created_at);
+        s.total_connections = g.open();
+        s.idle_connections = g.idle;
+        s.active_connections = g.active;
+        s.waiting_requests = g.waiting;
+        s.opening_connections = g.opening;
+        s.maintenance_connections = g.maintenance;
+        s.peak_active_connections = g.peak_active;
+        s.min_size = self.cfg.min_size;
+        s.max_size = self.cfg.max_size;
+        self.counters.fill(&mut s);
+        s
+    }
+
+    /// Classifies the current state and moves the lifecycle state accordingly.
+    pub(crate) fn evaluate_health(&self) -> (PoolStatistics, HealthStatus, LifecycleState) {
+        let now = SystemTime::now();
+        let stats = self.statistics();
+        let state = self.state();
+        let status = classify(&stats, state, &self.cfg.health, now);
+        let next = match state {
+            LifecycleState::ShuttingDown | LifecycleState::Terminated => state,
+            _ => LifecycleState::from_status(status, self.reconnecting.load(Ordering::Acquire)),
+        };
+        self.set_state(next);
+        self.counters.record_health_check();
+        (stats, status, next)
+    }
+
+    fn last_connect_error_since(&self, since: Instant) -> Option<Error> {
+        self.last_connect_error
+            .lock()
+            .as_ref()
+            .filter(|(_, at)| *at >= since || self.connect_failures.load(Ordering::Acquire) > 0)
+            .map(|(e, _)| e.duplicate())
+    }
+}
+
+impl Pool {
+    /// A builder for a pool of connections made with `connect`.
+    pub fn builder(connect: ConnectConfig) -> Builder {
+        Builder {
+            connect,
+            cfg: PoolConfig::default(),
+        }
+    }
+
+    /// A pool configured from the environment: `DATABASE_URL` (and `PG*` for what it
+    /// leaves out) plus the `POOL_*` variables (see [`PoolConfig::from_env`]).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable that is missing or malformed, or an error
+    /// opening the initial connections.
+    pub async fn from_env() -> Result<Pool> {
+        let url = std::env::var("DATABASE_URL").map_err(|_| {
+            Error::config("DATABASE_URL is not set (e.g. postgres://user:pass@host:5432/db)")
+        })?;
+        let connect = ConnectConfig::parse_str(&url)
+            .map_err(|e| Error::config(format!("DATABASE_URL: {}", error_chain(&e))))?;
+        let cfg = PoolConfig::from_env()?;
+        Pool::builder(connect).config(cfg).build().await
+    }
+
+    /// Takes a connection: an idle one at once, or the next one returned or opened, in
+    /// arrival order. The caller's source location is recorded for leak reports.
+    ///
+    /// # Errors
+    ///
+    /// A pool timeout after `acquire_timeout` ([`Error::timeout_phase`] says whether it
+    /// waited for a returned connection or for a new one to be opened; in the latter case
+    /// the last connect error is the source), or `PoolClosed`. With `fail_fast`, a caller
+    /// that would wait while the database is unreachable gets the last connect error at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future leaves the queue, and a connection already handed
+    /// to it goes to the next waiter. A connection being opened on its behalf is opened by
+    /// the pool regardless and goes to the next waiter or the idle list.
+    #[track_caller]
+    pub fn acquire(
+        &self,
+    ) -> impl std::future::Future<Output = Result<PooledConnection>> + Send + '_ {
+        let site = Location::caller();
+        self.acquire_at(site)
+    }
+
+    async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
+        let shared = &self.shared;
+        let (waiter, open) = match shared.core.try_acquire() {
+            TryAcquire::Ready(p) => {
+                shared.counters.record_immediate_acquire();
+                return Ok(PooledConnection::new(shared.clone(), p, site));
+            }
+            TryAcquire::Closed => return Err(Error::pool_closed()),
+            TryAcquire::Queued { waiter, open } => (waiter, open),
+        };
+        let start = Instant::now();
+        let failing = shared.connect_failures.load(Ordering::Acquire) > 0;
+        if let Some(permit) = open {
+            if failing {
+                // The reconnector alone retries while the database is unreachable.
+                drop(permit);
+            } else {
+                shared.spawn_open(permit);
+            }
+        }
+        if failing && shared.cfg.fail_fast {
+            drop(waiter);
+            return Err(shared
+                .last_connect_error_since(start)
+                .unwrap_or_else(|| Error::closed("the database is unreachable")));
+        }
+        let mut cancel_guard = CancelCount(Some(shared));
+        let r = tokio::time::timeout(shared.cfg.acquire_timeout, waiter).await;
+        cancel_guard.0 = None;
+        match r {
+            Ok(Ok(p)) => {
+                shared.counters.record_waited_acquire(start.elapsed());
+                Ok(PooledConnection::new(shared.clone(), p, site))
+            }
+            Ok(Err(_closed)) => Err(Error::pool_closed()),
+            Err(_elapsed) => {
+                let waited = start.elapsed();
+                shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                let last = shared.last_connect_error_since(start);
+                let g = shared.core.gauges();
+                let phase = if last.is_some() || g.open() == 0 || g.opening > 0 {
+                    TimeoutPhase::Connect
+                } else {
+                    TimeoutPhase::Wait
+                };
+                shared.counters.record_error(
+                    ErrorType::AcquireTimeout,
+                    format!(
+                        "Connection acquisition timeout after {} ms",
+                        waited.as_millis()
+                    ),
+                );
+                Err(Error::pool_timeout(phase, waited, last))
+            }
+        }
+    }
+
+    /// The statistics snapshot (no lock on the hot path is taken; see [`PoolStatistics`]
+    /// for what is and is not consistent).
+    pub fn statistics(&self) -> PoolStatistics {
+        self.shared.statistics()
+    }
+
+    /// The health report, from cached state (no database round trip). Also moves the
+    /// lifecycle state if the classification changed.
+    pub fn health(&self) -> HealthReport {
+        let (stats, status, state) = self.shared.evaluate_health();
+        HealthReport::new(
+            &stats,
+            status,
+            state,
+            SystemTime::now(),
+            self.shared.cfg.health.error_window,
+        )
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> LifecycleState {
+        self.shared.state()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.cfg
+    }
+
+    /// The statistics in Prometheus text format, names prefixed with `metrics_prefix`.
+    pub fn render_prometheus(&self) -> String {
+        let (stats, status, _) = self.shared.evaluate_health();
+        let uptime = SystemTime::now()
+            .duration_since(self.shared.created_at)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        prometheus::render(&stats, status, uptime, &self.shared.cfg.metrics_prefix)
+    }
+
+    /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
+    /// connections are closed, checked-out ones are waited for up to `drain_timeout` and
+    /// closed as they come back, then the pool is TERMINATED. Idempotent; concurrent calls
+    /// all return once the pool is terminated.
+    pub async fn close(&self) {
+        let s = &self.shared;
+        let terminated = s.terminated.notified();
+        if s.closing.swap(true, Ordering::AcqRel) {
+            if s.state() != LifecycleState::Terminated {
+                terminated.await;
+            }
+            return;
+        }
+        let t = Instant::now();
+        s.set_state(LifecycleState::ShuttingDown);
+        tracing::info!(target: "wirepool::pool", "Graceful shutdown initiated");
+        for p in s.core.close() {
+            s.close_conn(p, CloseReason::Shutdown);
+        }
+        let g = s.core.gauges();
+        let held = g.active + g.maintenance;
+        if held > 0 {
+            tracing::info!(
+                target: "wirepool::pool",
+                "Waiting for {held} active connections to complete (timeout: {}s)",
+                s.cfg.drain_timeout.as_secs()
+            );
+        }
+        let deadline = t + s.cfg.drain_timeout;
+        while s.core.gauges().size > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = s.core.gauges().size;
+        if left > 0 {
+            tracing::warn!(
+                target: "wirepool::pool",
+                "{left} connections still in use after the drain timeout; each is closed when it comes back"
+            );
+        } else {
+            tracing::info!(
+                target: "wirepool::pool",
+                "All connections closed gracefully in {:.1}s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        s.stop_monitor.notify_one();
+        s.set_state(LifecycleState::Terminated);
+        tracing::info!(target: "wirepool::pool", "Connection pool terminated");
+        s.terminated.notify_waiters();
+    }
+}
+
+/// Counts an acquire abandoned by its caller while it waited.
+struct CancelCount<'a>(Option<&'a Arc<Shared>>);
+
+impl Drop for CancelCount<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The pool's monitor: one task that refills to `min_size`, runs the reconnection schedule
+//! while the database is unreachable, retires old and surplus idle connections, validates
+//! idle connections in the background, and keeps the lifecycle state current.
+//!
+//! It holds the pool only weakly between ticks, so it ends once the last handle is gone.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::{backoff, Backoff, Shared};
+use crate::core::Holder;
+use crate::observe::{CloseReason, ErrorType};
+use crate::sync::Ordering;
+
+/// How long a background validation may take.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) fn spawn(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    shared.runtime.spawn(run(weak));
+}
+
+/// The reconnection schedule's progress.
+#[derive(Debug, Default)]
+struct Reconnect {
+    attempt: u32,
+    next_at: Option<Instant>,
+}
+
+async fn run(weak: Weak<Shared>) {
+    let mut rc = Reconnect::default();
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        if s.closing.load(Ordering::Acquire) {
+            return;
+        }
+        s.tick_clock();
+        s.evaluate_health();
+        refill_or_reconnect(&s, &mut rc);
+        retire(&s);
+        keepalive(&s);
+        let wait = match rc.next_at {
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .min(s.cfg.monitor_interval),
+            None => s.cfg.monitor_interval,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = s.wake_monitor.notified() => {}
+            _ = s.stop_monitor.notified() => return,
+        }
+    }
+}
+
+fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
+    let failures = s.connect_failures.load(Ordering::Acquire);
+    if failures == 0 {
+        if rc.attempt > 0 || s.reconnecting.load(Ordering::Acquire) {
+            *rc = Reconnect::default();
+            s.reconnecting.store(false, Ordering::Release);
+        }
+        while let Some(p) = s.core.want_open(s.cfg.min_size) {
+            s.spawn_open(p);
+        }
+        return;
+    }
+    if s.core.gauges().opening > 0 {
+        return; // an attempt is under way
+    }
+    let backoff = Backoff::new(s.cfg.reconnect_delays.clone(), s.cfg.reconnect_jitter);
+    match rc.next_at {
+        None => {
+            rc.attempt += 1;
+            let delay = backoff.delay(rc.attempt, backoff::jitter_random());
+            let n = backoff.initial_attempts();
+            if (rc.attempt as usize) <= n {
+                tracing::info!(
+                    target: "wirepool::reconnect",
+                    attempt = rc.attempt,
+                    delay_seconds = delay.as_secs_f64(),
+                    "Reconnection attempt {}/{} (delay: {}s)",
+                    rc.attempt,
+                    n,
+                    fmt_secs(delay)
+                );
+            } else {
+                tracing::info!(
+                    target: "wirepool::reconnect",
+                    attempt = rc.attempt,
+                    delay_seconds = delay.as_secs_f64(),
+                    "Reconnection attempt {} (delay: {}s)",
+                    rc.attempt,
+                    fmt_secs(delay)
+                );
+            }
+            rc.next_at = Some(Instant::now() + delay);
+            s.reconnecting.store(true, Ordering::Release);
+        }
+        Some(at) if Instant::now() >= at => {
+            rc.next_at = None;
+            s.counters
+                .reconnect_attempts
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = s.core.want_open(s.cfg.min_size.max(1)) {
+                s.spawn_open(p);
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.1}", d.as_secs_f64())
+    }
+}
+
+fn retire(s: &Arc<Shared>) {
+    let now = s.now_ms();
+    let mut surplus = s.core.gauges().open().saturating_sub(s.cfg.min_size);
+    let idle_limit = s.cfg.idle_timeout.map(|d| d.as_millis() as u64);
+    let taken = s.core.take_idle(|p| {
+        if p.expires_ms <= now {
+            return true;
+        }
+        match idle_limit {
+            Some(limit) if surplus > 0 && now.saturating_sub(p.last_used_ms) >= limit => {
+                surplus -= 1;
+                true
+            }
+            _ => false,
+        }
+    });
+    for p in taken {
+        let reason = if p.expires_ms <= now {
+            CloseReason::MaxLifetime
+        } else {
+            CloseReason::IdleTimeout
+        };
+        s.discard(p, Holder::Pool, reason);
+    }
+}
+
+fn keepalive(s: &Arc<Shared>) {
+    let Some(interval) = s.cfg.keepalive_interval else {
+        return;
+    };
+    let now = s.now_ms();
+    let limit = interval.as_millis() as u64;
+    for mut p in s
+        .core
+        .take_idle(|p| now.saturating_sub(p.last_used_ms) >= limit)
+    {
+        let s = s.clone();
+        s.runtime.clone().spawn(async move {
+            let ok = matches!(
+                tokio::time::timeout(KEEPALIVE_TIMEOUT, p.conn.simple_query("")).await,
+                Ok(Ok(_))
+            );
+            if ok {
+                p.last_used_ms = s.tick_clock();
+                if let Some(p) = s.core.release(p, Holder::Pool) {
+                    s.close_conn(p, CloseReason::Shutdown);
+                }
+            } else {
+                s.counters.record_error(
+                    ErrorType::Validation,
+                    "Connection validation failed: idle connection did not answer".into(),
+                );
+                s.discard(p, Holder::Pool, CloseReason::ValidationFailed);
+            }
+        });
+    }
+}
