@@ -1,1 +1,80 @@
-fn main() {}
+//! Against a real throwaway PostgreSQL: `SELECT 1` on a bare connection (baseline) versus
+//! acquire + `SELECT 1` + release through the pool, and the p99 of `acquire()` alone while
+//! 100 tasks run queries and idle connections exist (printed, not a criterion figure).
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{Connection, Pool};
+
+fn query(c: &mut Criterion) {
+    let pg = Cluster::start().expect("throwaway PostgreSQL");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = pg.config(Role::Trust);
+    let mut g = c.benchmark_group("select_1");
+    g.sample_size(30).measurement_time(Duration::from_secs(3));
+
+    let mut conn = rt.block_on(Connection::connect(&cfg)).unwrap();
+    g.bench_function("bare_connection", |b| {
+        b.iter(|| rt.block_on(async { conn.simple_query("SELECT 1").await.unwrap() }))
+    });
+    let pool = rt
+        .block_on(Pool::builder(cfg.clone()).min_size(2).max_size(10).build())
+        .unwrap();
+    g.bench_function("pool_acquire_query_release", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut c = pool.acquire().await.unwrap();
+                c.simple_query("SELECT 1").await.unwrap()
+            })
+        })
+    });
+    g.finish();
+
+    // p99 of acquire() with 100 tasks running and idle connections available.
+    let busy_pool = rt
+        .block_on(Pool::builder(cfg).min_size(20).max_size(120).build())
+        .unwrap();
+    let lat: Vec<Duration> = rt.block_on(async {
+        let mut hs = Vec::new();
+        for _ in 0..100 {
+            let pool = busy_pool.clone();
+            hs.push(tokio::spawn(async move {
+                let mut v = Vec::with_capacity(50);
+                for _ in 0..50 {
+                    let t = Instant::now();
+                    let mut c = pool.acquire().await.unwrap();
+                    v.push(t.elapsed());
+                    c.simple_query("SELECT 1").await.unwrap();
+                }
+                v
+            }));
+        }
+        let mut all = Vec::new();
+        for h in hs {
+            all.extend(h.await.unwrap());
+        }
+        all
+    });
+    let mut lat = lat;
+    lat.sort_unstable();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "acquire() with 100 tasks running ({} samples): p50 {:?}, p95 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        q(0.50),
+        q(0.95),
+        q(0.99),
+        lat[lat.len() - 1]
+    );
+    rt.block_on(pool.close());
+    rt.block_on(busy_pool.close());
+}
+
+criterion_group!(benches, query);
+criterion_main!(benches);

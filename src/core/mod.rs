@@ -328,8 +328,9 @@ impl<C> Core<C> {
             l.publish_all();
             return Some(conn);
         }
+        let had_waiters = !l.st.queue.is_empty();
         let waker = l.hand_off(conn);
-        if waker.is_some() || holder == Holder::Pool || !l.st.queue.is_empty() {
+        if had_waiters || holder == Holder::Pool {
             l.publish_all();
         } else {
             l.publish_idle_active();

@@ -123,7 +123,7 @@ fn discard_of_a_held_connection_lets_a_waiter_get_a_new_one() {
     let c = ready(core.try_acquire());
     let (mut w, p) = queued(core.try_acquire());
     assert!(p.is_none());
-    drop(c);
+    let _ = c; // closed by its holder
     let p = core
         .discard(Holder::Caller)
         .expect("the waiter needs a replacement");
@@ -162,4 +162,16 @@ fn close_fails_waiters_and_returns_connections() {
     assert_eq!(core.release(held, Holder::Caller), Some(2));
     assert_eq!(core.gauges().size, 1);
     assert!(core.close().is_empty(), "idempotent");
+}
+
+#[test]
+fn handing_off_to_an_unpolled_waiter_updates_the_waiting_gauge() {
+    let core = Core::new(1);
+    core.want_open(1).unwrap().complete(1u32);
+    let held = ready(core.try_acquire());
+    let (mut w, _) = queued(core.try_acquire());
+    assert_eq!(core.gauges().waiting, 1);
+    core.release(held, Holder::Caller); // the waiter has no waker yet
+    assert_eq!(core.gauges().waiting, 0);
+    assert!(matches!(poll(&mut w), Poll::Ready(Ok(1))));
 }

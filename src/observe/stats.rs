@@ -107,9 +107,10 @@ impl ErrorType {
     }
 }
 
-/// The pool's counters. Every update is a relaxed atomic add (or max).
+/// The pool's counters. Every update is a relaxed atomic add (or max). Public so that
+/// benchmarks can drive the exact hot-path calls the pool makes.
 #[derive(Debug)]
-pub(crate) struct Counters {
+pub struct Counters {
     pub(crate) acquisitions: AtomicU64,
     pub(crate) releases: AtomicU64,
     pub(crate) waited: AtomicU64,
@@ -143,7 +144,8 @@ fn from_unix_ms(ms: u64) -> Option<SystemTime> {
 }
 
 impl Counters {
-    pub(crate) fn new(slow_threshold: Duration) -> Counters {
+    /// Counters; acquisitions slower than `slow_threshold` mark the pool degraded.
+    pub fn new(slow_threshold: Duration) -> Counters {
         Counters {
             acquisitions: AtomicU64::new(0),
             releases: AtomicU64::new(0),
@@ -169,13 +171,13 @@ impl Counters {
     /// An acquisition served from the idle list without waiting. No clock is read: it
     /// counts in the lowest bucket (it took a lock and a pop, well under 10 µs).
     #[inline]
-    pub(crate) fn record_immediate_acquire(&self) {
+    pub fn record_immediate_acquire(&self) {
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
         self.buckets[0].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An acquisition that waited `waited`.
-    pub(crate) fn record_waited_acquire(&self, waited: Duration) {
+    pub fn record_waited_acquire(&self, waited: Duration) {
         let nanos = waited.as_nanos().min(u64::MAX as u128) as u64;
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
         self.waited.fetch_add(1, Ordering::Relaxed);
@@ -189,8 +191,9 @@ impl Counters {
         }
     }
 
+    /// A connection handed back.
     #[inline]
-    pub(crate) fn record_release(&self) {
+    pub fn record_release(&self) {
         self.releases.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -183,7 +183,7 @@ fn parse_seconds(var: &str, v: &str) -> Result<Duration> {
             "{var}: `{v}` is not a number of seconds (e.g. {var}=30)"
         ))
     })?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(Error::config(format!(
             "{var}: `{v}` is out of range (0 to 1e9 seconds)"
         )));

@@ -117,7 +117,7 @@ pub enum QueryEvent {
     /// Send what was written to the output buffer (if anything) and feed the next message.
     Continue,
     /// The server sent a notice; log it and feed the next message.
-    Notice(DbError),
+    Notice(Box<DbError>),
     /// ReadyForQuery arrived: call [`SimpleQuery::finish`].
     Done(TransactionStatus),
 }
@@ -205,7 +205,7 @@ impl SimpleQuery {
                     self.error = Some(e);
                 }
             }
-            BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(n)),
+            BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(Box::new(n))),
             BackendMessage::CopyInResponse => {
                 frontend::copy_fail("COPY is not supported by wirepool", out)
                     .map_err(|e| Error::protocol(format!("encoding CopyFail: {e}")))?;

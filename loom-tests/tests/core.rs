@@ -1,0 +1,188 @@
+//! loom models of the real pool core (`wirepool::core`), run with
+//! `RUSTFLAGS="--cfg wirepool_loom" cargo test -p wirepool-loom-tests --release`.
+#![cfg(wirepool_loom)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use loom::future::block_on;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use wirepool::core::{Closed, Core, Holder, TryAcquire};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+/// A core of `max` holding `n` idle connections numbered from 0.
+fn core_with(max: usize, n: usize) -> Core<usize> {
+    let core = Core::new(max);
+    for i in 0..n {
+        core.want_open(n).expect("capacity").complete(i);
+    }
+    core
+}
+
+fn acquire(core: &Core<usize>) -> Result<usize, Closed> {
+    match core.try_acquire() {
+        TryAcquire::Ready(c) => Ok(c),
+        TryAcquire::Queued { waiter, open } => {
+            drop(open);
+            block_on(waiter)
+        }
+        TryAcquire::Closed => Err(Closed),
+    }
+}
+
+#[test]
+fn release_wakes_a_waiter_no_lost_wakeup() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = match core.try_acquire() {
+            TryAcquire::Ready(c) => c,
+            _ => unreachable!(),
+        };
+        let c2 = core.clone();
+        let t = thread::spawn(move || {
+            let c = acquire(&c2).expect("not closed");
+            assert!(c2.release(c, Holder::Caller).is_none());
+        });
+        assert!(core.release(held, Holder::Caller).is_none());
+        t.join().unwrap();
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active, g.waiting), (1, 1, 0, 0));
+    });
+}
+
+#[test]
+fn a_waiter_cancelled_at_any_step_leaves_no_trace() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = match core.try_acquire() {
+            TryAcquire::Ready(c) => c,
+            _ => unreachable!(),
+        };
+        let c2 = core.clone();
+        let t = thread::spawn(move || {
+            match c2.try_acquire() {
+                TryAcquire::Queued { mut waiter, open } => {
+                    assert!(open.is_none());
+                    // Poll once, then give up (the caller's future is dropped).
+                    let mut cx = Context::from_waker(Waker::noop());
+                    if let Poll::Ready(Ok(c)) = Pin::new(&mut waiter).poll(&mut cx) {
+                        assert!(c2.release(c, Holder::Caller).is_none());
+                    }
+                    drop(waiter);
+                }
+                TryAcquire::Ready(c) => assert!(c2.release(c, Holder::Caller).is_none()),
+                TryAcquire::Closed => unreachable!(),
+            }
+        });
+        assert!(core.release(held, Holder::Caller).is_none());
+        t.join().unwrap();
+        let g = core.gauges();
+        assert_eq!(
+            (g.size, g.idle, g.active, g.waiting),
+            (1, 1, 0, 0),
+            "the connection is idle again"
+        );
+    });
+}
+
+#[test]
+fn hand_off_is_fifo() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = match core.try_acquire() {
+            TryAcquire::Ready(c) => c,
+            _ => unreachable!(),
+        };
+        let (first, second) = match (core.try_acquire(), core.try_acquire()) {
+            (TryAcquire::Queued { waiter: a, .. }, TryAcquire::Queued { waiter: b, .. }) => (a, b),
+            _ => unreachable!(),
+        };
+        let c2 = core.clone();
+        let t = thread::spawn(move || {
+            assert!(c2.release(held, Holder::Caller).is_none());
+        });
+        let mut second = second;
+        let mut cx = Context::from_waker(Waker::noop());
+        // Whatever the interleaving, the second waiter cannot get the connection first.
+        assert!(Pin::new(&mut second).poll(&mut cx).is_pending());
+        let c = block_on(first).expect("the first waiter is served");
+        t.join().unwrap();
+        assert!(core.release(c, Holder::Caller).is_none());
+        assert_eq!(block_on(second), Ok(0));
+    });
+}
+
+#[test]
+fn max_size_holds_under_concurrent_growth() {
+    model(|| {
+        let core: Core<usize> = Core::new(1);
+        let granted = Arc::new(AtomicUsize::new(0));
+        let mut ts = Vec::new();
+        for i in 0..2 {
+            let (core, granted) = (core.clone(), granted.clone());
+            ts.push(thread::spawn(move || match core.try_acquire() {
+                TryAcquire::Queued { waiter, open } => {
+                    if let Some(p) = open {
+                        granted.fetch_add(1, Ordering::SeqCst);
+                        assert!(core.gauges().size <= 1);
+                        p.complete(i);
+                    }
+                    let c = block_on(waiter).expect("served");
+                    assert!(core.release(c, Holder::Caller).is_none());
+                }
+                TryAcquire::Ready(c) => assert!(core.release(c, Holder::Caller).is_none()),
+                TryAcquire::Closed => unreachable!("not closed"),
+            }));
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(granted.load(Ordering::SeqCst), 1);
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active), (1, 1, 0));
+    });
+}
+
+#[test]
+fn close_racing_acquire_and_release_loses_nothing() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = match core.try_acquire() {
+            TryAcquire::Ready(c) => c,
+            _ => unreachable!(),
+        };
+        let returned = Arc::new(AtomicUsize::new(0));
+        let (c1, r1) = (core.clone(), returned.clone());
+        let acquirer = thread::spawn(move || {
+            if let Ok(c) = acquire(&c1) {
+                if c1.release(c, Holder::Caller).is_some() {
+                    r1.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let (c2, r2) = (core.clone(), returned.clone());
+        let releaser = thread::spawn(move || {
+            if c2.release(held, Holder::Caller).is_some() {
+                r2.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let idle_at_close = core.close().len();
+        acquirer.join().unwrap();
+        releaser.join().unwrap();
+        let g = core.gauges();
+        // The one connection is either returned for closing, handed back by close(), or
+        // still counted (never more than one of these).
+        assert_eq!(idle_at_close + returned.load(Ordering::SeqCst) + g.size, 1);
+        assert_eq!((g.idle, g.active, g.waiting), (0, 0, 0));
+    });
+}
