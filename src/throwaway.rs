@@ -14,6 +14,9 @@
 //! | `md5_user` | md5 (stored as md5) | `md5_secret` |
 //! | `scram_user` | scram-sha-256 | `scram_secret` |
 //!
+//! Any other role name is let in by trust, so an unknown role fails with SQLSTATE 28000
+//! (role does not exist) rather than a password error.
+//!
 //! [`Cluster::kill`] stops the server the hard way (`pg_ctl stop -m immediate`),
 //! [`Cluster::start_again`] brings it back on the same port. Dropping the cluster stops it
 //! and removes the directory; a small watchdog process does the same if the owning process
@@ -297,7 +300,7 @@ impl Cluster {
                 ("password_user", "password"),
                 ("md5_user", "md5"),
                 ("scram_user", "scram-sha-256"),
-                ("all", "scram-sha-256"),
+                ("all", "trust"),
             ] {
                 hba.push_str(&format!("host all {role} {addr} {method}\n"));
             }
