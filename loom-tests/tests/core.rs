@@ -29,6 +29,14 @@ fn core_with(max: usize, n: usize) -> Core<usize> {
     core
 }
 
+/// Takes the idle connection that `core_with` put there.
+fn check_out_idle(core: &Core<usize>) -> usize {
+    match core.try_acquire() {
+        TryAcquire::Ready(c) => c,
+        other => unreachable!("a connection is idle, got {other:?}"),
+    }
+}
+
 fn acquire(core: &Core<usize>) -> Result<usize, Closed> {
     match core.try_acquire() {
         TryAcquire::Ready(c) => Ok(c),
@@ -44,10 +52,7 @@ fn acquire(core: &Core<usize>) -> Result<usize, Closed> {
 fn release_wakes_a_waiter_no_lost_wakeup() {
     model(|| {
         let core = core_with(1, 1);
-        let held = match core.try_acquire() {
-            TryAcquire::Ready(c) => c,
-            _ => unreachable!(),
-        };
+        let held = check_out_idle(&core);
         let c2 = core.clone();
         let t = thread::spawn(move || {
             let c = acquire(&c2).expect("not closed");
@@ -64,10 +69,7 @@ fn release_wakes_a_waiter_no_lost_wakeup() {
 fn a_waiter_cancelled_at_any_step_leaves_no_trace() {
     model(|| {
         let core = core_with(1, 1);
-        let held = match core.try_acquire() {
-            TryAcquire::Ready(c) => c,
-            _ => unreachable!(),
-        };
+        let held = check_out_idle(&core);
         let c2 = core.clone();
         let t = thread::spawn(move || {
             match c2.try_acquire() {
@@ -99,10 +101,7 @@ fn a_waiter_cancelled_at_any_step_leaves_no_trace() {
 fn hand_off_is_fifo() {
     model(|| {
         let core = core_with(1, 1);
-        let held = match core.try_acquire() {
-            TryAcquire::Ready(c) => c,
-            _ => unreachable!(),
-        };
+        let held = check_out_idle(&core);
         let (first, second) = match (core.try_acquire(), core.try_acquire()) {
             (TryAcquire::Queued { waiter: a, .. }, TryAcquire::Queued { waiter: b, .. }) => (a, b),
             _ => unreachable!(),
@@ -157,10 +156,7 @@ fn max_size_holds_under_concurrent_growth() {
 fn close_racing_acquire_and_release_loses_nothing() {
     model(|| {
         let core = core_with(1, 1);
-        let held = match core.try_acquire() {
-            TryAcquire::Ready(c) => c,
-            _ => unreachable!(),
-        };
+        let held = check_out_idle(&core);
         let returned = Arc::new(AtomicUsize::new(0));
         let (c1, r1) = (core.clone(), returned.clone());
         let acquirer = thread::spawn(move || {

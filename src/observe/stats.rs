@@ -44,7 +44,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// Every reason, in label order.
+    /// Every reason, in label order (the order of declaration, which indexes the counters).
     pub const ALL: [CloseReason; 7] = [
         CloseReason::Broken,
         CloseReason::MaxLifetime,
@@ -86,7 +86,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    /// Every type, in label order.
+    /// Every type, in label order (the order of declaration, which indexes the counters).
     pub const ALL: [ErrorType; 5] = [
         ErrorType::Connect,
         ErrorType::Validation,
@@ -198,17 +198,12 @@ impl Counters {
     }
 
     pub(crate) fn record_closed(&self, reason: CloseReason) {
-        let i = CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.closed[i].fetch_add(1, Ordering::Relaxed);
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an error of `ty` and remembers its message as the pool's last error.
     pub(crate) fn record_error(&self, ty: ErrorType, message: String) {
-        let i = ErrorType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
-        self.errors[i].fetch_add(1, Ordering::Relaxed);
+        self.errors[ty as usize].fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock() = Some((message, SystemTime::now()));
     }
 
@@ -423,6 +418,16 @@ impl PoolStatistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_order_is_declaration_order() {
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, t) in ErrorType::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+    }
 
     #[test]
     fn quantiles_come_from_the_buckets() {

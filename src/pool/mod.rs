@@ -217,9 +217,7 @@ impl Builder {
             match r {
                 Ok(conn) => {
                     n += 1;
-                    if let Some(p) = permit.complete(shared.wrap(conn)) {
-                        drop(p);
-                    }
+                    shared.add_opened(permit, conn);
                 }
                 Err(e) => {
                     drop(permit);
@@ -364,6 +362,14 @@ impl Shared {
         }
     }
 
+    /// Hands a newly opened connection to the core (the oldest waiter or the idle list);
+    /// if the pool closed meanwhile, closes it.
+    fn add_opened(&self, permit: OpenPermit<Pooled>, conn: Connection) {
+        if let Some(p) = permit.complete(self.wrap(conn)) {
+            self.close_conn(p, CloseReason::Shutdown);
+        }
+    }
+
     /// Opens a connection in a pool-owned task and hands it over with `permit`.
     pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Pooled>) {
         let shared = self.clone();
@@ -371,9 +377,7 @@ impl Shared {
             match open_validated(&shared).await {
                 Ok(conn) => {
                     let was_failing = shared.connect_failures.swap(0, Ordering::AcqRel) > 0;
-                    if let Some(p) = permit.complete(shared.wrap(conn)) {
-                        shared.close_conn(p, CloseReason::Shutdown);
-                    }
+                    shared.add_opened(permit, conn);
                     if was_failing {
                         let g = shared.core.gauges();
                         tracing::info!(

@@ -74,26 +74,19 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
             rc.attempt += 1;
             let delay = backoff.delay(rc.attempt, backoff::jitter_random());
             let n = backoff.initial_attempts();
-            if (rc.attempt as usize) <= n {
-                tracing::info!(
-                    target: "wirepool::reconnect",
-                    attempt = rc.attempt,
-                    delay_seconds = delay.as_secs_f64(),
-                    "Reconnection attempt {}/{} (delay: {}s)",
-                    rc.attempt,
-                    n,
-                    fmt_secs(delay)
-                );
+            // The guide counts the first attempts as "N/5"; later ones just "N".
+            let progress = if (rc.attempt as usize) <= n {
+                format!("{}/{n}", rc.attempt)
             } else {
-                tracing::info!(
-                    target: "wirepool::reconnect",
-                    attempt = rc.attempt,
-                    delay_seconds = delay.as_secs_f64(),
-                    "Reconnection attempt {} (delay: {}s)",
-                    rc.attempt,
-                    fmt_secs(delay)
-                );
-            }
+                rc.attempt.to_string()
+            };
+            tracing::info!(
+                target: "wirepool::reconnect",
+                attempt = rc.attempt,
+                delay_seconds = delay.as_secs_f64(),
+                "Reconnection attempt {progress} (delay: {}s)",
+                fmt_secs(delay)
+            );
             rc.next_at = Some(Instant::now() + delay);
             s.reconnecting.store(true, Ordering::Release);
         }
