@@ -1,14 +1,56 @@
 //! The database killed and restarted under load: no panic, no hang, typed errors, the
 //! lifecycle goes through UNHEALTHY/RECOVERING back to HEALTHY, nothing is lost.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wirepool::throwaway::{Cluster, Role};
 use wirepool::{LifecycleState, Pool, PoolConfig};
 
+/// Every log line the pool writes, so the test reads the transitions it logged rather than
+/// sampling the state (a state can last less than any sampling interval).
+#[derive(Clone, Default)]
+struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("wirepool=info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+    .clone()
+}
+
+/// The lifecycle states in the order the pool logged its transitions into them.
+fn logged_states(logs: &Logs) -> Vec<String> {
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    text.lines()
+        .filter_map(|l| l.split("Health status: ").nth(1))
+        .filter_map(|t| t.split(" -> ").nth(1))
+        .map(|to| to.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_under_load() {
+    let logs = capture_logs();
     let mut pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
     let mut cfg = PoolConfig::default();
     cfg.min_size = 2;
@@ -23,23 +65,6 @@ async fn kill_and_restart_under_load() {
         .build()
         .await
         .unwrap();
-
-    let states = Arc::new(parking_lot::Mutex::new(vec![pool.state()]));
-    let watcher = {
-        let (pool, states) = (pool.clone(), states.clone());
-        tokio::spawn(async move {
-            loop {
-                let s = pool.state();
-                if states.lock().last() != Some(&s) {
-                    states.lock().push(s);
-                }
-                if s == LifecycleState::Terminated {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
 
     let deadline = Instant::now() + Duration::from_secs(6);
     let mut tasks = Vec::new();
@@ -112,14 +137,24 @@ async fn kill_and_restart_under_load() {
     assert_eq!(s.total_acquisitions, s.total_releases);
     assert!(s.reconnect_attempts >= 1);
     pool.close().await;
-    watcher.await.unwrap();
-    let seen = states.lock().clone();
-    let pos = |x: LifecycleState| seen.iter().position(|s| *s == x);
-    let unhealthy = pos(LifecycleState::Unhealthy).expect("went UNHEALTHY");
-    let recovering = pos(LifecycleState::Recovering).expect("went RECOVERING");
+    let seen = logged_states(&logs);
+    let pos = |x: &str| seen.iter().position(|s| s == x);
+    let unhealthy = pos("UNHEALTHY").unwrap_or_else(|| panic!("went UNHEALTHY: {seen:?}"));
+    let recovering = pos("RECOVERING").unwrap_or_else(|| panic!("went RECOVERING: {seen:?}"));
     assert!(unhealthy < recovering, "{seen:?}");
     assert!(
-        seen[recovering..].contains(&LifecycleState::Healthy),
+        seen[recovering..].iter().any(|s| s == "HEALTHY"),
         "{seen:?}"
     );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("TERMINATED"),
+        "{seen:?}"
+    );
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    assert!(
+        text.contains("Reconnection attempt 1/4 (delay: 0.1s)"),
+        "{text}"
+    );
+    assert!(text.contains("Connection pool recovered: "), "{text}");
 }
