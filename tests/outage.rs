@@ -1,56 +1,18 @@
 //! The database killed and restarted under load: no panic, no hang, typed errors, the
 //! lifecycle goes through UNHEALTHY/RECOVERING back to HEALTHY, nothing is lost.
 
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use wirepool::throwaway::{Cluster, Role};
 use wirepool::{LifecycleState, Pool, PoolConfig};
 
-/// Every log line the pool writes, so the test reads the transitions it logged rather than
-/// sampling the state (a state can last less than any sampling interval).
-#[derive(Clone, Default)]
-struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("wirepool=info")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
-    .clone()
-}
-
-/// The lifecycle states in the order the pool logged its transitions into them.
-fn logged_states(logs: &Logs) -> Vec<String> {
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
-    text.lines()
-        .filter_map(|l| l.split("Health status: ").nth(1))
-        .filter_map(|t| t.split(" -> ").nth(1))
-        .map(|to| to.split_whitespace().next().unwrap_or("").to_string())
-        .collect()
-}
+use common::Logs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_under_load() {
-    let logs = capture_logs();
+    let logs = Logs::capture();
     let mut pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
     let mut cfg = PoolConfig::default();
     cfg.min_size = 2;
@@ -137,7 +99,7 @@ async fn kill_and_restart_under_load() {
     assert_eq!(s.total_acquisitions, s.total_releases);
     assert!(s.reconnect_attempts >= 1);
     pool.close().await;
-    let seen = logged_states(&logs);
+    let seen = logs.states();
     let pos = |x: &str| seen.iter().position(|s| s == x);
     let unhealthy = pos("UNHEALTHY").unwrap_or_else(|| panic!("went UNHEALTHY: {seen:?}"));
     let recovering = pos("RECOVERING").unwrap_or_else(|| panic!("went RECOVERING: {seen:?}"));
@@ -151,10 +113,47 @@ async fn kill_and_restart_under_load() {
         Some("TERMINATED"),
         "{seen:?}"
     );
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("Reconnection attempt 1/4 (delay: 0.1s)"),
         "{text}"
     );
     assert!(text.contains("Connection pool recovered: "), "{text}");
+
+    // The backoff schedule, read from the logged attempts: attempt N announces the Nth
+    // delay (the last one repeating), and the next attempt is announced no sooner than
+    // that delay later (the attempt waits it out, then fails).
+    let schedule = [0.1, 0.2, 0.4, 0.8];
+    let attempts: Vec<(Duration, usize, f64)> = logs
+        .lines_with("Reconnection attempt ")
+        .into_iter()
+        .map(|(at, l)| {
+            let rest = l.split("Reconnection attempt ").nth(1).unwrap();
+            let n: usize = rest.split(['/', ' ']).next().unwrap().parse().unwrap();
+            let delay: f64 = rest
+                .split("(delay: ")
+                .nth(1)
+                .and_then(|d| d.split('s').next())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| panic!("no delay in {l:?}"));
+            (at, n, delay)
+        })
+        .collect();
+    assert!(
+        attempts.len() >= 4,
+        "a 3 s outage sees several attempts: {text}"
+    );
+    for (at, n, delay) in &attempts {
+        assert_eq!(*delay, schedule[(n - 1).min(3)], "attempt {n} at {at:?}");
+    }
+    for w in attempts.windows(2) {
+        let ((t1, n1, d1), (t2, n2, _)) = (w[0], w[1]);
+        if n2 == n1 + 1 {
+            assert!(
+                t2 - t1 >= Duration::from_secs_f64(d1),
+                "attempt {n2} came {:?} after attempt {n1}, whose delay was {d1}s",
+                t2 - t1
+            );
+        }
+    }
 }

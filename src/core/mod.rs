@@ -38,6 +38,8 @@ use std::task::{Context, Poll, Waker};
 
 use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 
+pub mod wheel;
+
 /// Who holds a connection taken out of the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holder {

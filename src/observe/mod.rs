@@ -1,6 +1,7 @@
-//! Observability: statistics, lifecycle and health, the health report, Prometheus text.
+//! Observability: statistics, lifecycle and health, leak detection, the health report, Prometheus text.
 
 pub mod health;
+pub mod leak;
 pub mod prometheus;
 pub mod report;
 pub mod stats;

@@ -35,8 +35,9 @@ pub struct PoolConfig {
     pub leak_detection: bool,
     /// Default: 30 s. `POOL_LEAK_DETECTION_TIMEOUT`.
     pub leak_detection_timeout: Duration,
-    /// Also capture a full backtrace at each acquisition for leak reports (costly).
-    /// Default: false.
+    /// Also capture a full backtrace at each acquisition for leak reports (costly: several
+    /// microseconds per acquire). Default: false (`POOL_LEAK_BACKTRACE`). The acquisition
+    /// site (file:line:column of the `acquire()` call) is reported either way.
     pub leak_backtrace: bool,
     /// Reconnection delays after consecutive connect failures; the last repeats.
     /// Default: 1, 2, 4, 8, 16 s.
@@ -118,6 +119,9 @@ impl PoolConfig {
         }
         if let Some(v) = env("POOL_LEAK_DETECTION_TIMEOUT") {
             c.leak_detection_timeout = parse_seconds("POOL_LEAK_DETECTION_TIMEOUT", &v)?;
+        }
+        if let Some(v) = env("POOL_LEAK_BACKTRACE") {
+            c.leak_backtrace = parse_bool("POOL_LEAK_BACKTRACE", &v)?;
         }
         c.validate()?;
         Ok(c)

@@ -10,6 +10,7 @@ use super::{Pooled, Shared};
 use crate::conn::Connection;
 use crate::core::Holder;
 use crate::error::{Error, Result};
+use crate::observe::leak::{CheckoutTicket, LeakDetector};
 use crate::observe::{CloseReason, ErrorType};
 use crate::protocol::{Row, TransactionStatus};
 
@@ -30,6 +31,7 @@ pub struct PooledConnection {
     shared: Arc<Shared>,
     conn: Option<Pooled>,
     site: &'static Location<'static>,
+    leak_ticket: Option<CheckoutTicket>,
 }
 
 impl fmt::Debug for PooledConnection {
@@ -43,10 +45,34 @@ impl fmt::Debug for PooledConnection {
 
 impl PooledConnection {
     pub(super) fn new(shared: Arc<Shared>, conn: Pooled, site: &'static Location<'static>) -> Self {
+        let leak_ticket = shared
+            .leak
+            .as_ref()
+            .map(|d| d.checkout(&conn.leak_slot, conn.id, site, shared.now_ms()));
         PooledConnection {
             shared,
             conn: Some(conn),
             site,
+            leak_ticket,
+        }
+    }
+
+    /// Ends the checkout for the leak detector, logging the return of a reported leak.
+    fn end_checkout(&mut self, p: &Pooled) {
+        let Some(ticket) = self.leak_ticket.take() else {
+            return;
+        };
+        if let Some(held) = LeakDetector::checkin(&p.leak_slot, ticket, self.shared.now_ms()) {
+            let held = (held.as_secs_f64() * 10.0).round() / 10.0;
+            tracing::info!(
+                target: "wirepool::leak",
+                connection_id = %format_args!("conn_{}", p.id),
+                held_duration_seconds = held,
+                acquired_at = %self.site,
+                "Previously reported connection leak returned: conn_{} (held {held}s, acquired at {})",
+                p.id,
+                self.site
+            );
         }
     }
 
@@ -117,6 +143,7 @@ impl PooledConnection {
             .conn
             .take()
             .expect("the connection is present until drop");
+        self.end_checkout(&p);
         self.shared.counters.record_release();
         self.shared.counters.record_closed(CloseReason::Caller);
         if let Some(permit) = self.shared.core.discard(Holder::Caller) {
@@ -132,6 +159,7 @@ impl PooledConnection {
             .conn
             .take()
             .expect("the connection is present until drop");
+        self.end_checkout(&p);
         self.shared.counters.record_release();
         self.shared.discard(p, Holder::Caller, CloseReason::Caller);
     }
@@ -155,6 +183,7 @@ impl Drop for PooledConnection {
         let Some(mut p) = self.conn.take() else {
             return;
         };
+        self.end_checkout(&p);
         let shared = &self.shared;
         shared.counters.record_release();
         if p.conn.is_broken() {

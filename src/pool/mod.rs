@@ -8,6 +8,7 @@
 mod backoff;
 mod config;
 mod guard;
+mod leak_task;
 mod monitor;
 
 use std::panic::Location;
@@ -25,6 +26,7 @@ use crate::config::ConnectConfig;
 use crate::conn::Connection;
 use crate::core::{Core, Holder, OpenPermit, TryAcquire};
 use crate::error::{Error, Result, TimeoutPhase};
+use crate::observe::leak::{LeakDetector, LeakSlot};
 use crate::observe::stats::Counters;
 use crate::observe::{
     classify, prometheus, CloseReason, ErrorType, HealthReport, HealthStatus, LifecycleState,
@@ -41,6 +43,8 @@ pub(crate) struct Pooled {
     pub(crate) expires_ms: u64,
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(crate) last_used_ms: u64,
+    /// Its checkout generation, for the leak detector.
+    pub(crate) leak_slot: Arc<LeakSlot>,
 }
 
 /// State shared by the pool handle, its guards and its tasks.
@@ -66,6 +70,8 @@ pub(crate) struct Shared {
     terminated: Notify,
     /// Set while the monitor runs the reconnection schedule.
     pub(crate) reconnecting: AtomicBool,
+    /// The leak detector's registration side, when leak detection is on.
+    pub(crate) leak: Option<LeakDetector>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -189,6 +195,9 @@ impl Builder {
             closing: AtomicBool::new(false),
             terminated: Notify::new(),
             reconnecting: AtomicBool::new(false),
+            leak: self.cfg.leak_detection.then(|| {
+                LeakDetector::new(self.cfg.leak_detection_timeout, self.cfg.leak_backtrace)
+            }),
             cfg: self.cfg,
         });
         tracing::info!(
@@ -238,6 +247,7 @@ impl Builder {
         );
         let pool = Pool { shared };
         monitor::spawn(&pool.shared);
+        leak_task::spawn(&pool.shared);
         pool.shared.evaluate_health();
         Ok(pool)
     }
@@ -359,6 +369,7 @@ impl Shared {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             expires_ms,
             last_used_ms: now,
+            leak_slot: LeakSlot::new(),
         }
     }
 

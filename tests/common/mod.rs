@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: the pool's log lines, captured.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Every log line the pool writes (plain text, each prefixed by the seconds since the
+/// subscriber started), so tests read what the pool said rather than sampling its state.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// The process-wide capture (one global subscriber per test binary).
+    pub fn capture() -> Logs {
+        static LOGS: OnceLock<Logs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter("wirepool=info")
+                .with_ansi(false)
+                .with_timer(tracing_subscriber::fmt::time::uptime())
+                .with_writer(move || writer.clone())
+                .init();
+            logs
+        })
+        .clone()
+    }
+
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+
+    /// Lines containing `needle`, with the time each was written.
+    pub fn lines_with(&self, needle: &str) -> Vec<(Duration, String)> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| {
+                let secs: f64 = l
+                    .split_whitespace()
+                    .next()
+                    .and_then(|t| t.trim_end_matches('s').parse().ok())
+                    .unwrap_or_else(|| panic!("no uptime stamp in {l:?}"));
+                (Duration::from_secs_f64(secs), l.to_string())
+            })
+            .collect()
+    }
+
+    /// The lifecycle states in the order the pool logged its transitions into them.
+    pub fn states(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter_map(|l| l.split("Health status: ").nth(1))
+            .filter_map(|t| t.split(" -> ").nth(1))
+            .map(|to| to.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+}
