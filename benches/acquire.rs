@@ -1,12 +1,16 @@
 //! The pool core's hot path with in-memory connections: uncontended acquire+release with
-//! and without statistics, against baselines measured in the same run (two clock reads,
+//! and without statistics and leak detection, against baselines measured in the same run (two clock reads,
 //! two uncontended lock/unlock pairs), and a contended N tasks x M connections matrix.
 
 use std::hint::black_box;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use wirepool::core::{Core, Holder, TryAcquire};
+use wirepool::observe::leak::{LeakDetector, LeakSlot};
 use wirepool::observe::stats::Counters;
 
 /// A stand-in connection.
@@ -60,6 +64,40 @@ fn uncontended(c: &mut Criterion) {
             let _ = core.release(conn, Holder::Caller);
         })
     });
+    // The same with leak detection on: record the checkout and its return in the
+    // connection's slot while a scanner thread runs the wheel, as the pool's task does.
+    let detector = Arc::new(LeakDetector::new(Duration::from_secs(30), false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let scanner = {
+        let (detector, stop) = (detector.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut wheel = detector.wheel(0);
+            let mut reports = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(detector.tick());
+                detector.scan(&mut wheel, start.elapsed().as_millis() as u64, &mut reports);
+            }
+        })
+    };
+    let slot = LeakSlot::new(1);
+    detector.track(slot.clone());
+    let site = Location::caller();
+    g.bench_function("acquire_release_with_statistics_and_leak_detection", |b| {
+        b.iter(|| {
+            let TryAcquire::Ready(conn) = core.try_acquire() else {
+                unreachable!()
+            };
+            counters.record_immediate_acquire();
+            detector.checkout(&slot, site, 0);
+            black_box(&conn);
+            black_box(LeakDetector::checkin(&slot, 0));
+            counters.record_release();
+            let _ = core.release(conn, Holder::Caller);
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    scanner.join().unwrap();
     g.bench_function("statistics_snapshot_gauges", |b| {
         b.iter(|| black_box(core.gauges()))
     });

@@ -3,65 +3,75 @@
 //!
 //! # Design
 //!
-//! - Each connection owns a [`LeakSlot`]: one atomic word holding its checkout generation
-//!   (odd while checked out, even while in the pool) and a "reported" bit.
-//! - [`LeakDetector::checkout`] bumps the generation and pushes a small record onto a
-//!   lock-free queue (crossbeam's `SegQueue`); the acquire path takes no lock.
-//! - [`LeakDetector::checkin`] bumps the generation again, which makes every record of that
-//!   checkout stale, so nothing has to be cancelled. If the checkout had been reported it
-//!   returns how long it was held, for the "returned" message.
-//! - One background task calls [`LeakDetector::scan`] every tick. It moves queued records into
-//!   a hashed [`TimerWheel`], dropping those already stale (most checkouts are shorter than a
-//!   tick, so the wheel holds little more than the connections out right now), advances the
-//!   wheel and, for each record due whose generation is still current, sets the reported
-//!   bit with a compare-and-swap and returns a [`LeakReport`]. The compare-and-swap makes
-//!   the report and the return race-free: a checkout is reported at most once, and a
-//!   reported checkout's return always sees the bit.
+//! - Each connection owns a [`LeakSlot`]: one atomic word holding the time of the current
+//!   checkout, an "out" bit and a "reported" bit, plus the acquisition site.
+//! - The acquire path ([`LeakDetector::checkout`]) writes the site and then the word: two
+//!   plain atomic stores to memory only the holder writes. No lock, no queue, no allocation
+//!   (unless full backtraces are on).
+//! - The return path ([`LeakDetector::checkin`]) swaps the word back to "in"; if the
+//!   checkout had been reported it returns how long it was held, for the "returned" message.
+//!   Nothing has to be cancelled.
+//! - A hashed [`TimerWheel`] owned by one background task holds one entry per *connection*
+//!   (new connections reach it through a lock-free queue, [`LeakDetector::track`]). When an
+//!   entry comes due, [`LeakDetector::scan`] reads the word: a checkout held past the timeout
+//!   is marked reported with a compare-and-swap and reported; one not yet due is put back at
+//!   its own deadline; an idle connection is looked at again a timeout later; a closed
+//!   connection (only the wheel still holds its slot) leaves the wheel. The compare-and-swap
+//!   makes report and return race-free: a checkout is reported at most once, and the return
+//!   of a reported checkout always sees the bit.
+//! - So a leak is reported no earlier than the timeout and at most one tick later, and the
+//!   wheel's work is proportional to the number of connections, not of checkouts.
 //!
 //! `scan` is pure apart from the queue: `now` is passed in, so it is tested without sleeping.
+//! Times are milliseconds on the caller's monotonic clock.
 
 use std::backtrace::Backtrace;
 use std::fmt;
 use std::panic::Location;
+// The detector is not part of the loom models (see `crate::sync`): plain std types.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam::atomic::AtomicCell;
 use crossbeam::queue::SegQueue;
+use parking_lot::Mutex;
 
 use crate::core::wheel::TimerWheel;
-use crate::sync::{Arc, AtomicU64, Ordering};
 
-/// The bit of a [`LeakSlot`] word that marks a reported checkout.
 const REPORTED: u64 = 1;
+const OUT: u64 = 2;
 
-/// A connection's checkout generation and reported bit (see the module docs).
-#[derive(Debug, Default)]
+/// A connection's checkout state for the leak detector (see the module docs).
 pub struct LeakSlot {
-    /// `generation << 1 | reported`.
+    conn_id: u64,
+    /// `acquired_ms << 2 | OUT | REPORTED`.
     word: AtomicU64,
+    site: AtomicCell<Option<&'static Location<'static>>>,
+    backtrace: Mutex<Option<Backtrace>>,
 }
 
-impl LeakSlot {
-    /// A slot for a new connection, in the pool.
-    pub fn new() -> Arc<LeakSlot> {
-        Arc::new(LeakSlot::default())
+impl fmt::Debug for LeakSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.word.load(Ordering::Relaxed);
+        f.debug_struct("LeakSlot")
+            .field("conn_id", &self.conn_id)
+            .field("out", &(w & OUT != 0))
+            .field("reported", &(w & REPORTED != 0))
+            .finish()
     }
 }
 
-/// One checkout as the detector sees it.
-struct Checkout {
-    slot: Arc<LeakSlot>,
-    generation: u64,
-    conn_id: u64,
-    site: &'static Location<'static>,
-    acquired_ms: u64,
-    backtrace: Option<Box<Backtrace>>,
-}
-
-/// The proof of a checkout, kept by its holder and given back to [`LeakDetector::checkin`].
-#[derive(Debug, Clone, Copy)]
-pub struct CheckoutTicket {
-    generation: u64,
-    acquired_ms: u64,
+impl LeakSlot {
+    /// The slot of connection `conn_id`, in the pool.
+    pub fn new(conn_id: u64) -> Arc<LeakSlot> {
+        Arc::new(LeakSlot {
+            conn_id,
+            word: AtomicU64::new(0),
+            site: AtomicCell::new(None),
+            backtrace: Mutex::new(None),
+        })
+    }
 }
 
 /// A checkout held past the leak timeout.
@@ -72,14 +82,14 @@ pub struct LeakReport {
     /// How long it had been held when reported.
     pub held: Duration,
     /// Where `acquire()` was called.
-    pub site: &'static Location<'static>,
+    pub site: Option<&'static Location<'static>>,
     /// The full call stack at acquisition, when backtraces are enabled.
-    pub backtrace: Option<Box<Backtrace>>,
+    pub backtrace: Option<Backtrace>,
 }
 
 /// The registration side and the scanning logic of the leak detector.
 pub struct LeakDetector {
-    queue: SegQueue<Checkout>,
+    new_slots: SegQueue<Arc<LeakSlot>>,
     timeout_ms: u64,
     backtraces: bool,
 }
@@ -89,8 +99,16 @@ impl fmt::Debug for LeakDetector {
         f.debug_struct("LeakDetector")
             .field("timeout_ms", &self.timeout_ms)
             .field("backtraces", &self.backtraces)
-            .field("queued", &self.queue.len())
             .finish()
+    }
+}
+
+/// A connection's entry in the leak detector's wheel.
+pub struct WheelEntry(Arc<LeakSlot>);
+
+impl fmt::Debug for WheelEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -99,114 +117,104 @@ impl LeakDetector {
     /// checkout also captures a full backtrace (costly: microseconds per acquire).
     pub fn new(timeout: Duration, backtraces: bool) -> Self {
         LeakDetector {
-            queue: SegQueue::new(),
+            new_slots: SegQueue::new(),
             timeout_ms: (timeout.as_millis() as u64).max(1),
             backtraces,
         }
     }
 
     /// The wheel's tick for this timeout: a sixteenth of it, between 10 ms and 100 ms, so a
-    /// leak is reported at most one tick late and the queue is drained often.
+    /// leak is reported at most one tick late.
     pub fn tick(&self) -> Duration {
         Duration::from_millis((self.timeout_ms / 16).clamp(10, 100))
     }
 
     /// A wheel sized for this detector, starting at `now_ms`: one turn covers the timeout.
-    pub fn wheel(&self, now_ms: u64) -> TimerWheel<CheckoutRecord> {
+    pub fn wheel(&self, now_ms: u64) -> TimerWheel<WheelEntry> {
         let tick = self.tick();
         let slots = (self.timeout_ms / tick.as_millis() as u64 + 1).clamp(8, 1024) as usize;
         TimerWheel::new(tick, slots, now_ms)
     }
 
-    /// Records that the connection of `slot` was checked out at `now_ms` from `site`. Called
-    /// by the sole holder of the connection.
+    /// Hands a new connection's slot to the detector (picked up by the next scan).
+    pub fn track(&self, slot: Arc<LeakSlot>) {
+        self.new_slots.push(slot);
+    }
+
+    /// Records that the connection of `slot` was checked out at `now_ms` from `site`. Only
+    /// the holder of the connection calls this, and [`checkin`](Self::checkin) after it.
     #[inline]
-    pub fn checkout(
-        &self,
-        slot: &Arc<LeakSlot>,
-        conn_id: u64,
-        site: &'static Location<'static>,
-        now_ms: u64,
-    ) -> CheckoutTicket {
-        // Only the holder writes the generation, so load + store suffices; the scan reads
-        // it with compare-and-swap. Checkout generations are odd, in-pool ones even.
-        let generation = (slot.word.load(Ordering::Relaxed) >> 1) + 1;
-        slot.word.store(generation << 1, Ordering::Release);
-        self.queue.push(Checkout {
-            slot: slot.clone(),
-            generation,
-            conn_id,
-            site,
-            acquired_ms: now_ms,
-            backtrace: self
-                .backtraces
-                .then(|| Box::new(Backtrace::force_capture())),
-        });
-        CheckoutTicket {
-            generation,
-            acquired_ms: now_ms,
+    pub fn checkout(&self, slot: &LeakSlot, site: &'static Location<'static>, now_ms: u64) {
+        if self.backtraces {
+            *slot.backtrace.lock() = Some(Backtrace::force_capture());
         }
+        slot.site.store(Some(site));
+        // Release: a scan that sees this word sees the site too.
+        slot.word.store(now_ms << 2 | OUT, Ordering::Release);
     }
 
-    /// Records the return of the checkout `ticket` at `now_ms`. Returns how long it was held
-    /// if the detector had reported it as a potential leak.
+    /// Records the return of the connection of `slot` at `now_ms`. Returns how long it was
+    /// held if the detector had reported it as a potential leak.
     #[inline]
-    pub fn checkin(slot: &LeakSlot, ticket: CheckoutTicket, now_ms: u64) -> Option<Duration> {
-        let prev = slot
-            .word
-            .swap((ticket.generation + 1) << 1, Ordering::AcqRel);
-        (prev == (ticket.generation << 1 | REPORTED))
-            .then(|| Duration::from_millis(now_ms.saturating_sub(ticket.acquired_ms)))
+    pub fn checkin(slot: &LeakSlot, now_ms: u64) -> Option<Duration> {
+        let prev = slot.word.swap(now_ms << 2, Ordering::AcqRel);
+        (prev & (OUT | REPORTED) == OUT | REPORTED)
+            .then(|| Duration::from_millis(now_ms.saturating_sub(prev >> 2)))
     }
 
-    /// Moves queued checkouts into `wheel`, advances it to `now_ms` and reports every
-    /// checkout still out past the timeout, appending to `reports`.
+    /// Adds new connections to `wheel`, advances it to `now_ms` and reports every checkout
+    /// held past the timeout, appending to `reports`.
     pub fn scan(
         &self,
-        wheel: &mut TimerWheel<CheckoutRecord>,
+        wheel: &mut TimerWheel<WheelEntry>,
         now_ms: u64,
         reports: &mut Vec<LeakReport>,
     ) {
-        while let Some(c) = self.queue.pop() {
-            if c.is_current() {
-                wheel.insert(c.acquired_ms + self.timeout_ms, CheckoutRecord(c));
-            }
+        while let Some(slot) = self.new_slots.pop() {
+            wheel.insert(now_ms + self.timeout_ms, WheelEntry(slot));
         }
         let mut due = Vec::new();
         wheel.advance(now_ms, &mut due);
-        for CheckoutRecord(c) in due {
-            let out = c.generation << 1;
-            if c.slot
-                .word
-                .compare_exchange(out, out | REPORTED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                reports.push(LeakReport {
-                    conn_id: c.conn_id,
-                    held: Duration::from_millis(now_ms.saturating_sub(c.acquired_ms)),
-                    site: c.site,
-                    backtrace: c.backtrace,
-                });
+        for WheelEntry(slot) in due {
+            if Arc::strong_count(&slot) == 1 {
+                continue; // the connection is gone
             }
+            let next = self.visit(&slot, now_ms, reports);
+            wheel.insert(next, WheelEntry(slot));
         }
     }
-}
 
-impl Checkout {
-    fn is_current(&self) -> bool {
-        self.slot.word.load(Ordering::Acquire) == self.generation << 1
-    }
-}
-
-/// A checkout waiting in the leak detector's wheel.
-pub struct CheckoutRecord(Checkout);
-
-impl fmt::Debug for CheckoutRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CheckoutRecord")
-            .field("conn_id", &self.0.conn_id)
-            .field("generation", &self.0.generation)
-            .finish()
+    /// Looks at one connection whose entry came due; returns when to look again.
+    fn visit(&self, slot: &LeakSlot, now_ms: u64, reports: &mut Vec<LeakReport>) -> u64 {
+        let w = slot.word.load(Ordering::Acquire);
+        if w & (OUT | REPORTED) != OUT {
+            return now_ms + self.timeout_ms; // in the pool, or already reported
+        }
+        let acquired = w >> 2;
+        let due = acquired.saturating_add(self.timeout_ms);
+        if now_ms < due {
+            return due;
+        }
+        match slot
+            .word
+            .compare_exchange(w, w | REPORTED, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                reports.push(LeakReport {
+                    conn_id: slot.conn_id,
+                    held: Duration::from_millis(now_ms - acquired),
+                    site: slot.site.load(),
+                    backtrace: if self.backtraces {
+                        slot.backtrace.lock().take()
+                    } else {
+                        None
+                    },
+                });
+                now_ms + self.timeout_ms
+            }
+            // Returned (and maybe out again) meanwhile: look again on the next tick.
+            Err(_) => now_ms,
+        }
     }
 }
 
@@ -214,105 +222,158 @@ impl fmt::Debug for CheckoutRecord {
 mod tests {
     use super::*;
 
-    fn setup() -> (LeakDetector, TimerWheel<CheckoutRecord>, Arc<LeakSlot>) {
-        let d = LeakDetector::new(Duration::from_millis(1000), false);
+    const TIMEOUT: u64 = 1000;
+
+    fn setup() -> (LeakDetector, TimerWheel<WheelEntry>) {
+        let d = LeakDetector::new(Duration::from_millis(TIMEOUT), false);
         let w = d.wheel(0);
-        (d, w, LeakSlot::new())
+        (d, w)
     }
 
-    fn scan(d: &LeakDetector, w: &mut TimerWheel<CheckoutRecord>, now: u64) -> Vec<LeakReport> {
+    fn tracked(d: &LeakDetector, id: u64) -> Arc<LeakSlot> {
+        let slot = LeakSlot::new(id);
+        d.track(slot.clone());
+        slot
+    }
+
+    fn scan(d: &LeakDetector, w: &mut TimerWheel<WheelEntry>, now: u64) -> Vec<LeakReport> {
         let mut r = Vec::new();
         d.scan(w, now, &mut r);
         r
     }
 
+    /// Scans every tick from `from` to `to` (inclusive), collecting reports with their time.
+    fn run(
+        d: &LeakDetector,
+        w: &mut TimerWheel<WheelEntry>,
+        from: u64,
+        to: u64,
+    ) -> Vec<(u64, LeakReport)> {
+        let tick = d.tick().as_millis() as u64;
+        let mut out = Vec::new();
+        let mut now = from;
+        while now <= to {
+            out.extend(scan(d, w, now).into_iter().map(|r| (now, r)));
+            now += tick;
+        }
+        out
+    }
+
     #[test]
-    fn a_checkout_held_past_the_timeout_is_reported_once_with_its_site() {
-        let (d, mut w, slot) = setup();
+    fn a_checkout_held_past_the_timeout_is_reported_once_on_time_with_its_site() {
+        let (d, mut w) = setup();
+        let slot = tracked(&d, 7);
+        assert!(scan(&d, &mut w, 0).is_empty());
         let site = Location::caller();
-        let t = d.checkout(&slot, 7, site, 0);
-        assert!(scan(&d, &mut w, 500).is_empty());
-        assert!(scan(&d, &mut w, 999).is_empty(), "not before the timeout");
-        let r = scan(&d, &mut w, 1000 + d.tick().as_millis() as u64);
-        assert_eq!(r.len(), 1);
-        assert_eq!(r[0].conn_id, 7);
-        assert_eq!(r[0].site, site);
-        assert!(r[0].held >= Duration::from_millis(1000));
-        assert!(r[0].backtrace.is_none());
-        assert!(scan(&d, &mut w, 100_000).is_empty(), "reported once");
+        d.checkout(&slot, site, 250);
+        let r = run(&d, &mut w, 0, 10 * TIMEOUT);
+        assert_eq!(r.len(), 1, "reported once: {r:?}");
+        let (at, r) = &r[0];
+        let tick = d.tick().as_millis() as u64;
+        assert!(
+            (250 + TIMEOUT..=250 + TIMEOUT + tick).contains(at),
+            "reported at {at}, not before the timeout and at most a tick late"
+        );
+        assert_eq!(r.conn_id, 7);
+        assert_eq!(r.site, Some(site));
+        assert_eq!(r.held, Duration::from_millis(at - 250));
+        assert!(r.backtrace.is_none());
         assert_eq!(
-            LeakDetector::checkin(&slot, t, 45_200),
+            LeakDetector::checkin(&slot, 45_450),
             Some(Duration::from_millis(45_200))
         );
     }
 
     #[test]
-    fn a_returned_checkout_is_never_reported_and_its_record_is_dropped() {
-        let (d, mut w, slot) = setup();
-        let t = d.checkout(&slot, 1, Location::caller(), 0);
-        assert_eq!(LeakDetector::checkin(&slot, t, 10), None);
-        assert!(scan(&d, &mut w, 10).is_empty());
-        assert!(w.is_empty(), "stale records do not enter the wheel");
-        // Returned after entering the wheel: the generation check on expiry drops it.
-        let t = d.checkout(&slot, 1, Location::caller(), 20);
-        assert!(scan(&d, &mut w, 30).is_empty());
-        assert_eq!(w.len(), 1);
-        assert_eq!(LeakDetector::checkin(&slot, t, 40), None);
-        assert!(scan(&d, &mut w, 5000).is_empty());
-        assert!(w.is_empty());
+    fn returned_checkouts_are_never_reported() {
+        let (d, mut w) = setup();
+        let slot = tracked(&d, 1);
+        let mut now = 0;
+        // Many checkouts, each shorter than the timeout, over ten timeouts.
+        while now < 10 * TIMEOUT {
+            d.checkout(&slot, Location::caller(), now);
+            assert!(scan(&d, &mut w, now + 400).is_empty());
+            assert_eq!(LeakDetector::checkin(&slot, now + 900), None);
+            assert!(scan(&d, &mut w, now + 950).is_empty());
+            now += 950;
+        }
+        assert_eq!(w.len(), 1, "one entry per connection, not per checkout");
     }
 
     #[test]
-    fn only_the_current_checkout_of_a_connection_counts() {
-        let (d, mut w, slot) = setup();
-        let t1 = d.checkout(&slot, 3, Location::caller(), 0);
-        assert!(scan(&d, &mut w, 100).is_empty());
-        assert_eq!(LeakDetector::checkin(&slot, t1, 200), None);
-        // The same connection out again later: the old record is stale, the new one is not.
-        let t2 = d.checkout(&slot, 3, Location::caller(), 600);
-        assert!(
-            scan(&d, &mut w, 1100).is_empty(),
-            "the first checkout ended"
-        );
-        let r = scan(&d, &mut w, 1700);
+    fn only_the_current_checkout_counts() {
+        let (d, mut w) = setup();
+        let slot = tracked(&d, 3);
+        assert!(scan(&d, &mut w, 0).is_empty());
+        d.checkout(&slot, Location::caller(), 0);
+        assert!(run(&d, &mut w, 0, 500).is_empty());
+        assert_eq!(LeakDetector::checkin(&slot, 500), None);
+        // Out again at 600: not due at 1000 (the first checkout's deadline), due at 1600.
+        d.checkout(&slot, Location::caller(), 600);
+        let r = run(&d, &mut w, 600, 3000);
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].held, Duration::from_millis(1100));
+        assert!(r[0].0 >= 1600, "{r:?}");
         assert_eq!(
-            LeakDetector::checkin(&slot, t2, 2000),
-            Some(Duration::from_millis(1400))
+            LeakDetector::checkin(&slot, 3000),
+            Some(Duration::from_millis(2400))
         );
         // A later, short checkout is not flagged by the earlier report.
-        let t3 = d.checkout(&slot, 3, Location::caller(), 2100);
-        assert_eq!(LeakDetector::checkin(&slot, t3, 2200), None);
+        d.checkout(&slot, Location::caller(), 3100);
+        assert!(run(&d, &mut w, 3100, 3200).is_empty());
+        assert_eq!(LeakDetector::checkin(&slot, 3200), None);
+        assert!(run(&d, &mut w, 3200, 8000).is_empty());
     }
 
     #[test]
-    fn many_connections_only_the_held_ones_are_reported() {
-        let (d, mut w, _) = setup();
-        let slots: Vec<_> = (0..50).map(|_| LeakSlot::new()).collect();
-        let mut tickets = Vec::new();
+    fn a_return_racing_the_report_is_seen_by_one_side() {
+        // The report's compare-and-swap fails if the return came first; the return sees
+        // the bit if the report came first.
+        let (d, mut w) = setup();
+        let slot = tracked(&d, 9);
+        scan(&d, &mut w, 0);
+        d.checkout(&slot, Location::caller(), 0);
+        assert_eq!(LeakDetector::checkin(&slot, 2000), None);
+        assert!(
+            run(&d, &mut w, 0, 3000).is_empty(),
+            "returned before the scan looked"
+        );
+    }
+
+    #[test]
+    fn many_connections_only_the_held_ones_are_reported_and_closed_ones_leave() {
+        let (d, mut w) = setup();
+        let slots: Vec<_> = (0..50).map(|i| tracked(&d, i)).collect();
+        scan(&d, &mut w, 0);
         for (i, s) in slots.iter().enumerate() {
-            tickets.push(d.checkout(s, i as u64, Location::caller(), i as u64));
+            d.checkout(s, Location::caller(), i as u64);
         }
         for (i, s) in slots.iter().enumerate() {
             if i % 5 != 0 {
-                LeakDetector::checkin(s, tickets[i], 100);
+                LeakDetector::checkin(s, 100);
             }
         }
-        let mut ids: Vec<u64> = scan(&d, &mut w, 2000).iter().map(|r| r.conn_id).collect();
+        let mut ids: Vec<u64> = run(&d, &mut w, 0, 3000)
+            .iter()
+            .map(|(_, r)| r.conn_id)
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, (0..50).step_by(5).collect::<Vec<u64>>());
+        assert_eq!(w.len(), 50);
+        drop(slots);
+        run(&d, &mut w, 3000, 6000);
+        assert!(w.is_empty(), "closed connections leave the wheel");
     }
 
     #[test]
     fn backtraces_are_captured_when_enabled() {
         let d = LeakDetector::new(Duration::from_millis(10), true);
         let mut w = d.wheel(0);
-        let slot = LeakSlot::new();
-        d.checkout(&slot, 1, Location::caller(), 0);
-        let r = scan(&d, &mut w, 1000);
+        let slot = tracked(&d, 1);
+        scan(&d, &mut w, 0);
+        d.checkout(&slot, Location::caller(), 0);
+        let r = run(&d, &mut w, 0, 1000);
         assert_eq!(r.len(), 1);
-        let bt = r[0].backtrace.as_ref().expect("a backtrace");
+        let bt = r[0].1.backtrace.as_ref().expect("a backtrace");
         assert_eq!(
             bt.status(),
             std::backtrace::BacktraceStatus::Captured,

@@ -10,7 +10,7 @@ use super::{Pooled, Shared};
 use crate::conn::Connection;
 use crate::core::Holder;
 use crate::error::{Error, Result};
-use crate::observe::leak::{CheckoutTicket, LeakDetector};
+use crate::observe::leak::LeakDetector;
 use crate::observe::{CloseReason, ErrorType};
 use crate::protocol::{Row, TransactionStatus};
 
@@ -31,7 +31,8 @@ pub struct PooledConnection {
     shared: Arc<Shared>,
     conn: Option<Pooled>,
     site: &'static Location<'static>,
-    leak_ticket: Option<CheckoutTicket>,
+    /// Whether the leak detector saw this checkout.
+    leak_tracked: bool,
 }
 
 impl fmt::Debug for PooledConnection {
@@ -45,24 +46,27 @@ impl fmt::Debug for PooledConnection {
 
 impl PooledConnection {
     pub(super) fn new(shared: Arc<Shared>, conn: Pooled, site: &'static Location<'static>) -> Self {
-        let leak_ticket = shared
-            .leak
-            .as_ref()
-            .map(|d| d.checkout(&conn.leak_slot, conn.id, site, shared.now_ms()));
+        let leak_tracked = match &shared.leak {
+            Some(d) => {
+                d.checkout(&conn.leak_slot, site, shared.now_ms());
+                true
+            }
+            None => false,
+        };
         PooledConnection {
             shared,
             conn: Some(conn),
             site,
-            leak_ticket,
+            leak_tracked,
         }
     }
 
     /// Ends the checkout for the leak detector, logging the return of a reported leak.
     fn end_checkout(&mut self, p: &Pooled) {
-        let Some(ticket) = self.leak_ticket.take() else {
+        if !std::mem::take(&mut self.leak_tracked) {
             return;
-        };
-        if let Some(held) = LeakDetector::checkin(&p.leak_slot, ticket, self.shared.now_ms()) {
+        }
+        if let Some(held) = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms()) {
             let held = (held.as_secs_f64() * 10.0).round() / 10.0;
             tracing::info!(
                 target: "wirepool::leak",

@@ -46,7 +46,9 @@ async fn run(weak: Weak<Shared>, tick: std::time::Duration) {
 fn report(r: &LeakReport) {
     let id = format!("conn_{}", r.conn_id);
     let held = (r.held.as_secs_f64() * 10.0).round() / 10.0;
-    let site = r.site.to_string();
+    let site = r
+        .site
+        .map_or_else(|| "unknown".to_string(), |s| s.to_string());
     match &r.backtrace {
         Some(bt) => tracing::warn!(
             target: "wirepool::leak",

@@ -43,7 +43,7 @@ pub(crate) struct Pooled {
     pub(crate) expires_ms: u64,
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(crate) last_used_ms: u64,
-    /// Its checkout generation, for the leak detector.
+    /// Its checkout state, for the leak detector.
     pub(crate) leak_slot: Arc<LeakSlot>,
 }
 
@@ -364,12 +364,17 @@ impl Shared {
             }
             None => u64::MAX,
         };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let leak_slot = LeakSlot::new(id);
+        if let Some(d) = &self.leak {
+            d.track(leak_slot.clone());
+        }
         Pooled {
             conn,
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id,
             expires_ms,
             last_used_ms: now,
-            leak_slot: LeakSlot::new(),
+            leak_slot,
         }
     }
 
