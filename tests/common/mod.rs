@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Every log line the pool writes (plain text, each prefixed by the seconds since the
 /// subscriber started), so tests read what the pool said rather than sampling its state.
 #[derive(Clone, Default)]
-pub struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
 
 impl Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -23,7 +23,7 @@ impl Write for Logs {
 
 impl Logs {
     /// The process-wide capture (one global subscriber per test binary).
-    pub fn capture() -> Logs {
+    pub(crate) fn capture() -> Logs {
         static LOGS: OnceLock<Logs> = OnceLock::new();
         LOGS.get_or_init(|| {
             let logs = Logs::default();
@@ -40,12 +40,12 @@ impl Logs {
     }
 
     /// Everything captured so far.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock()).into_owned()
     }
 
     /// Lines containing `needle`, with the time each was written.
-    pub fn lines_with(&self, needle: &str) -> Vec<(Duration, String)> {
+    pub(crate) fn lines_with(&self, needle: &str) -> Vec<(Duration, String)> {
         self.text()
             .lines()
             .filter(|l| l.contains(needle))
@@ -61,7 +61,7 @@ impl Logs {
     }
 
     /// The lifecycle states in the order the pool logged its transitions into them.
-    pub fn states(&self) -> Vec<String> {
+    pub(crate) fn states(&self) -> Vec<String> {
         self.text()
             .lines()
             .filter_map(|l| l.split("Health status: ").nth(1))
