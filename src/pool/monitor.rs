@@ -72,7 +72,27 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
     match rc.next_at {
         None => {
             rc.attempt += 1;
-            let delay = backoff.delay(rc.attempt, backoff::jitter_random());
+            // A refusal that will not pass by itself (wrong password, unknown role or
+            // database) is retried at the schedule's slowest pace: no tight loop against
+            // the server, yet a fix (say, the password restored) is picked up unattended.
+            let refusal = s
+                .last_connect_error
+                .lock()
+                .as_ref()
+                .filter(|(e, _)| !e.is_transient())
+                .map(|(e, _)| super::error_chain(e));
+            let delay = match &refusal {
+                Some(_) => backoff.delay(u32::MAX, backoff::jitter_random()),
+                None => backoff.delay(rc.attempt, backoff::jitter_random()),
+            };
+            if let Some(why) = &refusal {
+                tracing::error!(
+                    target: "wirepool::reconnect",
+                    attempt = rc.attempt,
+                    "Database refused the pool's connection: {why}; retrying every {}s until it is accepted",
+                    fmt_secs(delay)
+                );
+            }
             let n = backoff.initial_attempts();
             // The guide counts the first attempts as "N/5"; later ones just "N".
             let progress = if (rc.attempt as usize) <= n {

@@ -70,3 +70,5 @@ impl Logs {
             .collect()
     }
 }
+
+pub(crate) mod proxy;

@@ -1,0 +1,356 @@
+//! Network faults between the pool and a real server, through a loopback TCP proxy:
+//! stalls, resets, delays, connections closed part-way; and a password changed while the
+//! pool runs. Every failure is a typed error, no broken connection is handed out twice,
+//! and the pool recovers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use wirepool::observe::CloseReason;
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{ConnectConfig, ErrorKind, Pool, PoolConfig};
+
+use common::proxy::{Mode, Proxy};
+use common::Logs;
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+fn via(pg: &Cluster, proxy: &Proxy) -> ConnectConfig {
+    pg.config(Role::Trust)
+        .with_port(proxy.port())
+        .with_connect_timeout(Some(Duration::from_secs(1)))
+}
+
+fn base_cfg() -> PoolConfig {
+    let mut cfg = PoolConfig::default();
+    cfg.min_size = 2;
+    cfg.max_size = 4;
+    cfg.acquire_timeout = Duration::from_secs(3);
+    cfg.monitor_interval = Duration::from_millis(50);
+    cfg.keepalive_interval = None;
+    cfg.reconnect_delays = [100, 200].map(Duration::from_millis).to_vec();
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_server_command_timeout_cancels_and_discards() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.command_timeout = Some(Duration::from_millis(300));
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let stalled_id = c.id();
+    proxy.set(Mode::Stall);
+    let t = Instant::now();
+    let err = c.query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommandTimeout, "{err:?}");
+    // The timeout, then the cancel's grace period (the cancel is stalled too), no more.
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        c.is_broken(),
+        "a query the server never answered leaves it unusable"
+    );
+    drop(c);
+    proxy.set(Mode::Pass);
+    let s = pool.statistics();
+    assert_eq!(s.closed(CloseReason::Broken), 1);
+    // Never handed out again; the pool serves with other connections.
+    for _ in 0..10 {
+        let mut c = pool.acquire().await.unwrap();
+        assert_ne!(c.id(), stalled_id);
+        c.query("SELECT 1").await.unwrap();
+    }
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_network_command_timeout_cancels_and_keeps_the_connection() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.command_timeout = Some(Duration::from_millis(200));
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let id = c.id();
+    // Each hop waits 150 ms: a query needs more than the 200 ms timeout, the cancel still
+    // gets through and the answer is drained within the grace period.
+    proxy.set(Mode::Delay(Duration::from_millis(150)));
+    let err = c.query("SELECT pg_sleep(1)").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommandTimeout, "{err:?}");
+    assert!(!c.is_broken());
+    proxy.set(Mode::Pass);
+    let rows = c.query("SELECT 2").await.unwrap();
+    assert_eq!(
+        rows[0].get(0),
+        Some("2"),
+        "the connection is clean after the cancel"
+    );
+    drop(c);
+    assert_eq!(pool.statistics().closed(CloseReason::Broken), 0);
+    let mut seen = false;
+    for _ in 0..4 {
+        let c = pool.acquire().await.unwrap();
+        seen |= c.id() == id;
+        drop(c);
+    }
+    assert!(seen, "the cancelled connection stays in the pool");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_connections_are_never_handed_out_again() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.min_size = 4;
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    proxy.reset_open_connections();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No keepalive: callers meet the dead connections. Each fails with a typed error once,
+    // is discarded, and never comes back.
+    let mut failed = HashSet::new();
+    let mut ok = 0;
+    let t = Instant::now();
+    while ok < 20 {
+        assert!(t.elapsed() < Duration::from_secs(20), "no recovery");
+        let mut c = pool.acquire().await.unwrap();
+        assert!(
+            !failed.contains(&c.id()),
+            "conn_{} handed out again",
+            c.id()
+        );
+        match c.query("SELECT 1").await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(e.is_io() || e.is_closed(), "{e:?}");
+                assert!(c.is_broken());
+                failed.insert(c.id());
+            }
+        }
+    }
+    assert!(!failed.is_empty() && failed.len() <= 4, "{failed:?}");
+    let s = pool.statistics();
+    assert_eq!(s.closed(CloseReason::Broken), failed.len() as u64);
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_finds_reset_connections_before_a_caller_does() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.min_size = 4;
+    cfg.keepalive_interval = Some(Duration::from_millis(100));
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    proxy.reset_open_connections();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = pool.statistics();
+    assert!(
+        s.closed(CloseReason::ValidationFailed) >= 4,
+        "every reset connection was found idle: {:?}",
+        s.connections_closed
+    );
+    for _ in 0..20 {
+        let mut c = pool.acquire().await.unwrap();
+        c.query("SELECT 1")
+            .await
+            .expect("no caller meets a dead connection");
+    }
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_part_way_gives_typed_errors_and_the_pool_recovers() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    // Cut during startup (after 20 bytes of the server's answer): build fails, typed.
+    proxy.set(Mode::CloseAfter(20));
+    let err = Pool::builder(via(&pg, &proxy))
+        .config(base_cfg())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_io() || err.is_closed() || err.is_protocol(),
+        "{err:?}"
+    );
+
+    proxy.set(Mode::Pass);
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(base_cfg())
+        .build()
+        .await
+        .unwrap();
+    // Cut in the middle of a large result: the proxy stops after 1000 bytes from the server
+    // on each connection (startup and validation took about half of that).
+    let mut c = pool.acquire().await.unwrap();
+    proxy.set(Mode::CloseAfter(1000));
+    let err = c
+        .query("SELECT repeat('x', 100) FROM generate_series(1, 1000)")
+        .await
+        .unwrap_err();
+    assert!(err.is_io() || err.is_closed(), "{err:?}");
+    assert!(c.is_broken());
+    drop(c);
+    assert_eq!(pool.statistics().closed(CloseReason::Broken), 1);
+    proxy.set(Mode::Pass);
+    let t = Instant::now();
+    loop {
+        let mut c = pool.acquire().await.unwrap();
+        if c.query("SELECT repeat('x', 100) FROM generate_series(1, 1000)")
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
+    }
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_reset_during_an_outage_then_recover() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.acquire_timeout = Duration::from_millis(500);
+    let pool = Pool::builder(via(&pg, &proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    proxy.set(Mode::Reset);
+    proxy.reset_open_connections();
+    // Callers find the old connections dead, then new ones cannot be opened: typed errors.
+    let t = Instant::now();
+    let mut saw_timeout_with_cause = false;
+    while t.elapsed() < Duration::from_secs(2) {
+        match pool.acquire().await {
+            Ok(mut c) => {
+                let _ = c.query("SELECT 1").await;
+            }
+            Err(e) => {
+                assert!(e.is_timeout(), "{e:?}");
+                saw_timeout_with_cause |= std::error::Error::source(&e).is_some();
+            }
+        }
+    }
+    assert!(
+        saw_timeout_with_cause,
+        "a timeout carries the last connect error"
+    );
+    proxy.set(Mode::Pass);
+    let t = Instant::now();
+    loop {
+        if let Ok(mut c) = pool.acquire().await {
+            if c.query("SELECT 1").await.is_ok() {
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
+    }
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_changed_while_running_bounded_retries_then_recovery() {
+    let logs = Logs::capture();
+    let pg = cluster();
+    let role = Role::Password;
+    let mut cfg = base_cfg();
+    cfg.acquire_timeout = Duration::from_millis(500);
+    cfg.reconnect_delays = [50, 100, 200, 400].map(Duration::from_millis).to_vec();
+    let pool = Pool::builder(pg.config(role))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let user = role.name();
+    let good = role.password().unwrap();
+    pg.psql(&format!("ALTER ROLE {user} PASSWORD 'changed-elsewhere'"))
+        .unwrap();
+    pg.psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{user}'"
+    ))
+    .unwrap();
+    let before = pool.statistics().reconnect_attempts;
+
+    let t = Instant::now();
+    let mut auth_errors = 0;
+    while t.elapsed() < Duration::from_secs(3) {
+        match pool.acquire().await {
+            Ok(mut c) => {
+                let _ = c.query("SELECT 1").await;
+            }
+            Err(e) => {
+                assert!(e.is_timeout(), "{e:?}");
+                let code = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<wirepool::Error>())
+                    .and_then(|s| s.code().map(str::to_string));
+                if code.as_deref() == Some("28P01") {
+                    auth_errors += 1;
+                }
+                let text = format!("{e} {e:?}");
+                assert!(!text.contains(good), "no password in errors: {text}");
+            }
+        }
+    }
+    assert!(auth_errors > 0, "timeouts name the authentication failure");
+    // Refusals that will not pass are retried at the slowest pace (400 ms here), not in a
+    // tight loop: about 3 s / 400 ms attempts.
+    let attempts = pool.statistics().reconnect_attempts - before;
+    assert!((1..=10).contains(&attempts), "{attempts} attempts in 3 s");
+    let refusals = logs.lines_with("Database refused the pool's connection");
+    assert!(!refusals.is_empty(), "{}", logs.text());
+    for (_, line) in &refusals {
+        assert!(line.contains("28P01"), "{line}");
+        assert!(
+            line.contains("retrying every 0.4s"),
+            "the slowest pace: {line}"
+        );
+    }
+    let text = logs.text();
+    assert!(!text.contains(good), "no password in logs");
+
+    pg.psql(&format!("ALTER ROLE {user} PASSWORD '{good}'"))
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if let Ok(mut c) = pool.acquire().await {
+            if c.query("SELECT 1").await.is_ok() {
+                break;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no recovery after the fix"
+        );
+    }
+    pool.close().await;
+}
