@@ -354,3 +354,41 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
     }
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_connections_is_transient_and_retried_until_it_passes() {
+    let pg = cluster();
+    pg.psql("CREATE ROLE limited_user LOGIN CONNECTION LIMIT 2")
+        .unwrap();
+    let mut cfg = base_cfg();
+    cfg.min_size = 1;
+    cfg.acquire_timeout = Duration::from_millis(400);
+    let pool = Pool::builder(pg.config(Role::Trust).with_user("limited_user"))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let a = pool.acquire().await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    // A third connection is refused with 53300 by the server: a timeout naming it.
+    let err = pool.acquire().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let cause = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<wirepool::Error>())
+        .unwrap_or_else(|| panic!("no cause: {err:?}"));
+    assert_eq!(cause.code(), Some("53300"), "{cause:?}");
+    assert!(cause.is_transient());
+    pg.psql("ALTER ROLE limited_user CONNECTION LIMIT 10")
+        .unwrap();
+    // Retried on the normal schedule (100 ms, 200 ms): a third connection soon opens.
+    let t = Instant::now();
+    let c = loop {
+        if let Ok(c) = pool.acquire().await {
+            break c;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
+    };
+    assert!(pool.statistics().reconnect_attempts >= 1);
+    drop((a, b, c));
+    pool.close().await;
+}

@@ -5,7 +5,10 @@
 //! It holds the pool only weakly between ticks, so it ends once the last handle is gone.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that the schedule can be checked under paused time.
+use tokio::time::Instant;
 
 use super::{backoff, Backoff, Shared};
 use crate::core::Holder;
