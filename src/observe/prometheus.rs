@@ -1,22 +1,75 @@
-//! Prometheus text exposition (format 0.0.4) of a statistics snapshot.
+//! Prometheus text exposition (format 0.0.4) and OpenMetrics 1.0 text of a statistics
+//! snapshot.
 //!
 //! Names follow Prometheus conventions: counters end in `_total`, durations are in seconds,
 //! gauges have no `_total`. Where the guide's example names break a rule the conventional
-//! name is used; `docs/metrics.md` lists the mapping (the guide's gauge
-//! `connections_total` is exported as `connections`).
+//! name is used; the operator's guide (`docs/operators-guide.md`) lists the mapping (the
+//! guide's gauge `connections_total` is exported as `connections`).
+//!
+//! The two formats carry the same samples. OpenMetrics names a counter family without its
+//! `_total` suffix in `# TYPE`/`# HELP` and ends with `# EOF`.
 
 use std::fmt::Write as _;
 
 use super::health::HealthStatus;
 use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 
-/// Renders `s` with metric names starting `prefix_`.
+/// A text exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Prometheus,
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The HTTP `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format an HTTP `Accept` header asks for: OpenMetrics if it names
+    /// `application/openmetrics-text`, else Prometheus text.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+}
+
+/// Renders `s` in Prometheus text format with metric names starting `prefix_`.
 pub fn render(
     s: &PoolStatistics,
     status: HealthStatus,
     uptime_seconds: f64,
     prefix: &str,
 ) -> String {
+    render_as(Format::Prometheus, s, status, uptime_seconds, prefix)
+}
+
+/// Renders `s` in `format` with metric names starting `prefix_`.
+pub fn render_as(
+    format: Format,
+    s: &PoolStatistics,
+    status: HealthStatus,
+    uptime_seconds: f64,
+    prefix: &str,
+) -> String {
+    let om = format == Format::OpenMetrics;
+    // The family name in # TYPE / # HELP of a counter.
+    let family = |name: &str| -> String {
+        if om {
+            name.to_string()
+        } else {
+            format!("{name}_total")
+        }
+    };
     let mut o = String::with_capacity(4096);
     let p = prefix;
     let gauge = |o: &mut String, name: &str, help: &str, v: f64| {
@@ -122,9 +175,10 @@ pub fn render(
     let _ = writeln!(o, "{p}_acquisition_duration_seconds_count {cumulative}");
 
     let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+        let f = family(name);
         let _ = writeln!(
             o,
-            "# HELP {p}_{name}_total {help}\n# TYPE {p}_{name}_total counter\n{p}_{name}_total {v}"
+            "# HELP {p}_{f} {help}\n# TYPE {p}_{f} counter\n{p}_{name}_total {v}"
         );
     };
     counter(
@@ -176,7 +230,11 @@ pub fn render(
         s.reconnect_attempts,
     );
 
-    let _ = writeln!(o, "# HELP {p}_connections_closed_total Connections closed, by reason.\n# TYPE {p}_connections_closed_total counter");
+    let f = family("connections_closed");
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{f} Connections closed, by reason.\n# TYPE {p}_{f} counter"
+    );
     for (reason, n) in &s.connections_closed {
         let _ = writeln!(
             o,
@@ -184,12 +242,16 @@ pub fn render(
             reason.as_str()
         );
     }
+    let f = family("errors");
     let _ = writeln!(
         o,
-        "# HELP {p}_errors_total Pool errors, by type.\n# TYPE {p}_errors_total counter"
+        "# HELP {p}_{f} Pool errors, by type.\n# TYPE {p}_{f} counter"
     );
     for (ty, n) in &s.errors {
         let _ = writeln!(o, "{p}_errors_total{{error_type=\"{}\"}} {n}", ty.as_str());
+    }
+    if om {
+        o.push_str("# EOF\n");
     }
     o
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::health::{HealthStatus, LifecycleState};
-use super::stats::PoolStatistics;
+use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 
 /// The pool's health, computed from cached state (no database round trip).
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +106,91 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
+/// A JSON number, or `null` for a value JSON cannot carry (NaN, infinity).
+fn json_f64(v: f64) -> String {
+    if v.is_finite() {
+        format!("{}", round3(v))
+    } else {
+        "null".to_string()
+    }
+}
+
+fn json_opt_time(t: Option<SystemTime>) -> String {
+    t.map_or_else(|| "null".to_string(), |t| format!("\"{}\"", rfc3339_millis(t)))
+}
+
+impl PoolStatistics {
+    /// The whole snapshot as one JSON object: the guide's statistics under their names
+    /// (`total_connections`, `avg_acquisition_time_ms`, `pool_created_at`, ...), then the
+    /// extras: sizes, opening and maintenance counts, counters by close reason and error
+    /// type, leaks, reconnect attempts, acquisition quantiles and the histogram (bucket
+    /// upper bounds in seconds, counts not cumulative). Times are RFC 3339 in UTC.
+    pub fn to_json(&self) -> String {
+        let mut o = String::with_capacity(1536);
+        let _ = write!(
+            o,
+            "{{\"total_connections\":{},\"idle_connections\":{},\"active_connections\":{},\"waiting_requests\":{},\"avg_acquisition_time_ms\":{},\"peak_active_connections\":{},\"peak_wait_time_ms\":{},\"total_acquisitions\":{},\"total_releases\":{},\"pool_created_at\":\"{}\",\"last_health_check\":{},\"last_error\":{},\"last_error_time\":{},\"leak_count\":{}",
+            self.total_connections,
+            self.idle_connections,
+            self.active_connections,
+            self.waiting_requests,
+            json_f64(self.avg_acquisition_time_ms),
+            self.peak_active_connections,
+            json_f64(self.peak_wait_time_ms),
+            self.total_acquisitions,
+            self.total_releases,
+            rfc3339_millis(self.pool_created_at),
+            json_opt_time(self.last_health_check),
+            self.last_error.as_deref().map_or_else(|| "null".to_string(), json_string),
+            json_opt_time(self.last_error_time),
+            self.leak_count(),
+        );
+        let _ = write!(
+            o,
+            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"latency_ms\":{}",
+            self.min_size,
+            self.max_size,
+            self.opening_connections,
+            self.maintenance_connections,
+            self.acquisitions_waited,
+            self.acquire_timeouts,
+            self.acquires_cancelled,
+            self.connections_created,
+            self.leaks_detected,
+            self.reconnect_attempts,
+            self.latency_ms.map_or_else(|| "null".to_string(), json_f64),
+        );
+        o.push_str(",\"connections_closed\":{");
+        for (i, (r, n)) in self.connections_closed.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(o, "{sep}\"{}\":{n}", r.as_str());
+        }
+        o.push_str("},\"errors\":{");
+        for (i, (t, n)) in self.errors.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(o, "{sep}\"{}\":{n}", t.as_str());
+        }
+        o.push_str("},\"acquisition_ms\":{");
+        for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)].iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let v = self
+                .acquisition_quantile_ms(*q)
+                .map_or_else(|| "null".to_string(), |v| json_f64(v));
+            let _ = write!(o, "{sep}\"{name}\":{v}");
+        }
+        o.push_str("},\"acquisition_histogram\":[");
+        for (i, n) in self.acquisition_histogram.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let le = ACQUIRE_BUCKETS
+                .get(i)
+                .map_or_else(|| "\"+Inf\"".to_string(), |b| format!("{b}"));
+            let _ = write!(o, "{sep}{{\"le\":{le},\"count\":{n}}}");
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
 /// A JSON string literal for `s`.
 pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -165,6 +250,44 @@ mod tests {
         assert_eq!(rfc3339_millis(t), "2025-10-13T14:30:00.123Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn statistics_json_is_valid_and_complete() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_760_365_800_000);
+        let mut s = PoolStatistics::empty(now);
+        s.total_acquisitions = 3;
+        s.acquisition_histogram[0] = 3;
+        s.avg_acquisition_time_ms = f64::NAN; // never emitted as an invalid number
+        s.last_error = Some("quote \" and newline\n".into());
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).expect("valid JSON");
+        for key in [
+            "total_connections",
+            "idle_connections",
+            "active_connections",
+            "waiting_requests",
+            "avg_acquisition_time_ms",
+            "peak_active_connections",
+            "peak_wait_time_ms",
+            "total_acquisitions",
+            "total_releases",
+            "pool_created_at",
+            "last_health_check",
+            "last_error",
+            "last_error_time",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["total_acquisitions"], 3);
+        assert_eq!(v["pool_created_at"], "2025-10-13T14:30:00.000Z");
+        assert!(v["avg_acquisition_time_ms"].is_null());
+        assert_eq!(v["last_error"], "quote \" and newline\n");
+        assert_eq!(v["connections_closed"]["broken"], 0);
+        assert_eq!(v["errors"]["connect"], 0);
+        assert_eq!(v["acquisition_histogram"].as_array().unwrap().len(), 21);
+        assert_eq!(v["acquisition_histogram"][20]["le"], "+Inf");
+        assert_eq!(v["acquisition_histogram"][0]["count"], 3);
+        assert!(v["acquisition_ms"]["p99"].is_number());
     }
 
     #[test]

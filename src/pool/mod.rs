@@ -618,12 +618,24 @@ impl Pool {
 
     /// The statistics in Prometheus text format, names prefixed with `metrics_prefix`.
     pub fn render_prometheus(&self) -> String {
+        self.render_metrics(prometheus::Format::Prometheus)
+    }
+
+    /// The statistics in `format` (Prometheus text or OpenMetrics), names prefixed with
+    /// `metrics_prefix`.
+    pub fn render_metrics(&self, format: prometheus::Format) -> String {
         let (stats, status, _) = self.shared.evaluate_health();
         let uptime = SystemTime::now()
             .duration_since(self.shared.created_at)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        prometheus::render(&stats, status, uptime, &self.shared.cfg.metrics_prefix)
+        prometheus::render_as(
+            format,
+            &stats,
+            status,
+            uptime,
+            &self.shared.cfg.metrics_prefix,
+        )
     }
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
