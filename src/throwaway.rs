@@ -191,6 +191,9 @@ impl Cluster {
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`): every connection is cut.
+    /// The cluster trades durability for speed (`synchronous_commit = off`), so a change
+    /// committed within the last fraction of a second may be lost; the roles set up by
+    /// [`Cluster::start`] are checkpointed and survive.
     ///
     /// # Errors
     ///
@@ -351,6 +354,9 @@ impl Cluster {
              CREATE ROLE md5_user LOGIN PASSWORD 'md5_secret'; \
              GRANT pg_signal_backend TO trust_user, password_user, md5_user, scram_user;",
         )?;
+        // The cluster runs with synchronous_commit = off: without a checkpoint, a
+        // `kill` soon after start could lose the roles in crash recovery.
+        self.psql("CHECKPOINT")?;
         Ok(())
     }
 

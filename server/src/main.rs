@@ -1,1 +1,166 @@
-fn main() {}
+//! `wirepool`: the operator's side of the wirepool connection pool.
+//!
+//! ```text
+//! wirepool serve [--bind 127.0.0.1:3000] [--metrics-bind ADDR] [--no-mcp]
+//! wirepool mcp                      MCP over stdio
+//! wirepool demo [--once] [--phase-seconds N] [--bind ADDR]
+//! wirepool check                    connect once and report
+//! ```
+//!
+//! Settings come from the monitoring guide's environment variables (see [`settings`]);
+//! a malformed value stops the program before anything starts, with one line naming the
+//! variable and exit code 2. Runtime failures exit 1.
+
+mod check;
+mod demo;
+mod http;
+mod logging;
+mod mcp;
+mod serve;
+mod settings;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+use crate::serve::Listen;
+
+/// Exit code for a configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wirepool",
+    version,
+    about = "PostgreSQL connection pool with health, metrics and MCP endpoints"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pool from the environment and serve /health, /metrics and /mcp.
+    Serve {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Serve the MCP resources over stdin/stdout (for clients that launch servers).
+    Mcp,
+    /// Walk through steady load, a burst, a leak and an outage against a throwaway
+    /// PostgreSQL (or DATABASE_URL), with a status line every second.
+    Demo {
+        #[command(flatten)]
+        http: HttpArgs,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=600))]
+        phase_seconds: u64,
+        /// Exit after the phases instead of keeping the load running.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Connect once with DATABASE_URL and report server version, authentication and latency.
+    Check,
+}
+
+#[derive(Debug, clap::Args)]
+struct HttpArgs {
+    /// Address for /health, /metrics and /mcp.
+    #[arg(long, env = "WIREPOOL_BIND", default_value = "127.0.0.1:3000")]
+    bind: SocketAddr,
+    /// Also serve /metrics on this address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "WIREPOOL_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Do not serve MCP at /mcp.
+    #[arg(long)]
+    no_mcp: bool,
+}
+
+impl HttpArgs {
+    fn listen(&self) -> Listen {
+        Listen {
+            bind: self.bind,
+            metrics_bind: self.metrics_bind,
+            mcp: !self.no_mcp,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_format = match cli.command {
+        Command::Demo { .. } => LogFormat::Text,
+        _ => LogFormat::Json,
+    };
+    let settings = match settings::read(|k| std::env::var(k).ok(), default_format) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let needs_url = matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Mcp | Command::Check
+    );
+    if needs_url && settings.connect.is_none() {
+        return config_error(
+            "DATABASE_URL is not set (e.g. DATABASE_URL=postgres://user:password@127.0.0.1:5432/app)",
+        );
+    }
+    if !matches!(cli.command, Command::Check) {
+        if let Err(e) = logging::init(&settings.log) {
+            return config_error(&e);
+        }
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wirepool: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let connect = settings.connect;
+        match cli.command {
+            Command::Serve { http } => {
+                serve::serve(
+                    connect.expect("checked above"),
+                    settings.pool,
+                    http.listen(),
+                )
+                .await
+            }
+            Command::Mcp => serve::mcp_stdio(connect.expect("checked above"), settings.pool).await,
+            Command::Check => check::run(&connect.expect("checked above")).await,
+            Command::Demo {
+                http,
+                phase_seconds,
+                once,
+            } => {
+                let opts = demo::DemoOptions {
+                    listen: http.listen(),
+                    phase: Duration::from_secs(phase_seconds),
+                    once,
+                };
+                let leak_timeout_set = std::env::var_os("POOL_LEAK_DETECTION_TIMEOUT").is_some();
+                demo::run(connect, settings.pool, leak_timeout_set, opts).await
+            }
+        }
+    });
+    // Pool tasks may still hold the runtime; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wirepool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(msg: &str) -> ExitCode {
+    eprintln!("wirepool: {msg}");
+    ExitCode::from(EXIT_CONFIG)
+}

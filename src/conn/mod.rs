@@ -255,6 +255,23 @@ impl Connection {
         self.cancel.cancel().await
     }
 
+    /// For a connection at rest: true if the server has said anything since the last
+    /// exchange (a notice, a FATAL before it closed the session, end of stream) or the socket
+    /// failed. Does not wait. What arrived stays buffered for the next read, so nothing is
+    /// lost; a pool uses this to validate idle connections the server has given up on.
+    pub fn has_unsolicited_input(&mut self) -> bool {
+        if self.busy || self.broken {
+            return false;
+        }
+        let before = self.read_buf.len();
+        match self.stream.try_read_buf(&mut self.read_buf) {
+            Ok(0) => true, // end of stream
+            Ok(_) => self.read_buf.len() > before,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => !self.read_buf.is_empty(),
+            Err(_) => true,
+        }
+    }
+
     /// True once an I/O error, a protocol error or a FATAL server error has made the
     /// connection unusable.
     pub fn is_broken(&self) -> bool {

@@ -39,6 +39,15 @@ impl Stream {
         }
     }
 
+    /// Reads what has arrived without waiting: `Ok(0)` at end of stream, `WouldBlock` when
+    /// nothing is there.
+    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
     pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,

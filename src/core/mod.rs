@@ -376,12 +376,12 @@ impl<C> Core<C> {
     /// Takes out of the idle list every connection for which `pick` is true, for
     /// maintenance by the pool. Each must come back through [`Core::release`] or
     /// [`Core::discard`] with [`Holder::Pool`].
-    pub fn take_idle(&self, mut pick: impl FnMut(&C) -> bool) -> Vec<C> {
+    pub fn take_idle(&self, mut pick: impl FnMut(&mut C) -> bool) -> Vec<C> {
         let mut l = self.lock();
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(l.st.idle.len());
-        while let Some(c) = l.st.idle.pop_front() {
-            if pick(&c) {
+        while let Some(mut c) = l.st.idle.pop_front() {
+            if pick(&mut c) {
                 taken.push(c);
             } else {
                 kept.push_back(c);

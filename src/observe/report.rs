@@ -116,7 +116,10 @@ fn json_f64(v: f64) -> String {
 }
 
 fn json_opt_time(t: Option<SystemTime>) -> String {
-    t.map_or_else(|| "null".to_string(), |t| format!("\"{}\"", rfc3339_millis(t)))
+    t.map_or_else(
+        || "null".to_string(),
+        |t| format!("\"{}\"", rfc3339_millis(t)),
+    )
 }
 
 impl PoolStatistics {
@@ -171,11 +174,14 @@ impl PoolStatistics {
             let _ = write!(o, "{sep}\"{}\":{n}", t.as_str());
         }
         o.push_str("},\"acquisition_ms\":{");
-        for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)].iter().enumerate() {
+        for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]
+            .iter()
+            .enumerate()
+        {
             let sep = if i == 0 { "" } else { "," };
             let v = self
                 .acquisition_quantile_ms(*q)
-                .map_or_else(|| "null".to_string(), |v| json_f64(v));
+                .map_or_else(|| "null".to_string(), json_f64);
             let _ = write!(o, "{sep}\"{name}\":{v}");
         }
         o.push_str("},\"acquisition_histogram\":[");

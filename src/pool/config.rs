@@ -26,7 +26,8 @@ pub struct PoolConfig {
     /// Idle connections beyond `min_size` are closed after this long unused. Default: 600 s.
     pub idle_timeout: Option<Duration>,
     /// Idle connections unused this long are validated in the background, so a dead one is
-    /// found before a caller gets it. Default: 30 s.
+    /// found before a caller gets it; so is, within a monitor tick, any idle connection the
+    /// server has sent something to or closed. `None` turns both off. Default: 30 s.
     pub keepalive_interval: Option<Duration>,
     /// How long `close()` waits for checked-out connections. Default: 30 s.
     pub drain_timeout: Duration,

@@ -160,16 +160,19 @@ fn retire(s: &Arc<Shared>) {
     }
 }
 
+/// Validates idle connections unused for `keepalive_interval`, and at once any idle
+/// connection the server has sent something to (a FATAL before closing it, end of stream):
+/// a database restart is noticed within a monitor tick, not when a caller meets a dead
+/// connection. The input check is one non-blocking read per idle connection per tick.
 fn keepalive(s: &Arc<Shared>) {
     let Some(interval) = s.cfg.keepalive_interval else {
         return;
     };
     let now = s.now_ms();
     let limit = interval.as_millis() as u64;
-    for mut p in s
-        .core
-        .take_idle(|p| now.saturating_sub(p.last_used_ms) >= limit)
-    {
+    for mut p in s.core.take_idle(|p| {
+        now.saturating_sub(p.last_used_ms) >= limit || p.conn.has_unsolicited_input()
+    }) {
         let s = s.clone();
         s.runtime.clone().spawn(async move {
             let ok = matches!(

@@ -1,0 +1,100 @@
+//! `wirepool check`: connect once with the configured settings and say what happened.
+//!
+//! On success: the server's version, the authentication method used, and the round trip of
+//! `SELECT 1`. On failure: the error and its likely cause (refused, authentication,
+//! missing role or database, timeout). Exit code 0 or 1.
+
+use std::time::{Duration, Instant};
+
+use wirepool::{ConnectConfig, Connection, Error};
+
+use crate::settings::chain;
+
+/// Round trips measured.
+const SAMPLES: usize = 10;
+
+/// Runs the check, printing to stdout; `Err` carries the lines to print on failure.
+pub(crate) async fn run(cfg: &ConnectConfig) -> Result<(), String> {
+    let target = describe(cfg);
+    let t = Instant::now();
+    let mut conn = Connection::connect(cfg)
+        .await
+        .map_err(|e| failure(&target, &e))?;
+    let connect_time = t.elapsed();
+    let mut rtts = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        let rows = conn
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| failure(&target, &e))?;
+        rtts.push(t.elapsed());
+        if rows.first().and_then(|r| r.get(0)) != Some("1") {
+            return Err(format!(
+                "check failed: {target}: SELECT 1 returned an unexpected result"
+            ));
+        }
+    }
+    rtts.sort_unstable();
+    println!("connected: {target}");
+    println!(
+        "server version: {}",
+        conn.parameter("server_version").unwrap_or("(not reported)")
+    );
+    println!("authentication: {}", conn.auth_method().as_str());
+    println!("connect time: {}", ms(connect_time));
+    println!(
+        "round trip (SELECT 1 x {SAMPLES}): min {}, median {}, max {}",
+        ms(rtts[0]),
+        ms(rtts[SAMPLES / 2]),
+        ms(rtts[SAMPLES - 1])
+    );
+    let _ = conn.close().await;
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `user@host:port/db`, never the password.
+fn describe(cfg: &ConnectConfig) -> String {
+    let host = match cfg.hosts().first() {
+        Some(h) => format!("{h}:{}", cfg.port()),
+        None => format!("localhost:{}", cfg.port()),
+    };
+    format!("{}@{host}/{}", cfg.user(), cfg.dbname())
+}
+
+fn failure(target: &str, e: &Error) -> String {
+    format!(
+        "check failed: {target}: {}\nlikely cause: {}",
+        chain(e),
+        likely_cause(e)
+    )
+}
+
+/// A sentence an operator can act on.
+pub(crate) fn likely_cause(e: &Error) -> &'static str {
+    match e.code() {
+        Some("28P01") => "wrong password for this role (check DATABASE_URL or PGPASSWORD)",
+        Some("28000") => {
+            "the role does not exist or pg_hba.conf does not allow it from this host"
+        }
+        Some("3D000") => "the database does not exist (create it, or fix the name in DATABASE_URL)",
+        Some("53300") => "the server has no connection slots left (max_connections or the role's limit)",
+        Some("57P03") => "the server is starting up or shutting down; try again shortly",
+        Some(_) => "the server refused the connection; see the message above",
+        None if e.is_timeout() => {
+            "no answer in time: the host is unreachable, firewalled, or overloaded"
+        }
+        None if e.is_io() => {
+            "nothing accepted the connection: is PostgreSQL running and listening on that host and port?"
+        }
+        None if e.is_authentication() => {
+            "the server asked for an authentication method wirepool does not support"
+        }
+        None if e.is_config() => "the connection settings are not valid",
+        None => "the server closed the connection or spoke an unexpected protocol",
+    }
+}

@@ -1,0 +1,311 @@
+//! `wirepool demo`: the pool and its endpoints under a load that walks through what an
+//! operator sees in production.
+//!
+//! Without `DATABASE_URL` it starts a throwaway PostgreSQL (removed on exit). Then it serves
+//! `/health`, `/metrics` and `/mcp` as `serve` does and runs these phases, printing one
+//! status line per second:
+//!
+//! 1. **steady**: a few workers with short queries; HEALTHY.
+//! 2. **burst**: many more workers than `max_size`, holding connections; callers queue,
+//!    the pool turns DEGRADED or UNHEALTHY.
+//! 3. **leak**: one connection held past the leak timeout; a leak warning, then the INFO
+//!    when it comes back.
+//! 4. **outage**: the database is stopped, then started again; UNHEALTHY, RECOVERING,
+//!    HEALTHY with the reconnection schedule in the log (throwaway database only).
+//! 5. **recovery**: steady load until the pool is HEALTHY again.
+//!
+//! After the phases it keeps the steady load running until Ctrl-C (or exits with `--once`).
+//! Ctrl-C at any point stops the load, drains the pool and removes the database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{ConnectConfig, Pool, PoolConfig};
+
+use crate::mcp::HEALTH_URI;
+use crate::serve::{build_pool, shutdown_signal, Http, Listen};
+
+/// Demo options.
+#[derive(Debug, Clone)]
+pub(crate) struct DemoOptions {
+    pub(crate) listen: Listen,
+    pub(crate) phase: Duration,
+    pub(crate) once: bool,
+}
+
+/// Counts of the load generator's outcomes.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+pub(crate) async fn run(
+    connect: Option<ConnectConfig>,
+    mut cfg: PoolConfig,
+    leak_timeout_set: bool,
+    opts: DemoOptions,
+) -> Result<(), String> {
+    let (connect, mut cluster) = match connect {
+        Some(c) => (c, None),
+        None => {
+            println!("Starting a throwaway PostgreSQL (initdb into a temporary directory)...");
+            let pg = tokio::task::spawn_blocking(Cluster::start)
+                .await
+                .map_err(|e| format!("starting PostgreSQL: {e}"))?
+                .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+            println!(
+                "PostgreSQL is up on 127.0.0.1:{} (removed when the demo ends)",
+                pg.port()
+            );
+            (pg.config(Role::Scram), Some(pg))
+        }
+    };
+    // Demo-sized timings, unless set in the environment.
+    if !leak_timeout_set {
+        cfg.leak_detection = true;
+        cfg.leak_detection_timeout = opts.phase.mul_f64(0.4).max(Duration::from_secs(1));
+    }
+    cfg.acquire_timeout = cfg.acquire_timeout.min(Duration::from_secs(2));
+    let leak_timeout = cfg.leak_detection_timeout;
+    let pool = build_pool(connect, cfg).await?;
+    let http = match Http::start(&pool, &opts.listen).await {
+        Ok(h) => h,
+        Err(e) => {
+            pool.close().await;
+            return Err(e);
+        }
+    };
+    let base = format!("http://{}", http.addr);
+    println!();
+    println!("  health:  {base}/health");
+    println!("  metrics: {base}/metrics");
+    if opts.listen.mcp {
+        println!("  mcp:     {base}/mcp   (resource {HEALTH_URI})");
+    }
+    if let Some(m) = http.metrics_addr {
+        println!("  metrics: http://{m}/metrics");
+    }
+    println!();
+    println!("Phases: steady, burst, leak, outage, recovery. Ctrl-C stops the demo.");
+
+    let stop = CancellationToken::new();
+    let tally = Arc::new(Tally::default());
+    let status = tokio::spawn(status_lines(pool.clone(), stop.clone()));
+    let script = phases(&pool, cluster.as_mut(), &opts, leak_timeout, &tally, &stop);
+    let interrupted = tokio::select! {
+        r = script => { r?; false }
+        sig = shutdown_signal() => {
+            println!("{sig}: stopping the demo");
+            true
+        }
+    };
+    if !interrupted && !opts.once {
+        println!("All phases done; steady load continues. Ctrl-C stops the demo.");
+        let load = CancellationToken::new();
+        let mut workers = steady(&pool, &tally, &load, 3);
+        let sig = shutdown_signal().await;
+        println!("{sig}: stopping the demo");
+        load.cancel();
+        while workers.join_next().await.is_some() {}
+    }
+    stop.cancel();
+    let _ = status.await;
+    println!(
+        "Load generator: {} queries succeeded, {} failed.",
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed)
+    );
+    pool.close().await;
+    http.stop().await;
+    drop(cluster);
+    println!("Demo finished.");
+    Ok(())
+}
+
+/// Runs the phases in order.
+async fn phases(
+    pool: &Pool,
+    cluster: Option<&mut Cluster>,
+    opts: &DemoOptions,
+    leak_timeout: Duration,
+    tally: &Arc<Tally>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let phase = opts.phase;
+    announce("steady", "a few workers, short queries");
+    run_load(steady(pool, tally, stop, 3), phase).await;
+
+    announce(
+        "burst",
+        "60 workers on a pool of max_size, each holding its connection 300 ms",
+    );
+    let token = stop.child_token();
+    let mut set = steady(pool, tally, &token, 0);
+    for _ in 0..60 {
+        set.spawn(worker(
+            pool.clone(),
+            tally.clone(),
+            token.clone(),
+            "SELECT pg_sleep(0.3)",
+            Duration::ZERO,
+        ));
+    }
+    tokio::time::sleep(phase).await;
+    token.cancel();
+    while set.join_next().await.is_some() {}
+
+    announce(
+        "leak",
+        &format!(
+            "one connection held past the leak timeout ({:.1} s)",
+            leak_timeout.as_secs_f64()
+        ),
+    );
+    let token = stop.child_token();
+    let mut set = steady(pool, tally, &token, 3);
+    match pool.acquire().await {
+        Ok(held) => {
+            tokio::time::sleep(leak_timeout + Duration::from_millis(1500)).await;
+            drop(held);
+        }
+        Err(e) => println!("could not take a connection to hold: {e}"),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel();
+    while set.join_next().await.is_some() {}
+
+    match cluster {
+        Some(pg) => {
+            announce(
+                "outage",
+                "PostgreSQL stopped (immediate), started again after a while",
+            );
+            let token = stop.child_token();
+            let mut set = steady(pool, tally, &token, 3);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            kill(pg).await?;
+            tokio::time::sleep(phase).await;
+            start_again(pg).await?;
+            println!("PostgreSQL is back; the pool reconnects on its schedule");
+            wait_healthy(pool, phase * 4).await;
+            token.cancel();
+            while set.join_next().await.is_some() {}
+        }
+        None => announce(
+            "outage",
+            "skipped: DATABASE_URL points at a database the demo does not own",
+        ),
+    }
+
+    announce("recovery", "steady load until the pool is HEALTHY");
+    let token = stop.child_token();
+    let mut set = steady(pool, tally, &token, 3);
+    wait_healthy(pool, phase * 4).await;
+    tokio::time::sleep(phase.min(Duration::from_secs(3))).await;
+    token.cancel();
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn kill(pg: &mut Cluster) -> Result<(), String> {
+    // pg_ctl blocks; keep the runtime's workers free.
+    tokio::task::block_in_place(|| pg.kill()).map_err(|e| format!("stopping PostgreSQL: {e}"))
+}
+
+async fn start_again(pg: &mut Cluster) -> Result<(), String> {
+    tokio::task::block_in_place(|| pg.start_again())
+        .map_err(|e| format!("starting PostgreSQL again: {e}"))
+}
+
+async fn wait_healthy(pool: &Pool, limit: Duration) {
+    let t = Instant::now();
+    while pool.state() != wirepool::LifecycleState::Healthy && t.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn announce(name: &str, what: &str) {
+    println!("--- phase {name}: {what}");
+}
+
+async fn run_load(mut set: JoinSet<()>, d: Duration) {
+    tokio::time::sleep(d).await;
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+}
+
+/// `n` steady workers: a short query, then a pause.
+fn steady(pool: &Pool, tally: &Arc<Tally>, stop: &CancellationToken, n: usize) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        set.spawn(worker(
+            pool.clone(),
+            tally.clone(),
+            stop.clone(),
+            "SELECT pg_sleep(0.005)",
+            Duration::from_millis(50),
+        ));
+    }
+    set
+}
+
+async fn worker(
+    pool: Pool,
+    tally: Arc<Tally>,
+    stop: CancellationToken,
+    sql: &'static str,
+    pause: Duration,
+) {
+    while !stop.is_cancelled() {
+        let r = tokio::select! {
+            r = async {
+                let mut c = pool.acquire().await?;
+                c.query(sql).await
+            } => r,
+            _ = stop.cancelled() => return,
+        };
+        match r {
+            Ok(_) => tally.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tally.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// One line per second: state, counts, p95 acquisition time, leaks, errors.
+async fn status_lines(pool: Pool, stop: CancellationToken) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let h = pool.health();
+        let s = pool.statistics();
+        let p95 = s
+            .acquisition_quantile_ms(0.95)
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
+        let errors: u64 = s.errors.iter().map(|(_, n)| n).sum();
+        println!(
+            "[{:>4}s] {:<12} total {:>2}  idle {:>2}  active {:>2}  waiting {:>3} | p95 acquire {p95} | leaks {} | errors {errors}",
+            start.elapsed().as_secs(),
+            pool.state().as_str(),
+            h.total,
+            h.idle,
+            h.active,
+            h.waiting,
+            s.leaks_detected,
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The HTTP surface: `GET /health`, `GET /metrics`, and MCP over streamable HTTP at `/mcp`.
+//!
+//! - `/health`: the guide's JSON from cached pool state (no database query). 200 while the
+//!   pool is healthy or degraded; 503 when it is unhealthy, shutting down or terminated, so
+//!   a load balancer stops sending work during an outage and during the drain.
+//! - `/metrics`: Prometheus text format 0.0.4, or OpenMetrics 1.0 when the `Accept` header
+//!   asks for `application/openmetrics-text`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use wirepool::observe::prometheus::Format;
+use wirepool::{HealthStatus, LifecycleState, Pool};
+
+use crate::mcp::PoolResources;
+
+/// The routes: `/health` and `/metrics` always; `/mcp` when `mcp` is set. `cancel` ends the
+/// MCP sessions at shutdown.
+pub(crate) fn router(pool: Pool, bind: SocketAddr, mcp: bool, cancel: CancellationToken) -> Router {
+    let state = Arc::new(pool.clone());
+    let mut r = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    if mcp {
+        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        if !bind.ip().is_unspecified() {
+            hosts.push(bind.ip().to_string());
+        }
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(hosts)
+            .with_cancellation_token(cancel);
+        let service = StreamableHttpService::new(
+            move || Ok(PoolResources::new(pool.clone())),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        r = r.nest_service("/mcp", service);
+    }
+    r
+}
+
+/// Only the metrics routes, for a separate metrics listener.
+pub(crate) fn metrics_router(pool: Pool) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(pool))
+}
+
+async fn health(State(pool): State<Arc<Pool>>) -> Response {
+    let report = pool.health();
+    let serving = matches!(
+        pool.state(),
+        LifecycleState::Initializing
+            | LifecycleState::Healthy
+            | LifecycleState::Degraded
+            | LifecycleState::Unhealthy
+            | LifecycleState::Recovering
+    );
+    let code = if report.status == HealthStatus::Unhealthy || !serving {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        report.to_json(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(pool): State<Arc<Pool>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        pool.render_metrics(format),
+    )
+        .into_response()
+}

@@ -1,0 +1,367 @@
+//! `wirepool serve` as a process against a throwaway PostgreSQL: the health endpoint's
+//! schema and status codes through an outage, metrics that pass promtool, the drain on
+//! SIGTERM, JSON logs without secrets.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use wirepool::throwaway::{Cluster, Role};
+
+use common::{command, get, Proc};
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+fn serve(url: &str, extra: &[(&str, &str)]) -> Proc {
+    let mut env = vec![
+        ("DATABASE_URL", url),
+        ("WIREPOOL_BIND", "127.0.0.1:0"),
+        ("POOL_MIN_SIZE", "2"),
+        ("POOL_MAX_SIZE", "5"),
+        ("POOL_TIMEOUT", "2"),
+    ];
+    env.extend_from_slice(extra);
+    Proc::spawn(command(&["serve"], &env))
+}
+
+fn is_rfc3339_millis(s: &str) -> bool {
+    // 2025-10-13T14:30:00.000Z
+    let b = s.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit())
+}
+
+/// Checks the guide's schema field by field and returns the document.
+fn health_doc(body: &str) -> Value {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        sorted(top),
+        vec!["database", "status", "timestamp", "uptime_seconds"],
+        "{body}"
+    );
+    assert!(
+        ["healthy", "degraded", "unhealthy"].contains(&v["status"].as_str().unwrap()),
+        "{body}"
+    );
+    assert!(
+        is_rfc3339_millis(v["timestamp"].as_str().unwrap()),
+        "{body}"
+    );
+    assert!(v["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    let db = &v["database"];
+    let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        sorted(keys),
+        vec!["last_error", "latency_ms", "pool", "status"],
+        "{body}"
+    );
+    assert!(db["status"].is_string());
+    assert!(db["latency_ms"].is_number() || db["latency_ms"].is_null());
+    assert!(db["last_error"].is_string() || db["last_error"].is_null());
+    let pool = &db["pool"];
+    let keys: Vec<&str> = pool
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        sorted(keys),
+        vec!["active", "idle", "total", "waiting"],
+        "{body}"
+    );
+    for k in ["active", "idle", "total", "waiting"] {
+        assert!(pool[k].is_u64(), "{k} in {body}");
+    }
+    v
+}
+
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn health_follows_the_database_through_an_outage() {
+    let mut pg = cluster();
+    let mut p = serve(&pg.url(Role::Scram), &[("LOG_LEVEL", "INFO")]);
+    let addr = p.wait_listening();
+    let r = get(addr, "/health", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = health_doc(&r.body);
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["database"]["status"], "connected");
+    assert_eq!(v["database"]["pool"]["total"], 2);
+    assert!(v["database"]["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["database"]["last_error"].is_null());
+
+    pg.kill().unwrap();
+    let down = p.eventually(
+        Duration::from_secs(20),
+        "503 while the database is down",
+        || {
+            let r = get(addr, "/health", &[]);
+            (r.status == 503).then_some(r)
+        },
+    );
+    let v = health_doc(&down.body);
+    assert_eq!(v["status"], "unhealthy", "{}", down.body);
+    assert_eq!(v["database"]["pool"]["total"], 0);
+    assert!(v["database"]["last_error"].is_string());
+
+    pg.start_again().unwrap();
+    // Back to serving: 200 with min_size connections. The errors of the outage keep it
+    // DEGRADED for the guide's 60 s error window, then HEALTHY.
+    let up = p.eventually(Duration::from_secs(40), "200 after the restart", || {
+        let r = get(addr, "/health", &[]);
+        (r.status == 200 && health_doc(&r.body)["database"]["pool"]["total"] == 2).then_some(r)
+    });
+    let v = health_doc(&up.body);
+    assert!(
+        ["healthy", "degraded"].contains(&v["status"].as_str().unwrap()),
+        "{}",
+        up.body
+    );
+    let logs = p.stderr_text();
+    for line in [
+        "Health status: HEALTHY -> UNHEALTHY",
+        "Reconnection attempt 1/5 (delay: 1s)",
+        "Connection pool recovered",
+    ] {
+        assert!(logs.contains(line), "{line:?} in\n{logs}");
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+}
+
+fn promtool() -> String {
+    let found = Command::new("promtool").arg("--version").output();
+    assert!(
+        found.is_ok(),
+        "promtool is needed: apt-get install prometheus (scripts/test and .ci/run do)"
+    );
+    "promtool".into()
+}
+
+#[test]
+fn metrics_pass_promtool_in_both_formats() {
+    let pg = cluster();
+    let mut p = serve(
+        &pg.url(Role::Trust),
+        &[("WIREPOOL_METRICS_BIND", "127.0.0.1:0")],
+    );
+    let addr = p.wait_listening();
+    // Some traffic so that counters and the histogram are not all zero.
+    for _ in 0..5 {
+        assert_eq!(get(addr, "/health", &[]).status, 200);
+    }
+    let r = get(addr, "/metrics", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for name in [
+        "codebase_mcp_pool_connections ",
+        "codebase_mcp_pool_connections_idle ",
+        "codebase_mcp_pool_connections_active ",
+        "codebase_mcp_pool_waiting_requests ",
+        "codebase_mcp_pool_health_status 0",
+        "codebase_mcp_pool_acquisition_duration_seconds_bucket{le=\"0.001\"}",
+        "codebase_mcp_pool_acquisition_duration_seconds_bucket{le=\"+Inf\"}",
+        "codebase_mcp_pool_acquisitions_total ",
+        "codebase_mcp_pool_releases_total ",
+        "codebase_mcp_pool_errors_total{error_type=\"connect\"}",
+        "codebase_mcp_pool_connections_max 5",
+        "codebase_mcp_pool_connections_min 2",
+        "codebase_mcp_pool_acquire_timeouts_total ",
+        "codebase_mcp_pool_leaks_detected_total ",
+        "codebase_mcp_pool_reconnect_attempts_total ",
+        "codebase_mcp_pool_connections_created_total 2",
+        "codebase_mcp_pool_connections_closed_total{reason=\"broken\"}",
+        "codebase_mcp_pool_uptime_seconds ",
+    ] {
+        assert!(r.body.contains(name), "{name:?} in\n{}", r.body);
+    }
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(r.body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {findings}");
+    assert!(findings.trim().is_empty(), "promtool findings: {findings}");
+
+    let om = get(
+        addr,
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text; version=1.0.0, text/plain;q=0.5",
+        )],
+    );
+    assert_eq!(om.status, 200);
+    assert!(om
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
+    assert!(om
+        .body
+        .contains("# TYPE codebase_mcp_pool_acquisitions counter\n"));
+    assert!(om.body.contains("\ncodebase_mcp_pool_acquisitions_total "));
+    assert!(!om
+        .body
+        .contains("# TYPE codebase_mcp_pool_acquisitions_total"));
+
+    // The separate metrics listener serves the same text.
+    let line = p.wait_for_log("Metrics also on http://", Duration::from_secs(5));
+    let maddr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let m = get(maddr, "/metrics", &[]);
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("codebase_mcp_pool_connections_active "));
+    assert_eq!(get(maddr, "/health", &[]).status, 404, "only metrics there");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero_with_the_guides_lines() {
+    let pg = cluster();
+    let mut p = serve(&pg.url(Role::Trust), &[]);
+    let addr = p.wait_listening();
+    assert_eq!(get(addr, "/health", &[]).status, 200);
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(35));
+    assert!(status.success(), "{status}: {}", p.stderr_text());
+    let logs = p.stderr_text();
+    let messages: Vec<String> = logs
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            for k in ["timestamp", "level", "component", "message", "context"] {
+                assert!(v.get(k).is_some(), "{k} in {l}");
+            }
+            v["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let pos = |needle: &str| {
+        messages
+            .iter()
+            .position(|m| m.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in {messages:#?}"))
+    };
+    let order = [
+        pos("Connection pool initialized: min_size=2, max_size=5"),
+        pos("Received SIGTERM"),
+        pos("Graceful shutdown initiated"),
+        pos("All connections closed gracefully in"),
+        pos("Connection pool terminated"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{messages:#?}");
+}
+
+#[test]
+fn sigint_also_drains() {
+    let pg = cluster();
+    let mut p = serve(&pg.url(Role::Trust), &[]);
+    p.wait_listening();
+    p.signal("INT");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+    assert!(p.stderr_text().contains("Connection pool terminated"));
+}
+
+#[test]
+fn no_secret_in_logs_health_or_metrics() {
+    let mut pg = cluster();
+    let role = Role::Password;
+    let secret = role.password().unwrap();
+    let mut p = serve(&pg.url(role), &[("LOG_LEVEL", "DEBUG")]);
+    let addr = p.wait_listening();
+    let mut bodies = String::new();
+    bodies.push_str(&get(addr, "/health", &[]).body);
+    bodies.push_str(&get(addr, "/metrics", &[]).body);
+    // Errors too: the database goes away and comes back.
+    pg.kill().unwrap();
+    p.eventually(Duration::from_secs(20), "unhealthy", || {
+        let r = get(addr, "/health", &[]);
+        bodies.push_str(&r.body);
+        (r.status == 503).then_some(())
+    });
+    pg.start_again().unwrap();
+    p.eventually(Duration::from_secs(40), "serving again", || {
+        (get(addr, "/health", &[]).status == 200).then_some(())
+    });
+    bodies.push_str(&get(addr, "/metrics", &[]).body);
+    p.signal("TERM");
+    p.wait_exit(Duration::from_secs(35));
+    let logs = p.stderr_text();
+    assert!(
+        logs.contains("Database connection lost"),
+        "the outage was logged"
+    );
+    assert!(!logs.contains(secret), "a password in the logs:\n{logs}");
+    assert!(!bodies.contains(secret), "a password in a response");
+}
+
+#[test]
+fn log_file_receives_the_json_lines() {
+    let pg = cluster();
+    let dir = std::env::temp_dir().join(format!("wirepool-logfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pool.log");
+    let file_s = file.to_str().unwrap().to_string();
+    let mut p = Proc::spawn(command(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", &pg.url(Role::Trust)),
+            ("LOG_FILE", &file_s),
+        ],
+    ));
+    let text = p.eventually(Duration::from_secs(30), "the log file fills", || {
+        let t = std::fs::read_to_string(&file).unwrap_or_default();
+        t.contains("Listening on http://").then_some(t)
+    });
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string());
+    }
+    assert!(text.contains("\"component\":\"connection_pool\""));
+    assert!(p.stderr_text().is_empty(), "logs go to the file only");
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
