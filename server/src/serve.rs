@@ -156,10 +156,24 @@ pub(crate) async fn serve(
 pub(crate) async fn mcp_stdio(connect: ConnectConfig, cfg: PoolConfig) -> Result<(), String> {
     use rmcp::ServiceExt;
     let pool = build_pool(connect, cfg).await?;
-    let service = PoolResources::new(pool.clone())
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| format!("MCP handshake on stdio failed: {e}"))?;
+    let io = match crate::mcp::stdio_after_probes().await {
+        Ok(Some(io)) => io,
+        Ok(None) => {
+            pool.close().await;
+            return Ok(()); // the client went away before the handshake
+        }
+        Err(e) => {
+            pool.close().await;
+            return Err(format!("reading the MCP client on stdin: {e}"));
+        }
+    };
+    let service = match PoolResources::new(pool.clone()).serve(io).await {
+        Ok(s) => s,
+        Err(e) => {
+            pool.close().await;
+            return Err(format!("MCP handshake on stdio failed: {e}"));
+        }
+    };
     tokio::select! {
         r = service.waiting() => {
             if let Err(e) = r {

@@ -1,0 +1,162 @@
+//! The command line: configuration errors stop the program before anything starts, with
+//! one line naming the variable; `wirepool check` reports or explains.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use wirepool::throwaway::{Cluster, Role};
+
+use common::command;
+
+/// Runs `wirepool args` with `env`, returning (exit code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = command(args, env)
+        .output()
+        .expect("the wirepool binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn malformed_settings_exit_2_with_one_line_naming_the_variable() {
+    // A valid URL to a port nothing listens on: a run that got past the settings would
+    // fail differently (and later).
+    let url = format!("postgres://app@127.0.0.1:{}/app", closed_port());
+    let port = closed_port();
+    let bind = format!("127.0.0.1:{port}");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("POOL_MAX_SIZE", "ten")], "POOL_MAX_SIZE"),
+        (
+            &[("POOL_MIN_SIZE", "5"), ("POOL_MAX_SIZE", "2")],
+            "POOL_MIN_SIZE",
+        ),
+        (&[("POOL_TIMEOUT", "-3")], "POOL_TIMEOUT"),
+        (&[("POOL_COMMAND_TIMEOUT", "1m")], "POOL_COMMAND_TIMEOUT"),
+        (
+            &[("POOL_MAX_CONNECTION_LIFETIME", "forever")],
+            "POOL_MAX_CONNECTION_LIFETIME",
+        ),
+        (
+            &[("POOL_ENABLE_LEAK_DETECTION", "perhaps")],
+            "POOL_ENABLE_LEAK_DETECTION",
+        ),
+        (
+            &[("POOL_LEAK_DETECTION_TIMEOUT", "x")],
+            "POOL_LEAK_DETECTION_TIMEOUT",
+        ),
+        (&[("LOG_LEVEL", "LOUD")], "LOG_LEVEL"),
+        (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
+    ];
+    for (env, var) in cases {
+        let mut env = env.to_vec();
+        env.push(("DATABASE_URL", &url));
+        env.push(("WIREPOOL_BIND", &bind));
+        for cmd in ["serve", "check"] {
+            let t = Instant::now();
+            let (code, out, err) = run(&[cmd], &env);
+            assert_eq!(code, 2, "{cmd} {env:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+            assert!(err.contains(var), "{err:?} names {var}");
+            assert!(out.is_empty(), "{out:?}");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "before anything starts"
+            );
+        }
+    }
+    // Nothing was started: the port is still free.
+    TcpListener::bind(&bind).expect("serve never bound its port");
+}
+
+#[test]
+fn a_bad_or_missing_database_url_is_named_without_its_password() {
+    for url in [
+        "postgres://app:hunter2@127.0.0.1:notaport/app",
+        "mysql://app:hunter2@127.0.0.1/app",
+        "postgres://app:hunter2@127.0.0.1/app?sslmode=verify-full",
+    ] {
+        let (code, _, err) = run(&["serve"], &[("DATABASE_URL", url)]);
+        assert_eq!(code, 2, "{url}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.contains("DATABASE_URL"), "{err:?}");
+        assert!(!err.contains("hunter2"), "{err:?}");
+    }
+    for cmd in ["serve", "check", "mcp"] {
+        let (code, _, err) = run(&[cmd], &[]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains("DATABASE_URL is not set"), "{err:?}");
+    }
+    let (code, _, err) = run(&["serve", "--bind", "not-an-address"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--bind"), "{err}");
+}
+
+#[test]
+fn check_reports_version_auth_and_latency() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let (code, out, err) = run(&["check"], &[("DATABASE_URL", &pg.url(Role::Scram))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("connected: scram_user@127.0.0.1:"), "{out}");
+    let version = out
+        .lines()
+        .find_map(|l| l.strip_prefix("server version: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        version.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{version}"
+    );
+    assert!(out.contains("authentication: scram-sha-256"), "{out}");
+    assert!(out.contains("round trip (SELECT 1 x 10): min "), "{out}");
+    assert!(!out.contains("scram_secret") && !err.contains("scram_secret"));
+
+    let (code, out, _) = run(&["check"], &[("DATABASE_URL", &pg.url(Role::Md5))]);
+    assert_eq!(code, 0);
+    assert!(out.contains("authentication: md5"), "{out}");
+}
+
+#[test]
+fn check_explains_failures() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let port = pg.port();
+    let cases = [
+        (
+            format!("postgres://scram_user:wrong-guess@127.0.0.1:{port}/postgres"),
+            "28P01",
+            "wrong password",
+        ),
+        (
+            format!("postgres://trust_user@127.0.0.1:{port}/no_such_db"),
+            "3D000",
+            "database does not exist",
+        ),
+        (
+            format!("postgres://trust_user@127.0.0.1:{}/postgres", closed_port()),
+            "Connection refused",
+            "is PostgreSQL running",
+        ),
+    ];
+    for (url, what, cause) in cases {
+        let (code, out, err) = run(&["check"], &[("DATABASE_URL", &url)]);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert!(err.contains(what), "{err}");
+        assert!(
+            err.contains(&format!("likely cause: ")) && err.contains(cause),
+            "{err}"
+        );
+        assert!(!err.contains("wrong-guess"), "no password in {err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! The MCP resources read by a real MCP client, the official Python SDK, over streamable
+//! HTTP (`wirepool serve`, `/mcp`) and over stdio (`wirepool mcp`).
+//!
+//! The SDK lives in a virtualenv: `WIREPOOL_TEST_PYTHON` names its interpreter, by default
+//! `target/mcp-venv/bin/python` (which `scripts/test` creates with `pip install mcp`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use wirepool::throwaway::{Cluster, Role};
+
+use common::{command, Proc};
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("WIREPOOL_TEST_PYTHON").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mcp-venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
+         && target/mcp-venv/bin/pip install mcp",
+        p.display()
+    );
+    p
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py")
+}
+
+/// Runs the client and returns its JSON report.
+fn read_with_sdk(mut cmd: Command) -> Value {
+    let out = cmd.output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "MCP client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn check_report(v: &Value) {
+    let health = &v["resources"]["health://connection-pool"];
+    assert_eq!(health["mimeType"], "application/json", "{v}");
+    assert!(
+        health["description"].as_str().unwrap().contains("Health"),
+        "{v}"
+    );
+    let stats = &v["resources"]["statistics://connection-pool"];
+    assert_eq!(stats["mimeType"], "application/json", "{v}");
+    assert!(stats["description"].is_string());
+
+    let h = &v["read"]["health://connection-pool"];
+    assert_eq!(h["mimeType"], "application/json");
+    let doc: Value = serde_json::from_str(h["text"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["status"], "healthy", "{doc}");
+    assert_eq!(doc["database"]["status"], "connected");
+    assert_eq!(doc["database"]["pool"]["total"], 2);
+    assert!(doc["uptime_seconds"].is_number());
+
+    let s = &v["read"]["statistics://connection-pool"];
+    let doc: Value = serde_json::from_str(s["text"].as_str().unwrap()).unwrap();
+    for k in [
+        "total_connections",
+        "idle_connections",
+        "active_connections",
+        "waiting_requests",
+        "avg_acquisition_time_ms",
+        "peak_active_connections",
+        "peak_wait_time_ms",
+        "total_acquisitions",
+        "total_releases",
+        "pool_created_at",
+        "last_health_check",
+        "last_error",
+        "last_error_time",
+        "leaks_detected",
+        "reconnect_attempts",
+    ] {
+        assert!(doc.get(k).is_some(), "{k} in {doc}");
+    }
+    assert_eq!(doc["max_size"], 5);
+    assert!(
+        v["missing"].as_str().unwrap() != "no error",
+        "an unknown resource is an error: {v}"
+    );
+}
+
+#[test]
+fn python_sdk_reads_the_resources_over_streamable_http() {
+    let py = python();
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let mut p = Proc::spawn(command(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", &pg.url(Role::Trust)),
+            ("POOL_MAX_SIZE", "5"),
+        ],
+    ));
+    let addr = p.wait_listening();
+    let mut cmd = Command::new(&py);
+    cmd.arg(script())
+        .arg("http")
+        .arg(format!("http://{addr}/mcp"));
+    check_report(&read_with_sdk(cmd));
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+}
+
+#[test]
+fn python_sdk_reads_the_resources_over_stdio() {
+    let py = python();
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    // The SDK launches `wirepool mcp` itself, with the settings in its env block (the
+    // client script copies DATABASE_URL, POOL_* and LOG_* into it).
+    let mut cmd = Command::new(&py);
+    cmd.arg(script())
+        .arg("stdio")
+        .arg(env!("CARGO_BIN_EXE_wirepool"))
+        .arg("mcp")
+        .env("DATABASE_URL", pg.url(Role::Trust))
+        .env("POOL_MAX_SIZE", "5")
+        .env("LOG_LEVEL", "WARNING");
+    check_report(&read_with_sdk(cmd));
+}
