@@ -154,7 +154,7 @@ fn check_explains_failures() {
         assert_eq!(code, 1, "{url}: {out}{err}");
         assert!(err.contains(what), "{err}");
         assert!(
-            err.contains(&format!("likely cause: ")) && err.contains(cause),
+            err.contains("likely cause: ") && err.contains(cause),
             "{err}"
         );
         assert!(!err.contains("wrong-guess"), "no password in {err}");
