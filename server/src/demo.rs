@@ -71,6 +71,9 @@ pub(crate) async fn run(
         cfg.leak_detection_timeout = opts.phase.mul_f64(0.4).max(Duration::from_secs(1));
     }
     cfg.acquire_timeout = cfg.acquire_timeout.min(Duration::from_secs(2));
+    // Errors and slow acquisitions keep the pool DEGRADED for this long (60 s in
+    // production); shortened so that the recovery is visible within the demo.
+    cfg.health.error_window = (opts.phase * 2).max(Duration::from_secs(4));
     let leak_timeout = cfg.leak_detection_timeout;
     let pool = build_pool(connect, cfg).await?;
     let http = match Http::start(&pool, &opts.listen).await {
@@ -107,7 +110,7 @@ pub(crate) async fn run(
     if !interrupted && !opts.once {
         println!("All phases done; steady load continues. Ctrl-C stops the demo.");
         let load = CancellationToken::new();
-        let mut workers = steady(&pool, &tally, &load, 3);
+        let mut workers = steady(&pool, &tally, &load, 2);
         let sig = shutdown_signal().await;
         println!("{sig}: stopping the demo");
         load.cancel();
@@ -138,7 +141,7 @@ async fn phases(
 ) -> Result<(), String> {
     let phase = opts.phase;
     announce("steady", "a few workers, short queries");
-    run_load(steady(pool, tally, stop, 3), phase).await;
+    run_load(steady(pool, tally, stop, 2), phase).await;
 
     announce(
         "burst",
@@ -167,7 +170,7 @@ async fn phases(
         ),
     );
     let token = stop.child_token();
-    let mut set = steady(pool, tally, &token, 3);
+    let mut set = steady(pool, tally, &token, 2);
     match pool.acquire().await {
         Ok(held) => {
             tokio::time::sleep(leak_timeout + Duration::from_millis(1500)).await;
@@ -186,7 +189,7 @@ async fn phases(
                 "PostgreSQL stopped (immediate), started again after a while",
             );
             let token = stop.child_token();
-            let mut set = steady(pool, tally, &token, 3);
+            let mut set = steady(pool, tally, &token, 2);
             tokio::time::sleep(Duration::from_secs(1)).await;
             kill(pg).await?;
             tokio::time::sleep(phase).await;
@@ -204,7 +207,7 @@ async fn phases(
 
     announce("recovery", "steady load until the pool is HEALTHY");
     let token = stop.child_token();
-    let mut set = steady(pool, tally, &token, 3);
+    let mut set = steady(pool, tally, &token, 2);
     wait_healthy(pool, phase * 4).await;
     tokio::time::sleep(phase.min(Duration::from_secs(3))).await;
     token.cancel();
@@ -248,7 +251,7 @@ fn steady(pool: &Pool, tally: &Arc<Tally>, stop: &CancellationToken, n: usize) -
             tally.clone(),
             stop.clone(),
             "SELECT pg_sleep(0.005)",
-            Duration::from_millis(50),
+            Duration::from_millis(100),
         ));
     }
     set
