@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -150,6 +152,24 @@ fn health_follows_the_database_through_an_outage() {
     assert!(p.wait_exit(Duration::from_secs(35)).success());
 }
 
+/// The metric names (prefix `codebase_mcp_pool_`) a dashboard or rule file mentions.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("codebase_mcp_pool_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // The rule group's name is not a metric.
+        if name != "codebase_mcp_pool_alerts" {
+            out.insert(name.clone());
+        }
+        rest = &rest[i + name.len()..];
+    }
+    out
+}
+
 fn promtool() -> String {
     let found = Command::new("promtool").arg("--version").output();
     assert!(
@@ -198,6 +218,25 @@ fn metrics_pass_promtool_in_both_formats() {
         "codebase_mcp_pool_uptime_seconds ",
     ] {
         assert!(r.body.contains(name), "{name:?} in\n{}", r.body);
+    }
+    // Every name the dashboard and the alert rules query is exported.
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for file in [
+        "grafana/connection-pool-dashboard.json",
+        "prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(docs.join(file)).unwrap();
+        let names = metric_names(&text);
+        assert!(names.len() >= 8, "{file}: {names:?}");
+        for name in names {
+            assert!(
+                r.body
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "{file} queries {name}, which is not exported"
+            );
+        }
     }
     let mut child = Command::new(promtool())
         .args(["check", "metrics"])
