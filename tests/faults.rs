@@ -25,6 +25,27 @@ fn via(pg: &Cluster, proxy: &Proxy) -> ConnectConfig {
         .with_connect_timeout(Some(Duration::from_secs(1)))
 }
 
+async fn pool_via(pg: &Cluster, proxy: &Proxy, cfg: PoolConfig) -> Pool {
+    Pool::builder(via(pg, proxy))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Waits until `sql` succeeds through the pool again.
+async fn until_serving(pool: &Pool, sql: &str, limit: Duration, what: &str) {
+    let t = Instant::now();
+    loop {
+        if let Ok(mut c) = pool.acquire().await {
+            if c.query(sql).await.is_ok() {
+                return;
+            }
+        }
+        assert!(t.elapsed() < limit, "{what}");
+    }
+}
+
 fn base_cfg() -> PoolConfig {
     let mut cfg = PoolConfig::default();
     cfg.min_size = 2;
@@ -42,11 +63,7 @@ async fn stalled_server_command_timeout_cancels_and_discards() {
     let proxy = Proxy::start(pg.port()).await;
     let mut cfg = base_cfg();
     cfg.command_timeout = Some(Duration::from_millis(300));
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, cfg).await;
     let mut c = pool.acquire().await.unwrap();
     let stalled_id = c.id();
     proxy.set(Mode::Stall);
@@ -80,11 +97,7 @@ async fn slow_network_command_timeout_cancels_and_keeps_the_connection() {
     let proxy = Proxy::start(pg.port()).await;
     let mut cfg = base_cfg();
     cfg.command_timeout = Some(Duration::from_millis(200));
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, cfg).await;
     let mut c = pool.acquire().await.unwrap();
     let id = c.id();
     // Each hop waits 150 ms: a query needs more than the 200 ms timeout, the cancel still
@@ -118,11 +131,7 @@ async fn reset_connections_are_never_handed_out_again() {
     let proxy = Proxy::start(pg.port()).await;
     let mut cfg = base_cfg();
     cfg.min_size = 4;
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, cfg).await;
     proxy.reset_open_connections();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // No keepalive: callers meet the dead connections. Each fails with a typed error once,
@@ -161,11 +170,7 @@ async fn keepalive_finds_reset_connections_before_a_caller_does() {
     let mut cfg = base_cfg();
     cfg.min_size = 4;
     cfg.keepalive_interval = Some(Duration::from_millis(100));
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, cfg).await;
     proxy.reset_open_connections();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let s = pool.statistics();
@@ -200,11 +205,7 @@ async fn a_server_closing_part_way_gives_typed_errors_and_the_pool_recovers() {
     );
 
     proxy.set(Mode::Pass);
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(base_cfg())
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, base_cfg()).await;
     // Cut in the middle of a large result: the proxy stops after 1000 bytes from the server
     // on each connection (startup and validation took about half of that).
     let mut c = pool.acquire().await.unwrap();
@@ -218,17 +219,13 @@ async fn a_server_closing_part_way_gives_typed_errors_and_the_pool_recovers() {
     drop(c);
     assert_eq!(pool.statistics().closed(CloseReason::Broken), 1);
     proxy.set(Mode::Pass);
-    let t = Instant::now();
-    loop {
-        let mut c = pool.acquire().await.unwrap();
-        if c.query("SELECT repeat('x', 100) FROM generate_series(1, 1000)")
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
-    }
+    until_serving(
+        &pool,
+        "SELECT repeat('x', 100) FROM generate_series(1, 1000)",
+        Duration::from_secs(10),
+        "no recovery",
+    )
+    .await;
     let s = pool.statistics();
     assert_eq!(s.total_acquisitions, s.total_releases);
     pool.close().await;
@@ -240,11 +237,7 @@ async fn new_connections_reset_during_an_outage_then_recover() {
     let proxy = Proxy::start(pg.port()).await;
     let mut cfg = base_cfg();
     cfg.acquire_timeout = Duration::from_millis(500);
-    let pool = Pool::builder(via(&pg, &proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = pool_via(&pg, &proxy, cfg).await;
     proxy.set(Mode::Reset);
     proxy.reset_open_connections();
     // Callers find the old connections dead, then new ones cannot be opened: typed errors.
@@ -266,15 +259,7 @@ async fn new_connections_reset_during_an_outage_then_recover() {
         "a timeout carries the last connect error"
     );
     proxy.set(Mode::Pass);
-    let t = Instant::now();
-    loop {
-        if let Ok(mut c) = pool.acquire().await {
-            if c.query("SELECT 1").await.is_ok() {
-                break;
-            }
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
-    }
+    until_serving(&pool, "SELECT 1", Duration::from_secs(10), "no recovery").await;
     pool.close().await;
 }
 
@@ -340,18 +325,13 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
 
     pg.psql(&format!("ALTER ROLE {user} PASSWORD '{good}'"))
         .unwrap();
-    let t = Instant::now();
-    loop {
-        if let Ok(mut c) = pool.acquire().await {
-            if c.query("SELECT 1").await.is_ok() {
-                break;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no recovery after the fix"
-        );
-    }
+    until_serving(
+        &pool,
+        "SELECT 1",
+        Duration::from_secs(10),
+        "no recovery after the fix",
+    )
+    .await;
     pool.close().await;
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wirepool::throwaway::{Cluster, Role};
+use wirepool::PoolStatistics;
 
 use common::{command, Proc};
 
@@ -66,23 +67,13 @@ fn check_report(v: &Value) {
 
     let s = &v["read"]["statistics://connection-pool"];
     let doc: Value = serde_json::from_str(s["text"].as_str().unwrap()).unwrap();
-    for k in [
-        "total_connections",
-        "idle_connections",
-        "active_connections",
-        "waiting_requests",
-        "avg_acquisition_time_ms",
-        "peak_active_connections",
-        "peak_wait_time_ms",
-        "total_acquisitions",
-        "total_releases",
-        "pool_created_at",
-        "last_health_check",
-        "last_error",
-        "last_error_time",
+    let extras = [
         "leaks_detected",
         "reconnect_attempts",
-    ] {
+        "connections_closed",
+        "errors",
+    ];
+    for k in PoolStatistics::GUIDE_FIELDS.iter().chain(&extras) {
         assert!(doc.get(k).is_some(), "{k} in {doc}");
     }
     assert_eq!(doc["max_size"], 5);

@@ -123,6 +123,23 @@ fn json_opt_time(t: Option<SystemTime>) -> String {
 }
 
 impl PoolStatistics {
+    /// The statistics the monitoring guide names, as [`PoolStatistics::to_json`] keys them.
+    pub const GUIDE_FIELDS: [&'static str; 13] = [
+        "total_connections",
+        "idle_connections",
+        "active_connections",
+        "waiting_requests",
+        "avg_acquisition_time_ms",
+        "peak_active_connections",
+        "peak_wait_time_ms",
+        "total_acquisitions",
+        "total_releases",
+        "pool_created_at",
+        "last_health_check",
+        "last_error",
+        "last_error_time",
+    ];
+
     /// The whole snapshot as one JSON object: the guide's statistics under their names
     /// (`total_connections`, `avg_acquisition_time_ms`, `pool_created_at`, ...), then the
     /// extras: sizes, opening and maintenance counts, counters by close reason and error
@@ -267,21 +284,7 @@ mod tests {
         s.avg_acquisition_time_ms = f64::NAN; // never emitted as an invalid number
         s.last_error = Some("quote \" and newline\n".into());
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).expect("valid JSON");
-        for key in [
-            "total_connections",
-            "idle_connections",
-            "active_connections",
-            "waiting_requests",
-            "avg_acquisition_time_ms",
-            "peak_active_connections",
-            "peak_wait_time_ms",
-            "total_acquisitions",
-            "total_releases",
-            "pool_created_at",
-            "last_health_check",
-            "last_error",
-            "last_error_time",
-        ] {
+        for key in PoolStatistics::GUIDE_FIELDS {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["total_acquisitions"], 3);
