@@ -143,29 +143,28 @@ impl PooledConnection {
 
     /// Takes the connection out of the pool for good; the pool opens another as needed.
     pub fn detach(mut self) -> Connection {
-        let p = self
-            .conn
-            .take()
-            .expect("the connection is present until drop");
-        self.end_checkout(&p);
-        self.shared.counters.record_release();
+        let p = self.take_back();
         self.shared.counters.record_closed(CloseReason::Caller);
-        if let Some(permit) = self.shared.core.discard(Holder::Caller) {
-            self.shared.spawn_open(permit);
-        }
-        self.shared.wake_monitor.notify_one();
+        self.shared.forget(Holder::Caller);
         p.conn
     }
 
     /// Closes the connection instead of returning it.
     pub fn discard(mut self) {
+        let p = self.take_back();
+        self.shared.discard(p, Holder::Caller, CloseReason::Caller);
+    }
+
+    /// Ends the checkout: the connection leaves the guard, the leak detector and the
+    /// statistics hear of its return.
+    fn take_back(&mut self) -> Pooled {
         let p = self
             .conn
             .take()
             .expect("the connection is present until drop");
         self.end_checkout(&p);
         self.shared.counters.record_release();
-        self.shared.discard(p, Holder::Caller, CloseReason::Caller);
+        p
     }
 }
 
@@ -184,12 +183,11 @@ impl DerefMut for PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        let Some(mut p) = self.conn.take() else {
+        if self.conn.is_none() {
             return;
-        };
-        self.end_checkout(&p);
+        }
+        let mut p = self.take_back();
         let shared = &self.shared;
-        shared.counters.record_release();
         if p.conn.is_broken() {
             shared
                 .counters

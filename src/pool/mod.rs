@@ -420,12 +420,19 @@ impl Shared {
 
     /// Removes a connection held by `holder` from the pool and closes it in the background.
     pub(crate) fn discard(self: &Arc<Self>, p: Pooled, holder: Holder, reason: CloseReason) {
+        self.close_conn(p, reason);
+        self.forget(holder);
+    }
+
+    /// Gives back the capacity of a connection held by `holder` that is gone (closed or
+    /// detached): a waiter gets a replacement opened, unless the database is unreachable,
+    /// when the reconnector alone opens connections.
+    pub(crate) fn forget(self: &Arc<Self>, holder: Holder) {
         if let Some(permit) = self.core.discard(holder) {
             if self.connect_failures.load(Ordering::Acquire) == 0 {
                 self.spawn_open(permit);
             }
         }
-        self.close_conn(p, reason);
         self.wake_monitor.notify_one();
     }
 
