@@ -76,7 +76,18 @@ pub(crate) async fn run(
     cfg.health.error_window = (opts.phase * 2).max(Duration::from_secs(4));
     let leak_timeout = cfg.leak_detection_timeout;
     let pool = build_pool(connect, cfg).await?;
-    let http = match Http::start(&pool, &opts.listen).await {
+    let mut listen = opts.listen.clone();
+    // Another program on the default port should not stop a demo: take any free port.
+    if std::net::TcpListener::bind(listen.bind)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    {
+        println!(
+            "{} is in use; the demo listens on a free port instead",
+            listen.bind
+        );
+        listen.bind.set_port(0);
+    }
+    let http = match Http::start(&pool, &listen).await {
         Ok(h) => h,
         Err(e) => {
             pool.close().await;
