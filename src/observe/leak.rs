@@ -28,16 +28,14 @@
 use std::backtrace::Backtrace;
 use std::fmt;
 use std::panic::Location;
-// The detector is not part of the loom models (see `crate::sync`): plain std types.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::atomic::AtomicCell;
 use crossbeam::queue::SegQueue;
-use parking_lot::Mutex;
 
 use crate::core::wheel::TimerWheel;
+// Loom's under `--cfg wirepool_loom`: `loom-tests/` checks the report/return race.
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 const REPORTED: u64 = 1;
 const OUT: u64 = 2;

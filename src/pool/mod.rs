@@ -44,7 +44,7 @@ pub(crate) struct Pooled {
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(crate) last_used_ms: u64,
     /// Its checkout state, for the leak detector.
-    pub(crate) leak_slot: Arc<LeakSlot>,
+    pub(crate) leak_slot: crate::sync::Arc<LeakSlot>,
 }
 
 /// State shared by the pool handle, its guards and its tasks.
