@@ -91,3 +91,47 @@ async fn metrics(State(pool): State<Arc<Pool>>, headers: HeaderMap) -> Response 
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wirepool::throwaway::{Cluster, Role};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_is_503_while_draining_and_after() {
+        let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+        let pool = Pool::builder(pg.config(Role::Trust))
+            .drain_timeout(Duration::from_secs(10))
+            .build()
+            .await
+            .unwrap();
+        let state = Arc::new(pool.clone());
+        assert_eq!(health(State(state.clone())).await.status(), StatusCode::OK);
+
+        // A connection still out: close() waits for it, the pool is SHUTTING_DOWN.
+        let held = pool.acquire().await.unwrap();
+        let closing = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.close().await }
+        });
+        while pool.state() != LifecycleState::ShuttingDown {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let r = health(State(state.clone())).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Metrics keep answering during the drain.
+        let m = metrics(State(state.clone()), HeaderMap::new()).await;
+        assert_eq!(m.status(), StatusCode::OK);
+
+        drop(held);
+        closing.await.unwrap();
+        assert_eq!(pool.state(), LifecycleState::Terminated);
+        assert_eq!(
+            health(State(state)).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
