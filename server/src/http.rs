@@ -22,19 +22,26 @@ use wirepool::{HealthStatus, LifecycleState, Pool};
 
 use crate::mcp::PoolResources;
 
-/// The routes: `/health` and `/metrics` always; `/mcp` when `mcp` is set. `cancel` ends the
-/// MCP sessions at shutdown.
-pub(crate) fn router(pool: Pool, bind: SocketAddr, mcp: bool, cancel: CancellationToken) -> Router {
+/// The routes: `/health` and `/metrics` always; `/mcp` when `mcp` is set, accepting Host
+/// headers naming loopback, the bind address and the hosts `mcp` lists (rmcp's guard
+/// against DNS rebinding). `cancel` ends the MCP sessions at shutdown.
+pub(crate) fn router(
+    pool: Pool,
+    bind: SocketAddr,
+    mcp: Option<&[String]>,
+    cancel: CancellationToken,
+) -> Router {
     let state = Arc::new(pool.clone());
     let mut r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state);
-    if mcp {
+    if let Some(extra) = mcp {
         let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
         if !bind.ip().is_unspecified() {
             hosts.push(bind.ip().to_string());
         }
+        hosts.extend(extra.iter().cloned());
         let config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(hosts)
             .with_cancellation_token(cancel);

@@ -78,6 +78,10 @@ struct HttpArgs {
     /// Do not serve MCP at /mcp.
     #[arg(long)]
     no_mcp: bool,
+    /// Host names /mcp accepts in the Host header besides loopback and the bind address
+    /// (a guard against DNS rebinding), comma-separated; e.g. pool.internal,pool.internal:3000.
+    #[arg(long, env = "WIREPOOL_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    mcp_allowed_hosts: Vec<String>,
 }
 
 impl HttpArgs {
@@ -86,6 +90,12 @@ impl HttpArgs {
             bind: self.bind,
             metrics_bind: self.metrics_bind,
             mcp: !self.no_mcp,
+            mcp_allowed_hosts: self
+                .mcp_allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Listen {
     pub(crate) bind: SocketAddr,
     pub(crate) metrics_bind: Option<SocketAddr>,
     pub(crate) mcp: bool,
+    /// Extra Host header values `/mcp` accepts.
+    pub(crate) mcp_allowed_hosts: Vec<String>,
 }
 
 /// Running HTTP listeners.
@@ -46,7 +48,8 @@ impl Http {
             .map_err(|e| format!("cannot listen on {}: {e}", listen.bind))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut tasks = Vec::new();
-        let app = http::router(pool.clone(), addr, listen.mcp, cancel.child_token());
+        let mcp = listen.mcp.then_some(listen.mcp_allowed_hosts.as_slice());
+        let app = http::router(pool.clone(), addr, mcp, cancel.child_token());
         tasks.push(spawn_server(listener, app, cancel.clone()));
         let mut metrics_addr = None;
         if let Some(mb) = listen.metrics_bind {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wirepool::throwaway::{Cluster, Role};
 
-use common::{command, get, Proc};
+use common::{command, get, request, Proc};
 
 fn cluster() -> Cluster {
     Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
@@ -403,4 +403,50 @@ fn log_file_receives_the_json_lines() {
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(35)).success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mcp_accepts_only_the_hosts_it_was_told() {
+    let pg = cluster();
+    let mut p = serve(
+        &pg.url(Role::Trust),
+        &[(
+            "WIREPOOL_MCP_ALLOWED_HOSTS",
+            "pool.internal, other.internal:9999",
+        )],
+    );
+    let addr = p.wait_listening();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+    let post = |host: &str| {
+        request(
+            addr,
+            "POST",
+            "/mcp",
+            &[
+                ("Host", host),
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+            init,
+        )
+        .status
+    };
+    let port = addr.port().to_string();
+    assert_eq!(post(&format!("127.0.0.1:{port}")), 200);
+    assert_eq!(post(&format!("localhost:{port}")), 200);
+    assert_eq!(post(&format!("pool.internal:{port}")), 200);
+    assert_eq!(post("other.internal:9999"), 200);
+    assert_eq!(
+        post("other.internal:1234"),
+        403,
+        "the port is part of that entry"
+    );
+    assert_eq!(post(&format!("evil.example:{port}")), 403);
+    // /health and /metrics do not depend on the Host header.
+    assert_eq!(
+        request(addr, "GET", "/health", &[("Host", "evil.example")], "").status,
+        200
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
 }
