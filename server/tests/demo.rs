@@ -75,20 +75,24 @@ fn the_demo_walks_through_every_phase_and_cleans_up() {
         "{out}"
     );
     // The outage: unhealthy, the reconnection schedule, recovery.
-    for line in [
-        "Health status: DEGRADED -> UNHEALTHY",
-        "Reconnection attempt 1/5 (delay: 1s)",
-        "-> RECOVERING",
-        "Connection pool recovered: ",
-    ] {
-        assert!(logs.contains(line), "{line:?} in\n{logs}");
-    }
+    let at = |needle: &str| {
+        logs.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in\n{logs}"))
+    };
+    at("-> UNHEALTHY");
+    at("Reconnection attempt 1/5 (delay: 1s)");
+    assert!(
+        at("-> RECOVERING") < at("Connection pool recovered: "),
+        "RECOVERING, then recovered:\n{logs}"
+    );
     let outage = phase_lines(&out, "outage");
     assert!(outage.iter().any(|l| l.contains("RECOVERING")), "{out}");
-    let last = phase_lines(&out, "recovery").pop().unwrap_or_default();
+    // Back to HEALTHY once the outage's errors leave the (demo-short) error window.
     assert!(
-        last.contains("HEALTHY") && !last.contains("UNHEALTHY"),
-        "ends healthy: {out}"
+        phase_lines(&out, "recovery")
+            .iter()
+            .any(|l| l.contains(" HEALTHY ")),
+        "HEALTHY again:\n{out}"
     );
     assert!(out.contains("Demo finished."), "{out}");
     assert!(logs.contains("Connection pool terminated"), "{logs}");
