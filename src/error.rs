@@ -12,6 +12,20 @@ use std::time::Duration;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// One line for an error and its causes, `a: b: c`. [`Error`]'s `Display` prints its own
+/// level only (the cause is its `source()`); this is the whole story, for logs and
+/// messages to people.
+pub fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use wirepool::throwaway::{Cluster, Role};
-use wirepool::{Pool, PoolConfig};
+use wirepool::Pool;
 
 use common::Logs;
 
@@ -15,13 +15,10 @@ use common::Logs;
 async fn a_held_connection_is_reported_once_with_its_acquisition_site() {
     let logs = Logs::capture();
     let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
-    let mut cfg = PoolConfig::default();
-    cfg.min_size = 1;
-    cfg.max_size = 4;
-    cfg.leak_detection = true;
-    cfg.leak_detection_timeout = Duration::from_millis(300);
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
+        .min_size(1)
+        .max_size(4)
+        .leak_detection(true, Duration::from_millis(300))
         .build()
         .await
         .unwrap();
@@ -76,12 +73,9 @@ async fn a_held_connection_is_reported_once_with_its_acquisition_site() {
 async fn no_reports_when_detection_is_off() {
     let _logs = Logs::capture();
     let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
-    let mut cfg = PoolConfig::default();
-    cfg.min_size = 1;
-    cfg.leak_detection = false;
-    cfg.leak_detection_timeout = Duration::from_millis(50);
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
+        .min_size(1)
+        .leak_detection(false, Duration::from_millis(50))
         .build()
         .await
         .unwrap();

@@ -13,11 +13,7 @@ use loom::thread;
 use wirepool::core::{Closed, Core, Holder, TryAcquire};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    b.check(f);
+    wirepool_loom_tests::model(2, f);
 }
 
 /// A core of `max` holding `n` idle connections numbered from 0.

@@ -7,29 +7,33 @@
 use std::panic::Location;
 use std::time::Duration;
 
+use loom::sync::Arc;
 use loom::thread;
-use wirepool::observe::leak::{LeakDetector, LeakSlot};
+use wirepool::core::wheel::TimerWheel;
+use wirepool::observe::leak::{LeakDetector, LeakSlot, WheelEntry};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(f);
+    wirepool_loom_tests::model(3, f);
 }
 
 const TIMEOUT_MS: u64 = 10;
 
+/// A detector whose wheel holds one connection, checked out at time 0.
+fn checked_out() -> (LeakDetector, TimerWheel<WheelEntry>, Arc<LeakSlot>) {
+    let d = LeakDetector::new(Duration::from_millis(TIMEOUT_MS), false);
+    let slot = LeakSlot::new(1);
+    d.track(slot.clone());
+    let mut wheel = d.wheel(0);
+    d.scan(&mut wheel, 0, &mut Vec::new());
+    d.checkout(&slot, Location::caller(), 0);
+    (d, wheel, slot)
+}
+
 #[test]
 fn a_report_and_a_return_see_each_other() {
     model(|| {
-        let d = LeakDetector::new(Duration::from_millis(TIMEOUT_MS), false);
-        let slot = LeakSlot::new(1);
-        d.track(slot.clone());
-        let mut wheel = d.wheel(0);
+        let (d, mut wheel, slot) = checked_out();
         let mut reports = Vec::new();
-        d.scan(&mut wheel, 0, &mut reports);
-        d.checkout(&slot, Location::caller(), 0);
 
         let holder = {
             let slot = slot.clone();
@@ -48,13 +52,8 @@ fn a_report_and_a_return_see_each_other() {
 #[test]
 fn a_new_checkout_at_the_same_instant_is_not_confused_with_the_old_one() {
     model(|| {
-        let d = LeakDetector::new(Duration::from_millis(TIMEOUT_MS), false);
-        let slot = LeakSlot::new(1);
-        d.track(slot.clone());
-        let mut wheel = d.wheel(0);
+        let (d, mut wheel, slot) = checked_out();
         let mut reports = Vec::new();
-        d.scan(&mut wheel, 0, &mut reports);
-        d.checkout(&slot, Location::caller(), 0);
 
         // The holder returns the connection and takes it again, both at the same time as
         // the first checkout (the same slot word), while the scan runs.

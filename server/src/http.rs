@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use wirepool::observe::prometheus::Format;
-use wirepool::{HealthStatus, LifecycleState, Pool};
+use wirepool::{HealthStatus, Pool};
 
 use crate::mcp::PoolResources;
 
@@ -64,15 +64,8 @@ pub(crate) fn metrics_router(pool: Pool) -> Router {
 
 async fn health(State(pool): State<Arc<Pool>>) -> Response {
     let report = pool.health();
-    let serving = matches!(
-        pool.state(),
-        LifecycleState::Initializing
-            | LifecycleState::Healthy
-            | LifecycleState::Degraded
-            | LifecycleState::Unhealthy
-            | LifecycleState::Recovering
-    );
-    let code = if report.status == HealthStatus::Unhealthy || !serving {
+    // A pool that is shutting down or terminated classifies as unhealthy too.
+    let code = if report.status == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -104,6 +97,8 @@ mod tests {
     use std::time::Duration;
 
     use wirepool::throwaway::{Cluster, Role};
+
+    use wirepool::LifecycleState;
 
     use super::*;
 

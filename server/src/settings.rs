@@ -74,21 +74,11 @@ pub(crate) fn read(
 /// The error and its causes on one line, without the kind's generic prefix for
 /// configuration errors (their detail already names the variable).
 pub(crate) fn chain(e: &wirepool::Error) -> String {
-    let mut s = if e.is_config() {
-        let full = e.to_string();
-        full.strip_prefix("invalid configuration: ")
-            .unwrap_or(&full)
-            .to_string()
-    } else {
-        e.to_string()
-    };
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+    let full = wirepool::error::chain(e);
+    match full.strip_prefix("invalid configuration: ") {
+        Some(rest) if e.is_config() => rest.to_string(),
+        _ => full,
     }
-    s
 }
 
 #[cfg(test)]

@@ -67,16 +67,7 @@ impl PooledConnection {
             return;
         }
         if let Some(held) = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms()) {
-            let held = (held.as_secs_f64() * 10.0).round() / 10.0;
-            tracing::info!(
-                target: "wirepool::leak",
-                connection_id = %format_args!("conn_{}", p.id),
-                held_duration_seconds = held,
-                acquired_at = %self.site,
-                "Previously reported connection leak returned: conn_{} (held {held}s, acquired at {})",
-                p.id,
-                self.site
-            );
+            super::leak_task::log_returned(p.id, held, self.site);
         }
     }
 

@@ -1,8 +1,11 @@
 //! The leak detector's background task: owns the timing wheel, scans it every tick, logs
 //! and counts potential leaks. Checkouts are registered by the guards (see
-//! [`crate::observe::leak`]).
+//! [`crate::observe::leak`]), which log a reported checkout's return with
+//! [`log_returned`].
 
+use std::panic::Location;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use super::Shared;
 use crate::observe::leak::LeakReport;
@@ -17,7 +20,7 @@ pub(super) fn spawn(shared: &Arc<Shared>) {
     shared.runtime.spawn(run(weak, tick));
 }
 
-async fn run(weak: Weak<Shared>, tick: std::time::Duration) {
+async fn run(weak: Weak<Shared>, tick: Duration) {
     let mut wheel = match weak.upgrade() {
         Some(s) => match &s.leak {
             Some(d) => d.wheel(s.tick_clock()),
@@ -43,27 +46,35 @@ async fn run(weak: Weak<Shared>, tick: std::time::Duration) {
     }
 }
 
+/// Seconds to one decimal, as the guide writes them (`held_duration_seconds: 45.2`).
+fn tenths(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
 fn report(r: &LeakReport) {
     let id = format!("conn_{}", r.conn_id);
-    let held = (r.held.as_secs_f64() * 10.0).round() / 10.0;
+    let held = tenths(r.held);
     let site = r
         .site
         .map_or_else(|| "unknown".to_string(), |s| s.to_string());
-    match &r.backtrace {
-        Some(bt) => tracing::warn!(
-            target: "wirepool::leak",
-            connection_id = %id,
-            held_duration_seconds = held,
-            acquired_at = %site,
-            stack_trace = %bt,
-            "Potential connection leak detected: {id} (held {held}s, acquired at {site})"
-        ),
-        None => tracing::warn!(
-            target: "wirepool::leak",
-            connection_id = %id,
-            held_duration_seconds = held,
-            acquired_at = %site,
-            "Potential connection leak detected: {id} (held {held}s, acquired at {site})"
-        ),
-    }
+    tracing::warn!(
+        target: "wirepool::leak",
+        connection_id = %id,
+        held_duration_seconds = held,
+        acquired_at = %site,
+        stack_trace = r.backtrace.as_ref().map(tracing::field::display),
+        "Potential connection leak detected: {id} (held {held}s, acquired at {site})"
+    );
+}
+
+/// The INFO line when a reported checkout finally comes back.
+pub(super) fn log_returned(conn_id: u64, held: Duration, site: &Location<'_>) {
+    let held = tenths(held);
+    tracing::info!(
+        target: "wirepool::leak",
+        connection_id = %format_args!("conn_{conn_id}"),
+        held_duration_seconds = held,
+        acquired_at = %site,
+        "Previously reported connection leak returned: conn_{conn_id} (held {held}s, acquired at {site})"
+    );
 }

@@ -25,7 +25,7 @@ pub use guard::PooledConnection;
 use crate::config::ConnectConfig;
 use crate::conn::Connection;
 use crate::core::{Core, Holder, OpenPermit, TryAcquire};
-use crate::error::{Error, Result, TimeoutPhase};
+use crate::error::{chain as error_chain, Error, Result, TimeoutPhase};
 use crate::observe::leak::{LeakDetector, LeakSlot};
 use crate::observe::stats::Counters;
 use crate::observe::{
@@ -300,18 +300,6 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             Err(e)
         }
     }
-}
-
-/// `a: b: c` from an error and its sources.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn connect_error_message(e: &Error) -> String {

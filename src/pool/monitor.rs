@@ -83,7 +83,7 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 .lock()
                 .as_ref()
                 .filter(|(e, _)| !e.is_transient())
-                .map(|(e, _)| super::error_chain(e));
+                .map(|(e, _)| crate::error::chain(e));
             let delay = match &refusal {
                 Some(_) => backoff.delay(u32::MAX, backoff::jitter_random()),
                 None => backoff.delay(rc.attempt, backoff::jitter_random()),

@@ -276,15 +276,3 @@ fn dechunk(mut s: &str) -> String {
         s = &rest[n + 2..];
     }
 }
-
-/// Polls `f` until it returns `Some`, up to `limit`.
-pub(crate) fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
