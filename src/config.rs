@@ -88,7 +88,40 @@ pub struct ConnectConfig {
     options: Option<String>,
     connect_timeout: Option<Duration>,
     ssl_mode: SslMode,
+    tcp: TcpSettings,
     max_message_size: usize,
+}
+
+/// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
+/// with the operating system's timings unless given, and the operating system's
+/// `TCP_USER_TIMEOUT` unless given. Unix sockets ignore them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpSettings {
+    /// `keepalives`: send TCP keepalive probes on idle connections. Default: on.
+    pub keepalives: bool,
+    /// `keepalives_idle`: idle time before the first probe. Default: the system's.
+    pub keepalives_idle: Option<Duration>,
+    /// `keepalives_interval`: time between unanswered probes. Default: the system's.
+    pub keepalives_interval: Option<Duration>,
+    /// `keepalives_count`: unanswered probes before the connection is dropped. Default:
+    /// the system's.
+    pub keepalives_count: Option<u32>,
+    /// `tcp_user_timeout`: how long sent data may stay unacknowledged before the
+    /// connection is dropped. Default: the system's.
+    pub tcp_user_timeout: Option<Duration>,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            keepalives: true,
+            keepalives_idle: None,
+            keepalives_interval: None,
+            keepalives_count: None,
+            tcp_user_timeout: None,
+        }
+    }
 }
 
 /// Values read from a string before the environment and defaults fill the gaps.
@@ -103,6 +136,10 @@ struct Partial {
     options: Option<String>,
     connect_timeout: Option<Option<Duration>>,
     ssl_mode: Option<SslMode>,
+    tcp: TcpSettings,
+    /// The previous keyword was `password`: errors must not echo the next token, which
+    /// may be the rest of an unquoted password.
+    after_password: bool,
 }
 
 impl ConnectConfig {
@@ -181,6 +218,10 @@ impl ConnectConfig {
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode
     }
+    /// TCP keepalive and user-timeout settings.
+    pub fn tcp(&self) -> &TcpSettings {
+        &self.tcp
+    }
     /// The largest long message (DataRow, ErrorResponse, ...) accepted from the server.
     /// Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
     pub fn max_message_size(&self) -> usize {
@@ -253,6 +294,7 @@ impl fmt::Debug for ConnectConfig {
             .field("options", &self.options)
             .field("connect_timeout", &self.connect_timeout)
             .field("ssl_mode", &self.ssl_mode)
+            .field("tcp", &self.tcp)
             .field("max_message_size", &self.max_message_size)
             .finish()
     }
@@ -344,6 +386,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
         options: p.options,
         connect_timeout,
         ssl_mode,
+        tcp: p.tcp,
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
     })
 }
@@ -380,6 +423,23 @@ fn parse_connect_timeout(v: &str) -> std::result::Result<Option<Duration>, Strin
     }
 }
 
+/// A non-negative whole number for the connection parameter `key`.
+fn parse_int(key: &str, v: &str) -> Result<u32> {
+    v.trim().parse::<u32>().map_err(|_| {
+        Error::config(format!(
+            "invalid {key} `{v}` (expected a whole number, 0 or more)"
+        ))
+    })
+}
+
+/// Whole seconds for `key`; 0 means the system's default (`None`), as in libpq.
+fn parse_secs_opt(key: &str, v: &str) -> Result<Option<Duration>> {
+    Ok(match parse_int(key, v)? {
+        0 => None,
+        n => Some(Duration::from_secs(u64::from(n))),
+    })
+}
+
 fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
     match v {
         "disable" => Ok(SslMode::Disable),
@@ -391,6 +451,28 @@ fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
         other => Err(format!("invalid sslmode `{other}`")),
     }
 }
+
+/// The keywords [`apply`] knows.
+const KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "application_name",
+    "fallback_application_name",
+    "options",
+    "connect_timeout",
+    "sslmode",
+    "client_encoding",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+];
 
 /// Applies one `keyword = value` pair, from a URL query or a key=value string.
 fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
@@ -432,13 +514,22 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
                 )));
             }
         }
-        // Accepted and without effect here: these only tune TCP keepalives and the like.
-        "keepalives"
-        | "keepalives_idle"
-        | "keepalives_interval"
-        | "keepalives_count"
-        | "tcp_user_timeout"
-        | "target_session_attrs" => {}
+        "keepalives" => p.tcp.keepalives = parse_int(key, &value)? != 0,
+        "keepalives_idle" => p.tcp.keepalives_idle = parse_secs_opt(key, &value)?,
+        "keepalives_interval" => p.tcp.keepalives_interval = parse_secs_opt(key, &value)?,
+        "keepalives_count" => {
+            p.tcp.keepalives_count = match parse_int(key, &value)? {
+                0 => None,
+                n => Some(n),
+            }
+        }
+        "tcp_user_timeout" => {
+            p.tcp.tcp_user_timeout = match parse_int(key, &value)? {
+                0 => None,
+                ms => Some(Duration::from_millis(u64::from(ms))),
+            }
+        }
+        "target_session_attrs" => {}
         other => {
             return Err(Error::config(format!(
                 "invalid connection option `{other}`"
@@ -450,32 +541,44 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
 
 fn parse_url(s: &str) -> Result<Partial> {
     let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
+    // The user name and password end at the last `@` before the first `/`, so an unencoded
+    // `@`, `?`, `:` or `#` in a password is read as part of it.
+    let slash = rest.find('/').unwrap_or(rest.len());
+    let (userinfo, after) = match rest[..slash].rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (hostspec, tail) = after.split_at(host_end);
+    let (path, query) = match tail.strip_prefix('/') {
+        Some(t) => match t.split_once('?') {
+            Some((p, q)) => (Some(p), Some(q)),
+            None => (Some(t), None),
+        },
+        None => (None, tail.strip_prefix('?')),
     };
+    // An `@` further on is an unencoded `/` in the password, or an `@` in the database
+    // name or a parameter: guessing wrong would put the password in an error or a database
+    // name, so the URL is refused, without echoing any of it.
+    if after.contains('@') {
+        return Err(Error::config(
+            "malformed URL: `@` after the host part; percent-encode `/`, `?`, `#` and `@` \
+             in the user name, password, database name and parameters (`/` is %2F, `@` is %40)",
+        ));
+    }
     let mut p = Partial::default();
-    let hostspec = match authority.rfind('@') {
-        Some(i) => {
-            let userinfo = &authority[..i];
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, pw)) => (u, Some(pw)),
-                None => (userinfo, None),
-            };
-            if !user.is_empty() {
-                p.user = Some(percent_decode(user, "user name")?);
-            }
-            if let Some(pw) = password {
-                p.password = Some(percent_decode(pw, "password")?);
-            }
-            &authority[i + 1..]
+    if let Some(userinfo) = userinfo {
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, pw)) => (u, Some(pw)),
+            None => (userinfo, None),
+        };
+        if !user.is_empty() {
+            p.user = Some(percent_decode(user, "user name")?);
         }
-        None => authority,
-    };
+        if let Some(pw) = password {
+            p.password = Some(percent_decode(pw, "password")?);
+        }
+    }
     if !hostspec.is_empty() {
         for part in split_hosts(hostspec)? {
             let (host, port) = split_host_port(part)?;
@@ -483,8 +586,10 @@ fn parse_url(s: &str) -> Result<Partial> {
                 p.hosts.push(host_from_str(&percent_decode(host, "host")?)?);
             }
             if let Some(port) = port {
-                let port = parse_port(port)
-                    .map_err(|_| Error::config(format!("invalid port `{port}` in URL")))?;
+                // Not echoed: in a URL with a forgotten `@`, the "port" is a password.
+                let port = parse_port(port).map_err(|_| {
+                    Error::config("invalid port in URL (expected a number from 1 to 65535)")
+                })?;
                 p.ports.push(port);
             }
         }
@@ -530,6 +635,8 @@ fn split_hosts(spec: &str) -> Result<Vec<&str>> {
     Ok(out)
 }
 
+/// `host`, `host:port`, `[v6]` or `[v6]:port` (RFC 3986; an IPv6 address in a URL needs
+/// its brackets, as in libpq).
 fn split_host_port(part: &str) -> Result<(&str, Option<&str>)> {
     if let Some(rest) = part.strip_prefix('[') {
         let end = rest
@@ -541,11 +648,17 @@ fn split_host_port(part: &str) -> Result<(&str, Option<&str>)> {
             Some(port) => Ok((host, Some(port))),
             None if after.is_empty() => Ok((host, None)),
             None => Err(Error::config(format!(
-                "unexpected `{after}` after IPv6 address"
+                "unexpected `{after}` after IPv6 address in URL"
             ))),
         }
     } else {
-        match part.rsplit_once(':') {
+        match part.split_once(':') {
+            Some(_) if part.parse::<std::net::Ipv6Addr>().is_ok() => Err(Error::config(format!(
+                "an IPv6 address in a URL must be in brackets: [{part}]"
+            ))),
+            Some((h, p)) if p.contains(':') => Err(Error::config(format!(
+                "invalid host `{h}` in URL: more than one `:` (an IPv6 address must be in brackets, e.g. [::1]:5432)"
+            ))),
             Some((h, p)) => Ok((h, Some(p))),
             None => Ok((part, None)),
         }
@@ -608,9 +721,15 @@ fn parse_key_value(s: &str) -> Result<Partial> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(Error::config(format!(
-                "missing `=` after `{key}` in connection string"
-            )));
+            // After an unquoted password with a space in it, the "keyword" is the rest of
+            // the password: not echoed.
+            return Err(Error::config(if p.after_password {
+                "missing `=` after the password's value in connection string (quote a \
+                 password that contains spaces: password='a b')"
+                    .to_string()
+            } else {
+                format!("missing `=` after `{key}` in connection string")
+            }));
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -652,7 +771,15 @@ fn parse_key_value(s: &str) -> Result<Partial> {
                 }
             }
         }
+        if p.after_password && !KEYWORDS.contains(&key.as_str()) {
+            // Most likely the rest of an unquoted password with a space in it: not echoed.
+            return Err(Error::config(
+                "invalid connection string after the password's value (quote a password \
+                 that contains spaces: password='a b')",
+            ));
+        }
         apply(&mut p, &key, value)?;
+        p.after_password = key == "password";
     }
     Ok(p)
 }
@@ -760,9 +887,98 @@ mod tests {
             "host=h password='unterminated",
             "bogus=1",
             "client_encoding=LATIN1",
+            "postgres://u@h:5432:5433/d",
+            "postgres://u@::1/d",
+            "postgres://u@::1:5432/d",
+            "host=h keepalives=banana",
+            "host=h keepalives_idle=-1",
+            "host=h keepalives_interval=1.5",
+            "host=h keepalives_count=x",
+            "host=h tcp_user_timeout=soon",
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(err.is_config(), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_without_brackets_says_how_to_write_it() {
+        let e = parse("postgres://u@::1/d").unwrap_err().to_string();
+        assert!(e.contains("[::1]"), "{e}");
+        let e = parse("postgres://u@h:5432:5433/d").unwrap_err().to_string();
+        assert!(e.contains("more than one `:`"), "{e}");
+        // key=value strings take IPv6 addresses as they are, as libpq does.
+        let c = parse("host=::1 port=5433").unwrap();
+        assert_eq!(c.hosts(), &[Host::Tcp("::1".into())]);
+        assert_eq!(c.to_string(), "postgres://osuser@[::1]:5433/osuser");
+    }
+
+    #[test]
+    fn tcp_keepalive_settings() {
+        let c = parse("host=h").unwrap();
+        assert_eq!(c.tcp(), &TcpSettings::default());
+        assert!(c.tcp().keepalives, "on by default, as in libpq");
+        let c = parse(
+            "postgres://u@h/d?keepalives=1&keepalives_idle=7&keepalives_interval=3&keepalives_count=4&tcp_user_timeout=2500",
+        )
+        .unwrap();
+        let t = c.tcp();
+        assert!(t.keepalives);
+        assert_eq!(t.keepalives_idle, Some(Duration::from_secs(7)));
+        assert_eq!(t.keepalives_interval, Some(Duration::from_secs(3)));
+        assert_eq!(t.keepalives_count, Some(4));
+        assert_eq!(t.tcp_user_timeout, Some(Duration::from_millis(2500)));
+        assert!(!parse("host=h keepalives=0").unwrap().tcp().keepalives);
+        assert_eq!(
+            parse("host=h keepalives_idle=0")
+                .unwrap()
+                .tcp()
+                .keepalives_idle,
+            None,
+            "0 is the system's default"
+        );
+        for (input, name) in [
+            ("host=h keepalives=banana", "keepalives"),
+            ("host=h keepalives_idle=x", "keepalives_idle"),
+            ("host=h keepalives_interval=-2", "keepalives_interval"),
+            ("host=h keepalives_count=many", "keepalives_count"),
+            ("host=h tcp_user_timeout=1s", "tcp_user_timeout"),
+        ] {
+            let e = parse(input).unwrap_err().to_string();
+            assert!(e.contains(name), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn unencoded_specials_in_passwords() {
+        // `@`, `?`, `:` and `#` are read as part of the password.
+        for pw in ["p@ss", "p?ss", "p:ss", "p#ss", "a@b?c:d"] {
+            let c = parse(&format!("postgres://u:{pw}@h:5433/d?sslmode=disable")).unwrap();
+            assert_eq!(c.password(), Some(pw));
+            assert_eq!(c.hosts(), &[Host::Tcp("h".into())]);
+            assert_eq!((c.port(), c.dbname()), (5433, "d"));
+        }
+        // `/` cannot be told apart from the path: refused, without echoing any of it.
+        for url in [
+            "postgres://u:qx7/zk9@h/d",
+            "postgres://u:qx7/zk9?vw3@h:5432/d",
+            "postgres://u:qx7/zk9@h",
+            "postgres://u:qx7@zk9/vw3@h/d",
+        ] {
+            let e = parse(url).unwrap_err().to_string();
+            assert!(e.contains("percent-encode"), "{url}: {e}");
+            for part in ["qx7", "zk9", "vw3"] {
+                assert!(!e.contains(part), "{url}: {e}");
+            }
+        }
+        // A forgotten `@`: the would-be port is the password, and is not echoed.
+        let e = parse("postgres://u:hunter2/d").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        // An unquoted password with a space, in a key=value string.
+        for kv in ["host=h password=hun ter2", "host=h password=hun ter2=x"] {
+            let e = parse(kv).unwrap_err().to_string();
+            assert!(!e.contains("ter2"), "{kv}: {e}");
+            assert!(e.contains("quote"), "{kv}: {e}");
         }
     }
 

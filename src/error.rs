@@ -53,6 +53,14 @@ pub enum ErrorKind {
     PoolTimeout,
     /// The pool is closed or closing and hands out no more connections.
     PoolClosed,
+    /// What the caller asked to send cannot be sent: a NUL byte in the text, a message
+    /// over the protocol's size limit. Nothing was sent; the connection stays usable.
+    InvalidInput,
+    /// The session's `client_encoding` was changed away from UTF8 (wirepool reads and
+    /// writes UTF-8 only); the connection is closed rather than corrupt text.
+    Encoding,
+    /// The server asks for a password and none is configured.
+    MissingPassword,
 }
 
 /// The phase of `acquire()` in which the acquire timeout ran out.
@@ -164,6 +172,18 @@ impl Error {
 
     pub(crate) fn pool_closed() -> Self {
         Error::new(ErrorKind::PoolClosed)
+    }
+
+    pub(crate) fn invalid_input(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput).with_detail(detail)
+    }
+
+    pub(crate) fn encoding(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Encoding).with_detail(detail)
+    }
+
+    pub(crate) fn missing_password(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::MissingPassword).with_detail(detail)
     }
 
     /// A copy of this error for handing to several waiters: kind, detail and phase are
@@ -309,6 +329,9 @@ impl fmt::Display for Error {
             ErrorKind::CommandTimeout => f.write_str("query timed out and was cancelled")?,
             ErrorKind::PoolTimeout => f.write_str("connection acquisition timeout")?,
             ErrorKind::PoolClosed => f.write_str("pool closed")?,
+            ErrorKind::InvalidInput => f.write_str("invalid input")?,
+            ErrorKind::Encoding => f.write_str("unsupported client encoding")?,
+            ErrorKind::MissingPassword => f.write_str("no password configured")?,
         }
         if let Some(phase) = self.0.phase {
             write!(f, " {phase}")?;

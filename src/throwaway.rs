@@ -165,6 +165,12 @@ impl Cluster {
         self.root.join("data")
     }
 
+    /// What the server has written to its log so far (`log_min_messages = warning`, so
+    /// protocol violations and FATAL errors show here).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
     /// Connection settings for `role` over TCP on 127.0.0.1, database `postgres`, with a
     /// 5 s connect timeout.
     pub fn config(&self, role: Role) -> ConnectConfig {
@@ -287,7 +293,7 @@ impl Cluster {
     fn write_config(&self) -> Result<(), ClusterError> {
         let data = self.data_dir();
         let conf = format!(
-            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+            "port = {}\nlisten_addresses = '127.0.0.1,::1'\nunix_socket_directories = '{}'\n\
              max_connections = 300\nshared_buffers = 32MB\nfsync = off\n\
              synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n",
             self.port,

@@ -126,7 +126,7 @@ async fn slow_network_command_timeout_cancels_and_keeps_the_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_connections_are_never_handed_out_again() {
+async fn reset_idle_connections_are_found_at_checkout() {
     let pg = cluster();
     let proxy = Proxy::start(pg.port()).await;
     let mut cfg = base_cfg();
@@ -134,31 +134,53 @@ async fn reset_connections_are_never_handed_out_again() {
     let pool = pool_via(&pg, &proxy, cfg).await;
     proxy.reset_open_connections();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // No keepalive: callers meet the dead connections. Each fails with a typed error once,
-    // is discarded, and never comes back.
+    // No keepalive: the checkout itself sees that the idle connections were reset, and no
+    // caller meets one.
+    for _ in 0..20 {
+        let mut c = pool.acquire().await.unwrap();
+        c.query("SELECT 1")
+            .await
+            .expect("no caller meets a connection reset while idle");
+    }
+    let s = pool.statistics();
+    assert_eq!(s.closed(CloseReason::ServerClosed), 4, "{s:?}");
+    assert_eq!(s.closed(CloseReason::Broken), 0, "{s:?}");
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reset_while_checked_out_fail_once_and_never_come_back() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.min_size = 4;
+    let pool = pool_via(&pg, &proxy, cfg).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    proxy.reset_open_connections();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Each fails with a typed error once, is discarded, and never comes back.
     let mut failed = HashSet::new();
-    let mut ok = 0;
-    let t = Instant::now();
-    while ok < 20 {
-        assert!(t.elapsed() < Duration::from_secs(20), "no recovery");
+    for mut c in held {
+        let e = c.query("SELECT 1").await.unwrap_err();
+        assert!(e.is_io() || e.is_closed(), "{e:?}");
+        assert!(c.is_broken());
+        failed.insert(c.id());
+    }
+    for _ in 0..20 {
         let mut c = pool.acquire().await.unwrap();
         assert!(
             !failed.contains(&c.id()),
             "conn_{} handed out again",
             c.id()
         );
-        match c.query("SELECT 1").await {
-            Ok(_) => ok += 1,
-            Err(e) => {
-                assert!(e.is_io() || e.is_closed(), "{e:?}");
-                assert!(c.is_broken());
-                failed.insert(c.id());
-            }
-        }
+        c.query("SELECT 1").await.unwrap();
     }
-    assert!(!failed.is_empty() && failed.len() <= 4, "{failed:?}");
     let s = pool.statistics();
-    assert_eq!(s.closed(CloseReason::Broken), failed.len() as u64);
+    assert_eq!(s.closed(CloseReason::Broken), 4, "{s:?}");
     assert_eq!(s.total_acquisitions, s.total_releases);
     pool.close().await;
 }
@@ -175,7 +197,7 @@ async fn keepalive_finds_reset_connections_before_a_caller_does() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let s = pool.statistics();
     assert!(
-        s.closed(CloseReason::ValidationFailed) >= 4,
+        s.closed(CloseReason::ServerClosed) >= 4,
         "every reset connection was found idle: {:?}",
         s.connections_closed
     );

@@ -204,7 +204,7 @@ async fn min_size_is_refilled_after_backends_are_killed() {
     let p = pool.clone();
     eventually("three replacements", move || {
         let s = p.statistics();
-        s.closed(CloseReason::ValidationFailed) + s.closed(CloseReason::Broken) >= 3
+        s.closed(CloseReason::ServerClosed) >= 3
             && s.connections_created >= 6
             && s.total_connections == 3
     })

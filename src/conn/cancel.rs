@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::stream::Stream;
-use crate::config::Host;
+use crate::config::{Host, TcpSettings};
 use crate::error::{Error, Result};
 
 /// The request code of CancelRequest.
@@ -47,7 +47,7 @@ impl CancelToken {
     /// An I/O error if the server cannot be reached, a connect timeout if it does not answer.
     pub async fn cancel(&self) -> Result<()> {
         let work = async {
-            let mut stream = Stream::connect(&self.host, self.port)
+            let mut stream = Stream::connect(&self.host, self.port, &TcpSettings::default())
                 .await
                 .map_err(|e| Error::io_context("connecting to send CancelRequest", e))?;
             let mut buf = BytesMut::with_capacity(12 + self.secret_key.len());

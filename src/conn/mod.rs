@@ -22,6 +22,9 @@ use crate::protocol::{
 /// How much to read at a time when the frame in progress does not say more.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// How much unsolicited input an idle check reads before deciding.
+const IDLE_INPUT_LIMIT: usize = 64 * 1024;
+
 /// An open, authenticated session with the server.
 ///
 /// A `Connection` is used by one task at a time (`&mut self`). Its futures are cancel-safe
@@ -37,6 +40,9 @@ pub struct Connection {
     transaction_status: TransactionStatus,
     busy: bool,
     broken: bool,
+    /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
+    /// answer ends in an error and the connection is broken.
+    foreign_encoding: Option<String>,
     auth_method: AuthMethod,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
@@ -72,9 +78,10 @@ impl Connection {
     }
 
     async fn connect_host(cfg: &ConnectConfig, host: &Host) -> Result<Connection> {
-        let stream = Stream::connect(host, cfg.port())
+        let port = cfg.port();
+        let stream = Stream::connect(host, port, cfg.tcp())
             .await
-            .map_err(|e| Error::io_context(format!("connecting to {host}:{}", cfg.port()), e))?;
+            .map_err(|e| Error::io_context(format!("connecting to {host}:{port}"), e))?;
         let mut write_buf = BytesMut::with_capacity(1024);
         let mut startup = Startup::start(
             &StartupParams {
@@ -94,19 +101,20 @@ impl Connection {
             transaction_status: TransactionStatus::Idle,
             busy: false,
             broken: false,
+            foreign_encoding: None,
             auth_method: AuthMethod::Trust,
             parameters: HashMap::new(),
             cancel: CancelToken {
                 host: host.clone(),
-                port: cfg.port(),
+                port,
                 process_id: 0,
                 secret_key: bytes::Bytes::new(),
                 timeout: cfg.connect_timeout().unwrap_or(Duration::from_secs(10)),
             },
         };
         conn.flush().await?;
+        let mut msg = conn.first_startup_message(host, port).await?;
         loop {
-            let msg = conn.read_message().await?;
             match startup.handle(msg, &mut conn.write_buf) {
                 Ok(StartupStatus::Continue) => conn.flush().await?,
                 Ok(StartupStatus::Ready(info)) => {
@@ -115,7 +123,14 @@ impl Connection {
                     }
                     conn.transaction_status = info.transaction_status;
                     conn.auth_method = info.auth_method;
-                    conn.parameters.extend(info.parameters);
+                    for (name, value) in info.parameters {
+                        conn.note_parameter(name, value);
+                    }
+                    if let Some(enc) = conn.foreign_encoding.take() {
+                        return Err(Error::encoding(format!(
+                            "the server set client_encoding to {enc} for this session (role, database or options setting); wirepool reads and writes only UTF8"
+                        )));
+                    }
                     conn.cancel.process_id = info.process_id;
                     conn.cancel.secret_key = info.secret_key;
                     return Ok(conn);
@@ -125,6 +140,37 @@ impl Connection {
                     return Err(e);
                 }
             }
+            msg = conn.read_message().await?;
+        }
+    }
+
+    /// The server's first answer to the startup message: an authentication request, an
+    /// error, a notice or NegotiateProtocolVersion. Anything else (an HTTP server's
+    /// `HTTP/1.1 400`, say) means the server does not speak the PostgreSQL protocol.
+    async fn first_startup_message(&mut self, host: &Host, port: u16) -> Result<BackendMessage> {
+        let not_postgres = |buf: &[u8], why: String| {
+            Error::protocol(format!(
+                "the server at {host}:{port} does not speak the PostgreSQL protocol (it answered {}): {why}",
+                preview(buf)
+            ))
+        };
+        match self.read_message().await {
+            Ok(
+                m @ (BackendMessage::AuthenticationOk
+                | BackendMessage::AuthenticationCleartextPassword
+                | BackendMessage::AuthenticationMd5Password { .. }
+                | BackendMessage::AuthenticationSasl { .. }
+                | BackendMessage::AuthenticationUnsupported { .. }
+                | BackendMessage::ErrorResponse(_)
+                | BackendMessage::NoticeResponse(_)
+                | BackendMessage::NegotiateProtocolVersion { .. }),
+            ) => Ok(m),
+            Ok(other) => Err(not_postgres(
+                other.name().as_bytes(),
+                "not a reply to a startup message".into(),
+            )),
+            Err(e) if e.is_protocol() => Err(not_postgres(&self.read_buf, e.to_string())),
+            Err(e) => Err(e),
         }
     }
 
@@ -182,6 +228,7 @@ impl Connection {
                 Ok(QueryEvent::Done(status)) => {
                     self.transaction_status = status;
                     self.busy = false;
+                    self.check_encoding()?;
                     return query.finish();
                 }
                 Err(e) => {
@@ -212,6 +259,7 @@ impl Connection {
                 BackendMessage::ReadyForQuery(status) => {
                     self.transaction_status = status;
                     self.busy = false;
+                    self.check_encoding()?;
                 }
                 BackendMessage::CopyInResponse => {
                     frontend::copy_fail("COPY is not supported by wirepool", &mut self.write_buf)
@@ -255,21 +303,82 @@ impl Connection {
         self.cancel.cancel().await
     }
 
-    /// For a connection at rest: true if the server has said anything since the last
-    /// exchange (a notice, a FATAL before it closed the session, end of stream) or the socket
-    /// failed. Does not wait. What arrived stays buffered for the next read, so nothing is
-    /// lost; a pool uses this to validate idle connections the server has given up on.
-    pub fn has_unsolicited_input(&mut self) -> bool {
-        if self.busy || self.broken {
+    /// For a connection at rest (no query in flight): reads whatever the server sent
+    /// since the last exchange, without waiting, and says whether the connection is still
+    /// usable. Notices and parameter reports are taken in stride; an error (the FATAL a
+    /// server sends before it ends a session: `pg_terminate_backend`,
+    /// `idle_session_timeout`, a shutdown), the end of the stream, a socket error or
+    /// anything else makes the connection broken, and this returns false.
+    ///
+    /// When nothing has arrived (the common case) this costs one atomic load: the runtime
+    /// knows the socket has no input, and no system call is made. A pool calls it on every
+    /// checkout.
+    pub fn check_idle(&mut self) -> bool {
+        if self.broken {
             return false;
         }
-        let before = self.read_buf.len();
-        match self.stream.try_read_buf(&mut self.read_buf) {
-            Ok(0) => true, // end of stream
-            Ok(_) => self.read_buf.len() > before,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => !self.read_buf.is_empty(),
-            Err(_) => true,
+        if self.busy {
+            return true;
         }
+        let mut eof = false;
+        loop {
+            if self.read_buf.capacity() - self.read_buf.len() < 512 {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            match self.stream.try_read_buf(&mut self.read_buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) if self.read_buf.len() < IDLE_INPUT_LIMIT => {}
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(target: "wirepool::conn", "idle connection failed: {e}");
+                    self.broken = true;
+                    return false;
+                }
+            }
+        }
+        while !self.read_buf.is_empty() {
+            let msg = match self.decoder.decode(&mut self.read_buf) {
+                Ok(Some(m)) => m,
+                // Half a message at rest: the rest may never come. Not worth trusting.
+                Ok(None) => {
+                    self.broken = true;
+                    break;
+                }
+                Err(_) => {
+                    self.broken = true;
+                    break;
+                }
+            };
+            match msg {
+                BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
+                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NotificationResponse { .. } => {}
+                BackendMessage::ErrorResponse(e) => {
+                    tracing::debug!(
+                        target: "wirepool::conn",
+                        code = e.code(),
+                        "the server ended an idle session: {}",
+                        e.message()
+                    );
+                    self.broken = true;
+                }
+                other => {
+                    tracing::debug!(target: "wirepool::conn", "unexpected {} on an idle connection", other.name());
+                    self.broken = true;
+                }
+            }
+            if self.broken {
+                break;
+            }
+        }
+        if eof || self.foreign_encoding.is_some() {
+            self.broken = true;
+        }
+        !self.broken
     }
 
     /// True once an I/O error, a protocol error or a FATAL server error has made the
@@ -308,18 +417,59 @@ impl Connection {
         self.parameters.get(name).map(String::as_str)
     }
 
+    /// Sends what the write buffer holds. Cancel-safe: dropped part-way, the buffer keeps
+    /// exactly the bytes not yet sent, which go out first on the next flush, so a message
+    /// is never sent twice nor left half-sent before another.
     async fn flush(&mut self) -> Result<()> {
         if self.write_buf.is_empty() {
             return Ok(());
         }
-        match self.stream.write_all(&self.write_buf).await {
-            Ok(()) => {
-                self.write_buf.clear();
-                Ok(())
-            }
+        match self.stream.write_from(&mut self.write_buf).await {
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.broken = true;
                 Err(Error::io(e))
+            }
+        }
+    }
+
+    /// Bytes of a request not yet sent (its future was dropped while writing).
+    pub fn unsent_bytes(&self) -> usize {
+        self.write_buf.len()
+    }
+
+    /// Sends the rest of a request whose future was dropped while it was being written;
+    /// nothing else can go out on the connection before it. Does nothing if all was sent.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error; the connection is broken then.
+    pub async fn finish_write(&mut self) -> Result<()> {
+        if self.broken {
+            return Err(Error::closed("the connection is broken"));
+        }
+        self.flush().await
+    }
+
+    /// Records a ParameterStatus. A `client_encoding` other than UTF8 is noted: wirepool
+    /// writes and reads UTF-8 only, so such a session must end rather than corrupt text.
+    fn note_parameter(&mut self, name: String, value: String) {
+        if name == "client_encoding" && !value.eq_ignore_ascii_case("UTF8") {
+            self.foreign_encoding = Some(value.clone());
+        }
+        self.parameters.insert(name, value);
+    }
+
+    /// After a ReadyForQuery: fails, and breaks the connection, if the session's
+    /// client_encoding is no longer UTF8.
+    fn check_encoding(&mut self) -> Result<()> {
+        match &self.foreign_encoding {
+            None => Ok(()),
+            Some(enc) => {
+                self.broken = true;
+                Err(Error::encoding(format!(
+                    "client_encoding was set to {enc}; wirepool reads and writes only UTF8, so the connection is closed rather than corrupt text"
+                )))
             }
         }
     }
@@ -329,7 +479,7 @@ impl Connection {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(BackendMessage::ParameterStatus { name, value })) => {
                     // At startup, after SET, or after a configuration reload.
-                    self.parameters.insert(name, value);
+                    self.note_parameter(name, value);
                     continue;
                 }
                 Ok(Some(m)) => return Ok(m),
@@ -360,7 +510,38 @@ impl Connection {
     }
 }
 
+/// The first bytes of what a server sent, printable, for an error message.
+fn preview(buf: &[u8]) -> String {
+    if buf.is_empty() {
+        return "nothing".to_string();
+    }
+    let shown: String = buf
+        .iter()
+        .take(24)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect();
+    format!("`{shown}`")
+}
+
 fn log_notice(n: &DbError) {
+    // Class 57 (operator intervention: shutdown, terminated backend) comes just before the
+    // session ends; the pool reports the lost connection itself.
+    if n.code().starts_with("57") {
+        tracing::debug!(
+            target: "wirepool::notice",
+            severity = n.severity(),
+            code = n.code(),
+            "server notice: {}",
+            n.message()
+        );
+        return;
+    }
     tracing::info!(
         target: "wirepool::notice",
         severity = n.severity(),

@@ -3,11 +3,11 @@
 use std::io;
 use std::path::Path;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::Host;
+use crate::config::{Host, TcpSettings};
 
 /// A connected socket.
 #[derive(Debug)]
@@ -17,11 +17,12 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    pub(crate) async fn connect(host: &Host, port: u16) -> io::Result<Stream> {
+    pub(crate) async fn connect(host: &Host, port: u16, tcp: &TcpSettings) -> io::Result<Stream> {
         match host {
             Host::Tcp(h) => {
                 let s = TcpStream::connect((h.as_str(), port)).await?;
                 s.set_nodelay(true)?;
+                apply_tcp_settings(&s, tcp)?;
                 Ok(Stream::Tcp(s))
             }
             Host::Unix(dir) => {
@@ -40,12 +41,30 @@ impl Stream {
     }
 
     /// Reads what has arrived without waiting: `Ok(0)` at end of stream, `WouldBlock` when
-    /// nothing is there.
+    /// nothing is there. When the runtime has seen no input since the last read, this is
+    /// one atomic load, not a system call.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
         }
+    }
+
+    /// Writes from the front of `buf` and removes what was written. Cancel-safe: if the
+    /// future is dropped, every byte that reached the socket is gone from `buf` and the
+    /// rest is still there, so nothing is lost and nothing is sent twice.
+    pub(crate) async fn write_from(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = match self {
+                Stream::Tcp(s) => s.write(buf).await?,
+                Stream::Unix(s) => s.write(buf).await?,
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf.advance(n);
+        }
+        Ok(())
     }
 
     pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -61,6 +80,31 @@ impl Stream {
             Stream::Unix(s) => s.shutdown().await,
         }
     }
+}
+
+/// Keepalives and the user timeout, as libpq sets them: keepalives on unless turned off,
+/// the system's timings unless given.
+fn apply_tcp_settings(s: &TcpStream, tcp: &TcpSettings) -> io::Result<()> {
+    let sock = socket2::SockRef::from(s);
+    if tcp.keepalives {
+        let mut ka = socket2::TcpKeepalive::new();
+        if let Some(t) = tcp.keepalives_idle {
+            ka = ka.with_time(t);
+        }
+        if let Some(t) = tcp.keepalives_interval {
+            ka = ka.with_interval(t);
+        }
+        if let Some(n) = tcp.keepalives_count {
+            ka = ka.with_retries(n);
+        }
+        sock.set_tcp_keepalive(&ka)?;
+    } else {
+        sock.set_keepalive(false)?;
+    }
+    if let Some(t) = tcp.tcp_user_timeout {
+        sock.set_tcp_user_timeout(Some(t))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn socket_path(dir: &Path, port: u16) -> std::path::PathBuf {

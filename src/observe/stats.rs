@@ -41,11 +41,15 @@ pub enum CloseReason {
     Caller,
     /// The pool shut down.
     Shutdown,
+    /// The server ended the session while it sat idle in the pool (a FATAL such as
+    /// `pg_terminate_backend` or `idle_session_timeout`, a restart, a reset socket); found
+    /// at checkout or by the monitor, before any caller used it.
+    ServerClosed,
 }
 
 impl CloseReason {
     /// Every reason, in label order (the order of declaration, which indexes the counters).
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::Broken,
         CloseReason::MaxLifetime,
         CloseReason::IdleTimeout,
@@ -53,6 +57,7 @@ impl CloseReason {
         CloseReason::ResetFailed,
         CloseReason::Caller,
         CloseReason::Shutdown,
+        CloseReason::ServerClosed,
     ];
 
     /// The label value used in metrics.
@@ -65,6 +70,7 @@ impl CloseReason {
             CloseReason::ResetFailed => "reset_failed",
             CloseReason::Caller => "caller",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::ServerClosed => "server_closed",
         }
     }
 }
@@ -119,7 +125,7 @@ pub struct Counters {
     pub(crate) created: AtomicU64,
     pub(crate) leaks: AtomicU64,
     pub(crate) reconnect_attempts: AtomicU64,
-    closed: [AtomicU64; 7],
+    closed: [AtomicU64; 8],
     errors: [AtomicU64; 5],
     wait_sum_nanos: AtomicU64,
     peak_wait_nanos: AtomicU64,
@@ -309,7 +315,7 @@ pub struct PoolStatistics {
     /// Connections opened since the pool was created.
     pub connections_created: u64,
     /// Connections closed, by reason.
-    pub connections_closed: [(CloseReason, u64); 7],
+    pub connections_closed: [(CloseReason, u64); 8],
     /// Errors, by type.
     pub errors: [(ErrorType, u64); 5],
     /// Potential leaks reported by the leak detector.

@@ -109,12 +109,7 @@ impl PooledConnection {
         match tokio::time::timeout(limit, conn.simple_query(sql)).await {
             Ok(r) => r,
             Err(_) => {
-                let token = conn.cancel_token();
-                let cancelled = async {
-                    token.cancel().await?;
-                    conn.finish_pending().await
-                };
-                if tokio::time::timeout(RESET_GRACE, cancelled)
+                if tokio::time::timeout(RESET_GRACE, cancel_and_drain(conn))
                     .await
                     .map_or(true, |r| r.is_err())
                 {
@@ -213,12 +208,20 @@ impl Drop for PooledConnection {
     }
 }
 
+/// Ends a query left in flight: sends the rest of its request if its future was dropped
+/// while writing (a message cut short would desynchronize the server), cancels it, and
+/// reads its answer to the end.
+async fn cancel_and_drain(conn: &mut Connection) -> Result<()> {
+    conn.finish_write().await?;
+    conn.cancel().await?;
+    conn.finish_pending().await
+}
+
 /// Brings a returned connection back to a clean idle state: cancel and drain a query left
 /// running, roll back an open transaction.
 async fn reset(conn: &mut Connection) -> Result<()> {
     if conn.is_busy() {
-        conn.cancel().await?;
-        conn.finish_pending().await?;
+        cancel_and_drain(conn).await?;
     }
     if conn.transaction_status() != TransactionStatus::Idle {
         conn.simple_query("ROLLBACK").await?;

@@ -527,13 +527,22 @@ impl Pool {
 
     async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
         let shared = &self.shared;
-        let (waiter, open) = match shared.core.try_acquire() {
-            TryAcquire::Ready(p) => {
-                shared.counters.record_immediate_acquire();
-                return Ok(PooledConnection::new(shared.clone(), p, site));
+        let (waiter, open) = loop {
+            match shared.core.try_acquire() {
+                TryAcquire::Ready(mut p) => {
+                    // The server may have ended the session while it sat idle (a FATAL
+                    // before closing it, a restart): never hand that out. An atomic load
+                    // when nothing arrived.
+                    if !p.conn.check_idle() {
+                        shared.discard(p, Holder::Caller, CloseReason::ServerClosed);
+                        continue;
+                    }
+                    shared.counters.record_immediate_acquire();
+                    return Ok(PooledConnection::new(shared.clone(), p, site));
+                }
+                TryAcquire::Closed => return Err(Error::pool_closed()),
+                TryAcquire::Queued { waiter, open } => break (waiter, open),
             }
-            TryAcquire::Closed => return Err(Error::pool_closed()),
-            TryAcquire::Queued { waiter, open } => (waiter, open),
         };
         let start = Instant::now();
         let failing = shared.connect_failures.load(Ordering::Acquire) > 0;

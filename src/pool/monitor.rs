@@ -160,26 +160,33 @@ fn retire(s: &Arc<Shared>) {
     }
 }
 
-/// Validates idle connections unused for `keepalive_interval`, and at once any idle
-/// connection the server has sent something to (a FATAL before closing it, end of stream):
-/// a database restart is noticed within a monitor tick, not when a caller meets a dead
-/// connection. The input check is one non-blocking read per idle connection per tick.
+/// Validates idle connections unused for `keepalive_interval`, and removes at once any
+/// idle connection the server has closed or sent an error to: a database restart is
+/// noticed within a monitor tick, not when a caller meets a dead connection. The check of
+/// an idle connection's socket costs an atomic load unless something arrived.
 fn keepalive(s: &Arc<Shared>) {
     let Some(interval) = s.cfg.keepalive_interval else {
         return;
     };
     let now = s.now_ms();
-    let limit = interval.as_millis() as u64;
-    for mut p in s.core.take_idle(|p| {
-        now.saturating_sub(p.last_used_ms) >= limit || p.conn.has_unsolicited_input()
-    }) {
+    let limit = interval.as_millis().min(u128::from(u64::MAX)) as u64;
+    for mut p in s
+        .core
+        .take_idle(|p| !p.conn.check_idle() || now.saturating_sub(p.last_used_ms) >= limit)
+    {
+        if p.conn.is_broken() {
+            s.discard(p, Holder::Pool, CloseReason::ServerClosed);
+            continue;
+        }
         let s = s.clone();
         s.runtime.clone().spawn(async move {
+            let t = std::time::Instant::now();
             let ok = matches!(
                 tokio::time::timeout(KEEPALIVE_TIMEOUT, p.conn.simple_query("")).await,
                 Ok(Ok(_))
             );
             if ok {
+                s.counters.record_latency(t.elapsed());
                 p.last_used_ms = s.tick_clock();
                 if let Some(p) = s.core.release(p, Holder::Pool) {
                     s.close_conn(p, CloseReason::Shutdown);

@@ -7,10 +7,12 @@
 
 mod backend;
 mod frame;
+mod frontend;
 mod simple_query;
 mod startup;
 
 pub use backend::{BackendMessage, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, SHORT_MESSAGE_LIMIT};
+pub use frontend::MAX_FRONTEND_MESSAGE;
 pub use simple_query::{Column, QueryEvent, ResultSet, Row, SimpleQuery};
 pub use startup::{AuthMethod, SessionInfo, Startup, StartupParams, StartupStatus};

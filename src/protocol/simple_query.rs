@@ -136,12 +136,15 @@ impl SimpleQuery {
     ///
     /// # Errors
     ///
-    /// A configuration error if `sql` contains a NUL byte (nothing is written then).
+    /// An invalid-input error if `sql` contains a NUL byte or is over the protocol's
+    /// message size limit; nothing is written then.
     pub fn start(sql: &str, out: &mut BytesMut) -> Result<SimpleQuery> {
         if sql.as_bytes().contains(&0) {
-            return Err(Error::config("query text contains a NUL byte"));
+            return Err(Error::invalid_input("query text contains a NUL byte"));
         }
-        frontend::query(sql, out).map_err(|e| Error::config(format!("query too large: {e}")))?;
+        super::frontend::append(out, "query text", sql.len() + 1, |out| {
+            frontend::query(sql, out).map_err(|e| Error::invalid_input(format!("query: {e}")))
+        })?;
         Ok(SimpleQuery::default())
     }
 

@@ -148,8 +148,8 @@ impl Startup {
 
     fn password(&self, method: &str) -> Result<&[u8]> {
         self.password.as_deref().ok_or_else(|| {
-            Error::auth(format!(
-                "the server asks for a password ({method}) but none is configured"
+            Error::missing_password(format!(
+                "the server asks for a password ({method} authentication) but none is configured"
             ))
         })
     }
@@ -344,7 +344,7 @@ mod tests {
                 &mut BytesMut::new(),
             )
             .unwrap_err();
-        assert!(e.is_authentication());
+        assert_eq!(e.kind(), crate::ErrorKind::MissingPassword);
         assert!(e.to_string().contains("md5"), "{e}");
     }
 

@@ -1,0 +1,396 @@
+//! Connection correctness against a real server: a request cut off while being written is
+//! finished, never resent; a connection the server closed while it sat idle is never handed
+//! out; a session whose client_encoding left UTF8 is closed; oversized queries are refused
+//! before anything is written; TCP keepalives are set as configured; a server that is not
+//! PostgreSQL is named as such.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use wirepool::observe::CloseReason;
+use wirepool::protocol::MAX_FRONTEND_MESSAGE;
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{ConnectConfig, Connection, ErrorKind, Pool, PoolConfig};
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+/// A query of about `mb` megabytes whose answer is its own length.
+fn big_query(mb: usize) -> (String, String) {
+    let payload = "x".repeat(mb * 1024 * 1024);
+    (
+        format!("SELECT length('{payload}')"),
+        payload.len().to_string(),
+    )
+}
+
+/// What the server logs when a client desynchronizes: a frontend message it cannot read.
+fn assert_no_protocol_errors(pg: &Cluster) {
+    let log = pg.server_log();
+    for bad in [
+        "invalid frontend message type",
+        "invalid message length",
+        "unexpected EOF",
+        "incomplete message",
+        "08P01",
+    ] {
+        assert!(!log.contains(bad), "server log shows `{bad}`:\n{log}");
+    }
+}
+
+async fn select_1(c: &mut Connection) {
+    let rows = c.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(rows[0].get(0), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_dropped_while_being_written_is_finished_never_resent() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    let (sql, answer) = big_query(8);
+    let mut cut_short = 0;
+    // Poll the query a few times (each poll writes what the socket takes), then drop it:
+    // the request is cut off at a different point each round.
+    for polls in 1..=12 {
+        {
+            let mut fut = pin!(c.simple_query(&sql));
+            let mut cx = Context::from_waker(Waker::noop());
+            for _ in 0..polls {
+                if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+                    assert_eq!(r.unwrap()[0].get(0), Some(answer.as_str()));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(200 * polls as u64)).await;
+            }
+        }
+        if c.unsent_bytes() > 0 {
+            cut_short += 1;
+        }
+        select_1(&mut c).await;
+        assert!(!c.is_busy() && !c.is_broken());
+    }
+    // And under a timeout of its own, at growing delays.
+    for micros in (0..4000).step_by(250) {
+        let r = tokio::time::timeout(Duration::from_micros(micros), c.simple_query(&sql)).await;
+        if r.is_err() && c.unsent_bytes() > 0 {
+            cut_short += 1;
+        }
+        select_1(&mut c).await;
+    }
+    assert!(
+        cut_short >= 5,
+        "only {cut_short} rounds stopped part-way through the write"
+    );
+    assert_no_protocol_errors(&pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_command_timeout_never_leaves_a_half_sent_query() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .min_size(1)
+        .max_size(2)
+        .command_timeout(Some(Duration::from_millis(1)))
+        .build()
+        .await
+        .unwrap();
+    let (sql, _) = big_query(8);
+    let mut timed_out = 0;
+    for _ in 0..15 {
+        let mut c = pool.acquire().await.unwrap();
+        match c.query(&sql).await {
+            Err(e) if e.kind() == ErrorKind::CommandTimeout => timed_out += 1,
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => {}
+        }
+        drop(c);
+        let mut c = pool.acquire().await.unwrap();
+        let rows = c.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(rows[0].get(0), Some("1"));
+    }
+    assert!(timed_out > 0, "a 1 ms timeout never hit an 8 MB query");
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    assert_eq!(s.closed(CloseReason::Broken), 0, "{s:?}");
+    pool.close().await;
+    assert_no_protocol_errors(&pg);
+}
+
+fn no_keepalive(min: usize, max: usize) -> PoolConfig {
+    let mut cfg = PoolConfig::default();
+    cfg.min_size = min;
+    cfg.max_size = max;
+    // The monitor must not find the dead connections first: this is about checkout.
+    cfg.keepalive_interval = None;
+    cfg.acquire_timeout = Duration::from_secs(10);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_idle_backend_is_not_handed_out() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(no_keepalive(1, 2))
+        .build()
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let pid = pool.acquire().await.unwrap().process_id();
+        pg.psql(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = pool.acquire().await.unwrap();
+        assert_ne!(c.process_id(), pid, "round {round}");
+        let rows = c.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(rows[0].get(0), Some("1"));
+    }
+    assert!(pool.statistics().closed(CloseReason::ServerClosed) >= 5);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_timeout_never_reaches_a_caller() {
+    let pg = cluster();
+    let cfg: ConnectConfig = format!(
+        "{}&options=-c%20idle_session_timeout%3D1000",
+        pg.url(Role::Trust)
+    )
+    .parse()
+    .unwrap();
+    let pool = Pool::builder(cfg)
+        .config(no_keepalive(2, 4))
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let mut c = pool.acquire().await.unwrap();
+        let rows = c
+            .simple_query("SELECT 1")
+            .await
+            .unwrap_or_else(|e| panic!("a caller met a dead connection: {e:?}"));
+        assert_eq!(rows[0].get(0), Some("1"));
+    }
+    assert!(pool.statistics().closed(CloseReason::ServerClosed) >= 5);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_quick_restart_ten_callers_see_no_dead_connection() {
+    let mut pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(no_keepalive(6, 10))
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        tokio::task::block_in_place(|| pg.restart()).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let pool = Arc::new(pool.clone());
+        let callers: Vec<_> = (0..10)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut c = pool.acquire().await?;
+                    c.simple_query("SELECT 1").await
+                })
+            })
+            .collect();
+        for c in callers {
+            let rows = c
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a caller met a dead connection: {e:?}"));
+            assert_eq!(rows[0].get(0), Some("1"));
+        }
+    }
+    let s = pool.statistics();
+    assert!(s.closed(CloseReason::ServerClosed) >= 6, "{s:?}");
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_encoding_other_than_utf8_closes_the_connection() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    let e = c
+        .simple_query("SET client_encoding = 'LATIN1'")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encoding, "{e:?}");
+    assert!(e.to_string().contains("LATIN1"), "{e}");
+    assert!(c.is_broken());
+
+    // Through the pool: the connection is discarded and the next caller gets UTF8.
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .min_size(1)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let mut g = pool.acquire().await.unwrap();
+    let first = g.process_id();
+    let e = g.simple_query("SET client_encoding TO 'SQL_ASCII'").await;
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::Encoding);
+    drop(g);
+    let mut g = pool.acquire().await.unwrap();
+    assert_ne!(g.process_id(), first);
+    let rows = g.simple_query("SHOW client_encoding").await.unwrap();
+    assert_eq!(rows[0].get(0), Some("UTF8"));
+    // UTF-8 text survives the round trip.
+    let rows = g.simple_query("SELECT 'żółw ✓'").await.unwrap();
+    assert_eq!(rows[0].get(0), Some("żółw ✓"));
+    drop(g);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_query_is_refused_before_anything_is_written() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    let huge = "x".repeat(MAX_FRONTEND_MESSAGE);
+    let e = c.simple_query(&huge).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+    assert!(e.to_string().contains("limit"), "{e}");
+    drop(huge);
+    assert_eq!(c.unsent_bytes(), 0);
+    assert!(!c.is_broken() && !c.is_busy());
+    select_1(&mut c).await;
+    let e = c.simple_query("SELECT '\0'").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+    select_1(&mut c).await;
+    assert_no_protocol_errors(&pg);
+}
+
+/// The TCP options of this process's socket whose local port is `port`, read back with
+/// getsockopt: (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT).
+fn socket_options(port: u16) -> (bool, u32, u32, u32, u32) {
+    use std::os::fd::BorrowedFd;
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port && f.get(3) == Some(&"01"))
+                .then(|| f.get(9).map(|s| s.to_string()))
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no established socket on local port {port}"));
+    let target = format!("socket:[{inode}]");
+    let fd = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == target))
+        .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .expect("the socket is one of this process's descriptors");
+    // SAFETY: `fd` is an open socket of this process (the connection under test holds it
+    // for the whole call), borrowed only to read options.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let s = socket2::SockRef::from(&fd);
+    (
+        s.keepalive().unwrap(),
+        s.tcp_keepalive_time().unwrap().as_secs() as u32,
+        s.tcp_keepalive_interval().unwrap().as_secs() as u32,
+        s.tcp_keepalive_retries().unwrap(),
+        s.tcp_user_timeout()
+            .unwrap()
+            .map_or(0, |d| d.as_millis() as u32),
+    )
+}
+
+async fn client_port(c: &mut Connection) -> u16 {
+    let rows = c
+        .simple_query("SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    rows[0].get(0).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn tcp_keepalives_are_set_as_configured() {
+    let pg = cluster();
+    let url = pg.url(Role::Trust);
+    let cfg: ConnectConfig = format!(
+        "{url}&keepalives_idle=7&keepalives_interval=3&keepalives_count=4&tcp_user_timeout=9000"
+    )
+    .parse()
+    .unwrap();
+    let mut c = Connection::connect(&cfg).await.unwrap();
+    let port = client_port(&mut c).await;
+    assert_eq!(socket_options(port), (true, 7, 3, 4, 9000));
+
+    // Default: on, with the system's timings.
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    let port = client_port(&mut c).await;
+    let (on, ..) = socket_options(port);
+    assert!(on, "keepalives are on by default, as in libpq");
+
+    let cfg: ConnectConfig = format!("{url}&keepalives=0").parse().unwrap();
+    let mut c = Connection::connect(&cfg).await.unwrap();
+    let port = client_port(&mut c).await;
+    assert!(!socket_options(port).0);
+}
+
+#[tokio::test]
+async fn ipv6_loopback_in_brackets() {
+    let pg = cluster();
+    let url = format!(
+        "postgres://trust_user@[::1]:{}/postgres?connect_timeout=5",
+        pg.port()
+    );
+    let cfg: ConnectConfig = url.parse().unwrap();
+    match Connection::connect(&cfg).await {
+        Ok(mut c) => select_1(&mut c).await,
+        // A machine without IPv6 loopback: the address itself is what fails.
+        Err(e) => {
+            assert!(
+                std::net::TcpListener::bind("[::1]:0").is_err(),
+                "::1 is available but the connection failed: {e:?}"
+            );
+            assert!(e.is_io(), "{e:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_postgres_is_named_as_such() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+    });
+    let cfg: ConnectConfig = format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3")
+        .parse()
+        .unwrap();
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    let text = e.to_string();
+    assert!(e.is_protocol(), "{e:?}");
+    assert!(
+        text.contains(&format!(
+            "the server at 127.0.0.1:{port} does not speak the PostgreSQL protocol"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("HTTP/1.1 400"), "{text}");
+}
