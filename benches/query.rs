@@ -1,7 +1,15 @@
-//! Against a real throwaway PostgreSQL: `SELECT 1` on a bare connection (baseline) versus
-//! acquire + `SELECT 1` + release through the pool, and the p99 of `acquire()` alone while
-//! 100 tasks run queries and idle connections exist (printed, not a criterion figure).
+//! Against a real throwaway PostgreSQL:
+//!
+//! - `pool_acquire`: the real `Pool::acquire().await` + drop on a warm pool (an idle
+//!   connection is always there; leak detection on, as by default), one task, timed inside
+//!   one `block_on`; and, on its own, the checkout's check that the server has not closed
+//!   the idle connection (`Connection::check_idle`);
+//! - `select_1`: `SELECT 1` on a bare connection (baseline) versus acquire + `SELECT 1` +
+//!   release through the pool;
+//! - the p99 of `acquire()` alone while 100 tasks run queries and idle connections exist
+//!   (printed, not a criterion figure).
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -16,6 +24,31 @@ fn query(c: &mut Criterion) {
         .build()
         .unwrap();
     let cfg = pg.config(Role::Trust);
+
+    let mut g = c.benchmark_group("pool_acquire");
+    let warm = rt
+        .block_on(Pool::builder(cfg.clone()).min_size(2).max_size(10).build())
+        .unwrap();
+    g.bench_function("acquire_release_warm_pool", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let c = warm.acquire().await.unwrap();
+                    black_box(&c);
+                    drop(c);
+                }
+                t.elapsed()
+            })
+        })
+    });
+    let mut idle = rt.block_on(Connection::connect(&cfg)).unwrap();
+    g.bench_function("checkout_check_idle_connection", |b| {
+        b.iter(|| assert!(black_box(idle.check_idle())))
+    });
+    g.finish();
+    rt.block_on(warm.close());
+
     let mut g = c.benchmark_group("select_1");
     g.sample_size(30).measurement_time(Duration::from_secs(3));
 

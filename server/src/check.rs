@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wirepool::{ConnectConfig, Connection, Error};
+use wirepool::{ConnectConfig, Connection, Error, ErrorKind};
 
 use crate::settings::chain;
 
@@ -36,14 +36,14 @@ pub(crate) async fn run(cfg: &ConnectConfig) -> Result<(), String> {
         }
     }
     rtts.sort_unstable();
-    println!("connected: {target}");
-    println!(
+    outln!("connected: {target}");
+    outln!(
         "server version: {}",
         conn.parameter("server_version").unwrap_or("(not reported)")
     );
-    println!("authentication: {}", conn.auth_method().as_str());
-    println!("connect time: {}", ms(connect_time));
-    println!(
+    outln!("authentication: {}", conn.auth_method().as_str());
+    outln!("connect time: {}", ms(connect_time));
+    outln!(
         "round trip (SELECT 1 x {SAMPLES}): min {}, median {}, max {}",
         ms(rtts[0]),
         ms(rtts[SAMPLES / 2]),
@@ -90,6 +90,12 @@ pub(crate) fn likely_cause(e: &Error) -> &'static str {
         }
         None if e.is_io() => {
             "nothing accepted the connection: is PostgreSQL running and listening on that host and port?"
+        }
+        None if e.kind() == ErrorKind::MissingPassword => {
+            "the role needs a password and none is configured: put it in DATABASE_URL or set PGPASSWORD"
+        }
+        None if e.kind() == ErrorKind::Encoding => {
+            "the role or database sets client_encoding to something other than UTF8"
         }
         None if e.is_authentication() => {
             "the server asked for an authentication method wirepool does not support"

@@ -53,12 +53,12 @@ pub(crate) async fn run(
     let (connect, mut cluster) = match connect {
         Some(c) => (c, None),
         None => {
-            println!("Starting a throwaway PostgreSQL (initdb into a temporary directory)...");
+            outln!("Starting a throwaway PostgreSQL (initdb into a temporary directory)...");
             let pg = tokio::task::spawn_blocking(Cluster::start)
                 .await
                 .map_err(|e| format!("starting PostgreSQL: {e}"))?
                 .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
-            println!(
+            outln!(
                 "PostgreSQL is up on 127.0.0.1:{} (removed when the demo ends)",
                 pg.port()
             );
@@ -81,7 +81,7 @@ pub(crate) async fn run(
     if std::net::TcpListener::bind(listen.bind)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
     {
-        println!(
+        outln!(
             "{} is in use; the demo listens on a free port instead",
             listen.bind
         );
@@ -95,17 +95,17 @@ pub(crate) async fn run(
         }
     };
     let base = format!("http://{}", http.addr);
-    println!();
-    println!("  health:  {base}/health");
-    println!("  metrics: {base}/metrics");
+    outln!();
+    outln!("  health:  {base}/health");
+    outln!("  metrics: {base}/metrics");
     if opts.listen.mcp {
-        println!("  mcp:     {base}/mcp   (resource {HEALTH_URI})");
+        outln!("  mcp:     {base}/mcp   (resource {HEALTH_URI})");
     }
     if let Some(m) = http.metrics_addr {
-        println!("  metrics: http://{m}/metrics");
+        outln!("  metrics: http://{m}/metrics");
     }
-    println!();
-    println!("Phases: steady, burst, leak, outage, recovery. Ctrl-C stops the demo.");
+    outln!();
+    outln!("Phases: steady, burst, leak, outage, recovery. Ctrl-C stops the demo.");
 
     let stop = CancellationToken::new();
     let tally = Arc::new(Tally::default());
@@ -114,22 +114,22 @@ pub(crate) async fn run(
     let interrupted = tokio::select! {
         r = script => { r?; false }
         sig = shutdown_signal() => {
-            println!("{sig}: stopping the demo");
+            outln!("{sig}: stopping the demo");
             true
         }
     };
     if !interrupted && !opts.once {
-        println!("All phases done; steady load continues. Ctrl-C stops the demo.");
+        outln!("All phases done; steady load continues. Ctrl-C stops the demo.");
         let load = CancellationToken::new();
         let mut workers = steady(&pool, &tally, &load, 2);
         let sig = shutdown_signal().await;
-        println!("{sig}: stopping the demo");
+        outln!("{sig}: stopping the demo");
         load.cancel();
         while workers.join_next().await.is_some() {}
     }
     stop.cancel();
     let _ = status.await;
-    println!(
+    outln!(
         "Load generator: {} queries succeeded, {} failed.",
         tally.ok.load(Ordering::Relaxed),
         tally.failed.load(Ordering::Relaxed)
@@ -137,7 +137,7 @@ pub(crate) async fn run(
     pool.close().await;
     http.stop().await;
     drop(cluster);
-    println!("Demo finished.");
+    outln!("Demo finished.");
     Ok(())
 }
 
@@ -187,7 +187,7 @@ async fn phases(
             tokio::time::sleep(leak_timeout + Duration::from_millis(1500)).await;
             drop(held);
         }
-        Err(e) => println!("could not take a connection to hold: {e}"),
+        Err(e) => outln!("could not take a connection to hold: {e}"),
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     token.cancel();
@@ -205,7 +205,7 @@ async fn phases(
             kill(pg).await?;
             tokio::time::sleep(phase).await;
             start_again(pg).await?;
-            println!("PostgreSQL is back; the pool reconnects on its schedule");
+            outln!("PostgreSQL is back; the pool reconnects on its schedule");
             wait_healthy(pool, phase * 4).await;
             token.cancel();
             while set.join_next().await.is_some() {}
@@ -244,7 +244,7 @@ async fn wait_healthy(pool: &Pool, limit: Duration) {
 }
 
 fn announce(name: &str, what: &str) {
-    println!("--- phase {name}: {what}");
+    outln!("--- phase {name}: {what}");
 }
 
 async fn run_load(mut set: JoinSet<()>, d: Duration) {
@@ -296,10 +296,17 @@ async fn worker(
     }
 }
 
-/// One line per second: state, counts, p95 acquisition time, leaks, errors.
+/// How many seconds the status line's p95 covers.
+const P95_WINDOW: usize = 5;
+
+/// One line per second: state, counts, the p95 acquisition time over the last few seconds,
+/// leaks, errors.
 async fn status_lines(pool: Pool, stop: CancellationToken) {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Histograms of the last seconds: the p95 is of their difference, so it shows what
+    // callers see now, not the average since start.
+    let mut history = std::collections::VecDeque::with_capacity(P95_WINDOW + 1);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -307,12 +314,21 @@ async fn status_lines(pool: Pool, stop: CancellationToken) {
         }
         let h = pool.health();
         let s = pool.statistics();
-        let p95 = s
+        history.push_back(s.acquisition_histogram);
+        if history.len() > P95_WINDOW + 1 {
+            history.pop_front();
+        }
+        let mut recent = s.clone();
+        let oldest = history.front().copied().unwrap_or_default();
+        for (i, n) in recent.acquisition_histogram.iter_mut().enumerate() {
+            *n -= oldest[i];
+        }
+        let p95 = recent
             .acquisition_quantile_ms(0.95)
-            .map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
+            .map_or_else(|| "-".to_string(), fmt_ms);
         let errors: u64 = s.errors.iter().map(|(_, n)| n).sum();
-        println!(
-            "[{:>4}s] {:<12} total {:>2}  idle {:>2}  active {:>2}  waiting {:>3} | p95 acquire {p95} | leaks {} | errors {errors}",
+        outln!(
+            "[{:>4}s] {:<13} total {:>2}  idle {:>2}  active {:>2}  waiting {:>3} | p95 acquire ({P95_WINDOW}s) {p95:>8} | leaks {} | errors {errors}",
             start.elapsed().as_secs(),
             pool.state().as_str(),
             h.total,
@@ -321,5 +337,35 @@ async fn status_lines(pool: Pool, stop: CancellationToken) {
             h.waiting,
             s.leaks_detected,
         );
+    }
+}
+
+/// A latency read from histogram buckets, with no more precision than they have: two
+/// significant digits, and "<0.01 ms" inside the lowest bucket (10 µs).
+fn fmt_ms(ms: f64) -> String {
+    if ms < 0.01 {
+        "<0.01 ms".to_string()
+    } else if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{} ms", (ms.round() as u64))
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_ms;
+
+    #[test]
+    fn latencies_without_false_precision() {
+        assert_eq!(fmt_ms(0.004), "<0.01 ms");
+        assert_eq!(fmt_ms(0.234), "0.23 ms");
+        assert_eq!(fmt_ms(2.345), "2.3 ms");
+        assert_eq!(fmt_ms(42.4), "42 ms");
+        assert_eq!(fmt_ms(1500.0), "1.5 s");
     }
 }

@@ -1,8 +1,11 @@
 //! The HTTP surface: `GET /health`, `GET /metrics`, and MCP over streamable HTTP at `/mcp`.
 //!
-//! - `/health`: the guide's JSON from cached pool state (no database query). 200 while the
-//!   pool is healthy or degraded; 503 when it is unhealthy, shutting down or terminated, so
-//!   a load balancer stops sending work during an outage and during the drain.
+//! - `/health`: the guide's JSON (plus the lifecycle `state`) from cached pool state, no
+//!   database query. 503 only when the pool cannot serve a caller now: no open connection
+//!   and the database does not answer, or shutting down / terminated; a load balancer then
+//!   stops sending work during an outage and during the drain. A saturated pool answers 200
+//!   with `"status":"unhealthy"`: dropping busy instances from a load balancer would move
+//!   their load onto the others and cascade.
 //! - `/metrics`: Prometheus text format 0.0.4, or OpenMetrics 1.0 when the `Accept` header
 //!   asks for `application/openmetrics-text`.
 
@@ -18,7 +21,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use wirepool::observe::prometheus::Format;
-use wirepool::{HealthStatus, Pool};
+use wirepool::Pool;
 
 use crate::mcp::PoolResources;
 
@@ -64,11 +67,10 @@ pub(crate) fn metrics_router(pool: Pool) -> Router {
 
 async fn health(State(pool): State<Arc<Pool>>) -> Response {
     let report = pool.health();
-    // A pool that is shutting down or terminated classifies as unhealthy too.
-    let code = if report.status == HealthStatus::Unhealthy {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let code = if report.ready {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (
         code,

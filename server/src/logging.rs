@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -81,11 +81,22 @@ pub(crate) fn init(s: &LogSettings) -> Result<(), String> {
         ),
         None => Box::new(std::io::stderr()),
     };
+    // The MCP library's own events (sessions opened and closed, each error answer sent)
+    // are protocol chatter without the operator's context: errors only, unless
+    // LOG_LEVEL=DEBUG asks for everything.
+    let library = if s.level >= LevelFilter::DEBUG {
+        s.level
+    } else {
+        s.level.min(LevelFilter::ERROR)
+    };
+    let filter = Targets::new()
+        .with_default(s.level)
+        .with_target("rmcp", library);
     let layer = LineLayer {
         sink: Mutex::new(sink),
         format: s.format,
     }
-    .with_filter(s.level);
+    .with_filter(filter);
     tracing_subscriber::registry()
         .with(layer)
         .try_init()

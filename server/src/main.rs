@@ -11,6 +11,23 @@
 //! a malformed value stops the program before anything starts, with one line naming the
 //! variable and exit code 2. Runtime failures exit 1.
 
+/// `println!` that stops quietly when stdout is closed (`wirepool check | head -1`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod check;
 mod demo;
 mod http;
@@ -42,15 +59,42 @@ struct Cli {
     command: Command,
 }
 
+/// The environment variables `serve` and `mcp` read, for their `--help`.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  DATABASE_URL                  libpq URL or key=value string (required); PG* variables fill gaps
+  POOL_MIN_SIZE                 connections kept open (2)
+  POOL_MAX_SIZE                 most connections at once (10)
+  POOL_TIMEOUT                  seconds acquire() may wait (30)
+  POOL_COMMAND_TIMEOUT          seconds a query may run, 0 for none (60)
+  POOL_MAX_CONNECTION_LIFETIME  seconds before a connection is replaced, 0 for never (3600)
+  POOL_ENABLE_LEAK_DETECTION    report connections held too long (true)
+  POOL_LEAK_DETECTION_TIMEOUT   seconds held before a report (30)
+  POOL_LEAK_BACKTRACE           capture the full stack at each acquire (false)
+  LOG_LEVEL                     DEBUG, INFO, WARNING, ERROR, CRITICAL (INFO)
+  LOG_FILE                      append logs to this file (stderr)
+  LOG_FORMAT                    json or text (json)
+  WIREPOOL_BIND                 same as --bind
+  WIREPOOL_METRICS_BIND         same as --metrics-bind
+  WIREPOOL_MCP_ALLOWED_HOSTS    same as --mcp-allowed-hosts
+  WIREPOOL_FAIL_FAST_START      same as --fail-fast-start";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the pool from the environment and serve /health, /metrics and /mcp.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Serve {
         #[command(flatten)]
         http: HttpArgs,
+        #[command(flatten)]
+        start: StartArgs,
     },
     /// Serve the MCP resources over stdin/stdout (for clients that launch servers).
-    Mcp,
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Mcp {
+        #[command(flatten)]
+        start: StartArgs,
+    },
     /// Walk through steady load, a burst, a leak and an outage against a throwaway
     /// PostgreSQL (or DATABASE_URL), with a status line every second.
     Demo {
@@ -65,6 +109,14 @@ enum Command {
     },
     /// Connect once with DATABASE_URL and report server version, authentication and latency.
     Check,
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// Exit at start if the database cannot be reached (by default the server starts,
+    /// answers /health with 503 and reconnects on the guide's schedule).
+    #[arg(long, env = "WIREPOOL_FAIL_FAST_START", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::SetTrue)]
+    fail_fast_start: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,7 +164,7 @@ fn main() -> ExitCode {
     };
     let needs_url = matches!(
         cli.command,
-        Command::Serve { .. } | Command::Mcp | Command::Check
+        Command::Serve { .. } | Command::Mcp { .. } | Command::Check
     );
     if needs_url && settings.connect.is_none() {
         return config_error(
@@ -127,22 +179,22 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("wirepool: cannot start the async runtime: {e}");
+            errln!("wirepool: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
         let connect = settings.connect;
+        let mut pool = settings.pool;
         match cli.command {
-            Command::Serve { http } => {
-                serve::serve(
-                    connect.expect("checked above"),
-                    settings.pool,
-                    http.listen(),
-                )
-                .await
+            Command::Serve { http, start } => {
+                pool.start_without_database = !start.fail_fast_start;
+                serve::serve(connect.expect("checked above"), pool, http.listen()).await
             }
-            Command::Mcp => serve::mcp_stdio(connect.expect("checked above"), settings.pool).await,
+            Command::Mcp { start } => {
+                pool.start_without_database = !start.fail_fast_start;
+                serve::mcp_stdio(connect.expect("checked above"), pool).await
+            }
             Command::Check => check::run(&connect.expect("checked above")).await,
             Command::Demo {
                 http,
@@ -155,7 +207,7 @@ fn main() -> ExitCode {
                     once,
                 };
                 let leak_timeout_set = std::env::var_os("POOL_LEAK_DETECTION_TIMEOUT").is_some();
-                demo::run(connect, settings.pool, leak_timeout_set, opts).await
+                demo::run(connect, pool, leak_timeout_set, opts).await
             }
         }
     });
@@ -164,13 +216,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wirepool: {e}");
+            errln!("wirepool: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn config_error(msg: &str) -> ExitCode {
-    eprintln!("wirepool: {msg}");
+    errln!("wirepool: {msg}");
     ExitCode::from(EXIT_CONFIG)
 }

@@ -160,3 +160,57 @@ fn check_explains_failures() {
         assert!(!err.contains("wrong-guess"), "no password in {err}");
     }
 }
+
+#[test]
+fn check_says_when_the_password_is_missing() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    for role in ["scram_user", "md5_user"] {
+        let url = format!("postgres://{role}@127.0.0.1:{}/postgres", pg.port());
+        let (code, out, err) = run(&["check"], &[("DATABASE_URL", &url)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("no password configured"), "{err}");
+        assert!(
+            err.contains("likely cause: the role needs a password and none is configured"),
+            "{err}"
+        );
+        assert!(!err.contains("does not support"), "{err}");
+    }
+}
+
+#[test]
+fn check_into_a_closed_pipe_exits_quietly() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let mut cmd = command(&["check"], &[("DATABASE_URL", &pg.url(Role::Trust))]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // `wirepool check | head -0`: the reader is gone before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn serve_help_lists_the_environment() {
+    let (code, out, _) = run(&["serve", "--help"], &[]);
+    assert_eq!(code, 0);
+    for var in [
+        "DATABASE_URL",
+        "POOL_MIN_SIZE",
+        "POOL_MAX_SIZE",
+        "POOL_TIMEOUT",
+        "POOL_COMMAND_TIMEOUT",
+        "POOL_MAX_CONNECTION_LIFETIME",
+        "POOL_ENABLE_LEAK_DETECTION",
+        "POOL_LEAK_DETECTION_TIMEOUT",
+        "POOL_LEAK_BACKTRACE",
+        "LOG_LEVEL",
+        "LOG_FILE",
+        "LOG_FORMAT",
+        "WIREPOOL_FAIL_FAST_START",
+    ] {
+        assert!(out.contains(var), "{var} missing from:\n{out}");
+    }
+}

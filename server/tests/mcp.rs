@@ -34,16 +34,18 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py")
 }
 
-/// Runs the client and returns its JSON report.
-fn read_with_sdk(mut cmd: Command) -> Value {
+/// Runs the client and returns its JSON report and its stderr (which, over stdio, carries
+/// the server's log).
+fn read_with_sdk(mut cmd: Command) -> (Value, String) {
     let out = cmd.output().expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "MCP client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "MCP client failed: {stdout}\n{stderr}"
     );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (v, stderr)
 }
 
 fn check_report(v: &Value) {
@@ -99,7 +101,7 @@ fn python_sdk_reads_the_resources_over_streamable_http() {
     cmd.arg(script())
         .arg("http")
         .arg(format!("http://{addr}/mcp"));
-    check_report(&read_with_sdk(cmd));
+    check_report(&read_with_sdk(cmd).0);
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(35)).success());
 }
@@ -117,6 +119,11 @@ fn python_sdk_reads_the_resources_over_stdio() {
         .arg("mcp")
         .env("DATABASE_URL", pg.url(Role::Trust))
         .env("POOL_MAX_SIZE", "5")
-        .env("LOG_LEVEL", "WARNING");
-    check_report(&read_with_sdk(cmd));
+        .env("LOG_LEVEL", "INFO");
+    let (report, log) = read_with_sdk(cmd);
+    check_report(&report);
+    // The server's own lines, and none of the MCP library's internal chatter (its
+    // "response error" warning for the unknown resource, session notices).
+    assert!(log.contains("Connection pool initialized"), "{log}");
+    assert!(!log.contains("\"component\":\"rmcp"), "{log}");
 }

@@ -54,7 +54,8 @@ pub enum LifecycleState {
     Degraded = 2,
     /// Classified unhealthy.
     Unhealthy = 3,
-    /// Unhealthy, with the reconnector working to restore connections.
+    /// After an outage, until the reconnector has restored `min_size` validated
+    /// connections.
     Recovering = 4,
     /// `close()` was called: draining.
     ShuttingDown = 5,
@@ -88,13 +89,25 @@ impl LifecycleState {
         }
     }
 
+    /// Every state, in the order of their numbers.
+    pub const ALL: [LifecycleState; 7] = [
+        LifecycleState::Initializing,
+        LifecycleState::Healthy,
+        LifecycleState::Degraded,
+        LifecycleState::Unhealthy,
+        LifecycleState::Recovering,
+        LifecycleState::ShuttingDown,
+        LifecycleState::Terminated,
+    ];
+
     /// The lifecycle state that follows from a classification, given whether the
-    /// reconnector is busy restoring connections.
-    pub fn from_status(status: HealthStatus, reconnecting: bool) -> LifecycleState {
+    /// reconnector is restoring connections after an outage (RECOVERING until `min_size`
+    /// validated connections are back, whatever the classification meanwhile).
+    pub fn from_status(status: HealthStatus, recovering: bool) -> LifecycleState {
         match status {
+            _ if recovering => LifecycleState::Recovering,
             HealthStatus::Healthy => LifecycleState::Healthy,
             HealthStatus::Degraded => LifecycleState::Degraded,
-            HealthStatus::Unhealthy if reconnecting => LifecycleState::Recovering,
             HealthStatus::Unhealthy => LifecycleState::Unhealthy,
         }
     }
@@ -110,10 +123,10 @@ impl fmt::Display for LifecycleState {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HealthThresholds {
-    /// Idle share at or above which the pool can be healthy. Default: 0.8.
-    pub healthy_idle_ratio: f64,
-    /// Idle share below which the pool is unhealthy. Default: 0.5.
-    pub unhealthy_idle_ratio: f64,
+    /// Headroom (see [`headroom`]) at or above which the pool can be healthy. Default: 0.8.
+    pub healthy_headroom: f64,
+    /// Headroom below which the pool is unhealthy. Default: 0.5.
+    pub unhealthy_headroom: f64,
     /// How long an error keeps the pool degraded. Default: 60 s.
     pub error_window: Duration,
     /// An acquisition slower than this keeps the pool degraded for `error_window`.
@@ -124,8 +137,8 @@ pub struct HealthThresholds {
 impl Default for HealthThresholds {
     fn default() -> Self {
         HealthThresholds {
-            healthy_idle_ratio: 0.8,
-            unhealthy_idle_ratio: 0.5,
+            healthy_headroom: 0.8,
+            unhealthy_headroom: 0.5,
             error_window: Duration::from_secs(60),
             slow_acquire: Duration::from_millis(100),
         }
@@ -140,17 +153,54 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
     }
 }
 
+/// The share of `max_size` a new caller can have without waiting: idle connections plus
+/// the capacity not yet opened, `(idle + max_size - open - opening) / max_size`.
+///
+/// This is how wirepool reads the guide's "idle connections as a share of the total":
+/// the guide's pool keeps `total` near `max_size`, where the two agree; a pool that opens
+/// connections on demand has `total` near what it uses, and the literal share would call
+/// two busy connections out of two open "unhealthy" although eight more can be opened
+/// at once and nobody waits. The literal share is exported as its own metric.
+pub fn headroom(s: &PoolStatistics) -> f64 {
+    let used = s.total_connections + s.opening_connections;
+    let cap = s.max_size.max(used).max(1);
+    (s.idle_connections + (cap - used)) as f64 / cap as f64
+}
+
+/// `idle_connections / total_connections`, the guide's literal share (0 with no
+/// connection).
+pub fn idle_ratio(s: &PoolStatistics) -> f64 {
+    if s.total_connections == 0 {
+        0.0
+    } else {
+        s.idle_connections as f64 / s.total_connections as f64
+    }
+}
+
+/// True while a caller can be served now: the pool is not shutting down, and it has an
+/// open connection or can open one (the database answers). A saturated pool can serve:
+/// its callers wait in line for a connection that will come back.
+pub fn can_serve(s: &PoolStatistics, state: LifecycleState) -> bool {
+    !matches!(
+        state,
+        LifecycleState::ShuttingDown | LifecycleState::Terminated
+    ) && (s.total_connections > 0 || s.connect_failures == 0)
+}
+
 /// Classifies a snapshot, in this order:
 ///
 /// 1. shutting down or terminated: unhealthy;
 /// 2. no open connection: unhealthy;
-/// 3. idle share below `unhealthy_idle_ratio`: unhealthy;
-/// 4. idle share below `healthy_idle_ratio`: degraded;
+/// 3. [`headroom`] below `unhealthy_headroom`: unhealthy (the guide's "severe capacity
+///    shortage");
+/// 4. headroom below `healthy_headroom`: degraded;
 /// 5. an error within `error_window`: degraded;
 /// 6. an acquisition slower than `slow_acquire` within `error_window`: degraded;
 /// 7. otherwise healthy.
 ///
-/// The idle share is `idle_connections / total_connections`, as the guide defines it.
+/// Errors and slow acquisitions whose operation began before
+/// [`PoolStatistics::recovered_at`] (callers who waited through an outage) no longer
+/// count once the pool has recovered; new ones count as before.
 pub fn classify(
     s: &PoolStatistics,
     state: LifecycleState,
@@ -166,13 +216,19 @@ pub fn classify(
     if s.total_connections == 0 {
         return HealthStatus::Unhealthy;
     }
-    let idle_ratio = s.idle_connections as f64 / s.total_connections as f64;
-    if idle_ratio < t.unhealthy_idle_ratio {
+    let room = headroom(s);
+    if room < t.unhealthy_headroom {
         return HealthStatus::Unhealthy;
     }
-    if idle_ratio < t.healthy_idle_ratio
-        || within(s.last_error_time, now, t.error_window)
-        || within(s.last_slow_acquire_time, now, t.error_window)
+    let since_recovery = |began: Option<SystemTime>| match (s.recovered_at, began) {
+        (Some(r), Some(b)) => b >= r,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if room < t.healthy_headroom
+        || (within(s.last_error_time, now, t.error_window) && since_recovery(s.last_error_began))
+        || (within(s.last_slow_acquire_time, now, t.error_window)
+            && since_recovery(s.last_slow_acquire_began))
     {
         return HealthStatus::Degraded;
     }
@@ -183,8 +239,10 @@ pub fn classify(
 mod tests {
     use super::*;
 
+    /// A pool of `max_size` 10 with `total` open connections, `idle` of them idle.
     fn stats(total: usize, idle: usize) -> PoolStatistics {
         let mut s = PoolStatistics::empty(SystemTime::UNIX_EPOCH);
+        s.max_size = 10;
         s.total_connections = total;
         s.idle_connections = idle;
         s.active_connections = total - idle;
@@ -196,6 +254,7 @@ mod tests {
         let t = HealthThresholds::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let up = LifecycleState::Healthy;
+        // At max_size, headroom is the idle share: the guide's rules as written.
         assert_eq!(classify(&stats(10, 10), up, &t, now), HealthStatus::Healthy);
         assert_eq!(classify(&stats(10, 8), up, &t, now), HealthStatus::Healthy);
         assert_eq!(classify(&stats(10, 7), up, &t, now), HealthStatus::Degraded);
@@ -204,6 +263,17 @@ mod tests {
             classify(&stats(10, 4), up, &t, now),
             HealthStatus::Unhealthy
         );
+        // Below max_size, the capacity not yet opened counts: two busy connections of
+        // two open, eight more to be had at once.
+        assert_eq!(classify(&stats(2, 0), up, &t, now), HealthStatus::Healthy);
+        assert_eq!(headroom(&stats(2, 0)), 0.8);
+        assert_eq!(idle_ratio(&stats(2, 0)), 0.0);
+        assert_eq!(classify(&stats(4, 0), up, &t, now), HealthStatus::Degraded);
+        assert_eq!(classify(&stats(6, 0), up, &t, now), HealthStatus::Unhealthy);
+        // Connections being opened are not available yet.
+        let mut s = stats(2, 0);
+        s.opening_connections = 4;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
         assert_eq!(classify(&stats(0, 0), up, &t, now), HealthStatus::Unhealthy);
         assert_eq!(
             classify(&stats(10, 10), LifecycleState::ShuttingDown, &t, now),
@@ -220,10 +290,52 @@ mod tests {
     }
 
     #[test]
+    fn after_recovery_only_what_began_since_counts() {
+        let t = HealthThresholds::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let up = LifecycleState::Healthy;
+        let mut s = stats(2, 2);
+        s.recovered_at = Some(now - Duration::from_secs(3));
+        // The outage's errors and a caller who waited through it: both began before.
+        s.last_error_time = Some(now - Duration::from_secs(2));
+        s.last_error_began = Some(now - Duration::from_secs(10));
+        s.last_slow_acquire_time = Some(now - Duration::from_secs(2));
+        s.last_slow_acquire_began = Some(now - Duration::from_secs(5));
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Healthy);
+        // A new error after the recovery counts as before.
+        s.last_error_began = Some(now - Duration::from_secs(1));
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Degraded);
+        s.last_error_began = Some(now - Duration::from_secs(10));
+        s.last_slow_acquire_began = Some(now - Duration::from_secs(1));
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Degraded);
+    }
+
+    #[test]
+    fn can_serve_unless_closing_or_unreachable_with_nothing_open() {
+        let up = LifecycleState::Healthy;
+        let mut s = stats(10, 0);
+        s.waiting_requests = 50;
+        assert!(
+            can_serve(&s, up),
+            "saturated, but callers get served in turn"
+        );
+        assert!(!can_serve(&s, LifecycleState::ShuttingDown));
+        assert!(!can_serve(&s, LifecycleState::Terminated));
+        let mut down = stats(0, 0);
+        down.connect_failures = 3;
+        assert!(!can_serve(&down, LifecycleState::Recovering));
+        down.connect_failures = 0;
+        assert!(
+            can_serve(&down, up),
+            "min_size 0: a connection can be opened"
+        );
+    }
+
+    #[test]
     fn thresholds_are_configurable() {
         let t = HealthThresholds {
-            healthy_idle_ratio: 0.5,
-            unhealthy_idle_ratio: 0.1,
+            healthy_headroom: 0.5,
+            unhealthy_headroom: 0.1,
             ..Default::default()
         };
         let now = SystemTime::now();
@@ -246,6 +358,10 @@ mod tests {
         assert_eq!(
             LifecycleState::from_status(HealthStatus::Unhealthy, false),
             LifecycleState::Unhealthy
+        );
+        assert_eq!(
+            LifecycleState::from_status(HealthStatus::Degraded, true),
+            LifecycleState::Recovering
         );
         for v in 0..7 {
             assert_eq!(LifecycleState::from_u8(v) as u8, v);

@@ -116,7 +116,9 @@ impl LeakDetector {
     pub fn new(timeout: Duration, backtraces: bool) -> Self {
         LeakDetector {
             new_slots: SegQueue::new(),
-            timeout_ms: (timeout.as_millis() as u64).max(1),
+            timeout_ms: u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
             backtraces,
         }
     }
@@ -169,7 +171,7 @@ impl LeakDetector {
         reports: &mut Vec<LeakReport>,
     ) {
         while let Some(slot) = self.new_slots.pop() {
-            wheel.insert(now_ms + self.timeout_ms, WheelEntry(slot));
+            wheel.insert(now_ms.saturating_add(self.timeout_ms), WheelEntry(slot));
         }
         let mut due = Vec::new();
         wheel.advance(now_ms, &mut due);
@@ -186,7 +188,7 @@ impl LeakDetector {
     fn visit(&self, slot: &LeakSlot, now_ms: u64, reports: &mut Vec<LeakReport>) -> u64 {
         let w = slot.word.load(Ordering::Acquire);
         if w & (OUT | REPORTED) != OUT {
-            return now_ms + self.timeout_ms; // in the pool, or already reported
+            return now_ms.saturating_add(self.timeout_ms); // in the pool, or already reported
         }
         let acquired = w >> 2;
         let due = acquired.saturating_add(self.timeout_ms);
@@ -208,7 +210,7 @@ impl LeakDetector {
                         None
                     },
                 });
-                now_ms + self.timeout_ms
+                now_ms.saturating_add(self.timeout_ms)
             }
             // Returned (and maybe out again) meanwhile: look again on the next tick.
             Err(_) => now_ms,

@@ -6,6 +6,8 @@ pub mod prometheus;
 pub mod report;
 pub mod stats;
 
-pub use health::{classify, HealthStatus, HealthThresholds, LifecycleState};
+pub use health::{
+    can_serve, classify, headroom, idle_ratio, HealthStatus, HealthThresholds, LifecycleState,
+};
 pub use report::HealthReport;
 pub use stats::{CloseReason, ErrorType, PoolStatistics, ACQUIRE_BUCKETS};

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::health::HealthStatus;
+use super::health::{headroom, idle_ratio, HealthStatus, LifecycleState};
 use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 
 /// A text exposition format.
@@ -47,10 +47,11 @@ impl Format {
 pub fn render(
     s: &PoolStatistics,
     status: HealthStatus,
+    state: LifecycleState,
     uptime_seconds: f64,
     prefix: &str,
 ) -> String {
-    render_as(Format::Prometheus, s, status, uptime_seconds, prefix)
+    render_as(Format::Prometheus, s, status, state, uptime_seconds, prefix)
 }
 
 /// Renders `s` in `format` with metric names starting `prefix_`.
@@ -58,6 +59,7 @@ pub fn render_as(
     format: Format,
     s: &PoolStatistics,
     status: HealthStatus,
+    state: LifecycleState,
     uptime_seconds: f64,
     prefix: &str,
 ) -> String {
@@ -131,6 +133,36 @@ pub fn render_as(
         "health_status",
         "Pool health: 0 healthy, 1 degraded, 2 unhealthy.",
         f64::from(status.gauge_value()),
+    );
+    let _ = writeln!(
+        o,
+        "# HELP {p}_state Lifecycle state: 1 for the current one, 0 for the others.\n# TYPE {p}_state gauge"
+    );
+    for st in LifecycleState::ALL {
+        let _ = writeln!(
+            o,
+            "{p}_state{{state=\"{}\"}} {}",
+            st.as_str(),
+            u8::from(st == state)
+        );
+    }
+    gauge(
+        &mut o,
+        "headroom_ratio",
+        "Share of max_size a new caller can have without waiting: (idle + max - open - opening) / max.",
+        headroom(s),
+    );
+    gauge(
+        &mut o,
+        "idle_ratio",
+        "Idle connections as a share of open connections (0 with none open).",
+        idle_ratio(s),
+    );
+    gauge(
+        &mut o,
+        "connect_failures",
+        "Connect attempts that failed in a row (0 while the database answers).",
+        s.connect_failures as f64,
     );
     gauge(
         &mut o,

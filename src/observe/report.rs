@@ -12,8 +12,13 @@ use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 pub struct HealthReport {
     /// The three-tier status.
     pub status: HealthStatus,
-    /// The lifecycle state (not part of the JSON schema).
+    /// The lifecycle state (`state` in the JSON, beside the guide's fields: it tells
+    /// RECOVERING from UNHEALTHY, and a drain from an outage).
     pub state: LifecycleState,
+    /// True while a caller can be served now (see [`can_serve`](super::can_serve)): an
+    /// HTTP health endpoint answers 503 when this is false, and only then. A saturated
+    /// pool shows `unhealthy` in `status` and still serves.
+    pub ready: bool,
     /// When the report was made.
     pub timestamp: SystemTime,
     /// `connected` while the pool has at least one open connection, else `disconnected`.
@@ -52,6 +57,7 @@ impl HealthReport {
         HealthReport {
             status,
             state,
+            ready: super::can_serve(s, state),
             timestamp: now,
             database_status: if s.total_connections > 0 {
                 "connected"
@@ -71,9 +77,9 @@ impl HealthReport {
         }
     }
 
-    /// The report as JSON, exactly the guide's schema:
-    /// `{"status", "timestamp", "database": {"status", "pool": {"total", "idle", "active",
-    /// "waiting"}, "latency_ms", "last_error"}, "uptime_seconds"}`.
+    /// The report as JSON, the guide's schema plus the lifecycle state:
+    /// `{"status", "state", "timestamp", "database": {"status", "pool": {"total", "idle",
+    /// "active", "waiting"}, "latency_ms", "last_error"}, "uptime_seconds"}`.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(256);
         let latency = match self.latency_ms {
@@ -86,8 +92,9 @@ impl HealthReport {
         };
         let _ = write!(
             out,
-            "{{\"status\":\"{}\",\"timestamp\":\"{}\",\"database\":{{\"status\":\"{}\",\"pool\":{{\"total\":{},\"idle\":{},\"active\":{},\"waiting\":{}}},\"latency_ms\":{},\"last_error\":{}}},\"uptime_seconds\":{}}}",
+            "{{\"status\":\"{}\",\"state\":\"{}\",\"timestamp\":\"{}\",\"database\":{{\"status\":\"{}\",\"pool\":{{\"total\":{},\"idle\":{},\"active\":{},\"waiting\":{}}},\"latency_ms\":{},\"last_error\":{}}},\"uptime_seconds\":{}}}",
             self.status.as_str(),
+            self.state.as_str(),
             rfc3339_millis(self.timestamp),
             self.database_status,
             self.total,
@@ -179,6 +186,14 @@ impl PoolStatistics {
             self.leaks_detected,
             self.reconnect_attempts,
             self.latency_ms.map_or_else(|| "null".to_string(), json_f64),
+        );
+        let _ = write!(
+            o,
+            ",\"headroom\":{},\"idle_ratio\":{},\"connect_failures\":{},\"recovered_at\":{}",
+            json_f64(super::headroom(self)),
+            json_f64(super::idle_ratio(self)),
+            self.connect_failures,
+            json_opt_time(self.recovered_at),
         );
         o.push_str(",\"connections_closed\":{");
         for (i, (r, n)) in self.connections_closed.iter().enumerate() {
@@ -316,7 +331,7 @@ mod tests {
         );
         assert_eq!(
             r.to_json(),
-            r#"{"status":"healthy","timestamp":"2025-10-13T14:30:00.000Z","database":{"status":"connected","pool":{"total":5,"idle":4,"active":1,"waiting":0},"latency_ms":2.3,"last_error":null},"uptime_seconds":3600.5}"#
+            r#"{"status":"healthy","state":"HEALTHY","timestamp":"2025-10-13T14:30:00.000Z","database":{"status":"connected","pool":{"total":5,"idle":4,"active":1,"waiting":0},"latency_ms":2.3,"last_error":null},"uptime_seconds":3600.5}"#
         );
         s.last_error = Some("Database connection refused: \"x\"\n".into());
         s.last_error_time = Some(now);

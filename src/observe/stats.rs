@@ -132,8 +132,14 @@ pub struct Counters {
     buckets: [AtomicU64; 21],
     /// Unix milliseconds of the last acquisition slower than the health threshold.
     last_slow_acquire_ms: AtomicU64,
+    /// Unix milliseconds at which the latest-starting slow acquisition began to wait.
+    slow_acquire_began_ms: AtomicU64,
+    /// Unix milliseconds at which the latest-starting failed operation began.
+    error_began_ms: AtomicU64,
     /// Round trip of the last validation query, in microseconds (+1; 0 = none yet).
     latency_micros: AtomicU64,
+    /// Unix milliseconds of that measurement.
+    latency_at_ms: AtomicU64,
     last_health_check_ms: AtomicU64,
     last_error: Mutex<Option<(String, SystemTime)>>,
     slow_threshold_nanos: u64,
@@ -167,7 +173,10 @@ impl Counters {
             peak_wait_nanos: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             last_slow_acquire_ms: AtomicU64::new(0),
+            slow_acquire_began_ms: AtomicU64::new(0),
+            error_began_ms: AtomicU64::new(0),
             latency_micros: AtomicU64::new(0),
+            latency_at_ms: AtomicU64::new(0),
             last_health_check_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             slow_threshold_nanos: slow_threshold.as_nanos() as u64,
@@ -192,8 +201,11 @@ impl Counters {
         let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
         self.buckets[idx].fetch_add(1, Ordering::Relaxed);
         if nanos > self.slow_threshold_nanos {
+            let now = SystemTime::now();
             self.last_slow_acquire_ms
-                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+                .store(unix_ms(now), Ordering::Relaxed);
+            self.slow_acquire_began_ms
+                .fetch_max(unix_ms(now - waited), Ordering::Relaxed);
         }
     }
 
@@ -208,14 +220,39 @@ impl Counters {
     }
 
     /// Counts an error of `ty` and remembers its message as the pool's last error.
-    pub(crate) fn record_error(&self, ty: ErrorType, message: String) {
-        self.errors[ty as usize].fetch_add(1, Ordering::Relaxed);
+    /// `began` is when the failed operation started (a connect attempt, a wait, a
+    /// checkout): once the pool has recovered from an outage, errors of operations that
+    /// began before the recovery no longer count against its health.
+    pub(crate) fn record_error(&self, ty: ErrorType, message: String, began: SystemTime) {
+        self.count_error(ty, began);
         *self.last_error.lock() = Some((message, SystemTime::now()));
+    }
+
+    /// Counts an error of `ty` without replacing the last error's message (an acquire
+    /// timeout while the database is unreachable: the connect error says why).
+    pub(crate) fn count_error(&self, ty: ErrorType, began: SystemTime) {
+        self.errors[ty as usize].fetch_add(1, Ordering::Relaxed);
+        self.error_began_ms
+            .fetch_max(unix_ms(began), Ordering::Relaxed);
     }
 
     pub(crate) fn record_latency(&self, rtt: Duration) {
         self.latency_micros
             .store(rtt.as_micros() as u64 + 1, Ordering::Relaxed);
+        self.latency_at_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// How long ago the last round trip was measured (`None`: never).
+    pub(crate) fn latency_age(&self) -> Option<Duration> {
+        match self.latency_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or_default(),
+            ),
+        }
     }
 
     pub(crate) fn record_health_check(&self) {
@@ -263,6 +300,8 @@ impl Counters {
             s.acquisition_histogram[i] = r(b);
         }
         s.last_slow_acquire_time = from_unix_ms(r(&self.last_slow_acquire_ms));
+        s.last_slow_acquire_began = from_unix_ms(r(&self.slow_acquire_began_ms));
+        s.last_error_began = from_unix_ms(r(&self.error_began_ms));
         s.latency_ms = self.latency().map(|d| d.as_secs_f64() * 1e3);
         s.last_health_check = from_unix_ms(r(&self.last_health_check_ms));
         if let Some((msg, at)) = self.last_error() {
@@ -328,7 +367,18 @@ pub struct PoolStatistics {
     pub acquisition_time_sum_seconds: f64,
     /// When the last acquisition slower than the health threshold happened.
     pub last_slow_acquire_time: Option<SystemTime>,
-    /// Round trip of the last validation query, in milliseconds.
+    /// The latest time at which a slow acquisition began to wait.
+    pub last_slow_acquire_began: Option<SystemTime>,
+    /// The latest time at which an operation that failed (and counted as an error) began.
+    pub last_error_began: Option<SystemTime>,
+    /// When the pool last recovered from an outage (`min_size` validated connections
+    /// restored); errors and slow acquisitions that began before it no longer count
+    /// against its health.
+    pub recovered_at: Option<SystemTime>,
+    /// Connect attempts that failed in a row (0 while the database answers).
+    pub connect_failures: u64,
+    /// Round trip of the last validation or keepalive query, in milliseconds; `None`
+    /// while no connection is open.
     pub latency_ms: Option<f64>,
     /// When the pool was created.
     pub pool_created_at: SystemTime,
@@ -367,6 +417,10 @@ impl PoolStatistics {
             acquisition_histogram: [0; 21],
             acquisition_time_sum_seconds: 0.0,
             last_slow_acquire_time: None,
+            last_slow_acquire_began: None,
+            last_error_began: None,
+            recovered_at: None,
+            connect_failures: 0,
             latency_ms: None,
             pool_created_at: created,
             last_health_check: None,

@@ -49,6 +49,12 @@ pub struct PoolConfig {
     /// with the last connect error instead of letting them wait out `acquire_timeout`.
     /// Default: false.
     pub fail_fast: bool,
+    /// When the first `min_size` connections cannot be opened, `build()` still returns the
+    /// pool instead of the error: it starts UNHEALTHY, with the connect error as its last
+    /// error, and the reconnector opens the connections on its schedule. For a service
+    /// that may start before its database. Default: false (`build()` fails with the real
+    /// error).
+    pub start_without_database: bool,
     /// How often the pool's monitor runs (refill, retirement, health). Default: 250 ms.
     pub monitor_interval: Duration,
     /// Health classification thresholds. Default: the guide's.
@@ -74,6 +80,7 @@ impl Default for PoolConfig {
             reconnect_delays: [1, 2, 4, 8, 16].map(Duration::from_secs).to_vec(),
             reconnect_jitter: false,
             fail_fast: false,
+            start_without_database: false,
             monitor_interval: Duration::from_millis(250),
             health: HealthThresholds::default(),
             metrics_prefix: "codebase_mcp_pool".to_string(),

@@ -31,6 +31,8 @@ pub struct PooledConnection {
     shared: Arc<Shared>,
     conn: Option<Pooled>,
     site: &'static Location<'static>,
+    /// Monitor-clock milliseconds of the checkout.
+    checked_out_ms: u64,
     /// Whether the leak detector saw this checkout.
     leak_tracked: bool,
 }
@@ -46,9 +48,10 @@ impl fmt::Debug for PooledConnection {
 
 impl PooledConnection {
     pub(super) fn new(shared: Arc<Shared>, conn: Pooled, site: &'static Location<'static>) -> Self {
+        let now = shared.now_ms();
         let leak_tracked = match &shared.leak {
             Some(d) => {
-                d.checkout(&conn.leak_slot, site, shared.now_ms());
+                d.checkout(&conn.leak_slot, site, now);
                 true
             }
             None => false,
@@ -57,6 +60,7 @@ impl PooledConnection {
             shared,
             conn: Some(conn),
             site,
+            checked_out_ms: now,
             leak_tracked,
         }
     }
@@ -121,6 +125,7 @@ impl PooledConnection {
                         "Query cancelled after the command timeout of {} s",
                         limit.as_secs_f64()
                     ),
+                    std::time::SystemTime::now() - limit,
                 );
                 Err(Error::command_timeout(limit))
             }
@@ -175,9 +180,11 @@ impl Drop for PooledConnection {
         let mut p = self.take_back();
         let shared = &self.shared;
         if p.conn.is_broken() {
-            shared
-                .counters
-                .record_error(ErrorType::Broken, "Connection returned broken".into());
+            shared.counters.record_error(
+                ErrorType::Broken,
+                "Connection returned broken".into(),
+                shared.wall(self.checked_out_ms),
+            );
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }

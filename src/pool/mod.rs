@@ -68,8 +68,11 @@ pub(crate) struct Shared {
     pub(crate) stop_monitor: Notify,
     pub(crate) closing: AtomicBool,
     terminated: Notify,
-    /// Set while the monitor runs the reconnection schedule.
+    /// Set from the start of the reconnection schedule until `min_size` validated
+    /// connections are back (the pool is RECOVERING meanwhile).
     pub(crate) reconnecting: AtomicBool,
+    /// Unix milliseconds of the last recovery from an outage; 0 before any.
+    recovered_at_ms: AtomicU64,
     /// The leak detector's registration side, when leak detection is on.
     pub(crate) leak: Option<LeakDetector>,
 }
@@ -166,6 +169,12 @@ impl Builder {
         self.cfg.leak_detection_timeout = timeout;
         self
     }
+    /// Return the pool from `build()` even if the database cannot be reached yet; see
+    /// [`PoolConfig::start_without_database`]. Default: false.
+    pub fn start_without_database(mut self, yes: bool) -> Self {
+        self.cfg.start_without_database = yes;
+        self
+    }
 
     /// Opens and validates `min_size` connections, then starts the pool's monitor. Must be
     /// called inside a tokio runtime, whose handle the pool keeps for its tasks.
@@ -195,6 +204,7 @@ impl Builder {
             closing: AtomicBool::new(false),
             terminated: Notify::new(),
             reconnecting: AtomicBool::new(false),
+            recovered_at_ms: AtomicU64::new(0),
             leak: self.cfg.leak_detection.then(|| {
                 LeakDetector::new(self.cfg.leak_detection_timeout, self.cfg.leak_backtrace)
             }),
@@ -222,6 +232,7 @@ impl Builder {
         .await;
         let mut first_err = None;
         let mut n = 0;
+        let mut failed = 0;
         for (permit, r) in opened {
             match r {
                 Ok(conn) => {
@@ -230,27 +241,47 @@ impl Builder {
                 }
                 Err(e) => {
                     drop(permit);
+                    failed += 1;
                     first_err.get_or_insert(e);
                 }
             }
         }
-        if let Some(e) = first_err {
-            shared.core.close();
-            shared.set_state(LifecycleState::Unhealthy);
-            tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", error_chain(&e));
-            return Err(e);
+        match first_err {
+            Some(e) if !shared.cfg.start_without_database => {
+                for p in shared.core.close() {
+                    shared.close_conn(p, CloseReason::Shutdown);
+                }
+                shared.set_state(LifecycleState::Unhealthy);
+                tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", error_chain(&e));
+                return Err(e);
+            }
+            Some(e) => {
+                tracing::error!(
+                    target: "wirepool::pool",
+                    "Pool initialization failed: {}; the pool starts unhealthy and reconnects on its schedule",
+                    error_chain(&e)
+                );
+                shared.connect_failures.store(failed, Ordering::Release);
+                *shared.last_connect_error.lock() = Some((e, Instant::now()));
+                shared.set_state(LifecycleState::Unhealthy);
+            }
+            None => tracing::info!(
+                target: "wirepool::pool",
+                "Created {n} initial connections in {}ms",
+                t.elapsed().as_millis()
+            ),
         }
-        tracing::info!(
-            target: "wirepool::pool",
-            "Created {n} initial connections in {}ms",
-            t.elapsed().as_millis()
-        );
         let pool = Pool { shared };
         monitor::spawn(&pool.shared);
         leak_task::spawn(&pool.shared);
         pool.shared.evaluate_health();
         Ok(pool)
     }
+}
+
+/// Whole milliseconds, saturating: `Duration::MAX` means "never".
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Awaits all futures concurrently (a tiny `join_all` on tokio tasks' terms).
@@ -269,12 +300,13 @@ where
 
 /// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
+    let began = SystemTime::now();
     let mut conn = match Connection::connect(&shared.connect).await {
         Ok(c) => c,
         Err(e) => {
             shared
                 .counters
-                .record_error(ErrorType::Connect, connect_error_message(&e));
+                .record_error(ErrorType::Connect, connect_error_message(&e), began);
             return Err(e);
         }
     };
@@ -287,15 +319,18 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
         }
         Ok(_) => {
             let e = Error::protocol("validation query SELECT 1 returned an unexpected result");
-            shared
-                .counters
-                .record_error(ErrorType::Validation, "Connection validation failed".into());
+            shared.counters.record_error(
+                ErrorType::Validation,
+                "Connection validation failed".into(),
+                began,
+            );
             Err(e)
         }
         Err(e) => {
             shared.counters.record_error(
                 ErrorType::Validation,
                 format!("Connection validation failed: {}", error_chain(&e)),
+                began,
             );
             Err(e)
         }
@@ -326,6 +361,30 @@ impl Shared {
         ms
     }
 
+    /// The wall-clock time of a monitor-clock reading.
+    pub(crate) fn wall(&self, ms: u64) -> SystemTime {
+        self.created_at + Duration::from_millis(ms)
+    }
+
+    /// The reconnector has restored `min_size` validated connections: the outage is over.
+    /// Errors and slow acquisitions that began before now stop counting against health.
+    pub(crate) fn mark_recovered(&self) {
+        let now = SystemTime::now();
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| millis(d).max(1));
+        self.recovered_at_ms.store(ms, Ordering::Release);
+        self.reconnecting.store(false, Ordering::Release);
+        let g = self.core.gauges();
+        tracing::info!(
+            target: "wirepool::pool",
+            "Connection pool recovered: {}/{} connections available",
+            g.open(),
+            g.max_size
+        );
+        self.evaluate_health();
+    }
+
     pub(crate) fn state(&self) -> LifecycleState {
         LifecycleState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -348,7 +407,7 @@ impl Shared {
             Some(l) => {
                 // Up to 5 % less, so connections opened together do not retire together.
                 let jitter = 1.0 - 0.05 * backoff::jitter_random();
-                now + l.mul_f64(jitter).as_millis() as u64
+                now.saturating_add(millis(l.mul_f64(jitter)))
             }
             None => u64::MAX,
         };
@@ -380,17 +439,8 @@ impl Shared {
         self.runtime.spawn(async move {
             match open_validated(&shared).await {
                 Ok(conn) => {
-                    let was_failing = shared.connect_failures.swap(0, Ordering::AcqRel) > 0;
+                    shared.connect_failures.store(0, Ordering::Release);
                     shared.add_opened(permit, conn);
-                    if was_failing {
-                        let g = shared.core.gauges();
-                        tracing::info!(
-                            target: "wirepool::pool",
-                            "Connection pool recovered: {}/{} connections available",
-                            g.open(),
-                            g.max_size
-                        );
-                    }
                     shared.wake_monitor.notify_one();
                 }
                 Err(e) => {
@@ -448,7 +498,16 @@ impl Shared {
         s.peak_active_connections = g.peak_active;
         s.min_size = self.cfg.min_size;
         s.max_size = self.cfg.max_size;
+        s.connect_failures = self.connect_failures.load(Ordering::Acquire);
+        s.recovered_at = match self.recovered_at_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        };
         self.counters.fill(&mut s);
+        if s.total_connections == 0 {
+            // A round trip measured on connections that are all gone says nothing now.
+            s.latency_ms = None;
+        }
         s
     }
 
@@ -579,13 +638,23 @@ impl Pool {
                 } else {
                     TimeoutPhase::Wait
                 };
-                shared.counters.record_error(
-                    ErrorType::AcquireTimeout,
-                    format!(
-                        "Connection acquisition timeout after {} ms",
-                        waited.as_millis()
-                    ),
-                );
+                let began = SystemTime::now() - waited;
+                if last.is_some() {
+                    // The database is unreachable: the connect error stays the pool's last
+                    // error, since it says why; the timeout is counted.
+                    shared
+                        .counters
+                        .count_error(ErrorType::AcquireTimeout, began);
+                } else {
+                    shared.counters.record_error(
+                        ErrorType::AcquireTimeout,
+                        format!(
+                            "Connection acquisition timeout after {} ms",
+                            waited.as_millis()
+                        ),
+                        began,
+                    );
+                }
                 Err(Error::pool_timeout(phase, waited, last))
             }
         }
@@ -628,7 +697,7 @@ impl Pool {
     /// The statistics in `format` (Prometheus text or OpenMetrics), names prefixed with
     /// `metrics_prefix`.
     pub fn render_metrics(&self, format: prometheus::Format) -> String {
-        let (stats, status, _) = self.shared.evaluate_health();
+        let (stats, status, state) = self.shared.evaluate_health();
         let uptime = SystemTime::now()
             .duration_since(self.shared.created_at)
             .map(|d| d.as_secs_f64())
@@ -637,6 +706,7 @@ impl Pool {
             format,
             &stats,
             status,
+            state,
             uptime,
             &self.shared.cfg.metrics_prefix,
         )
@@ -644,37 +714,53 @@ impl Pool {
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
     /// connections are closed, checked-out ones are waited for up to `drain_timeout` and
-    /// closed as they come back, then the pool is TERMINATED. Idempotent; concurrent calls
-    /// all return once the pool is terminated.
+    /// closed as they come back, then the pool is TERMINATED.
+    ///
+    /// Idempotent; concurrent calls all return once the pool is terminated.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the drain runs in a task the pool owns, so dropping this future (under
+    /// a timeout, say) does not stop it; the pool still terminates, and a later `close()`
+    /// returns when it has.
     pub async fn close(&self) {
         let s = &self.shared;
+        // Registered before the state is read, so the end of the drain cannot be missed.
         let terminated = s.terminated.notified();
-        if s.closing.swap(true, Ordering::AcqRel) {
-            if s.state() != LifecycleState::Terminated {
-                terminated.await;
+        if !s.closing.swap(true, Ordering::AcqRel) {
+            s.set_state(LifecycleState::ShuttingDown);
+            tracing::info!(target: "wirepool::pool", "Graceful shutdown initiated");
+            for p in s.core.close() {
+                s.close_conn(p, CloseReason::Shutdown);
             }
-            return;
+            let shared = s.clone();
+            s.runtime.spawn(async move { shared.drain().await });
         }
+        if s.state() != LifecycleState::Terminated {
+            terminated.await;
+        }
+    }
+}
+
+impl Shared {
+    /// The second half of `close()`: waits for checked-out connections, then terminates.
+    async fn drain(&self) {
         let t = Instant::now();
-        s.set_state(LifecycleState::ShuttingDown);
-        tracing::info!(target: "wirepool::pool", "Graceful shutdown initiated");
-        for p in s.core.close() {
-            s.close_conn(p, CloseReason::Shutdown);
-        }
-        let g = s.core.gauges();
+        let g = self.core.gauges();
         let held = g.active + g.maintenance;
         if held > 0 {
             tracing::info!(
                 target: "wirepool::pool",
                 "Waiting for {held} active connections to complete (timeout: {}s)",
-                s.cfg.drain_timeout.as_secs()
+                self.cfg.drain_timeout.as_secs()
             );
         }
-        let deadline = t + s.cfg.drain_timeout;
-        while s.core.gauges().size > 0 && Instant::now() < deadline {
+        // `None`: a drain timeout too long to add to the clock means "wait for all".
+        let deadline = t.checked_add(self.cfg.drain_timeout);
+        while self.core.gauges().size > 0 && deadline.is_none_or(|d| Instant::now() < d) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let left = s.core.gauges().size;
+        let left = self.core.gauges().size;
         if left > 0 {
             tracing::warn!(
                 target: "wirepool::pool",
@@ -687,10 +773,10 @@ impl Pool {
                 t.elapsed().as_secs_f64()
             );
         }
-        s.stop_monitor.notify_one();
-        s.set_state(LifecycleState::Terminated);
+        self.stop_monitor.notify_one();
+        self.set_state(LifecycleState::Terminated);
         tracing::info!(target: "wirepool::pool", "Connection pool terminated");
-        s.terminated.notify_waiters();
+        self.terminated.notify_waiters();
     }
 }
 

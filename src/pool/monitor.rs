@@ -59,12 +59,14 @@ async fn run(weak: Weak<Shared>) {
 fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
     let failures = s.connect_failures.load(Ordering::Acquire);
     if failures == 0 {
-        if rc.attempt > 0 || s.reconnecting.load(Ordering::Acquire) {
-            *rc = Reconnect::default();
-            s.reconnecting.store(false, Ordering::Release);
-        }
+        *rc = Reconnect::default();
         while let Some(p) = s.core.want_open(s.cfg.min_size) {
             s.spawn_open(p);
+        }
+        // RECOVERING ends once min_size validated connections are back.
+        if s.reconnecting.load(Ordering::Acquire) && s.core.gauges().open() >= s.cfg.min_size.max(1)
+        {
+            s.mark_recovered();
         }
         return;
     }
@@ -97,20 +99,28 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 );
             }
             let n = backoff.initial_attempts();
-            // The guide counts the first attempts as "N/5"; later ones just "N".
-            let progress = if (rc.attempt as usize) <= n {
-                format!("{}/{n}", rc.attempt)
+            // The guide counts the first attempts as "N/5"; after them the schedule
+            // repeats its last delay for as long as it takes, which the line says.
+            if (rc.attempt as usize) <= n {
+                tracing::info!(
+                    target: "wirepool::reconnect",
+                    attempt = rc.attempt,
+                    delay_seconds = delay.as_secs_f64(),
+                    "Reconnection attempt {}/{n} (delay: {}s)",
+                    rc.attempt,
+                    fmt_secs(delay)
+                );
             } else {
-                rc.attempt.to_string()
-            };
-            tracing::info!(
-                target: "wirepool::reconnect",
-                attempt = rc.attempt,
-                delay_seconds = delay.as_secs_f64(),
-                "Reconnection attempt {progress} (delay: {}s)",
-                fmt_secs(delay)
-            );
-            rc.next_at = Some(Instant::now() + delay);
+                tracing::info!(
+                    target: "wirepool::reconnect",
+                    attempt = rc.attempt,
+                    delay_seconds = delay.as_secs_f64(),
+                    "Reconnection attempt {} (every {}s)",
+                    rc.attempt,
+                    fmt_secs(delay)
+                );
+            }
+            rc.next_at = Some(Instant::now().checked_add(delay).unwrap_or_else(far_future));
             s.reconnecting.store(true, Ordering::Release);
         }
         Some(at) if Instant::now() >= at => {
@@ -126,6 +136,11 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
     }
 }
 
+/// A point no schedule reaches (about 30 years ahead), for delays too long to add.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
 fn fmt_secs(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         d.as_secs().to_string()
@@ -137,7 +152,7 @@ fn fmt_secs(d: Duration) -> String {
 fn retire(s: &Arc<Shared>) {
     let now = s.now_ms();
     let mut surplus = s.core.gauges().open().saturating_sub(s.cfg.min_size);
-    let idle_limit = s.cfg.idle_timeout.map(|d| d.as_millis() as u64);
+    let idle_limit = s.cfg.idle_timeout.map(super::millis);
     let taken = s.core.take_idle(|p| {
         if p.expires_ms <= now {
             return true;
@@ -164,16 +179,23 @@ fn retire(s: &Arc<Shared>) {
 /// idle connection the server has closed or sent an error to: a database restart is
 /// noticed within a monitor tick, not when a caller meets a dead connection. The check of
 /// an idle connection's socket costs an atomic load unless something arrived.
+///
+/// Each validation measures the round trip shown as `latency_ms`; when none was measured
+/// for `keepalive_interval` (a busy pool's connections are never idle that long), one idle
+/// connection is validated anyway, so the figure is never older than that.
 fn keepalive(s: &Arc<Shared>) {
     let Some(interval) = s.cfg.keepalive_interval else {
         return;
     };
     let now = s.now_ms();
-    let limit = interval.as_millis().min(u128::from(u64::MAX)) as u64;
-    for mut p in s
-        .core
-        .take_idle(|p| !p.conn.check_idle() || now.saturating_sub(p.last_used_ms) >= limit)
-    {
+    let limit = super::millis(interval);
+    let mut want_sample = s.counters.latency_age().is_none_or(|age| age >= interval);
+    for mut p in s.core.take_idle(|p| {
+        if !p.conn.check_idle() || now.saturating_sub(p.last_used_ms) >= limit {
+            return true;
+        }
+        std::mem::take(&mut want_sample)
+    }) {
         if p.conn.is_broken() {
             s.discard(p, Holder::Pool, CloseReason::ServerClosed);
             continue;
@@ -195,6 +217,7 @@ fn keepalive(s: &Arc<Shared>) {
                 s.counters.record_error(
                     ErrorType::Validation,
                     "Connection validation failed: idle connection did not answer".into(),
+                    s.wall(p.last_used_ms),
                 );
                 s.discard(p, Holder::Pool, CloseReason::ValidationFailed);
             }

@@ -25,6 +25,8 @@ const VARS: &[&str] = &[
     "LOG_FORMAT",
     "WIREPOOL_BIND",
     "WIREPOOL_METRICS_BIND",
+    "WIREPOOL_MCP_ALLOWED_HOSTS",
+    "WIREPOOL_FAIL_FAST_START",
     "PGHOST",
     "PGPORT",
     "PGUSER",
