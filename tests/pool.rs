@@ -54,7 +54,7 @@ async fn build_opens_and_validates_min_size() {
     assert_eq!(h.status, HealthStatus::Healthy);
     let json = h.to_json();
     assert!(
-        json.starts_with(r#"{"status":"healthy","timestamp":""#),
+        json.starts_with(r#"{"status":"healthy","state":"HEALTHY","timestamp":""#),
         "{json}"
     );
     assert!(
