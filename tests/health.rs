@@ -1,0 +1,208 @@
+//! The health signal against a real server: a normally busy pool reads HEALTHY; after an
+//! outage the pool is HEALTHY again soon after the database returns (the guide's 30 s), with
+//! the connect error shown while it was down; a pool can start before its database.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{HealthStatus, LifecycleState, Pool, PoolConfig};
+
+use common::Logs;
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_busy_callers_on_min_2_max_10_stay_healthy() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .min_size(2)
+        .max_size(10)
+        .build()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while Instant::now() < deadline {
+                    let mut c = pool.acquire().await.unwrap();
+                    c.simple_query("SELECT pg_sleep(0.002)").await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let (mut samples, mut busy_samples) = (0, 0);
+    while Instant::now() < deadline {
+        let h = pool.health();
+        assert_eq!(
+            h.status,
+            HealthStatus::Healthy,
+            "two callers busy on a pool of ten: {}",
+            h.to_json()
+        );
+        assert!(h.ready);
+        samples += 1;
+        if h.active == 2 && h.idle == 0 {
+            busy_samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for w in workers {
+        assert!(w.await.unwrap() > 10);
+    }
+    assert!(samples > 100, "{samples}");
+    assert!(
+        busy_samples > 10,
+        "the samples caught both connections in use: {busy_samples} of {samples}"
+    );
+    assert_eq!(pool.state(), LifecycleState::Healthy);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_within_30_s_of_the_databases_return_with_the_cause_shown_meanwhile() {
+    let logs = Logs::capture();
+    let mut pg = cluster();
+    // The guide's schedule (1, 2, 4, 8, 16 s) and 60 s error window, as by default.
+    let mut cfg = PoolConfig::default();
+    cfg.acquire_timeout = Duration::from_secs(2);
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let stop = Instant::now() + Duration::from_secs(60);
+    let load: Vec<_> = (0..10)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                while Instant::now() < stop {
+                    if let Ok(mut c) = pool.acquire().await {
+                        let _ = c.simple_query("SELECT 1").await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+
+    // While the database is down: the connect error, not the acquire timeout, is the
+    // last error; the state says RECOVERING; no stale latency.
+    let t = Instant::now();
+    let mut seen_recovering = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        let v: Value = serde_json::from_str(&pool.health().to_json()).unwrap();
+        if v["state"] == "RECOVERING" {
+            seen_recovering = true;
+            assert_eq!(v["status"], "unhealthy", "{v}");
+            let err = v["database"]["last_error"].as_str().unwrap_or_default();
+            // The connect error (refused, or reset while the server went down), never the
+            // callers' acquisition timeouts.
+            assert!(err.starts_with("Database connection "), "{v}");
+            assert!(!err.contains("acquisition timeout"), "{v}");
+            if v["database"]["pool"]["total"] == 0 {
+                assert!(v["database"]["latency_ms"].is_null(), "{v}");
+                assert_eq!(v["database"]["status"], "disconnected", "{v}");
+                assert!(!pool.health().ready);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_recovering, "{}", logs.text());
+
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let back = Instant::now();
+    while pool.state() != LifecycleState::Healthy {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "not HEALTHY 30 s after the database returned: {}",
+            pool.health().to_json()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = back.elapsed();
+    let h = pool.health();
+    assert_eq!(h.status, HealthStatus::Healthy, "{}", h.to_json());
+    // Still within the 60 s error window of the outage's errors: they no longer count.
+    assert!(h.last_error.is_some(), "{}", h.to_json());
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    // The guide's log: recovered, then RECOVERING -> HEALTHY.
+    let text = logs.text();
+    let recovered = text
+        .find("Connection pool recovered: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let healthy = text
+        .find("Health status: RECOVERING -> HEALTHY")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(recovered < healthy, "{text}");
+    for l in load {
+        l.abort();
+    }
+    let s = pool.statistics();
+    assert!(s.recovered_at.is_some());
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_can_start_before_its_database() {
+    let mut pg = cluster();
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    let mut cfg = PoolConfig::default();
+    cfg.reconnect_delays = [100, 200].map(Duration::from_millis).to_vec();
+    cfg.acquire_timeout = Duration::from_millis(300);
+    let err = Pool::builder(pg.config(Role::Trust))
+        .config(cfg.clone())
+        .build()
+        .await
+        .expect_err("by default build() fails with the real error");
+    assert!(err.is_io(), "{err:?}");
+
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .start_without_database(true)
+        .build()
+        .await
+        .unwrap();
+    let h = pool.health();
+    assert_eq!(h.status, HealthStatus::Unhealthy);
+    assert!(!h.ready);
+    assert!(
+        h.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{}",
+        h.to_json()
+    );
+    let e = pool.acquire().await.unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let t = Instant::now();
+    while pool.state() != LifecycleState::Healthy {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            pool.health().to_json()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        c.simple_query("SELECT 1").await.unwrap()[0].get(0),
+        Some("1")
+    );
+    drop(c);
+    assert_eq!(pool.statistics().total_connections, 2);
+    pool.close().await;
+}

@@ -1,0 +1,435 @@
+//! The pool's less-travelled paths against a real server: retirement by idle timeout and
+//! lifetime, detach and discard, cancelled acquires, a reset that fails, the drain timeout,
+//! a cancelled close(), fail_fast, and the rule that only the reconnector opens connections
+//! while the database is unreachable.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use wirepool::observe::{CloseReason, ErrorType};
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{LifecycleState, Pool, PoolConfig};
+
+use common::proxy::{Mode, Proxy};
+use common::Logs;
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+fn fast() -> PoolConfig {
+    let mut c = PoolConfig::default();
+    c.monitor_interval = Duration::from_millis(20);
+    c.keepalive_interval = None;
+    c
+}
+
+/// Polls `f` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The server process ids of the pool's role that are connected now.
+fn backends(pg: &Cluster) -> Vec<i32> {
+    pg.psql("SELECT pid FROM pg_stat_activity WHERE usename = 'trust_user'")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_min_size_retire_after_idle_timeout() {
+    let pg = cluster();
+    let mut cfg = fast();
+    cfg.idle_timeout = Some(Duration::from_millis(300));
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .min_size(1)
+        .max_size(4)
+        .build()
+        .await
+        .unwrap();
+    let held: Vec<_> = futures_all(&pool, 4).await;
+    assert_eq!(pool.statistics().total_connections, 4);
+    drop(held);
+    let p = pool.clone();
+    eventually("surplus idle connections closed", move || {
+        p.statistics().closed(CloseReason::IdleTimeout) == 3
+    })
+    .await;
+    let s = pool.statistics();
+    assert_eq!(s.total_connections, 1, "min_size is kept: {s:?}");
+    assert_eq!(s.closed(CloseReason::MaxLifetime), 0);
+    let p = pool.clone();
+    eventually("the server sees one connection", move || {
+        let _ = &p;
+        backends(&pg).len() == 1
+    })
+    .await;
+    pool.close().await;
+}
+
+/// Holds `n` connections at once.
+async fn futures_all(pool: &Pool, n: usize) -> Vec<wirepool::PooledConnection> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.acquire().await.unwrap());
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_max_lifetime_are_replaced() {
+    let pg = cluster();
+    let mut cfg = fast();
+    cfg.max_lifetime = Some(Duration::from_millis(400));
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .min_size(2)
+        .max_size(4)
+        .build()
+        .await
+        .unwrap();
+    let first = backends(&pg);
+    assert_eq!(first.len(), 2);
+    // Idle ones retire in the monitor; one held past its lifetime retires on return.
+    let held = pool.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(held);
+    let p = pool.clone();
+    eventually("both first connections retired and replaced", move || {
+        let s = p.statistics();
+        s.closed(CloseReason::MaxLifetime) >= 2 && s.total_connections == 2
+    })
+    .await;
+    let p = pool.clone();
+    eventually("new backends", move || {
+        let _ = &p;
+        let now = backends(&pg);
+        now.len() == 2 && now.iter().all(|pid| !first.contains(pid))
+    })
+    .await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_and_discard_take_the_connection_out_of_the_pool() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(fast())
+        .min_size(1)
+        .max_size(2)
+        .build()
+        .await
+        .unwrap();
+    let g = pool.acquire().await.unwrap();
+    let detached_pid = g.process_id();
+    let mut conn = g.detach();
+    let s = pool.statistics();
+    assert_eq!(s.closed(CloseReason::Caller), 1, "{s:?}");
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    // The detached connection is the caller's now, and works on its own.
+    assert_eq!(
+        conn.simple_query("SELECT 2").await.unwrap()[0].get(0),
+        Some("2")
+    );
+    // The pool refills to min_size without it.
+    let p = pool.clone();
+    eventually("min_size refilled", move || {
+        p.statistics().total_connections == 1
+    })
+    .await;
+    let g = pool.acquire().await.unwrap();
+    assert_ne!(g.process_id(), detached_pid);
+    let discarded_pid = g.process_id();
+    g.discard();
+    assert_eq!(pool.statistics().closed(CloseReason::Caller), 2);
+    eventually("the discarded backend is gone", || {
+        !backends(&pg).contains(&discarded_pid)
+    })
+    .await;
+    assert!(
+        backends(&pg).contains(&detached_pid),
+        "the detached one lives on"
+    );
+    conn.close().await.unwrap();
+    let mut g = pool.acquire().await.unwrap();
+    assert_ne!(g.process_id(), discarded_pid);
+    g.simple_query("SELECT 1").await.unwrap();
+    drop(g);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_is_counted_and_passes_its_place_on() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(fast())
+        .min_size(1)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(|c| c.id()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The second waiter gives up (its future is dropped) while queued.
+    let r = tokio::time::timeout(Duration::from_millis(50), pool.acquire()).await;
+    assert!(r.is_err(), "the only connection is held");
+    let third = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(|c| c.id()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(pool.statistics().waiting_requests, 2);
+    let id = held.id();
+    drop(held);
+    assert_eq!(first.await.unwrap().unwrap(), id);
+    assert_eq!(third.await.unwrap().unwrap(), id, "nobody kept the place");
+    let s = pool.statistics();
+    assert_eq!(s.acquires_cancelled, 1, "{s:?}");
+    assert_eq!(s.waiting_requests, 0);
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    assert_eq!(s.total_acquisitions, 3);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_that_cannot_finish_discards_the_connection() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let cfg = pg
+        .config(Role::Trust)
+        .with_port(proxy.port())
+        .with_connect_timeout(Some(Duration::from_secs(1)));
+    let pool = Pool::builder(cfg)
+        .config(fast())
+        .min_size(1)
+        .max_size(2)
+        .build()
+        .await
+        .unwrap();
+    let mut g = pool.acquire().await.unwrap();
+    g.simple_query("BEGIN").await.unwrap();
+    let id = g.id();
+    // The ROLLBACK on return never gets an answer.
+    proxy.set(Mode::Stall);
+    drop(g);
+    let p = pool.clone();
+    eventually("the reset gave up", move || {
+        p.statistics().closed(CloseReason::ResetFailed) == 1
+    })
+    .await;
+    proxy.set(Mode::Pass);
+    let mut g = pool.acquire().await.unwrap();
+    assert_ne!(g.id(), id, "the dirty connection is never handed out");
+    assert_eq!(
+        g.transaction_status(),
+        wirepool::TransactionStatus::Idle,
+        "a clean one instead"
+    );
+    g.simple_query("SELECT 1").await.unwrap();
+    drop(g);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_gives_up_on_held_connections_after_the_drain_timeout() {
+    let logs = Logs::capture();
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(fast())
+        .drain_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .expect("close() ends after the drain timeout, though a connection is out");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(pool.state(), LifecycleState::Terminated);
+    assert!(
+        logs.text()
+            .contains("1 connections still in use after the drain timeout"),
+        "{}",
+        logs.text()
+    );
+    let pid = held.process_id();
+    drop(held);
+    eventually("closed when it came back", || !backends(&pg).contains(&pid)).await;
+    assert_eq!(pool.statistics().closed(CloseReason::Shutdown), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_close_still_terminates_and_a_second_close_returns() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(fast())
+        .drain_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    // The first close() is abandoned while it waits for the held connection.
+    let r = tokio::time::timeout(Duration::from_millis(100), pool.close()).await;
+    assert!(r.is_err());
+    assert_eq!(pool.state(), LifecycleState::ShuttingDown);
+    assert!(pool.acquire().await.unwrap_err().is_pool_closed());
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .expect("the second close() returns once the drain is done");
+    assert_eq!(pool.state(), LifecycleState::Terminated);
+    // And again, at once.
+    tokio::time::timeout(Duration::from_secs(1), pool.close())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_too_long_to_add_mean_never() {
+    let pg = cluster();
+    let mut cfg = fast();
+    cfg.max_lifetime = Some(Duration::MAX);
+    cfg.idle_timeout = Some(Duration::MAX);
+    cfg.keepalive_interval = Some(Duration::MAX);
+    cfg.acquire_timeout = Duration::MAX;
+    cfg.drain_timeout = Duration::MAX;
+    cfg.reconnect_delays = vec![Duration::MAX];
+    cfg.leak_detection_timeout = Duration::MAX;
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let mut g = pool.acquire().await.unwrap();
+    g.simple_query("SELECT 1").await.unwrap();
+    drop(g);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = pool.statistics();
+    assert_eq!(s.total_connections, 2, "nothing retired: {s:?}");
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_returns_the_connect_error_at_once() {
+    let mut pg = cluster();
+    let mut cfg = fast();
+    cfg.fail_fast = true;
+    cfg.acquire_timeout = Duration::from_secs(30);
+    cfg.min_size = 1;
+    cfg.max_size = 1;
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    // The first caller finds the dead connection, and a connect fails.
+    let p = pool.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async move {
+        if let Ok(mut c) = p.acquire().await {
+            let _ = c.simple_query("SELECT 1").await;
+        }
+    })
+    .await;
+    let p = pool.clone();
+    eventually("the pool knows the database is unreachable", move || {
+        p.statistics().connect_failures > 0
+    })
+    .await;
+    let t = Instant::now();
+    let e = pool.acquire().await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "not the 30 s acquire timeout"
+    );
+    assert!(!e.is_timeout(), "{e:?}");
+    assert!(e.is_io(), "the connect error itself: {e:?}");
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_unreachable_only_the_reconnector_connects() {
+    let mut pg = cluster();
+    let mut cfg = fast();
+    cfg.min_size = 1;
+    cfg.max_size = 10;
+    cfg.acquire_timeout = Duration::from_millis(200);
+    cfg.reconnect_delays = [200, 400].map(Duration::from_millis).to_vec();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    let p = pool.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async move {
+        let _ = p.acquire().await;
+    })
+    .await;
+    let p = pool.clone();
+    eventually("the outage is noticed", move || {
+        p.statistics().connect_failures > 0
+    })
+    .await;
+    let before = pool.statistics();
+    // 50 callers keep asking for 3 s: none of them may open a connection of its own.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let e = pool.acquire().await.unwrap_err();
+                    assert!(e.is_timeout(), "{e:?}");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut asked = 0;
+    for c in callers {
+        asked += c.await.unwrap();
+    }
+    let after = pool.statistics();
+    let connects = after.errors_of(ErrorType::Connect) - before.errors_of(ErrorType::Connect);
+    let attempts = after.reconnect_attempts - before.reconnect_attempts;
+    assert!(asked >= 300, "{asked} acquires");
+    assert!(
+        (1..=attempts + 1).contains(&connects),
+        "{connects} connect attempts for {attempts} scheduled ones and {asked} acquires"
+    );
+    assert_eq!(
+        after.errors_of(ErrorType::AcquireTimeout) - before.errors_of(ErrorType::AcquireTimeout),
+        asked as u64
+    );
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    // The reconnector alone brings it back.
+    let t = Instant::now();
+    loop {
+        if let Ok(mut g) = pool.acquire().await {
+            if g.simple_query("SELECT 1").await.is_ok() {
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "did not recover");
+    }
+    pool.close().await;
+}
