@@ -178,3 +178,104 @@ fn close_racing_acquire_and_release_loses_nothing() {
         assert_eq!((g.idle, g.active, g.waiting), (0, 0, 0));
     });
 }
+
+#[test]
+fn discard_hands_its_capacity_to_a_waiter() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = check_out_idle(&core);
+        let c2 = core.clone();
+        let waiter = thread::spawn(move || {
+            let c = match c2.try_acquire() {
+                TryAcquire::Queued { waiter, open } => {
+                    // Queued after the discard: the capacity is free, so this caller has
+                    // the replacement opened itself.
+                    if let Some(p) = open {
+                        assert!(p.complete(7).is_none());
+                    }
+                    block_on(waiter).expect("not closed")
+                }
+                other => unreachable!("nothing is idle: {other:?}"),
+            };
+            assert_eq!(c, 7, "served by the replacement");
+            assert!(c2.release(c, Holder::Caller).is_none());
+        });
+        drop(held); // the caller found it broken
+                    // Queued before the discard: the capacity comes back as a permit for the waiter.
+        if let Some(permit) = core.discard(Holder::Caller) {
+            assert!(permit.complete(7).is_none());
+        }
+        waiter.join().unwrap();
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active, g.opening), (1, 1, 0, 0));
+    });
+}
+
+#[test]
+fn an_open_completing_while_the_core_closes_is_handed_back_once() {
+    model(|| {
+        let core: Core<usize> = Core::new(2);
+        let permit = core.want_open(1).expect("capacity");
+        let c2 = core.clone();
+        let opener = thread::spawn(move || permit.complete(5));
+        let idle = core.close();
+        let returned = opener.join().unwrap();
+        // The new connection is either in the idle list close() drained, or handed back
+        // to the opener to close: exactly one.
+        match (idle.as_slice(), returned) {
+            ([5], None) | ([], Some(5)) => {}
+            other => panic!("{other:?}"),
+        }
+        let g = c2.gauges();
+        assert_eq!((g.size, g.opening, g.idle), (0, 0, 0));
+        assert!(c2.want_open(1).is_none(), "no permits once closed");
+    });
+}
+
+#[test]
+fn maintenance_racing_a_caller_loses_nothing() {
+    model(|| {
+        let core = core_with(2, 2);
+        let c2 = core.clone();
+        let maintenance = thread::spawn(move || {
+            for c in c2.take_idle(|_| true) {
+                assert!(c2.release(c, Holder::Pool).is_none());
+            }
+        });
+        let c = acquire(&core).expect("not closed");
+        assert!(core.release(c, Holder::Caller).is_none());
+        maintenance.join().unwrap();
+        let g = core.gauges();
+        assert_eq!(
+            (g.size, g.idle, g.active, g.maintenance, g.waiting),
+            (2, 2, 0, 0, 0)
+        );
+    });
+}
+
+#[test]
+fn three_threads_on_two_connections() {
+    model(|| {
+        let core = core_with(2, 2);
+        let a = check_out_idle(&core);
+        let b = check_out_idle(&core);
+        let served = Arc::new(AtomicUsize::new(0));
+        let mut ts = Vec::new();
+        for _ in 0..2 {
+            let (core, served) = (core.clone(), served.clone());
+            ts.push(thread::spawn(move || {
+                let c = acquire(&core).expect("not closed");
+                served.fetch_add(1, Ordering::SeqCst);
+                assert!(core.release(c, Holder::Caller).is_none());
+            }));
+        }
+        assert!(core.release(a, Holder::Caller).is_none());
+        assert!(core.release(b, Holder::Caller).is_none());
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active, g.waiting), (2, 2, 0, 0));
+    });
+}
