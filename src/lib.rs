@@ -54,13 +54,40 @@
 //!   `total_connections` also counts those the pool holds briefly for reset or validation.
 //!   An acquisition served from the idle list is counted in the lowest histogram bucket
 //!   without reading a clock (it takes a lock and a pop); only waits are timed.
-//! - **Health**: the guide's rules, in [`observe::classify`]. "Peak wait > 100 ms" and
-//!   "errors in the last 60 s" both use the same 60 s window, so one slow acquisition does
-//!   not mark the pool degraded forever. While the monitor runs the reconnection schedule,
-//!   an unhealthy pool is RECOVERING. `latency_ms` in the health JSON is the round trip of
-//!   the pool's last validation query (no query is sent to answer a health check).
+//! - **Health**: the guide's rules, in [`observe::classify`], with one reading made
+//!   explicit: "idle connections as a share of the total" is taken as the *headroom*, the
+//!   share of `max_size` a new caller can have without waiting,
+//!   `(idle + max_size - open - opening) / max_size` (see [`observe::headroom`]). At
+//!   `max_size` the two agree; below it, two busy connections out of two open on a pool of
+//!   ten are not a "severe capacity shortage". The literal share is exported too
+//!   (`idle_ratio`). "Peak wait > 100 ms" and "errors in the last 60 s" both use the same
+//!   60 s window. After an outage the pool is RECOVERING until the reconnector has restored
+//!   `min_size` validated connections; from then on, errors and slow acquisitions whose
+//!   operation began before the recovery no longer hold it DEGRADED, so it is HEALTHY
+//!   within seconds of the database's return. [`HealthReport::ready`] is false only when
+//!   no caller can be served now (nothing open and the database unreachable, or shutting
+//!   down): an HTTP health endpoint answers 503 then, and only then, so a saturated pool
+//!   (status `unhealthy`) is not pulled from its load balancer. `latency_ms` is the round
+//!   trip of the latest validation or keepalive (at least one every `keepalive_interval`),
+//!   `null` while no connection is open; while the database is unreachable `last_error` is
+//!   the connect error, not the callers' timeouts.
+//! - **Dead idle connections**: every checkout checks that the server has not written to
+//!   or closed the idle connection (a FATAL from `pg_terminate_backend`,
+//!   `idle_session_timeout`, a restart): one atomic load when nothing arrived, about 7 ns.
+//!   A dead one is discarded (`server_closed`) and the caller gets the next one, without
+//!   an error.
+//! - **Writes**: a query whose future is dropped while its request is being written keeps
+//!   the unsent rest, which goes out before anything else: the server never sees half a
+//!   message followed by another. A query over the protocol's 1 GiB message limit is
+//!   refused before anything is written.
+//! - **Encoding**: connections speak UTF-8; a `SET client_encoding` to anything else ends
+//!   that query with an error and closes the connection rather than corrupt text.
+//! - **TCP**: keepalives on by default with the system's timings, as in libpq; the
+//!   `keepalives*` and `tcp_user_timeout` parameters set them.
 //! - **Build**: `build()` fails with the real error (wrong password, database down) if the
-//!   first `min_size` connections cannot be opened.
+//!   first `min_size` connections cannot be opened, unless
+//!   [`PoolConfig::start_without_database`] is set: then the pool starts UNHEALTHY and
+//!   reconnects on its schedule (what `wirepool serve` does).
 //! - **Reconnection**: while the database is unreachable only the monitor opens
 //!   connections, on the schedule 1, 2, 4, 8, 16 s, then every 16 s; callers that time out
 //!   get an error whose source is the last connect error. Refusals that pass by themselves
@@ -77,13 +104,17 @@
 //!   at about 2 ns on the acquire+release path. A report comes no earlier than the timeout
 //!   and at most one wheel tick (a sixteenth of the timeout, 10-100 ms) later.
 //! - **Command timeout**: [`PooledConnection::query`] cancels a query past the timeout with
-//!   a CancelRequest; if the server does not end it within 5 s the connection is discarded.
-//!   The caller gets a command-timeout error either way. [`Connection::simple_query`] on the
-//!   guard's `Deref` is not bounded.
+//!   a CancelRequest (after sending whatever of the request was still unsent); if the
+//!   server does not end it within 5 s the connection is discarded. The caller gets a
+//!   command-timeout error either way. [`Connection::simple_query`] on the guard's `Deref`
+//!   is not bounded.
+//! - **Close**: [`Pool::close`] is idempotent and cancel-safe (the drain runs in a pool
+//!   task); durations too long to add to a clock (`Duration::MAX`) mean "never".
 //! - **TLS** is not supported: `sslmode=require` and stricter are refused, not downgraded.
 //! - **Dependencies**: besides tokio, postgres-protocol, bytes, crossbeam, parking_lot and
 //!   tracing, the library uses `fallible-iterator`, the trait postgres-protocol's message
-//!   iterators implement (needed to read them).
+//!   iterators implement (needed to read them), and `socket2` (already under tokio) for the
+//!   TCP keepalive and user-timeout options.
 //!
 //! # Feature flags
 //!
