@@ -9,9 +9,8 @@ use tokio::time::Instant;
 use wirepool::{ConnectConfig, Pool, PoolConfig};
 
 /// A pool whose every connect fails at once (a socket directory that does not exist: no
-/// I/O to wait for, so only the schedule moves time), with the first failure already met.
-/// Returns the pool and the time of that first failure.
-async fn failing_pool(jitter: bool) -> (Pool, Instant) {
+/// I/O to wait for, so only the schedule moves time).
+async fn failing_pool(jitter: bool) -> Pool {
     let dir = std::env::temp_dir().join(format!("wirepool-absent-{}", std::process::id()));
     let connect: ConnectConfig = "postgres://app@localhost/app".parse().unwrap();
     let mut cfg = PoolConfig::default();
@@ -24,15 +23,18 @@ async fn failing_pool(jitter: bool) -> (Pool, Instant) {
         .await
         .unwrap();
     assert_eq!(pool.config().reconnect_delays.len(), 5);
-    let start = Instant::now();
-    // The first failed connect starts the schedule.
+    pool
+}
+
+/// A caller's acquire: its connect fails at once and starts the schedule; it times out
+/// with that connect error as the cause.
+async fn first_failure(pool: Pool) {
     let err = pool.acquire().await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     let source = std::error::Error::source(&err)
         .and_then(|s| s.downcast_ref::<wirepool::Error>())
         .expect("the connect error");
     assert!(source.is_io(), "{source:?}");
-    (pool, start)
 }
 
 /// The guide's steps, then the last one repeating.
@@ -41,7 +43,9 @@ const STEPS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0];
 #[tokio::test(start_paused = true)]
 async fn the_guides_schedule_on_the_real_monitor() {
     tokio::time::timeout(Duration::from_secs(600), async {
-        let (pool, start) = failing_pool(false).await;
+        let pool = failing_pool(false).await;
+        let start = Instant::now();
+        first_failure(pool.clone()).await;
         // Attempt k runs at the sum of the first k delays after the first failure.
         let mut at = 0.0;
         for (k, delay) in STEPS.into_iter().enumerate() {
@@ -72,7 +76,11 @@ async fn the_guides_schedule_on_the_real_monitor() {
 #[tokio::test(start_paused = true)]
 async fn with_jitter_each_delay_is_between_half_and_all_of_its_step() {
     tokio::time::timeout(Duration::from_secs(600), async {
-        let (pool, start) = failing_pool(true).await;
+        let pool = failing_pool(true).await;
+        let start = Instant::now();
+        // The caller waits out its timeout while the attempts are watched: with jitter,
+        // the first may come before that.
+        let caller = tokio::spawn(first_failure(pool.clone()));
         // When each attempt happens, read every 10 ms of (paused) time.
         let mut times = Vec::new();
         let mut seen = 0;
@@ -100,6 +108,7 @@ async fn with_jitter_each_delay_is_between_half_and_all_of_its_step() {
             prev = *t;
         }
         assert!(below_nominal > 0, "no delay was shortened: {times:?}");
+        caller.await.unwrap();
         pool.close().await;
     })
     .await
