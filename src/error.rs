@@ -1,9 +1,11 @@
 //! The crate's one error type, and the server's own errors as [`DbError`].
 //!
 //! [`Error`] is opaque: what went wrong is asked through predicates (`is_io()`, `is_db()`,
-//! `is_timeout()`, ...) and [`Error::kind`]. `Display` prints this level only, short and
-//! lowercase; the cause (an `io::Error`, a [`DbError`], the last connect error behind a pool
-//! timeout) is reached through `source()`, so error reporters do not repeat themselves.
+//! `is_timeout()`, ...) and [`Error::kind`]. `Display` prints this level only; the cause (an
+//! `io::Error`, the last connect error behind a pool timeout) is reached through
+//! `source()`, so error reporters do not repeat themselves. A server error prints the
+//! server's words in full, `ERROR 42P01: relation "x" does not exist`, since that is what
+//! `{}` is used for; its fields are in [`Error::as_db_error`].
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -61,6 +63,11 @@ pub enum ErrorKind {
     Encoding,
     /// The server asks for a password and none is configured.
     MissingPassword,
+    /// A value could not be converted between Rust and PostgreSQL: a parameter of the
+    /// wrong type, a column read as a type it cannot be, a NULL read as a non-`Option`.
+    Conversion,
+    /// `query_one` found no row or several, `query_opt` several.
+    RowCount,
 }
 
 /// The phase of `acquire()` in which the acquire timeout ran out.
@@ -182,6 +189,20 @@ impl Error {
         Error::new(ErrorKind::Encoding).with_detail(detail)
     }
 
+    pub(crate) fn conversion(detail: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Conversion)
+            .with_detail(detail)
+            .with_source(source)
+    }
+
+    pub(crate) fn conversion_msg(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Conversion).with_detail(detail)
+    }
+
+    pub(crate) fn row_count(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::RowCount).with_detail(detail)
+    }
+
     pub(crate) fn missing_password(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::MissingPassword).with_detail(detail)
     }
@@ -266,12 +287,13 @@ impl Error {
 
     /// The server's error, when this is (or was caused by) an ErrorResponse.
     pub fn as_db_error(&self) -> Option<&DbError> {
-        let mut cur: Option<&(dyn StdError + 'static)> = Some(self);
+        let mut cur = Some(self);
         while let Some(e) = cur {
-            if let Some(db) = e.downcast_ref::<DbError>() {
+            let source = e.0.source.as_deref();
+            if let Some(db) = source.and_then(|s| s.downcast_ref::<DbError>()) {
                 return Some(db);
             }
-            cur = e.source();
+            cur = source.and_then(|s| s.downcast_ref::<Error>());
         }
         None
     }
@@ -319,7 +341,11 @@ impl fmt::Display for Error {
             ErrorKind::Config => f.write_str("invalid configuration")?,
             ErrorKind::Io => f.write_str("i/o error")?,
             ErrorKind::ConnectTimeout => f.write_str("timed out connecting to the database")?,
-            ErrorKind::Db => f.write_str("database error")?,
+            // The server's own words: `ERROR 42P01: relation "x" does not exist`.
+            ErrorKind::Db => match self.as_db_error() {
+                Some(db) => write!(f, "{db}")?,
+                None => f.write_str("database error")?,
+            },
             ErrorKind::Protocol => f.write_str("protocol error")?,
             ErrorKind::Authentication => f.write_str("authentication failed")?,
             ErrorKind::Closed => f.write_str("connection closed")?,
@@ -332,6 +358,8 @@ impl fmt::Display for Error {
             ErrorKind::InvalidInput => f.write_str("invalid input")?,
             ErrorKind::Encoding => f.write_str("unsupported client encoding")?,
             ErrorKind::MissingPassword => f.write_str("no password configured")?,
+            ErrorKind::Conversion => f.write_str("type conversion failed")?,
+            ErrorKind::RowCount => f.write_str("unexpected number of rows")?,
         }
         if let Some(phase) = self.0.phase {
             write!(f, " {phase}")?;
@@ -348,6 +376,11 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        // A server error prints itself in full (see Display); it is reached through
+        // `as_db_error`, not repeated as a cause.
+        if self.0.kind == ErrorKind::Db {
+            return None;
+        }
         self.0
             .source
             .as_deref()

@@ -142,8 +142,9 @@ mod sync;
 pub mod throwaway;
 
 pub use config::ConnectConfig;
-pub use conn::{CancelToken, Connection};
+pub use conn::{CancelToken, Connection, Statement, ToStatement, Transaction};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection};
-pub use protocol::{Row, TransactionStatus};
+pub use postgres_types::{FromSql, ToSql, Type};
+pub use protocol::{Column, Row, RowIndex, SimpleRow, TransactionStatus};

@@ -102,7 +102,7 @@ async fn the_pools_command_timeout_never_leaves_a_half_sent_query() {
     let mut timed_out = 0;
     for _ in 0..15 {
         let mut c = pool.acquire().await.unwrap();
-        match c.query(&sql).await {
+        match c.simple_query(&sql).await {
             Err(e) if e.kind() == ErrorKind::CommandTimeout => timed_out += 1,
             Err(e) => panic!("{e:?}"),
             Ok(_) => {}

@@ -38,7 +38,7 @@ async fn until_serving(pool: &Pool, sql: &str, limit: Duration, what: &str) {
     let t = Instant::now();
     loop {
         if let Ok(mut c) = pool.acquire().await {
-            if c.query(sql).await.is_ok() {
+            if c.simple_query(sql).await.is_ok() {
                 return;
             }
         }
@@ -68,7 +68,7 @@ async fn stalled_server_command_timeout_cancels_and_discards() {
     let stalled_id = c.id();
     proxy.set(Mode::Stall);
     let t = Instant::now();
-    let err = c.query("SELECT 1").await.unwrap_err();
+    let err = c.simple_query("SELECT 1").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommandTimeout, "{err:?}");
     // The timeout, then the cancel's grace period (the cancel is stalled too), no more.
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
@@ -84,7 +84,7 @@ async fn stalled_server_command_timeout_cancels_and_discards() {
     for _ in 0..10 {
         let mut c = pool.acquire().await.unwrap();
         assert_ne!(c.id(), stalled_id);
-        c.query("SELECT 1").await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
     }
     let s = pool.statistics();
     assert_eq!(s.total_acquisitions, s.total_releases);
@@ -103,11 +103,11 @@ async fn slow_network_command_timeout_cancels_and_keeps_the_connection() {
     // Each hop waits 150 ms: a query needs more than the 200 ms timeout, the cancel still
     // gets through and the answer is drained within the grace period.
     proxy.set(Mode::Delay(Duration::from_millis(150)));
-    let err = c.query("SELECT pg_sleep(1)").await.unwrap_err();
+    let err = c.simple_query("SELECT pg_sleep(1)").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommandTimeout, "{err:?}");
     assert!(!c.is_broken());
     proxy.set(Mode::Pass);
-    let rows = c.query("SELECT 2").await.unwrap();
+    let rows = c.simple_query("SELECT 2").await.unwrap();
     assert_eq!(
         rows[0].get(0),
         Some("2"),
@@ -138,7 +138,7 @@ async fn reset_idle_connections_are_found_at_checkout() {
     // caller meets one.
     for _ in 0..20 {
         let mut c = pool.acquire().await.unwrap();
-        c.query("SELECT 1")
+        c.simple_query("SELECT 1")
             .await
             .expect("no caller meets a connection reset while idle");
     }
@@ -165,7 +165,7 @@ async fn connections_reset_while_checked_out_fail_once_and_never_come_back() {
     // Each fails with a typed error once, is discarded, and never comes back.
     let mut failed = HashSet::new();
     for mut c in held {
-        let e = c.query("SELECT 1").await.unwrap_err();
+        let e = c.simple_query("SELECT 1").await.unwrap_err();
         assert!(e.is_io() || e.is_closed(), "{e:?}");
         assert!(c.is_broken());
         failed.insert(c.id());
@@ -177,7 +177,7 @@ async fn connections_reset_while_checked_out_fail_once_and_never_come_back() {
             "conn_{} handed out again",
             c.id()
         );
-        c.query("SELECT 1").await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
     }
     let s = pool.statistics();
     assert_eq!(s.closed(CloseReason::Broken), 4, "{s:?}");
@@ -203,7 +203,7 @@ async fn keepalive_finds_reset_connections_before_a_caller_does() {
     );
     for _ in 0..20 {
         let mut c = pool.acquire().await.unwrap();
-        c.query("SELECT 1")
+        c.simple_query("SELECT 1")
             .await
             .expect("no caller meets a dead connection");
     }
@@ -233,7 +233,7 @@ async fn a_server_closing_part_way_gives_typed_errors_and_the_pool_recovers() {
     let mut c = pool.acquire().await.unwrap();
     proxy.set(Mode::CloseAfter(1000));
     let err = c
-        .query("SELECT repeat('x', 100) FROM generate_series(1, 1000)")
+        .simple_query("SELECT repeat('x', 100) FROM generate_series(1, 1000)")
         .await
         .unwrap_err();
     assert!(err.is_io() || err.is_closed(), "{err:?}");
@@ -268,7 +268,7 @@ async fn new_connections_reset_during_an_outage_then_recover() {
     while t.elapsed() < Duration::from_secs(2) {
         match pool.acquire().await {
             Ok(mut c) => {
-                let _ = c.query("SELECT 1").await;
+                let _ = c.simple_query("SELECT 1").await;
             }
             Err(e) => {
                 assert!(e.is_timeout(), "{e:?}");
@@ -313,7 +313,7 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
     while t.elapsed() < Duration::from_secs(3) {
         match pool.acquire().await {
             Ok(mut c) => {
-                let _ = c.query("SELECT 1").await;
+                let _ = c.simple_query("SELECT 1").await;
             }
             Err(e) => {
                 assert!(e.is_timeout(), "{e:?}");

@@ -305,10 +305,13 @@ async fn command_timeout_cancels_the_query() {
         .await
         .unwrap();
     let mut c = pool.acquire().await.unwrap();
-    let err = c.query("SELECT pg_sleep(30)").await.unwrap_err();
+    let err = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommandTimeout, "{err:?}");
     assert!(!c.is_broken());
-    assert_eq!(c.query("SELECT 3").await.unwrap()[0].get(0), Some("3"));
+    assert_eq!(
+        c.simple_query("SELECT 3").await.unwrap()[0].get(0),
+        Some("3")
+    );
     drop(c);
     assert_eq!(
         pool.statistics()

@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use wirepool::protocol::{BackendMessage, FieldDescription, FrameDecoder, TransactionStatus};
+use wirepool::protocol::{
+    BackendMessage, DataRowBody, FieldDescription, FrameDecoder, TransactionStatus,
+};
 use wirepool::DbError;
 
 fn text() -> impl Strategy<Value = String> {
@@ -63,7 +65,8 @@ fn message() -> impl Strategy<Value = BackendMessage> {
         }),
         status.prop_map(BackendMessage::ReadyForQuery),
         prop::collection::vec(field, 0..5).prop_map(BackendMessage::RowDescription),
-        prop::collection::vec(prop::option::of(bytes_(64)), 0..6).prop_map(BackendMessage::DataRow),
+        prop::collection::vec(prop::option::of(bytes_(64)), 0..6)
+            .prop_map(|v| BackendMessage::DataRow(DataRowBody::from_values(v))),
         text().prop_map(BackendMessage::CommandComplete),
         Just(BackendMessage::EmptyQueryResponse),
         db().prop_map(BackendMessage::ErrorResponse),

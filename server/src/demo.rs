@@ -279,7 +279,7 @@ async fn worker(
         let r = tokio::select! {
             r = async {
                 let mut c = pool.acquire().await?;
-                c.query(sql).await
+                c.simple_query(sql).await
             } => r,
             _ = stop.cancelled() => return,
         };

@@ -1,23 +1,40 @@
-//! One PostgreSQL connection over TCP or a Unix socket.
+//! One PostgreSQL connection over TCP or a Unix socket: the simple query protocol
+//! (`simple.rs`), the extended protocol with typed values and a statement cache
+//! (`query.rs`, `cache.rs`), transactions (`transaction.rs`).
 
+mod cache;
 mod cancel;
+mod query;
+mod simple;
 mod stream;
+mod transaction;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
+pub use cache::CacheStats;
 pub use cancel::CancelToken;
+pub use query::{Statement, ToStatement};
 use stream::Stream;
+pub use transaction::Transaction;
 
 use crate::config::{ConnectConfig, Host};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::{
-    AuthMethod, BackendMessage, FrameDecoder, QueryEvent, ResultSet, Row, SimpleQuery, Startup,
-    StartupParams, StartupStatus, TransactionStatus,
+    AuthMethod, BackendMessage, FrameDecoder, Startup, StartupParams, StartupStatus,
+    TransactionStatus,
 };
+
+/// How long a query cut off by the command timeout gets to end after its CancelRequest
+/// before the connection is given up as broken.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Called when a query runs past the command timeout (the pool counts these).
+pub(crate) type TimeoutHook = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// How much to read at a time when the frame in progress does not say more.
 const READ_CHUNK: usize = 8 * 1024;
@@ -28,18 +45,28 @@ const IDLE_INPUT_LIMIT: usize = 64 * 1024;
 /// An open, authenticated session with the server.
 ///
 /// A `Connection` is used by one task at a time (`&mut self`). Its futures are cancel-safe
-/// in this sense: if a `simple_query` future is dropped before the answer is complete, the
-/// connection remembers it ([`Connection::is_busy`]) and reads the rest of the answer before
-/// the next query; [`Connection::cancel_token`] can be used to cut a long query short.
-#[derive(Debug)]
+/// in this sense: if a query's future is dropped before its answer is complete, the
+/// connection remembers it ([`Connection::is_busy`]): the rest of its request is sent (never
+/// resent), its answer is read to the end before the next query, and a query left half-way
+/// through the extended protocol is closed with a Sync. [`Connection::cancel_token`] can be
+/// used to cut a long query short; [`Connection::set_command_timeout`] does it for every
+/// query.
 pub struct Connection {
     stream: Stream,
     read_buf: BytesMut,
     write_buf: BytesMut,
     decoder: FrameDecoder,
     transaction_status: TransactionStatus,
-    busy: bool,
+    /// ReadyForQuery messages the server still owes (one per Query or Sync sent).
+    pending: u32,
+    /// A first extended exchange (ending in Flush) was sent; a Sync must follow.
+    owes_sync: bool,
+    /// A caller's query is under way (a queued ROLLBACK is not): a reset cancels it.
+    in_flight: bool,
     broken: bool,
+    command_timeout: Option<Duration>,
+    on_timeout: Option<TimeoutHook>,
+    statements: cache::StatementCache,
     /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
     /// answer ends in an error and the connection is broken.
     foreign_encoding: Option<String>,
@@ -99,8 +126,13 @@ impl Connection {
             write_buf,
             decoder: FrameDecoder::new(cfg.max_message_size()),
             transaction_status: TransactionStatus::Idle,
-            busy: false,
+            pending: 0,
+            owes_sync: false,
+            in_flight: false,
             broken: false,
+            command_timeout: None,
+            on_timeout: None,
+            statements: cache::StatementCache::new(cache::DEFAULT_CAPACITY),
             foreign_encoding: None,
             auth_method: AuthMethod::Trust,
             parameters: HashMap::new(),
@@ -174,73 +206,9 @@ impl Connection {
         }
     }
 
-    /// Runs `sql` with the simple query protocol and returns the rows of all its statements.
-    ///
-    /// # Errors
-    ///
-    /// The server's error ([`DbError`]; the rest of a multi-statement string is not run and
-    /// the connection stays usable), `CopyUnsupported` for COPY (the connection stays
-    /// usable), or an I/O, closed or protocol error (the connection is then broken).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future mid-way leaves the answer unread; the next call reads it first.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>> {
-        let sets = self.simple_query_sets(sql).await?;
-        Ok(sets.into_iter().flat_map(ResultSet::into_rows).collect())
-    }
-
-    /// Like [`Connection::simple_query`], with one [`ResultSet`] per statement, command tags
-    /// included.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Connection::simple_query`].
-    pub async fn simple_query_sets(&mut self, sql: &str) -> Result<Vec<ResultSet>> {
-        self.finish_pending().await?;
-        let mut query = SimpleQuery::start(sql, &mut self.write_buf)?;
-        self.busy = true;
-        self.flush().await?;
-        loop {
-            let msg = match self.read_message().await {
-                Ok(m) => m,
-                Err(e) => {
-                    // A FATAL error is followed by the server closing the socket: report the
-                    // server's reason rather than the end of the stream.
-                    if let Some(db) = query.server_error().filter(|d| d.is_fatal()) {
-                        return Err(Error::db(db.clone()));
-                    }
-                    return Err(e);
-                }
-            };
-            if let BackendMessage::ErrorResponse(e) = &msg {
-                if e.is_fatal() {
-                    self.broken = true;
-                }
-            }
-            match query.handle(msg, &mut self.write_buf) {
-                Ok(QueryEvent::Continue) => {
-                    if !self.write_buf.is_empty() {
-                        self.flush().await?;
-                    }
-                }
-                Ok(QueryEvent::Notice(n)) => log_notice(&n),
-                Ok(QueryEvent::Done(status)) => {
-                    self.transaction_status = status;
-                    self.busy = false;
-                    self.check_encoding()?;
-                    return query.finish();
-                }
-                Err(e) => {
-                    self.broken = true;
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// Reads and discards the rest of an answer left unread by a dropped query future, up
-    /// to its ReadyForQuery. Does nothing if no answer is pending.
+    /// Finishes what a dropped query future left: sends the rest of its request, a Sync if
+    /// it stopped between the two exchanges of the extended protocol, and reads its answer
+    /// up to the last ReadyForQuery. Does nothing if nothing is pending.
     ///
     /// # Errors
     ///
@@ -249,8 +217,13 @@ impl Connection {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
         }
-        while self.busy {
-            // The Query may not have been fully written when its future was dropped; the
+        while self.is_busy() {
+            if self.owes_sync {
+                crate::protocol::extended::write_sync(&mut self.write_buf);
+                self.owes_sync = false;
+                self.pending += 1;
+            }
+            // The request may not have been fully written when its future was dropped; the
             // buffer still holds the rest then.
             if !self.write_buf.is_empty() {
                 self.flush().await?;
@@ -258,7 +231,7 @@ impl Connection {
             match self.read_message().await? {
                 BackendMessage::ReadyForQuery(status) => {
                     self.transaction_status = status;
-                    self.busy = false;
+                    self.pending = self.pending.saturating_sub(1);
                     self.check_encoding()?;
                 }
                 BackendMessage::CopyInResponse => {
@@ -274,6 +247,7 @@ impl Connection {
                 _ => {}
             }
         }
+        self.in_flight = false;
         Ok(())
     }
 
@@ -303,6 +277,31 @@ impl Connection {
         self.cancel.cancel().await
     }
 
+    /// How many prepared statements this connection keeps (see
+    /// [`Connection::set_statement_cache_capacity`]).
+    pub fn statement_cache_capacity(&self) -> usize {
+        self.statements.capacity()
+    }
+
+    /// Keeps up to `n` prepared statements, keyed by their SQL text, least recently used
+    /// evicted first (default 100). `0` prepares an unnamed statement for every query,
+    /// which is what PgBouncer in transaction mode needs. Lowering it closes the surplus on
+    /// the server with the next query.
+    pub fn set_statement_cache_capacity(&mut self, n: usize) {
+        self.statements.set_capacity(n);
+    }
+
+    /// Counts hits and misses of the statement cache into `stats` (a pool shares one
+    /// across its connections).
+    pub fn set_statement_cache_stats(&mut self, stats: Arc<CacheStats>) {
+        self.statements.set_stats(stats);
+    }
+
+    /// The statement cache's hit and miss counts.
+    pub fn statement_cache_stats(&self) -> &CacheStats {
+        self.statements.stats()
+    }
+
     /// For a connection at rest (no query in flight): reads whatever the server sent
     /// since the last exchange, without waiting, and says whether the connection is still
     /// usable. Notices and parameter reports are taken in stride; an error (the FATAL a
@@ -317,7 +316,7 @@ impl Connection {
         if self.broken {
             return false;
         }
-        if self.busy {
+        if self.is_busy() {
             return true;
         }
         let mut eof = false;
@@ -381,20 +380,77 @@ impl Connection {
         !self.broken
     }
 
+    /// Reads the next message, noting FATAL errors (the server closes the session after
+    /// one) and ReadyForQuery (one fewer owed).
+    async fn next_message(&mut self) -> Result<BackendMessage> {
+        let msg = self.read_message().await?;
+        match &msg {
+            BackendMessage::ErrorResponse(e) if e.is_fatal() => self.broken = true,
+            BackendMessage::ReadyForQuery(status) => {
+                self.transaction_status = *status;
+                self.pending = self.pending.saturating_sub(1);
+            }
+            _ => {}
+        }
+        Ok(msg)
+    }
+
     /// True once an I/O error, a protocol error or a FATAL server error has made the
     /// connection unusable.
     pub fn is_broken(&self) -> bool {
         self.broken
     }
 
-    /// Marks the connection unusable (e.g. a cancelled query that never ended).
-    pub(crate) fn mark_broken(&mut self) {
-        self.broken = true;
+    /// True while a query's answer has not been read to the end (its future was dropped),
+    /// or a queued ROLLBACK (a [`Transaction`] dropped without commit) is still to be sent
+    /// and answered.
+    pub fn is_busy(&self) -> bool {
+        self.pending > 0 || self.owes_sync
     }
 
-    /// True while a query's answer has not been read to the end (its future was dropped).
-    pub fn is_busy(&self) -> bool {
-        self.busy
+    /// True while a caller's query is under way or was abandoned part-way: a CancelRequest
+    /// would end it. A queued ROLLBACK is not such a query.
+    pub fn query_in_flight(&self) -> bool {
+        self.in_flight && self.is_busy()
+    }
+
+    /// Bounds every query on this connection: past `limit` the query is cancelled with a
+    /// CancelRequest and fails with a command-timeout error; if the server does not end it
+    /// within 5 s more, the connection is marked broken. `None` (the default for a plain
+    /// connection) waits as long as the query takes. A pool sets its `command_timeout` on
+    /// each of its connections.
+    pub fn set_command_timeout(&mut self, limit: Option<Duration>) {
+        self.command_timeout = limit;
+    }
+
+    /// The command timeout in force (see [`Connection::set_command_timeout`]).
+    pub fn command_timeout(&self) -> Option<Duration> {
+        self.command_timeout
+    }
+
+    pub(crate) fn set_timeout_hook(&mut self, hook: Option<TimeoutHook>) {
+        self.on_timeout = hook;
+    }
+
+    /// The query ran past the command timeout and its future was dropped: finish what was
+    /// sent, cancel it, read its answer; if that does not end within the grace period the
+    /// connection is broken. Returns the caller's error.
+    async fn timed_out(&mut self, limit: Duration) -> Error {
+        let ended = tokio::time::timeout(CANCEL_GRACE, async {
+            self.finish_write().await?;
+            if self.query_in_flight() {
+                self.cancel().await?;
+            }
+            self.finish_pending().await
+        })
+        .await;
+        if !matches!(ended, Ok(Ok(()))) {
+            self.broken = true;
+        }
+        if let Some(hook) = &self.on_timeout {
+            hook(limit);
+        }
+        Error::command_timeout(limit)
     }
 
     /// The transaction status reported by the last ReadyForQuery.
@@ -529,7 +585,39 @@ fn preview(buf: &[u8]) -> String {
     format!("`{shown}`")
 }
 
-fn log_notice(n: &DbError) {
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("process_id", &self.cancel.process_id)
+            .field("transaction_status", &self.transaction_status)
+            .field("pending", &self.pending)
+            .field("broken", &self.broken)
+            .field("command_timeout", &self.command_timeout)
+            .field("statements", &self.statements)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a query future under the connection's command timeout.
+macro_rules! bounded {
+    ($conn:ident, $fut:expr) => {{
+        match $conn.command_timeout {
+            None => $fut.await,
+            Some(limit) => {
+                // The future (and its borrow of the connection) ends with this statement.
+                let r = tokio::time::timeout(limit, $fut).await;
+                match r {
+                    Ok(r) => r,
+                    Err(_) => Err($conn.timed_out(limit).await),
+                }
+            }
+        }
+    }};
+}
+pub(crate) use bounded;
+
+pub(crate) fn log_notice(n: &DbError) {
     // Class 57 (operator intervention: shutdown, terminated backend) comes just before the
     // session ends; the pool reports the lost connection itself.
     if n.code().starts_with("57") {

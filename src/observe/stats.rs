@@ -361,6 +361,10 @@ pub struct PoolStatistics {
     pub leaks_detected: u64,
     /// Reconnection attempts made while the database was unreachable.
     pub reconnect_attempts: u64,
+    /// Queries whose statement was already prepared on their connection.
+    pub statement_cache_hits: u64,
+    /// Queries that had to prepare their statement first.
+    pub statement_cache_misses: u64,
     /// Counts per bucket of [`ACQUIRE_BUCKETS`] (not cumulative), then `+Inf`.
     pub acquisition_histogram: [u64; 21],
     /// Sum of all acquisition times, in seconds.
@@ -414,6 +418,8 @@ impl PoolStatistics {
             errors: ErrorType::ALL.map(|t| (t, 0)),
             leaks_detected: 0,
             reconnect_attempts: 0,
+            statement_cache_hits: 0,
+            statement_cache_misses: 0,
             acquisition_histogram: [0; 21],
             acquisition_time_sum_seconds: 0.0,
             last_slow_acquire_time: None,

@@ -16,9 +16,14 @@ pub struct PoolConfig {
     pub max_size: usize,
     /// How long `acquire()` may take in all. Default: 30 s. `POOL_TIMEOUT`.
     pub acquire_timeout: Duration,
-    /// How long one query may run through [`PooledConnection::query`](crate::PooledConnection::query)
-    /// before it is cancelled. Default: 60 s. `POOL_COMMAND_TIMEOUT`.
+    /// How long one query may run on a pooled connection (every query method: `query`,
+    /// `execute`, `simple_query`, ... and inside transactions) before it is cancelled.
+    /// Default: 60 s. `POOL_COMMAND_TIMEOUT`.
     pub command_timeout: Option<Duration>,
+    /// Prepared statements kept per connection, least recently used evicted first. `0`
+    /// prepares an unnamed statement for every query: set it behind PgBouncer in
+    /// transaction mode. Default: 100. `POOL_STATEMENT_CACHE_CAPACITY`.
+    pub statement_cache_capacity: usize,
     /// Connections older than this are retired when idle or returned (each gets up to 5 %
     /// less, at random, so they do not all expire at once). Default: 3600 s.
     /// `POOL_MAX_CONNECTION_LIFETIME`.
@@ -70,6 +75,7 @@ impl Default for PoolConfig {
             max_size: 10,
             acquire_timeout: Duration::from_secs(30),
             command_timeout: Some(Duration::from_secs(60)),
+            statement_cache_capacity: 100,
             max_lifetime: Some(Duration::from_secs(3600)),
             idle_timeout: Some(Duration::from_secs(600)),
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -130,6 +136,9 @@ impl PoolConfig {
         }
         if let Some(v) = env("POOL_LEAK_BACKTRACE") {
             c.leak_backtrace = parse_bool("POOL_LEAK_BACKTRACE", &v)?;
+        }
+        if let Some(v) = env("POOL_STATEMENT_CACHE_CAPACITY") {
+            c.statement_cache_capacity = parse_count("POOL_STATEMENT_CACHE_CAPACITY", &v)?;
         }
         c.validate()?;
         Ok(c)
@@ -269,6 +278,10 @@ mod tests {
                 "POOL_MIN_SIZE",
             ),
             (vec![("POOL_MAX_SIZE", "0")], "POOL_MAX_SIZE"),
+            (
+                vec![("POOL_STATEMENT_CACHE_CAPACITY", "lots")],
+                "POOL_STATEMENT_CACHE_CAPACITY",
+            ),
         ] {
             let e = PoolConfig::from_env_with(env(&pairs)).unwrap_err();
             assert!(e.is_config());

@@ -12,14 +12,15 @@ use crate::core::Holder;
 use crate::error::{Error, Result};
 use crate::observe::leak::LeakDetector;
 use crate::observe::{CloseReason, ErrorType};
-use crate::protocol::{Row, TransactionStatus};
+use crate::protocol::TransactionStatus;
 
 /// How long the pool gives a returned connection to be reset (drain, ROLLBACK) and a
 /// cancelled query to end, before it discards the connection.
-const RESET_GRACE: Duration = Duration::from_secs(5);
+const RESET_GRACE: Duration = crate::conn::CANCEL_GRACE;
 
-/// A connection checked out of the pool. Derefs to [`Connection`]; dropping it returns the
-/// connection to the pool.
+/// A connection checked out of the pool. Derefs to [`Connection`], so every query method
+/// works on it (`query`, `execute`, `simple_query`, `transaction`, ...), each bounded by the
+/// pool's command timeout; dropping it returns the connection to the pool.
 ///
 /// On return: a broken connection is discarded (and replaced as needed); one left inside a
 /// transaction (status `T` or `E`) is rolled back first, or discarded if that fails; one
@@ -97,46 +98,17 @@ impl PooledConnection {
         self.site
     }
 
-    /// Runs `sql` like [`Connection::simple_query`], bounded by the pool's command timeout:
-    /// past it, the query is cancelled with a CancelRequest; if the server does not end it
-    /// within a short grace period the connection is marked broken (and discarded on
-    /// return).
-    ///
-    /// # Errors
-    ///
-    /// As [`Connection::simple_query`], or a command-timeout error.
-    pub async fn query(&mut self, sql: &str) -> Result<Vec<Row>> {
-        let Some(limit) = self.shared.cfg.command_timeout else {
-            return self.pooled_mut().conn.simple_query(sql).await;
-        };
-        let conn = &mut self.pooled_mut().conn;
-        match tokio::time::timeout(limit, conn.simple_query(sql)).await {
-            Ok(r) => r,
-            Err(_) => {
-                if tokio::time::timeout(RESET_GRACE, cancel_and_drain(conn))
-                    .await
-                    .map_or(true, |r| r.is_err())
-                {
-                    conn.mark_broken();
-                }
-                self.shared.counters.record_error(
-                    ErrorType::CommandTimeout,
-                    format!(
-                        "Query cancelled after the command timeout of {} s",
-                        limit.as_secs_f64()
-                    ),
-                    std::time::SystemTime::now() - limit,
-                );
-                Err(Error::command_timeout(limit))
-            }
-        }
-    }
-
     /// Takes the connection out of the pool for good; the pool opens another as needed.
+    /// The connection keeps no tie to the pool: no command timeout (set one with
+    /// [`Connection::set_command_timeout`]), its own statement-cache counts.
     pub fn detach(mut self) -> Connection {
-        let p = self.take_back();
+        let mut p = self.take_back();
         self.shared.counters.record_closed(CloseReason::Caller);
         self.shared.forget(Holder::Caller);
+        p.conn.set_command_timeout(None);
+        p.conn.set_timeout_hook(None);
+        p.conn
+            .set_statement_cache_stats(std::sync::Arc::new(crate::conn::CacheStats::default()));
         p.conn
     }
 
@@ -220,7 +192,9 @@ impl Drop for PooledConnection {
 /// reads its answer to the end.
 async fn cancel_and_drain(conn: &mut Connection) -> Result<()> {
     conn.finish_write().await?;
-    conn.cancel().await?;
+    if conn.query_in_flight() {
+        conn.cancel().await?;
+    }
     conn.finish_pending().await
 }
 

@@ -23,7 +23,7 @@ pub use config::PoolConfig;
 pub use guard::PooledConnection;
 
 use crate::config::ConnectConfig;
-use crate::conn::Connection;
+use crate::conn::{CacheStats, Connection, TimeoutHook};
 use crate::core::{Core, Holder, OpenPermit, TryAcquire};
 use crate::error::{chain as error_chain, Error, Result, TimeoutPhase};
 use crate::observe::leak::{LeakDetector, LeakSlot};
@@ -75,6 +75,29 @@ pub(crate) struct Shared {
     recovered_at_ms: AtomicU64,
     /// The leak detector's registration side, when leak detection is on.
     pub(crate) leak: Option<LeakDetector>,
+    /// Counts command timeouts; set on every connection.
+    timeout_hook: TimeoutHook,
+    /// Statement-cache hits and misses of all the pool's connections.
+    pub(crate) statement_stats: Arc<CacheStats>,
+    /// Run on every new connection before it is first handed out.
+    hooks: ConnectHooks,
+}
+
+/// An async closure run on each new connection (see [`Builder::after_connect`]).
+pub type ConnectHook = Arc<
+    dyn for<'c> Fn(
+            &'c mut Connection,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>>
+        + Send
+        + Sync,
+>;
+
+/// What runs on a new connection before it joins the pool.
+#[derive(Clone, Default)]
+struct ConnectHooks {
+    sql: Vec<String>,
+    after_connect: Option<ConnectHook>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -120,6 +143,16 @@ pub struct Pool {
 pub struct Builder {
     connect: ConnectConfig,
     cfg: PoolConfig,
+    hooks: ConnectHooks,
+}
+
+impl std::fmt::Debug for ConnectHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectHooks")
+            .field("sql", &self.sql)
+            .field("after_connect", &self.after_connect.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
@@ -175,6 +208,95 @@ impl Builder {
         self.cfg.start_without_database = yes;
         self
     }
+    /// Prepared statements kept per connection; `0` for PgBouncer in transaction mode.
+    /// Default: 100.
+    pub fn statement_cache_capacity(mut self, n: usize) -> Self {
+        self.cfg.statement_cache_capacity = n;
+        self
+    }
+    /// Also capture a full backtrace at each acquisition for leak reports. Default: false.
+    pub fn leak_backtrace(mut self, yes: bool) -> Self {
+        self.cfg.leak_backtrace = yes;
+        self
+    }
+    /// Validate idle connections unused this long (`None`: never). Default: 30 s.
+    pub fn keepalive_interval(mut self, d: Option<Duration>) -> Self {
+        self.cfg.keepalive_interval = d;
+        self
+    }
+    /// The reconnection delays; the last repeats. Default: 1, 2, 4, 8, 16 s.
+    pub fn reconnect_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.cfg.reconnect_delays = delays;
+        self
+    }
+    /// Spread each reconnection delay over [delay/2, delay]. Default: false.
+    pub fn reconnect_jitter(mut self, yes: bool) -> Self {
+        self.cfg.reconnect_jitter = yes;
+        self
+    }
+    /// Fail callers at once with the connect error while the database is unreachable.
+    /// Default: false.
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.cfg.fail_fast = yes;
+        self
+    }
+    /// How often the monitor runs. Default: 250 ms.
+    pub fn monitor_interval(mut self, d: Duration) -> Self {
+        self.cfg.monitor_interval = d;
+        self
+    }
+    /// The health classification's thresholds. Default: the guide's.
+    pub fn health_thresholds(mut self, t: crate::observe::HealthThresholds) -> Self {
+        self.cfg.health = t;
+        self
+    }
+    /// The prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.cfg.metrics_prefix = prefix.into();
+        self
+    }
+    /// SQL run on every new connection before it is first handed out (after it is
+    /// validated), e.g. `SET search_path TO app`. A statement that fails discards the
+    /// connection and counts as a connect error.
+    pub fn init_sql<I, S>(mut self, statements: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hooks.sql = statements.into_iter().map(Into::into).collect();
+        self
+    }
+    /// An async closure run on every new connection before it is first handed out (after
+    /// [`Builder::init_sql`]). An error discards the connection and counts as a connect
+    /// error.
+    ///
+    /// ```no_run
+    /// # async fn f(cfg: wirepool::ConnectConfig) -> wirepool::Result<()> {
+    /// let pool = wirepool::Pool::builder(cfg)
+    ///     .after_connect(|conn| {
+    ///         Box::pin(async move {
+    ///             conn.execute("SELECT set_config('app.tenant', $1, false)", &[&"acme"])
+    ///                 .await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(
+                &'c mut Connection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        self.hooks.after_connect = Some(Arc::new(hook));
+        self
+    }
 
     /// Opens and validates `min_size` connections, then starts the pool's monitor. Must be
     /// called inside a tokio runtime, whose handle the pool keeps for its tasks.
@@ -187,7 +309,10 @@ impl Builder {
         self.cfg.validate()?;
         let runtime = Handle::try_current()
             .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
+            timeout_hook: timeout_hook(weak.clone()),
+            statement_stats: Arc::new(CacheStats::default()),
+            hooks: self.hooks,
             core: Core::new(self.cfg.max_size),
             counters: Counters::new(self.cfg.health.slow_acquire),
             connect: self.connect,
@@ -310,10 +435,19 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             return Err(e);
         }
     };
+    shared.configure(&mut conn);
     let t = Instant::now();
     match conn.simple_query("SELECT 1").await {
         Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
             shared.counters.record_latency(t.elapsed());
+            if let Err(e) = shared.run_hooks(&mut conn).await {
+                shared.counters.record_error(
+                    ErrorType::Connect,
+                    format!("Connection setup failed: {}", error_chain(&e)),
+                    began,
+                );
+                return Err(e);
+            }
             shared.counters.created.fetch_add(1, Ordering::Relaxed);
             Ok(conn)
         }
@@ -335,6 +469,22 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             Err(e)
         }
     }
+}
+
+/// Counts command timeouts of the pool's connections, without keeping the pool alive.
+fn timeout_hook(pool: std::sync::Weak<Shared>) -> TimeoutHook {
+    Arc::new(move |limit: Duration| {
+        if let Some(s) = pool.upgrade() {
+            s.counters.record_error(
+                ErrorType::CommandTimeout,
+                format!(
+                    "Query cancelled after the command timeout of {} s",
+                    limit.as_secs_f64()
+                ),
+                SystemTime::now() - limit,
+            );
+        }
+    })
 }
 
 fn connect_error_message(e: &Error) -> String {
@@ -359,6 +509,30 @@ impl Shared {
         let ms = self.started.elapsed().as_millis() as u64;
         self.clock_ms.fetch_max(ms, Ordering::Relaxed);
         ms
+    }
+
+    /// The pool's settings on a new connection: command timeout, statement cache.
+    fn configure(&self, conn: &mut Connection) {
+        conn.set_command_timeout(self.cfg.command_timeout);
+        conn.set_timeout_hook(Some(self.timeout_hook.clone()));
+        conn.set_statement_cache_capacity(self.cfg.statement_cache_capacity);
+        conn.set_statement_cache_stats(self.statement_stats.clone());
+    }
+
+    /// Runs the connect hooks: the SQL statements, then the closure.
+    async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
+        for sql in &self.hooks.sql {
+            conn.simple_query(sql).await?;
+        }
+        if let Some(hook) = &self.hooks.after_connect {
+            hook(conn).await?;
+        }
+        if conn.transaction_status() != crate::protocol::TransactionStatus::Idle || conn.is_busy() {
+            return Err(Error::invalid_input(
+                "a connect hook left the connection inside a transaction",
+            ));
+        }
+        Ok(())
     }
 
     /// The wall-clock time of a monitor-clock reading.
@@ -498,6 +672,8 @@ impl Shared {
         s.peak_active_connections = g.peak_active;
         s.min_size = self.cfg.min_size;
         s.max_size = self.cfg.max_size;
+        s.statement_cache_hits = self.statement_stats.hits();
+        s.statement_cache_misses = self.statement_stats.misses();
         s.connect_failures = self.connect_failures.load(Ordering::Acquire);
         s.recovered_at = match self.recovered_at_ms.load(Ordering::Acquire) {
             0 => None,
@@ -541,6 +717,7 @@ impl Pool {
         Builder {
             connect,
             cfg: PoolConfig::default(),
+            hooks: ConnectHooks::default(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Server messages as owned values: decoded from complete frames (through
 //! `postgres_protocol`'s parser) and encoded back (for fake servers and round-trip tests).
 
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
@@ -39,6 +41,67 @@ impl TransactionStatus {
         }
     }
 }
+
+/// The values of a DataRow: the message body, kept whole, and where each value lies in it
+/// (one allocation per row however many columns it has).
+#[derive(Debug, Clone, Default)]
+pub struct DataRowBody {
+    buf: Bytes,
+    ranges: Vec<Option<Range<usize>>>,
+}
+
+impl DataRowBody {
+    /// A row of these values (`None` is SQL NULL), as a server would send it.
+    pub fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = Option<V>>) -> Self {
+        let mut buf = BytesMut::new();
+        let ranges = values
+            .into_iter()
+            .map(|v| {
+                v.map(|v| {
+                    let start = buf.len();
+                    buf.extend_from_slice(v.as_ref());
+                    start..buf.len()
+                })
+            })
+            .collect();
+        DataRowBody {
+            buf: buf.freeze(),
+            ranges,
+        }
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// True for a row without columns.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Value `i`: `None` out of range, `Some(None)` for SQL NULL.
+    pub fn get(&self, i: usize) -> Option<Option<&[u8]>> {
+        self.ranges
+            .get(i)
+            .map(|r| r.as_ref().map(|r| &self.buf[r.clone()]))
+    }
+
+    /// The values in order; `None` is SQL NULL.
+    pub fn values(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
+        self.ranges
+            .iter()
+            .map(|r| r.as_ref().map(|r| &self.buf[r.clone()]))
+    }
+}
+
+impl PartialEq for DataRowBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.values().eq(other.values())
+    }
+}
+
+impl Eq for DataRowBody {}
 
 /// One column of a RowDescription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +170,8 @@ pub enum BackendMessage {
     ReadyForQuery(TransactionStatus),
     /// The columns of the rows that follow.
     RowDescription(Vec<FieldDescription>),
-    /// One row; `None` is SQL NULL.
-    DataRow(Vec<Option<Bytes>>),
+    /// One row.
+    DataRow(DataRowBody),
     /// A statement completed; the tag, e.g. `SELECT 1` or `INSERT 0 3`.
     CommandComplete(String),
     /// The query string was empty.
@@ -271,15 +334,10 @@ impl BackendMessage {
                     .collect()
                     .map_err(bad)?,
             ),
-            Message::DataRow(b) => {
-                let buf = b.buffer_bytes().clone();
-                BackendMessage::DataRow(
-                    b.ranges()
-                        .map(|r| Ok(r.map(|r| buf.slice(r))))
-                        .collect()
-                        .map_err(bad)?,
-                )
-            }
+            Message::DataRow(b) => BackendMessage::DataRow(DataRowBody {
+                buf: b.buffer_bytes().clone(),
+                ranges: b.ranges().collect().map_err(bad)?,
+            }),
             Message::CommandComplete(b) => {
                 BackendMessage::CommandComplete(b.tag().map_err(bad)?.to_string())
             }
@@ -394,9 +452,9 @@ impl BackendMessage {
                 }
                 b'T'
             }
-            BackendMessage::DataRow(values) => {
-                b.put_u16(values.len() as u16);
-                for v in values {
+            BackendMessage::DataRow(row) => {
+                b.put_u16(row.len() as u16);
+                for v in row.values() {
                     match v {
                         Some(v) => {
                             b.put_i32(v.len() as i32);

@@ -36,6 +36,31 @@ pub(crate) fn append(
     encode(out).inspect_err(|_| out.truncate(mark))
 }
 
+/// Appends one message with `encode` whose size is only known once encoded (a Bind of
+/// caller values), then checks it against [`MAX_FRONTEND_MESSAGE`]. On any error `out` is
+/// left as it was.
+///
+/// # Errors
+///
+/// An invalid-input error naming `what` when the message is too large, or whatever
+/// `encode` reports.
+pub(crate) fn append_checked(
+    out: &mut BytesMut,
+    what: &str,
+    encode: impl FnOnce(&mut BytesMut) -> Result<()>,
+) -> Result<()> {
+    let mark = out.len();
+    encode(out).inspect_err(|_| out.truncate(mark))?;
+    let len = out.len() - mark - 1;
+    if len > MAX_FRONTEND_MESSAGE {
+        out.truncate(mark);
+        return Err(Error::invalid_input(format!(
+            "{what} of {len} bytes is over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,17 +2,21 @@
 //!
 //! Bytes in, events out: [`FrameDecoder`] splits the server's stream into bounded frames and
 //! decodes them into [`BackendMessage`]s; [`Startup`] drives startup and authentication;
-//! [`SimpleQuery`] assembles the answer to a simple query. The connection layer feeds them
+//! [`SimpleQuery`] assembles the answer to a simple query, [`extended`] writes and reads the
+//! extended query protocol (Parse, Bind, Execute, ...). The connection layer feeds them
 //! from a socket; the fuzz targets feed them arbitrary bytes.
 
 mod backend;
+pub mod extended;
 mod frame;
 mod frontend;
+mod row;
 mod simple_query;
 mod startup;
 
-pub use backend::{BackendMessage, FieldDescription, TransactionStatus};
+pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
-pub use simple_query::{Column, QueryEvent, ResultSet, Row, SimpleQuery};
+pub use row::{Column, Row, RowIndex, SimpleRow};
+pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
 pub use startup::{AuthMethod, SessionInfo, Startup, StartupParams, StartupStatus};

@@ -8,77 +8,19 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::backend::{BackendMessage, TransactionStatus};
+use super::extended::columns_of;
+use super::row::{Column, SimpleRow};
 use crate::error::{DbError, Error, Result};
-
-/// A column of a result set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    name: String,
-    type_oid: u32,
-}
-
-impl Column {
-    /// The column's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// The OID of its data type.
-    pub fn type_oid(&self) -> u32 {
-        self.type_oid
-    }
-}
-
-/// One row of a simple query's result, in text format.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    columns: Arc<[Column]>,
-    values: Vec<Option<Bytes>>,
-}
-
-impl Row {
-    /// The value of column `idx` as text; `None` for SQL NULL or an index out of range.
-    pub fn get(&self, idx: usize) -> Option<&str> {
-        // Values were checked to be UTF-8 when the row was received.
-        self.values
-            .get(idx)?
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok())
-    }
-    /// The value of the column named `name` (the first, if several share the name).
-    pub fn get_named(&self, name: &str) -> Option<&str> {
-        self.get(self.column_index(name)?)
-    }
-    /// True if column `idx` is SQL NULL.
-    pub fn is_null(&self, idx: usize) -> bool {
-        matches!(self.values.get(idx), Some(None))
-    }
-    /// The index of the column named `name`.
-    pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name == name)
-    }
-    /// The columns.
-    pub fn columns(&self) -> &[Column] {
-        &self.columns
-    }
-    /// The number of values.
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-    /// True if the row has no columns.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-}
 
 /// The outcome of one statement in a simple query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResultSet {
     columns: Option<Arc<[Column]>>,
-    rows: Vec<Row>,
+    rows: Vec<SimpleRow>,
     command_tag: Option<String>,
 }
 
@@ -88,11 +30,11 @@ impl ResultSet {
         self.columns.as_deref()
     }
     /// The rows.
-    pub fn rows(&self) -> &[Row] {
+    pub fn rows(&self) -> &[SimpleRow] {
         &self.rows
     }
     /// Takes the rows.
-    pub fn into_rows(self) -> Vec<Row> {
+    pub fn into_rows(self) -> Vec<SimpleRow> {
         self.rows
     }
     /// The command tag, e.g. `SELECT 2`, `INSERT 0 1`, `BEGIN`.
@@ -162,39 +104,32 @@ impl SimpleQuery {
     pub fn handle(&mut self, msg: BackendMessage, out: &mut BytesMut) -> Result<QueryEvent> {
         match msg {
             BackendMessage::RowDescription(fields) => {
-                let columns: Arc<[Column]> = fields
-                    .into_iter()
-                    .map(|f| Column {
-                        name: f.name,
-                        type_oid: f.type_oid,
-                    })
-                    .collect();
                 self.current = Some(ResultSet {
-                    columns: Some(columns),
+                    columns: Some(columns_of(fields)),
                     ..ResultSet::default()
                 });
             }
-            BackendMessage::DataRow(values) => {
+            BackendMessage::DataRow(body) => {
                 let set = self
                     .current
                     .as_mut()
                     .ok_or_else(|| Error::protocol("DataRow without RowDescription"))?;
                 let columns = set.columns.clone().unwrap_or_else(|| Arc::from(Vec::new()));
-                if values.len() != columns.len() {
+                if body.len() != columns.len() {
                     return Err(Error::protocol(format!(
                         "DataRow has {} values for {} columns",
-                        values.len(),
+                        body.len(),
                         columns.len()
                     )));
                 }
-                if values
-                    .iter()
+                if body
+                    .values()
                     .flatten()
                     .any(|v| std::str::from_utf8(v).is_err())
                 {
                     return Err(Error::protocol("DataRow value is not valid UTF-8"));
                 }
-                set.rows.push(Row { columns, values });
+                set.rows.push(SimpleRow::new(columns, body));
             }
             BackendMessage::CommandComplete(tag) => {
                 let mut set = self.current.take().unwrap_or_default();

@@ -405,7 +405,10 @@ mod tests {
     fn unexpected_message_is_protocol_error() {
         let (mut s, _) = start(None);
         let e = s
-            .handle(BackendMessage::DataRow(vec![]), &mut BytesMut::new())
+            .handle(
+                BackendMessage::DataRow(Default::default()),
+                &mut BytesMut::new(),
+            )
             .unwrap_err();
         assert!(e.is_protocol());
     }

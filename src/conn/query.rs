@@ -1,0 +1,365 @@
+//! Typed queries over the extended protocol: parameters bound as values (`ToSql`), never
+//! spliced into SQL; columns read as Rust types (`FromSql`); statements prepared once per
+//! connection and kept in its cache.
+
+use std::fmt;
+use std::sync::Arc;
+
+use postgres_types::{ToSql, Type};
+
+use super::{bounded, log_notice, Connection};
+use crate::error::{DbError, Error, Result};
+use crate::protocol::extended::{
+    write_execute, write_parse, write_prepare, Described, Execute, Executed, Prepare, Step,
+};
+use crate::protocol::{BackendMessage, Column, Row, TransactionStatus};
+
+/// A prepared statement: its SQL, parameter types and result columns.
+///
+/// It can be passed wherever a query takes SQL text. The connection keeps the prepared
+/// statement in its cache, keyed by the SQL; if the cache has evicted it meanwhile (or keeps
+/// nothing, for PgBouncer), it is prepared again as needed, so a `Statement` never goes
+/// stale.
+#[derive(Clone)]
+pub struct Statement {
+    sql: Arc<str>,
+    described: Described,
+}
+
+impl fmt::Debug for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Statement")
+            .field("sql", &self.sql)
+            .field("params", &self.described.params)
+            .field("columns", &self.described.columns)
+            .finish()
+    }
+}
+
+impl Statement {
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+    /// The parameter types, as the server inferred them.
+    pub fn params(&self) -> &[Type] {
+        &self.described.params
+    }
+    /// The result columns (empty for a statement that returns no rows).
+    pub fn columns(&self) -> &[Column] {
+        &self.described.columns
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What a query can run: SQL text (`&str`, `String`) or a prepared [`Statement`].
+pub trait ToStatement: sealed::Sealed {
+    #[doc(hidden)]
+    fn sql(&self) -> &str;
+    #[doc(hidden)]
+    fn described(&self) -> Option<&Described>;
+}
+
+impl sealed::Sealed for str {}
+impl ToStatement for str {
+    fn sql(&self) -> &str {
+        self
+    }
+    fn described(&self) -> Option<&Described> {
+        None
+    }
+}
+
+impl sealed::Sealed for String {}
+impl ToStatement for String {
+    fn sql(&self) -> &str {
+        self
+    }
+    fn described(&self) -> Option<&Described> {
+        None
+    }
+}
+
+impl sealed::Sealed for Statement {}
+impl ToStatement for Statement {
+    fn sql(&self) -> &str {
+        &self.sql
+    }
+    fn described(&self) -> Option<&Described> {
+        Some(&self.described)
+    }
+}
+
+/// The server no longer knows a cached statement (`DISCARD ALL`, `DEALLOCATE`, a
+/// PgBouncer session moved to another server), or the statement's result type changed
+/// (`ALTER TABLE`): prepared again once, transparently.
+fn stale(e: &DbError) -> bool {
+    e.code() == "26000"
+        || (e.code() == "0A000"
+            && e.message()
+                .contains("cached plan must not change result type"))
+}
+
+impl Connection {
+    /// Prepares `sql` (or takes it from the statement cache) and returns its parameter
+    /// types and result columns.
+    ///
+    /// # Errors
+    ///
+    /// The server's error (a syntax error, an unknown table), a command timeout, or an
+    /// I/O, closed or protocol error. The connection stays usable after a server error.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        bounded!(self, self.prepare_inner(sql))
+    }
+
+    async fn prepare_inner(&mut self, sql: &str) -> Result<Statement> {
+        self.finish_pending().await?;
+        let (_, described) = match self.statements.get(sql) {
+            Some(hit) => hit,
+            None => {
+                self.in_flight = true;
+                let r = self.prepare_exchange(sql).await;
+                if r.is_ok() {
+                    // Nothing is executed: end the exchange.
+                    self.finish_pending().await?;
+                }
+                r?
+            }
+        };
+        Ok(Statement {
+            sql: Arc::from(sql),
+            described,
+        })
+    }
+
+    /// Runs `statement` with `params` and returns its rows.
+    ///
+    /// Parameters are sent as values in PostgreSQL's binary format, each checked against
+    /// the type the server inferred for it: a value never becomes SQL text, so it cannot
+    /// change what the statement does.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
+    /// let name = "Robert'); DROP TABLE students; --";
+    /// let rows = conn
+    ///     .query("SELECT id, name FROM students WHERE name = $1", &[&name])
+    ///     .await?;
+    /// for row in rows {
+    ///     let id: i32 = row.get(0);
+    ///     let name: &str = row.get("name");
+    ///     println!("{id} {name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The server's error ([`DbError`], its SQLSTATE kept); an invalid-input error for a
+    /// wrong number of parameters; a conversion error for a value of the wrong type; a
+    /// command timeout; an I/O, closed or protocol error. After a server, input or
+    /// conversion error the connection stays usable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future mid-way leaves the connection consistent: the next call
+    /// finishes what was sent and reads its answer first.
+    pub async fn query<T>(
+        &mut self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>>
+    where
+        T: ?Sized + ToStatement,
+    {
+        Ok(self.execute_raw(statement, params).await?.rows)
+    }
+
+    /// Runs `statement` and returns its one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`], or a row-count error if it returned no row or several.
+    pub async fn query_one<T>(
+        &mut self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let mut rows = self.query(statement, params).await?;
+        match rows.len() {
+            1 => Ok(rows.pop().expect("one row")),
+            n => Err(Error::row_count(format!(
+                "query_one expected one row, the query returned {n}"
+            ))),
+        }
+    }
+
+    /// Runs `statement` and returns its row, if it returned one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`], or a row-count error if it returned several rows.
+    pub async fn query_opt<T>(
+        &mut self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let mut rows = self.query(statement, params).await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            n => Err(Error::row_count(format!(
+                "query_opt expected at most one row, the query returned {n}"
+            ))),
+        }
+    }
+
+    /// Runs `statement` and returns the number of rows it affected (inserted, updated,
+    /// deleted; or returned, for a SELECT).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`].
+    pub async fn execute<T>(&mut self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
+    where
+        T: ?Sized + ToStatement,
+    {
+        Ok(self.execute_raw(statement, params).await?.rows_affected())
+    }
+
+    async fn execute_raw<T>(
+        &mut self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Executed>
+    where
+        T: ?Sized + ToStatement,
+    {
+        bounded!(
+            self,
+            self.run(statement.sql(), statement.described(), params)
+        )
+    }
+
+    async fn run(
+        &mut self,
+        sql: &str,
+        known: Option<&Described>,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Executed> {
+        self.finish_pending().await?;
+        for attempt in 0..2 {
+            self.in_flight = true;
+            let mark = self.write_buf.len();
+            let (name, described) = match self.statements.get(sql) {
+                Some(hit) => hit,
+                // Types known and nothing cached (PgBouncer): Parse goes in the same
+                // exchange as Bind, one round trip.
+                None if known.is_some() && self.statements.capacity() == 0 => {
+                    let d = known.expect("checked").clone();
+                    if d.params.len() != params.len() {
+                        // Reported by write_execute below, before anything is sent.
+                    } else {
+                        write_parse("", sql, &d.params, &[], &mut self.write_buf)?;
+                    }
+                    (Arc::from(""), d)
+                }
+                None => self.prepare_exchange(sql).await?,
+            };
+            if let Err(e) = write_execute(&name, &described.params, params, &mut self.write_buf) {
+                self.write_buf.truncate(mark.min(self.write_buf.len()));
+                // After a first exchange the server waits for its Sync.
+                self.finish_pending().await?;
+                return Err(e);
+            }
+            self.owes_sync = false;
+            self.pending += 1;
+            self.flush().await?;
+            let mut answer = Execute::new(described.columns.clone());
+            let executed = self.read_steps(|m| answer.handle(m)).await?;
+            self.in_flight = false;
+            self.check_encoding()?;
+            let Some(err) = executed.error.as_ref() else {
+                return Ok(executed);
+            };
+            if !name.is_empty() && stale(err) {
+                self.statements.remove(sql);
+                // Prepared again once; inside a transaction the error has aborted it, so
+                // the caller sees the error and the next statement prepares anew.
+                if attempt == 0 && executed.transaction_status == TransactionStatus::Idle {
+                    tracing::debug!(
+                        target: "wirepool::conn",
+                        code = err.code(),
+                        "preparing a cached statement again: {}",
+                        err.message()
+                    );
+                    continue;
+                }
+            }
+            return Err(Error::db(executed.error.expect("checked")));
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// The first exchange: Parse, Describe, Flush (with Closes of evicted statements).
+    /// The statement is cached once described; on the server's error, the exchange is
+    /// ended with a Sync and the error returned.
+    async fn prepare_exchange(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
+        let name = self.statements.fresh_name();
+        let evicted = self.statements.take_evicted();
+        write_prepare(&name, sql, &evicted, &mut self.write_buf)?;
+        self.owes_sync = true;
+        self.flush().await?;
+        let mut answer = Prepare::new();
+        match self.read_steps(|m| answer.handle(m)).await? {
+            Ok(described) => {
+                self.statements.insert(sql, name.clone(), described.clone());
+                Ok((name, described))
+            }
+            Err(db) => {
+                // The server skips to the Sync; a FATAL one has closed the session.
+                if !db.is_fatal() {
+                    self.finish_pending().await?;
+                }
+                Err(Error::db(db))
+            }
+        }
+    }
+
+    /// Feeds messages to an assembler until it is done; a FATAL error followed by the end
+    /// of the stream is reported as the server's error.
+    pub(super) async fn read_steps<T>(
+        &mut self,
+        mut step: impl FnMut(BackendMessage) -> Result<Step<T>>,
+    ) -> Result<T> {
+        let mut fatal = None;
+        loop {
+            let msg = match self.next_message().await {
+                Ok(m) => m,
+                Err(e) => return Err(fatal.map(Error::db).unwrap_or(e)),
+            };
+            if let BackendMessage::ErrorResponse(e) = &msg {
+                if e.is_fatal() {
+                    fatal = Some(e.clone());
+                }
+            }
+            match step(msg) {
+                Ok(Step::Continue) => {}
+                Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::Done(t)) => return Ok(t),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
