@@ -316,7 +316,9 @@ impl Execute {
     /// match the statement's columns.
     pub fn handle(&mut self, msg: BackendMessage) -> Result<Step<Executed>> {
         match msg {
-            BackendMessage::BindComplete | BackendMessage::CloseComplete => {}
+            BackendMessage::ParseComplete
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete => {}
             BackendMessage::DataRow(body) => {
                 if body.len() != self.columns.len() {
                     return Err(Error::protocol(format!(
