@@ -1,0 +1,95 @@
+//! wirepool behind a real PgBouncer in transaction mode (Debian's `pgbouncer`, started by
+//! the test on a free loopback port): parameterized queries from many tasks, whose
+//! statements land on whichever server connection PgBouncer picks.
+
+use std::time::Duration;
+
+use wirepool::throwaway::{Bouncer, Cluster, PoolMode, Role};
+use wirepool::Pool;
+
+async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for q in 0..queries {
+                    let mut c = pool.acquire().await.unwrap();
+                    let label = format!("task {t} query {q}");
+                    let row = c
+                        .query_one(
+                            "SELECT $1::int4 * 2 AS doubled, $2::text AS label, $3::int8 + 1 AS next",
+                            &[&q, &label, &i64::from(t)],
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    assert_eq!(row.get::<_, i32>("doubled"), q * 2);
+                    assert_eq!(row.get::<_, &str>("label"), label);
+                    assert_eq!(row.get::<_, i64>("next"), i64::from(t) + 1);
+                    // A second statement, so that prepared statements of many shapes are
+                    // in use at once.
+                    let n: i64 = c
+                        .query_one("SELECT count(*) FROM generate_series(1, $1::int4)", &[&(q % 7 + 1)])
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: {e}"))
+                        .get(0);
+                    assert_eq!(n, i64::from(q % 7 + 1));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("no hang")
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_with_unnamed_statements() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 5).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(5)
+        .max_size(20)
+        .statement_cache_capacity(0)
+        .build()
+        .await
+        .unwrap();
+    hammer(&pool, 50, 100).await;
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    assert_eq!(s.total_acquisitions, 5000);
+    assert_eq!(s.statement_cache_hits, 0, "nothing is cached: {s:?}");
+    // The server saw at most PgBouncer's five connections for twenty of the pool's.
+    let servers: i64 = pg
+        .psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'trust_user'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(servers <= 5, "{servers}");
+    pool.close().await;
+    let log = bouncer.log();
+    assert!(!log.contains("does not exist"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_with_the_cache_on_prepares_again_where_needed() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(2)
+        .max_size(10)
+        .build()
+        .await
+        .unwrap();
+    // Outside explicit transactions, a Bind sent to a server that never saw its Parse
+    // fails with 26000 and is prepared again there, transparently.
+    hammer(&pool, 20, 50).await;
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, 1000);
+    assert!(s.statement_cache_hits > 0, "{s:?}");
+    pool.close().await;
+}
