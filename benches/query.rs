@@ -4,6 +4,9 @@
 //!   connection is always there; leak detection on, as by default), one task, timed inside
 //!   one `block_on`; and, on its own, the checkout's check that the server has not closed
 //!   the idle connection (`Connection::check_idle`);
+//! - `extended_vs_simple`: a cached parameterized query (`query("SELECT $1::int4")`) against
+//!   `simple_query("SELECT 1")` on the same connection, and (printed) the throughput of 100
+//!   tasks on 10 pooled connections with each;
 //! - `select_1`: `SELECT 1` on a bare connection (baseline) versus acquire + `SELECT 1` +
 //!   release through the pool;
 //! - the p99 of `acquire()` alone while 100 tasks run queries and idle connections exist
@@ -48,6 +51,68 @@ fn query(c: &mut Criterion) {
     });
     g.finish();
     rt.block_on(warm.close());
+
+    // A cached parameterized query against a simple query, same connection, same run.
+    let mut g = c.benchmark_group("extended_vs_simple");
+    g.sample_size(30).measurement_time(Duration::from_secs(3));
+    let mut conn = rt.block_on(Connection::connect(&cfg)).unwrap();
+    rt.block_on(conn.query("SELECT $1::int4", &[&1i32]))
+        .unwrap();
+    g.bench_function("simple_query_select_1", |b| {
+        b.iter(|| rt.block_on(async { conn.simple_query("SELECT 1").await.unwrap() }))
+    });
+    g.bench_function("query_select_param_cached", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let row = conn.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();
+                black_box(row.get::<_, i32>(0))
+            })
+        })
+    });
+    g.finish();
+    // Pooled throughput: 100 tasks on 10 connections, a cached parameterized query each.
+    let pool10 = rt
+        .block_on(Pool::builder(cfg.clone()).min_size(10).max_size(10).build())
+        .unwrap();
+    let throughput = |per_task: usize, parameterized: bool| {
+        rt.block_on(async {
+            let t = Instant::now();
+            let mut hs = Vec::new();
+            for _ in 0..100 {
+                let pool = pool10.clone();
+                hs.push(tokio::spawn(async move {
+                    for i in 0..per_task {
+                        let mut c = pool.acquire().await.unwrap();
+                        if parameterized {
+                            let v: i32 = c
+                                .query_one("SELECT $1::int4", &[&(i as i32)])
+                                .await
+                                .unwrap()
+                                .get(0);
+                            black_box(v);
+                        } else {
+                            black_box(c.simple_query("SELECT 1").await.unwrap());
+                        }
+                    }
+                }));
+            }
+            for h in hs {
+                h.await.unwrap();
+            }
+            (100 * per_task) as f64 / t.elapsed().as_secs_f64()
+        })
+    };
+    let _ = throughput(20, true);
+    let simple = throughput(200, false);
+    let param = throughput(200, true);
+    let simple2 = throughput(200, false);
+    let param2 = throughput(200, true);
+    println!(
+        "100 tasks on 10 connections, 20,000 queries per round, two rounds each: \
+         simple_query(\"SELECT 1\") {:.0} / {:.0} queries/s, query(\"SELECT $1::int4\") cached {:.0} / {:.0} queries/s",
+        simple, simple2, param, param2
+    );
+    rt.block_on(pool10.close());
 
     let mut g = c.benchmark_group("select_1");
     g.sample_size(30).measurement_time(Duration::from_secs(3));

@@ -1,5 +1,6 @@
 //! Starts a throwaway PostgreSQL (or uses DATABASE_URL), builds a pool, runs a burst of
-//! queries from 50 tasks, and prints the statistics, the health JSON and the metrics.
+//! parameterized queries from 50 tasks in transactions, and prints the statistics, the
+//! health JSON and the metrics.
 //!
 //! `cargo run --example quickstart`
 
@@ -29,12 +30,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for task in 0..50i32 {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
-            for _ in 0..20 {
+            for n in 0..20i32 {
                 let mut c = pool.acquire().await?;
-                c.simple_query("SELECT pg_sleep(0.001)").await?;
+                let mut tx = c.transaction().await?;
+                let row = tx
+                    .query_one("SELECT $1::int4 * $2::int4 AS product", &[&task, &n])
+                    .await?;
+                let product: i32 = row.get("product");
+                assert_eq!(product, task * n);
+                tx.commit().await?;
             }
             Ok::<_, wirepool::Error>(())
         }));
@@ -45,12 +52,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = pool.statistics();
     println!(
-        "acquisitions {} releases {} waited {} peak active {} p95 acquire {:.3} ms",
+        "acquisitions {} releases {} waited {} peak active {} p95 acquire {:.3} ms, statement cache {} hits / {} misses",
         s.total_acquisitions,
         s.total_releases,
         s.acquisitions_waited,
         s.peak_active_connections,
-        s.acquisition_quantile_ms(0.95).unwrap_or(0.0)
+        s.acquisition_quantile_ms(0.95).unwrap_or(0.0),
+        s.statement_cache_hits,
+        s.statement_cache_misses,
     );
     println!("{}", pool.health().to_json());
     println!(

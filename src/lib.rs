@@ -20,6 +20,11 @@
 //!     .await?;
 //!
 //! let mut conn = pool.acquire().await?;
+//! // Parameters are bound as values, columns read as Rust types.
+//! let row = conn.query_one("SELECT $1::int4 + 1 AS answer", &[&41i32]).await?;
+//! let answer: i32 = row.get("answer");
+//! assert_eq!(answer, 42);
+//! // The simple protocol: SQL text in, text rows out.
 //! let rows = conn.simple_query("SELECT 1 AS one").await?;
 //! assert_eq!(rows[0].get(0), Some("1"));
 //! drop(conn); // back to the pool
@@ -37,8 +42,11 @@
 //! # Layers
 //!
 //! - [`protocol`]: the wire protocol without I/O: bounded framing, startup and
-//!   authentication (trust, password, md5, SCRAM-SHA-256), simple-query assembly.
-//! - [`conn`]: one [`Connection`] over TCP or a Unix socket.
+//!   authentication (trust, password, md5, SCRAM-SHA-256), the simple and extended query
+//!   protocols.
+//! - [`conn`]: one [`Connection`] over TCP or a Unix socket: `simple_query`; typed
+//!   `query` / `query_one` / `query_opt` / `execute` / `prepare` with a statement cache;
+//!   [`Transaction`]s.
 //! - [`core`]: the pool core, generic and free of I/O: FIFO direct hand-off, capacity
 //!   accounting, cancel-safe waiters, checked with loom; and the hashed timing wheel.
 //! - [`pool`]: [`Pool`], binding the core to PostgreSQL and tokio.
@@ -103,18 +111,31 @@
 //!   timing wheel holds one entry per connection; a checkout is two atomic stores, measured
 //!   at about 2 ns on the acquire+release path. A report comes no earlier than the timeout
 //!   and at most one wheel tick (a sixteenth of the timeout, 10-100 ms) later.
-//! - **Command timeout**: [`PooledConnection::query`] cancels a query past the timeout with
-//!   a CancelRequest (after sending whatever of the request was still unsent); if the
-//!   server does not end it within 5 s the connection is discarded. The caller gets a
-//!   command-timeout error either way. [`Connection::simple_query`] on the guard's `Deref`
-//!   is not bounded.
+//! - **Command timeout**: a query past the timeout is cancelled with a CancelRequest (after
+//!   sending whatever of the request was still unsent); if the server does not end it
+//!   within 5 s the connection is discarded. The caller gets a command-timeout error
+//!   either way. The pool sets it on every connection, so it bounds every query method:
+//!   on the guard's `Deref`, inside transactions, and `simple_query` as much as `query`.
 //! - **Close**: [`Pool::close`] is idempotent and cancel-safe (the drain runs in a pool
 //!   task); durations too long to add to a clock (`Duration::MAX`) mean "never".
 //! - **TLS** is not supported: `sslmode=require` and stricter are refused, not downgraded.
+//! - **Typed queries**: the extended protocol with binary parameters and results through
+//!   `postgres-types` ([`ToSql`], [`FromSql`], [`Type`], re-exported), the API of
+//!   tokio-postgres. A query's first exchange (Parse, Describe) ends in Flush, not Sync, so
+//!   its second (Bind, Execute, Sync) runs in the same session: through PgBouncer in
+//!   transaction mode on the same server. Statements are cached per connection (LRU, 100
+//!   by default, `statement_cache_capacity`; `0` for PgBouncer), under names unique to the
+//!   connection; one the server no longer knows (`DISCARD ALL`, SQLSTATE 26000) or whose
+//!   result type changed (0A000) is prepared again once, outside explicit transactions.
+//!   Custom types (enums, domains) come back as their OID-named type; cast them to text in
+//!   SQL. A [`Transaction`] dropped uncommitted queues a ROLLBACK; the pool's return
+//!   hygiene covers guards dropped mid-query or mid-transaction.
+//! - **Errors**: `{}` of a server error prints its severity, SQLSTATE and message
+//!   (`ERROR 42P01: relation "x" does not exist`).
 //! - **Dependencies**: besides tokio, postgres-protocol, bytes, crossbeam, parking_lot and
-//!   tracing, the library uses `fallible-iterator`, the trait postgres-protocol's message
-//!   iterators implement (needed to read them), and `socket2` (already under tokio) for the
-//!   TCP keepalive and user-timeout options.
+//!   tracing, the library uses `postgres-types` (typed values), `fallible-iterator`, the
+//!   trait postgres-protocol's message iterators implement (needed to read them), and
+//!   `socket2` (already under tokio) for the TCP keepalive and user-timeout options.
 //!
 //! # Performance
 //!
@@ -126,8 +147,11 @@
 //!
 //! # Feature flags
 //!
-//! - `throwaway`: [`throwaway::Cluster`], a throwaway PostgreSQL cluster (initdb into a
-//!   temp dir) for tests, benchmarks and demos.
+//! - `throwaway`: `throwaway::Cluster`, a throwaway PostgreSQL cluster (initdb into a
+//!   temp dir) for tests, benchmarks and demos, and `throwaway::Bouncer`, a PgBouncer in
+//!   front of one.
+//! - `with-uuid-1`, `with-chrono-0_4`, `with-time-0_3`, `with-serde_json-1`: those crates'
+//!   types as query parameters and column values.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
@@ -140,6 +164,11 @@ pub mod protocol;
 mod sync;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
+
+/// The README's examples, compiled as doc tests so they keep working as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
 pub use conn::{CancelToken, Connection, Statement, ToStatement, Transaction};

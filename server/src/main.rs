@@ -71,6 +71,7 @@ Environment:
   POOL_ENABLE_LEAK_DETECTION    report connections held too long (true)
   POOL_LEAK_DETECTION_TIMEOUT   seconds held before a report (30)
   POOL_LEAK_BACKTRACE           capture the full stack at each acquire (false)
+  POOL_STATEMENT_CACHE_CAPACITY prepared statements per connection, 0 behind PgBouncer (100)
   LOG_LEVEL                     DEBUG, INFO, WARNING, ERROR, CRITICAL (INFO)
   LOG_FILE                      append logs to this file (stderr)
   LOG_FORMAT                    json or text (json)

@@ -12,6 +12,7 @@
 //! | `POOL_ENABLE_LEAK_DETECTION` | true | report connections held too long |
 //! | `POOL_LEAK_DETECTION_TIMEOUT` | 30 | seconds held before a report |
 //! | `POOL_LEAK_BACKTRACE` | false | capture the full stack at each acquire |
+//! | `POOL_STATEMENT_CACHE_CAPACITY` | 100 | prepared statements per connection (0 behind PgBouncer) |
 //! | `LOG_LEVEL` | INFO | DEBUG, INFO, WARNING, ERROR, CRITICAL |
 //! | `LOG_FILE` | (stderr) | append logs to this file |
 //! | `LOG_FORMAT` | json (`demo`: text) | `json` or `text` |

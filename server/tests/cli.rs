@@ -58,6 +58,10 @@ fn malformed_settings_exit_2_with_one_line_naming_the_variable() {
             &[("POOL_LEAK_DETECTION_TIMEOUT", "x")],
             "POOL_LEAK_DETECTION_TIMEOUT",
         ),
+        (
+            &[("POOL_STATEMENT_CACHE_CAPACITY", "-1")],
+            "POOL_STATEMENT_CACHE_CAPACITY",
+        ),
         (&[("LOG_LEVEL", "LOUD")], "LOG_LEVEL"),
         (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
     ];
@@ -206,6 +210,7 @@ fn serve_help_lists_the_environment() {
         "POOL_ENABLE_LEAK_DETECTION",
         "POOL_LEAK_DETECTION_TIMEOUT",
         "POOL_LEAK_BACKTRACE",
+        "POOL_STATEMENT_CACHE_CAPACITY",
         "LOG_LEVEL",
         "LOG_FILE",
         "LOG_FORMAT",

@@ -261,6 +261,18 @@ pub fn render_as(
         "Reconnection attempts while the database was unreachable.",
         s.reconnect_attempts,
     );
+    counter(
+        &mut o,
+        "statement_cache_hits",
+        "Queries whose statement was already prepared on their connection.",
+        s.statement_cache_hits,
+    );
+    counter(
+        &mut o,
+        "statement_cache_misses",
+        "Queries that had to prepare their statement first.",
+        s.statement_cache_misses,
+    );
 
     let f = family("connections_closed");
     let _ = writeln!(

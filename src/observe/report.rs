@@ -189,11 +189,13 @@ impl PoolStatistics {
         );
         let _ = write!(
             o,
-            ",\"headroom\":{},\"idle_ratio\":{},\"connect_failures\":{},\"recovered_at\":{}",
+            ",\"headroom\":{},\"idle_ratio\":{},\"connect_failures\":{},\"recovered_at\":{},\"statement_cache_hits\":{},\"statement_cache_misses\":{}",
             json_f64(super::headroom(self)),
             json_f64(super::idle_ratio(self)),
             self.connect_failures,
             json_opt_time(self.recovered_at),
+            self.statement_cache_hits,
+            self.statement_cache_misses,
         );
         o.push_str(",\"connections_closed\":{");
         for (i, (r, n)) in self.connections_closed.iter().enumerate() {

@@ -8,7 +8,8 @@
 //!    `CloseComplete`s, `ParseComplete`, `ParameterDescription`, then `RowDescription` or
 //!    `NoData`, with no ReadyForQuery: the server keeps the same session (and PgBouncer in
 //!    transaction mode the same server) for the second exchange. After an error the server
-//!    skips to the next `Sync`, which the driver then sends ([`Prepare::needs_sync`]).
+//!    skips to the next `Sync`, which the driver then sends (when [`Prepare::handle`]
+//!    returns the error).
 //! 2. **Execute**: `Bind` (parameters in binary, results in binary), `Execute`, `Sync`. The
 //!    answer is `BindComplete`, `DataRow`s, then `CommandComplete` (or
 //!    `EmptyQueryResponse`), and `ReadyForQuery`. After an error the server skips to the
