@@ -10,15 +10,20 @@
 //!   `'`, with `\'` and `\\` escapes).
 //!
 //! What a string does not give is taken from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT` and `PGSSLMODE`; what neither gives has
+//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT` and the TLS variables below; what neither gives has
 //! libpq's default (host `localhost`, port 5432, the OS user, database = user), except
 //! `connect_timeout`, which defaults to 10 s rather than "wait forever".
 //!
-//! wirepool speaks plaintext only: `sslmode` `disable`, `allow` and `prefer` connect without
-//! TLS; `require`, `verify-ca` and `verify-full` are refused with a configuration error
-//! rather than silently downgraded. Unknown keywords are errors, as in libpq.
+//! TLS is configured as in libpq: `sslmode` (`disable`, `allow`, `prefer` by default,
+//! `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file, or `system`),
+//! `sslcert` / `sslkey`, `sslnegotiation` (`postgres` or `direct`), `channel_binding`
+//! (`disable`, `prefer`, `require`); also from `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`,
+//! `PGSSLKEY`, `PGSSLNEGOTIATION`, `PGCHANNELBINDING`. `hostaddr` gives the address to
+//! connect to while `host` names the server for certificate checks. Without the `tls`
+//! feature, `require` and stricter are configuration errors. Unknown keywords are errors,
+//! as in libpq.
 //!
-//! The password never appears in `Debug` or `Display` output.
+//! The password and the certificate paths never appear in `Debug` or `Display` output.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,17 +56,96 @@ impl fmt::Display for Host {
     }
 }
 
-/// libpq's `sslmode`. Only the plaintext-compatible modes are accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum SslMode {
     /// Never use TLS.
     Disable,
-    /// Use TLS only if the server insists; wirepool never does, so plaintext.
+    /// Plain first; TLS only if the server refuses a plain connection.
     Allow,
-    /// Prefer TLS; wirepool has none, so plaintext. libpq's default.
+    /// TLS if the server offers it (it answers `S` to SSLRequest), else plain; the
+    /// certificate is not checked. libpq's default.
     #[default]
     Prefer,
+    /// TLS or nothing; the certificate is not checked (unless a root certificate is
+    /// configured: then as `VerifyCa`, as in libpq).
+    Require,
+    /// TLS with a certificate chain that leads to the root certificate (`sslrootcert`).
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The name libpq uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Where the root certificates for `verify-ca` and `verify-full` come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RootCert {
+    /// A PEM file of one or more certificates.
+    File(PathBuf),
+    /// The platform's trusted roots (`sslrootcert=system`, as libpq 16).
+    System,
+}
+
+/// libpq's `channel_binding`: whether SCRAM authentication binds to the TLS channel
+/// (SCRAM-SHA-256-PLUS with `tls-server-end-point`), so that a man in the middle who
+/// terminates TLS cannot relay the authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ChannelBinding {
+    /// Never.
+    Disable,
+    /// When the connection is encrypted and the server offers it. The default.
+    #[default]
+    Prefer,
+    /// Always: the connection fails, before any password is sent, if the server does not
+    /// authenticate with SCRAM-SHA-256-PLUS over TLS.
+    Require,
+}
+
+/// libpq's `sslnegotiation`: how TLS starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslNegotiation {
+    /// SSLRequest first, then the handshake if the server agrees. The default; every
+    /// server version understands it.
+    #[default]
+    Postgres,
+    /// The TLS handshake at once, with ALPN `postgresql` (PostgreSQL 17 and later); saves
+    /// a round trip. Needs `sslmode` require or stricter.
+    Direct,
+}
+
+/// The TLS settings of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// `sslmode`.
+    pub mode: SslMode,
+    /// `sslrootcert`, if given.
+    pub root_cert: Option<RootCert>,
+    /// `sslcert`: the client certificate (PEM), for `cert` authentication.
+    pub client_cert: Option<PathBuf>,
+    /// `sslkey`: the client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// `sslnegotiation`.
+    pub negotiation: SslNegotiation,
+    /// `channel_binding`.
+    pub channel_binding: ChannelBinding,
 }
 
 /// Settings for one PostgreSQL connection.
@@ -87,7 +171,10 @@ pub struct ConnectConfig {
     application_name: Option<String>,
     options: Option<String>,
     connect_timeout: Option<Duration>,
-    ssl_mode: SslMode,
+    tls: TlsSettings,
+    /// `hostaddr`: the address to connect to for each host (the host name then only
+    /// names the server for TLS), as in libpq.
+    hostaddrs: Vec<std::net::IpAddr>,
     tcp: TcpSettings,
     max_message_size: usize,
 }
@@ -136,6 +223,12 @@ struct Partial {
     options: Option<String>,
     connect_timeout: Option<Option<Duration>>,
     ssl_mode: Option<SslMode>,
+    root_cert: Option<RootCert>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    negotiation: Option<SslNegotiation>,
+    channel_binding: Option<ChannelBinding>,
+    hostaddrs: Vec<std::net::IpAddr>,
     tcp: TcpSettings,
     /// The previous keyword was `password`: errors must not echo the next token, which
     /// may be the rest of an unquoted password.
@@ -214,9 +307,17 @@ impl ConnectConfig {
     pub fn connect_timeout(&self) -> Option<Duration> {
         self.connect_timeout
     }
-    /// The `sslmode`. Default: `prefer` (which, without TLS support, is plaintext).
+    /// The `sslmode` as configured. Default: `prefer`.
     pub fn ssl_mode(&self) -> SslMode {
-        self.ssl_mode
+        self.tls.mode
+    }
+    /// The TLS settings.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+    /// The `hostaddr` for host `i`, if one is given.
+    pub fn hostaddr(&self, i: usize) -> Option<std::net::IpAddr> {
+        self.hostaddrs.get(i).copied()
     }
     /// TCP keepalive and user-timeout settings.
     pub fn tcp(&self) -> &TcpSettings {
@@ -268,6 +369,27 @@ impl ConnectConfig {
         self.connect_timeout = timeout;
         self
     }
+    /// Sets the `sslmode`.
+    pub fn with_ssl_mode(mut self, mode: SslMode) -> Self {
+        self.tls.mode = mode;
+        self
+    }
+    /// Sets the root certificates for `verify-ca` / `verify-full`.
+    pub fn with_root_cert(mut self, root: Option<RootCert>) -> Self {
+        self.tls.root_cert = root;
+        self
+    }
+    /// Sets the client certificate and its key (PEM files).
+    pub fn with_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.client_cert = Some(cert.into());
+        self.tls.client_key = Some(key.into());
+        self
+    }
+    /// Sets `channel_binding`.
+    pub fn with_channel_binding(mut self, cb: ChannelBinding) -> Self {
+        self.tls.channel_binding = cb;
+        self
+    }
     /// Sets the cap on one long server message.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
@@ -293,7 +415,14 @@ impl fmt::Debug for ConnectConfig {
             .field("application_name", &self.application_name)
             .field("options", &self.options)
             .field("connect_timeout", &self.connect_timeout)
-            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_mode", &self.tls.mode)
+            // Certificate paths are not shown: they say where key material lives.
+            .field("sslrootcert", &self.tls.root_cert.as_ref().map(|_| "<set>"))
+            .field("sslcert", &self.tls.client_cert.as_ref().map(|_| "<set>"))
+            .field("sslkey", &self.tls.client_key.as_ref().map(|_| "<set>"))
+            .field("sslnegotiation", &self.tls.negotiation)
+            .field("channel_binding", &self.tls.channel_binding)
+            .field("hostaddr", &self.hostaddrs)
             .field("tcp", &self.tcp)
             .field("max_message_size", &self.max_message_size)
             .finish()
@@ -376,6 +505,55 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             None => SslMode::Prefer,
         },
     };
+    let root_cert = p
+        .root_cert
+        .or_else(|| env_nonempty("PGSSLROOTCERT").map(|v| root_cert_from(&v)));
+    let client_cert = p
+        .client_cert
+        .or_else(|| env_nonempty("PGSSLCERT").map(PathBuf::from));
+    let client_key = p
+        .client_key
+        .or_else(|| env_nonempty("PGSSLKEY").map(PathBuf::from));
+    let negotiation = match p.negotiation {
+        Some(n) => n,
+        None => match env_nonempty("PGSSLNEGOTIATION") {
+            Some(v) => parse_negotiation(&v)
+                .map_err(|e| Error::config(format!("PGSSLNEGOTIATION: {e}")))?,
+            None => SslNegotiation::Postgres,
+        },
+    };
+    let channel_binding = match p.channel_binding {
+        Some(c) => c,
+        None => match env_nonempty("PGCHANNELBINDING") {
+            Some(v) => parse_channel_binding(&v)
+                .map_err(|e| Error::config(format!("PGCHANNELBINDING: {e}")))?,
+            None => ChannelBinding::Prefer,
+        },
+    };
+    if channel_binding == ChannelBinding::Require && ssl_mode == SslMode::Disable {
+        return Err(Error::config(
+            "channel_binding=require needs TLS, and sslmode=disable turns it off",
+        ));
+    }
+    if negotiation == SslNegotiation::Direct && ssl_mode < SslMode::Require {
+        return Err(Error::config(format!(
+            "sslnegotiation=direct needs sslmode require, verify-ca or verify-full (not {})",
+            ssl_mode.as_str()
+        )));
+    }
+    if !cfg!(feature = "tls") && ssl_mode >= SslMode::Require {
+        return Err(Error::config(format!(
+            "sslmode={} needs TLS, and this build of wirepool has none (the `tls` feature is off)",
+            ssl_mode.as_str()
+        )));
+    }
+    if !p.hostaddrs.is_empty() && p.hostaddrs.len() != hosts.len() {
+        return Err(Error::config(format!(
+            "hostaddr lists {} addresses for {} hosts",
+            p.hostaddrs.len(),
+            hosts.len()
+        )));
+    }
     Ok(ConnectConfig {
         hosts,
         port,
@@ -385,10 +563,47 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
         application_name,
         options: p.options,
         connect_timeout,
-        ssl_mode,
+        tls: TlsSettings {
+            mode: ssl_mode,
+            root_cert,
+            client_cert,
+            client_key,
+            negotiation,
+            channel_binding,
+        },
+        hostaddrs: p.hostaddrs,
         tcp: p.tcp,
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
     })
+}
+
+fn root_cert_from(v: &str) -> RootCert {
+    if v == "system" {
+        RootCert::System
+    } else {
+        RootCert::File(PathBuf::from(v))
+    }
+}
+
+fn parse_negotiation(v: &str) -> std::result::Result<SslNegotiation, String> {
+    match v {
+        "postgres" => Ok(SslNegotiation::Postgres),
+        "direct" => Ok(SslNegotiation::Direct),
+        other => Err(format!(
+            "invalid sslnegotiation `{other}` (expected postgres or direct)"
+        )),
+    }
+}
+
+fn parse_channel_binding(v: &str) -> std::result::Result<ChannelBinding, String> {
+    match v {
+        "disable" => Ok(ChannelBinding::Disable),
+        "prefer" => Ok(ChannelBinding::Prefer),
+        "require" => Ok(ChannelBinding::Require),
+        other => Err(format!(
+            "invalid channel_binding `{other}` (expected disable, prefer or require)"
+        )),
+    }
 }
 
 fn host_from_str(h: &str) -> Result<Host> {
@@ -445,10 +660,12 @@ fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
         "disable" => Ok(SslMode::Disable),
         "allow" => Ok(SslMode::Allow),
         "prefer" => Ok(SslMode::Prefer),
-        "require" | "verify-ca" | "verify-full" => Err(format!(
-            "sslmode={v} needs TLS, which wirepool does not support (use disable or prefer)"
+        "require" => Ok(SslMode::Require),
+        "verify-ca" => Ok(SslMode::VerifyCa),
+        "verify-full" => Ok(SslMode::VerifyFull),
+        other => Err(format!(
+            "invalid sslmode `{other}` (expected disable, allow, prefer, require, verify-ca or verify-full)"
         )),
-        other => Err(format!("invalid sslmode `{other}`")),
     }
 }
 
@@ -465,6 +682,11 @@ const KEYWORDS: &[&str] = &[
     "options",
     "connect_timeout",
     "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslnegotiation",
+    "channel_binding",
     "client_encoding",
     "keepalives",
     "keepalives_idle",
@@ -477,11 +699,29 @@ const KEYWORDS: &[&str] = &[
 /// Applies one `keyword = value` pair, from a URL query or a key=value string.
 fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
     match key {
-        "host" | "hostaddr" => {
+        "host" => {
             p.hosts = value
                 .split(',')
                 .map(host_from_str)
                 .collect::<Result<Vec<_>>>()?;
+        }
+        "hostaddr" => {
+            p.hostaddrs = value
+                .split(',')
+                .map(|a| {
+                    a.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                        Error::config(format!("invalid hostaddr `{a}` (expected an IP address)"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if p.hosts.is_empty() {
+                // Without host names, the addresses are the hosts.
+                p.hosts = p
+                    .hostaddrs
+                    .iter()
+                    .map(|a| Host::Tcp(a.to_string()))
+                    .collect();
+            }
         }
         "port" => {
             p.ports = value
@@ -507,6 +747,13 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
             p.connect_timeout = Some(parse_connect_timeout(&value).map_err(Error::config)?)
         }
         "sslmode" => p.ssl_mode = Some(parse_ssl_mode(&value).map_err(Error::config)?),
+        "sslrootcert" => p.root_cert = Some(root_cert_from(&value)),
+        "sslcert" => p.client_cert = Some(PathBuf::from(value)),
+        "sslkey" => p.client_key = Some(PathBuf::from(value)),
+        "sslnegotiation" => p.negotiation = Some(parse_negotiation(&value).map_err(Error::config)?),
+        "channel_binding" => {
+            p.channel_binding = Some(parse_channel_binding(&value).map_err(Error::config)?)
+        }
         "client_encoding" => {
             if !value.eq_ignore_ascii_case("UTF8") && !value.eq_ignore_ascii_case("UTF-8") {
                 return Err(Error::config(format!(
@@ -879,7 +1126,13 @@ mod tests {
             "postgres://u@[::1/d",
             "postgres://u:%zz@h/d",
             "postgres://u@h/d?nosuchoption=1",
-            "postgres://u@h/d?sslmode=require",
+            "postgres://u@h/d?sslmode=sometimes",
+            "postgres://u@h/d?channel_binding=maybe",
+            "postgres://u@h/d?sslnegotiation=fast",
+            "postgres://u@h/d?sslmode=prefer&sslnegotiation=direct",
+            "postgres://u@h/d?sslmode=disable&channel_binding=require",
+            "host=h hostaddr=not-an-ip",
+            "host=h,i hostaddr=127.0.0.1",
             "postgres://u@h/d?connect_timeout=soon",
             "postgres://u@h/d?novalue",
             "mysql://u@h/d",
@@ -980,6 +1233,53 @@ mod tests {
             assert!(!e.contains("ter2"), "{kv}: {e}");
             assert!(e.contains("quote"), "{kv}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_settings_as_libpq_takes_them() {
+        let c = parse("postgres://u@h/d").unwrap();
+        assert_eq!(c.tls(), &TlsSettings::default());
+        assert_eq!(c.ssl_mode(), SslMode::Prefer);
+        assert_eq!(c.tls().channel_binding, ChannelBinding::Prefer);
+        let c = parse(
+            "host=h sslmode=verify-full sslrootcert=system sslcert=/c.pem sslkey=/k.pem \
+             sslnegotiation=direct channel_binding=require",
+        )
+        .unwrap();
+        let t = c.tls();
+        assert_eq!(t.mode, SslMode::VerifyFull);
+        assert_eq!(t.root_cert, Some(RootCert::System));
+        assert_eq!(
+            t.client_cert.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(t.negotiation, SslNegotiation::Direct);
+        assert_eq!(t.channel_binding, ChannelBinding::Require);
+        // The environment fills what the string leaves out.
+        let env = |k: &str| match k {
+            "USER" => Some("osuser".to_string()),
+            "PGSSLMODE" => Some("verify-ca".to_string()),
+            "PGSSLROOTCERT" => Some("/ca.pem".to_string()),
+            "PGCHANNELBINDING" => Some("disable".to_string()),
+            _ => None,
+        };
+        let c = ConnectConfig::parse_with_env("host=h", env).unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(c.tls().root_cert, Some(RootCert::File("/ca.pem".into())));
+        assert_eq!(c.tls().channel_binding, ChannelBinding::Disable);
+        let bad = ConnectConfig::parse_with_env("host=h user=u", |k| {
+            (k == "PGSSLMODE").then(|| "strict".to_string())
+        });
+        assert!(bad.unwrap_err().to_string().contains("PGSSLMODE"));
+        // hostaddr: connect to the address, the name is for the certificate.
+        let c = parse("host=db.example hostaddr=127.0.0.1").unwrap();
+        assert_eq!(c.hosts(), &[Host::Tcp("db.example".into())]);
+        assert_eq!(c.hostaddr(0), Some("127.0.0.1".parse().unwrap()));
+        let c = parse("hostaddr=::1").unwrap();
+        assert_eq!(c.hosts(), &[Host::Tcp("::1".into())]);
+        // Certificate paths are not printed.
+        let c = parse("host=h sslrootcert=/secret/ca.pem sslkey=/secret/k.pem").unwrap();
+        assert!(!format!("{c:?} {c}").contains("/secret"));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum ErrorKind {
     Conversion,
     /// `query_one` found no row or several, `query_opt` several.
     RowCount,
+    /// TLS could not be set up: the server does not offer it where it is required, the
+    /// handshake failed, or the certificate did not verify.
+    Tls,
 }
 
 /// The phase of `acquire()` in which the acquire timeout ran out.
@@ -197,6 +200,10 @@ impl Error {
 
     pub(crate) fn conversion_msg(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Conversion).with_detail(detail)
+    }
+
+    pub(crate) fn tls(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Tls).with_detail(detail)
     }
 
     pub(crate) fn row_count(detail: impl Into<String>) -> Self {
@@ -360,6 +367,7 @@ impl fmt::Display for Error {
             ErrorKind::MissingPassword => f.write_str("no password configured")?,
             ErrorKind::Conversion => f.write_str("type conversion failed")?,
             ErrorKind::RowCount => f.write_str("unexpected number of rows")?,
+            ErrorKind::Tls => f.write_str("TLS error")?,
         }
         if let Some(phase) = self.0.phase {
             write!(f, " {phase}")?;

@@ -49,6 +49,12 @@ pub enum Role {
     Md5,
     /// `scram_user`: SCRAM-SHA-256.
     Scram,
+    /// `tls_user`: SCRAM-SHA-256, over TLS only (a [`Cluster::start_tls`] cluster; plain
+    /// connections are rejected by `pg_hba.conf`).
+    Tls,
+    /// `cert_user`: a client certificate, over TLS only (a [`Cluster::start_tls`]
+    /// cluster; see [`Cluster::client_cert`]).
+    Cert,
 }
 
 impl Role {
@@ -60,6 +66,8 @@ impl Role {
             Role::Password => "password_user",
             Role::Md5 => "md5_user",
             Role::Scram => "scram_user",
+            Role::Tls => "tls_user",
+            Role::Cert => "cert_user",
         }
     }
     /// The role's password, if it has one.
@@ -69,6 +77,8 @@ impl Role {
             Role::Password => Some("password_secret"),
             Role::Md5 => Some("md5_secret"),
             Role::Scram => Some("scram_secret"),
+            Role::Tls => Some("tls_secret"),
+            Role::Cert => None,
         }
     }
 }
@@ -97,6 +107,7 @@ pub struct Cluster {
     port: u16,
     owner: Option<(u32, u32)>,
     running: bool,
+    tls: bool,
     watchdog: Option<std::process::Child>,
 }
 
@@ -110,6 +121,24 @@ impl Cluster {
     /// When no server binaries are found (the message says how to install them), or when
     /// `initdb`, `pg_ctl` or role creation fails (the message carries their output).
     pub fn start() -> Result<Cluster, ClusterError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Cluster::start`], with `ssl = on`: a test CA and a server certificate for
+    /// `localhost` and `127.0.0.1` are made at start (with the `openssl` command), the
+    /// roles [`Role::Tls`] and [`Role::Cert`] may connect over TLS only, and plain
+    /// connections stay allowed for the others. [`Cluster::ca_cert`] is the root
+    /// certificate to verify against, [`Cluster::other_ca_cert`] one that did not sign the
+    /// server's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`], or when `openssl` is missing or fails.
+    pub fn start_tls() -> Result<Cluster, ClusterError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Cluster, ClusterError> {
         let bin = find_bin_dir()?;
         let owner = if is_root() {
             Some(postgres_ids()?)
@@ -129,11 +158,15 @@ impl Cluster {
             port: 0,
             owner,
             running: false,
+            tls,
             watchdog: None,
         };
         cluster.chown(&cluster.root.clone())?;
         cluster.spawn_watchdog();
         cluster.init()?;
+        if tls {
+            cluster.make_certificates()?;
+        }
         let mut last = None;
         for _ in 0..3 {
             cluster.port = free_port()?;
@@ -166,6 +199,22 @@ impl Cluster {
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// The test CA's certificate (PEM) of a [`Cluster::start_tls`] cluster.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("tls").join("ca.crt")
+    }
+
+    /// Another CA's certificate, which did not sign the server's (for negative tests).
+    pub fn other_ca_cert(&self) -> PathBuf {
+        self.root.join("tls").join("other_ca.crt")
+    }
+
+    /// The client certificate and key of [`Role::Cert`] (PEM), signed by the test CA.
+    pub fn client_cert(&self) -> (PathBuf, PathBuf) {
+        let d = self.root.join("tls");
+        (d.join("client.crt"), d.join("client.key"))
     }
 
     /// What the server has written to its log so far (`log_min_messages = warning`, so
@@ -293,19 +342,147 @@ impl Cluster {
         Ok(())
     }
 
+    /// A test CA, a server certificate for localhost and 127.0.0.1 signed by it, a client
+    /// certificate for `cert_user`, and an unrelated CA; EC P-256 keys.
+    fn make_certificates(&self) -> Result<(), ClusterError> {
+        let dir = self.root.join("tls");
+        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating the TLS dir: {e}")))?;
+        let openssl = |args: &[&str]| -> Result<(), ClusterError> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| {
+                    err(format!(
+                        "running openssl: {e} (install it: `apt-get install openssl`)"
+                    ))
+                })?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(err(format!(
+                    "openssl {} failed: {}",
+                    args.first().copied().unwrap_or(""),
+                    String::from_utf8_lossy(&out.stderr)
+                )))
+            }
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other_ca"] {
+            let (key, crt, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.crt"),
+                format!("/CN=wirepool test {ca}"),
+            );
+            let mut args = vec!["req", "-x509"];
+            args.extend_from_slice(&ec);
+            args.extend_from_slice(&[
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+                "-days",
+                "3",
+                "-subj",
+                &subj,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            openssl(&args)?;
+        }
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| err(format!("writing server.ext: {e}")))?;
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .map_err(|e| err(format!("writing client.ext: {e}")))?;
+        for (name, cn) in [("server", "localhost"), ("client", "cert_user")] {
+            let (key, csr, crt, ext, subj) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+                format!("{name}.ext"),
+                format!("/CN={cn}"),
+            );
+            let mut args = vec!["req"];
+            args.extend_from_slice(&ec);
+            args.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(&args)?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "3",
+                "-extfile",
+                &ext,
+            ])?;
+        }
+        // The server reads its key as its own user, and only from a private file.
+        for f in ["server.key", "server.crt", "ca.crt"] {
+            self.chown(&dir.join(f))?;
+        }
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(|e| err(format!("chmod server.key: {e}")))?;
+        self.chown(&dir)?;
+        Ok(())
+    }
+
     fn write_config(&self) -> Result<(), ClusterError> {
         let data = self.data_dir();
-        let conf = format!(
+        let mut conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1,::1'\nunix_socket_directories = '{}'\n\
              max_connections = 300\nshared_buffers = 32MB\nfsync = off\n\
              synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n",
             self.port,
             self.socket_dir().display()
         );
+        if self.tls {
+            let d = self.root.join("tls");
+            conf.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+                d.join("server.crt").display(),
+                d.join("server.key").display(),
+                d.join("ca.crt").display()
+            ));
+        }
         std::fs::write(data.join("postgresql.auto.conf"), conf)
             .map_err(|e| err(format!("writing postgresql.auto.conf: {e}")))?;
         let mut hba = String::from("local all all trust\n");
         for addr in ["127.0.0.1/32", "::1/128"] {
+            for (kind, role, method) in [
+                ("hostnossl", "tls_user", "reject"),
+                ("hostnossl", "cert_user", "reject"),
+                ("hostssl", "tls_user", "scram-sha-256"),
+                ("hostssl", "cert_user", "cert"),
+            ] {
+                hba.push_str(&format!("{kind} all {role} {addr} {method}\n"));
+            }
             for (role, method) in [
                 ("wirepool_admin", "trust"),
                 ("trust_user", "trust"),
@@ -359,9 +536,11 @@ impl Cluster {
             "CREATE ROLE trust_user LOGIN; \
              CREATE ROLE password_user LOGIN PASSWORD 'password_secret'; \
              CREATE ROLE scram_user LOGIN PASSWORD 'scram_secret'; \
+             CREATE ROLE tls_user LOGIN PASSWORD 'tls_secret'; \
+             CREATE ROLE cert_user LOGIN; \
              SET password_encryption = 'md5'; \
              CREATE ROLE md5_user LOGIN PASSWORD 'md5_secret'; \
-             GRANT pg_signal_backend TO trust_user, password_user, md5_user, scram_user;",
+             GRANT pg_signal_backend TO trust_user, password_user, md5_user, scram_user, tls_user;",
         )?;
         // The cluster runs with synchronous_commit = off: without a checkpoint, a
         // `kill` soon after start could lose the roles in crash recovery.

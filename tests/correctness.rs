@@ -368,29 +368,33 @@ async fn ipv6_loopback_in_brackets() {
 #[tokio::test]
 async fn a_server_that_is_not_postgres_is_named_as_such() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 512];
-        let _ = s.read(&mut buf).await;
-        let _ = s
-            .write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )
-            .await;
-    });
-    let cfg: ConnectConfig = format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3")
-        .parse()
-        .unwrap();
-    let e = Connection::connect(&cfg).await.unwrap_err();
-    let text = e.to_string();
-    assert!(e.is_protocol(), "{e:?}");
-    assert!(
-        text.contains(&format!(
-            "the server at 127.0.0.1:{port} does not speak the PostgreSQL protocol"
-        )),
-        "{text}"
-    );
-    assert!(text.contains("HTTP/1.1 400"), "{text}");
+    // With TLS negotiation (the default, prefer) and without it.
+    for sslmode in ["prefer", "disable"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        });
+        let cfg: ConnectConfig =
+            format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3&sslmode={sslmode}")
+                .parse()
+                .unwrap();
+        let e = Connection::connect(&cfg).await.unwrap_err();
+        let text = e.to_string();
+        assert!(e.is_protocol(), "{sslmode}: {e:?}");
+        assert!(
+            text.contains(&format!(
+                "the server at 127.0.0.1:{port} does not speak the PostgreSQL protocol"
+            )),
+            "{sslmode}: {text}"
+        );
+        assert!(text.contains("HTTP/1.1 400"), "{sslmode}: {text}");
+    }
 }

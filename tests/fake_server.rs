@@ -25,7 +25,8 @@ async fn fake(script: Vec<u8>, hold: bool) -> ConnectConfig {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
     });
-    format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3")
+    // Plain text: these servers script the protocol after the startup message.
+    format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3&sslmode=disable")
         .parse()
         .unwrap()
 }
@@ -148,7 +149,9 @@ async fn server_closes_in_the_middle_of_a_query_answer() {
             .unwrap();
         // and close
     });
-    let cfg: ConnectConfig = format!("postgres://u@127.0.0.1:{port}/d").parse().unwrap();
+    let cfg: ConnectConfig = format!("postgres://u@127.0.0.1:{port}/d?sslmode=disable")
+        .parse()
+        .unwrap();
     let mut c = Connection::connect(&cfg).await.unwrap();
     let e = c.simple_query("SELECT 1").await.unwrap_err();
     assert!(e.is_closed(), "{e:?}");

@@ -1,12 +1,27 @@
-//! Server bytes into the startup and authentication state machine. Nothing may panic
-//! (SCRAM included), and the machine must end in an error or in a ready session.
+//! Server bytes into the start of a session: the one-byte answer to SSLRequest, then the
+//! startup and authentication state machine, with and without TLS channel-binding data and
+//! under each channel_binding setting (chosen by the input). Nothing may panic (SCRAM
+//! included), the SSL answer is read from its one byte alone, and the machine must end in
+//! an error or in a ready session.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wirepool::protocol::{FrameDecoder, Startup, StartupParams, StartupStatus};
+use wirepool::config::ChannelBinding;
+use wirepool::protocol::{
+    ssl_answer, FrameDecoder, SslAnswer, Startup, StartupParams, StartupStatus,
+};
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&settings, data)) = data.split_first() else { return };
+    let Some((&answer, data)) = data.split_first() else { return };
+    // Exactly one byte decides; only S and N are answers.
+    match ssl_answer(answer) {
+        Ok(SslAnswer::Tls) => assert_eq!(answer, b'S'),
+        Ok(SslAnswer::Plain) => assert_eq!(answer, b'N'),
+        Err(_) => assert!(answer != b'S' && answer != b'N'),
+    }
+    let end_point = [0x5au8; 32];
     let mut out = BytesMut::new();
     let params = StartupParams {
         user: "fuzz",
@@ -14,6 +29,12 @@ fuzz_target!(|data: &[u8]| {
         password: Some(b"secret"),
         application_name: None,
         options: None,
+        channel_binding: match settings % 3 {
+            0 => ChannelBinding::Disable,
+            1 => ChannelBinding::Prefer,
+            _ => ChannelBinding::Require,
+        },
+        tls_end_point: (settings & 4 != 0).then_some(&end_point[..]),
     };
     let mut startup = Startup::start(&params, &mut out).expect("valid parameters");
     let decoder = FrameDecoder::default();

@@ -1,7 +1,7 @@
 //! `wirepool check`: connect once with the configured settings and say what happened.
 //!
-//! On success: the server's version, the authentication method used, and the round trip of
-//! `SELECT 1`. On failure: the error and its likely cause (refused, authentication,
+//! On success: the server's version, the authentication method used, the encryption (TLS
+//! protocol version and cipher, or none), and the round trip of `SELECT 1`. On failure: the error and its likely cause (refused, authentication,
 //! missing role or database, timeout). Exit code 0 or 1.
 
 use std::time::{Duration, Instant};
@@ -42,6 +42,15 @@ pub(crate) async fn run(cfg: &ConnectConfig) -> Result<(), String> {
         conn.parameter("server_version").unwrap_or("(not reported)")
     );
     outln!("authentication: {}", conn.auth_method().as_str());
+    match conn.tls_info() {
+        Some(tls) => outln!(
+            "encryption: {} {} (sslmode={})",
+            tls.protocol,
+            tls.cipher,
+            cfg.ssl_mode().as_str()
+        ),
+        None => outln!("encryption: none (sslmode={})", cfg.ssl_mode().as_str()),
+    }
     outln!("connect time: {}", ms(connect_time));
     outln!(
         "round trip (SELECT 1 x {SAMPLES}): min {}, median {}, max {}",
@@ -97,8 +106,11 @@ pub(crate) fn likely_cause(e: &Error) -> &'static str {
         None if e.kind() == ErrorKind::Encoding => {
             "the role or database sets client_encoding to something other than UTF8"
         }
+        None if e.kind() == ErrorKind::Tls => {
+            "TLS could not be set up: check sslmode, sslrootcert and the server's certificate"
+        }
         None if e.is_authentication() => {
-            "the server asked for an authentication method wirepool does not support"
+            "authentication could not proceed: an unsupported method, or channel_binding=require without SCRAM-SHA-256-PLUS over TLS"
         }
         None if e.is_config() => "the connection settings are not valid",
         None => "the server closed the connection or spoke an unexpected protocol",

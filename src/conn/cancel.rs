@@ -16,10 +16,15 @@ const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 #[derive(Clone)]
 pub struct CancelToken {
     pub(crate) host: Host,
+    /// `hostaddr`, when the connection went to an address rather than a name.
+    pub(crate) addr: Option<std::net::IpAddr>,
     pub(crate) port: u16,
     pub(crate) process_id: i32,
     pub(crate) secret_key: Bytes,
     pub(crate) timeout: Duration,
+    /// The TLS connector of an encrypted connection: its CancelRequest is encrypted too.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::Connector>,
 }
 
 impl std::fmt::Debug for CancelToken {
@@ -47,9 +52,14 @@ impl CancelToken {
     /// An I/O error if the server cannot be reached, a connect timeout if it does not answer.
     pub async fn cancel(&self) -> Result<()> {
         let work = async {
-            let mut stream = Stream::connect(&self.host, self.port, &TcpSettings::default())
-                .await
-                .map_err(|e| Error::io_context("connecting to send CancelRequest", e))?;
+            let mut stream =
+                Stream::connect(&self.host, self.addr, self.port, &TcpSettings::default())
+                    .await
+                    .map_err(|e| Error::io_context("connecting to send CancelRequest", e))?;
+            #[cfg(feature = "tls")]
+            if let Some(connector) = &self.tls {
+                stream = encrypted(stream, connector).await?;
+            }
             let mut buf = BytesMut::with_capacity(12 + self.secret_key.len());
             buf.put_u32(12 + self.secret_key.len() as u32);
             buf.put_u32(CANCEL_REQUEST_CODE);
@@ -71,4 +81,24 @@ impl CancelToken {
             .await
             .map_err(|_| Error::connect_timeout(self.timeout))?
     }
+}
+
+/// The same kind of channel as the connection's: SSLRequest, `S`, handshake.
+#[cfg(feature = "tls")]
+async fn encrypted(stream: Stream, connector: &super::tls::Connector) -> Result<Stream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = stream
+        .into_tcp()
+        .ok_or_else(|| Error::tls("an encrypted connection's CancelRequest needs a TCP socket"))?;
+    tcp.write_all(&super::negotiate::ssl_request())
+        .await
+        .map_err(Error::io)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(Error::io)?;
+    if crate::protocol::ssl_answer(answer[0])? != crate::protocol::SslAnswer::Tls {
+        return Err(Error::tls(
+            "the server refused TLS for the CancelRequest of an encrypted connection",
+        ));
+    }
+    Ok(Stream::Tls(Box::new(connector.handshake(tcp).await?)))
 }

@@ -4,9 +4,12 @@
 
 mod cache;
 mod cancel;
+mod negotiate;
 mod query;
 mod simple;
 mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod transaction;
 
 use std::collections::HashMap;
@@ -18,11 +21,12 @@ use postgres_protocol::message::frontend;
 
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
+pub use negotiate::TlsInfo;
 pub use query::{Statement, ToStatement};
 use stream::Stream;
 pub use transaction::Transaction;
 
-use crate::config::{ConnectConfig, Host};
+use crate::config::{ConnectConfig, Host, SslMode};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::{
     AuthMethod, BackendMessage, FrameDecoder, Startup, StartupParams, StartupStatus,
@@ -70,6 +74,8 @@ pub struct Connection {
     /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
     /// answer ends in an error and the connection is broken.
     foreign_encoding: Option<String>,
+    /// The TLS session, if the connection is encrypted.
+    tls_info: Option<TlsInfo>,
     auth_method: AuthMethod,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
@@ -95,8 +101,8 @@ impl Connection {
 
     async fn connect_any(cfg: &ConnectConfig) -> Result<Connection> {
         let mut last = None;
-        for host in cfg.hosts() {
-            match Self::connect_host(cfg, host).await {
+        for (i, host) in cfg.hosts().iter().enumerate() {
+            match Self::connect_host(cfg, i, host).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -104,11 +110,45 @@ impl Connection {
         Err(last.unwrap_or_else(|| Error::config("no host to connect to")))
     }
 
-    async fn connect_host(cfg: &ConnectConfig, host: &Host) -> Result<Connection> {
+    /// One host, with the sslmode's order of attempts: `allow` tries plain, then TLS if
+    /// the server refuses; `prefer` tries TLS, then plain if the handshake fails (a server
+    /// answering `N` to SSLRequest goes on in plain at once).
+    async fn connect_host(cfg: &ConnectConfig, i: usize, host: &Host) -> Result<Connection> {
+        use negotiate::Want;
+        match cfg.tls().mode {
+            SslMode::Disable => Self::start_session(cfg, i, host, Want::Plain).await,
+            SslMode::Allow => match Self::start_session(cfg, i, host, Want::Plain).await {
+                Err(e)
+                    if cfg!(feature = "tls")
+                        && e.as_db_error().is_some()
+                        && matches!(host, Host::Tcp(_)) =>
+                {
+                    Self::start_session(cfg, i, host, Want::Tls).await
+                }
+                r => r,
+            },
+            SslMode::Prefer => match Self::start_session(cfg, i, host, Want::TryTls).await {
+                Err(e) if e.kind() == crate::ErrorKind::Tls => {
+                    tracing::debug!(target: "wirepool::conn", "TLS failed, connecting in plain text (sslmode=prefer): {}", crate::error::chain(&e));
+                    Self::start_session(cfg, i, host, Want::Plain).await
+                }
+                r => r,
+            },
+            _ => Self::start_session(cfg, i, host, Want::Tls).await,
+        }
+    }
+
+    /// A socket, TLS as `want` says, then startup and authentication.
+    async fn start_session(
+        cfg: &ConnectConfig,
+        i: usize,
+        host: &Host,
+        want: negotiate::Want,
+    ) -> Result<Connection> {
         let port = cfg.port();
-        let stream = Stream::connect(host, port, cfg.tcp())
-            .await
-            .map_err(|e| Error::io_context(format!("connecting to {host}:{port}"), e))?;
+        let opened = negotiate::open(cfg, i, host, port, want).await?;
+        let stream = opened.stream;
+        let tls_end_point = opened.end_point;
         let mut write_buf = BytesMut::with_capacity(1024);
         let mut startup = Startup::start(
             &StartupParams {
@@ -117,6 +157,8 @@ impl Connection {
                 password: cfg.password().map(str::as_bytes),
                 application_name: cfg.application_name(),
                 options: cfg.options(),
+                channel_binding: cfg.tls().channel_binding,
+                tls_end_point: tls_end_point.as_deref(),
             },
             &mut write_buf,
         )?;
@@ -136,12 +178,16 @@ impl Connection {
             foreign_encoding: None,
             auth_method: AuthMethod::Trust,
             parameters: HashMap::new(),
+            tls_info: opened.info,
             cancel: CancelToken {
                 host: host.clone(),
+                addr: cfg.hostaddr(i),
                 port,
                 process_id: 0,
                 secret_key: bytes::Bytes::new(),
                 timeout: cfg.connect_timeout().unwrap_or(Duration::from_secs(10)),
+                #[cfg(feature = "tls")]
+                tls: opened.connector,
             },
         };
         conn.flush().await?;
@@ -458,6 +504,16 @@ impl Connection {
         self.transaction_status
     }
 
+    /// True if the connection is encrypted (TLS).
+    pub fn is_encrypted(&self) -> bool {
+        self.tls_info.is_some()
+    }
+
+    /// The TLS session's protocol version and cipher, if the connection is encrypted.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
+    }
+
     /// How the server authenticated this connection.
     pub fn auth_method(&self) -> AuthMethod {
         self.auth_method
@@ -589,6 +645,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("stream", &self.stream)
+            .field("tls", &self.tls_info)
             .field("process_id", &self.cancel.process_id)
             .field("transaction_status", &self.transaction_status)
             .field("pending", &self.pending)

@@ -14,13 +14,24 @@ use crate::config::{Host, TcpSettings};
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Stream {
-    pub(crate) async fn connect(host: &Host, port: u16, tcp: &TcpSettings) -> io::Result<Stream> {
+    /// Connects to `host` (at `addr` instead of resolving its name, when given).
+    pub(crate) async fn connect(
+        host: &Host,
+        addr: Option<std::net::IpAddr>,
+        port: u16,
+        tcp: &TcpSettings,
+    ) -> io::Result<Stream> {
         match host {
             Host::Tcp(h) => {
-                let s = TcpStream::connect((h.as_str(), port)).await?;
+                let s = match addr {
+                    Some(ip) => TcpStream::connect((ip, port)).await?,
+                    None => TcpStream::connect((h.as_str(), port)).await?,
+                };
                 s.set_nodelay(true)?;
                 apply_tcp_settings(&s, tcp)?;
                 Ok(Stream::Tcp(s))
@@ -37,16 +48,37 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.read_buf(buf).await,
             Stream::Unix(s) => s.read_buf(buf).await,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read_buf(buf).await,
         }
     }
 
     /// Reads what has arrived without waiting: `Ok(0)` at end of stream, `WouldBlock` when
     /// nothing is there. When the runtime has seen no input since the last read, this is
     /// one atomic load, not a system call.
-    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+    pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
+            // One poll of the TLS reader: it looks at what rustls holds decrypted, then at
+            // the socket's readiness (an atomic load when nothing arrived).
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                use std::pin::Pin;
+                use std::task::{Context, Poll, Waker};
+                use tokio::io::{AsyncRead, ReadBuf};
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut chunk = [0u8; 4096];
+                let mut rb = ReadBuf::new(&mut chunk);
+                match Pin::new(&mut **s).poll_read(&mut cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        buf.extend_from_slice(rb.filled());
+                        Ok(rb.filled().len())
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
         }
     }
 
@@ -58,11 +90,19 @@ impl Stream {
             let n = match self {
                 Stream::Tcp(s) => s.write(buf).await?,
                 Stream::Unix(s) => s.write(buf).await?,
+                #[cfg(feature = "tls")]
+                Stream::Tls(s) => s.write(buf).await?,
             };
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf.advance(n);
+        }
+        // rustls holds encrypted records until flushed; a dropped flush leaves them there,
+        // to go out with the next one.
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            s.flush().await?;
         }
         Ok(())
     }
@@ -71,6 +111,11 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,
             Stream::Unix(s) => s.write_all(buf).await,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                s.write_all(buf).await?;
+                s.flush().await
+            }
         }
     }
 
@@ -78,6 +123,17 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown().await,
             Stream::Unix(s) => s.shutdown().await,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.shutdown().await,
+        }
+    }
+
+    /// The TCP socket, for the TLS handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_tcp(self) -> Option<TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            _ => None,
         }
     }
 }

@@ -106,6 +106,12 @@ pub fn render_as(
     );
     gauge(
         &mut o,
+        "connections_encrypted",
+        "Open connections that are encrypted (TLS).",
+        s.encrypted_connections as f64,
+    );
+    gauge(
+        &mut o,
         "connections_max",
         "Configured maximum pool size.",
         s.max_size as f64,

@@ -174,11 +174,12 @@ impl PoolStatistics {
         );
         let _ = write!(
             o,
-            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"latency_ms\":{}",
+            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"latency_ms\":{}",
             self.min_size,
             self.max_size,
             self.opening_connections,
             self.maintenance_connections,
+            self.encrypted_connections,
             self.acquisitions_waited,
             self.acquire_timeouts,
             self.acquires_cancelled,

@@ -331,6 +331,8 @@ pub struct PoolStatistics {
     pub opening_connections: usize,
     /// Connections the pool holds for validation or reset.
     pub maintenance_connections: usize,
+    /// Open connections that are encrypted (TLS).
+    pub encrypted_connections: usize,
     /// The configured `min_size`.
     pub min_size: usize,
     /// The configured `max_size`.
@@ -403,6 +405,7 @@ impl PoolStatistics {
             waiting_requests: 0,
             opening_connections: 0,
             maintenance_connections: 0,
+            encrypted_connections: 0,
             min_size: 0,
             max_size: 0,
             avg_acquisition_time_ms: 0.0,

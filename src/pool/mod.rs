@@ -45,6 +45,26 @@ pub(crate) struct Pooled {
     pub(crate) last_used_ms: u64,
     /// Its checkout state, for the leak detector.
     pub(crate) leak_slot: crate::sync::Arc<LeakSlot>,
+    /// Counts it among the encrypted connections while it exists.
+    _encrypted: Option<EncryptedMark>,
+}
+
+/// One encrypted connection in the pool's count; dropped with the connection's
+/// bookkeeping, whichever way it leaves (closed, discarded, detached).
+#[derive(Debug)]
+struct EncryptedMark(Arc<std::sync::atomic::AtomicUsize>);
+
+impl EncryptedMark {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> EncryptedMark {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        EncryptedMark(count.clone())
+    }
+}
+
+impl Drop for EncryptedMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// State shared by the pool handle, its guards and its tasks.
@@ -79,6 +99,8 @@ pub(crate) struct Shared {
     timeout_hook: TimeoutHook,
     /// Statement-cache hits and misses of all the pool's connections.
     pub(crate) statement_stats: Arc<CacheStats>,
+    /// Open connections that are encrypted.
+    encrypted: Arc<std::sync::atomic::AtomicUsize>,
     /// Run on every new connection before it is first handed out.
     hooks: ConnectHooks,
 }
@@ -312,6 +334,7 @@ impl Builder {
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
             timeout_hook: timeout_hook(weak.clone()),
             statement_stats: Arc::new(CacheStats::default()),
+            encrypted: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             hooks: self.hooks,
             core: Core::new(self.cfg.max_size),
             counters: Counters::new(self.cfg.health.slow_acquire),
@@ -590,12 +613,16 @@ impl Shared {
         if let Some(d) = &self.leak {
             d.track(leak_slot.clone());
         }
+        let _encrypted = conn
+            .is_encrypted()
+            .then(|| EncryptedMark::new(&self.encrypted));
         Pooled {
             conn,
             id,
             expires_ms,
             last_used_ms: now,
             leak_slot,
+            _encrypted,
         }
     }
 
@@ -672,6 +699,10 @@ impl Shared {
         s.peak_active_connections = g.peak_active;
         s.min_size = self.cfg.min_size;
         s.max_size = self.cfg.max_size;
+        s.encrypted_connections = self
+            .encrypted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(s.total_connections);
         s.statement_cache_hits = self.statement_stats.hits();
         s.statement_cache_misses = self.statement_stats.misses();
         s.connect_failures = self.connect_failures.load(Ordering::Acquire);

@@ -19,4 +19,6 @@ pub use frame::{FrameDecoder, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
 pub use row::{Column, Row, RowIndex, SimpleRow};
 pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
-pub use startup::{AuthMethod, SessionInfo, Startup, StartupParams, StartupStatus};
+pub use startup::{
+    ssl_answer, AuthMethod, SessionInfo, SslAnswer, Startup, StartupParams, StartupStatus,
+};

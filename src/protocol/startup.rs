@@ -1,19 +1,53 @@
 //! Startup and authentication as a state machine: messages in, bytes to send out.
 //!
-//! Supported: trust, cleartext password, MD5 and SCRAM-SHA-256 (without channel binding,
-//! since wirepool speaks plaintext). GSSAPI, SSPI, Kerberos V5, SCM credentials and SASL
-//! mechanisms other than SCRAM-SHA-256 end in an authentication error naming the method.
-//! wirepool never sends GSSENCRequest or SSLRequest, so a server can not commit us to either.
+//! Supported: trust, cleartext password, MD5, SCRAM-SHA-256, and SCRAM-SHA-256-PLUS with
+//! `tls-server-end-point` channel binding over TLS. GSSAPI, SSPI, Kerberos V5, SCM
+//! credentials and other SASL mechanisms end in an authentication error naming the method.
+//! With `channel_binding=require`, anything but SCRAM-SHA-256-PLUS fails before a password
+//! (or its hash) is sent. wirepool never sends GSSENCRequest; the one-byte answer to an
+//! SSLRequest is read by [`ssl_answer`].
 
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::frontend;
 
 use super::backend::{BackendMessage, TransactionStatus};
+use crate::config::ChannelBinding as BindingMode;
 use crate::error::{DbError, Error, Result};
+
+/// What the server's one-byte answer to an SSLRequest means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslAnswer {
+    /// `S`: the TLS handshake comes next.
+    Tls,
+    /// `N`: the server does not do TLS; the startup goes on in plain text.
+    Plain,
+}
+
+/// Reads the answer to an SSLRequest: exactly one byte, and nothing before the handshake
+/// (bytes the server sent with it would be read as if they came over TLS: CVE-2021-23222).
+///
+/// # Errors
+///
+/// A TLS error for `E` (a server too old for SSLRequest, or one that refused it); a
+/// protocol error naming the byte for anything else.
+pub fn ssl_answer(byte: u8) -> Result<SslAnswer> {
+    match byte {
+        b'S' => Ok(SslAnswer::Tls),
+        b'N' => Ok(SslAnswer::Plain),
+        b'E' => Err(Error::tls(
+            "the server answered SSLRequest with an error (it does not support TLS negotiation)",
+        )),
+        other => Err(Error::protocol(format!(
+            "the server answered SSLRequest with byte {other:#04x}: it does not speak the PostgreSQL protocol"
+        ))),
+    }
+}
 
 /// The protocol version wirepool requests: 3.0.
 const PROTOCOL_3_0: u32 = 0x0003_0000;
@@ -30,6 +64,8 @@ pub enum AuthMethod {
     Md5,
     /// SCRAM-SHA-256.
     ScramSha256,
+    /// SCRAM-SHA-256-PLUS: SCRAM bound to the TLS channel.
+    ScramSha256Plus,
 }
 
 impl AuthMethod {
@@ -40,6 +76,7 @@ impl AuthMethod {
             AuthMethod::Cleartext => "password",
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::ScramSha256Plus => "scram-sha-256 with channel binding",
         }
     }
 }
@@ -57,6 +94,11 @@ pub struct StartupParams<'a> {
     pub application_name: Option<&'a str>,
     /// `options`.
     pub options: Option<&'a str>,
+    /// `channel_binding`.
+    pub channel_binding: BindingMode,
+    /// The `tls-server-end-point` channel-binding data (the hash of the server's
+    /// certificate) when the connection is encrypted and it could be computed.
+    pub tls_end_point: Option<&'a [u8]>,
 }
 
 /// What the server told us during startup.
@@ -99,6 +141,8 @@ pub struct Startup {
     state: State,
     user: Vec<u8>,
     password: Option<Vec<u8>>,
+    binding: BindingMode,
+    end_point: Option<Vec<u8>>,
     method: AuthMethod,
     process_id: Option<i32>,
     secret_key: Bytes,
@@ -138,12 +182,27 @@ impl Startup {
             state: State::Auth,
             user: params.user.as_bytes().to_vec(),
             password: params.password.map(<[u8]>::to_vec),
+            binding: params.channel_binding,
+            end_point: params.tls_end_point.map(<[u8]>::to_vec),
             method: AuthMethod::Trust,
             process_id: None,
             secret_key: Bytes::new(),
             parameters: HashMap::new(),
             notices: Vec::new(),
         })
+    }
+
+    /// With `channel_binding=require`, only SCRAM-SHA-256-PLUS over TLS will do: any other
+    /// method fails here, before a password or its hash is sent.
+    fn refuse_unbound(&self, method: &str) -> Result<()> {
+        if self.binding != BindingMode::Require {
+            return Ok(());
+        }
+        Err(Error::auth(if self.end_point.is_none() {
+            format!("channel_binding=require, but the connection is not encrypted (the server asked for {method}); nothing was sent")
+        } else {
+            format!("channel_binding=require, but the server asked for {method}, not SCRAM-SHA-256-PLUS; nothing was sent")
+        }))
     }
 
     fn password(&self, method: &str) -> Result<&[u8]> {
@@ -188,10 +247,16 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationOk) => {
+                if self.method != AuthMethod::ScramSha256Plus {
+                    // The server let us in without authenticating itself through the
+                    // channel binding.
+                    self.refuse_unbound("no authentication")?;
+                }
                 self.state = State::AwaitReady;
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationCleartextPassword) => {
+                self.refuse_unbound("a cleartext password")?;
                 let pw = self.password("password")?.to_vec();
                 frontend::password_message(&pw, out)
                     .map_err(|_| Error::config("the password contains a NUL byte"))?;
@@ -200,6 +265,7 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationMd5Password { salt }) => {
+                self.refuse_unbound("md5")?;
                 let hash = md5_hash(&self.user, self.password("md5")?, salt);
                 frontend::password_message(hash.as_bytes(), out)
                     .map_err(|_| Error::protocol("md5 hash contains a NUL byte"))?;
@@ -208,19 +274,56 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationSasl { mechanisms }) => {
-                if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
-                    return Err(Error::auth(format!(
-                        "the server offers SASL mechanisms [{}]; wirepool supports only {SCRAM_SHA_256} without channel binding",
-                        mechanisms.join(", ")
-                    )));
+                let offers = |m: &str| mechanisms.iter().any(|x| x == m);
+                let bound = match (&self.end_point, self.binding) {
+                    (Some(hash), BindingMode::Prefer | BindingMode::Require)
+                        if offers(SCRAM_SHA_256_PLUS) =>
+                    {
+                        Some(hash.clone())
+                    }
+                    _ => None,
+                };
+                if bound.is_none() {
+                    if self.binding == BindingMode::Require {
+                        return Err(Error::auth(if self.end_point.is_none() {
+                            "channel_binding=require, but the connection is not encrypted; nothing was sent".to_string()
+                        } else {
+                            format!(
+                                "channel_binding=require, but the server offers [{}], not SCRAM-SHA-256-PLUS; nothing was sent",
+                                mechanisms.join(", ")
+                            )
+                        }));
+                    }
+                    if !offers(SCRAM_SHA_256) {
+                        return Err(Error::auth(format!(
+                            "the server offers SASL mechanisms [{}]; wirepool supports {SCRAM_SHA_256} and {SCRAM_SHA_256_PLUS}",
+                            mechanisms.join(", ")
+                        )));
+                    }
                 }
-                let scram = ScramSha256::new(
-                    self.password("SCRAM-SHA-256")?,
-                    ChannelBinding::unsupported(),
-                );
-                frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), out)
+                let (mechanism, binding, method) = match bound {
+                    Some(hash) => (
+                        SCRAM_SHA_256_PLUS,
+                        ChannelBinding::tls_server_end_point(hash),
+                        AuthMethod::ScramSha256Plus,
+                    ),
+                    // Over TLS without PLUS on offer: "y", so that a server that did offer
+                    // it (a man in the middle stripped it) can tell.
+                    None if self.end_point.is_some() && self.binding != BindingMode::Disable => (
+                        SCRAM_SHA_256,
+                        ChannelBinding::unrequested(),
+                        AuthMethod::ScramSha256,
+                    ),
+                    None => (
+                        SCRAM_SHA_256,
+                        ChannelBinding::unsupported(),
+                        AuthMethod::ScramSha256,
+                    ),
+                };
+                let scram = ScramSha256::new(self.password(mechanism)?, binding);
+                frontend::sasl_initial_response(mechanism, scram.message(), out)
                     .map_err(|e| Error::protocol(format!("encoding SASLInitialResponse: {e}")))?;
-                self.method = AuthMethod::ScramSha256;
+                self.method = method;
                 self.state = State::SaslContinue(scram);
                 Ok(StartupStatus::Continue)
             }
@@ -290,6 +393,8 @@ mod tests {
                 password: pw,
                 application_name: Some("t"),
                 options: None,
+                channel_binding: BindingMode::Prefer,
+                tls_end_point: None,
             },
             &mut out,
         )
