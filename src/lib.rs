@@ -118,7 +118,18 @@
 //!   on the guard's `Deref`, inside transactions, and `simple_query` as much as `query`.
 //! - **Close**: [`Pool::close`] is idempotent and cancel-safe (the drain runs in a pool
 //!   task); durations too long to add to a clock (`Duration::MAX`) mean "never".
-//! - **TLS** is not supported: `sslmode=require` and stricter are refused, not downgraded.
+//! - **TLS** (feature `tls`, on by default): rustls with the ring provider, no OpenSSL.
+//!   `sslmode` means what it means in libpq: `prefer` (the default) sends SSLRequest and
+//!   goes on in plain text only if the server answers `N` (or the handshake fails);
+//!   `require` checks nothing but insists on TLS; `verify-ca` checks the chain against
+//!   `sslrootcert` (a PEM file, `system` for the platform's roots, or libpq's default file);
+//!   `verify-full` also checks the host name (`hostaddr` connects to an address while
+//!   `host` names the server). After SSLRequest exactly one byte is read. SCRAM binds to
+//!   the channel (SCRAM-SHA-256-PLUS, `tls-server-end-point`) whenever the server offers
+//!   it over TLS; `channel_binding=require` fails before any password is sent if it
+//!   cannot. A CancelRequest goes over TLS when its connection does. Certificate paths
+//!   never appear in errors or `Debug`. Over TLS, throughput of `SELECT 1` is about 0.75x
+//!   of plain text and a pool builds about 15 % slower (`cargo bench --bench tls`).
 //! - **Typed queries**: the extended protocol with binary parameters and results through
 //!   `postgres-types` ([`ToSql`], [`FromSql`], [`Type`], re-exported), the API of
 //!   tokio-postgres. A query's first exchange (Parse, Describe) ends in Flush, not Sync, so
@@ -147,6 +158,8 @@
 //!
 //! # Feature flags
 //!
+//! - `tls` (default): TLS connections; without it `sslmode` require and stricter are
+//!   configuration errors.
 //! - `throwaway`: `throwaway::Cluster`, a throwaway PostgreSQL cluster (initdb into a
 //!   temp dir) for tests, benchmarks and demos, and `throwaway::Bouncer`, a PgBouncer in
 //!   front of one.

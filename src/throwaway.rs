@@ -13,6 +13,8 @@
 //! | `password_user` | password (cleartext) | `password_secret` |
 //! | `md5_user` | md5 (stored as md5) | `md5_secret` |
 //! | `scram_user` | scram-sha-256 | `scram_secret` |
+//! | `tls_user` | scram-sha-256 over TLS only ([`Cluster::start_tls`]) | `tls_secret` |
+//! | `cert_user` | a client certificate over TLS only | none |
 //!
 //! Any other role name is let in by trust, so an unknown role fails with SQLSTATE 28000
 //! (role does not exist) rather than a password error.

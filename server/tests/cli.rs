@@ -219,3 +219,46 @@ fn serve_help_lists_the_environment() {
         assert!(out.contains(var), "{var} missing from:\n{out}");
     }
 }
+
+#[test]
+fn check_reports_the_encryption() {
+    let pg = Cluster::start_tls().unwrap_or_else(|e| panic!("throwaway PostgreSQL with TLS: {e}"));
+    let url = format!(
+        "{}&sslmode=verify-full&sslrootcert={}",
+        pg.url(Role::Tls),
+        pg.ca_cert().display()
+    );
+    let (code, out, err) = run(&["check"], &[("DATABASE_URL", &url)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("encryption: TLSv1."), "{out}");
+    assert!(out.contains("(sslmode=verify-full)"), "{out}");
+    assert!(
+        out.contains("authentication: scram-sha-256 with channel binding"),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["check"],
+        &[(
+            "DATABASE_URL",
+            &format!("{}&sslmode=disable", pg.url(Role::Scram)),
+        )],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("encryption: none (sslmode=disable)"), "{out}");
+    // A CA that did not sign the server's certificate: explained.
+    let url = format!(
+        "{}&sslmode=verify-full&sslrootcert={}",
+        pg.url(Role::Tls),
+        pg.other_ca_cert().display()
+    );
+    let (code, _, err) = run(&["check"], &[("DATABASE_URL", &url)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("likely cause: TLS could not be set up"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&pg.other_ca_cert().display().to_string()),
+        "{err}"
+    );
+}
