@@ -101,6 +101,19 @@ async fn every_sslmode_against_a_tls_server() {
         "{e:?}"
     );
 
+    // sslnegotiation=direct needs PostgreSQL 17: this server reads the ClientHello as a
+    // startup packet and hangs up, which is a TLS error, not a hang.
+    let t = Instant::now();
+    let e = Connection::connect(&cfg(&url(
+        &pg,
+        Role::Tls,
+        "sslmode=require&sslnegotiation=direct",
+    )))
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(4));
+
     // The TLS-only role refused in plain text, by the server itself.
     let e = Connection::connect(&cfg(&url(&pg, Role::Tls, "sslmode=disable")))
         .await
