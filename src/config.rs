@@ -2,7 +2,8 @@
 //!
 //! Accepted forms, as libpq accepts them:
 //!
-//! - `postgres://user:secret@host:5432/dbname?application_name=app&connect_timeout=5`
+//! - `postgres://user:secret@host:5432/dbname?application_name=app&connect_timeout=5`, or
+//!   with several hosts `postgres://user@h1:5432,h2:5433/dbname?target_session_attrs=read-write`
 //!   (`postgresql://` too; percent-encoding anywhere; `[::1]` for IPv6 hosts; a host that
 //!   begins with `/`, written percent-encoded or as `?host=/run/postgresql`, is a Unix-socket
 //!   directory);
@@ -164,7 +165,8 @@ pub struct TlsSettings {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectConfig {
     hosts: Vec<Host>,
-    port: u16,
+    /// One port per host.
+    ports: Vec<u16>,
     user: String,
     password: Option<String>,
     dbname: String,
@@ -175,8 +177,65 @@ pub struct ConnectConfig {
     /// `hostaddr`: the address to connect to for each host (the host name then only
     /// names the server for TLS), as in libpq.
     hostaddrs: Vec<std::net::IpAddr>,
+    target_session_attrs: TargetSessionAttrs,
+    load_balance_hosts: LoadBalanceHosts,
     tcp: TcpSettings,
     max_message_size: usize,
+}
+
+/// libpq's `target_session_attrs`: which kind of server a connection must reach. Servers
+/// that do not match are closed and the next host is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TargetSessionAttrs {
+    /// Any server (the default).
+    #[default]
+    Any,
+    /// One that accepts writes (`transaction_read_only` off).
+    ReadWrite,
+    /// One that does not (a standby, or `default_transaction_read_only` on).
+    ReadOnly,
+    /// A primary (not in recovery).
+    Primary,
+    /// A standby (in recovery).
+    Standby,
+    /// A standby if any host is one, else any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// The name libpq uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// libpq's `load_balance_hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadBalanceHosts {
+    /// Hosts are tried in the order given (the default).
+    #[default]
+    Disable,
+    /// Each new connection tries the hosts in a random order, so a pool spreads over them.
+    Random,
+}
+
+impl LoadBalanceHosts {
+    /// The name libpq uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalanceHosts::Disable => "disable",
+            LoadBalanceHosts::Random => "random",
+        }
+    }
 }
 
 /// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
@@ -215,7 +274,10 @@ impl Default for TcpSettings {
 #[derive(Default)]
 struct Partial {
     hosts: Vec<Host>,
-    ports: Vec<u16>,
+    /// `None`: the default port for that host (an empty entry, as libpq allows).
+    ports: Vec<Option<u16>>,
+    target_session_attrs: Option<TargetSessionAttrs>,
+    load_balance_hosts: Option<LoadBalanceHosts>,
     user: Option<String>,
     password: Option<String>,
     dbname: Option<String>,
@@ -274,13 +336,25 @@ impl ConnectConfig {
         Self::parse_with_env("", |k| std::env::var(k).ok())
     }
 
-    /// The hosts, tried in order.
+    /// The hosts, tried in order (or shuffled, with `load_balance_hosts=random`).
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
     }
-    /// The port (also the Unix socket's number).
+    /// The first host's port (also the Unix socket's number).
     pub fn port(&self) -> u16 {
-        self.port
+        self.ports[0]
+    }
+    /// The ports, one per host.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+    /// `target_session_attrs`. Default: `any`.
+    pub fn target_session_attrs(&self) -> TargetSessionAttrs {
+        self.target_session_attrs
+    }
+    /// `load_balance_hosts`. Default: `disable`.
+    pub fn load_balance_hosts(&self) -> LoadBalanceHosts {
+        self.load_balance_hosts
     }
     /// The user name.
     pub fn user(&self) -> &str {
@@ -329,19 +403,44 @@ impl ConnectConfig {
         self.max_message_size
     }
 
-    /// Replaces the hosts with one TCP host.
+    /// Replaces the hosts with one TCP host (on the first host's port).
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.hosts = vec![Host::Tcp(host.into())];
+        self.ports.truncate(1);
+        self.hostaddrs.clear();
         self
     }
-    /// Replaces the hosts with one Unix-socket directory.
+    /// Replaces the hosts with one Unix-socket directory (on the first host's port).
     pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.hosts = vec![Host::Unix(dir.into())];
+        self.ports.truncate(1);
+        self.hostaddrs.clear();
         self
     }
-    /// Sets the port.
+    /// Sets the port of every host.
     pub fn with_port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.ports = vec![port; self.hosts.len()];
+        self
+    }
+    /// These settings narrowed to host `i` alone (its port and `hostaddr`), with
+    /// `target_session_attrs=any`: to look at one server of a list.
+    pub fn for_host(&self, i: usize) -> ConnectConfig {
+        let mut c = self.clone();
+        c.hosts = vec![self.hosts[i].clone()];
+        c.ports = vec![self.ports[i]];
+        c.hostaddrs = self.hostaddrs.get(i).map(|a| vec![*a]).unwrap_or_default();
+        c.target_session_attrs = TargetSessionAttrs::Any;
+        c.load_balance_hosts = LoadBalanceHosts::Disable;
+        c
+    }
+    /// Sets `target_session_attrs`.
+    pub fn with_target_session_attrs(mut self, attrs: TargetSessionAttrs) -> Self {
+        self.target_session_attrs = attrs;
+        self
+    }
+    /// Sets `load_balance_hosts`.
+    pub fn with_load_balance_hosts(mut self, lb: LoadBalanceHosts) -> Self {
+        self.load_balance_hosts = lb;
         self
     }
     /// Sets the user.
@@ -408,7 +507,7 @@ impl fmt::Debug for ConnectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectConfig")
             .field("hosts", &self.hosts)
-            .field("port", &self.port)
+            .field("ports", &self.ports)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dbname", &self.dbname)
@@ -423,13 +522,15 @@ impl fmt::Debug for ConnectConfig {
             .field("sslnegotiation", &self.tls.negotiation)
             .field("channel_binding", &self.tls.channel_binding)
             .field("hostaddr", &self.hostaddrs)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("load_balance_hosts", &self.load_balance_hosts)
             .field("tcp", &self.tcp)
             .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
 
-/// Prints a URL without the password: `postgres://user@host:port/dbname`.
+/// Prints a URL without the password: `postgres://user@host:port,host2:port2/dbname`.
 impl fmt::Display for ConnectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "postgres://{}@", percent_encode(&self.user))?;
@@ -441,8 +542,9 @@ impl fmt::Display for ConnectConfig {
                 Host::Tcp(_) => write!(f, "{h}")?,
                 Host::Unix(p) => f.write_str(&percent_encode(&p.to_string_lossy()))?,
             }
+            write!(f, ":{}", self.ports[i])?;
         }
-        write!(f, ":{}/{}", self.port, percent_encode(&self.dbname))
+        write!(f, "/{}", percent_encode(&self.dbname))
     }
 }
 
@@ -450,31 +552,47 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
     let hosts = if p.hosts.is_empty() {
         match env_nonempty("PGHOST") {
-            Some(h) => h
-                .split(',')
-                .map(host_from_str)
-                .collect::<Result<Vec<_>>>()?,
+            Some(h) => host_list(&h, "PGHOST")?,
             None => vec![Host::Tcp("localhost".to_string())],
         }
     } else {
         p.hosts
     };
-    let port = match p.ports.as_slice() {
-        [] => match env_nonempty("PGPORT") {
-            Some(v) => parse_port(&v).map_err(|_| {
-                Error::config(format!("PGPORT: invalid port `{v}` (expected 1-65535)"))
-            })?,
-            None => 5432,
-        },
-        [one] => *one,
-        [first, rest @ ..] => {
-            if rest.iter().any(|p| p != first) {
-                return Err(Error::config(
-                    "different ports for different hosts are not supported",
-                ));
-            }
-            *first
+    // One port per host: a list of one applies to all; an empty entry is the default.
+    let (ports, port_source) = if p.ports.is_empty() {
+        match env_nonempty("PGPORT") {
+            Some(v) => (port_list(&v, "PGPORT")?, "PGPORT"),
+            None => (vec![None], "port"),
         }
+    } else {
+        (p.ports, "port")
+    };
+    let default_port = 5432;
+    let ports: Vec<u16> = match ports.len() {
+        1 => vec![ports[0].unwrap_or(default_port); hosts.len()],
+        n if n == hosts.len() => ports.iter().map(|p| p.unwrap_or(default_port)).collect(),
+        n => {
+            return Err(Error::config(format!(
+                "{port_source}: {n} ports for {} hosts (give one port for all, or one per host)",
+                hosts.len()
+            )))
+        }
+    };
+    let target_session_attrs = match p.target_session_attrs {
+        Some(t) => t,
+        None => match env_nonempty("PGTARGETSESSIONATTRS") {
+            Some(v) => parse_target_session_attrs(&v)
+                .map_err(|e| Error::config(format!("PGTARGETSESSIONATTRS: {e}")))?,
+            None => TargetSessionAttrs::Any,
+        },
+    };
+    let load_balance_hosts = match p.load_balance_hosts {
+        Some(l) => l,
+        None => match env_nonempty("PGLOADBALANCEHOSTS") {
+            Some(v) => parse_load_balance(&v)
+                .map_err(|e| Error::config(format!("PGLOADBALANCEHOSTS: {e}")))?,
+            None => LoadBalanceHosts::Disable,
+        },
     };
     let user = match p.user.or_else(|| env_nonempty("PGUSER")) {
         Some(u) => u,
@@ -556,7 +674,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     }
     Ok(ConnectConfig {
         hosts,
-        port,
+        ports,
         user,
         password,
         dbname,
@@ -572,9 +690,67 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             channel_binding,
         },
         hostaddrs: p.hostaddrs,
+        target_session_attrs,
+        load_balance_hosts,
         tcp: p.tcp,
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
     })
+}
+
+/// A comma-separated port list; empty entries are the default port.
+fn port_list(v: &str, what: &str) -> Result<Vec<Option<u16>>> {
+    v.split(',')
+        .map(|p| {
+            if p.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_port(p).map(Some).map_err(|_| {
+                    Error::config(format!("{what}: invalid port `{p}` (expected 1-65535)"))
+                })
+            }
+        })
+        .collect()
+}
+
+/// A comma-separated host list, with no empty entry.
+fn host_list(v: &str, what: &str) -> Result<Vec<Host>> {
+    v.split(',')
+        .map(|h| {
+            if h.trim().is_empty() {
+                Err(Error::config(format!(
+                    "{what}: an empty host in the list `{v}`"
+                )))
+            } else {
+                host_from_str(h)
+            }
+        })
+        .collect()
+}
+
+fn parse_target_session_attrs(v: &str) -> std::result::Result<TargetSessionAttrs, String> {
+    Ok(match v {
+        "any" => TargetSessionAttrs::Any,
+        "read-write" => TargetSessionAttrs::ReadWrite,
+        "read-only" => TargetSessionAttrs::ReadOnly,
+        "primary" => TargetSessionAttrs::Primary,
+        "standby" => TargetSessionAttrs::Standby,
+        "prefer-standby" => TargetSessionAttrs::PreferStandby,
+        other => {
+            return Err(format!(
+                "invalid target_session_attrs `{other}` (expected any, read-write, read-only, primary, standby or prefer-standby)"
+            ))
+        }
+    })
+}
+
+fn parse_load_balance(v: &str) -> std::result::Result<LoadBalanceHosts, String> {
+    match v {
+        "disable" => Ok(LoadBalanceHosts::Disable),
+        "random" => Ok(LoadBalanceHosts::Random),
+        other => Err(format!(
+            "invalid load_balance_hosts `{other}` (expected disable or random)"
+        )),
+    }
 }
 
 fn root_cert_from(v: &str) -> RootCert {
@@ -694,17 +870,13 @@ const KEYWORDS: &[&str] = &[
     "keepalives_count",
     "tcp_user_timeout",
     "target_session_attrs",
+    "load_balance_hosts",
 ];
 
 /// Applies one `keyword = value` pair, from a URL query or a key=value string.
 fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
     match key {
-        "host" => {
-            p.hosts = value
-                .split(',')
-                .map(host_from_str)
-                .collect::<Result<Vec<_>>>()?;
-        }
+        "host" => p.hosts = host_list(&value, "host")?,
         "hostaddr" => {
             p.hostaddrs = value
                 .split(',')
@@ -723,16 +895,7 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
                     .collect();
             }
         }
-        "port" => {
-            p.ports = value
-                .split(',')
-                .map(|v| {
-                    parse_port(v).map_err(|_| {
-                        Error::config(format!("invalid port `{v}` (expected 1-65535)"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-        }
+        "port" => p.ports = port_list(&value, "port")?,
         "user" => p.user = Some(value),
         "password" => p.password = Some(value),
         "dbname" => p.dbname = Some(value),
@@ -776,7 +939,13 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
                 ms => Some(Duration::from_millis(u64::from(ms))),
             }
         }
-        "target_session_attrs" => {}
+        "target_session_attrs" => {
+            p.target_session_attrs =
+                Some(parse_target_session_attrs(&value).map_err(Error::config)?)
+        }
+        "load_balance_hosts" => {
+            p.load_balance_hosts = Some(parse_load_balance(&value).map_err(Error::config)?)
+        }
         other => {
             return Err(Error::config(format!(
                 "invalid connection option `{other}`"
@@ -827,18 +996,27 @@ fn parse_url(s: &str) -> Result<Partial> {
         }
     }
     if !hostspec.is_empty() {
-        for part in split_hosts(hostspec)? {
+        let parts = split_hosts(hostspec)?;
+        for part in &parts {
             let (host, port) = split_host_port(part)?;
-            if !host.is_empty() {
+            if host.is_empty() {
+                if parts.len() > 1 {
+                    return Err(Error::config("host: an empty host in the URL's host list"));
+                }
+            } else {
                 p.hosts.push(host_from_str(&percent_decode(host, "host")?)?);
             }
-            if let Some(port) = port {
+            let port = match port {
+                None | Some("") => None,
                 // Not echoed: in a URL with a forgotten `@`, the "port" is a password.
-                let port = parse_port(port).map_err(|_| {
+                Some(port) => Some(parse_port(port).map_err(|_| {
                     Error::config("invalid port in URL (expected a number from 1 to 65535)")
-                })?;
-                p.ports.push(port);
-            }
+                })?),
+            };
+            p.ports.push(port);
+        }
+        if p.ports.iter().all(Option::is_none) {
+            p.ports.clear();
         }
     }
     if let Some(path) = path {
@@ -1280,6 +1458,64 @@ mod tests {
         // Certificate paths are not printed.
         let c = parse("host=h sslrootcert=/secret/ca.pem sslkey=/secret/k.pem").unwrap();
         assert!(!format!("{c:?} {c}").contains("/secret"));
+    }
+
+    #[test]
+    fn host_lists_as_libpq_takes_them() {
+        let c = parse("postgres://u@h1:5433,h2:5434,h3/d?target_session_attrs=read-write&load_balance_hosts=random").unwrap();
+        assert_eq!(
+            c.hosts(),
+            &[
+                Host::Tcp("h1".into()),
+                Host::Tcp("h2".into()),
+                Host::Tcp("h3".into())
+            ]
+        );
+        assert_eq!(c.ports(), &[5433, 5434, 5432]);
+        assert_eq!(c.target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(c.load_balance_hosts(), LoadBalanceHosts::Random);
+        assert_eq!(c.to_string(), "postgres://u@h1:5433,h2:5434,h3:5432/d");
+        // One port applies to every host.
+        let c = parse("host=a,b,c port=6000").unwrap();
+        assert_eq!(c.ports(), &[6000, 6000, 6000]);
+        let c = parse("host=a,b port=6000,6001 target_session_attrs=prefer-standby").unwrap();
+        assert_eq!(c.ports(), &[6000, 6001]);
+        assert_eq!(c.target_session_attrs(), TargetSessionAttrs::PreferStandby);
+        let c = parse("postgres://u@[::1]:7000,[::1]:7001/d").unwrap();
+        assert_eq!(c.ports(), &[7000, 7001]);
+        // From the environment, lists too.
+        let env = |k: &str| match k {
+            "USER" => Some("osuser".to_string()),
+            "PGHOST" => Some("p,s".to_string()),
+            "PGPORT" => Some("1,2".to_string()),
+            "PGTARGETSESSIONATTRS" => Some("standby".to_string()),
+            _ => None,
+        };
+        let c = ConnectConfig::parse_with_env("", env).unwrap();
+        assert_eq!(c.ports(), &[1, 2]);
+        assert_eq!(c.target_session_attrs(), TargetSessionAttrs::Standby);
+        let one = c.for_host(1);
+        assert_eq!(
+            (one.hosts(), one.ports()),
+            (&[Host::Tcp("s".into())][..], &[2][..])
+        );
+        assert_eq!(one.target_session_attrs(), TargetSessionAttrs::Any);
+        // Bad input names the parameter.
+        for (input, name) in [
+            ("host=a,,b", "host"),
+            ("postgres://u@a,,b/d", "host"),
+            ("postgres://u@a,/d", "host"),
+            ("host=a,b,c port=1,2", "port"),
+            ("postgres://u@a:1,b:2,c:3/d?port=1,2", "port"),
+            (
+                "host=a target_session_attrs=primaryish",
+                "target_session_attrs",
+            ),
+            ("host=a load_balance_hosts=sometimes", "load_balance_hosts"),
+        ] {
+            let e = parse(input).unwrap_err().to_string();
+            assert!(e.contains(name), "{input}: {e}");
+        }
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub enum ErrorKind {
     /// TLS could not be set up: the server does not offer it where it is required, the
     /// handshake failed, or the certificate did not verify.
     Tls,
+    /// The server is not of the kind `target_session_attrs` asks for (a standby where a
+    /// primary is wanted, say); it may become one (a failover), so this is transient.
+    ServerMismatch,
+    /// None of several hosts could be used; the detail lists each and why, the source is
+    /// the last one's error.
+    AllHostsFailed,
 }
 
 /// The phase of `acquire()` in which the acquire timeout ran out.
@@ -101,6 +107,8 @@ struct Inner {
     phase: Option<TimeoutPhase>,
     waited: Option<Duration>,
     source: Option<BoxError>,
+    /// For `AllHostsFailed`: whether any host's failure may pass.
+    transient: bool,
 }
 
 impl Error {
@@ -111,6 +119,7 @@ impl Error {
             phase: None,
             waited: None,
             source: None,
+            transient: false,
         }))
     }
 
@@ -202,6 +211,26 @@ impl Error {
         Error::new(ErrorKind::Conversion).with_detail(detail)
     }
 
+    pub(crate) fn server_mismatch(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::ServerMismatch).with_detail(detail)
+    }
+
+    /// Every host failed: `failures` lists each (`host:port`, why), in the order tried.
+    pub(crate) fn all_hosts_failed(mut failures: Vec<(String, Error)>) -> Self {
+        let detail = failures
+            .iter()
+            .map(|(host, e)| format!("{host}: {}", chain(e)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let transient = failures.iter().any(|(_, e)| e.is_transient());
+        let mut e = Error::new(ErrorKind::AllHostsFailed).with_detail(detail);
+        e.0.transient = transient;
+        if let Some((_, last)) = failures.pop() {
+            e.0.source = Some(Box::new(last));
+        }
+        e
+    }
+
     pub(crate) fn tls(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Tls).with_detail(detail)
     }
@@ -235,6 +264,7 @@ impl Error {
             phase: self.0.phase,
             waited: self.0.waited,
             source,
+            transient: self.0.transient,
         }))
     }
 
@@ -315,7 +345,11 @@ impl Error {
     /// starting up) and 53300 (too many connections). Authentication failures are not.
     pub fn is_transient(&self) -> bool {
         match self.0.kind {
-            ErrorKind::Io | ErrorKind::ConnectTimeout | ErrorKind::Closed => true,
+            ErrorKind::Io
+            | ErrorKind::ConnectTimeout
+            | ErrorKind::Closed
+            | ErrorKind::ServerMismatch => true,
+            ErrorKind::AllHostsFailed => self.0.transient,
             ErrorKind::Db => matches!(
                 self.code(),
                 Some("57P01" | "57P02" | "57P03" | "53300" | "08006" | "08001" | "08000")
@@ -368,6 +402,8 @@ impl fmt::Display for Error {
             ErrorKind::Conversion => f.write_str("type conversion failed")?,
             ErrorKind::RowCount => f.write_str("unexpected number of rows")?,
             ErrorKind::Tls => f.write_str("TLS error")?,
+            ErrorKind::ServerMismatch => f.write_str("server not used")?,
+            ErrorKind::AllHostsFailed => f.write_str("no host could be used")?,
         }
         if let Some(phase) = self.0.phase {
             write!(f, " {phase}")?;

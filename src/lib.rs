@@ -174,6 +174,7 @@ pub mod error;
 pub mod observe;
 pub mod pool;
 pub mod protocol;
+mod random;
 mod sync;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;

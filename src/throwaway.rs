@@ -19,6 +19,9 @@
 //! Any other role name is let in by trust, so an unknown role fails with SQLSTATE 28000
 //! (role does not exist) rather than a password error.
 //!
+//! [`Cluster::start_standby`] makes a streaming standby of a cluster (`pg_basebackup -R`),
+//! [`Cluster::promote`] promotes it, for failover tests.
+//!
 //! [`Bouncer`] puts a PgBouncer (Debian's `pgbouncer` package) in front of a cluster, on
 //! another free loopback port, for tests of pools behind it.
 //!
@@ -203,6 +206,108 @@ impl Cluster {
         self.root.join("data")
     }
 
+    /// A streaming standby of this cluster: `pg_basebackup -R` into a new temporary
+    /// directory, started on another free port with `hot_standby = on` (read-only queries;
+    /// the same roles), and waited for until it has replayed what the primary had written.
+    ///
+    /// # Errors
+    ///
+    /// When pg_basebackup or pg_ctl fails, or the standby does not catch up within 60 s.
+    pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
+        let root = std::env::temp_dir().join(format!(
+            "wirepool-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|e| err(format!("creating {root:?}: {e}")))?;
+        let mut standby = Cluster {
+            root,
+            bin: self.bin.clone(),
+            port: 0,
+            owner: self.owner,
+            running: false,
+            tls: false,
+            watchdog: None,
+        };
+        standby.chown(&standby.root.clone())?;
+        standby.spawn_watchdog();
+        let data = standby.data_dir();
+        let port = self.port.to_string();
+        let sock = self.socket_dir();
+        self.run(
+            "pg_basebackup",
+            &[
+                "-D",
+                data.to_str().ok_or_else(|| err("temp dir is not UTF-8"))?,
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                sock.to_str().ok_or_else(|| err("temp dir is not UTF-8"))?,
+                "-p",
+                &port,
+                "-U",
+                "wirepool_admin",
+                "--no-sync",
+                "--checkpoint=fast",
+            ],
+        )?;
+        standby.make_socket_dir()?;
+        let mut last = None;
+        for _ in 0..3 {
+            standby.port = free_port()?;
+            standby.write_config()?;
+            match standby.pg_ctl_start() {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        standby.wait_replayed_from(self)?;
+        Ok(standby)
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    ///
+    /// # Errors
+    ///
+    /// When it has not within 60 s.
+    pub fn wait_replayed_from(&self, primary: &Cluster) -> Result<(), ClusterError> {
+        // The cluster commits asynchronously: a commit that wrote WAL, made with
+        // synchronous_commit on, flushes the WAL up to it, everything before included, and
+        // the flush position is then what the standby must have replayed.
+        primary.psql("SET synchronous_commit = on; CREATE TEMP TABLE wirepool_flush ()")?;
+        let target = primary.psql("SELECT pg_current_wal_flush_lsn()")?;
+        let t = std::time::Instant::now();
+        loop {
+            let done = self.psql(&format!(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}', false)"
+            ))?;
+            if done == "t" {
+                return Ok(());
+            }
+            if t.elapsed() > std::time::Duration::from_secs(60) {
+                return Err(err("the standby did not catch up within 60 s"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`), waiting until it accepts writes.
+    ///
+    /// # Errors
+    ///
+    /// When pg_ctl fails (this cluster is not a standby, say).
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        self.pg_ctl(&["promote", "-w", "-t", "60"])
+    }
+
     /// The test CA's certificate (PEM) of a [`Cluster::start_tls`] cluster.
     pub fn ca_cert(&self) -> PathBuf {
         self.root.join("tls").join("ca.crt")
@@ -338,6 +443,17 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
+        // Our settings live in a file of their own, so that a standby made with
+        // pg_basebackup -R keeps the primary_conninfo it writes to postgresql.auto.conf.
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)
+            .map_err(|e| err(format!("reading postgresql.conf: {e}")))?;
+        text.push_str("\ninclude 'wirepool.conf'\n");
+        std::fs::write(&conf, text).map_err(|e| err(format!("writing postgresql.conf: {e}")))?;
+        self.make_socket_dir()
+    }
+
+    fn make_socket_dir(&self) -> Result<(), ClusterError> {
         let sock = self.socket_dir();
         std::fs::create_dir_all(&sock).map_err(|e| err(format!("creating socket dir: {e}")))?;
         self.chown(&sock)?;
@@ -473,9 +589,9 @@ impl Cluster {
                 d.join("ca.crt").display()
             ));
         }
-        std::fs::write(data.join("postgresql.auto.conf"), conf)
-            .map_err(|e| err(format!("writing postgresql.auto.conf: {e}")))?;
-        let mut hba = String::from("local all all trust\n");
+        std::fs::write(data.join("wirepool.conf"), conf)
+            .map_err(|e| err(format!("writing wirepool.conf: {e}")))?;
+        let mut hba = String::from("local all all trust\nlocal replication all trust\n");
         for addr in ["127.0.0.1/32", "::1/128"] {
             for (kind, role, method) in [
                 ("hostnossl", "tls_user", "reject"),
@@ -498,7 +614,7 @@ impl Cluster {
         }
         std::fs::write(data.join("pg_hba.conf"), hba)
             .map_err(|e| err(format!("writing pg_hba.conf: {e}")))?;
-        for f in ["postgresql.auto.conf", "pg_hba.conf"] {
+        for f in ["wirepool.conf", "pg_hba.conf"] {
             self.chown(&data.join(f))?;
         }
         Ok(())

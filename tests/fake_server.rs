@@ -131,8 +131,12 @@ async fn server_closes_in_the_middle_of_a_query_answer() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.unwrap();
+        // The whole startup message, then the script.
+        let mut len = [0u8; 4];
+        sock.read_exact(&mut len).await.unwrap();
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+        sock.read_exact(&mut buf).await.unwrap();
         let mut buf = vec![0u8; 1024];
-        let _ = sock.read(&mut buf).await.unwrap();
         sock.write_all(&msgs(&[
             BackendMessage::AuthenticationOk,
             BackendMessage::BackendKeyData {
@@ -156,4 +160,27 @@ async fn server_closes_in_the_middle_of_a_query_answer() {
     let e = c.simple_query("SELECT 1").await.unwrap_err();
     assert!(e.is_closed(), "{e:?}");
     assert!(c.is_broken());
+}
+
+#[tokio::test]
+async fn the_question_of_what_kind_of_server_it_is_is_bounded_by_the_connect_timeout() {
+    // A server too old to report in_hot_standby, which then never answers the query that
+    // asks instead: the connect timeout still ends the attempt.
+    let script = msgs(&[
+        BackendMessage::AuthenticationOk,
+        BackendMessage::BackendKeyData {
+            process_id: 1,
+            secret_key: bytes::Bytes::from_static(b"abcd"),
+        },
+        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+    ]);
+    let cfg = fake(script, true).await;
+    let cfg: ConnectConfig =
+        format!("{cfg}?connect_timeout=1&sslmode=disable&target_session_attrs=read-write")
+            .parse()
+            .unwrap();
+    let t = Instant::now();
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectTimeout, "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }

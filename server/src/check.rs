@@ -16,6 +16,35 @@ const SAMPLES: usize = 10;
 /// Runs the check, printing to stdout; `Err` carries the lines to print on failure.
 pub(crate) async fn run(cfg: &ConnectConfig) -> Result<(), String> {
     let target = describe(cfg);
+    if cfg.hosts().len() > 1 {
+        // Each server of the list on its own: reachable, and what it is.
+        for i in 0..cfg.hosts().len() {
+            let one = cfg.for_host(i);
+            let name = format!("{}:{}", one.hosts()[0], one.port());
+            match Connection::connect(&one).await {
+                Ok(c) => {
+                    let kind = match c.in_recovery() {
+                        Some(true) => "standby (in recovery, read-only)",
+                        Some(false)
+                            if c.parameter("default_transaction_read_only") == Some("on") =>
+                        {
+                            "primary, read-only by default"
+                        }
+                        Some(false) => "primary",
+                        None => "server (its role is not reported before PostgreSQL 14)",
+                    };
+                    outln!("host {name}: {kind}");
+                    let _ = c.close().await;
+                }
+                Err(e) => outln!("host {name}: not usable: {}", chain(&e)),
+            }
+        }
+        outln!(
+            "target_session_attrs={}, load_balance_hosts={}",
+            cfg.target_session_attrs().as_str(),
+            cfg.load_balance_hosts().as_str()
+        );
+    }
     let t = Instant::now();
     let mut conn = Connection::connect(cfg)
         .await
@@ -36,7 +65,7 @@ pub(crate) async fn run(cfg: &ConnectConfig) -> Result<(), String> {
         }
     }
     rtts.sort_unstable();
-    outln!("connected: {target}");
+    outln!("connected: {target} (to {})", conn.server_addr());
     outln!(
         "server version: {}",
         conn.parameter("server_version").unwrap_or("(not reported)")
@@ -66,13 +95,15 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// `user@host:port/db`, never the password.
+/// `user@host:port,host2:port2/db`, never the password.
 fn describe(cfg: &ConnectConfig) -> String {
-    let host = match cfg.hosts().first() {
-        Some(h) => format!("{h}:{}", cfg.port()),
-        None => format!("localhost:{}", cfg.port()),
-    };
-    format!("{}@{host}/{}", cfg.user(), cfg.dbname())
+    let hosts: Vec<String> = cfg
+        .hosts()
+        .iter()
+        .zip(cfg.ports())
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect();
+    format!("{}@{}/{}", cfg.user(), hosts.join(","), cfg.dbname())
 }
 
 fn failure(target: &str, e: &Error) -> String {
@@ -96,6 +127,12 @@ pub(crate) fn likely_cause(e: &Error) -> &'static str {
         Some(_) => "the server refused the connection; see the message above",
         None if e.is_timeout() => {
             "no answer in time: the host is unreachable, firewalled, or overloaded"
+        }
+        None if e.kind() == ErrorKind::ServerMismatch => {
+            "the server is not of the kind target_session_attrs asks for (a standby where a primary is wanted?)"
+        }
+        None if e.kind() == ErrorKind::AllHostsFailed => {
+            "no host of the list could be used; each host's reason is above"
         }
         None if e.is_io() => {
             "nothing accepted the connection: is PostgreSQL running and listening on that host and port?"

@@ -82,12 +82,13 @@ fn health_doc(body: &str) -> Value {
     let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         sorted(keys),
-        vec!["last_error", "latency_ms", "pool", "status"],
+        vec!["host", "last_error", "latency_ms", "pool", "status"],
         "{body}"
     );
     assert!(db["status"].is_string());
     assert!(db["latency_ms"].is_number() || db["latency_ms"].is_null());
     assert!(db["last_error"].is_string() || db["last_error"].is_null());
+    assert!(db["host"].is_string() || db["host"].is_null());
     let pool = &db["pool"];
     let keys: Vec<&str> = pool
         .as_object()

@@ -4,6 +4,7 @@
 
 mod cache;
 mod cancel;
+mod hosts;
 mod negotiate;
 mod query;
 mod simple;
@@ -76,40 +77,17 @@ pub struct Connection {
     foreign_encoding: Option<String>,
     /// The TLS session, if the connection is encrypted.
     tls_info: Option<TlsInfo>,
+    /// `host:port` of the server.
+    server_addr: String,
+    /// The kind of server the connection was asked to reach; a server that stops being
+    /// one (a write refused as read-only on a read-write connection) breaks it.
+    target: crate::config::TargetSessionAttrs,
     auth_method: AuthMethod,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
 }
 
 impl Connection {
-    /// Opens a connection: socket, startup, authentication, up to the first ReadyForQuery.
-    /// Hosts are tried in order; the whole attempt is bounded by the connect timeout.
-    ///
-    /// # Errors
-    ///
-    /// An I/O error (refused, unreachable), a connect timeout, a [`DbError`] from the server
-    /// (wrong password 28P01, unknown role 28000, unknown database 3D000, ...), an
-    /// authentication error (unsupported method) or a protocol error.
-    pub async fn connect(cfg: &ConnectConfig) -> Result<Connection> {
-        match cfg.connect_timeout() {
-            Some(t) => tokio::time::timeout(t, Self::connect_any(cfg))
-                .await
-                .map_err(|_| Error::connect_timeout(t))?,
-            None => Self::connect_any(cfg).await,
-        }
-    }
-
-    async fn connect_any(cfg: &ConnectConfig) -> Result<Connection> {
-        let mut last = None;
-        for (i, host) in cfg.hosts().iter().enumerate() {
-            match Self::connect_host(cfg, i, host).await {
-                Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::config("no host to connect to")))
-    }
-
     /// One host, with the sslmode's order of attempts: `allow` tries plain, then TLS if
     /// the server refuses; `prefer` tries TLS, then plain if the handshake fails (a server
     /// answering `N` to SSLRequest goes on in plain at once).
@@ -145,7 +123,7 @@ impl Connection {
         host: &Host,
         want: negotiate::Want,
     ) -> Result<Connection> {
-        let port = cfg.port();
+        let port = cfg.ports()[i];
         let opened = negotiate::open(cfg, i, host, port, want).await?;
         let stream = opened.stream;
         let tls_end_point = opened.end_point;
@@ -179,6 +157,8 @@ impl Connection {
             auth_method: AuthMethod::Trust,
             parameters: HashMap::new(),
             tls_info: opened.info,
+            server_addr: format!("{host}:{port}"),
+            target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
                 addr: cfg.hostaddr(i),
@@ -420,7 +400,7 @@ impl Connection {
                 break;
             }
         }
-        if eof || self.foreign_encoding.is_some() {
+        if eof || self.foreign_encoding.is_some() || !hosts::still_matches(self) {
             self.broken = true;
         }
         !self.broken
@@ -432,6 +412,13 @@ impl Connection {
         let msg = self.read_message().await?;
         match &msg {
             BackendMessage::ErrorResponse(e) if e.is_fatal() => self.broken = true,
+            // A write refused as read-only on a connection that was to accept writes: the
+            // server was demoted or failed over; this connection must not be reused.
+            BackendMessage::ErrorResponse(e)
+                if e.code() == "25006" && hosts::needs_writes(self.target) =>
+            {
+                self.broken = true
+            }
             BackendMessage::ReadyForQuery(status) => {
                 self.transaction_status = *status;
                 self.pending = self.pending.saturating_sub(1);
@@ -502,6 +489,17 @@ impl Connection {
     /// The transaction status reported by the last ReadyForQuery.
     pub fn transaction_status(&self) -> TransactionStatus {
         self.transaction_status
+    }
+
+    /// The server's `host:port` (as configured; for a Unix socket, its directory).
+    pub fn server_addr(&self) -> &str {
+        &self.server_addr
+    }
+
+    /// True if the server reports being in recovery (a hot standby), false if it reports
+    /// not; `None` for a server that does not report it (before PostgreSQL 14).
+    pub fn in_recovery(&self) -> Option<bool> {
+        self.parameter("in_hot_standby").map(|v| v == "on")
     }
 
     /// True if the connection is encrypted (TLS).

@@ -43,6 +43,13 @@ impl Format {
     }
 }
 
+/// A label value with `\\`, `"` and newlines escaped, as the text format requires.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Renders `s` in Prometheus text format with metric names starting `prefix_`.
 pub fn render(
     s: &PoolStatistics,
@@ -110,6 +117,17 @@ pub fn render_as(
         "Open connections that are encrypted (TLS).",
         s.encrypted_connections as f64,
     );
+    let _ = writeln!(
+        o,
+        "# HELP {p}_connections_by_host Open connections per server.\n# TYPE {p}_connections_by_host gauge"
+    );
+    for (host, n) in &s.connections_by_host {
+        let _ = writeln!(
+            o,
+            "{p}_connections_by_host{{host=\"{}\"}} {n}",
+            label_value(host)
+        );
+    }
     gauge(
         &mut o,
         "connections_max",

@@ -34,6 +34,9 @@ pub struct HealthReport {
     /// Round trip of the pool's last validation query, in milliseconds (`null` before the
     /// first).
     pub latency_ms: Option<f64>,
+    /// The server (`host:port`) of the newest connection (`database.host`, beside the
+    /// guide's fields).
+    pub host: Option<String>,
     /// The last error, if it happened within the health error window.
     pub last_error: Option<String>,
     /// Seconds since the pool was created.
@@ -69,6 +72,7 @@ impl HealthReport {
             active: s.active_connections,
             waiting: s.waiting_requests,
             latency_ms: s.latency_ms,
+            host: s.current_host.clone(),
             last_error: recent_error,
             uptime_seconds: now
                 .duration_since(s.pool_created_at)
@@ -77,9 +81,9 @@ impl HealthReport {
         }
     }
 
-    /// The report as JSON, the guide's schema plus the lifecycle state:
+    /// The report as JSON, the guide's schema plus the lifecycle state and the server:
     /// `{"status", "state", "timestamp", "database": {"status", "pool": {"total", "idle",
-    /// "active", "waiting"}, "latency_ms", "last_error"}, "uptime_seconds"}`.
+    /// "active", "waiting"}, "latency_ms", "last_error", "host"}, "uptime_seconds"}`.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(256);
         let latency = match self.latency_ms {
@@ -90,9 +94,13 @@ impl HealthReport {
             Some(e) => json_string(e),
             None => "null".to_string(),
         };
+        let host = match &self.host {
+            Some(h) => json_string(h),
+            None => "null".to_string(),
+        };
         let _ = write!(
             out,
-            "{{\"status\":\"{}\",\"state\":\"{}\",\"timestamp\":\"{}\",\"database\":{{\"status\":\"{}\",\"pool\":{{\"total\":{},\"idle\":{},\"active\":{},\"waiting\":{}}},\"latency_ms\":{},\"last_error\":{}}},\"uptime_seconds\":{}}}",
+            "{{\"status\":\"{}\",\"state\":\"{}\",\"timestamp\":\"{}\",\"database\":{{\"status\":\"{}\",\"pool\":{{\"total\":{},\"idle\":{},\"active\":{},\"waiting\":{}}},\"latency_ms\":{},\"last_error\":{},\"host\":{}}},\"uptime_seconds\":{}}}",
             self.status.as_str(),
             self.state.as_str(),
             rfc3339_millis(self.timestamp),
@@ -103,6 +111,7 @@ impl HealthReport {
             self.waiting,
             latency,
             last_error,
+            host,
             round3(self.uptime_seconds),
         );
         out
@@ -334,7 +343,7 @@ mod tests {
         );
         assert_eq!(
             r.to_json(),
-            r#"{"status":"healthy","state":"HEALTHY","timestamp":"2025-10-13T14:30:00.000Z","database":{"status":"connected","pool":{"total":5,"idle":4,"active":1,"waiting":0},"latency_ms":2.3,"last_error":null},"uptime_seconds":3600.5}"#
+            r#"{"status":"healthy","state":"HEALTHY","timestamp":"2025-10-13T14:30:00.000Z","database":{"status":"connected","pool":{"total":5,"idle":4,"active":1,"waiting":0},"latency_ms":2.3,"last_error":null,"host":null},"uptime_seconds":3600.5}"#
         );
         s.last_error = Some("Database connection refused: \"x\"\n".into());
         s.last_error_time = Some(now);

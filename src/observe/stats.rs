@@ -333,6 +333,10 @@ pub struct PoolStatistics {
     pub maintenance_connections: usize,
     /// Open connections that are encrypted (TLS).
     pub encrypted_connections: usize,
+    /// Open connections per server (`host:port`), sorted by server.
+    pub connections_by_host: Vec<(String, usize)>,
+    /// The server (`host:port`) of the newest connection.
+    pub current_host: Option<String>,
     /// The configured `min_size`.
     pub min_size: usize,
     /// The configured `max_size`.
@@ -406,6 +410,8 @@ impl PoolStatistics {
             opening_connections: 0,
             maintenance_connections: 0,
             encrypted_connections: 0,
+            connections_by_host: Vec::new(),
+            current_host: None,
             min_size: 0,
             max_size: 0,
             avg_acquisition_time_ms: 0.0,

@@ -43,18 +43,6 @@ impl Backoff {
     }
 }
 
-/// A cheap random number in [0, 1) for jitter (not for anything secret).
-pub(crate) fn jitter_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .elapsed()
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +61,7 @@ mod tests {
         assert_eq!(b.delay(1, 0.0), Duration::from_secs(2));
         assert_eq!(b.delay(3, 1.0), Duration::from_secs(4));
         for _ in 0..100 {
-            let r = jitter_random();
+            let r = crate::random::fraction();
             assert!((0.0..1.0).contains(&r));
         }
     }

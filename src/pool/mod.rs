@@ -47,6 +47,51 @@ pub(crate) struct Pooled {
     pub(crate) leak_slot: crate::sync::Arc<LeakSlot>,
     /// Counts it among the encrypted connections while it exists.
     _encrypted: Option<EncryptedMark>,
+    /// Counts it among its server's connections while it exists.
+    _host: HostMark,
+}
+
+/// The pool's connections per server (`host:port`).
+type HostCounts = Arc<parking_lot::Mutex<Vec<(Arc<str>, usize)>>>;
+
+/// One connection in its server's count; dropped with the connection's bookkeeping.
+#[derive(Debug)]
+struct HostMark {
+    counts: HostCounts,
+    host: Arc<str>,
+}
+
+impl HostMark {
+    fn new(counts: &HostCounts, host: &str) -> HostMark {
+        let mut c = counts.lock();
+        let host = match c.iter_mut().find(|(h, _)| &**h == host) {
+            Some((h, n)) => {
+                *n += 1;
+                h.clone()
+            }
+            None => {
+                let h: Arc<str> = Arc::from(host);
+                c.push((h.clone(), 1));
+                h
+            }
+        };
+        HostMark {
+            counts: counts.clone(),
+            host,
+        }
+    }
+}
+
+impl Drop for HostMark {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock();
+        if let Some(i) = c.iter().position(|(h, _)| *h == self.host) {
+            c[i].1 -= 1;
+            if c[i].1 == 0 {
+                c.swap_remove(i);
+            }
+        }
+    }
 }
 
 /// One encrypted connection in the pool's count; dropped with the connection's
@@ -101,6 +146,10 @@ pub(crate) struct Shared {
     pub(crate) statement_stats: Arc<CacheStats>,
     /// Open connections that are encrypted.
     encrypted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Open connections per server.
+    hosts: HostCounts,
+    /// The server of the newest connection (`host:port`).
+    newest_host: parking_lot::Mutex<Option<Arc<str>>>,
     /// Run on every new connection before it is first handed out.
     hooks: ConnectHooks,
 }
@@ -335,6 +384,8 @@ impl Builder {
             timeout_hook: timeout_hook(weak.clone()),
             statement_stats: Arc::new(CacheStats::default()),
             encrypted: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            hosts: Arc::new(parking_lot::Mutex::new(Vec::new())),
+            newest_host: parking_lot::Mutex::new(None),
             hooks: self.hooks,
             core: Core::new(self.cfg.max_size),
             counters: Counters::new(self.cfg.health.slow_acquire),
@@ -534,6 +585,35 @@ impl Shared {
         ms
     }
 
+    /// Logs which server a new connection went to (with several hosts), and a switch of
+    /// server (a failover).
+    fn note_server(&self, conn: &Connection, host: &Arc<str>) {
+        let several = self.connect.hosts().len() > 1;
+        let kind = match conn.in_recovery() {
+            Some(true) => "standby",
+            Some(false) => "primary",
+            None => "server",
+        };
+        if several {
+            tracing::info!(target: "wirepool::pool", host = &**host, kind, "Connection opened to {host} ({kind})");
+        } else {
+            tracing::debug!(target: "wirepool::pool", host = &**host, "Connection opened to {host}");
+        }
+        let previous = self.newest_host.lock().replace(host.clone());
+        if let Some(old) = previous.filter(|old| old != host) {
+            // With random load balancing the server changes all the time; only a change
+            // of the one server a pool uses is news.
+            if self.connect.load_balance_hosts() == crate::config::LoadBalanceHosts::Disable {
+                tracing::warn!(
+                    target: "wirepool::pool",
+                    from = &*old,
+                    to = &**host,
+                    "Connection pool switched from {old} to {host}"
+                );
+            }
+        }
+    }
+
     /// The pool's settings on a new connection: command timeout, statement cache.
     fn configure(&self, conn: &mut Connection) {
         conn.set_command_timeout(self.cfg.command_timeout);
@@ -603,7 +683,7 @@ impl Shared {
         let expires_ms = match self.cfg.max_lifetime {
             Some(l) => {
                 // Up to 5 % less, so connections opened together do not retire together.
-                let jitter = 1.0 - 0.05 * backoff::jitter_random();
+                let jitter = 1.0 - 0.05 * crate::random::fraction();
                 now.saturating_add(millis(l.mul_f64(jitter)))
             }
             None => u64::MAX,
@@ -616,6 +696,8 @@ impl Shared {
         let _encrypted = conn
             .is_encrypted()
             .then(|| EncryptedMark::new(&self.encrypted));
+        let _host = HostMark::new(&self.hosts, conn.server_addr());
+        self.note_server(&conn, &_host.host);
         Pooled {
             conn,
             id,
@@ -623,6 +705,7 @@ impl Shared {
             last_used_ms: now,
             leak_slot,
             _encrypted,
+            _host,
         }
     }
 
@@ -699,6 +782,14 @@ impl Shared {
         s.peak_active_connections = g.peak_active;
         s.min_size = self.cfg.min_size;
         s.max_size = self.cfg.max_size;
+        s.connections_by_host = self
+            .hosts
+            .lock()
+            .iter()
+            .map(|(h, n)| (h.to_string(), *n))
+            .collect();
+        s.connections_by_host.sort();
+        s.current_host = self.newest_host.lock().as_deref().map(str::to_string);
         s.encrypted_connections = self
             .encrypted
             .load(std::sync::atomic::Ordering::Relaxed)

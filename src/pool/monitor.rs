@@ -10,7 +10,7 @@ use std::time::Duration;
 // tokio's clock, so that the schedule can be checked under paused time.
 use tokio::time::Instant;
 
-use super::{backoff, Backoff, Shared};
+use super::{Backoff, Shared};
 use crate::core::Holder;
 use crate::observe::{CloseReason, ErrorType};
 use crate::sync::Ordering;
@@ -87,8 +87,8 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 .filter(|(e, _)| !e.is_transient())
                 .map(|(e, _)| crate::error::chain(e));
             let delay = match &refusal {
-                Some(_) => backoff.delay(u32::MAX, backoff::jitter_random()),
-                None => backoff.delay(rc.attempt, backoff::jitter_random()),
+                Some(_) => backoff.delay(u32::MAX, crate::random::fraction()),
+                None => backoff.delay(rc.attempt, crate::random::fraction()),
             };
             if let Some(why) = &refusal {
                 tracing::error!(
