@@ -143,6 +143,12 @@
 //!   hygiene covers guards dropped mid-query or mid-transaction.
 //! - **Errors**: `{}` of a server error prints its severity, SQLSTATE and message
 //!   (`ERROR 42P01: relation "x" does not exist`).
+//! - **Several hosts**: libpq's host lists, `target_session_attrs`, `load_balance_hosts`
+//!   and a connect timeout per host. The pool logs which server each new connection went
+//!   to (with several hosts) and `Connection pool switched from A to B` on a failover;
+//!   a write refused as read-only (25006) on a read-write pool discards the connection;
+//!   `database.host` in the health JSON and `connections_by_host` in the metrics show the
+//!   server.
 //! - **Dependencies**: besides tokio, postgres-protocol, bytes, crossbeam, parking_lot and
 //!   tracing, the library uses `postgres-types` (typed values), `fallible-iterator`, the
 //!   trait postgres-protocol's message iterators implement (needed to read them), and

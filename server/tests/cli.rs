@@ -262,3 +262,33 @@ fn check_reports_the_encryption() {
         "{err}"
     );
 }
+
+#[test]
+fn check_lists_each_host_and_its_role() {
+    let primary = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let standby = primary.start_standby().unwrap();
+    let gone = closed_port();
+    let url = format!(
+        "postgres://trust_user@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{gone}/postgres?target_session_attrs=read-write&connect_timeout=2",
+        standby.port(),
+        primary.port()
+    );
+    let (code, out, err) = run(&["check"], &[("DATABASE_URL", &url)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("host 127.0.0.1:{}: standby", standby.port())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("host 127.0.0.1:{}: primary", primary.port())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("host 127.0.0.1:{gone}: not usable")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("(to 127.0.0.1:{})", primary.port())),
+        "{out}"
+    );
+}
