@@ -184,3 +184,29 @@ async fn the_question_of_what_kind_of_server_it_is_is_bounded_by_the_connect_tim
     assert_eq!(e.kind(), ErrorKind::ConnectTimeout, "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+#[tokio::test]
+async fn the_connect_timeout_applies_to_each_host() {
+    // The first host accepts and then says nothing; the second is a real server. With a
+    // timeout for all hosts together, the first would use it all up.
+    let silent = fake(Vec::new(), true).await;
+    let pg = wirepool::throwaway::Cluster::start().unwrap();
+    let cfg: ConnectConfig = format!(
+        "postgres://trust_user@127.0.0.1:{},127.0.0.1:{}/postgres?connect_timeout=1&sslmode=disable",
+        silent.port(),
+        pg.port()
+    )
+    .parse()
+    .unwrap();
+    let t = Instant::now();
+    let mut c = Connection::connect(&cfg).await.unwrap();
+    assert_eq!(c.server_addr(), format!("127.0.0.1:{}", pg.port()));
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "the silent host was tried first"
+    );
+    assert_eq!(
+        c.simple_query("SELECT 1").await.unwrap()[0].get(0),
+        Some("1")
+    );
+}
