@@ -25,9 +25,10 @@ use wirepool::Pool;
 
 use crate::mcp::PoolResources;
 
-/// The routes: `/health` and `/metrics` always; `/mcp` when `mcp` is set, accepting Host
-/// headers naming loopback, the bind address and the hosts `mcp` lists (rmcp's guard
-/// against DNS rebinding). `cancel` ends the MCP sessions at shutdown.
+/// The routes: `/health` and `/metrics` always; when `mcp` is set, MCP over streamable
+/// HTTP at `/mcp` and over HTTP+SSE at `/sse` (+ `/messages`), accepting requests whose
+/// Host (and Origin, when a browser sends one) names loopback, the bind address or a host
+/// `mcp` lists (see [`crate::guard`]). `cancel` ends the MCP sessions at shutdown.
 pub(crate) fn router(
     pool: Pool,
     bind: SocketAddr,
@@ -45,15 +46,24 @@ pub(crate) fn router(
             hosts.push(bind.ip().to_string());
         }
         hosts.extend(extra.iter().cloned());
+        let guard = crate::guard::Allowed::new(&hosts);
         let config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(hosts)
-            .with_cancellation_token(cancel);
+            .with_cancellation_token(cancel.clone());
+        let sse = crate::sse::routes(pool.clone(), cancel);
         let service = StreamableHttpService::new(
             move || Ok(PoolResources::new(pool.clone())),
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        r = r.nest_service("/mcp", service);
+        let mcp = Router::new()
+            .nest_service("/mcp", service)
+            .merge(sse)
+            .layer(axum::middleware::from_fn_with_state(
+                guard,
+                crate::guard::check,
+            ));
+        r = r.merge(mcp);
     }
     r
 }

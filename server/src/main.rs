@@ -5,6 +5,7 @@
 //! wirepool mcp                      MCP over stdio
 //! wirepool demo [--once] [--phase-seconds N] [--bind ADDR]
 //! wirepool check                    connect once and report
+//! wirepool health [--url URL]       read /health of a running serve (exec probe)
 //! ```
 //!
 //! Settings come from the monitoring guide's environment variables (see [`settings`]);
@@ -30,11 +31,14 @@ macro_rules! errln {
 
 mod check;
 mod demo;
+mod guard;
 mod http;
 mod logging;
 mod mcp;
+mod probe;
 mod serve;
 mod settings;
+mod sse;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -82,7 +86,7 @@ Environment:
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pool from the environment and serve /health, /metrics and /mcp.
+    /// Run the pool from the environment and serve /health, /metrics, /mcp and /sse.
     #[command(after_help = ENVIRONMENT_HELP)]
     Serve {
         #[command(flatten)]
@@ -110,6 +114,16 @@ enum Command {
     },
     /// Connect once with DATABASE_URL and report server version, authentication and latency.
     Check,
+    /// Read /health of a running `wirepool serve` (an exec probe): exit 0 if the pool can
+    /// serve, 1 if it cannot, 2 if no health report came back.
+    Health {
+        /// The server's address (`/health` is read unless a path is given).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +169,9 @@ impl HttpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Health { url, timeout } = &cli.command {
+        return health_probe(url, *timeout);
+    }
     let default_format = match cli.command {
         Command::Demo { .. } => LogFormat::Text,
         _ => LogFormat::Json,
@@ -197,6 +214,8 @@ fn main() -> ExitCode {
                 serve::mcp_stdio(connect.expect("checked above"), pool).await
             }
             Command::Check => check::run(&connect.expect("checked above")).await,
+            // Answered before the settings were read.
+            Command::Health { .. } => Ok(()),
             Command::Demo {
                 http,
                 phase_seconds,
@@ -221,6 +240,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `wirepool health`: no settings, no logger; the answer on stdout, the reason on stderr.
+fn health_probe(url: &str, timeout: f64) -> ExitCode {
+    if !timeout.is_finite() || timeout <= 0.0 || timeout > 3600.0 {
+        return config_error(&format!(
+            "--timeout: `{timeout}` is not a number of seconds between 0 and 3600"
+        ));
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("wirepool: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let p = runtime.block_on(probe::run(url, Duration::from_secs_f64(timeout)));
+    if !p.out.is_empty() {
+        outln!("{}", p.out);
+    }
+    if !p.err.is_empty() {
+        errln!("wirepool health: {}", p.err);
+    }
+    ExitCode::from(p.code)
 }
 
 fn config_error(msg: &str) -> ExitCode {

@@ -107,6 +107,58 @@ fn python_sdk_reads_the_resources_over_streamable_http() {
 }
 
 #[test]
+fn python_sdk_reads_the_resources_over_sse() {
+    let py = python();
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let mut p = Proc::spawn(command(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", &pg.url(Role::Trust)),
+            ("POOL_MAX_SIZE", "5"),
+        ],
+    ));
+    let addr = p.wait_listening();
+    let mut cmd = Command::new(&py);
+    cmd.arg(script())
+        .arg("sse")
+        .arg(format!("http://{addr}/sse"));
+    let (report, _) = read_with_sdk(cmd);
+    check_report(&report);
+    // Two sessions at once, each answered; the same schema as over /mcp.
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let mut cmd = Command::new(&py);
+    cmd.arg(script())
+        .arg("http")
+        .arg(format!("http://{addr}/mcp"));
+    let (over_mcp, _) = read_with_sdk(cmd);
+    let keys = |text: &str| -> Vec<String> {
+        fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+            if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    let path = format!("{prefix}.{k}");
+                    out.push(path.clone());
+                    walk(v, &path, out);
+                }
+            }
+        }
+        let v: Value = serde_json::from_str(text).unwrap();
+        let mut out = Vec::new();
+        walk(&v, "", &mut out);
+        out.sort();
+        out
+    };
+    let mcp_health = over_mcp["read"]["health://connection-pool"]["text"]
+        .as_str()
+        .unwrap();
+    for s in sessions {
+        assert_eq!(keys(s.as_str().unwrap()), keys(mcp_health));
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+}
+
+#[test]
 fn python_sdk_reads_the_resources_over_stdio() {
     let py = python();
     let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));

@@ -513,3 +513,173 @@ fn mcp_accepts_only_the_hosts_it_was_told() {
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(35)).success());
 }
+
+#[test]
+fn mcp_refuses_foreign_origins_on_both_transports() {
+    let pg = cluster();
+    let mut p = serve(&pg.url(Role::Trust), &[]);
+    let addr = p.wait_listening();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+    let post_mcp = |origin: Option<&str>| {
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(o) = origin {
+            h.push(("Origin", o));
+        }
+        request(addr, "POST", "/mcp", &h, init).status
+    };
+    assert_eq!(post_mcp(None), 200, "a client without Origin is served");
+    assert_eq!(post_mcp(Some("http://localhost:5173")), 200);
+    assert_eq!(post_mcp(Some("http://evil.example")), 403);
+    assert_eq!(post_mcp(Some("null")), 403);
+    // /sse: a foreign Origin or Host is refused before any session opens.
+    let sse = |headers: &[(&str, &str)]| sse_status(addr, headers);
+    assert_eq!(sse(&[]), 200);
+    assert_eq!(sse(&[("Origin", "http://evil.example")]), 403);
+    assert_eq!(sse(&[("Host", "evil.example")]), 403);
+    assert_eq!(
+        request(
+            addr,
+            "POST",
+            "/messages?session_id=x",
+            &[
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "application/json")
+            ],
+            init
+        )
+        .status,
+        403
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+}
+
+/// The status of `GET /sse` (the connection is dropped after the status line).
+fn sse_status(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> u16 {
+    use std::io::{BufRead, BufReader, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = String::from("GET /sse HTTP/1.1\r\nAccept: text/event-stream\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: 127.0.0.1\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_closed_sse_session_is_gone() {
+    use std::io::{BufRead, BufReader, Write as _};
+    let pg = cluster();
+    let mut p = serve(&pg.url(Role::Trust), &[]);
+    let addr = p.wait_listening();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut endpoint = None;
+    let mut line = String::new();
+    while endpoint.is_none() {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if let Some(rest) = line.trim().strip_prefix("data: ") {
+            if rest.starts_with("/messages?session_id=") {
+                endpoint = Some(rest.to_string());
+            }
+        }
+    }
+    let endpoint = endpoint.unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+    let post = |path: &str, body: &str| {
+        request(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .status
+    };
+    assert_eq!(
+        post(&endpoint, init),
+        202,
+        "accepted while the stream is open"
+    );
+    assert_eq!(post(&endpoint, "not json"), 400);
+    // The answer arrives on the stream.
+    let mut answered = false;
+    while !answered {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0);
+        answered =
+            line.starts_with("data: ") && line.contains("\"id\":1") && line.contains("serverInfo");
+    }
+    drop(r);
+    p.eventually(Duration::from_secs(10), "the session is gone", || {
+        (post(&endpoint, init) == 404).then_some(())
+    });
+    assert_eq!(post("/messages?session_id=nosuchsession", init), 404);
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+}
+
+#[test]
+fn the_health_probe_exit_codes() {
+    let mut pg = cluster();
+    let probe = |url: &str| {
+        let out = command(&["health", "--url", url, "--timeout", "2"], &[])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut p = serve(&pg.url(Role::Trust), &[]);
+    let addr = p.wait_listening();
+    let url = format!("http://{addr}");
+    let (code, out, err) = probe(&url);
+    assert_eq!(code, 0, "{out}{err}");
+    health_doc(&out);
+    pg.kill().unwrap();
+    let (out, err) = p.eventually(
+        Duration::from_secs(20),
+        "exit 1 once the pool cannot serve",
+        || {
+            let (code, out, err) = probe(&url);
+            (code == 1).then_some((out, err))
+        },
+    );
+    assert_eq!(health_doc(&out)["status"], "unhealthy");
+    assert!(err.contains("cannot serve"), "{err}");
+    pg.start_again().unwrap();
+    p.eventually(Duration::from_secs(30), "exit 0 again", || {
+        (probe(&url).0 == 0).then_some(())
+    });
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(35)).success());
+    // Nothing listening.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, out, err) = probe(&format!("http://{gone}"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    // Something that is not a health endpoint.
+    let (code, _, err) = probe(&format!("http://{addr}/nowhere"));
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = probe("https://127.0.0.1:1");
+    assert_eq!(code, 2, "{err}");
+}
