@@ -99,7 +99,7 @@ pub(crate) async fn run(
     outln!("  health:  {base}/health");
     outln!("  metrics: {base}/metrics");
     if opts.listen.mcp {
-        outln!("  mcp:     {base}/mcp   (resource {HEALTH_URI})");
+        outln!("  mcp:     {base}/mcp   (resource {HEALTH_URI}; older clients: {base}/sse)");
     }
     if let Some(m) = http.metrics_addr {
         outln!("  metrics: http://{m}/metrics");
