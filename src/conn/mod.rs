@@ -365,6 +365,7 @@ impl Connection {
                 }
             }
         }
+        let mut reported = false;
         while !self.read_buf.is_empty() {
             let msg = match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(m)) => m,
@@ -379,7 +380,10 @@ impl Connection {
                 }
             };
             match msg {
-                BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
+                BackendMessage::ParameterStatus { name, value } => {
+                    self.note_parameter(name, value);
+                    reported = true;
+                }
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
                 BackendMessage::NotificationResponse { .. } => {}
                 BackendMessage::ErrorResponse(e) => {
@@ -400,7 +404,9 @@ impl Connection {
                 break;
             }
         }
-        if eof || self.foreign_encoding.is_some() || !hosts::still_matches(self) {
+        // A server that reported a change (a promotion, default_transaction_read_only)
+        // may no longer be of the kind this connection was opened for.
+        if eof || self.foreign_encoding.is_some() || (reported && !hosts::still_matches(self)) {
             self.broken = true;
         }
         !self.broken

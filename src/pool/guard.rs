@@ -30,7 +30,7 @@ const RESET_GRACE: Duration = crate::conn::CANCEL_GRACE;
 #[must_use = "dropping the guard returns the connection at once"]
 pub struct PooledConnection {
     shared: Arc<Shared>,
-    conn: Option<Pooled>,
+    conn: Option<Box<Pooled>>,
     site: &'static Location<'static>,
     /// Monitor-clock milliseconds of the checkout.
     checked_out_ms: u64,
@@ -48,7 +48,11 @@ impl fmt::Debug for PooledConnection {
 }
 
 impl PooledConnection {
-    pub(super) fn new(shared: Arc<Shared>, conn: Pooled, site: &'static Location<'static>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        conn: Box<Pooled>,
+        site: &'static Location<'static>,
+    ) -> Self {
         let now = shared.now_ms();
         let leak_tracked = match &shared.leak {
             Some(d) => {
@@ -120,7 +124,7 @@ impl PooledConnection {
 
     /// Ends the checkout: the connection leaves the guard, the leak detector and the
     /// statistics hear of its return.
-    fn take_back(&mut self) -> Pooled {
+    fn take_back(&mut self) -> Box<Pooled> {
         let p = self
             .conn
             .take()

@@ -114,7 +114,9 @@ impl Drop for EncryptedMark {
 
 /// State shared by the pool handle, its guards and its tasks.
 pub(crate) struct Shared {
-    pub(crate) core: Core<Pooled>,
+    /// Connections are boxed: in and out of the idle list, into guards and through
+    /// futures, a move is a pointer, not the whole connection.
+    pub(crate) core: Core<Box<Pooled>>,
     pub(crate) connect: ConnectConfig,
     pub(crate) cfg: PoolConfig,
     pub(crate) counters: Counters,
@@ -678,7 +680,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn wrap(&self, conn: Connection) -> Pooled {
+    pub(crate) fn wrap(&self, conn: Connection) -> Box<Pooled> {
         let now = self.tick_clock();
         let expires_ms = match self.cfg.max_lifetime {
             Some(l) => {
@@ -698,7 +700,7 @@ impl Shared {
             .then(|| EncryptedMark::new(&self.encrypted));
         let _host = HostMark::new(&self.hosts, conn.server_addr());
         self.note_server(&conn, &_host.host);
-        Pooled {
+        Box::new(Pooled {
             conn,
             id,
             expires_ms,
@@ -706,19 +708,19 @@ impl Shared {
             leak_slot,
             _encrypted,
             _host,
-        }
+        })
     }
 
     /// Hands a newly opened connection to the core (the oldest waiter or the idle list);
     /// if the pool closed meanwhile, closes it.
-    fn add_opened(&self, permit: OpenPermit<Pooled>, conn: Connection) {
+    fn add_opened(&self, permit: OpenPermit<Box<Pooled>>, conn: Connection) {
         if let Some(p) = permit.complete(self.wrap(conn)) {
             self.close_conn(p, CloseReason::Shutdown);
         }
     }
 
     /// Opens a connection in a pool-owned task and hands it over with `permit`.
-    pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Pooled>) {
+    pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) {
         let shared = self.clone();
         self.runtime.spawn(async move {
             match open_validated(&shared).await {
@@ -741,7 +743,7 @@ impl Shared {
     }
 
     /// Removes a connection held by `holder` from the pool and closes it in the background.
-    pub(crate) fn discard(self: &Arc<Self>, p: Pooled, holder: Holder, reason: CloseReason) {
+    pub(crate) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
         self.close_conn(p, reason);
         self.forget(holder);
     }
@@ -759,7 +761,7 @@ impl Shared {
     }
 
     /// Closes a connection no longer counted by the core (Terminate, in the background).
-    pub(crate) fn close_conn(&self, p: Pooled, reason: CloseReason) {
+    pub(crate) fn close_conn(&self, p: Box<Pooled>, reason: CloseReason) {
         self.counters.record_closed(reason);
         let conn = p.conn;
         if conn.is_broken() {
