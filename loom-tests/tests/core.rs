@@ -10,7 +10,7 @@ use loom::future::block_on;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use wirepool::core::{Closed, Core, Holder, TryAcquire};
+use wirepool::core::{Core, Holder, TryAcquire, Unserved};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     wirepool_loom_tests::model(2, f);
@@ -33,14 +33,14 @@ fn check_out_idle(core: &Core<usize>) -> usize {
     }
 }
 
-fn acquire(core: &Core<usize>) -> Result<usize, Closed> {
+fn acquire(core: &Core<usize>) -> Result<usize, Unserved> {
     match core.try_acquire() {
         TryAcquire::Ready(c) => Ok(c),
-        TryAcquire::Queued { waiter, open } => {
+        TryAcquire::Queued { waiter, open, .. } => {
             drop(open);
             block_on(waiter)
         }
-        TryAcquire::Closed => Err(Closed),
+        TryAcquire::Closed => Err(Unserved::Closed),
     }
 }
 
@@ -69,7 +69,9 @@ fn a_waiter_cancelled_at_any_step_leaves_no_trace() {
         let c2 = core.clone();
         let t = thread::spawn(move || {
             match c2.try_acquire() {
-                TryAcquire::Queued { mut waiter, open } => {
+                TryAcquire::Queued {
+                    mut waiter, open, ..
+                } => {
                     assert!(open.is_none());
                     // Poll once, then give up (the caller's future is dropped).
                     let mut cx = Context::from_waker(Waker::noop());
@@ -126,7 +128,7 @@ fn max_size_holds_under_concurrent_growth() {
         for i in 0..2 {
             let (core, granted) = (core.clone(), granted.clone());
             ts.push(thread::spawn(move || match core.try_acquire() {
-                TryAcquire::Queued { waiter, open } => {
+                TryAcquire::Queued { waiter, open, .. } => {
                     if let Some(p) = open {
                         granted.fetch_add(1, Ordering::SeqCst);
                         assert!(core.gauges().size <= 1);
@@ -187,7 +189,7 @@ fn discard_hands_its_capacity_to_a_waiter() {
         let c2 = core.clone();
         let waiter = thread::spawn(move || {
             let c = match c2.try_acquire() {
-                TryAcquire::Queued { waiter, open } => {
+                TryAcquire::Queued { waiter, open, .. } => {
                     // Queued after the discard: the capacity is free, so this caller has
                     // the replacement opened itself.
                     if let Some(p) = open {
@@ -200,8 +202,8 @@ fn discard_hands_its_capacity_to_a_waiter() {
             assert_eq!(c, 7, "served by the replacement");
             assert!(c2.release(c, Holder::Caller).is_none());
         });
-        drop(held); // the caller found it broken
-                    // Queued before the discard: the capacity comes back as a permit for the waiter.
+        let _ = held; // the caller found it broken
+                      // Queued before the discard: the capacity comes back as a permit for the waiter.
         if let Some(permit) = core.discard(Holder::Caller) {
             assert!(permit.complete(7).is_none());
         }
@@ -277,5 +279,39 @@ fn three_threads_on_two_connections() {
         assert_eq!(served.load(Ordering::SeqCst), 2);
         let g = core.gauges();
         assert_eq!((g.size, g.idle, g.active, g.waiting), (2, 2, 0, 0));
+    });
+}
+
+#[test]
+fn a_timeout_racing_a_release_loses_no_connection() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = check_out_idle(&core);
+        let waiter = match core.try_acquire_until(|| 5) {
+            TryAcquire::Queued {
+                waiter,
+                open,
+                first,
+            } => {
+                assert!(open.is_none() && first);
+                waiter
+            }
+            other => unreachable!("the only connection is held, got {other:?}"),
+        };
+        let c2 = core.clone();
+        let t = thread::spawn(move || {
+            assert!(c2.release(held, Holder::Caller).is_none());
+        });
+        // The pool's timeout task, at the deadline.
+        assert_eq!(core.expire(5), None, "nothing else is queued");
+        match block_on(waiter) {
+            // The release came first: the waiter was served, and gives it back.
+            Ok(c) => assert!(core.release(c, Holder::Caller).is_none()),
+            // The timeout came first: the release found no waiter and left it idle.
+            Err(e) => assert_eq!(e, Unserved::TimedOut),
+        }
+        t.join().unwrap();
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active, g.waiting), (1, 1, 0, 0));
     });
 }

@@ -30,7 +30,7 @@
 //! Sizes are mirrored into atomics under the lock, so [`Core::gauges`] reads them without
 //! locking; each value is exact, the set of them is not one consistent cut.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +62,9 @@ pub enum TryAcquire<C> {
         waiter: Waiter<C>,
         /// Capacity reserved for one new connection, if the pool may grow.
         open: Option<OpenPermit<C>>,
+        /// The queue was empty: this waiter is at its head, and whoever expires waiters
+        /// (see [`Core::expire`]) should learn of its deadline.
+        first: bool,
     },
     /// The pool is closed.
     Closed,
@@ -71,18 +74,24 @@ impl<C> fmt::Debug for TryAcquire<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TryAcquire::Ready(_) => f.write_str("Ready"),
-            TryAcquire::Queued { open, .. } => f
+            TryAcquire::Queued { open, first, .. } => f
                 .debug_struct("Queued")
                 .field("open", &open.is_some())
+                .field("first", first)
                 .finish(),
             TryAcquire::Closed => f.write_str("Closed"),
         }
     }
 }
 
-/// The error a [`Waiter`] resolves to when the pool closes while it waits.
+/// Why a [`Waiter`] got no connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed;
+pub enum Unserved {
+    /// The pool closed while it waited.
+    Closed,
+    /// Its deadline passed (see [`Core::expire`]).
+    TimedOut,
+}
 
 /// A snapshot of the core's sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,18 +125,63 @@ enum SlotState<C> {
     Waiting,
     Ready(C),
     Closed,
+    TimedOut,
 }
 
 struct Slot<C> {
     state: SlotState<C>,
     waker: Option<Waker>,
+    /// When the wait ends unserved, on the caller's clock (`u64::MAX`: never).
+    deadline: u64,
+}
+
+/// The waiters' slots, reused: no allocation per wait once the pool has seen its busiest
+/// moment. An id is `generation << 32 | index`; a slot reused since an id was handed out
+/// has another generation, so a stale id matches nothing.
+struct Slots<C> {
+    entries: Vec<(u32, Option<Slot<C>>)>,
+    free: Vec<u32>,
+}
+
+impl<C> Slots<C> {
+    fn insert(&mut self, slot: Slot<C>) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => {
+                let e = &mut self.entries[i as usize];
+                e.0 = e.0.wrapping_add(1);
+                e.1 = Some(slot);
+                i
+            }
+            None => {
+                self.entries.push((0, Some(slot)));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        (u64::from(self.entries[index as usize].0) << 32) | u64::from(index)
+    }
+
+    fn entry(&mut self, id: u64) -> Option<&mut (u32, Option<Slot<C>>)> {
+        let (generation, index) = ((id >> 32) as u32, id as u32);
+        self.entries
+            .get_mut(index as usize)
+            .filter(|e| e.0 == generation)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Slot<C>> {
+        self.entry(id).and_then(|e| e.1.as_mut())
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Slot<C>> {
+        let slot = self.entry(id)?.1.take()?;
+        self.free.push(id as u32);
+        Some(slot)
+    }
 }
 
 struct State<C> {
     idle: VecDeque<C>,
     queue: VecDeque<u64>,
-    slots: BTreeMap<u64, Slot<C>>,
-    next_id: u64,
+    slots: Slots<C>,
     size: usize,
     opening: usize,
     active: usize,
@@ -200,7 +254,7 @@ impl<C> Locked<'_, C> {
     /// Returns the waiter's waker to wake once the lock is released.
     fn hand_off(&mut self, conn: C) -> Option<Waker> {
         while let Some(id) = self.st.queue.pop_front() {
-            if let Some(slot) = self.st.slots.get_mut(&id) {
+            if let Some(slot) = self.st.slots.get_mut(id) {
                 slot.state = SlotState::Ready(conn);
                 let waker = slot.waker.take();
                 self.st.active += 1;
@@ -245,8 +299,10 @@ impl<C> Core<C> {
             state: Mutex::new(State {
                 idle: VecDeque::with_capacity(max_size),
                 queue: VecDeque::new(),
-                slots: BTreeMap::new(),
-                next_id: 0,
+                slots: Slots {
+                    entries: Vec::new(),
+                    free: Vec::new(),
+                },
                 size: 0,
                 opening: 0,
                 active: 0,
@@ -280,9 +336,19 @@ impl<C> Core<C> {
         self.0.max_size
     }
 
-    /// Takes an idle connection, or joins the queue.
+    /// Takes an idle connection, or joins the queue with no deadline.
     #[inline]
     pub fn try_acquire(&self) -> TryAcquire<C> {
+        self.try_acquire_until(|| u64::MAX)
+    }
+
+    /// Takes an idle connection, or joins the queue until `deadline()` (on the clock the
+    /// caller passes to [`Core::expire`]; asked only when the caller has to wait, so the
+    /// fast path reads no clock). Every waiter's deadline must be at least the one before
+    /// it (one timeout for all waiters keeps it so): the head of the queue then has the
+    /// earliest.
+    #[inline]
+    pub fn try_acquire_until(&self, deadline: impl FnOnce() -> u64) -> TryAcquire<C> {
         let mut l = self.lock();
         if l.st.closed {
             return TryAcquire::Closed;
@@ -292,15 +358,12 @@ impl<C> Core<C> {
             l.publish_idle_active();
             return TryAcquire::Ready(conn);
         }
-        let id = l.st.next_id;
-        l.st.next_id += 1;
-        l.st.slots.insert(
-            id,
-            Slot {
-                state: SlotState::Waiting,
-                waker: None,
-            },
-        );
+        let id = l.st.slots.insert(Slot {
+            state: SlotState::Waiting,
+            waker: None,
+            deadline: deadline(),
+        });
+        let first = l.st.queue.is_empty();
         l.st.queue.push_back(id);
         let open = l.permit_for_waiters(self);
         l.publish_all();
@@ -312,7 +375,42 @@ impl<C> Core<C> {
                 done: false,
             },
             open,
+            first,
         }
+    }
+
+    /// Ends the waits whose deadline is at or before `now`: they leave the queue and
+    /// resolve to [`Unserved::TimedOut`]. Returns the earliest deadline still queued.
+    /// One timer for the whole queue, instead of one per waiter.
+    pub fn expire(&self, now: u64) -> Option<u64> {
+        let mut l = self.lock();
+        let mut wakers = Vec::new();
+        let queued = l.st.queue.len();
+        let next = loop {
+            let Some(&id) = l.st.queue.front() else {
+                break None;
+            };
+            match l.st.slots.get_mut(id) {
+                Some(slot) if slot.deadline <= now => {
+                    slot.state = SlotState::TimedOut;
+                    // A waiter not polled yet has no waker: it finds out when polled.
+                    wakers.extend(slot.waker.take());
+                    l.st.queue.pop_front();
+                }
+                Some(slot) => break Some(slot.deadline),
+                None => {
+                    l.st.queue.pop_front();
+                }
+            }
+        };
+        if l.st.queue.len() != queued {
+            l.publish_all();
+        }
+        drop(l);
+        for w in wakers {
+            w.wake();
+        }
+        next
     }
 
     /// Returns a connection held by `holder`. It goes to the oldest waiter, or to the idle
@@ -393,7 +491,8 @@ impl<C> Core<C> {
         taken
     }
 
-    /// Closes the core: no more acquires, every queued waiter resolves to [`Closed`], and
+    /// Closes the core: no more acquires, every queued waiter resolves to
+    /// [`Unserved::Closed`], and
     /// the idle connections are returned for the caller to close. Connections still held
     /// come back through [`Core::release`], which then returns them. Idempotent.
     pub fn close(&self) -> Vec<C> {
@@ -401,7 +500,7 @@ impl<C> Core<C> {
         l.st.closed = true;
         let mut wakers = Vec::new();
         while let Some(id) = l.st.queue.pop_front() {
-            if let Some(slot) = l.st.slots.get_mut(&id) {
+            if let Some(slot) = l.st.slots.get_mut(id) {
                 slot.state = SlotState::Closed;
                 wakers.extend(slot.waker.take());
             }
@@ -484,8 +583,8 @@ impl<C> Drop for OpenPermit<C> {
     }
 }
 
-/// A place in the queue: a future that resolves to a connection (now held by the caller)
-/// or to [`Closed`].
+/// A place in the queue: a future that resolves to a connection (now held by the caller),
+/// or to [`Unserved`] when the pool closes or the deadline passes.
 ///
 /// # Cancel safety
 ///
@@ -505,18 +604,18 @@ impl<C> fmt::Debug for Waiter<C> {
 }
 
 impl<C> Future for Waiter<C> {
-    type Output = Result<C, Closed>;
+    type Output = Result<C, Unserved>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Waiter holds no self-references; it is Unpin.
         let this = self.get_mut();
         if this.done {
-            return Poll::Ready(Err(Closed));
+            return Poll::Ready(Err(Unserved::Closed));
         }
         let mut l = this.core.lock();
-        let Some(slot) = l.st.slots.get_mut(&this.id) else {
+        let Some(slot) = l.st.slots.get_mut(this.id) else {
             this.done = true;
-            return Poll::Ready(Err(Closed));
+            return Poll::Ready(Err(Unserved::Closed));
         };
         match std::mem::replace(&mut slot.state, SlotState::Waiting) {
             SlotState::Waiting => {
@@ -527,16 +626,22 @@ impl<C> Future for Waiter<C> {
                 Poll::Pending
             }
             SlotState::Ready(conn) => {
-                l.st.slots.remove(&this.id);
+                l.st.slots.remove(this.id);
                 drop(l);
                 this.done = true;
                 Poll::Ready(Ok(conn))
             }
             SlotState::Closed => {
-                l.st.slots.remove(&this.id);
+                l.st.slots.remove(this.id);
                 drop(l);
                 this.done = true;
-                Poll::Ready(Err(Closed))
+                Poll::Ready(Err(Unserved::Closed))
+            }
+            SlotState::TimedOut => {
+                l.st.slots.remove(this.id);
+                drop(l);
+                this.done = true;
+                Poll::Ready(Err(Unserved::TimedOut))
             }
         }
     }
@@ -548,7 +653,7 @@ impl<C> Drop for Waiter<C> {
             return;
         }
         let mut l = self.core.lock();
-        let Some(slot) = l.st.slots.remove(&self.id) else {
+        let Some(slot) = l.st.slots.remove(self.id) else {
             return;
         };
         let waker = match slot.state {
@@ -571,7 +676,7 @@ impl<C> Drop for Waiter<C> {
                 }
                 l.hand_off(conn)
             }
-            SlotState::Closed => None,
+            SlotState::Closed | SlotState::TimedOut => None,
         };
         l.publish_all();
         drop(l);

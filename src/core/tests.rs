@@ -4,14 +4,14 @@ use std::task::{Context, Poll, Waker};
 
 use super::*;
 
-fn poll<C>(w: &mut Waiter<C>) -> Poll<Result<C, Closed>> {
+fn poll<C>(w: &mut Waiter<C>) -> Poll<Result<C, Unserved>> {
     let mut cx = Context::from_waker(Waker::noop());
     Pin::new(w).poll(&mut cx)
 }
 
 fn queued<C>(t: TryAcquire<C>) -> (Waiter<C>, Option<OpenPermit<C>>) {
     match t {
-        TryAcquire::Queued { waiter, open } => (waiter, open),
+        TryAcquire::Queued { waiter, open, .. } => (waiter, open),
         other => panic!("expected Queued, got {other:?}"),
     }
 }
@@ -157,7 +157,7 @@ fn close_fails_waiters_and_returns_connections() {
     let (mut w, _) = queued(core.try_acquire());
     let idle = core.close();
     assert!(idle.is_empty());
-    assert!(matches!(poll(&mut w), Poll::Ready(Err(Closed))));
+    assert!(matches!(poll(&mut w), Poll::Ready(Err(Unserved::Closed))));
     assert!(matches!(core.try_acquire(), TryAcquire::Closed));
     assert_eq!(core.release(held, Holder::Caller), Some(2));
     assert_eq!(core.gauges().size, 1);
@@ -174,4 +174,61 @@ fn handing_off_to_an_unpolled_waiter_updates_the_waiting_gauge() {
     core.release(held, Holder::Caller); // the waiter has no waker yet
     assert_eq!(core.gauges().waiting, 0);
     assert!(matches!(poll(&mut w), Poll::Ready(Ok(1))));
+}
+
+#[test]
+fn expire_ends_only_the_waits_that_are_due() {
+    let core = Core::new(1);
+    core.want_open(1).unwrap().complete(1u32);
+    let held = ready(core.try_acquire());
+    let mut ws: Vec<Waiter<u32>> = [10, 20, 30]
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| match core.try_acquire_until(|| d) {
+            TryAcquire::Queued { waiter, first, .. } => {
+                assert_eq!(first, i == 0, "only the first joins an empty queue");
+                waiter
+            }
+            other => panic!("expected Queued, got {other:?}"),
+        })
+        .collect();
+    for w in &mut ws {
+        assert!(poll(w).is_pending());
+    }
+    assert_eq!(core.expire(9), Some(10), "nothing due yet");
+    assert_eq!(core.expire(20), Some(30), "two due, the third next");
+    assert_eq!(core.gauges().waiting, 1);
+    assert_eq!(poll(&mut ws[0]), Poll::Ready(Err(Unserved::TimedOut)));
+    assert_eq!(poll(&mut ws[1]), Poll::Ready(Err(Unserved::TimedOut)));
+    // The release skips the timed-out waiters and serves the one still waiting.
+    assert!(core.release(held, Holder::Caller).is_none());
+    assert_eq!(poll(&mut ws[2]), Poll::Ready(Ok(1)));
+    assert_eq!(core.expire(u64::MAX), None);
+    // Slots are reused: a later wait gets a fresh one, and the old ids match nothing.
+    let (mut again, _) = queued(core.try_acquire());
+    assert!(poll(&mut again).is_pending());
+    assert!(core.release(1, Holder::Caller).is_none());
+    assert_eq!(poll(&mut again), Poll::Ready(Ok(1)));
+    drop(ws);
+    assert!(core.release(1, Holder::Caller).is_none());
+    let g = core.gauges();
+    assert_eq!((g.size, g.idle, g.active, g.waiting), (1, 1, 0, 0));
+}
+
+#[test]
+fn a_timed_out_waiter_dropped_unpolled_leaves_no_trace() {
+    let core = Core::new(1);
+    core.want_open(1).unwrap().complete(1u32);
+    let held = ready(core.try_acquire());
+    let (w, _) = queued(core.try_acquire_until(|| 5));
+    assert_eq!(core.expire(5), None);
+    assert_eq!(
+        core.gauges().waiting,
+        0,
+        "gone from the queue without being polled"
+    );
+    drop(w);
+    let (mut w2, _) = queued(core.try_acquire());
+    assert!(core.release(held, Holder::Caller).is_none());
+    assert_eq!(poll(&mut w2), Poll::Ready(Ok(1)));
 }

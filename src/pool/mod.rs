@@ -7,6 +7,7 @@
 
 mod backoff;
 mod config;
+mod expiry;
 mod guard;
 mod leak_task;
 mod monitor;
@@ -24,7 +25,7 @@ pub use guard::PooledConnection;
 
 use crate::config::ConnectConfig;
 use crate::conn::{CacheStats, Connection, TimeoutHook};
-use crate::core::{Core, Holder, OpenPermit, TryAcquire};
+use crate::core::{Core, Holder, OpenPermit, TryAcquire, Unserved};
 use crate::error::{chain as error_chain, Error, Result, TimeoutPhase};
 use crate::observe::leak::{LeakDetector, LeakSlot};
 use crate::observe::stats::Counters;
@@ -132,6 +133,10 @@ pub(crate) struct Shared {
     pub(crate) connect_failures: AtomicU64,
     pub(crate) last_connect_error: Mutex<Option<(Error, Instant)>>,
     pub(crate) wake_monitor: Notify,
+    /// A caller joined an empty queue: the acquire-timeout task learns its deadline.
+    pub(crate) first_waiter: Arc<Notify>,
+    /// The origin of waiters' deadlines (tokio's clock, so that paused-time tests work).
+    deadline_origin: tokio::time::Instant,
     pub(crate) stop_monitor: Notify,
     pub(crate) closing: AtomicBool,
     terminated: Notify,
@@ -401,6 +406,8 @@ impl Builder {
             connect_failures: AtomicU64::new(0),
             last_connect_error: Mutex::new(None),
             wake_monitor: Notify::new(),
+            first_waiter: Arc::new(Notify::new()),
+            deadline_origin: tokio::time::Instant::now(),
             stop_monitor: Notify::new(),
             closing: AtomicBool::new(false),
             terminated: Notify::new(),
@@ -474,10 +481,16 @@ impl Builder {
         }
         let pool = Pool { shared };
         monitor::spawn(&pool.shared);
+        expiry::spawn(&pool.shared);
         leak_task::spawn(&pool.shared);
         pool.shared.evaluate_health();
         Ok(pool)
     }
+}
+
+/// Whole nanoseconds, saturating: `Duration::MAX` means "never".
+fn millis_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Whole milliseconds, saturating: `Duration::MAX` means "never".
@@ -638,6 +651,18 @@ impl Shared {
             ));
         }
         Ok(())
+    }
+
+    /// Nanoseconds on the waiters' deadline clock.
+    pub(crate) fn deadline_clock(&self) -> u64 {
+        u64::try_from(self.deadline_origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A deadline-clock reading as an instant (far in the future for "never").
+    pub(crate) fn deadline_instant(&self, d: u64) -> tokio::time::Instant {
+        self.deadline_origin
+            .checked_add(Duration::from_nanos(d))
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365))
     }
 
     /// The wall-clock time of a monitor-clock reading.
@@ -887,8 +912,14 @@ impl Pool {
 
     async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
         let shared = &self.shared;
-        let (waiter, open) = loop {
-            match shared.core.try_acquire() {
+        let timeout = shared.cfg.acquire_timeout;
+        let (waiter, open, first) = loop {
+            let deadline = || {
+                shared
+                    .deadline_clock()
+                    .saturating_add(millis_nanos(timeout))
+            };
+            match shared.core.try_acquire_until(deadline) {
                 TryAcquire::Ready(mut p) => {
                     // The server may have ended the session while it sat idle (a FATAL
                     // before closing it, a restart): never hand that out. An atomic load
@@ -901,10 +932,17 @@ impl Pool {
                     return Ok(PooledConnection::new(shared.clone(), p, site));
                 }
                 TryAcquire::Closed => return Err(Error::pool_closed()),
-                TryAcquire::Queued { waiter, open } => break (waiter, open),
+                TryAcquire::Queued {
+                    waiter,
+                    open,
+                    first,
+                } => break (waiter, open, first),
             }
         };
         let start = Instant::now();
+        if first {
+            shared.first_waiter.notify_one();
+        }
         let failing = shared.connect_failures.load(Ordering::Acquire) > 0;
         if let Some(permit) = open {
             if failing {
@@ -920,16 +958,17 @@ impl Pool {
                 .last_connect_error_since(start)
                 .unwrap_or_else(|| Error::closed("the database is unreachable")));
         }
+        // The timeout is the pool's one timer (see `expiry`), not one per caller.
         let mut cancel_guard = CancelCount(Some(shared));
-        let r = tokio::time::timeout(shared.cfg.acquire_timeout, waiter).await;
+        let r = waiter.await;
         cancel_guard.0 = None;
         match r {
-            Ok(Ok(p)) => {
+            Ok(p) => {
                 shared.counters.record_waited_acquire(start.elapsed());
                 Ok(PooledConnection::new(shared.clone(), p, site))
             }
-            Ok(Err(_closed)) => Err(Error::pool_closed()),
-            Err(_elapsed) => {
+            Err(Unserved::Closed) => Err(Error::pool_closed()),
+            Err(Unserved::TimedOut) => {
                 let waited = start.elapsed();
                 shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 let last = shared.last_connect_error_since(start);
