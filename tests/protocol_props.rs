@@ -70,8 +70,8 @@ fn message() -> impl Strategy<Value = BackendMessage> {
             .prop_map(|v| BackendMessage::DataRow(DataRowBody::from_values(v))),
         text().prop_map(BackendMessage::CommandComplete),
         Just(BackendMessage::EmptyQueryResponse),
-        db().prop_map(BackendMessage::ErrorResponse),
-        db().prop_map(BackendMessage::NoticeResponse),
+        db().prop_map(|e| BackendMessage::ErrorResponse(Box::new(e))),
+        db().prop_map(|e| BackendMessage::NoticeResponse(Box::new(e))),
         (any::<i32>(), text(), text()).prop_map(|(process_id, channel, payload)| {
             BackendMessage::NotificationResponse {
                 process_id,

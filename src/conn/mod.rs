@@ -268,7 +268,7 @@ impl Connection {
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
                 BackendMessage::ErrorResponse(e) if e.is_fatal() => {
                     self.broken = true;
-                    return Err(Error::db(e));
+                    return Err(Error::db(*e));
                 }
                 _ => {}
             }

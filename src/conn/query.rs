@@ -348,7 +348,7 @@ impl Connection {
             };
             if let BackendMessage::ErrorResponse(e) = &msg {
                 if e.is_fatal() {
-                    fatal = Some(e.clone());
+                    fatal = Some((**e).clone());
                 }
             }
             match step(msg) {

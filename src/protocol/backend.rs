@@ -177,9 +177,9 @@ pub enum BackendMessage {
     /// The query string was empty.
     EmptyQueryResponse,
     /// An error.
-    ErrorResponse(DbError),
+    ErrorResponse(Box<DbError>),
     /// A notice (warning, info, ...).
-    NoticeResponse(DbError),
+    NoticeResponse(Box<DbError>),
     /// A LISTEN/NOTIFY notification.
     NotificationResponse {
         /// The notifying backend's process id.
@@ -342,8 +342,12 @@ impl BackendMessage {
                 BackendMessage::CommandComplete(b.tag().map_err(bad)?.to_string())
             }
             Message::EmptyQueryResponse => BackendMessage::EmptyQueryResponse,
-            Message::ErrorResponse(b) => BackendMessage::ErrorResponse(read_fields(b.fields())?),
-            Message::NoticeResponse(b) => BackendMessage::NoticeResponse(read_fields(b.fields())?),
+            Message::ErrorResponse(b) => {
+                BackendMessage::ErrorResponse(Box::new(read_fields(b.fields())?))
+            }
+            Message::NoticeResponse(b) => {
+                BackendMessage::NoticeResponse(Box::new(read_fields(b.fields())?))
+            }
             Message::NotificationResponse(b) => BackendMessage::NotificationResponse {
                 process_id: b.process_id(),
                 channel: b.channel().map_err(bad)?.to_string(),

@@ -237,10 +237,10 @@ impl Prepare {
             BackendMessage::RowDescription(fields) => return self.described(columns_of(fields)),
             BackendMessage::NoData => return self.described(Arc::from(Vec::new())),
             BackendMessage::ErrorResponse(e) => {
-                self.error = Some(e.clone());
-                return Ok(Step::Done(Err(e)));
+                self.error = Some((*e).clone());
+                return Ok(Step::Done(Err(*e)));
             }
-            BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(Box::new(n))),
+            BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(n)),
             BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
             other => {
@@ -334,10 +334,10 @@ impl Execute {
             BackendMessage::EmptyQueryResponse | BackendMessage::PortalSuspended => {}
             BackendMessage::ErrorResponse(e) => {
                 if self.error.is_none() {
-                    self.error = Some(e);
+                    self.error = Some(*e);
                 }
             }
-            BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(Box::new(n))),
+            BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(n)),
             BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
             BackendMessage::ReadyForQuery(status) => {

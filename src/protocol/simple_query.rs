@@ -140,10 +140,10 @@ impl SimpleQuery {
             BackendMessage::ErrorResponse(e) => {
                 self.current = None;
                 if self.error.is_none() {
-                    self.error = Some(e);
+                    self.error = Some(*e);
                 }
             }
-            BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(Box::new(n))),
+            BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(n)),
             BackendMessage::CopyInResponse => {
                 frontend::copy_fail("COPY is not supported by wirepool", out)
                     .map_err(|e| Error::protocol(format!("encoding CopyFail: {e}")))?;

@@ -226,10 +226,10 @@ impl Startup {
         let unexpected =
             |m: &BackendMessage| Error::protocol(format!("unexpected {} during startup", m.name()));
         match (state, msg) {
-            (_, BackendMessage::ErrorResponse(e)) => Err(Error::db(e)),
+            (_, BackendMessage::ErrorResponse(e)) => Err(Error::db(*e)),
             (State::Done, m) => Err(unexpected(&m)),
             (state, BackendMessage::NoticeResponse(n)) => {
-                self.notices.push(n);
+                self.notices.push(*n);
                 self.state = state;
                 Ok(StartupStatus::Continue)
             }
