@@ -21,7 +21,11 @@ impl Connection {
     ///
     /// Dropping the future mid-way leaves the answer unread; the next call reads it first.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleRow>> {
-        let sets = self.simple_query_sets(sql).await?;
+        let mut sets = self.simple_query_sets(sql).await?;
+        if sets.len() == 1 {
+            // One statement (the usual case): its rows as they are, no second vector.
+            return Ok(sets.pop().map(ResultSet::into_rows).unwrap_or_default());
+        }
         Ok(sets.into_iter().flat_map(ResultSet::into_rows).collect())
     }
 

@@ -257,14 +257,43 @@ impl BackendMessage {
         }
     }
 
+    /// Decodes the messages that need nothing kept from the buffer straight from its bytes,
+    /// without splitting the frame off: `Z` and `C`, which end every query, and `v` and
+    /// `K`. `None` for any other tag. `frame` is one whole frame, header included.
+    pub(crate) fn decode_in_place(frame: &[u8]) -> Option<Result<BackendMessage>> {
+        let body = &frame[5..];
+        Some(match frame[0] {
+            b'Z' => match body {
+                [status] => {
+                    TransactionStatus::from_byte(*status).map(BackendMessage::ReadyForQuery)
+                }
+                _ => Err(Error::protocol(format!(
+                    "malformed message body: ReadyForQuery of {} bytes instead of 1",
+                    body.len()
+                ))),
+            },
+            b'C' => match body.split_last() {
+                Some((0, tag)) if !tag.contains(&0) => std::str::from_utf8(tag)
+                    .map(|t| BackendMessage::CommandComplete(t.to_string()))
+                    .map_err(|_| {
+                        Error::protocol("malformed message body: CommandComplete tag is not UTF-8")
+                    }),
+                _ => Err(Error::protocol(
+                    "malformed message body: CommandComplete is not one NUL-terminated tag",
+                )),
+            },
+            b'v' => decode_negotiate(body),
+            b'K' => decode_key_data(body),
+            _ => return None,
+        })
+    }
+
     /// Decodes one complete frame (tag, length, body). The frame layer has already checked
     /// the tag and bounded the length; `v` and `K` are decoded here, the rest through
     /// `postgres_protocol`.
     pub(crate) fn decode_frame(frame: BytesMut) -> Result<BackendMessage> {
-        match frame[0] {
-            b'v' => return decode_negotiate(&frame[5..]),
-            b'K' => return decode_key_data(&frame[5..]),
-            _ => {}
+        if let Some(m) = BackendMessage::decode_in_place(&frame) {
+            return m;
         }
         let mut frame = frame;
         let msg = Message::parse(&mut frame).map_err(bad)?.ok_or_else(|| {

@@ -21,6 +21,26 @@ const KNOWN_TAGS: &[u8] = b"RSKZCDTIENAGHWdcv123nstV";
 /// The tags that may be long (libpq's `VALID_LONG_MESSAGE_TYPE`).
 const LONG_TAGS: &[u8] = b"TDdVENA";
 
+const UNKNOWN: u8 = 0;
+const SHORT: u8 = 1;
+const LONG: u8 = 2;
+
+/// Each byte's kind as a tag (one load per header instead of two scans of the lists).
+static TAG_KIND: [u8; 256] = {
+    let mut t = [UNKNOWN; 256];
+    let mut i = 0;
+    while i < KNOWN_TAGS.len() {
+        t[KNOWN_TAGS[i] as usize] = SHORT;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < LONG_TAGS.len() {
+        t[LONG_TAGS[i] as usize] = LONG;
+        i += 1;
+    }
+    t
+};
+
 /// Splits the server's byte stream into messages, with bounded lengths.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameDecoder {
@@ -43,7 +63,7 @@ impl FrameDecoder {
 
     /// The cap for a message with this tag.
     pub fn limit_for(&self, tag: u8) -> usize {
-        if LONG_TAGS.contains(&tag) {
+        if TAG_KIND[usize::from(tag)] == LONG {
             self.max_message_size
         } else {
             SHORT_MESSAGE_LIMIT
@@ -57,7 +77,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         let tag = buf[0];
-        if !KNOWN_TAGS.contains(&tag) {
+        if TAG_KIND[usize::from(tag)] == UNKNOWN {
             return Err(Error::protocol(format!(
                 "unknown message type {} (byte {tag:#04x}); the stream is out of sync",
                 printable(tag)
@@ -89,6 +109,10 @@ impl FrameDecoder {
         };
         if buf.len() < total {
             return Ok(None);
+        }
+        if let Some(m) = BackendMessage::decode_in_place(&buf[..total]) {
+            bytes::Buf::advance(buf, total);
+            return m.map(Some);
         }
         BackendMessage::decode_frame(buf.split_to(total)).map(Some)
     }
@@ -127,6 +151,48 @@ mod tests {
         assert!(err.to_string().contains("over the limit"), "{err}");
         assert_eq!(buf.capacity(), cap);
         assert!(d.wanted(&buf).is_err());
+    }
+
+    #[test]
+    fn ready_and_complete_decode_in_place_and_reject_bad_bodies() {
+        let d = FrameDecoder::default();
+        let mut buf = BytesMut::from(&b"C\x00\x00\x00\x0dSELECT 1\x00Z\x00\x00\x00\x05I"[..]);
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Some(BackendMessage::CommandComplete("SELECT 1".into()))
+        );
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Some(BackendMessage::ReadyForQuery(TransactionStatus::Idle))
+        );
+        assert!(buf.is_empty());
+        for bad in [
+            &b"Z\x00\x00\x00\x06II"[..],
+            b"Z\x00\x00\x00\x04",
+            b"Z\x00\x00\x00\x05X",
+            b"C\x00\x00\x00\x07SEL",
+            b"C\x00\x00\x00\x07S\x00L",
+            b"C\x00\x00\x00\x04",
+            b"C\x00\x00\x00\x07\xff\xfe\x00",
+        ] {
+            let err = d.decode(&mut BytesMut::from(bad)).unwrap_err();
+            assert!(err.is_protocol(), "{bad:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_tag_table_matches_the_lists() {
+        for b in 0..=255u8 {
+            let want = if LONG_TAGS.contains(&b) {
+                LONG
+            } else if KNOWN_TAGS.contains(&b) {
+                SHORT
+            } else {
+                UNKNOWN
+            };
+            assert_eq!(TAG_KIND[usize::from(b)], want, "tag {b:#04x}");
+        }
+        assert!(LONG_TAGS.iter().all(|t| KNOWN_TAGS.contains(t)));
     }
 
     #[test]
