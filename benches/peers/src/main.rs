@@ -13,7 +13,11 @@
 //! 4. no pool: 10 tasks, each with a connection of its own, `SELECT 1` in a loop (the
 //!    pool's overhead is 3 against 4);
 //! 5. pool build as a SCRAM user until two connections are in use at once: p50, p95;
-//! 6. `pgbench -n -M simple -c 10 -j 2` with a `SELECT 1` script against the same server.
+//! 6. `pgbench -n -M simple -c 10 -j 2` with a `SELECT 1` script against the same server;
+//! 7. the floor of this runtime: 10 tasks on the same tokio runtime, each a bare
+//!    `TcpStream` that writes a prebuilt Query message and reads to ReadyForQuery (no
+//!    library, no parsing beyond message lengths). No tokio client of any pool can be
+//!    faster than this on the same machine; pgbench (C, one poll loop per thread) is.
 //!
 //! `scripts/bench-peers` runs it (release build); `--quick` for a short run.
 
@@ -187,6 +191,7 @@ impl Peer {
 struct Lat {
     p50: Duration,
     p99: Duration,
+    p999: Duration,
     max: Duration,
 }
 
@@ -196,6 +201,7 @@ fn lat(mut v: Vec<Duration>) -> Lat {
     Lat {
         p50: q(0.5),
         p99: q(0.99),
+        p999: q(0.999),
         max: *v.last().unwrap(),
     }
 }
@@ -364,6 +370,11 @@ fn main() {
             }
             s4.push(n as f64 / start.elapsed().as_secs_f64());
         }
+        // 7. The runtime's floor: bare sockets, no library.
+        let mut s7 = Vec::new();
+        for _ in 0..rounds {
+            s7.push(bare_tokio(pg.port(), secs).await);
+        }
         // 5. Pool build (SCRAM) until two connections are in use at once.
         let builds = if quick { 5 } else { 30 };
         let mut s5: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
@@ -386,24 +397,26 @@ fn main() {
         let pgbench = pgbench(&pg, if quick { 2 } else { secs.as_secs().max(3) * 2 });
 
         println!();
-        println!("| pool | 1. uncontended ns/op | 2. 100x10 no query: ops/s | p50 | p99 | max | 3. 100x10 SELECT 1: ops/s | p50 | p99 | max | 5. build p50 | p95 |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("| pool | 1. uncontended ns/op | 2. 100x10 no query: ops/s | p50 | p99 | p99.9 | max | 3. 100x10 SELECT 1: ops/s | p50 | p99 | p99.9 | max | 5. build p50 | p95 |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (i, k) in KINDS.iter().enumerate() {
             let (o2, l2) = median_round(s2[i].clone());
             let (o3, l3) = median_round(s3[i].clone());
             let mut b = s5[i].clone();
             b.sort_unstable();
             println!(
-                "| {} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
                 k.name(),
                 median(s1[i].1.clone()),
                 o2,
                 us(l2.p50),
                 us(l2.p99),
+                us(l2.p999),
                 us(l2.max),
                 o3,
                 us(l3.p50),
                 us(l3.p99),
+                us(l3.p999),
                 ms(l3.max),
                 ms(b[b.len() / 2]),
                 ms(b[(b.len() * 95 / 100).min(b.len() - 1)]),
@@ -416,6 +429,8 @@ fn main() {
             Ok(tps) => println!("6. pgbench -n -M simple -c 10 -j 2, SELECT 1: {tps:.0} tps"),
             Err(e) => println!("6. pgbench: {e}"),
         }
+        let s7 = median(s7);
+        println!("7. bare tokio sockets, 10 connections, SELECT 1: {s7:.0} queries/s");
         let w3 = median_round(s3[0].clone()).0;
         let d3 = median_round(s3[1].clone()).0;
         println!();
@@ -431,7 +446,9 @@ fn main() {
         println!("  3. deadpool's ops/s: {:.2}x; no pool (4): {:.2}x", w3 / d3, w3 / s4);
         if let Ok(tps) = pgbench {
             println!("  3. pgbench's tps: {:.2}x", w3 / tps);
+            println!("  (7. bare tokio sockets against pgbench: {:.2}x)", s7 / tps);
         }
+        println!("  3. bare tokio sockets (7): {:.2}x", w3 / s7);
     });
 }
 
@@ -455,10 +472,28 @@ fn pgbench(pg: &Cluster, secs: u64) -> Result<f64, String> {
     let script = std::env::temp_dir().join(format!("wirepool-peers-{}.sql", std::process::id()));
     std::fs::write(&script, "SELECT 1;\n").map_err(|e| e.to_string())?;
     let out = std::process::Command::new(bin)
-        .args(["-n", "-M", "simple", "-c", "10", "-j", "2", "-T", &secs.to_string()])
+        .args([
+            "-n",
+            "-M",
+            "simple",
+            "-c",
+            "10",
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+        ])
         .arg("-f")
         .arg(&script)
-        .args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "trust_user", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "trust_user",
+            "postgres",
+        ])
         .env_remove("PGPASSWORD")
         .output()
         .map_err(|e| format!("running pgbench: {e}"))?;
@@ -470,5 +505,90 @@ fn pgbench(pg: &Cluster, secs: u64) -> Result<f64, String> {
                 .and_then(|r| r.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
         })
-        .ok_or_else(|| format!("no tps in pgbench's output: {text}{}", String::from_utf8_lossy(&out.stderr)))
+        .ok_or_else(|| {
+            format!(
+                "no tps in pgbench's output: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Scenario 7: 10 tasks, each a bare socket sending a prebuilt `SELECT 1` Query message and
+/// reading until ReadyForQuery, as trust_user. Queries per second.
+async fn bare_tokio(port: u16, secs: Duration) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Reads until a ReadyForQuery ends what is buffered.
+    async fn until_ready(s: &mut TcpStream, buf: &mut Vec<u8>) {
+        buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the server closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+            let mut i = 0;
+            while i + 5 <= buf.len() {
+                let len =
+                    u32::from_be_bytes([buf[i + 1], buf[i + 2], buf[i + 3], buf[i + 4]]) as usize;
+                if i + 1 + len > buf.len() {
+                    break;
+                }
+                if buf[i] == b'E' {
+                    panic!(
+                        "server error: {:?}",
+                        String::from_utf8_lossy(&buf[i..i + 1 + len])
+                    );
+                }
+                if buf[i] == b'Z' && i + 1 + len == buf.len() {
+                    return;
+                }
+                i += 1 + len;
+            }
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.set_nodelay(true).unwrap();
+        let mut body = 196_608u32.to_be_bytes().to_vec();
+        for part in ["user", "trust_user", "database", "postgres", ""] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        startup.extend(body);
+        s.write_all(&startup).await.expect("startup");
+        until_ready(&mut s, &mut Vec::new()).await;
+        conns.push(s);
+    }
+    let query: &[u8] = b"Q\x00\x00\x00\x0dSELECT 1\x00";
+    let start = Instant::now();
+    let hs: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(4096);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    s.write_all(query).await.expect("write");
+                    until_ready(&mut s, &mut buf).await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut n = 0;
+    for h in hs {
+        n += h.await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
 }
