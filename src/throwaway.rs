@@ -172,21 +172,7 @@ impl Cluster {
         if tls {
             cluster.make_certificates()?;
         }
-        let mut last = None;
-        for _ in 0..3 {
-            cluster.port = free_port()?;
-            cluster.write_config()?;
-            match cluster.pg_ctl_start() {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        if let Some(e) = last {
-            return Err(e);
-        }
+        cluster.start_on_a_free_port()?;
         cluster.create_roles()?;
         Ok(cluster)
     }
@@ -254,21 +240,7 @@ impl Cluster {
             ],
         )?;
         standby.make_socket_dir()?;
-        let mut last = None;
-        for _ in 0..3 {
-            standby.port = free_port()?;
-            standby.write_config()?;
-            match standby.pg_ctl_start() {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        if let Some(e) = last {
-            return Err(e);
-        }
+        standby.start_on_a_free_port()?;
         standby.wait_replayed_from(self)?;
         Ok(standby)
     }
@@ -618,6 +590,20 @@ impl Cluster {
             self.chown(&data.join(f))?;
         }
         Ok(())
+    }
+
+    /// Picks a free port, writes the configuration and starts the server; up to three
+    /// tries, since another process may take the port between the pick and the start.
+    fn start_on_a_free_port(&mut self) -> Result<(), ClusterError> {
+        let mut tries = 1;
+        loop {
+            self.port = free_port()?;
+            self.write_config()?;
+            match self.pg_ctl_start() {
+                Err(_) if tries < 3 => tries += 1,
+                done => return done,
+            }
+        }
     }
 
     fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {

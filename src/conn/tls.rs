@@ -101,20 +101,7 @@ fn roots(tls: &TlsSettings) -> Result<Arc<RootCertStore>> {
         })?,
     };
     let mut store = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&file)
-        .map_err(|e| {
-            Error::config(format!(
-                "sslrootcert: the file cannot be read: {}",
-                pem_error(&e)
-            ))
-        })?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::config(format!(
-                "sslrootcert: the file is not valid PEM: {}",
-                pem_error(&e)
-            ))
-        })?;
+    let certs = pem_certs(&file, "sslrootcert")?;
     let (added, _) = store.add_parsable_certificates(certs);
     if added == 0 {
         return Err(Error::config(
@@ -122,6 +109,24 @@ fn roots(tls: &TlsSettings) -> Result<Arc<RootCertStore>> {
         ));
     }
     Ok(Arc::new(store))
+}
+
+/// The certificates of a PEM file; errors name the `setting` it came from.
+fn pem_certs(path: &std::path::Path, setting: &str) -> Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| {
+            Error::config(format!(
+                "{setting}: the file cannot be read: {}",
+                pem_error(&e)
+            ))
+        })?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::config(format!(
+                "{setting}: the file is not valid PEM: {}",
+                pem_error(&e)
+            ))
+        })
 }
 
 /// A PEM error's reason, without the file name some variants carry.
@@ -158,20 +163,7 @@ impl Connector {
         };
         let mut config = match (&tls.client_cert, &tls.client_key) {
             (Some(cert), Some(key)) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| {
-                        Error::config(format!(
-                            "sslcert: the file cannot be read: {}",
-                            pem_error(&e)
-                        ))
-                    })?
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| {
-                        Error::config(format!(
-                            "sslcert: the file is not valid PEM: {}",
-                            pem_error(&e)
-                        ))
-                    })?;
+                let certs = pem_certs(cert, "sslcert")?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                     Error::config(format!("sslkey: the key cannot be read: {}", pem_error(&e)))
                 })?;
