@@ -489,7 +489,7 @@ impl Builder {
 }
 
 /// Whole nanoseconds, saturating: `Duration::MAX` means "never".
-fn millis_nanos(d: Duration) -> u64 {
+fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -655,7 +655,7 @@ impl Shared {
 
     /// Nanoseconds on the waiters' deadline clock.
     pub(crate) fn deadline_clock(&self) -> u64 {
-        u64::try_from(self.deadline_origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.deadline_origin.elapsed())
     }
 
     /// A deadline-clock reading as an instant (far in the future for "never").
@@ -917,7 +917,7 @@ impl Pool {
             let deadline = || {
                 shared
                     .deadline_clock()
-                    .saturating_add(millis_nanos(timeout))
+                    .saturating_add(nanos(timeout))
             };
             match shared.core.try_acquire_until(deadline) {
                 TryAcquire::Ready(mut p) => {
