@@ -55,6 +55,10 @@
 //!
 //! # Choices where the monitoring guide is silent
 //!
+//! - **Acquire timeouts**: every waiter gets the same `acquire_timeout`, so the queue's
+//!   head always has the earliest deadline; one task per pool sleeps until it and ends the
+//!   waits that are due, instead of a timer per waiting caller. A timed-out caller is
+//!   woken within the runtime's timer resolution (1 ms) of its deadline.
 //! - **Fairness**: waiters are served strictly in arrival order; a returned connection goes
 //!   straight to the oldest waiter. Idle connections are handed out last-in first-out, so
 //!   the working set stays warm and surplus connections age out through `idle_timeout`.
@@ -157,10 +161,11 @@
 //! # Performance
 //!
 //! `Pool::acquire().await` + drop on a warm pool, one task, against a real server: about
-//! 160 ns on a 2-core machine (`cargo bench --bench query`, `pool_acquire`), of which the
-//! checkout's dead-connection check is about 7 ns. The pool core alone with in-memory
-//! connections takes about 25 ns (45 ns with the statistics and leak-detection calls;
-//! `cargo bench --bench acquire`). README.md has the table, with its same-run baselines.
+//! 80 ns on a 2-core machine (`cargo bench --bench query`, `pool_acquire`), of which the
+//! checkout's dead-connection check is about 6 ns. The pool core alone with in-memory
+//! connections takes about 25 ns (40 ns with the statistics and leak-detection calls;
+//! `cargo bench --bench acquire`). README.md has the table, with its same-run baselines;
+//! `docs/benchmarks.md` compares wirepool with deadpool-postgres, bb8, sqlx and pgbench.
 //!
 //! # Feature flags
 //!
