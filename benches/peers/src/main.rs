@@ -362,13 +362,7 @@ fn main() {
                     })
                 })
                 .collect();
-            tokio::time::sleep(secs).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut n = 0;
-            for h in hs {
-                n += h.await.unwrap();
-            }
-            s4.push(n as f64 / start.elapsed().as_secs_f64());
+            s4.push(rate_after(secs, &stop, start, hs).await);
         }
         // 7. The runtime's floor: bare sockets, no library.
         let mut s7 = Vec::new();
@@ -584,11 +578,22 @@ async fn bare_tokio(port: u16, secs: Duration) -> f64 {
             })
         })
         .collect();
+    rate_after(secs, &stop, start, hs).await
+}
+
+/// Lets tasks that count their operations run for `secs`, stops them, and returns their
+/// operations per second since `start`.
+async fn rate_after(
+    secs: Duration,
+    stop: &AtomicBool,
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<u64>>,
+) -> f64 {
     tokio::time::sleep(secs).await;
     stop.store(true, Ordering::Relaxed);
     let mut n = 0;
-    for h in hs {
-        n += h.await.unwrap();
+    for t in tasks {
+        n += t.await.unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
