@@ -914,11 +914,7 @@ impl Pool {
         let shared = &self.shared;
         let timeout = shared.cfg.acquire_timeout;
         let (waiter, open, first) = loop {
-            let deadline = || {
-                shared
-                    .deadline_clock()
-                    .saturating_add(nanos(timeout))
-            };
+            let deadline = || shared.deadline_clock().saturating_add(nanos(timeout));
             match shared.core.try_acquire_until(deadline) {
                 TryAcquire::Ready(mut p) => {
                     // The server may have ended the session while it sat idle (a FATAL
