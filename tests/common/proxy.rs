@@ -16,6 +16,9 @@ pub(crate) enum Mode {
     Pass,
     /// Accept bytes in both directions, forward none.
     Stall,
+    /// Read nothing from the client (its writes back up in the kernel's buffers) until the
+    /// mode changes; nothing is lost.
+    Hold,
     /// Forward each chunk after this delay.
     Delay(Duration),
     /// Forward this many bytes from the server on each connection, then close it.
@@ -101,7 +104,9 @@ async fn pump(
                 if let Ok(s) = s { reset(s); }
                 return;
             }
-            n = cr.read(&mut cbuf) => {
+            // While held, the mode is looked at again every millisecond.
+            _ = tokio::time::sleep(Duration::from_millis(1)), if *mode.lock() == Mode::Hold => {}
+            n = cr.read(&mut cbuf), if *mode.lock() != Mode::Hold => {
                 let Ok(n @ 1..) = n else { return };
                 if !forward(&mode, &mut sw, &cbuf[..n], None).await { return; }
             }
@@ -123,7 +128,7 @@ async fn forward(
 ) -> bool {
     let m = *mode.lock();
     match m {
-        Mode::Pass => to.write_all(bytes).await.is_ok(),
+        Mode::Pass | Mode::Hold => to.write_all(bytes).await.is_ok(),
         Mode::Stall => true,
         Mode::Delay(d) => {
             tokio::time::sleep(d).await;
