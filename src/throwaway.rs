@@ -150,13 +150,7 @@ impl Cluster {
         } else {
             None
         };
-        let root = std::env::temp_dir().join(format!(
-            "wirepool-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).map_err(|e| err(format!("creating {root:?}: {e}")))?;
+        let root = fresh_root()?;
         let mut cluster = Cluster {
             root,
             bin,
@@ -200,13 +194,7 @@ impl Cluster {
     ///
     /// When pg_basebackup or pg_ctl fails, or the standby does not catch up within 60 s.
     pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
-        let root = std::env::temp_dir().join(format!(
-            "wirepool-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).map_err(|e| err(format!("creating {root:?}: {e}")))?;
+        let root = fresh_root()?;
         let mut standby = Cluster {
             root,
             bin: self.bin.clone(),
@@ -751,6 +739,18 @@ fn postgres_ids() -> Result<(u32, u32), ClusterError> {
         "running as root but there is no `postgres` OS user to run the server as; \
          install PostgreSQL with `apt-get install postgresql` (it creates the user)",
     ))
+}
+
+/// A new, empty temporary directory for one cluster.
+fn fresh_root() -> Result<PathBuf, ClusterError> {
+    let root = std::env::temp_dir().join(format!(
+        "wirepool-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).map_err(|e| err(format!("creating {root:?}: {e}")))?;
+    Ok(root)
 }
 
 fn free_port() -> Result<u16, ClusterError> {
