@@ -157,6 +157,12 @@ impl Error {
         Error::new(ErrorKind::Db).with_source(e)
     }
 
+    /// As [`Error::db`], for an error already boxed (as it came off the wire).
+    pub(crate) fn db_boxed(e: Box<DbError>) -> Self {
+        let source: BoxError = e;
+        Error::new(ErrorKind::Db).with_source(source)
+    }
+
     pub(crate) fn protocol(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Protocol).with_detail(detail)
     }

@@ -137,6 +137,68 @@ async fn the_pools_command_timeout_never_leaves_a_half_sent_query() {
     assert_no_protocol_errors(&pg);
 }
 
+/// The connection keeps one timer for its command timeout and moves its deadline at every
+/// query: each query gets the whole limit counted from its own start, after many queries
+/// and after the timer has fired while the connection sat idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_gets_the_whole_command_timeout_from_its_own_start() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    c.set_command_timeout(Some(Duration::from_millis(600)));
+    // Quick queries for longer than the limit: a deadline left at the first query's start
+    // would cut the query below short.
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_millis(900) {
+        select_1(&mut c).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.simple_query("SELECT pg_sleep(0.3)").await.unwrap();
+    // Idle past the deadline of the last query: the timer fires with nobody waiting.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    c.simple_query("SELECT pg_sleep(0.3)").await.unwrap();
+    // And it still fires.
+    let t = std::time::Instant::now();
+    let e = c.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CommandTimeout, "{e:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    select_1(&mut c).await;
+}
+
+/// A connection used from one runtime after another: its command timeout's timer follows
+/// it, even after the runtime that made the timer is gone.
+#[test]
+fn the_command_timeout_works_in_each_runtime_a_connection_is_used_in() {
+    let pg = cluster();
+    let rt = |threads| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // The socket's runtime stays up throughout; the queries run in two others in turn.
+    let home = rt(1);
+    let mut c = home
+        .block_on(Connection::connect(&pg.config(Role::Trust)))
+        .unwrap();
+    c.set_command_timeout(Some(Duration::from_millis(500)));
+    for round in 0..2 {
+        let other = rt(1);
+        other.block_on(async {
+            select_1(&mut c).await;
+            let e = c.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::CommandTimeout, "round {round}: {e:?}");
+            select_1(&mut c).await;
+        });
+        drop(other);
+    }
+}
+
 fn no_keepalive(min: usize, max: usize) -> PoolConfig {
     let mut cfg = PoolConfig::default();
     cfg.min_size = min;

@@ -250,6 +250,17 @@ async fn the_statement_cache_hits_and_survives_discard_and_alter() {
     // Through the simple protocol, the cache sees it and forgets too.
     c.simple_query("DISCARD ALL").await.unwrap();
     assert_eq!(c.query(sql, &[&1i32]).await.unwrap().len(), 1);
+    // Even when a later statement of the same string fails: DEALLOCATE is not undone by
+    // the rollback. Inside a transaction, a statement the server no longer knows could
+    // not be prepared again transparently (the error aborts the transaction).
+    let e = c
+        .simple_query("DEALLOCATE ALL; SELECT 1/0")
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code()), Some("22012"), "{e:?}");
+    c.simple_query("BEGIN").await.unwrap();
+    assert_eq!(c.query(sql, &[&1i32]).await.unwrap().len(), 1);
+    c.simple_query("COMMIT").await.unwrap();
 
     // The result type of a cached statement changes: prepared again, new columns.
     c.simple_query("ALTER TABLE items ADD COLUMN price int DEFAULT 7")

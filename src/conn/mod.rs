@@ -70,6 +70,8 @@ pub struct Connection {
     in_flight: bool,
     broken: bool,
     command_timeout: Option<Duration>,
+    /// The command timeout's timer, kept from one query to the next (see [`CommandTimer`]).
+    timer: Option<CommandTimer>,
     on_timeout: Option<TimeoutHook>,
     statements: cache::StatementCache,
     /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
@@ -151,6 +153,7 @@ impl Connection {
             in_flight: false,
             broken: false,
             command_timeout: None,
+            timer: None,
             on_timeout: None,
             statements: cache::StatementCache::new(cache::DEFAULT_CAPACITY),
             foreign_encoding: None,
@@ -663,18 +666,83 @@ impl std::fmt::Debug for Connection {
 /// Runs a query future under the connection's command timeout.
 macro_rules! bounded {
     ($conn:ident, $fut:expr) => {{
-        match $conn.command_timeout {
+        match $conn
+            .command_timeout
+            .and_then(|limit| Some((limit, $conn.arm_timer(limit)?)))
+        {
             None => $fut.await,
-            Some(limit) => {
+            Some((limit, mut timer)) => {
                 // The future (and its borrow of the connection) ends with this statement.
-                let r = tokio::time::timeout(limit, $fut).await;
+                let r = $crate::conn::BeforeDeadline::new(&mut timer, $fut).await;
+                $conn.timer = Some(timer);
                 match r {
-                    Ok(r) => r,
-                    Err(_) => Err($conn.timed_out(limit).await),
+                    Some(r) => r,
+                    None => Err($conn.timed_out(limit).await),
                 }
             }
         }
     }};
+}
+
+/// The timer that bounds a query, kept by the connection from one query to the next:
+/// moving the deadline of a timer that has not fired yet is one compare-and-swap, where a
+/// new timer for every query takes the runtime's timer lock once to register it and once
+/// more to cancel it. A timer belongs to the runtime it was made in, so it is remade when
+/// the connection is used in another one.
+pub(crate) struct CommandTimer {
+    runtime: tokio::runtime::Id,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Connection {
+    /// The timer for a query starting now, `limit` from now (taken out of the connection
+    /// while the query runs; `bounded!` puts it back). `None` if the deadline is past what
+    /// a clock can hold, which is no limit at all.
+    pub(crate) fn arm_timer(&mut self, limit: Duration) -> Option<CommandTimer> {
+        let deadline = tokio::time::Instant::now().checked_add(limit)?;
+        let runtime = tokio::runtime::Handle::current().id();
+        Some(match self.timer.take() {
+            Some(mut t) if t.runtime == runtime => {
+                t.sleep.as_mut().reset(deadline);
+                t
+            }
+            _ => CommandTimer {
+                runtime,
+                sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            },
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs `fut` until `timer` fires: its output, or `None` past the deadline. A struct
+    /// rather than an `async fn`, so the query's future is built in place, not moved again.
+    pub(crate) struct BeforeDeadline<'t, F> {
+        #[pin]
+        fut: F,
+        timer: &'t mut CommandTimer,
+    }
+}
+
+impl<'t, F> BeforeDeadline<'t, F> {
+    pub(crate) fn new(timer: &'t mut CommandTimer, fut: F) -> Self {
+        BeforeDeadline { fut, timer }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for BeforeDeadline<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(r) = this.fut.poll(cx) {
+            return std::task::Poll::Ready(Some(r));
+        }
+        this.timer.sleep.as_mut().poll(cx).map(|()| None)
+    }
 }
 pub(crate) use bounded;
 

@@ -304,7 +304,7 @@ impl Connection {
                     continue;
                 }
             }
-            return Err(Error::db(executed.error.expect("checked")));
+            return Err(Error::db_boxed(executed.error.expect("checked")));
         }
         unreachable!("the second attempt returns")
     }
@@ -329,7 +329,7 @@ impl Connection {
                 if !db.is_fatal() {
                     self.finish_pending().await?;
                 }
-                Err(Error::db(db))
+                Err(Error::db_boxed(db))
             }
         }
     }

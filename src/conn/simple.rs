@@ -21,12 +21,7 @@ impl Connection {
     ///
     /// Dropping the future mid-way leaves the answer unread; the next call reads it first.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleRow>> {
-        let mut sets = self.simple_query_sets(sql).await?;
-        if sets.len() == 1 {
-            // One statement (the usual case): its rows as they are, no second vector.
-            return Ok(sets.pop().map(ResultSet::into_rows).unwrap_or_default());
-        }
-        Ok(sets.into_iter().flat_map(ResultSet::into_rows).collect())
+        self.run_simple(sql, SimpleQuery::finish_rows).await
     }
 
     /// Like [`Connection::simple_query`], with one [`ResultSet`] per statement, command tags
@@ -36,10 +31,20 @@ impl Connection {
     ///
     /// As for [`Connection::simple_query`].
     pub async fn simple_query_sets(&mut self, sql: &str) -> Result<Vec<ResultSet>> {
+        self.run_simple(sql, SimpleQuery::finish).await
+    }
+
+    /// Sends `sql` and reads its whole answer, within the command timeout; `finish` makes
+    /// the result of it.
+    async fn run_simple<T>(
+        &mut self,
+        sql: &str,
+        finish: fn(SimpleQuery) -> Result<T>,
+    ) -> Result<T> {
         bounded!(self, async {
             self.finish_pending().await?;
             let query = self.start_simple(sql)?;
-            self.finish_simple(query).await
+            self.finish_simple(query, finish).await
         })
     }
 
@@ -52,8 +57,14 @@ impl Connection {
         Ok(query)
     }
 
-    /// Sends what is queued and reads the answer of the query `start_simple` wrote.
-    pub(super) async fn finish_simple(&mut self, mut query: SimpleQuery) -> Result<Vec<ResultSet>> {
+    /// Sends what is queued and reads the answer of the query `start_simple` wrote, to its
+    /// end; `finish` makes the result of the assembled answer (the server's error if there
+    /// was one).
+    pub(super) async fn finish_simple<T>(
+        &mut self,
+        mut query: SimpleQuery,
+        finish: fn(SimpleQuery) -> Result<T>,
+    ) -> Result<T> {
         self.flush().await?;
         loop {
             let msg = match self.next_message().await {
@@ -77,15 +88,16 @@ impl Connection {
                 Ok(QueryEvent::Done(_)) => {
                     self.in_flight = false;
                     self.check_encoding()?;
-                    let sets = query.finish()?;
-                    // The server dropped every prepared statement: so does the cache.
-                    if sets
-                        .iter()
-                        .any(|s| matches!(s.command_tag(), Some("DISCARD ALL" | "DEALLOCATE ALL")))
+                    // The server dropped every prepared statement: so does the cache, also
+                    // when a later statement of the string failed (a rollback does not
+                    // bring prepared statements back).
+                    if query
+                        .command_tags()
+                        .any(|t| matches!(t, "DISCARD ALL" | "DEALLOCATE ALL"))
                     {
                         self.statements.clear();
                     }
-                    return Ok(sets);
+                    return finish(query);
                 }
                 Err(e) => {
                     self.broken = true;

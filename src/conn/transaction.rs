@@ -4,6 +4,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::{bounded, Connection};
 use crate::error::Result;
+use crate::protocol::SimpleQuery;
 
 /// A transaction on a connection, from [`Connection::transaction`]. Derefs to the
 /// connection, so every query method works inside it.
@@ -74,7 +75,7 @@ impl Transaction<'_> {
         let query = self.conn.start_simple(sql)?;
         self.done = true;
         let conn = &mut *self.conn;
-        bounded!(conn, conn.finish_simple(query)).map(|_| ())
+        bounded!(conn, conn.finish_simple(query, SimpleQuery::finish_rows)).map(|_| ())
     }
 }
 

@@ -212,7 +212,6 @@ pub enum Step<T> {
 #[derive(Debug, Default)]
 pub struct Prepare {
     params: Option<Vec<Type>>,
-    error: Option<DbError>,
 }
 
 impl Prepare {
@@ -228,7 +227,7 @@ impl Prepare {
     /// # Errors
     ///
     /// A protocol error for a message that does not belong here.
-    pub fn handle(&mut self, msg: BackendMessage) -> Result<Step<Result<Described, DbError>>> {
+    pub fn handle(&mut self, msg: BackendMessage) -> Result<Step<Result<Described, Box<DbError>>>> {
         match msg {
             BackendMessage::CloseComplete | BackendMessage::ParseComplete => {}
             BackendMessage::ParameterDescription(oids) => {
@@ -236,10 +235,7 @@ impl Prepare {
             }
             BackendMessage::RowDescription(fields) => return self.described(columns_of(fields)),
             BackendMessage::NoData => return self.described(Arc::from(Vec::new())),
-            BackendMessage::ErrorResponse(e) => {
-                self.error = Some((*e).clone());
-                return Ok(Step::Done(Err(*e)));
-            }
+            BackendMessage::ErrorResponse(e) => return Ok(Step::Done(Err(e))),
             BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(n)),
             BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
@@ -253,7 +249,10 @@ impl Prepare {
         Ok(Step::Continue)
     }
 
-    fn described(&mut self, columns: Arc<[Column]>) -> Result<Step<Result<Described, DbError>>> {
+    fn described(
+        &mut self,
+        columns: Arc<[Column]>,
+    ) -> Result<Step<Result<Described, Box<DbError>>>> {
         let params = self
             .params
             .take()
@@ -273,7 +272,7 @@ pub struct Executed {
     /// The command tag (`SELECT 3`, `UPDATE 2`); `None` for an empty query.
     pub command_tag: Option<String>,
     /// The server's error, if the statement failed.
-    pub error: Option<DbError>,
+    pub error: Option<Box<DbError>>,
     /// The transaction status after the exchange.
     pub transaction_status: TransactionStatus,
 }
@@ -295,7 +294,7 @@ pub struct Execute {
     columns: Arc<[Column]>,
     rows: Vec<Row>,
     command_tag: Option<String>,
-    error: Option<DbError>,
+    error: Option<Box<DbError>>,
 }
 
 impl Execute {
@@ -334,7 +333,7 @@ impl Execute {
             BackendMessage::EmptyQueryResponse | BackendMessage::PortalSuspended => {}
             BackendMessage::ErrorResponse(e) => {
                 if self.error.is_none() {
-                    self.error = Some(*e);
+                    self.error = Some(e);
                 }
             }
             BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(n)),

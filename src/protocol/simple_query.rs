@@ -67,9 +67,12 @@ pub enum QueryEvent {
 /// Assembles the messages that answer one simple query.
 #[derive(Debug, Default)]
 pub struct SimpleQuery {
-    sets: Vec<ResultSet>,
+    /// The first statement's result (most query strings hold one statement: no vector).
+    first: Option<ResultSet>,
+    /// The results of the statements after the first.
+    more: Vec<ResultSet>,
     current: Option<ResultSet>,
-    error: Option<DbError>,
+    error: Option<Box<DbError>>,
     copy_refused: bool,
 }
 
@@ -92,7 +95,7 @@ impl SimpleQuery {
 
     /// The error the server reported, if any (the first one).
     pub fn server_error(&self) -> Option<&DbError> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     /// Feeds one server message.
@@ -134,13 +137,17 @@ impl SimpleQuery {
             BackendMessage::CommandComplete(tag) => {
                 let mut set = self.current.take().unwrap_or_default();
                 set.command_tag = Some(tag);
-                self.sets.push(set);
+                if self.first.is_none() {
+                    self.first = Some(set);
+                } else {
+                    self.more.push(set);
+                }
             }
             BackendMessage::EmptyQueryResponse => {}
             BackendMessage::ErrorResponse(e) => {
                 self.current = None;
                 if self.error.is_none() {
-                    self.error = Some(*e);
+                    self.error = Some(e);
                 }
             }
             BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(n)),
@@ -164,18 +171,53 @@ impl SimpleQuery {
         Ok(QueryEvent::Continue)
     }
 
+    /// The command tags of the statements that completed so far, in order (also when a
+    /// later statement failed).
+    pub fn command_tags(&self) -> impl Iterator<Item = &str> {
+        self.first
+            .iter()
+            .chain(&self.more)
+            .filter_map(ResultSet::command_tag)
+    }
+
     /// The result sets, or the first error: COPY refused, or the server's error.
     ///
     /// # Errors
     ///
     /// `CopyUnsupported` if the query asked for COPY; the server's [`DbError`] otherwise.
     pub fn finish(self) -> Result<Vec<ResultSet>> {
+        let (first, more) = self.outcome()?;
+        let mut sets = Vec::with_capacity(usize::from(first.is_some()) + more.len());
+        sets.extend(first);
+        sets.extend(more);
+        Ok(sets)
+    }
+
+    /// The rows of all the statements, in order, or the first error as for
+    /// [`SimpleQuery::finish`]. A single statement's rows are returned as they are.
+    ///
+    /// # Errors
+    ///
+    /// As for [`SimpleQuery::finish`].
+    pub fn finish_rows(self) -> Result<Vec<SimpleRow>> {
+        let (first, more) = self.outcome()?;
+        let rows = first.map(ResultSet::into_rows).unwrap_or_default();
+        if more.is_empty() {
+            return Ok(rows);
+        }
+        Ok(rows
+            .into_iter()
+            .chain(more.into_iter().flat_map(ResultSet::into_rows))
+            .collect())
+    }
+
+    fn outcome(self) -> Result<(Option<ResultSet>, Vec<ResultSet>)> {
         if self.copy_refused {
             return Err(Error::copy_unsupported());
         }
         match self.error {
-            Some(e) => Err(Error::db(e)),
-            None => Ok(self.sets),
+            Some(e) => Err(Error::db_boxed(e)),
+            None => Ok((self.first, self.more)),
         }
     }
 }
