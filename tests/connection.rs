@@ -223,3 +223,55 @@ async fn terminated_backend_breaks_the_connection() {
     let again = c.simple_query("SELECT 1").await.unwrap_err();
     assert!(again.is_closed());
 }
+
+/// A statement run again describes its rows with the same bytes: the connection takes the
+/// columns it already has. Any other description, including the same SQL after the table
+/// changed, is read anew.
+#[tokio::test]
+async fn a_repeated_row_description_reuses_its_columns_and_a_changed_one_is_read() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    c.simple_query("CREATE TEMP TABLE t (a int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let names = |set: &wirepool::protocol::ResultSet| -> Vec<String> {
+        set.columns()
+            .unwrap()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
+    };
+    let sql = "SELECT * FROM t";
+    let first = c.simple_query_sets(sql).await.unwrap();
+    let again = c.simple_query_sets(sql).await.unwrap();
+    assert_eq!(names(&again[0]), ["a"]);
+    assert!(std::ptr::eq(
+        first[0].columns().unwrap(),
+        again[0].columns().unwrap()
+    ));
+    // Two statements in one string: the second description is the first one's again.
+    let both = c
+        .simple_query_sets("SELECT * FROM t; SELECT * FROM t")
+        .await
+        .unwrap();
+    assert!(std::ptr::eq(
+        both[0].columns().unwrap(),
+        both[1].columns().unwrap()
+    ));
+
+    c.simple_query("ALTER TABLE t ADD COLUMN b text DEFAULT 'x'")
+        .await
+        .unwrap();
+    let changed = c.simple_query_sets(sql).await.unwrap();
+    assert_eq!(names(&changed[0]), ["a", "b"]);
+    assert_eq!(changed[0].rows()[0].get(1), Some("x"));
+    let other = c.simple_query_sets("SELECT 2 AS z").await.unwrap();
+    assert_eq!(names(&other[0]), ["z"]);
+    assert_eq!(other[0].rows()[0].get(0), Some("2"));
+    // A description of the same length that differs in a byte.
+    let same_length = c.simple_query_sets("SELECT 3 AS y").await.unwrap();
+    assert_eq!(names(&same_length[0]), ["y"]);
+    let back = c.simple_query_sets(sql).await.unwrap();
+    assert_eq!(names(&back[0]), ["a", "b"]);
+    assert_eq!(back[0].rows()[0].get(0), Some("1"));
+}

@@ -74,6 +74,8 @@ pub struct Connection {
     timer: Option<CommandTimer>,
     on_timeout: Option<TimeoutHook>,
     statements: cache::StatementCache,
+    /// The last RowDescription a simple query received (its bytes) and its columns.
+    last_description: Option<simple::KnownDescription>,
     /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
     /// answer ends in an error and the connection is broken.
     foreign_encoding: Option<String>,
@@ -156,6 +158,7 @@ impl Connection {
             timer: None,
             on_timeout: None,
             statements: cache::StatementCache::new(cache::DEFAULT_CAPACITY),
+            last_description: None,
             foreign_encoding: None,
             auth_method: AuthMethod::Trust,
             parameters: HashMap::new(),
@@ -608,22 +611,27 @@ impl Connection {
                     return Err(e);
                 }
             }
-            let wanted = self.decoder.wanted(&self.read_buf).unwrap_or(READ_CHUNK);
-            self.read_buf.reserve(wanted.clamp(READ_CHUNK, 1024 * 1024));
-            match self.stream.read_buf(&mut self.read_buf).await {
-                Ok(0) => {
-                    self.broken = true;
-                    return Err(if self.read_buf.is_empty() {
-                        Error::closed("the server closed the connection")
-                    } else {
-                        Error::closed("the server closed the connection in the middle of a message")
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.broken = true;
-                    return Err(Error::io(e));
-                }
+            self.read_more().await?;
+        }
+    }
+
+    /// Reads what the server sent next into the read buffer (at least one byte).
+    async fn read_more(&mut self) -> Result<()> {
+        let wanted = self.decoder.wanted(&self.read_buf).unwrap_or(READ_CHUNK);
+        self.read_buf.reserve(wanted.clamp(READ_CHUNK, 1024 * 1024));
+        match self.stream.read_buf(&mut self.read_buf).await {
+            Ok(0) => {
+                self.broken = true;
+                Err(if self.read_buf.is_empty() {
+                    Error::closed("the server closed the connection")
+                } else {
+                    Error::closed("the server closed the connection in the middle of a message")
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.broken = true;
+                Err(Error::io(e))
             }
         }
     }

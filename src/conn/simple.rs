@@ -2,7 +2,9 @@
 
 use super::{bounded, log_notice, Connection};
 use crate::error::{Error, Result};
-use crate::protocol::{QueryEvent, ResultSet, SimpleQuery, SimpleRow};
+use std::sync::Arc;
+
+use crate::protocol::{Column, QueryEvent, ResultSet, SimpleQuery, SimpleRow};
 
 impl Connection {
     /// Runs `sql` with the simple query protocol and returns the rows of all its statements,
@@ -67,19 +69,33 @@ impl Connection {
     ) -> Result<T> {
         self.flush().await?;
         loop {
+            if self.read_buf.is_empty() {
+                if let Err(e) = self.read_more().await {
+                    return Err(reported(&query, e));
+                }
+            }
+            // The same statement run again describes its rows with the same bytes: their
+            // columns are taken again rather than parsed again.
+            let description = match self.known_description() {
+                Description::Known(columns) => {
+                    query.described(columns);
+                    continue;
+                }
+                Description::New(frame) => Some(frame),
+                Description::NotNext => None,
+            };
             let msg = match self.next_message().await {
                 Ok(m) => m,
-                Err(e) => {
-                    // A FATAL error is followed by the server closing the socket: report the
-                    // server's reason rather than the end of the stream.
-                    if let Some(db) = query.server_error().filter(|d| d.is_fatal()) {
-                        return Err(Error::db(db.clone()));
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(reported(&query, e)),
             };
             match query.handle(msg, &mut self.write_buf) {
                 Ok(QueryEvent::Continue) => {
+                    if let (Some(frame), Some(columns)) = (description, query.columns()) {
+                        self.last_description = Some(KnownDescription {
+                            frame,
+                            columns: columns.clone(),
+                        });
+                    }
                     if !self.write_buf.is_empty() {
                         self.flush().await?;
                     }
@@ -106,4 +122,57 @@ impl Connection {
             }
         }
     }
+
+    /// Looks at the next message, if it is a whole RowDescription: the columns of the last
+    /// one if the bytes are the same (the message is then consumed), or a copy of its bytes
+    /// to remember it by once it is parsed.
+    fn known_description(&mut self) -> Description {
+        let buf = &self.read_buf[..];
+        if buf.len() < 5 || buf[0] != b'T' {
+            return Description::NotNext;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        // An odd length is left to the frame decoder, which reports it.
+        if !(4..DESCRIPTION_CACHE_LIMIT).contains(&len) || buf.len() <= len {
+            return Description::NotNext;
+        }
+        let total = len + 1;
+        if let Some(known) = &self.last_description {
+            if known.frame[..] == buf[..total] {
+                let columns = known.columns.clone();
+                bytes::Buf::advance(&mut self.read_buf, total);
+                return Description::Known(columns);
+            }
+        }
+        Description::New(buf[..total].into())
+    }
+}
+
+/// The error to report when reading the answer to `query` failed with `e`: a FATAL error is
+/// followed by the server closing the socket, so the server's reason rather than the end of
+/// the stream.
+fn reported(query: &SimpleQuery, e: Error) -> Error {
+    match query.server_error().filter(|d| d.is_fatal()) {
+        Some(db) => Error::db(db.clone()),
+        None => e,
+    }
+}
+
+/// A RowDescription a connection received (its bytes) and its columns.
+pub(super) struct KnownDescription {
+    frame: Box<[u8]>,
+    columns: Arc<[Column]>,
+}
+
+/// The largest RowDescription a connection remembers (its bytes are kept).
+const DESCRIPTION_CACHE_LIMIT: usize = 4096;
+
+/// What [`Connection::known_description`] found.
+enum Description {
+    /// The next message repeats the last RowDescription: its columns.
+    Known(Arc<[Column]>),
+    /// The next message is another RowDescription: its bytes.
+    New(Box<[u8]>),
+    /// The next message is not a whole RowDescription.
+    NotNext,
 }

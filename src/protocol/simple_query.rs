@@ -93,6 +93,20 @@ impl SimpleQuery {
         Ok(SimpleQuery::default())
     }
 
+    /// Starts a result set with these columns: what a RowDescription does, for a driver
+    /// that recognized the message (by its bytes) as one whose columns it already has.
+    pub fn described(&mut self, columns: Arc<[Column]>) {
+        self.current = Some(ResultSet {
+            columns: Some(columns),
+            ..ResultSet::default()
+        });
+    }
+
+    /// The columns of the result set in progress, once its RowDescription came.
+    pub fn columns(&self) -> Option<&Arc<[Column]>> {
+        self.current.as_ref()?.columns.as_ref()
+    }
+
     /// The error the server reported, if any (the first one).
     pub fn server_error(&self) -> Option<&DbError> {
         self.error.as_deref()
@@ -106,12 +120,7 @@ impl SimpleQuery {
     /// connection is out of sync then and must be closed.
     pub fn handle(&mut self, msg: BackendMessage, out: &mut BytesMut) -> Result<QueryEvent> {
         match msg {
-            BackendMessage::RowDescription(fields) => {
-                self.current = Some(ResultSet {
-                    columns: Some(columns_of(fields)),
-                    ..ResultSet::default()
-                });
-            }
+            BackendMessage::RowDescription(fields) => self.described(columns_of(fields)),
             BackendMessage::DataRow(body) => {
                 let set = self
                     .current
