@@ -161,11 +161,17 @@
 //! # Performance
 //!
 //! `Pool::acquire().await` + drop on a warm pool, one task, against a real server: about
-//! 80 ns on a 2-core machine (`cargo bench --bench query`, `pool_acquire`), of which the
+//! 75 ns on a 2-core machine (`cargo bench --bench query`, `pool_acquire`), of which the
 //! checkout's dead-connection check is about 6 ns. The pool core alone with in-memory
 //! connections takes about 25 ns (40 ns with the statistics and leak-detection calls;
 //! `cargo bench --bench acquire`). README.md has the table, with its same-run baselines;
 //! `docs/benchmarks.md` compares wirepool with deadpool-postgres, bb8, sqlx and pgbench.
+//!
+//! On the query path, a connection keeps two things between queries: the timer of its
+//! command timeout (moving a pending timer's deadline is one compare-and-swap; a new timer
+//! per query would take the runtime's timer lock twice), and the last RowDescription a
+//! simple query received, up to 4 KiB, whose columns are reused when the next one has the
+//! same bytes (the same statement run again) instead of being parsed again.
 //!
 //! # Feature flags
 //!
