@@ -1,9 +1,9 @@
 //! The simple query protocol: SQL text in, text rows out.
 
-use super::{bounded, log_notice, Connection};
-use crate::error::{Error, Result};
 use std::sync::Arc;
 
+use super::{bounded, log_notice, Connection};
+use crate::error::{Error, Result};
 use crate::protocol::{Column, QueryEvent, ResultSet, SimpleQuery, SimpleRow};
 
 impl Connection {
