@@ -171,7 +171,9 @@
 //! command timeout (moving a pending timer's deadline is one compare-and-swap; a new timer
 //! per query would take the runtime's timer lock twice), and the last RowDescription a
 //! simple query received, up to 4 KiB, whose columns are reused when the next one has the
-//! same bytes (the same statement run again) instead of being parsed again.
+//! same bytes (the same statement run again) instead of being parsed again. A row's values
+//! stay in the buffer the message arrived in; the places of up to four values are held in
+//! the row itself, so a narrow row takes no allocation of its own.
 //!
 //! # Feature flags
 //!

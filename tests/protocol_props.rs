@@ -66,7 +66,7 @@ fn message() -> impl Strategy<Value = BackendMessage> {
         }),
         status.prop_map(BackendMessage::ReadyForQuery),
         prop::collection::vec(field, 0..5).prop_map(BackendMessage::RowDescription),
-        prop::collection::vec(prop::option::of(bytes_(64)), 0..6)
+        prop::collection::vec(prop::option::of(bytes_(64)), 0..10)
             .prop_map(|v| BackendMessage::DataRow(DataRowBody::from_values(v))),
         text().prop_map(BackendMessage::CommandComplete),
         Just(BackendMessage::EmptyQueryResponse),

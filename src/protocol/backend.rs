@@ -1,8 +1,6 @@
 //! Server messages as owned values: decoded from complete frames (through
 //! `postgres_protocol`'s parser) and encoded back (for fake servers and round-trip tests).
 
-use std::ops::Range;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
@@ -42,56 +40,129 @@ impl TransactionStatus {
     }
 }
 
-/// The values of a DataRow: the message body, kept whole, and where each value lies in it
-/// (one allocation per row however many columns it has).
+/// The values of a DataRow: the message body, kept whole, and where each value lies in it.
+/// Up to four places are held inline, so a narrow row takes no allocation of its own; a
+/// wider one takes one, of 8 bytes per value.
 #[derive(Debug, Clone, Default)]
 pub struct DataRowBody {
     buf: Bytes,
-    ranges: Vec<Option<Range<usize>>>,
+    spans: Spans,
+}
+
+/// Where a value lies in a DataRow's body; [`Span::NULL`] for SQL NULL.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const NULL: Span = Span {
+        start: u32::MAX,
+        len: 0,
+    };
+}
+
+/// How many value places a row holds without allocating.
+const INLINE_SPANS: usize = 4;
+
+#[derive(Debug, Clone)]
+enum Spans {
+    Inline(u8, [Span; INLINE_SPANS]),
+    Heap(Box<[Span]>),
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        Spans::Inline(0, [Span::NULL; INLINE_SPANS])
+    }
+}
+
+impl Spans {
+    /// Collects `n` places from `next` (which is called exactly `n` times unless it fails).
+    fn collect<E>(
+        n: usize,
+        mut next: impl FnMut() -> std::result::Result<Span, E>,
+    ) -> std::result::Result<Spans, E> {
+        if n <= INLINE_SPANS {
+            let mut a = [Span::NULL; INLINE_SPANS];
+            for slot in &mut a[..n] {
+                *slot = next()?;
+            }
+            return Ok(Spans::Inline(n as u8, a));
+        }
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(next()?);
+        }
+        Ok(Spans::Heap(v.into_boxed_slice()))
+    }
+
+    fn as_slice(&self) -> &[Span] {
+        match self {
+            Spans::Inline(n, a) => &a[..usize::from(*n)],
+            Spans::Heap(v) => v,
+        }
+    }
 }
 
 impl DataRowBody {
     /// A row of these values (`None` is SQL NULL), as a server would send it.
+    ///
+    /// # Panics
+    ///
+    /// If the values add up to 4 GiB or more, past what a DataRow can hold.
     pub fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = Option<V>>) -> Self {
+        let values: Vec<Option<V>> = values.into_iter().collect();
         let mut buf = BytesMut::new();
-        let ranges = values
-            .into_iter()
-            .map(|v| {
-                v.map(|v| {
+        let mut values = values.iter();
+        let spans = Spans::collect(values.len(), || {
+            Ok::<_, std::convert::Infallible>(match values.next().expect("counted") {
+                Some(v) => {
                     let start = buf.len();
                     buf.extend_from_slice(v.as_ref());
-                    start..buf.len()
-                })
+                    assert!(buf.len() < u32::MAX as usize, "a DataRow under 4 GiB");
+                    Span {
+                        start: start as u32,
+                        len: v.as_ref().len() as u32,
+                    }
+                }
+                None => Span::NULL,
             })
-            .collect();
+        });
+        let Ok(spans) = spans;
         DataRowBody {
             buf: buf.freeze(),
-            ranges,
+            spans,
         }
     }
 
     /// The number of values.
     pub fn len(&self) -> usize {
-        self.ranges.len()
+        self.spans.as_slice().len()
     }
 
     /// True for a row without columns.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.len() == 0
     }
 
     /// Value `i`: `None` out of range, `Some(None)` for SQL NULL.
     pub fn get(&self, i: usize) -> Option<Option<&[u8]>> {
-        self.ranges
-            .get(i)
-            .map(|r| r.as_ref().map(|r| &self.buf[r.clone()]))
+        self.spans.as_slice().get(i).map(|s| self.value(*s))
     }
 
     /// The values in order; `None` is SQL NULL.
     pub fn values(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
-        self.ranges
-            .iter()
-            .map(|r| r.as_ref().map(|r| &self.buf[r.clone()]))
+        self.spans.as_slice().iter().map(|s| self.value(*s))
+    }
+
+    fn value(&self, s: Span) -> Option<&[u8]> {
+        if s.start == u32::MAX {
+            return None;
+        }
+        let start = s.start as usize;
+        Some(&self.buf[start..start + s.len as usize])
     }
 }
 
@@ -289,11 +360,14 @@ impl BackendMessage {
     }
 
     /// Decodes one complete frame (tag, length, body). The frame layer has already checked
-    /// the tag and bounded the length; `v` and `K` are decoded here, the rest through
-    /// `postgres_protocol`.
+    /// the tag and bounded the length; `Z`, `C`, `v`, `K` and `D` are decoded here, the rest
+    /// through `postgres_protocol`.
     pub(crate) fn decode_frame(frame: BytesMut) -> Result<BackendMessage> {
         if let Some(m) = BackendMessage::decode_in_place(&frame) {
             return m;
+        }
+        if frame[0] == b'D' {
+            return decode_data_row(frame);
         }
         let mut frame = frame;
         let msg = Message::parse(&mut frame).map_err(bad)?.ok_or_else(|| {
@@ -363,10 +437,6 @@ impl BackendMessage {
                     .collect()
                     .map_err(bad)?,
             ),
-            Message::DataRow(b) => BackendMessage::DataRow(DataRowBody {
-                buf: b.buffer_bytes().clone(),
-                ranges: b.ranges().collect().map_err(bad)?,
-            }),
             Message::CommandComplete(b) => {
                 BackendMessage::CommandComplete(b.tag().map_err(bad)?.to_string())
             }
@@ -622,6 +692,55 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
         newest_version,
         unrecognized,
     })
+}
+
+/// DataRow, the message of every row: the body is kept whole (no copy) and the place of
+/// each value is read in one pass. A negative length is SQL NULL, as for libpq.
+fn decode_data_row(mut frame: BytesMut) -> Result<BackendMessage> {
+    let malformed = |what: &str| Error::protocol(format!("malformed message body: DataRow {what}"));
+    bytes::Buf::advance(&mut frame, 5);
+    if frame.len() < 2 {
+        return Err(malformed("without its value count"));
+    }
+    let count = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+    bytes::Buf::advance(&mut frame, 2);
+    let buf = frame.freeze();
+    // Each value takes at least its 4-byte length, so a count beyond that is malformed;
+    // checking before reserving keeps a forged count from allocating.
+    if count > buf.len() / 4 {
+        return Err(malformed("counts more values than it holds"));
+    }
+    // Places are kept as 32-bit offsets (the largest marks NULL); PostgreSQL sends no
+    // message over 1 GiB.
+    if buf.len() >= u32::MAX as usize {
+        return Err(malformed("of 4 GiB or more"));
+    }
+    let mut at = 0usize;
+    let spans = Spans::collect(count, || {
+        let head = buf
+            .get(at..at + 4)
+            .ok_or_else(|| malformed("ends inside a value's length"))?;
+        let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        at += 4;
+        if len < 0 {
+            return Ok(Span::NULL);
+        }
+        let end = at
+            .checked_add(len as usize)
+            .filter(|&end| end <= buf.len())
+            .ok_or_else(|| malformed("has a value that runs past the message"))?;
+        // Both fit: the body is under 4 GiB.
+        let span = Span {
+            start: at as u32,
+            len: len as u32,
+        };
+        at = end;
+        Ok(span)
+    })?;
+    if at != buf.len() {
+        return Err(malformed("has bytes after its last value"));
+    }
+    Ok(BackendMessage::DataRow(DataRowBody { buf, spans }))
 }
 
 fn decode_key_data(mut body: &[u8]) -> Result<BackendMessage> {

@@ -180,6 +180,55 @@ mod tests {
         }
     }
 
+    /// A DataRow frame with `body` (value count included).
+    fn data_row(body: &[u8]) -> BytesMut {
+        let mut f = BytesMut::from(&b"D"[..]);
+        f.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn data_rows_decode_values_and_nulls_and_reject_bad_bodies() {
+        use crate::protocol::backend::DataRowBody;
+        let d = FrameDecoder::default();
+        // "ab", NULL, "" and a negative length other than -1, which is NULL too (libpq).
+        let body = b"\x00\x04\x00\x00\x00\x02ab\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xfe";
+        let want = DataRowBody::from_values([Some(&b"ab"[..]), None, Some(b""), None]);
+        assert_eq!(
+            d.decode(&mut data_row(body)).unwrap(),
+            Some(BackendMessage::DataRow(want))
+        );
+        assert_eq!(
+            d.decode(&mut data_row(b"\x00\x00")).unwrap(),
+            Some(BackendMessage::DataRow(DataRowBody::from_values(Vec::<
+                Option<&[u8]>,
+            >::new(
+            ))))
+        );
+        for (bad, why) in [
+            (&b""[..], "without its value count"),
+            (b"\x00", "without its value count"),
+            (
+                b"\x00\x02\x00\x00\x00\x01a\x00\x00\x00",
+                "ends inside a value's length",
+            ),
+            (b"\x00\x01\x00\x00\x00\x05abc", "runs past the message"),
+            (b"\x00\x01\x7f\xff\xff\xffabc", "runs past the message"),
+            (b"\x00\x01\x00\x00\x00\x01ab", "bytes after its last value"),
+            (b"\x00\x00\x00", "bytes after its last value"),
+            // 65535 values announced in 8 bytes: refused before anything is reserved.
+            (
+                b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+                "counts more values",
+            ),
+        ] {
+            let err = d.decode(&mut data_row(bad)).unwrap_err();
+            assert!(err.is_protocol(), "{bad:?}: {err:?}");
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+        }
+    }
+
     #[test]
     fn the_tag_table_matches_the_lists() {
         for b in 0..=255u8 {
