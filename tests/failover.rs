@@ -120,30 +120,19 @@ async fn target_session_attrs_pick_the_server() {
     assert_eq!(e.kind(), ErrorKind::ServerMismatch, "{e:?}");
 
     // prefer-standby: the standby while it is there, the primary once it is gone.
-    let pool = Pool::builder(url(
+    let both = url(
         &[&p.primary, &p.standby],
         "target_session_attrs=prefer-standby",
-    ))
-    .min_size(3)
-    .max_size(3)
-    .build()
-    .await
-    .unwrap();
+    );
+    let prefer_standby = || Pool::builder(both.clone()).min_size(3).max_size(3).build();
+    let pool = prefer_standby().await.unwrap();
     assert_eq!(
         pool.statistics().connections_by_host,
         vec![(addr(&p.standby), 3)]
     );
     pool.close().await;
     tokio::task::block_in_place(|| p.standby.kill()).unwrap();
-    let pool = Pool::builder(url(
-        &[&p.primary, &p.standby],
-        "target_session_attrs=prefer-standby",
-    ))
-    .min_size(3)
-    .max_size(3)
-    .build()
-    .await
-    .unwrap();
+    let pool = prefer_standby().await.unwrap();
     assert_eq!(
         pool.statistics().connections_by_host,
         vec![(addr(&p.primary), 3)]
