@@ -85,9 +85,8 @@ fn check_report(v: &Value) {
     );
 }
 
-#[test]
-fn python_sdk_reads_the_resources_over_streamable_http() {
-    let py = python();
+/// A throwaway cluster and `wirepool serve` on a free port with a pool of 5 against it.
+fn serving() -> (Cluster, Proc, std::net::SocketAddr) {
     let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
     let mut p = Proc::spawn(command(
         &["serve", "--bind", "127.0.0.1:0"],
@@ -97,6 +96,13 @@ fn python_sdk_reads_the_resources_over_streamable_http() {
         ],
     ));
     let addr = p.wait_listening();
+    (pg, p, addr)
+}
+
+#[test]
+fn python_sdk_reads_the_resources_over_streamable_http() {
+    let py = python();
+    let (_pg, mut p, addr) = serving();
     let mut cmd = Command::new(&py);
     cmd.arg(script())
         .arg("http")
@@ -109,15 +115,7 @@ fn python_sdk_reads_the_resources_over_streamable_http() {
 #[test]
 fn python_sdk_reads_the_resources_over_sse() {
     let py = python();
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
-    let mut p = Proc::spawn(command(
-        &["serve", "--bind", "127.0.0.1:0"],
-        &[
-            ("DATABASE_URL", &pg.url(Role::Trust)),
-            ("POOL_MAX_SIZE", "5"),
-        ],
-    ));
-    let addr = p.wait_listening();
+    let (_pg, mut p, addr) = serving();
     let mut cmd = Command::new(&py);
     cmd.arg(script())
         .arg("sse")
