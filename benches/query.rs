@@ -3,7 +3,9 @@
 //! - `pool_acquire`: the real `Pool::acquire().await` + drop on a warm pool (an idle
 //!   connection is always there; leak detection on, as by default), one task, timed inside
 //!   one `block_on`; and, on its own, the checkout's check that the server has not closed
-//!   the idle connection (`Connection::check_idle`);
+//!   the idle connection (`Connection::check_idle`); a clean return under the default
+//!   `SessionReset::WhenDirty` against `SessionReset::Never`, and a return after a `SET`
+//!   (a dirty session, reset with one round trip) under each;
 //! - `extended_vs_simple`: a cached parameterized query (`query("SELECT $1::int4")`) against
 //!   `simple_query("SELECT 1")` on the same connection, and (printed) the throughput of 100
 //!   tasks on 10 pooled connections with each;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use wirepool::throwaway::{Cluster, Role};
-use wirepool::{Connection, Pool};
+use wirepool::{Connection, Pool, SessionReset};
 
 fn query(c: &mut Criterion) {
     let pg = Cluster::start().expect("throwaway PostgreSQL");
@@ -45,6 +47,62 @@ fn query(c: &mut Criterion) {
             })
         })
     });
+    // The session-reset policy on a clean return: WhenDirty (the default) against Never,
+    // same run; and a dirty return (a SET before it), which costs the reset's round trip,
+    // against the same return under Never.
+    for (name, policy) in [
+        ("acquire_release_clean_when_dirty", SessionReset::WhenDirty),
+        ("acquire_release_clean_never", SessionReset::Never),
+    ] {
+        let pool = rt
+            .block_on(
+                Pool::builder(cfg.clone())
+                    .min_size(2)
+                    .max_size(10)
+                    .session_reset(policy)
+                    .build(),
+            )
+            .unwrap();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let c = pool.acquire().await.unwrap();
+                        black_box(&c);
+                        drop(c);
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+        rt.block_on(pool.close());
+    }
+    for (name, policy) in [
+        ("set_then_release_when_dirty", SessionReset::WhenDirty),
+        ("set_then_release_never", SessionReset::Never),
+    ] {
+        let pool = rt
+            .block_on(
+                Pool::builder(cfg.clone())
+                    .min_size(1)
+                    .max_size(1)
+                    .session_reset(policy)
+                    .build(),
+            )
+            .unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut c = pool.acquire().await.unwrap();
+                    c.simple_query("SET application_name = 'bench'")
+                        .await
+                        .unwrap();
+                })
+            })
+        });
+        rt.block_on(pool.close());
+    }
     let mut idle = rt.block_on(Connection::connect(&cfg)).unwrap();
     g.bench_function("checkout_check_idle_connection", |b| {
         b.iter(|| assert!(black_box(idle.check_idle())))

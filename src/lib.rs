@@ -63,7 +63,8 @@
 //!   straight to the oldest waiter. Idle connections are handed out last-in first-out, so
 //!   the working set stays warm and surplus connections age out through `idle_timeout`.
 //! - **Statistics**: `active_connections` counts connections held by callers;
-//!   `total_connections` also counts those the pool holds briefly for reset or validation.
+//!   `total_connections` also counts those the pool holds briefly for reset or validation
+//!   (`maintenance_connections`).
 //!   An acquisition served from the idle list is counted in the lowest histogram bucket
 //!   without reading a clock (it takes a lock and a pop); only waits are timed.
 //! - **Health**: the guide's rules, in [`observe::classify`], with one reading made
@@ -120,6 +121,21 @@
 //!   within 5 s the connection is discarded. The caller gets a command-timeout error
 //!   either way. The pool sets it on every connection, so it bounds every query method:
 //!   on the guard's `Deref`, inside transactions, and `simple_query` as much as `query`.
+//! - **Between callers**: nothing one caller does reaches the next. A returned
+//!   connection's session is reset under [`SessionReset`] (`session_reset` on the
+//!   builder, `POOL_SESSION_RESET`): by default only when its answers showed a change of
+//!   session state (`SET`, `SET ROLE`, `LISTEN`, `DECLARE CURSOR`, `PREPARE`, a reported
+//!   setting changing, ...), which costs nothing on a clean return and one round trip on a
+//!   dirty one; `Always` resets every return, for what a tag cannot show
+//!   (`pg_advisory_lock()` or `set_config()` inside a `SELECT`). The reset is `DISCARD
+//!   ALL` but for prepared statements (the statement cache survives), then the pool's
+//!   `init_sql` and `after_connect` run again. The pool's settings on a connection (command
+//!   timeout, statement cache) changed through a guard are the pool's again at its
+//!   return. (asyncpg resets every return; PgBouncer runs `DISCARD ALL`.)
+//! - **Cancelled `transaction()`**: BEGIN is queued and the [`Transaction`] made before
+//!   anything is awaited, so a `transaction()` future dropped at any point rolls back, as
+//!   tokio-postgres does: the connection is never left in a transaction its caller does
+//!   not know of.
 //! - **Close**: [`Pool::close`] is idempotent and cancel-safe (the drain runs in a pool
 //!   task); durations too long to add to a clock (`Duration::MAX`) mean "never".
 //! - **TLS** (feature `tls`, on by default): rustls with the ring provider, no OpenSSL.
@@ -207,6 +223,6 @@ pub use config::ConnectConfig;
 pub use conn::{CancelToken, Connection, Statement, ToStatement, Transaction};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
-pub use pool::{Pool, PoolConfig, PooledConnection};
+pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};
 pub use postgres_types::{FromSql, ToSql, Type};
 pub use protocol::{Column, Row, RowIndex, SimpleRow, TransactionStatus};

@@ -68,7 +68,9 @@ pub(crate) async fn run(
     // Demo-sized timings, unless set in the environment.
     if !leak_timeout_set {
         cfg.leak_detection = true;
-        cfg.leak_detection_timeout = opts.phase.mul_f64(0.4).max(Duration::from_secs(1));
+        // Ten times what a burst worker holds its connection for, so that only the leak
+        // phase's connection is reported, however slow the machine.
+        cfg.leak_detection_timeout = opts.phase.mul_f64(0.4).max(BURST_HOLD * 10);
     }
     cfg.acquire_timeout = cfg.acquire_timeout.min(Duration::from_secs(2));
     // Errors and slow acquisitions keep the pool DEGRADED for this long (60 s in
@@ -141,6 +143,10 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// How long a burst worker holds its connection: [`BURST_QUERY`]'s sleep.
+const BURST_HOLD: Duration = Duration::from_millis(300);
+const BURST_QUERY: &str = "SELECT pg_sleep(0.3)";
+
 /// Runs the phases in order.
 async fn phases(
     pool: &Pool,
@@ -165,7 +171,7 @@ async fn phases(
             pool.clone(),
             tally.clone(),
             token.clone(),
-            "SELECT pg_sleep(0.3)",
+            BURST_QUERY,
             Duration::ZERO,
         ));
     }
@@ -184,6 +190,7 @@ async fn phases(
     let mut set = steady(pool, tally, &token, 2);
     match pool.acquire().await {
         Ok(held) => {
+            outln!("holding a connection acquired at {}", held.acquired_at());
             tokio::time::sleep(leak_timeout + Duration::from_millis(1500)).await;
             drop(held);
         }

@@ -63,31 +63,56 @@ struct Cli {
     command: Command,
 }
 
-/// The environment variables `serve` and `mcp` read, for their `--help`.
-const ENVIRONMENT_HELP: &str = "\
-Environment:
-  DATABASE_URL                  libpq URL or key=value string (required); PG* variables fill gaps
-  POOL_MIN_SIZE                 connections kept open (2)
-  POOL_MAX_SIZE                 most connections at once (10)
-  POOL_TIMEOUT                  seconds acquire() may wait (30)
-  POOL_COMMAND_TIMEOUT          seconds a query may run, 0 for none (60)
-  POOL_MAX_CONNECTION_LIFETIME  seconds before a connection is replaced, 0 for never (3600)
-  POOL_ENABLE_LEAK_DETECTION    report connections held too long (true)
-  POOL_LEAK_DETECTION_TIMEOUT   seconds held before a report (30)
-  POOL_LEAK_BACKTRACE           capture the full stack at each acquire (false)
-  POOL_STATEMENT_CACHE_CAPACITY prepared statements per connection, 0 behind PgBouncer (100)
-  LOG_LEVEL                     DEBUG, INFO, WARNING, ERROR, CRITICAL (INFO)
-  LOG_FILE                      append logs to this file (stderr)
-  LOG_FORMAT                    json or text (json)
-  WIREPOOL_BIND                 same as --bind
-  WIREPOOL_METRICS_BIND         same as --metrics-bind
-  WIREPOOL_MCP_ALLOWED_HOSTS    same as --mcp-allowed-hosts
-  WIREPOOL_FAIL_FAST_START      same as --fail-fast-start";
+/// The variables the binary reads besides `DATABASE_URL` and the pool's own
+/// ([`wirepool::pool::ENVIRONMENT`]): name, default, meaning.
+const SERVER_ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("LOG_FILE", "stderr", "append logs to this file"),
+    ("LOG_FORMAT", "json", "json or text"),
+    ("WIREPOOL_BIND", "127.0.0.1:3000", "same as --bind"),
+    ("WIREPOOL_METRICS_BIND", "", "same as --metrics-bind"),
+    (
+        "WIREPOOL_MCP_ALLOWED_HOSTS",
+        "",
+        "same as --mcp-allowed-hosts",
+    ),
+    (
+        "WIREPOOL_FAIL_FAST_START",
+        "false",
+        "same as --fail-fast-start",
+    ),
+];
+
+/// The environment variables `serve` and `mcp` read, for their `--help`: the pool's from
+/// the library's table, then the binary's own.
+fn environment_help() -> String {
+    let mut rows = vec![(
+        "DATABASE_URL",
+        String::from("libpq URL or key=value string (required); PG* variables fill gaps"),
+    )];
+    for v in wirepool::pool::ENVIRONMENT {
+        rows.push((v.name, format!("{} ({})", v.meaning, v.default)));
+    }
+    for (name, default, meaning) in SERVER_ENVIRONMENT {
+        let text = if default.is_empty() {
+            meaning.to_string()
+        } else {
+            format!("{meaning} ({default})")
+        };
+        rows.push((name, text));
+    }
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut out = String::from("Environment:");
+    for (name, text) in rows {
+        out.push_str(&format!("\n  {name:<width$} {text}"));
+    }
+    out
+}
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the pool from the environment and serve /health, /metrics, /mcp and /sse.
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = environment_help())]
     Serve {
         #[command(flatten)]
         http: HttpArgs,
@@ -95,7 +120,7 @@ enum Command {
         start: StartArgs,
     },
     /// Serve the MCP resources over stdin/stdout (for clients that launch servers).
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = environment_help())]
     Mcp {
         #[command(flatten)]
         start: StartArgs,

@@ -1,21 +1,10 @@
 //! Settings from the environment (the monitoring guide's variables), checked before
 //! anything starts: a malformed value is one line naming the variable.
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `DATABASE_URL` | (required by `serve`, `mcp`, `check`) | libpq URL or key=value string |
-//! | `POOL_MIN_SIZE` | 2 | connections kept open |
-//! | `POOL_MAX_SIZE` | 10 | most connections at once |
-//! | `POOL_TIMEOUT` | 30 | seconds `acquire()` may wait |
-//! | `POOL_COMMAND_TIMEOUT` | 60 | seconds a query may run (0: none) |
-//! | `POOL_MAX_CONNECTION_LIFETIME` | 3600 | seconds before a connection is replaced (0: never) |
-//! | `POOL_ENABLE_LEAK_DETECTION` | true | report connections held too long |
-//! | `POOL_LEAK_DETECTION_TIMEOUT` | 30 | seconds held before a report |
-//! | `POOL_LEAK_BACKTRACE` | false | capture the full stack at each acquire |
-//! | `POOL_STATEMENT_CACHE_CAPACITY` | 100 | prepared statements per connection (0 behind PgBouncer) |
-//! | `LOG_LEVEL` | INFO | DEBUG, INFO, WARNING, ERROR, CRITICAL |
-//! | `LOG_FILE` | (stderr) | append logs to this file |
-//! | `LOG_FORMAT` | json (`demo`: text) | `json` or `text` |
+//! `DATABASE_URL` (libpq URL or key=value string; required by `serve`, `mcp`, `check`), the
+//! pool's `POOL_*` variables (their table: `wirepool::pool::ENVIRONMENT`, read by
+//! `PoolConfig::from_env_with`), and the binary's own (`LOG_LEVEL`, `LOG_FILE`,
+//! `LOG_FORMAT`; `demo` logs text by default).
 
 use std::path::PathBuf;
 

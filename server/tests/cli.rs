@@ -200,23 +200,15 @@ fn check_into_a_closed_pipe_exits_quietly() {
 fn serve_help_lists_the_environment() {
     let (code, out, _) = run(&["serve", "--help"], &[]);
     assert_eq!(code, 0);
-    for var in [
-        "DATABASE_URL",
-        "POOL_MIN_SIZE",
-        "POOL_MAX_SIZE",
-        "POOL_TIMEOUT",
-        "POOL_COMMAND_TIMEOUT",
-        "POOL_MAX_CONNECTION_LIFETIME",
-        "POOL_ENABLE_LEAK_DETECTION",
-        "POOL_LEAK_DETECTION_TIMEOUT",
-        "POOL_LEAK_BACKTRACE",
-        "POOL_STATEMENT_CACHE_CAPACITY",
-        "LOG_LEVEL",
-        "LOG_FILE",
-        "LOG_FORMAT",
-        "WIREPOOL_FAIL_FAST_START",
-    ] {
+    for var in common::vars().filter(|v| !v.starts_with("PG")) {
         assert!(out.contains(var), "{var} missing from:\n{out}");
+    }
+    for var in wirepool::pool::ENVIRONMENT {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(var.name))
+            .unwrap_or_else(|| panic!("{} missing from:\n{out}", var.name));
+        assert!(line.contains(&format!("({})", var.default)), "{line}");
     }
 }
 

@@ -7,6 +7,7 @@ mod cancel;
 mod hosts;
 mod negotiate;
 mod query;
+mod session;
 mod simple;
 mod stream;
 #[cfg(feature = "tls")]
@@ -69,6 +70,12 @@ pub struct Connection {
     /// A caller's query is under way (a queued ROLLBACK is not): a reset cancels it.
     in_flight: bool,
     broken: bool,
+    /// What the session has seen that changes its state for the next user (see
+    /// [`session::Dirt`]); a pool resets the session when this is not clean.
+    dirt: session::Dirt,
+    /// A setting the pool applies (command timeout, statement cache) was changed on this
+    /// connection; a pool applies its own again when the connection comes back.
+    settings_changed: bool,
     command_timeout: Option<Duration>,
     /// The command timeout's timer, kept from one query to the next (see [`CommandTimer`]).
     timer: Option<CommandTimer>,
@@ -154,6 +161,8 @@ impl Connection {
             owes_sync: false,
             in_flight: false,
             broken: false,
+            dirt: session::Dirt::CLEAN,
+            settings_changed: false,
             command_timeout: None,
             timer: None,
             on_timeout: None,
@@ -197,6 +206,8 @@ impl Connection {
                     }
                     conn.cancel.process_id = info.process_id;
                     conn.cancel.secret_key = info.secret_key;
+                    // What the server reported at startup is the session's starting point.
+                    conn.dirt = session::Dirt::CLEAN;
                     return Ok(conn);
                 }
                 Err(e) => {
@@ -276,6 +287,8 @@ impl Connection {
                     self.broken = true;
                     return Err(Error::db(*e));
                 }
+                // An abandoned statement that completed may have changed the session.
+                BackendMessage::CommandComplete(tag) => self.dirt.note_tag(&tag),
                 _ => {}
             }
         }
@@ -321,11 +334,12 @@ impl Connection {
     /// the server with the next query.
     pub fn set_statement_cache_capacity(&mut self, n: usize) {
         self.statements.set_capacity(n);
+        self.settings_changed = true;
     }
 
     /// Counts hits and misses of the statement cache into `stats` (a pool shares one
     /// across its connections).
-    pub fn set_statement_cache_stats(&mut self, stats: Arc<CacheStats>) {
+    pub(crate) fn set_statement_cache_stats(&mut self, stats: Arc<CacheStats>) {
         self.statements.set_stats(stats);
     }
 
@@ -435,6 +449,7 @@ impl Connection {
                 self.transaction_status = *status;
                 self.pending = self.pending.saturating_sub(1);
             }
+            BackendMessage::CommandComplete(tag) => self.dirt.note_tag(tag),
             _ => {}
         }
         Ok(msg)
@@ -466,6 +481,7 @@ impl Connection {
     /// each of its connections.
     pub fn set_command_timeout(&mut self, limit: Option<Duration>) {
         self.command_timeout = limit;
+        self.settings_changed = true;
     }
 
     /// The command timeout in force (see [`Connection::set_command_timeout`]).
@@ -579,6 +595,9 @@ impl Connection {
         if name == "client_encoding" && !value.eq_ignore_ascii_case("UTF8") {
             self.foreign_encoding = Some(value.clone());
         }
+        // A reported setting changed after startup (SET ROLE reports is_superuser, SET
+        // TimeZone reports TimeZone, ...): the session is no longer as it started.
+        self.dirt.note_parameter();
         self.parameters.insert(name, value);
     }
 

@@ -37,12 +37,26 @@ impl Connection {
     /// # Errors
     ///
     /// As [`Connection::simple_query`] (BEGIN inside a transaction only warns).
+    ///
+    /// # Cancel safety
+    ///
+    /// BEGIN is queued and the [`Transaction`] made before anything is awaited: if this
+    /// future is dropped after that (a `tokio::time::timeout`, a `select!`), the dropped
+    /// transaction queues its ROLLBACK as any dropped transaction does, so the connection
+    /// is never left inside a transaction its caller does not know of. A later statement
+    /// on the connection runs after that ROLLBACK, in autocommit.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>> {
-        self.simple_query("BEGIN").await?;
-        Ok(Transaction {
+        bounded!(self, self.finish_pending())?;
+        let begin = self.start_simple("BEGIN")?;
+        let tx = Transaction {
             conn: self,
             done: false,
-        })
+        };
+        // From here a drop of this future drops `tx`, which queues the ROLLBACK; so does
+        // an error (a ROLLBACK outside a transaction only warns).
+        let conn = &mut *tx.conn;
+        bounded!(conn, conn.finish_simple(begin, SimpleQuery::finish_rows))?;
+        Ok(tx)
     }
 }
 
@@ -95,9 +109,12 @@ impl DerefMut for Transaction<'_> {
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.done && !self.conn.is_broken() {
+            // A statement of the transaction abandoned part-way stays marked in flight, so
+            // that a pool's reset cancels it rather than wait for it (it may hold locks).
+            let abandoned = self.conn.query_in_flight();
             // Sent before the next query; its answer is read then.
             if self.conn.start_simple("ROLLBACK").is_ok() {
-                self.conn.in_flight = false;
+                self.conn.in_flight = abandoned;
             }
         }
     }

@@ -442,6 +442,15 @@ impl<C> Core<C> {
         None
     }
 
+    /// A connection held by a caller passes to the pool (which resets it before it is
+    /// released or discarded with [`Holder::Pool`]): it no longer counts as active.
+    pub fn hand_to_pool(&self) {
+        let mut l = self.lock();
+        l.st.active -= 1;
+        l.st.maintenance += 1;
+        l.publish_all();
+    }
+
     /// Forgets a connection held by `holder` that was closed or found broken. Returns a
     /// permit to open a replacement if waiters need one.
     pub fn discard(&self, holder: Holder) -> Option<OpenPermit<C>> {

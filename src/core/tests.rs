@@ -148,6 +148,26 @@ fn maintenance_take_and_return() {
 }
 
 #[test]
+fn a_returned_connection_handed_to_the_pool_is_neither_idle_nor_active() {
+    let core = Core::new(1);
+    core.want_open(1).unwrap().complete(1u32);
+    let c = ready(core.try_acquire());
+    core.hand_to_pool();
+    let g = core.gauges();
+    assert_eq!((g.size, g.idle, g.active, g.maintenance), (1, 0, 0, 1));
+    // A waiter meanwhile gets it once the pool releases it.
+    let (mut w, p) = queued(core.try_acquire());
+    assert!(
+        p.is_none(),
+        "the connection being reset still counts in the size"
+    );
+    core.release(c, Holder::Pool);
+    assert_eq!(poll(&mut w), Poll::Ready(Ok(1)));
+    let g = core.gauges();
+    assert_eq!((g.size, g.idle, g.active, g.maintenance), (1, 0, 1, 0));
+}
+
+#[test]
 fn close_fails_waiters_and_returns_connections() {
     let core = Core::new(2);
     core.want_open(2).unwrap().complete(1u32);

@@ -1,4 +1,4 @@
-//! Pool settings, with the guide's defaults and its environment variables.
+//! Pool settings and their defaults (the environment variables: `environment.rs`).
 
 use std::time::Duration;
 
@@ -66,6 +66,72 @@ pub struct PoolConfig {
     pub health: HealthThresholds,
     /// Prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
     pub metrics_prefix: String,
+    /// When a returned connection's session is put back as it started, so that nothing
+    /// one caller set reaches the next. Default: [`SessionReset::WhenDirty`].
+    /// `POOL_SESSION_RESET` (`when_dirty`, `always`, `never`).
+    pub session_reset: SessionReset,
+}
+
+/// When the pool resets the session of a returned connection (the role, settings,
+/// LISTENs, cursors, temporary tables, advisory locks a caller left), before anyone else
+/// can get it. A reset that fails discards the connection. After a reset the pool runs its
+/// connect hooks ([`init_sql`](crate::pool::Builder::init_sql),
+/// [`after_connect`](crate::pool::Builder::after_connect)) again.
+///
+/// The reset is one round trip: `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL;
+/// UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES`, which is
+/// `DISCARD ALL` but for prepared statements, so the statement cache survives it; after an
+/// SQL-level `PREPARE` it is `DISCARD ALL` itself, and the statement cache is emptied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SessionReset {
+    /// Never reset: a caller's session state reaches the next caller. For applications
+    /// that never change session state, or that reset it themselves.
+    Never,
+    /// Reset only a session that saw something which changes session state, as told by
+    /// the server's answers without a round trip: the command tags `SET` (with `SET ROLE`,
+    /// `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`, `LISTEN`, `UNLISTEN`,
+    /// `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`, `DISCARD`, and any change of a
+    /// setting the server reports (`is_superuser`, `session_authorization`, `TimeZone`,
+    /// `DateStyle`, `application_name`, ...). A clean return costs nothing.
+    ///
+    /// It cannot see what runs inside a `SELECT`: `set_config(..., false)` of a setting the
+    /// server does not report (`search_path` before PostgreSQL 18, say),
+    /// `pg_advisory_lock()`, and a temporary table made by `CREATE TEMP TABLE ... AS
+    /// SELECT` (its tag is `SELECT`). Use [`SessionReset::Always`] for those.
+    #[default]
+    WhenDirty,
+    /// Reset every returned connection (one round trip per return).
+    Always,
+}
+
+impl SessionReset {
+    /// The name used by `POOL_SESSION_RESET`: `never`, `when_dirty` or `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionReset::Never => "never",
+            SessionReset::WhenDirty => "when_dirty",
+            SessionReset::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for SessionReset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<SessionReset> {
+        [
+            SessionReset::Never,
+            SessionReset::WhenDirty,
+            SessionReset::Always,
+        ]
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| {
+            Error::config(format!(
+                "`{s}` is not a session reset policy (when_dirty, always or never)"
+            ))
+        })
+    }
 }
 
 impl Default for PoolConfig {
@@ -90,12 +156,14 @@ impl Default for PoolConfig {
             monitor_interval: Duration::from_millis(250),
             health: HealthThresholds::default(),
             metrics_prefix: "codebase_mcp_pool".to_string(),
+            session_reset: SessionReset::WhenDirty,
         }
     }
 }
 
 impl PoolConfig {
-    /// The defaults, overridden by the `POOL_*` environment variables that are set.
+    /// The defaults, overridden by the `POOL_*` environment variables that are set (the
+    /// list, with each default: [`ENVIRONMENT`](crate::pool::ENVIRONMENT)).
     ///
     /// # Errors
     ///
@@ -111,34 +179,10 @@ impl PoolConfig {
     /// A configuration error naming the variable whose value is malformed.
     pub fn from_env_with(env: impl Fn(&str) -> Option<String>) -> Result<PoolConfig> {
         let mut c = PoolConfig::default();
-        if let Some(v) = env("POOL_MIN_SIZE") {
-            c.min_size = parse_count("POOL_MIN_SIZE", &v)?;
-        }
-        if let Some(v) = env("POOL_MAX_SIZE") {
-            c.max_size = parse_count("POOL_MAX_SIZE", &v)?;
-        }
-        if let Some(v) = env("POOL_TIMEOUT") {
-            c.acquire_timeout = parse_seconds("POOL_TIMEOUT", &v)?;
-        }
-        if let Some(v) = env("POOL_COMMAND_TIMEOUT") {
-            c.command_timeout =
-                Some(parse_seconds("POOL_COMMAND_TIMEOUT", &v)?).filter(|d| !d.is_zero());
-        }
-        if let Some(v) = env("POOL_MAX_CONNECTION_LIFETIME") {
-            c.max_lifetime =
-                Some(parse_seconds("POOL_MAX_CONNECTION_LIFETIME", &v)?).filter(|d| !d.is_zero());
-        }
-        if let Some(v) = env("POOL_ENABLE_LEAK_DETECTION") {
-            c.leak_detection = parse_bool("POOL_ENABLE_LEAK_DETECTION", &v)?;
-        }
-        if let Some(v) = env("POOL_LEAK_DETECTION_TIMEOUT") {
-            c.leak_detection_timeout = parse_seconds("POOL_LEAK_DETECTION_TIMEOUT", &v)?;
-        }
-        if let Some(v) = env("POOL_LEAK_BACKTRACE") {
-            c.leak_backtrace = parse_bool("POOL_LEAK_BACKTRACE", &v)?;
-        }
-        if let Some(v) = env("POOL_STATEMENT_CACHE_CAPACITY") {
-            c.statement_cache_capacity = parse_count("POOL_STATEMENT_CACHE_CAPACITY", &v)?;
+        for var in super::environment::ENVIRONMENT {
+            if let Some(v) = env(var.name) {
+                var.apply(&mut c, &v)?;
+            }
         }
         c.validate()?;
         Ok(c)
@@ -152,6 +196,13 @@ impl PoolConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_size == 0 {
             return Err(Error::config("max_size (POOL_MAX_SIZE) must be at least 1"));
+        }
+        if self.max_size > super::environment::MAX_POOL_SIZE {
+            return Err(Error::config(format!(
+                "max_size (POOL_MAX_SIZE={}) is more than the largest accepted, {}",
+                self.max_size,
+                super::environment::MAX_POOL_SIZE
+            )));
         }
         if self.min_size > self.max_size {
             return Err(Error::config(format!(
@@ -190,38 +241,6 @@ impl PoolConfig {
     }
 }
 
-fn parse_count(var: &str, v: &str) -> Result<usize> {
-    v.trim().parse::<usize>().map_err(|_| {
-        Error::config(format!(
-            "{var}: `{v}` is not a whole number (e.g. {var}=10)"
-        ))
-    })
-}
-
-fn parse_seconds(var: &str, v: &str) -> Result<Duration> {
-    let secs = v.trim().parse::<f64>().map_err(|_| {
-        Error::config(format!(
-            "{var}: `{v}` is not a number of seconds (e.g. {var}=30)"
-        ))
-    })?;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(Error::config(format!(
-            "{var}: `{v}` is out of range (0 to 1e9 seconds)"
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn parse_bool(var: &str, v: &str) -> Result<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::config(format!(
-            "{var}: `{v}` is not a boolean (true or false)"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +263,20 @@ mod tests {
         assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
         assert!(c.leak_detection);
         assert_eq!(c.leak_detection_timeout, Duration::from_secs(30));
+        assert_eq!(c.session_reset, SessionReset::WhenDirty);
+    }
+
+    #[test]
+    fn session_reset_from_the_environment() {
+        for (v, want) in [
+            ("when_dirty", SessionReset::WhenDirty),
+            ("always", SessionReset::Always),
+            ("NEVER", SessionReset::Never),
+        ] {
+            let c = PoolConfig::from_env_with(env(&[("POOL_SESSION_RESET", v)])).unwrap();
+            assert_eq!(c.session_reset, want, "{v}");
+            assert_eq!(want.as_str().parse::<SessionReset>().unwrap(), want);
+        }
     }
 
     #[test]
@@ -281,6 +314,10 @@ mod tests {
             (
                 vec![("POOL_STATEMENT_CACHE_CAPACITY", "lots")],
                 "POOL_STATEMENT_CACHE_CAPACITY",
+            ),
+            (
+                vec![("POOL_SESSION_RESET", "sometimes")],
+                "POOL_SESSION_RESET",
             ),
         ] {
             let e = PoolConfig::from_env_with(env(&pairs)).unwrap_err();

@@ -25,8 +25,11 @@ const RESET_GRACE: Duration = crate::conn::CANCEL_GRACE;
 /// On return: a broken connection is discarded (and replaced as needed); one left inside a
 /// transaction (status `T` or `E`) is rolled back first, or discarded if that fails; one
 /// whose query future was dropped mid-answer has that query cancelled and its answer
-/// drained, or is discarded. The reset runs in a pool task; until it is done the
-/// connection counts as active, so a dirty connection is never handed out.
+/// drained, or is discarded; one whose session a caller changed is reset under the
+/// pool's [`SessionReset`](crate::SessionReset) policy. Settings the pool applies (the
+/// command timeout, the statement cache's capacity) and a caller changed through the
+/// guard are the pool's again. The reset runs in a pool task; until it is done the
+/// connection is the pool's (neither idle nor active), so it is never handed out.
 #[must_use = "dropping the guard returns the connection at once"]
 pub struct PooledConnection {
     shared: Arc<Shared>,
@@ -164,17 +167,37 @@ impl Drop for PooledConnection {
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }
-        if p.conn.is_busy() || p.conn.transaction_status() != TransactionStatus::Idle {
+        // A caller changed a setting the pool applies: the pool's own again (no round trip).
+        if p.conn.take_settings_changed() {
+            shared.configure(&mut p.conn);
+        }
+        let reset_session = shared.needs_session_reset(&p.conn);
+        if reset_session
+            || p.conn.is_busy()
+            || p.conn.transaction_status() != TransactionStatus::Idle
+        {
+            // Until the reset is done the connection is the pool's: neither idle nor
+            // checked out, and never handed to anyone.
+            shared.core.hand_to_pool();
             let shared = shared.clone();
             shared.runtime.clone().spawn(async move {
-                match tokio::time::timeout(RESET_GRACE, reset(&mut p.conn)).await {
+                let r = tokio::time::timeout(RESET_GRACE, async {
+                    reset(&mut p.conn).await?;
+                    if reset_session {
+                        p.conn.reset_session().await?;
+                        shared.run_hooks(&mut p.conn).await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .await;
+                match r {
                     Ok(Ok(())) => {
                         p.last_used_ms = shared.now_ms();
-                        if let Some(p) = shared.core.release(p, Holder::Caller) {
+                        if let Some(p) = shared.core.release(p, Holder::Pool) {
                             shared.close_conn(p, CloseReason::Shutdown);
                         }
                     }
-                    _ => shared.discard(p, Holder::Caller, CloseReason::ResetFailed),
+                    _ => shared.discard(p, Holder::Pool, CloseReason::ResetFailed),
                 }
             });
             return;

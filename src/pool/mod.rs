@@ -7,6 +7,7 @@
 
 mod backoff;
 mod config;
+mod environment;
 mod expiry;
 mod guard;
 mod leak_task;
@@ -20,7 +21,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 pub use backoff::Backoff;
-pub use config::PoolConfig;
+pub use config::{PoolConfig, SessionReset};
+pub use environment::{EnvVar, ENVIRONMENT, MAX_POOL_SIZE};
 pub use guard::PooledConnection;
 
 use crate::config::ConnectConfig;
@@ -157,7 +159,7 @@ pub(crate) struct Shared {
     hosts: HostCounts,
     /// The server of the newest connection (`host:port`).
     newest_host: parking_lot::Mutex<Option<Arc<str>>>,
-    /// Run on every new connection before it is first handed out.
+    /// Run on every new connection before it is first handed out, and after a reset.
     hooks: ConnectHooks,
 }
 
@@ -284,6 +286,13 @@ impl Builder {
     /// [`PoolConfig::start_without_database`]. Default: false.
     pub fn start_without_database(mut self, yes: bool) -> Self {
         self.cfg.start_without_database = yes;
+        self
+    }
+    /// When a returned connection's session is reset, so that one caller's role,
+    /// settings, LISTENs, cursors, temporary tables or locks never reach the next (see
+    /// [`SessionReset`]). Default: [`SessionReset::WhenDirty`].
+    pub fn session_reset(mut self, policy: SessionReset) -> Self {
+        self.cfg.session_reset = policy;
         self
     }
     /// Prepared statements kept per connection; `0` for PgBouncer in transaction mode.
@@ -629,16 +638,30 @@ impl Shared {
         }
     }
 
-    /// The pool's settings on a new connection: command timeout, statement cache.
-    fn configure(&self, conn: &mut Connection) {
+    /// The pool's settings on a connection: command timeout, statement cache. Applied to
+    /// a new connection, and again to a returned one whose settings a caller changed.
+    pub(crate) fn configure(&self, conn: &mut Connection) {
         conn.set_command_timeout(self.cfg.command_timeout);
         conn.set_timeout_hook(Some(self.timeout_hook.clone()));
         conn.set_statement_cache_capacity(self.cfg.statement_cache_capacity);
         conn.set_statement_cache_stats(self.statement_stats.clone());
+        conn.take_settings_changed();
     }
 
-    /// Runs the connect hooks: the SQL statements, then the closure.
-    async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
+    /// True if a returned connection's session must be reset before it is handed out
+    /// again, under the pool's [`SessionReset`] policy.
+    #[inline]
+    pub(crate) fn needs_session_reset(&self, conn: &Connection) -> bool {
+        match self.cfg.session_reset {
+            SessionReset::Never => false,
+            SessionReset::WhenDirty => conn.session_dirty(),
+            SessionReset::Always => true,
+        }
+    }
+
+    /// Runs the connect hooks: the SQL statements, then the closure. What they set is the
+    /// session's starting point: a reset puts it back, then runs them again.
+    pub(crate) async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
         for sql in &self.hooks.sql {
             conn.simple_query(sql).await?;
         }
@@ -650,6 +673,7 @@ impl Shared {
                 "a connect hook left the connection inside a transaction",
             ));
         }
+        conn.mark_session_clean();
         Ok(())
     }
 
@@ -769,8 +793,9 @@ impl Shared {
 
     /// Removes a connection held by `holder` from the pool and closes it in the background.
     pub(crate) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
-        self.close_conn(p, reason);
+        // The core first: once the close is counted, the sizes already leave it out.
         self.forget(holder);
+        self.close_conn(p, reason);
     }
 
     /// Gives back the capacity of a connection held by `holder` that is gone (closed or
@@ -1083,11 +1108,20 @@ impl Shared {
     async fn drain(&self) {
         let t = Instant::now();
         let g = self.core.gauges();
-        let held = g.active + g.maintenance;
-        if held > 0 {
+        // Checked out by callers; the pool's own (being reset or validated) are waited for
+        // too, but are not callers' work.
+        if g.active > 0 {
             tracing::info!(
                 target: "wirepool::pool",
-                "Waiting for {held} active connections to complete (timeout: {}s)",
+                "Waiting for {} active connections to complete (timeout: {}s)",
+                g.active,
+                self.cfg.drain_timeout.as_secs()
+            );
+        } else if g.maintenance > 0 {
+            tracing::info!(
+                target: "wirepool::pool",
+                "Waiting for {} connections the pool is resetting or validating (timeout: {}s)",
+                g.maintenance,
                 self.cfg.drain_timeout.as_secs()
             );
         }

@@ -9,18 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The variables the binary reads; cleared so the caller's environment does not leak in.
-const VARS: &[&str] = &[
+/// The variables the binary reads besides the pool's own (`wirepool::pool::ENVIRONMENT`);
+/// all are cleared so the caller's environment does not leak in.
+const OTHER_VARS: &[&str] = &[
     "DATABASE_URL",
-    "POOL_MIN_SIZE",
-    "POOL_MAX_SIZE",
-    "POOL_TIMEOUT",
-    "POOL_COMMAND_TIMEOUT",
-    "POOL_MAX_CONNECTION_LIFETIME",
-    "POOL_ENABLE_LEAK_DETECTION",
-    "POOL_LEAK_DETECTION_TIMEOUT",
-    "POOL_LEAK_BACKTRACE",
-    "POOL_STATEMENT_CACHE_CAPACITY",
     "LOG_LEVEL",
     "LOG_FILE",
     "LOG_FORMAT",
@@ -35,11 +27,19 @@ const VARS: &[&str] = &[
     "PGDATABASE",
 ];
 
+/// Every variable the binary reads.
+pub(crate) fn vars() -> impl Iterator<Item = &'static str> {
+    wirepool::pool::ENVIRONMENT
+        .iter()
+        .map(|v| v.name)
+        .chain(OTHER_VARS.iter().copied())
+}
+
 /// A `wirepool` command with a clean environment plus `env`.
 pub(crate) fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wirepool"));
     c.args(args);
-    for v in VARS {
+    for v in vars() {
         c.env_remove(v);
     }
     for (k, v) in env {

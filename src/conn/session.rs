@@ -1,0 +1,168 @@
+//! Session state one user of a connection can leave for the next: what a connection can
+//! tell without a round trip, and the statements that put a session back as it started.
+//!
+//! A connection notes, as its answers go by, the command tags and parameter reports that
+//! mean the session changed (see [`Dirt::note_tag`]). A pool with
+//! [`SessionReset::WhenDirty`](crate::SessionReset::WhenDirty) resets only such sessions,
+//! so a clean return costs nothing.
+
+use super::Connection;
+use crate::error::Result;
+
+/// What a session has seen that the next user of the connection would inherit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Dirt(u8);
+
+impl Dirt {
+    /// Nothing seen since the session started (or was last reset).
+    pub(crate) const CLEAN: Dirt = Dirt(0);
+    /// A setting, the role, a LISTEN, a cursor, a temporary object, a loaded library.
+    const STATE: u8 = 1;
+    /// An SQL-level `PREPARE`: only `DEALLOCATE ALL` (or `DISCARD ALL`) removes it.
+    const PREPARED: u8 = 2;
+
+    /// Notes a CommandComplete tag. The tags that change a session:
+    /// `SET` (also `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`,
+    /// `LISTEN`, `UNLISTEN`, `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE` (a temporary table
+    /// cannot be told from another by its tag, so every one counts), `LOAD` and every
+    /// `DISCARD` (which also undoes what the pool set up on a new connection).
+    #[inline]
+    pub(crate) fn note_tag(&mut self, tag: &str) {
+        let b = tag.as_bytes();
+        let hit = match b.first() {
+            Some(b'S') => b == b"SET",
+            Some(b'R') => b == b"RESET",
+            Some(b'L') => b == b"LISTEN" || b == b"LOAD",
+            Some(b'U') => b == b"UNLISTEN",
+            Some(b'D') => b == b"DECLARE CURSOR" || b.starts_with(b"DISCARD"),
+            Some(b'C') => b == b"CREATE TABLE",
+            Some(b'P') => {
+                if b == b"PREPARE" {
+                    self.0 |= Self::PREPARED;
+                }
+                false
+            }
+            _ => false,
+        };
+        if hit {
+            self.0 |= Self::STATE;
+        }
+    }
+
+    /// Notes a ParameterStatus after startup: a reported setting changed (`SET ROLE`
+    /// reports `is_superuser`, `SET TimeZone` reports `TimeZone`, a `set_config` of a
+    /// reported setting is seen this way too).
+    #[inline]
+    pub(crate) fn note_parameter(&mut self) {
+        self.0 |= Self::STATE;
+    }
+
+    /// True if nothing that changes the session was seen.
+    #[inline]
+    pub(crate) fn is_clean(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The statements that put the session back as it started, in one round trip.
+    ///
+    /// asyncpg's list (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), plus
+    /// what it misses: the session's role (`SET SESSION AUTHORIZATION DEFAULT` also ends a
+    /// `SET ROLE`), temporary tables and sequence state. This is `DISCARD ALL` but for
+    /// prepared statements and cached plans, so the connection's own statement cache
+    /// stays valid; after an SQL-level `PREPARE` it is `DISCARD ALL` itself (the
+    /// connection then empties its statement cache, as for any `DISCARD ALL`).
+    pub(crate) fn reset_sql(self) -> &'static str {
+        if self.0 & Self::PREPARED != 0 {
+            "DISCARD ALL"
+        } else {
+            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+             SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+        }
+    }
+}
+
+impl Connection {
+    /// True if this session saw something the next user would inherit (see [`Dirt`]).
+    #[inline]
+    pub(crate) fn session_dirty(&self) -> bool {
+        !self.dirt.is_clean()
+    }
+
+    /// Puts the session back as it started (see [`Dirt::reset_sql`]), whatever was seen.
+    /// The connection must be idle, outside a transaction.
+    pub(crate) async fn reset_session(&mut self) -> Result<()> {
+        let sql = self.dirt.reset_sql();
+        self.simple_query(sql).await?;
+        self.dirt = Dirt::CLEAN;
+        Ok(())
+    }
+
+    /// Takes the session as it is now for its starting point (after the pool's own
+    /// set-up of a new or reset connection).
+    pub(crate) fn mark_session_clean(&mut self) {
+        self.dirt = Dirt::CLEAN;
+    }
+
+    /// True (once) if a setting the pool applies was changed since the last call.
+    #[inline]
+    pub(crate) fn take_settings_changed(&mut self) -> bool {
+        std::mem::take(&mut self.settings_changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dirt;
+
+    fn after(tags: &[&str]) -> Dirt {
+        let mut d = Dirt::CLEAN;
+        for t in tags {
+            d.note_tag(t);
+        }
+        d
+    }
+
+    #[test]
+    fn session_changing_tags_are_seen() {
+        for tag in [
+            "SET",
+            "RESET",
+            "LISTEN",
+            "UNLISTEN",
+            "DECLARE CURSOR",
+            "PREPARE",
+            "CREATE TABLE",
+            "LOAD",
+            "DISCARD ALL",
+            "DISCARD TEMP",
+        ] {
+            assert!(!after(&[tag]).is_clean(), "{tag}");
+        }
+    }
+
+    #[test]
+    fn ordinary_tags_leave_the_session_clean() {
+        let d = after(&[
+            "SELECT 1",
+            "INSERT 0 1",
+            "UPDATE 3",
+            "DELETE 0",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT",
+            "SHOW",
+            "COPY 10",
+            "CREATE INDEX",
+            "FETCH 5",
+            "",
+        ]);
+        assert!(d.is_clean());
+    }
+
+    #[test]
+    fn prepare_needs_discard_all() {
+        assert!(!after(&["SET"]).reset_sql().contains("DISCARD ALL"));
+        assert_eq!(after(&["SET", "PREPARE"]).reset_sql(), "DISCARD ALL");
+    }
+}

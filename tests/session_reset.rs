@@ -1,0 +1,412 @@
+//! Nothing one caller does with a pooled connection reaches the next caller: session state
+//! reset on return under each `SessionReset` policy, the pool's settings applied again, a
+//! cancelled `transaction()` that never leaves a transaction open. Every test runs on a
+//! pool of one connection, so the next checkout gets the same backend (checked by its
+//! process id).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use wirepool::throwaway::{Cluster, Role};
+use wirepool::{Connection, Pool, PoolConfig, SessionReset, TransactionStatus};
+
+fn cluster() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+async fn one_connection(pg: &Cluster, role: Role, policy: SessionReset) -> Pool {
+    Pool::builder(pg.config(role))
+        .min_size(1)
+        .max_size(1)
+        .session_reset(policy)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The first column of the first row of `sql`, as text ("NULL" for a null).
+async fn probe(conn: &mut Connection, sql: &str) -> String {
+    let rows = conn.simple_query(sql).await.unwrap();
+    rows[0].get(0).unwrap_or("NULL").to_string()
+}
+
+/// Runs `change` on one checkout (and checks that `probe_sql` saw it there), returns the
+/// connection, and gives what `probe_sql` says at the next checkout of the same backend.
+async fn after_return(pool: &Pool, change: &str, probe_sql: &str) -> (String, String) {
+    let mut c = pool.acquire().await.unwrap();
+    let pid = c.process_id();
+    let before = probe(&mut c, probe_sql).await;
+    c.simple_query(change).await.unwrap();
+    let changed = probe(&mut c, probe_sql).await;
+    assert_ne!(
+        before, changed,
+        "`{change}` changes what `{probe_sql}` says"
+    );
+    drop(c);
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(c.process_id(), pid, "the same backend");
+    let next = probe(&mut c, probe_sql).await;
+    (before, next)
+}
+
+/// Under `policy`, the state `change` makes is gone at the next checkout.
+async fn gone(pg: &Cluster, role: Role, policy: SessionReset, change: &str, probe_sql: &str) {
+    let pool = one_connection(pg, role, policy).await;
+    let (before, next) = after_return(&pool, change, probe_sql).await;
+    assert_eq!(next, before, "after `{change}` under {policy:?}");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn set_role_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    pg.psql("CREATE ROLE other_role; GRANT other_role TO scram_user")
+        .unwrap();
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::default(),
+        "SET ROLE other_role",
+        "SELECT current_user",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn set_session_authorization_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    pg.psql("CREATE ROLE other_role").unwrap();
+    gone(
+        &pg,
+        Role::Admin,
+        SessionReset::default(),
+        "SET SESSION AUTHORIZATION other_role",
+        "SELECT session_user || '/' || current_user",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn search_path_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::default(),
+        "SET search_path = tenant_7",
+        "SHOW search_path",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn statement_timeout_returns_to_the_roles_own() {
+    let pg = cluster();
+    pg.psql("ALTER ROLE scram_user SET statement_timeout = '5s'")
+        .unwrap();
+    let pool = one_connection(&pg, Role::Scram, SessionReset::default()).await;
+    let (before, next) =
+        after_return(&pool, "SET statement_timeout = 0", "SHOW statement_timeout").await;
+    assert_eq!((before.as_str(), next.as_str()), ("5s", "5s"));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn standard_conforming_strings_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::default(),
+        "SET standard_conforming_strings = off",
+        "SHOW standard_conforming_strings",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn listen_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::default(),
+        "LISTEN jobs",
+        "SELECT count(*) FROM pg_listening_channels()",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_with_hold_cursor_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::default(),
+        "DECLARE c CURSOR WITH HOLD FOR SELECT generate_series(1, 10)",
+        "SELECT count(*) FROM pg_cursors",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn always_drops_temporary_tables_and_advisory_locks() {
+    let pg = cluster();
+    // Neither leaves a tag that tells: CREATE TEMP TABLE ... AS reports SELECT, and the
+    // lock is taken inside a SELECT.
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::Always,
+        "CREATE TEMP TABLE scratch AS SELECT generate_series(1, 3) AS n",
+        "SELECT coalesce(to_regclass('scratch')::text, 'none')",
+    )
+    .await;
+    gone(
+        &pg,
+        Role::Scram,
+        SessionReset::Always,
+        "SELECT pg_advisory_lock(42)",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+    )
+    .await;
+    // The lock is free for another session.
+    let other = one_connection(&pg, Role::Scram, SessionReset::Never).await;
+    let mut c = other.acquire().await.unwrap();
+    assert_eq!(probe(&mut c, "SELECT pg_try_advisory_lock(42)").await, "t");
+    drop(c);
+    other.close().await;
+}
+
+#[tokio::test]
+async fn never_leaves_the_state_for_the_next_caller() {
+    let pg = cluster();
+    pg.psql("CREATE ROLE other_role; GRANT other_role TO scram_user")
+        .unwrap();
+    let pool = one_connection(&pg, Role::Scram, SessionReset::Never).await;
+    let (_, next) = after_return(&pool, "SET search_path = tenant_7", "SHOW search_path").await;
+    assert_eq!(next, "tenant_7", "the leak that Never allows");
+    let (_, next) = after_return(&pool, "SET ROLE other_role", "SELECT current_user").await;
+    assert_eq!(next, "other_role");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_reset_runs_the_pools_init_sql_again_and_keeps_the_statement_cache() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Scram))
+        .min_size(1)
+        .max_size(1)
+        .init_sql(["SET search_path TO app, public"])
+        .build()
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT $1::int4", &[&1i32])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    let misses = c.statement_cache_stats().misses();
+    drop(c);
+    let (before, next) =
+        after_return(&pool, "SET search_path = tenant_7", "SHOW search_path").await;
+    assert_eq!(
+        (before.as_str(), next.as_str()),
+        ("app, public", "app, public")
+    );
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT $1::int4", &[&2i32])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    assert_eq!(
+        c.statement_cache_stats().misses(),
+        misses,
+        "the cached statement survived the reset"
+    );
+    drop(c);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_sql_prepare_is_deallocated_and_the_cache_follows() {
+    let pg = cluster();
+    let pool = one_connection(&pg, Role::Scram, SessionReset::default()).await;
+    let mut c = pool.acquire().await.unwrap();
+    c.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();
+    drop(c);
+    let (before, next) = after_return(
+        &pool,
+        "PREPARE mine AS SELECT 1",
+        "SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'",
+    )
+    .await;
+    assert_eq!((before.as_str(), next.as_str()), ("0", "0"));
+    // DISCARD ALL dropped the pool's statement too: the cache knows, and prepares anew.
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT $1::int4", &[&3i32])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        3
+    );
+    drop(c);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn settings_changed_through_a_guard_are_the_pools_again_at_the_next_checkout() {
+    let pg = cluster();
+    let mut cfg = PoolConfig::default();
+    cfg.min_size = 1;
+    cfg.max_size = 1;
+    cfg.command_timeout = Some(Duration::from_secs(7));
+    cfg.statement_cache_capacity = 5;
+    let pool = Pool::builder(pg.config(Role::Scram))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let pid = c.process_id();
+    c.set_command_timeout(None);
+    c.set_statement_cache_capacity(0);
+    assert_eq!(
+        (c.command_timeout(), c.statement_cache_capacity()),
+        (None, 0)
+    );
+    drop(c);
+    let c = pool.acquire().await.unwrap();
+    assert_eq!(c.process_id(), pid);
+    assert_eq!(
+        (c.command_timeout(), c.statement_cache_capacity()),
+        (Some(Duration::from_secs(7)), 5)
+    );
+    drop(c);
+    pool.close().await;
+}
+
+/// Polls the inner future at most `n` times, then drops it (`None`) if it is not done.
+struct PollAtMost<F> {
+    fut: Pin<Box<F>>,
+    left: usize,
+}
+
+impl<F: Future> Future for PollAtMost<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        match self.fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending => {
+                // Polled again at once, so that a poll count is not only the wake-ups.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn poll_at_most<F: Future>(fut: F, n: usize) -> PollAtMost<F> {
+    PollAtMost {
+        fut: Box::pin(fut),
+        left: n,
+    }
+}
+
+/// `transaction()` dropped after `n` polls, then an INSERT on the same connection: it is
+/// committed (the connection was outside any transaction when it ran). Returns whether the
+/// `transaction()` future had finished within `n` polls.
+async fn insert_after_cancelled_begin(conn: &mut Connection, n: usize, value: i32) -> bool {
+    let done = match poll_at_most(conn.transaction(), n).await {
+        Some(tx) => {
+            drop(tx.unwrap()); // dropped uncommitted: rolled back
+            true
+        }
+        None => false,
+    };
+    // Outside any transaction now, or a ROLLBACK queued that goes out first.
+    assert!(
+        conn.transaction_status() == TransactionStatus::Idle || conn.is_busy(),
+        "after {n} polls: {:?}",
+        conn.transaction_status()
+    );
+    assert_eq!(
+        conn.execute("INSERT INTO seen VALUES ($1)", &[&value])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        conn.transaction_status(),
+        TransactionStatus::Idle,
+        "after {n} polls"
+    );
+    done
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_at_any_poll_never_swallows_the_next_statement() {
+    let pg = cluster();
+    let mut conn = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    conn.simple_query("CREATE TABLE seen (n int)")
+        .await
+        .unwrap();
+    let mut n = 0;
+    loop {
+        n += 1;
+        assert!(n < 1000, "transaction() never finished");
+        if insert_after_cancelled_begin(&mut conn, n, n as i32).await {
+            break;
+        }
+    }
+    let count = probe(&mut conn, "SELECT count(*) FROM seen").await;
+    assert_eq!(count, n.to_string(), "every INSERT was committed");
+    assert!(n > 1, "at least one drop came before the end");
+}
+
+#[tokio::test]
+async fn through_a_pool_a_cancelled_transaction_never_rolls_back_later_writes() {
+    let pg = cluster();
+    let pool = one_connection(&pg, Role::Admin, SessionReset::default()).await;
+    let mut c = pool.acquire().await.unwrap();
+    c.simple_query("CREATE TABLE seen (n int)").await.unwrap();
+    drop(c);
+    let mut n = 0;
+    loop {
+        n += 1;
+        assert!(n < 1000, "transaction() never finished");
+        let mut c = pool.acquire().await.unwrap();
+        let done = insert_after_cancelled_begin(&mut c, n, n as i32).await;
+        drop(c); // the return would roll back an open transaction
+        if done {
+            break;
+        }
+    }
+    // Under a real timeout too, as an application writes it.
+    let mut c = pool.acquire().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_nanos(1), c.transaction()).await;
+    drop(r);
+    c.execute("INSERT INTO seen VALUES (0)", &[]).await.unwrap();
+    drop(c);
+    let mut c = pool.acquire().await.unwrap();
+    let count = probe(&mut c, "SELECT count(*) FROM seen").await;
+    assert_eq!(count, (n + 1).to_string(), "every INSERT was committed");
+    drop(c);
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}
