@@ -823,12 +823,31 @@ fn parse_int(key: &str, v: &str) -> Result<u32> {
     })
 }
 
-/// Whole seconds for `key`; 0 means the system's default (`None`), as in libpq.
-fn parse_secs_opt(key: &str, v: &str) -> Result<Option<Duration>> {
-    Ok(match parse_int(key, v)? {
+/// The largest `keepalives_idle` and `keepalives_interval` the socket options take (Linux's
+/// `TCP_KEEPIDLE` and `TCP_KEEPINTVL` limit); checked when parsing, so that a value out of
+/// range is a configuration error naming the setting, not an OS error at connect.
+const MAX_KEEPALIVE_SECS: u32 = 32_767;
+
+/// The largest `keepalives_count` (Linux's `TCP_KEEPCNT` limit).
+const MAX_KEEPALIVE_COUNT: u32 = 127;
+
+/// Whole seconds for `key`, at most `max`; 0 means the system's default (`None`), as in
+/// libpq.
+fn parse_secs_opt(key: &str, v: &str, max: u32) -> Result<Option<Duration>> {
+    Ok(match parse_int_at_most(key, v, max)? {
         0 => None,
         n => Some(Duration::from_secs(u64::from(n))),
     })
+}
+
+fn parse_int_at_most(key: &str, v: &str, max: u32) -> Result<u32> {
+    let n = parse_int(key, v)?;
+    if n > max {
+        return Err(Error::config(format!(
+            "{key}: {n} is out of range (0 to {max})"
+        )));
+    }
+    Ok(n)
 }
 
 fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
@@ -925,16 +944,20 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
             }
         }
         "keepalives" => p.tcp.keepalives = parse_int(key, &value)? != 0,
-        "keepalives_idle" => p.tcp.keepalives_idle = parse_secs_opt(key, &value)?,
-        "keepalives_interval" => p.tcp.keepalives_interval = parse_secs_opt(key, &value)?,
+        "keepalives_idle" => {
+            p.tcp.keepalives_idle = parse_secs_opt(key, &value, MAX_KEEPALIVE_SECS)?
+        }
+        "keepalives_interval" => {
+            p.tcp.keepalives_interval = parse_secs_opt(key, &value, MAX_KEEPALIVE_SECS)?
+        }
         "keepalives_count" => {
-            p.tcp.keepalives_count = match parse_int(key, &value)? {
+            p.tcp.keepalives_count = match parse_int_at_most(key, &value, MAX_KEEPALIVE_COUNT)? {
                 0 => None,
                 n => Some(n),
             }
         }
         "tcp_user_timeout" => {
-            p.tcp.tcp_user_timeout = match parse_int(key, &value)? {
+            p.tcp.tcp_user_timeout = match parse_int_at_most(key, &value, i32::MAX as u32)? {
                 0 => None,
                 ms => Some(Duration::from_millis(u64::from(ms))),
             }
@@ -1219,6 +1242,20 @@ mod tests {
 
     fn parse(s: &str) -> Result<ConnectConfig> {
         ConnectConfig::parse_with_env(s, |k| (k == "USER").then(|| "osuser".to_string()))
+    }
+
+    #[test]
+    fn keepalive_settings_out_of_the_sockets_range_are_refused_when_parsed() {
+        for (setting, bad, good) in [
+            ("keepalives_idle", "40000", "32767"),
+            ("keepalives_interval", "40000", "60"),
+            ("keepalives_count", "128", "127"),
+            ("tcp_user_timeout", "4294967295", "30000"),
+        ] {
+            let e = parse(&format!("host=127.0.0.1 {setting}={bad}")).unwrap_err();
+            assert!(e.is_config() && e.to_string().contains(setting), "{e}");
+            parse(&format!("host=127.0.0.1 {setting}={good}")).unwrap();
+        }
     }
 
     #[test]

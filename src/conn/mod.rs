@@ -45,6 +45,14 @@ pub(crate) type TimeoutHook = Arc<dyn Fn(Duration) + Send + Sync>;
 /// How much to read at a time when the frame in progress does not say more.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// The write buffer's usual capacity.
+const WRITE_CHUNK: usize = 1024;
+
+/// A read or write buffer that grew past this for one large message is given back at the
+/// next ReadyForQuery (a new one of the usual size takes its place), so a connection does
+/// not keep its peak for life. Messages under it never cause a reallocation.
+const SHRINK_ABOVE: usize = 1024 * 1024;
+
 /// How much unsolicited input an idle check reads before deciding.
 const IDLE_INPUT_LIMIT: usize = 64 * 1024;
 
@@ -65,6 +73,12 @@ pub struct Connection {
     transaction_status: TransactionStatus,
     /// ReadyForQuery messages the server still owes (one per Query or Sync sent).
     pending: u32,
+    /// A buffer held more than [`SHRINK_ABOVE`] bytes: both are trimmed at the next
+    /// ReadyForQuery.
+    big_buffers: bool,
+    /// Which of the owed ReadyForQuery messages answer an extended-protocol Sync (bit 0:
+    /// the oldest): a COPY FROM STDIN refused there needs a Sync after its CopyFail.
+    extended: u64,
     /// A first extended exchange (ending in Flush) was sent; a Sync must follow.
     owes_sync: bool,
     /// A caller's query is under way (a queued ROLLBACK is not): a reset cancels it.
@@ -138,7 +152,7 @@ impl Connection {
         let opened = negotiate::open(cfg, i, host, port, want).await?;
         let stream = opened.stream;
         let tls_end_point = opened.end_point;
-        let mut write_buf = BytesMut::with_capacity(1024);
+        let mut write_buf = BytesMut::with_capacity(WRITE_CHUNK);
         let mut startup = Startup::start(
             &StartupParams {
                 user: cfg.user(),
@@ -158,6 +172,8 @@ impl Connection {
             decoder: FrameDecoder::new(cfg.max_message_size()),
             transaction_status: TransactionStatus::Idle,
             pending: 0,
+            big_buffers: false,
+            extended: 0,
             owes_sync: false,
             in_flight: false,
             broken: false,
@@ -264,7 +280,7 @@ impl Connection {
             if self.owes_sync {
                 crate::protocol::extended::write_sync(&mut self.write_buf);
                 self.owes_sync = false;
-                self.pending += 1;
+                self.owe_ready(true);
             }
             // The request may not have been fully written when its future was dropped; the
             // buffer still holds the rest then.
@@ -274,14 +290,10 @@ impl Connection {
             match self.read_message().await? {
                 BackendMessage::ReadyForQuery(status) => {
                     self.transaction_status = status;
-                    self.pending = self.pending.saturating_sub(1);
+                    self.ready_received();
                     self.check_encoding()?;
                 }
-                BackendMessage::CopyInResponse => {
-                    frontend::copy_fail("COPY is not supported by wirepool", &mut self.write_buf)
-                        .map_err(Error::io)?;
-                    self.flush().await?;
-                }
+                BackendMessage::CopyInResponse => self.refuse_copy_in().await?,
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
                 BackendMessage::ErrorResponse(e) if e.is_fatal() => {
                     self.broken = true;
@@ -447,12 +459,58 @@ impl Connection {
             }
             BackendMessage::ReadyForQuery(status) => {
                 self.transaction_status = *status;
-                self.pending = self.pending.saturating_sub(1);
+                self.ready_received();
             }
             BackendMessage::CommandComplete(tag) => self.dirt.note_tag(tag),
             _ => {}
         }
         Ok(msg)
+    }
+
+    /// One more ReadyForQuery owed: a Query was queued, or a Sync (`extended`).
+    #[inline]
+    pub(crate) fn owe_ready(&mut self, extended: bool) {
+        if extended && self.pending < u64::BITS {
+            self.extended |= 1 << self.pending;
+        }
+        self.pending += 1;
+    }
+
+    /// A ReadyForQuery arrived: the oldest request is answered.
+    #[inline]
+    fn ready_received(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+        self.extended >>= 1;
+        if self.big_buffers {
+            self.trim_buffers();
+        }
+    }
+
+    /// Gives back buffers that grew for a large message: what they still hold moves to new
+    /// buffers of the usual size (rows already returned keep their own bytes).
+    pub(crate) fn trim_buffers(&mut self) {
+        self.big_buffers = false;
+        for (buf, usual) in [
+            (&mut self.read_buf, READ_CHUNK),
+            (&mut self.write_buf, WRITE_CHUNK),
+        ] {
+            let mut fresh = BytesMut::with_capacity(usual.max(buf.len()));
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
+        }
+    }
+
+    /// The server started a COPY FROM STDIN for the oldest request, which nothing here
+    /// serves: CopyFail ends it with an error. Under the extended protocol the server
+    /// ignored the Sync already sent (it does during COPY) and now waits for another; the
+    /// number of ReadyForQuery owed is the same either way.
+    pub(crate) async fn refuse_copy_in(&mut self) -> Result<()> {
+        frontend::copy_fail("COPY is not supported here", &mut self.write_buf)
+            .map_err(Error::io)?;
+        if self.extended & 1 != 0 {
+            crate::protocol::extended::write_sync(&mut self.write_buf);
+        }
+        self.flush().await
     }
 
     /// True once an I/O error, a protocol error or a FATAL server error has made the
@@ -482,6 +540,13 @@ impl Connection {
     pub fn set_command_timeout(&mut self, limit: Option<Duration>) {
         self.command_timeout = limit;
         self.settings_changed = true;
+    }
+
+    /// Sets the command timeout for a statement of the pool's own (validation, keepalive,
+    /// reset), which has a bound of its own, and returns the one it replaces; not a change
+    /// of the caller's settings.
+    pub(crate) fn replace_command_timeout(&mut self, limit: Option<Duration>) -> Option<Duration> {
+        std::mem::replace(&mut self.command_timeout, limit)
     }
 
     /// The command timeout in force (see [`Connection::set_command_timeout`]).
@@ -561,6 +626,9 @@ impl Connection {
     async fn flush(&mut self) -> Result<()> {
         if self.write_buf.is_empty() {
             return Ok(());
+        }
+        if self.write_buf.len() > SHRINK_ABOVE {
+            self.big_buffers = true;
         }
         match self.stream.write_from(&mut self.write_buf).await {
             Ok(()) => Ok(()),
@@ -647,7 +715,12 @@ impl Connection {
                     Error::closed("the server closed the connection in the middle of a message")
                 })
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if self.read_buf.len() > SHRINK_ABOVE {
+                    self.big_buffers = true;
+                }
+                Ok(())
+            }
             Err(e) => {
                 self.broken = true;
                 Err(Error::io(e))

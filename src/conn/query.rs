@@ -14,6 +14,10 @@ use crate::protocol::extended::{
 };
 use crate::protocol::{BackendMessage, Column, Row, TransactionStatus};
 
+/// The most parameters a statement can take (Bind and ParameterDescription count them in
+/// 16 bits).
+pub(crate) const MAX_PARAMETERS: usize = u16::MAX as usize;
+
 /// A prepared statement: its SQL, parameter types and result columns.
 ///
 /// It can be passed wherever a query takes SQL text. The connection keeps the prepared
@@ -255,6 +259,13 @@ impl Connection {
         known: Option<&Described>,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Executed> {
+        if params.len() > MAX_PARAMETERS {
+            // Bind counts its values in 16 bits: refused before anything is written.
+            return Err(Error::invalid_input(format!(
+                "{} parameters given; the protocol allows at most {MAX_PARAMETERS}",
+                params.len()
+            )));
+        }
         self.finish_pending().await?;
         for attempt in 0..2 {
             self.in_flight = true;
@@ -276,17 +287,22 @@ impl Connection {
             };
             if let Err(e) = write_execute(&name, &described.params, params, &mut self.write_buf) {
                 self.write_buf.truncate(mark.min(self.write_buf.len()));
+                // A refused value may have grown the buffer far past its usual size.
+                self.trim_buffers();
                 // After a first exchange the server waits for its Sync.
                 self.finish_pending().await?;
                 return Err(e);
             }
             self.owes_sync = false;
-            self.pending += 1;
+            self.owe_ready(true);
             self.flush().await?;
             let mut answer = Execute::new(described.columns.clone());
             let executed = self.read_steps(|m| answer.handle(m)).await?;
             self.in_flight = false;
             self.check_encoding()?;
+            if executed.copy_refused {
+                return Err(Error::copy_unsupported());
+            }
             let Some(err) = executed.error.as_ref() else {
                 return Ok(executed);
             };
@@ -354,6 +370,7 @@ impl Connection {
             match step(msg) {
                 Ok(Step::Continue) => {}
                 Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::RefuseCopyIn) => self.refuse_copy_in().await?,
                 Ok(Step::Done(t)) => return Ok(t),
                 Err(e) => {
                     self.broken = true;

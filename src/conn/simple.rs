@@ -54,7 +54,7 @@ impl Connection {
     /// so a caller can tell for certain whether the query was queued.
     pub(super) fn start_simple(&mut self, sql: &str) -> Result<SimpleQuery> {
         let query = SimpleQuery::start(sql, &mut self.write_buf)?;
-        self.pending += 1;
+        self.owe_ready(false);
         self.in_flight = true;
         Ok(query)
     }

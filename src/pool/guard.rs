@@ -181,6 +181,9 @@ impl Drop for PooledConnection {
             shared.core.hand_to_pool();
             let shared = shared.clone();
             shared.runtime.clone().spawn(async move {
+                // The pool's own statements, bounded by the grace period as a whole rather
+                // than by the callers' command timeout.
+                let limit = p.conn.replace_command_timeout(None);
                 let r = tokio::time::timeout(RESET_GRACE, async {
                     reset(&mut p.conn).await?;
                     if reset_session {
@@ -190,6 +193,7 @@ impl Drop for PooledConnection {
                     Ok::<_, Error>(())
                 })
                 .await;
+                p.conn.replace_command_timeout(limit);
                 match r {
                     Ok(Ok(())) => {
                         p.last_used_ms = shared.now_ms();

@@ -521,6 +521,9 @@ where
     out
 }
 
+/// The bound of the validation `SELECT 1` when the connection has no connect timeout.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
     let began = SystemTime::now();
@@ -535,7 +538,17 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
     };
     shared.configure(&mut conn);
     let t = Instant::now();
-    match conn.simple_query("SELECT 1").await {
+    // Validation is the pool's own query: bounded like the connect, not by the callers'
+    // command timeout (which may be shorter than a round trip).
+    let limit = conn.replace_command_timeout(Some(
+        shared
+            .connect
+            .connect_timeout()
+            .unwrap_or(VALIDATION_TIMEOUT),
+    ));
+    let validated = conn.simple_query("SELECT 1").await;
+    conn.replace_command_timeout(limit);
+    match validated {
         Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
             shared.counters.record_latency(t.elapsed());
             if let Err(e) = shared.run_hooks(&mut conn).await {

@@ -203,10 +203,14 @@ fn keepalive(s: &Arc<Shared>) {
         let s = s.clone();
         s.runtime.clone().spawn(async move {
             let t = std::time::Instant::now();
+            // The pool's own statement: bounded by the keepalive's limit, not by the
+            // callers' command timeout.
+            let limit = p.conn.replace_command_timeout(Some(KEEPALIVE_TIMEOUT));
             let ok = matches!(
                 tokio::time::timeout(KEEPALIVE_TIMEOUT, p.conn.simple_query("")).await,
                 Ok(Ok(_))
             );
+            p.conn.replace_command_timeout(limit);
             if ok {
                 s.counters.record_latency(t.elapsed());
                 p.last_used_ms = s.tick_clock();

@@ -22,7 +22,7 @@ use postgres_protocol::message::frontend;
 use postgres_types::{Format, IsNull, ToSql, Type};
 
 use super::backend::{BackendMessage, FieldDescription, TransactionStatus};
-use super::frontend::{append, append_checked};
+use super::frontend::{append, append_checked, MAX_FRONTEND_MESSAGE};
 use super::row::{Column, Row};
 use crate::error::{DbError, Error, Result};
 
@@ -128,13 +128,20 @@ pub fn write_execute(
                 .zip(types)
                 .map(|(p, ty)| format_code(p.encode_format(ty)));
             let mut failed_at = None;
+            let mut too_large = false;
             let mut index = 0;
+            let start = out.len();
             frontend::bind(
                 "",
                 name,
                 formats,
                 params.iter().zip(types),
                 |(p, ty), buf| {
+                    // Past the message limit already: the values after it are not encoded.
+                    if buf.len() - start > MAX_FRONTEND_MESSAGE {
+                        too_large = true;
+                        return Err("the Bind message is over the protocol's limit".into());
+                    }
                     let r = p.to_sql_checked(ty, buf);
                     if r.is_err() {
                         failed_at = Some((index, ty.clone()));
@@ -149,6 +156,9 @@ pub fn write_execute(
                 out,
             )
             .map_err(|e| match e {
+                frontend::BindError::Conversion(_) if too_large => Error::invalid_input(format!(
+                    "the parameters are over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
+                )),
                 frontend::BindError::Conversion(e) => {
                     let (i, ty) = failed_at.take().unwrap_or((0, Type::UNKNOWN));
                     Error::conversion(
@@ -204,6 +214,9 @@ pub enum Step<T> {
     Continue,
     /// The server sent a notice: log it, feed the next message.
     Notice(Box<DbError>),
+    /// The server started a COPY FROM STDIN, which this exchange does not serve: send
+    /// CopyFail (and the Sync the server now waits for), feed the next message.
+    RefuseCopyIn,
     /// The exchange is over.
     Done(T),
 }
@@ -275,6 +288,9 @@ pub struct Executed {
     pub error: Option<Box<DbError>>,
     /// The transaction status after the exchange.
     pub transaction_status: TransactionStatus,
+    /// The statement was a COPY, which the extended query methods refuse (its data was
+    /// drained, or CopyFail sent).
+    pub copy_refused: bool,
 }
 
 impl Executed {
@@ -295,6 +311,7 @@ pub struct Execute {
     rows: Vec<Row>,
     command_tag: Option<String>,
     error: Option<Box<DbError>>,
+    copy_refused: bool,
 }
 
 impl Execute {
@@ -305,6 +322,7 @@ impl Execute {
             rows: Vec::new(),
             command_tag: None,
             error: None,
+            copy_refused: false,
         }
     }
 
@@ -339,12 +357,21 @@ impl Execute {
             BackendMessage::NoticeResponse(n) => return Ok(Step::Notice(n)),
             BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
+            // COPY is refused here, as by the simple query protocol: its input is failed,
+            // its output drained, and the connection stays usable.
+            BackendMessage::CopyInResponse => {
+                self.copy_refused = true;
+                return Ok(Step::RefuseCopyIn);
+            }
+            BackendMessage::CopyOutResponse => self.copy_refused = true,
+            BackendMessage::CopyData(_) | BackendMessage::CopyDone if self.copy_refused => {}
             BackendMessage::ReadyForQuery(status) => {
                 return Ok(Step::Done(Executed {
                     rows: std::mem::take(&mut self.rows),
                     command_tag: self.command_tag.take(),
                     error: self.error.take(),
                     transaction_status: status,
+                    copy_refused: self.copy_refused,
                 }))
             }
             other => {

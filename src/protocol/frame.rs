@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 /// The largest message of a type that libpq treats as short.
 pub const SHORT_MESSAGE_LIMIT: usize = 30_000;
 
+/// The largest ParameterDescription: its length, a 16-bit count and a 4-byte type per
+/// parameter, for the 65,535 parameters the protocol allows (libpq treats it as short, and
+/// so would refuse statements with more than 7,498 parameters).
+pub(crate) const PARAMETER_DESCRIPTION_LIMIT: usize = 4 + 2 + 4 * 65_535;
+
 /// The tags a server may send.
 const KNOWN_TAGS: &[u8] = b"RSKZCDTIENAGHWdcv123nstV";
 /// The tags that may be long (libpq's `VALID_LONG_MESSAGE_TYPE`).
@@ -65,6 +70,8 @@ impl FrameDecoder {
     pub fn limit_for(&self, tag: u8) -> usize {
         if TAG_KIND[usize::from(tag)] == LONG {
             self.max_message_size
+        } else if tag == b't' {
+            PARAMETER_DESCRIPTION_LIMIT
         } else {
             SHORT_MESSAGE_LIMIT
         }
@@ -252,6 +259,17 @@ mod tests {
         let mut buf = BytesMut::from(&b"D\x00\x00\x75\x31"[..]);
         assert!(d.decode(&mut buf).unwrap().is_none(), "DataRow may be long");
         assert_eq!(d.wanted(&buf).unwrap(), 30002 - 5);
+    }
+
+    #[test]
+    fn a_parameter_description_may_describe_65535_parameters() {
+        let d = FrameDecoder::default();
+        let len = (PARAMETER_DESCRIPTION_LIMIT as u32).to_be_bytes();
+        let mut buf = BytesMut::from(&[b't', len[0], len[1], len[2], len[3]][..]);
+        assert!(d.decode(&mut buf).unwrap().is_none(), "waits for the body");
+        let len = (PARAMETER_DESCRIPTION_LIMIT as u32 + 1).to_be_bytes();
+        let mut buf = BytesMut::from(&[b't', len[0], len[1], len[2], len[3]][..]);
+        assert!(d.decode(&mut buf).unwrap_err().is_protocol());
     }
 
     #[test]
