@@ -4,10 +4,11 @@
 //! pool of one connection, so the next checkout gets the same backend (checked by its
 //! process id).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+mod common;
+
 use std::time::Duration;
+
+use common::poll_at_most;
 
 use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, Pool, PoolConfig, SessionReset, TransactionStatus};
@@ -294,37 +295,6 @@ async fn settings_changed_through_a_guard_are_the_pools_again_at_the_next_checko
     );
     drop(c);
     pool.close().await;
-}
-
-/// Polls the inner future at most `n` times, then drops it (`None`) if it is not done.
-struct PollAtMost<F> {
-    fut: Pin<Box<F>>,
-    left: usize,
-}
-
-impl<F: Future> Future for PollAtMost<F> {
-    type Output = Option<F::Output>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        self.left -= 1;
-        match self.fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending => {
-                // Polled again at once, so that a poll count is not only the wake-ups.
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-}
-
-fn poll_at_most<F: Future>(fut: F, n: usize) -> PollAtMost<F> {
-    PollAtMost {
-        fut: Box::pin(fut),
-        left: n,
-    }
 }
 
 /// `transaction()` dropped after `n` polls, then an INSERT on the same connection: it is

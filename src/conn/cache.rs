@@ -49,6 +49,10 @@ pub(crate) struct StatementCache {
     prefix: String,
     /// Names to close on the server with the next request.
     evicted: Vec<String>,
+    /// The statement whose Parse went out and whose description has not arrived yet: if
+    /// that never happens (its future was dropped), the server may hold it under a name
+    /// the cache does not know, so it is closed with the next prepare.
+    preparing: Option<Arc<str>>,
     stats: Arc<CacheStats>,
 }
 
@@ -72,6 +76,7 @@ impl StatementCache {
             next: 0,
             prefix: format!("wp{:016x}_", h.finish()),
             evicted: Vec::new(),
+            preparing: None,
             stats: Arc::new(CacheStats::default()),
         }
     }
@@ -114,17 +119,39 @@ impl StatementCache {
     /// A name for a new statement: a fresh one, or the unnamed statement when the cache
     /// keeps nothing.
     pub(crate) fn fresh_name(&mut self) -> Arc<str> {
+        if let Some(dangling) = self.preparing.take() {
+            self.evicted.push(dangling.to_string());
+        }
         if self.capacity == 0 {
             return Arc::from("");
         }
         self.next += 1;
-        Arc::from(format!("{}{}", self.prefix, self.next))
+        let name: Arc<str> = Arc::from(format!("{}{}", self.prefix, self.next));
+        self.preparing = Some(name.clone());
+        name
+    }
+
+    /// The statement `name` was not prepared after all (the server refused it, or its
+    /// Parse was never sent): nothing to close for it. `evicted`, taken for a Parse that
+    /// was never sent, is kept for the next one.
+    pub(crate) fn not_prepared(&mut self, name: &str, evicted: Vec<String>) {
+        if self.preparing.as_deref() == Some(name) {
+            self.preparing = None;
+        }
+        self.evicted.extend(evicted);
     }
 
     /// Remembers a statement the server has prepared (evicting the least recently used
     /// one if the cache is full). The unnamed statement is not kept.
     pub(crate) fn insert(&mut self, sql: &str, name: Arc<str>, described: Described) {
+        if self.preparing.as_ref() == Some(&name) {
+            self.preparing = None;
+        }
         if self.capacity == 0 || name.is_empty() {
+            // Not kept (the capacity was lowered meanwhile): closed with the next prepare.
+            if !name.is_empty() {
+                self.evicted.push(name.to_string());
+            }
             return;
         }
         while self.entries.len() >= self.capacity {

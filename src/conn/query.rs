@@ -10,7 +10,8 @@ use postgres_types::{ToSql, Type};
 use super::{bounded, log_notice, Connection};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::extended::{
-    write_execute, write_parse, write_prepare, Described, Execute, Executed, Prepare, Step,
+    write_execute, write_execute_described, write_parse, write_prepare, Described, Execute,
+    Executed, Prepare, Step,
 };
 use crate::protocol::{BackendMessage, Column, Row, TransactionStatus};
 
@@ -270,10 +271,13 @@ impl Connection {
         for attempt in 0..2 {
             self.in_flight = true;
             let mark = self.write_buf.len();
+            let mut reparsed = false;
             let (name, described) = match self.statements.get(sql) {
                 Some(hit) => hit,
                 // Types known and nothing cached (PgBouncer): Parse goes in the same
-                // exchange as Bind, one round trip.
+                // exchange as Bind, one round trip, and the portal is described in it too:
+                // the statement is parsed anew, so its rows may no longer be what they were
+                // (a table altered, another search_path).
                 None if known.is_some() && self.statements.capacity() == 0 => {
                     let d = known.expect("checked").clone();
                     if d.params.len() != params.len() {
@@ -281,11 +285,17 @@ impl Connection {
                     } else {
                         write_parse("", sql, &d.params, &[], &mut self.write_buf)?;
                     }
+                    reparsed = true;
                     (Arc::from(""), d)
                 }
                 None => self.prepare_exchange(sql).await?,
             };
-            if let Err(e) = write_execute(&name, &described.params, params, &mut self.write_buf) {
+            let written = if reparsed {
+                write_execute_described(&name, &described.params, params, &mut self.write_buf)
+            } else {
+                write_execute(&name, &described.params, params, &mut self.write_buf)
+            };
+            if let Err(e) = written {
                 self.write_buf.truncate(mark.min(self.write_buf.len()));
                 // A refused value may have grown the buffer far past its usual size.
                 self.trim_buffers();
@@ -304,6 +314,13 @@ impl Connection {
                 return Err(Error::copy_unsupported());
             }
             let Some(err) = executed.error.as_ref() else {
+                // The server dropped every prepared statement: so does the cache.
+                if matches!(
+                    executed.command_tag.as_deref(),
+                    Some("DEALLOCATE ALL" | "DISCARD ALL")
+                ) {
+                    self.statements.clear();
+                }
                 return Ok(executed);
             };
             if !name.is_empty() && stale(err) {
@@ -331,7 +348,11 @@ impl Connection {
     async fn prepare_exchange(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
         let name = self.statements.fresh_name();
         let evicted = self.statements.take_evicted();
-        write_prepare(&name, sql, &evicted, &mut self.write_buf)?;
+        if let Err(e) = write_prepare(&name, sql, &evicted, &mut self.write_buf) {
+            // Nothing was sent: the Closes wait for the next Parse.
+            self.statements.not_prepared(&name, evicted);
+            return Err(e);
+        }
         self.owes_sync = true;
         self.flush().await?;
         let mut answer = Prepare::new();
@@ -341,6 +362,7 @@ impl Connection {
                 Ok((name, described))
             }
             Err(db) => {
+                self.statements.not_prepared(&name, Vec::new());
                 // The server skips to the Sync; a FATAL one has closed the session.
                 if !db.is_fatal() {
                     self.finish_pending().await?;

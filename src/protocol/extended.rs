@@ -111,6 +111,34 @@ pub fn write_execute(
     params: &[&(dyn ToSql + Sync)],
     out: &mut BytesMut,
 ) -> Result<()> {
+    write_bind_execute(name, types, params, false, out)
+}
+
+/// As [`write_execute`], with a `Describe` of the portal between `Bind` and `Execute`: the
+/// server then describes the rows of this very execution (their types as they are now),
+/// which [`Execute`] decodes them by. For a statement parsed again in the same exchange,
+/// whose description may have changed since it was last described (a table altered, a
+/// `search_path` changed).
+///
+/// # Errors
+///
+/// As [`write_execute`].
+pub fn write_execute_described(
+    name: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    out: &mut BytesMut,
+) -> Result<()> {
+    write_bind_execute(name, types, params, true, out)
+}
+
+fn write_bind_execute(
+    name: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    describe: bool,
+    out: &mut BytesMut,
+) -> Result<()> {
     if params.len() != types.len() {
         return Err(Error::invalid_input(format!(
             "the statement has {} parameter{}, {} value{} given",
@@ -169,6 +197,9 @@ pub fn write_execute(
                 frontend::BindError::Serialization(e) => Error::invalid_input(format!("Bind: {e}")),
             })
         })?;
+        if describe {
+            frontend::describe(b'P', "", out).map_err(|e| Error::invalid_input(e.to_string()))?;
+        }
         frontend::execute("", 0, out).map_err(|e| Error::invalid_input(e.to_string()))?;
         frontend::sync(out);
         Ok(())
@@ -337,6 +368,10 @@ impl Execute {
             BackendMessage::ParseComplete
             | BackendMessage::BindComplete
             | BackendMessage::CloseComplete => {}
+            // The portal's own description (see `write_execute_described`): the rows are
+            // decoded by it, not by what the statement was once described as.
+            BackendMessage::RowDescription(fields) => self.columns = columns_of(fields),
+            BackendMessage::NoData => self.columns = Arc::from(Vec::new()),
             BackendMessage::DataRow(body) => {
                 if body.len() != self.columns.len() {
                     return Err(Error::protocol(format!(

@@ -2,8 +2,11 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Every log line the pool writes (plain text, each prefixed by the seconds since the
@@ -68,6 +71,37 @@ impl Logs {
             .filter_map(|t| t.split(" -> ").nth(1))
             .map(|to| to.split_whitespace().next().unwrap_or("").to_string())
             .collect()
+    }
+}
+
+/// Polls the inner future at most `n` times, then drops it (`None`) if it is not done.
+pub(crate) struct PollAtMost<F> {
+    fut: Pin<Box<F>>,
+    left: usize,
+}
+
+impl<F: Future> Future for PollAtMost<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        match self.fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending => {
+                // Polled again at once, so that a poll count is not only the wake-ups.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+pub(crate) fn poll_at_most<F: Future>(fut: F, n: usize) -> PollAtMost<F> {
+    PollAtMost {
+        fut: Box::pin(fut),
+        left: n,
     }
 }
 
