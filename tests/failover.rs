@@ -341,3 +341,55 @@ async fn a_write_refused_as_read_only_breaks_a_read_write_connection() {
     assert!(!c.is_broken());
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_pool_stops_using_its_server_once_it_is_promoted() {
+    let logs = Logs::capture();
+    let p = pair();
+    let mut cfg = PoolConfig::default();
+    cfg.min_size = 2;
+    cfg.max_size = 2;
+    cfg.acquire_timeout = Duration::from_millis(500);
+    cfg.monitor_interval = Duration::from_millis(50);
+    let pool = Pool::builder(url(&[&p.standby], "target_session_attrs=standby"))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    let in_recovery = |pool: Pool| async move {
+        let mut c = pool.acquire().await?;
+        let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await?;
+        Ok::<bool, wirepool::Error>(row.get(0))
+    };
+    // Both connections serve a read from the standby.
+    let (a, b) = tokio::join!(in_recovery(pool.clone()), in_recovery(pool.clone()));
+    assert!(a.unwrap() && b.unwrap());
+    tokio::task::block_in_place(|| p.standby.promote()).unwrap();
+    // It reports the promotion at the end of a connection's next answer: that answer, at
+    // most one per open connection, is the last one from it; then there is no standby.
+    let mut from_primary = 0;
+    let mut refused = 0;
+    for _ in 0..20 {
+        match in_recovery(pool.clone()).await {
+            Ok(true) => {}
+            Ok(false) => from_primary += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        from_primary <= 2,
+        "{from_primary} of 20 reads answered by the promoted server"
+    );
+    assert!(refused >= 18, "{refused} of 20 refused");
+    let text = logs.text();
+    assert!(
+        text.contains(&format!(
+            "Server {} is now a primary, not what target_session_attrs asks for",
+            addr(&p.standby)
+        )),
+        "{text}"
+    );
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    pool.close().await;
+}

@@ -90,6 +90,11 @@ pub struct Connection {
     /// A setting the pool applies (command timeout, statement cache) was changed on this
     /// connection; a pool applies its own again when the connection comes back.
     settings_changed: bool,
+    /// The server reported `in_hot_standby` or `default_transaction_read_only` since the
+    /// last ReadyForQuery: its kind is checked against `target` there.
+    kind_reported: bool,
+    /// The server is no longer of the kind `target` asks for (the connection is broken).
+    kind_changed: bool,
     command_timeout: Option<Duration>,
     /// The command timeout's timer, kept from one query to the next (see [`CommandTimer`]).
     timer: Option<CommandTimer>,
@@ -179,6 +184,8 @@ impl Connection {
             broken: false,
             dirt: session::Dirt::CLEAN,
             settings_changed: false,
+            kind_reported: false,
+            kind_changed: false,
             command_timeout: None,
             timer: None,
             on_timeout: None,
@@ -222,8 +229,10 @@ impl Connection {
                     }
                     conn.cancel.process_id = info.process_id;
                     conn.cancel.secret_key = info.secret_key;
-                    // What the server reported at startup is the session's starting point.
+                    // What the server reported at startup is the session's starting point
+                    // (its kind is checked by the host selection).
                     conn.dirt = session::Dirt::CLEAN;
+                    conn.kind_reported = false;
                     return Ok(conn);
                 }
                 Err(e) => {
@@ -397,7 +406,6 @@ impl Connection {
                 }
             }
         }
-        let mut reported = false;
         while !self.read_buf.is_empty() {
             let msg = match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(m)) => m,
@@ -412,10 +420,7 @@ impl Connection {
                 }
             };
             match msg {
-                BackendMessage::ParameterStatus { name, value } => {
-                    self.note_parameter(name, value);
-                    reported = true;
-                }
+                BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
                 BackendMessage::NotificationResponse { .. } => {}
                 BackendMessage::ErrorResponse(e) => {
@@ -438,7 +443,10 @@ impl Connection {
         }
         // A server that reported a change (a promotion, default_transaction_read_only)
         // may no longer be of the kind this connection was opened for.
-        if eof || self.foreign_encoding.is_some() || (reported && !hosts::still_matches(self)) {
+        if self.kind_reported {
+            self.check_kind();
+        }
+        if eof || self.foreign_encoding.is_some() {
             self.broken = true;
         }
         !self.broken
@@ -484,6 +492,33 @@ impl Connection {
         if self.big_buffers {
             self.trim_buffers();
         }
+        if self.kind_reported {
+            self.check_kind();
+        }
+    }
+
+    /// The server reported a change of kind (PostgreSQL 14 and later report `in_hot_standby`
+    /// when a standby is promoted, just before the ReadyForQuery of the next answer): if it
+    /// is no longer what `target_session_attrs` asked for, the connection is broken. The
+    /// answer that carried the report is the caller's; no later one comes from it.
+    fn check_kind(&mut self) {
+        self.kind_reported = false;
+        if !hosts::still_matches(self) {
+            tracing::debug!(
+                target: "wirepool::conn",
+                "the server at {} is no longer of the kind target_session_attrs asks for",
+                self.server_addr
+            );
+            self.kind_changed = true;
+            self.broken = true;
+        }
+    }
+
+    /// True once the server reported that it is no longer of the kind
+    /// `target_session_attrs` asked for (a standby promoted, a primary demoted to a
+    /// read-only server); the connection is broken then.
+    pub(crate) fn server_kind_changed(&self) -> bool {
+        self.kind_changed
     }
 
     /// Gives back buffers that grew for a large message: what they still hold moves to new
@@ -666,6 +701,9 @@ impl Connection {
         // A reported setting changed after startup (SET ROLE reports is_superuser, SET
         // TimeZone reports TimeZone, ...): the session is no longer as it started.
         self.dirt.note_parameter();
+        if name == "in_hot_standby" || name == "default_transaction_read_only" {
+            self.kind_reported = true;
+        }
         self.parameters.insert(name, value);
     }
 

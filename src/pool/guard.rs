@@ -158,6 +158,11 @@ impl Drop for PooledConnection {
         }
         let mut p = self.take_back();
         let shared = &self.shared;
+        if p.conn.server_kind_changed() {
+            shared.server_kind_changed(&p.conn);
+            shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
+            return;
+        }
         if p.conn.is_broken() {
             shared.counters.record_error(
                 ErrorType::Broken,

@@ -804,6 +804,27 @@ impl Shared {
         });
     }
 
+    /// A connection reported that its server is no longer of the kind the pool asked for
+    /// (`target_session_attrs`: a standby promoted, a primary demoted): the pool's idle
+    /// connections to that server are closed too, before anyone gets them; new connections
+    /// look for a server of the right kind.
+    pub(crate) fn server_kind_changed(self: &Arc<Self>, conn: &Connection) {
+        let addr = conn.server_addr().to_string();
+        let kind = match conn.in_recovery() {
+            Some(true) => "a standby",
+            Some(false) => "a primary",
+            None => "another kind of server",
+        };
+        tracing::warn!(
+            target: "wirepool::pool",
+            host = %addr,
+            "Server {addr} is now {kind}, not what target_session_attrs asks for; its connections are closed"
+        );
+        for p in self.core.take_idle(|p| p.conn.server_addr() == addr) {
+            self.discard(p, Holder::Pool, CloseReason::ValidationFailed);
+        }
+    }
+
     /// Removes a connection held by `holder` from the pool and closes it in the background.
     pub(crate) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
         // The core first: once the close is counted, the sizes already leave it out.
@@ -959,7 +980,12 @@ impl Pool {
                     // before closing it, a restart): never hand that out. An atomic load
                     // when nothing arrived.
                     if !p.conn.check_idle() {
-                        shared.discard(p, Holder::Caller, CloseReason::ServerClosed);
+                        if p.conn.server_kind_changed() {
+                            shared.server_kind_changed(&p.conn);
+                            shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
+                        } else {
+                            shared.discard(p, Holder::Caller, CloseReason::ServerClosed);
+                        }
                         continue;
                     }
                     shared.counters.record_immediate_acquire();

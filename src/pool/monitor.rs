@@ -211,7 +211,12 @@ fn keepalive(s: &Arc<Shared>) {
                 Ok(Ok(_))
             );
             p.conn.replace_command_timeout(limit);
-            if ok {
+            if ok && p.conn.server_kind_changed() {
+                // It answered, and reported that its server is no longer of the kind the
+                // pool asked for (a standby promoted, a primary demoted).
+                s.server_kind_changed(&p.conn);
+                s.discard(p, Holder::Pool, CloseReason::ValidationFailed);
+            } else if ok {
                 s.counters.record_latency(t.elapsed());
                 p.last_used_ms = s.tick_clock();
                 if let Some(p) = s.core.release(p, Holder::Pool) {
