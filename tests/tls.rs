@@ -436,3 +436,87 @@ async fn the_cancel_request_of_an_encrypted_connection_is_encrypted_too() {
         "an SSLRequest (80877103), not a plain CancelRequest (80877102)"
     );
 }
+
+/// Replaces the server's certificate by a self-signed one whose signature has no hash for
+/// `tls-server-end-point` (`ed25519`, or `rsa-pss`: an RSA key, the certificate signed
+/// with RSASSA-PSS), and reloads the server.
+fn unbindable_certificate(pg: &Cluster, kind: &str) {
+    let dir = pg.ca_cert().parent().unwrap().to_path_buf();
+    let key_args: &[&str] = match kind {
+        "ed25519" => &["-newkey", "ed25519"],
+        _ => &[
+            "-newkey",
+            "rsa:2048",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:-1",
+        ],
+    };
+    let mut args = vec!["req", "-x509", "-nodes"];
+    args.extend_from_slice(key_args);
+    args.extend_from_slice(&[
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    let out = std::process::Command::new("openssl")
+        .args(&args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Owned by the server's user, as the original ones were.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(pg.data_dir()).unwrap();
+    for f in ["server.key", "server.crt"] {
+        std::os::unix::fs::chown(dir.join(f), Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    assert_eq!(pg.psql("SELECT pg_reload_conf()").unwrap(), "t");
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_certificate_that_cannot_be_bound_to_fails_closed() {
+    for kind in ["ed25519", "rsa-pss"] {
+        let pg = tls_cluster();
+        unbindable_certificate(&pg, kind);
+        // The default (prefer) and require: refused, before any password, naming why.
+        for binding in ["", "&channel_binding=require"] {
+            let e = Connection::connect(&cfg(&url(
+                &pg,
+                Role::Tls,
+                &format!("sslmode=require{binding}"),
+            )))
+            .await
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Authentication, "{kind}{binding}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("channel binding cannot be computed for its certificate"),
+                "{kind}{binding}: {text}"
+            );
+            assert!(!text.contains("not encrypted"), "{text}");
+        }
+        // Turning binding off is the operator's explicit choice.
+        let mut c = Connection::connect(&cfg(&url(
+            &pg,
+            Role::Tls,
+            "sslmode=require&channel_binding=disable",
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{kind}, channel_binding=disable: {e}"));
+        assert!(c.is_encrypted());
+        assert!(server_says_ssl(&mut c).await);
+    }
+}

@@ -167,6 +167,7 @@ impl Connection {
                 options: cfg.options(),
                 channel_binding: cfg.tls().channel_binding,
                 tls_end_point: tls_end_point.as_deref(),
+                encrypted: opened.info.is_some(),
             },
             &mut write_buf,
         )?;

@@ -99,6 +99,9 @@ pub struct StartupParams<'a> {
     /// The `tls-server-end-point` channel-binding data (the hash of the server's
     /// certificate) when the connection is encrypted and it could be computed.
     pub tls_end_point: Option<&'a [u8]>,
+    /// The connection is encrypted (TLS), whether or not `tls_end_point` could be computed
+    /// (it cannot for a certificate signed with Ed25519 or RSASSA-PSS).
+    pub encrypted: bool,
 }
 
 /// What the server told us during startup.
@@ -143,6 +146,7 @@ pub struct Startup {
     password: Option<Vec<u8>>,
     binding: BindingMode,
     end_point: Option<Vec<u8>>,
+    encrypted: bool,
     method: AuthMethod,
     process_id: Option<i32>,
     secret_key: Bytes,
@@ -184,6 +188,7 @@ impl Startup {
             password: params.password.map(<[u8]>::to_vec),
             binding: params.channel_binding,
             end_point: params.tls_end_point.map(<[u8]>::to_vec),
+            encrypted: params.encrypted || params.tls_end_point.is_some(),
             method: AuthMethod::Trust,
             process_id: None,
             secret_key: Bytes::new(),
@@ -198,7 +203,7 @@ impl Startup {
         if self.binding != BindingMode::Require {
             return Ok(());
         }
-        Err(Error::auth(if self.end_point.is_none() {
+        Err(Error::auth(if !self.encrypted {
             format!("channel_binding=require, but the connection is not encrypted (the server asked for {method}); nothing was sent")
         } else {
             format!("channel_binding=require, but the server asked for {method}, not SCRAM-SHA-256-PLUS; nothing was sent")
@@ -283,9 +288,23 @@ impl Startup {
                     }
                     _ => None,
                 };
+                // Over TLS, a server that offers binding gets it or nothing: a certificate
+                // whose signature has no hash for tls-server-end-point (Ed25519,
+                // RSASSA-PSS) cannot be bound to, and going on unbound would let a man in
+                // the middle with such a certificate authenticate as the user. libpq fails
+                // the same way.
+                if self.encrypted
+                    && self.end_point.is_none()
+                    && self.binding != BindingMode::Disable
+                    && offers(SCRAM_SHA_256_PLUS)
+                {
+                    return Err(Error::auth(
+                        "the server offers SCRAM-SHA-256-PLUS, but channel binding cannot be computed for its certificate: tls-server-end-point has no hash for its signature algorithm (Ed25519 or RSASSA-PSS); nothing was sent. Use a certificate signed with RSA or ECDSA and SHA-2, or channel_binding=disable",
+                    ));
+                }
                 if bound.is_none() {
                     if self.binding == BindingMode::Require {
-                        return Err(Error::auth(if self.end_point.is_none() {
+                        return Err(Error::auth(if !self.encrypted {
                             "channel_binding=require, but the connection is not encrypted; nothing was sent".to_string()
                         } else {
                             format!(
@@ -309,7 +328,7 @@ impl Startup {
                     ),
                     // Over TLS without PLUS on offer: "y", so that a server that did offer
                     // it (a man in the middle stripped it) can tell.
-                    None if self.end_point.is_some() && self.binding != BindingMode::Disable => (
+                    None if self.encrypted && self.binding != BindingMode::Disable => (
                         SCRAM_SHA_256,
                         ChannelBinding::unrequested(),
                         AuthMethod::ScramSha256,
@@ -395,6 +414,7 @@ mod tests {
                 options: None,
                 channel_binding: BindingMode::Prefer,
                 tls_end_point: None,
+                encrypted: false,
             },
             &mut out,
         )
