@@ -147,7 +147,9 @@
 //!   `host` names the server). After SSLRequest exactly one byte is read. SCRAM binds to
 //!   the channel (SCRAM-SHA-256-PLUS, `tls-server-end-point`) whenever the server offers
 //!   it over TLS; `channel_binding=require` fails before any password is sent if it
-//!   cannot. A CancelRequest goes over TLS when its connection does. Certificate paths
+//!   cannot, and so does the default `prefer` when the server offers binding over TLS but
+//!   its certificate's signature (Ed25519, RSASSA-PSS) has no hash to bind with, as in
+//!   libpq. A CancelRequest goes over TLS when its connection does. Certificate paths
 //!   never appear in errors or `Debug`. Over TLS, throughput of `SELECT 1` is about 0.75x
 //!   of plain text and a pool builds about 15 % slower (`cargo bench --bench tls`).
 //! - **Typed queries**: the extended protocol with binary parameters and results through

@@ -51,13 +51,20 @@ pub(crate) fn router(
             .with_allowed_hosts(hosts)
             .with_cancellation_token(cancel.clone());
         let sse = crate::sse::routes(pool.clone(), cancel);
+        let mut manager = LocalSessionManager::default();
+        manager.session_config.keep_alive = Some(MCP_SESSION_IDLE);
+        let manager = Arc::new(manager);
         let service = StreamableHttpService::new(
             move || Ok(PoolResources::new(pool.clone())),
-            Arc::new(LocalSessionManager::default()),
+            manager.clone(),
             config,
         );
         let mcp = Router::new()
             .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn_with_state(
+                manager,
+                cap_new_sessions,
+            ))
             .merge(sse)
             .layer(axum::middleware::from_fn_with_state(
                 guard,
@@ -66,6 +73,44 @@ pub(crate) fn router(
         r = r.merge(mcp);
     }
     r
+}
+
+/// The most MCP sessions open at once, per transport (streamable HTTP, HTTP+SSE). A session
+/// costs some 50 KB; a client that opens sessions without end gets 503 past this.
+pub(crate) const MCP_SESSION_CAP: usize = 256;
+
+/// A streamable-HTTP MCP session unused this long is closed (rmcp's default is 300 s).
+const MCP_SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The answer to a request for a new MCP session past [`MCP_SESSION_CAP`].
+pub(crate) fn too_many_sessions() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "10")],
+        "too many MCP sessions are open; retry later",
+    )
+        .into_response()
+}
+
+/// Refuses a request that would open a new streamable-HTTP session (one without an
+/// `Mcp-Session-Id`) while [`MCP_SESSION_CAP`] sessions are open.
+async fn cap_new_sessions(
+    State(manager): State<Arc<LocalSessionManager>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let opens =
+        req.method() == axum::http::Method::POST && !req.headers().contains_key("mcp-session-id");
+    if opens {
+        let open = match manager.sessions.try_read() {
+            Ok(s) => s.len(),
+            Err(_) => 0,
+        };
+        if open >= MCP_SESSION_CAP {
+            return too_many_sessions();
+        }
+    }
+    next.run(req).await
 }
 
 /// Only the metrics routes, for a separate metrics listener.

@@ -33,6 +33,7 @@ mod check;
 mod demo;
 mod guard;
 mod http;
+mod listener;
 mod logging;
 mod mcp;
 mod probe;

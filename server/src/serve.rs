@@ -50,7 +50,8 @@ impl Http {
         let mut tasks = Vec::new();
         let mcp = listen.mcp.then_some(listen.mcp_allowed_hosts.as_slice());
         let app = http::router(pool.clone(), addr, mcp, cancel.child_token());
-        tasks.push(spawn_server(listener, app, cancel.clone()));
+        let cap = crate::listener::connection_cap(pool.config().max_size);
+        tasks.push(spawn_server(listener, app, cap, cancel.clone()));
         let mut metrics_addr = None;
         if let Some(mb) = listen.metrics_bind {
             let l = TcpListener::bind(mb)
@@ -60,6 +61,7 @@ impl Http {
             tasks.push(spawn_server(
                 l,
                 http::metrics_router(pool.clone()),
+                cap,
                 cancel.clone(),
             ));
         }
@@ -86,7 +88,11 @@ impl Http {
         self.cancel.cancel();
         for t in self.tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(HTTP_GRACE, t).await.is_err() {
+            // The listener gives its requests HTTP_GRACE itself; this is the backstop.
+            if tokio::time::timeout(HTTP_GRACE + Duration::from_secs(1), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -96,16 +102,12 @@ impl Http {
 fn spawn_server(
     listener: TcpListener,
     app: axum::Router,
+    cap: usize,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(target: "wirepool_server::http", "HTTP server failed: {e}");
-        }
-    })
+    tokio::spawn(crate::listener::serve(
+        listener, app, cap, cancel, HTTP_GRACE,
+    ))
 }
 
 /// Builds the pool, logging the failure in the operator's terms.

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -60,19 +59,25 @@ pub(crate) fn routes(pool: Pool, cancel: CancellationToken) -> Router {
         .with_state(sessions)
 }
 
-/// A session id: 128 random bits (std's per-process random hash keys), in hex.
-fn session_id() -> String {
-    let mut out = String::with_capacity(32);
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos()));
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+/// A session id: 128 bits from the operating system's CSPRNG, in hex. Knowing one is what
+/// lets a client post to a session, so it must not be guessable.
+fn session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn open_session(State(s): State<Arc<Sessions>>) -> Response {
-    let id = session_id();
+    if s.open.lock().len() >= crate::http::MCP_SESSION_CAP {
+        return crate::http::too_many_sessions();
+    }
+    let Some(id) = session_id() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no randomness for a session id",
+        )
+            .into_response();
+    };
     let (to_service, from_client) = mpsc::channel(QUEUE);
     let (to_client, from_service) = mpsc::channel::<TxJsonRpcMessage<RoleServer>>(QUEUE);
     s.open.lock().insert(id.clone(), to_service);
