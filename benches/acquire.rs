@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use wirepool::core::{Core, Holder, TryAcquire};
+use wirepool::observe::counters::Counters;
 use wirepool::observe::leak::{LeakDetector, LeakSlot};
-use wirepool::observe::stats::Counters;
+use wirepool::pool_core::{Core, Holder, TryAcquire};
 
 /// A stand-in connection.
 struct Mem(#[allow(dead_code)] u64);

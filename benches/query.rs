@@ -105,7 +105,7 @@ fn query(c: &mut Criterion) {
     }
     let mut idle = rt.block_on(Connection::connect(&cfg)).unwrap();
     g.bench_function("checkout_check_idle_connection", |b| {
-        b.iter(|| assert!(black_box(idle.check_idle())))
+        b.iter(|| assert!(black_box(wirepool::internals::check_idle(&mut idle))))
     });
     g.finish();
     rt.block_on(warm.close());

@@ -204,12 +204,34 @@
 //!   types as query parameters and column values.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// A module public only with the `internals` feature (hidden from the docs, unstable: for
+/// this crate's own benchmarks and loom models), crate-private otherwise.
+macro_rules! internal_mod {
+    ($(#[$m:meta])* $name:ident) => {
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        $(#[$m])*
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(unreachable_pub, dead_code)]
+        $(#[$m])*
+        pub(crate) mod $name;
+    };
+}
+pub(crate) use internal_mod;
+
 pub mod config;
 pub mod conn;
-pub mod core;
 pub mod error;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 pub mod observe;
 pub mod pool;
+internal_mod! {
+    /// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
+    pool_core
+}
 pub mod protocol;
 mod random;
 mod sync;

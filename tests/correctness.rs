@@ -77,7 +77,7 @@ async fn a_query_dropped_while_being_written_is_finished_never_resent() {
                 tokio::time::sleep(Duration::from_micros(200 * polls as u64)).await;
             }
         }
-        if c.unsent_bytes() > 0 {
+        if wirepool::internals::unsent_bytes(&c) > 0 {
             cut_short += 1;
         }
         proxy.set(Mode::Pass);
@@ -88,7 +88,7 @@ async fn a_query_dropped_while_being_written_is_finished_never_resent() {
     for micros in (0..4000).step_by(250) {
         proxy.set(Mode::Hold);
         let r = tokio::time::timeout(Duration::from_micros(micros), c.simple_query(&sql)).await;
-        if r.is_err() && c.unsent_bytes() > 0 {
+        if r.is_err() && wirepool::internals::unsent_bytes(&c) > 0 {
             cut_short += 1;
         }
         proxy.set(Mode::Pass);
@@ -338,7 +338,7 @@ async fn an_oversized_query_is_refused_before_anything_is_written() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
     assert!(e.to_string().contains("limit"), "{e}");
     drop(huge);
-    assert_eq!(c.unsent_bytes(), 0);
+    assert_eq!(wirepool::internals::unsent_bytes(&c), 0);
     assert!(!c.is_broken() && !c.is_busy());
     select_1(&mut c).await;
     let e = c.simple_query("SELECT '\0'").await.unwrap_err();

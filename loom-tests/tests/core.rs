@@ -10,7 +10,7 @@ use loom::future::block_on;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use wirepool::core::{Core, Holder, TryAcquire, Unserved};
+use wirepool::pool_core::{Core, Holder, TryAcquire, Unserved};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     wirepool_loom_tests::model(2, f);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
-use wirepool::core::wheel::TimerWheel;
 use wirepool::observe::leak::{LeakDetector, LeakSlot, WheelEntry};
+use wirepool::pool_core::wheel::TimerWheel;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     wirepool_loom_tests::model(3, f);

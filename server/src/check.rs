@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use wirepool::error::sqlstate;
 use wirepool::{ConnectConfig, Connection, Error, ErrorKind};
 
 use crate::settings::chain;
@@ -117,13 +118,13 @@ fn failure(target: &str, e: &Error) -> String {
 /// A sentence an operator can act on.
 pub(crate) fn likely_cause(e: &Error) -> &'static str {
     match e.code() {
-        Some("28P01") => "wrong password for this role (check DATABASE_URL or PGPASSWORD)",
-        Some("28000") => {
+        Some(sqlstate::INVALID_PASSWORD) => "wrong password for this role (check DATABASE_URL or PGPASSWORD)",
+        Some(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION) => {
             "the role does not exist or pg_hba.conf does not allow it from this host"
         }
-        Some("3D000") => "the database does not exist (create it, or fix the name in DATABASE_URL)",
-        Some("53300") => "the server has no connection slots left (max_connections or the role's limit)",
-        Some("57P03") => "the server is starting up or shutting down; try again shortly",
+        Some(sqlstate::INVALID_CATALOG_NAME) => "the database does not exist (create it, or fix the name in DATABASE_URL)",
+        Some(sqlstate::TOO_MANY_CONNECTIONS) => "the server has no connection slots left (max_connections or the role's limit)",
+        Some(sqlstate::CANNOT_CONNECT_NOW) => "the server is starting up or shutting down; try again shortly",
         Some(_) => "the server refused the connection; see the message above",
         None if e.is_timeout() => {
             "no answer in time: the host is unreachable, firewalled, or overloaded"

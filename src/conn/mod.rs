@@ -29,7 +29,7 @@ use stream::Stream;
 pub use transaction::Transaction;
 
 use crate::config::{ConnectConfig, Host, SslMode};
-use crate::error::{DbError, Error, Result};
+use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::{
     AuthMethod, BackendMessage, FrameDecoder, Startup, StartupParams, StartupStatus,
     TransactionStatus,
@@ -282,7 +282,7 @@ impl Connection {
     /// # Errors
     ///
     /// An I/O, closed or protocol error; the connection is broken then.
-    pub async fn finish_pending(&mut self) -> Result<()> {
+    pub(crate) async fn finish_pending(&mut self) -> Result<()> {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
         }
@@ -380,7 +380,7 @@ impl Connection {
     /// When nothing has arrived (the common case) this costs one atomic load: the runtime
     /// knows the socket has no input, and no system call is made. A pool calls it on every
     /// checkout.
-    pub fn check_idle(&mut self) -> bool {
+    pub(crate) fn check_idle(&mut self) -> bool {
         if self.broken {
             return false;
         }
@@ -462,7 +462,8 @@ impl Connection {
             // A write refused as read-only on a connection that was to accept writes: the
             // server was demoted or failed over; this connection must not be reused.
             BackendMessage::ErrorResponse(e)
-                if e.code() == "25006" && hosts::needs_writes(self.target) =>
+                if e.code() == sqlstate::READ_ONLY_SQL_TRANSACTION
+                    && hosts::needs_writes(self.target) =>
             {
                 self.broken = true
             }
@@ -564,7 +565,7 @@ impl Connection {
 
     /// True while a caller's query is under way or was abandoned part-way: a CancelRequest
     /// would end it. A queued ROLLBACK is not such a query.
-    pub fn query_in_flight(&self) -> bool {
+    pub(crate) fn query_in_flight(&self) -> bool {
         self.in_flight && self.is_busy()
     }
 
@@ -676,7 +677,8 @@ impl Connection {
     }
 
     /// Bytes of a request not yet sent (its future was dropped while writing).
-    pub fn unsent_bytes(&self) -> usize {
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn unsent_bytes(&self) -> usize {
         self.write_buf.len()
     }
 
@@ -686,7 +688,7 @@ impl Connection {
     /// # Errors
     ///
     /// An I/O error; the connection is broken then.
-    pub async fn finish_write(&mut self) -> Result<()> {
+    pub(crate) async fn finish_write(&mut self) -> Result<()> {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
         }
@@ -888,7 +890,7 @@ pub(crate) use bounded;
 pub(crate) fn log_notice(n: &DbError) {
     // Class 57 (operator intervention: shutdown, terminated backend) comes just before the
     // session ends; the pool reports the lost connection itself.
-    if n.code().starts_with("57") {
+    if n.code().starts_with(sqlstate::OPERATOR_INTERVENTION_CLASS) {
         tracing::debug!(
             target: "wirepool::notice",
             severity = n.severity(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postgres_types::{ToSql, Type};
 
 use super::{bounded, log_notice, Connection};
-use crate::error::{DbError, Error, Result};
+use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::extended::{
     write_execute, write_execute_described, write_parse, write_prepare, Described, Execute,
     Executed, Prepare, Step,
@@ -102,8 +102,8 @@ impl ToStatement for Statement {
 /// PgBouncer session moved to another server), or the statement's result type changed
 /// (`ALTER TABLE`): prepared again once, transparently.
 fn stale(e: &DbError) -> bool {
-    e.code() == "26000"
-        || (e.code() == "0A000"
+    e.code() == sqlstate::INVALID_SQL_STATEMENT_NAME
+        || (e.code() == sqlstate::FEATURE_NOT_SUPPORTED
             && e.message()
                 .contains("cached plan must not change result type"))
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use crossbeam::atomic::AtomicCell;
 use crossbeam::queue::SegQueue;
 
-use crate::core::wheel::TimerWheel;
+use crate::pool_core::wheel::TimerWheel;
 // Loom's under `--cfg wirepool_loom`: `loom-tests/` checks the report/return race.
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 

@@ -1,7 +1,14 @@
 //! Observability: statistics, lifecycle and health, leak detection, the health report, Prometheus text.
 
+crate::internal_mod! {
+    /// The pool's counters (the hot path's atomic adds).
+    counters
+}
 pub mod health;
-pub mod leak;
+crate::internal_mod! {
+    /// The leak detector's checkout slots and timing wheel.
+    leak
+}
 pub mod prometheus;
 pub mod report;
 pub mod stats;

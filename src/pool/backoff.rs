@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Delays between reconnection attempts: the guide's 1, 2, 4, 8, 16 s, then 16 s forever.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     delays: Vec<Duration>,
     jitter: bool,
 }
@@ -12,7 +12,7 @@ pub struct Backoff {
 impl Backoff {
     /// A schedule with these delays (the last repeats); with `jitter`, each delay is drawn
     /// from [delay/2, delay].
-    pub fn new(delays: Vec<Duration>, jitter: bool) -> Backoff {
+    pub(crate) fn new(delays: Vec<Duration>, jitter: bool) -> Backoff {
         let delays = if delays.is_empty() {
             vec![Duration::from_secs(1)]
         } else {
@@ -22,18 +22,18 @@ impl Backoff {
     }
 
     /// The number of delays before the schedule repeats its last one (5 for the guide's).
-    pub fn initial_attempts(&self) -> usize {
+    pub(crate) fn initial_attempts(&self) -> usize {
         self.delays.len()
     }
 
     /// The delay before attempt `attempt` (1-based) without jitter.
-    pub fn nominal(&self, attempt: u32) -> Duration {
+    pub(crate) fn nominal(&self, attempt: u32) -> Duration {
         let i = (attempt.max(1) as usize - 1).min(self.delays.len() - 1);
         self.delays[i]
     }
 
     /// The delay before attempt `attempt`; `random` in [0, 1) draws the jitter.
-    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, random: f64) -> Duration {
         let d = self.nominal(attempt);
         if self.jitter {
             d.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))

@@ -1,7 +1,7 @@
 //! Acquire timeouts: one timer for the pool's whole queue of waiters, instead of one per
 //! waiting caller. Every waiter has the same timeout, so the queue's head always has the
 //! earliest deadline; this task sleeps until it, ends the waits that are due
-//! ([`Core::expire`](crate::core::Core::expire)), and sleeps until the next. A caller that
+//! ([`Core::expire`](crate::pool_core::Core::expire)), and sleeps until the next. A caller that
 //! finds the queue empty wakes it to learn the new deadline.
 //!
 //! Registering a tokio timer per waiting acquire cost about a quarter of a contended

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use super::{Pooled, Shared};
 use crate::conn::Connection;
-use crate::core::Holder;
 use crate::error::{Error, Result};
 use crate::observe::leak::LeakDetector;
 use crate::observe::{CloseReason, ErrorType};
+use crate::pool_core::Holder;
 use crate::protocol::TransactionStatus;
 
 /// How long the pool gives a returned connection to be reset (drain, ROLLBACK) and a

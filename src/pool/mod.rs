@@ -20,21 +20,21 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-pub use backoff::Backoff;
+pub(crate) use backoff::Backoff;
 pub use config::{PoolConfig, SessionReset};
 pub use environment::{EnvVar, ENVIRONMENT, MAX_POOL_SIZE};
 pub use guard::PooledConnection;
 
 use crate::config::ConnectConfig;
 use crate::conn::{CacheStats, Connection, TimeoutHook};
-use crate::core::{Core, Holder, OpenPermit, TryAcquire, Unserved};
 use crate::error::{chain as error_chain, Error, Result, TimeoutPhase};
+use crate::observe::counters::Counters;
 use crate::observe::leak::{LeakDetector, LeakSlot};
-use crate::observe::stats::Counters;
 use crate::observe::{
     classify, prometheus, CloseReason, ErrorType, HealthReport, HealthStatus, LifecycleState,
     PoolStatistics,
 };
+use crate::pool_core::{Core, Holder, OpenPermit, TryAcquire, Unserved};
 use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Mutex, Ordering};
 
 /// A pooled connection with the pool's bookkeeping.

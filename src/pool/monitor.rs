@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Backoff, Shared};
-use crate::core::Holder;
 use crate::observe::{CloseReason, ErrorType};
+use crate::pool_core::Holder;
 use crate::sync::Ordering;
 
 /// How long a background validation may take.

@@ -1,7 +1,9 @@
 //! Server messages as owned values: decoded from complete frames (through
 //! `postgres_protocol`'s parser) and encoded back (for fake servers and round-trip tests).
 
-use bytes::{BufMut, Bytes, BytesMut};
+#[cfg(any(test, feature = "internals"))]
+use bytes::BufMut;
+use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
 
@@ -475,7 +477,10 @@ impl BackendMessage {
         })
     }
 
-    /// Appends this message, framed, to `buf`: what a server would send.
+    /// Appends this message, framed, to `buf`: what a server would send (for the crate's
+    /// tests and fake servers; feature `internals`).
+    #[cfg(any(test, feature = "internals"))]
+    #[doc(hidden)]
     pub fn encode(&self, buf: &mut BytesMut) {
         let (tag, body) = self.encode_body();
         buf.put_u8(tag);
@@ -483,6 +488,7 @@ impl BackendMessage {
         buf.extend_from_slice(&body);
     }
 
+    #[cfg(any(test, feature = "internals"))]
     fn encode_body(&self) -> (u8, Vec<u8>) {
         let mut b: Vec<u8> = Vec::new();
         fn cstr(b: &mut Vec<u8>, s: &str) {

@@ -7,6 +7,8 @@
 //! server's words in full, `ERROR 42P01: relation "x" does not exist`, since that is what
 //! `{}` is used for; its fields are in [`Error::as_db_error`].
 
+pub mod sqlstate;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
@@ -358,7 +360,15 @@ impl Error {
             ErrorKind::AllHostsFailed => self.0.transient,
             ErrorKind::Db => matches!(
                 self.code(),
-                Some("57P01" | "57P02" | "57P03" | "53300" | "08006" | "08001" | "08000")
+                Some(
+                    sqlstate::ADMIN_SHUTDOWN
+                        | sqlstate::CRASH_SHUTDOWN
+                        | sqlstate::CANNOT_CONNECT_NOW
+                        | sqlstate::TOO_MANY_CONNECTIONS
+                        | sqlstate::CONNECTION_FAILURE
+                        | sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+                        | sqlstate::CONNECTION_EXCEPTION
+                )
             ),
             _ => false,
         }
@@ -519,7 +529,10 @@ impl DbError {
     }
 
     /// The fields of this error as `(type, value)` pairs, in protocol order; the inverse of
-    /// [`DbError::from_fields`] (used to encode server messages in tests and fake servers).
+    /// [`DbError::from_fields`] (used to encode server messages in tests and fake servers;
+    /// feature `internals`).
+    #[cfg(any(test, feature = "internals"))]
+    #[doc(hidden)]
     pub fn to_fields(&self) -> Vec<(u8, String)> {
         let mut out = vec![(b'S', self.severity.clone())];
         if let Some(v) = &self.parsed_severity {
@@ -558,7 +571,10 @@ impl DbError {
         out
     }
 
-    /// Builds an error with the given severity, SQLSTATE and message (for fake servers).
+    /// Builds an error with the given severity, SQLSTATE and message (for the crate's fake
+    /// servers; feature `internals`).
+    #[cfg(any(test, feature = "internals"))]
+    #[doc(hidden)]
     pub fn new(severity: &str, code: &str, message: &str) -> DbError {
         DbError {
             severity: severity.to_string(),
@@ -578,7 +594,9 @@ impl DbError {
     pub fn parsed_severity(&self) -> Option<&str> {
         self.parsed_severity.as_deref()
     }
-    /// The SQLSTATE code, e.g. `28P01` for a wrong password.
+    /// The SQLSTATE code, e.g. `28P01` for a wrong password: a string, as in
+    /// tokio-postgres's `DbError::code().code()`; the codes wirepool tests for have names in
+    /// [`sqlstate`].
     pub fn code(&self) -> &str {
         &self.code
     }

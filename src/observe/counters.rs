@@ -1,0 +1,209 @@
+//! The pool's counters: what the hot path updates (relaxed atomic adds), from which
+//! [`PoolStatistics`] snapshots are filled.
+
+use std::time::{Duration, SystemTime};
+
+use super::stats::*;
+use crate::sync::{AtomicU64, Mutex, Ordering};
+
+/// The pool's counters. Every update is a relaxed atomic add (or max).
+#[derive(Debug)]
+pub struct Counters {
+    /// Acquisitions served at once; the total is this plus `waited` (one atomic add per
+    /// acquisition on the fast path, and the first histogram bucket is derived from it).
+    pub(crate) immediate: AtomicU64,
+    pub(crate) releases: AtomicU64,
+    pub(crate) waited: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) created: AtomicU64,
+    pub(crate) leaks: AtomicU64,
+    pub(crate) reconnect_attempts: AtomicU64,
+    closed: [AtomicU64; 8],
+    errors: [AtomicU64; 5],
+    wait_sum_nanos: AtomicU64,
+    peak_wait_nanos: AtomicU64,
+    buckets: [AtomicU64; 21],
+    /// Unix milliseconds of the last acquisition slower than the health threshold.
+    last_slow_acquire_ms: AtomicU64,
+    /// Unix milliseconds at which the latest-starting slow acquisition began to wait.
+    slow_acquire_began_ms: AtomicU64,
+    /// Unix milliseconds at which the latest-starting failed operation began.
+    error_began_ms: AtomicU64,
+    /// Round trip of the last validation query, in microseconds (+1; 0 = none yet).
+    latency_micros: AtomicU64,
+    /// Unix milliseconds of that measurement.
+    latency_at_ms: AtomicU64,
+    last_health_check_ms: AtomicU64,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+    slow_threshold_nanos: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn from_unix_ms(ms: u64) -> Option<SystemTime> {
+    (ms != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+impl Counters {
+    /// Counters; acquisitions slower than `slow_threshold` mark the pool degraded.
+    pub fn new(slow_threshold: Duration) -> Counters {
+        Counters {
+            immediate: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            leaks: AtomicU64::new(0),
+            reconnect_attempts: AtomicU64::new(0),
+            closed: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            wait_sum_nanos: AtomicU64::new(0),
+            peak_wait_nanos: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            last_slow_acquire_ms: AtomicU64::new(0),
+            slow_acquire_began_ms: AtomicU64::new(0),
+            error_began_ms: AtomicU64::new(0),
+            latency_micros: AtomicU64::new(0),
+            latency_at_ms: AtomicU64::new(0),
+            last_health_check_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            slow_threshold_nanos: slow_threshold.as_nanos() as u64,
+        }
+    }
+
+    /// An acquisition served from the idle list without waiting. No clock is read: it
+    /// counts in the lowest bucket (it took a lock and a pop, well under 10 µs).
+    #[inline]
+    pub fn record_immediate_acquire(&self) {
+        self.immediate.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An acquisition that waited `waited`.
+    pub fn record_waited_acquire(&self, waited: Duration) {
+        let nanos = waited.as_nanos().min(u64::MAX as u128) as u64;
+        self.waited.fetch_add(1, Ordering::Relaxed);
+        self.wait_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.peak_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        if nanos > self.slow_threshold_nanos {
+            let now = SystemTime::now();
+            self.last_slow_acquire_ms
+                .store(unix_ms(now), Ordering::Relaxed);
+            self.slow_acquire_began_ms
+                .fetch_max(unix_ms(now - waited), Ordering::Relaxed);
+        }
+    }
+
+    /// A connection handed back.
+    #[inline]
+    pub fn record_release(&self) {
+        self.releases.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_closed(&self, reason: CloseReason) {
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error of `ty` and remembers its message as the pool's last error.
+    /// `began` is when the failed operation started (a connect attempt, a wait, a
+    /// checkout): once the pool has recovered from an outage, errors of operations that
+    /// began before the recovery no longer count against its health.
+    pub(crate) fn record_error(&self, ty: ErrorType, message: String, began: SystemTime) {
+        self.count_error(ty, began);
+        *self.last_error.lock() = Some((message, SystemTime::now()));
+    }
+
+    /// Counts an error of `ty` without replacing the last error's message (an acquire
+    /// timeout while the database is unreachable: the connect error says why).
+    pub(crate) fn count_error(&self, ty: ErrorType, began: SystemTime) {
+        self.errors[ty as usize].fetch_add(1, Ordering::Relaxed);
+        self.error_began_ms
+            .fetch_max(unix_ms(began), Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_latency(&self, rtt: Duration) {
+        self.latency_micros
+            .store(rtt.as_micros() as u64 + 1, Ordering::Relaxed);
+        self.latency_at_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// How long ago the last round trip was measured (`None`: never).
+    pub(crate) fn latency_age(&self) -> Option<Duration> {
+        match self.latency_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    pub(crate) fn record_health_check(&self) {
+        self.last_health_check_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        match self.latency_micros.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us - 1)),
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.lock().clone()
+    }
+
+    /// Fills the counter part of a snapshot.
+    pub(crate) fn fill(&self, s: &mut PoolStatistics) {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let immediate = r(&self.immediate);
+        s.acquisitions_waited = r(&self.waited);
+        // Both parts only grow, so the sum never goes back between snapshots.
+        s.total_acquisitions = immediate + s.acquisitions_waited;
+        s.total_releases = r(&self.releases);
+        s.acquire_timeouts = r(&self.timeouts);
+        s.acquires_cancelled = r(&self.cancelled);
+        s.connections_created = r(&self.created);
+        s.leaks_detected = r(&self.leaks);
+        s.reconnect_attempts = r(&self.reconnect_attempts);
+        for (i, c) in self.closed.iter().enumerate() {
+            s.connections_closed[i] = (CloseReason::ALL[i], r(c));
+        }
+        for (i, c) in self.errors.iter().enumerate() {
+            s.errors[i] = (ErrorType::ALL[i], r(c));
+        }
+        let wait_sum = r(&self.wait_sum_nanos);
+        s.acquisition_time_sum_seconds = wait_sum as f64 / 1e9;
+        s.avg_acquisition_time_ms = if s.total_acquisitions == 0 {
+            0.0
+        } else {
+            wait_sum as f64 / 1e6 / s.total_acquisitions as f64
+        };
+        s.peak_wait_time_ms = r(&self.peak_wait_nanos) as f64 / 1e6;
+        for (i, b) in self.buckets.iter().enumerate() {
+            s.acquisition_histogram[i] = r(b);
+        }
+        // Immediate acquisitions took no measurable time: the first bucket.
+        s.acquisition_histogram[0] += immediate;
+        s.last_slow_acquire_time = from_unix_ms(r(&self.last_slow_acquire_ms));
+        s.last_slow_acquire_began = from_unix_ms(r(&self.slow_acquire_began_ms));
+        s.last_error_began = from_unix_ms(r(&self.error_began_ms));
+        s.latency_ms = self.latency().map(|d| d.as_secs_f64() * 1e3);
+        s.last_health_check = from_unix_ms(r(&self.last_health_check_ms));
+        if let Some((msg, at)) = self.last_error() {
+            s.last_error = Some(msg);
+            s.last_error_time = Some(at);
+        }
+    }
+}
+
