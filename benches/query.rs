@@ -18,8 +18,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, Pool, SessionReset};
+use wirepool_testkit::{Cluster, Role};
 
 fn query(c: &mut Criterion) {
     let pg = Cluster::start().expect("throwaway PostgreSQL");

@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Pool};
+use wirepool_testkit::{Cluster, Role};
 
 fn quantile(v: &mut [Duration], q: f64) -> Duration {
     v.sort_unstable();

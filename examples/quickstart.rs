@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::Pool;
+use wirepool_testkit::{Cluster, Role};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

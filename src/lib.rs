@@ -9,9 +9,9 @@
 //! # rt.block_on(async {
 //! use std::time::Duration;
 //! use wirepool::{Pool, HealthStatus};
-//! # let pg = wirepool::throwaway::Cluster::start()?;
-//! # let url = pg.url(wirepool::throwaway::Role::Scram);
-//! // let url = "postgres://app:secret@127.0.0.1:5432/app";
+//! // e.g. postgres://app:secret@127.0.0.1:5432/app (scripts/test sets it to a throwaway
+//! // server for the doc tests)
+//! let url = std::env::var("DATABASE_URL")?;
 //! let pool = Pool::builder(url.parse()?)
 //!     .min_size(2)
 //!     .max_size(10)
@@ -197,11 +197,14 @@
 //!
 //! - `tls` (default): TLS connections; without it `sslmode` require and stricter are
 //!   configuration errors.
-//! - `throwaway`: `throwaway::Cluster`, a throwaway PostgreSQL cluster (initdb into a
-//!   temp dir) for tests, benchmarks and demos, and `throwaway::Bouncer`, a PgBouncer in
-//!   front of one.
 //! - `with-uuid-1`, `with-chrono-0_4`, `with-time-0_3`, `with-serde_json-1`: those crates'
 //!   types as query parameters and column values.
+//! - `internals`: unstable and hidden from these docs; what this crate's own benchmarks,
+//!   fuzz targets and loom models drive (the pool core, the counters, the protocol's test
+//!   encoders). Not part of the API.
+//!
+//! Test support (throwaway PostgreSQL clusters, PgBouncer) is not in this crate: it is the
+//! workspace's `wirepool-testkit`, which is not published.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// A module public only with the `internals` feature (hidden from the docs, unstable: for
@@ -235,8 +238,6 @@ internal_mod! {
 pub mod protocol;
 mod random;
 mod sync;
-#[cfg(feature = "throwaway")]
-pub mod throwaway;
 
 /// The README's examples, compiled as doc tests so they keep working as pasted.
 #[cfg(doctest)]

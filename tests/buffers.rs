@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ErrorKind, Pool};
+use wirepool_testkit::{Cluster, Role};
 
 /// The process's resident memory, in bytes (`VmRSS` of `/proc/self/status`).
 fn rss() -> u64 {

@@ -3,12 +3,8 @@
 use std::time::{Duration, Instant};
 
 use wirepool::protocol::AuthMethod;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, ErrorKind, TransactionStatus};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
+use wirepool_testkit::{cluster, Role};
 
 #[tokio::test]
 async fn every_auth_method_logs_in_and_runs_select_1() {

@@ -14,14 +14,10 @@ use std::time::Duration;
 
 use wirepool::observe::CloseReason;
 use wirepool::protocol::MAX_FRONTEND_MESSAGE;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Connection, ErrorKind, Pool, PoolConfig};
+use wirepool_testkit::{cluster, Cluster, Role};
 
 use common::proxy::{Mode, Proxy};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
 
 /// A query of about `mb` megabytes whose answer is its own length.
 fn big_query(mb: usize) -> (String, String) {

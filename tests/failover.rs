@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Connection, ErrorKind, Pool, PoolConfig};
+use wirepool_testkit::{Cluster, Role};
 
 use common::Logs;
 

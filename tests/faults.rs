@@ -9,15 +9,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use wirepool::observe::CloseReason;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, ErrorKind, Pool, PoolConfig};
+use wirepool_testkit::{cluster, Cluster, Role};
 
 use common::proxy::{Mode, Proxy};
 use common::Logs;
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
 
 fn via(pg: &Cluster, proxy: &Proxy) -> ConnectConfig {
     pg.config(Role::Trust)

@@ -7,14 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{HealthStatus, LifecycleState, Pool, PoolConfig};
+use wirepool_testkit::{cluster, Role};
 
 use common::Logs;
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_busy_callers_on_min_2_max_10_stay_healthy() {

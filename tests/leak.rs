@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::Pool;
+use wirepool_testkit::{Cluster, Role};
 
 use common::Logs;
 

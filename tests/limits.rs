@@ -4,12 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, ErrorKind, Pool, ToSql};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
+use wirepool_testkit::{cluster, Role};
 
 async fn select_1(c: &mut Connection) {
     let row = c.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();

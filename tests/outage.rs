@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{LifecycleState, Pool, PoolConfig};
+use wirepool_testkit::{Cluster, Role};
 
 use common::Logs;
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use wirepool::throwaway::{Bouncer, Cluster, PoolMode, Role};
 use wirepool::Pool;
+use wirepool_testkit::{Bouncer, Cluster, PoolMode, Role};
 
 async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
     let handles: Vec<_> = (0..tasks)

@@ -4,30 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wirepool::observe::CloseReason;
-use wirepool::throwaway::{Cluster, Role};
-use wirepool::{
-    ErrorKind, HealthStatus, LifecycleState, Pool, PoolConfig, TimeoutPhase, TransactionStatus,
-};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
-
-fn fast_config() -> PoolConfig {
-    let mut c = PoolConfig::default();
-    c.monitor_interval = Duration::from_millis(50);
-    c
-}
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+use wirepool::{ErrorKind, HealthStatus, LifecycleState, Pool, TimeoutPhase, TransactionStatus};
+use wirepool_testkit::{cluster, eventually, fast_config, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_opens_and_validates_min_size() {

@@ -8,31 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use wirepool::observe::{CloseReason, ErrorType};
-use wirepool::throwaway::{Cluster, Role};
-use wirepool::{LifecycleState, Pool, PoolConfig};
+use wirepool::{LifecycleState, Pool};
+use wirepool_testkit::{cluster, eventually, fast_config, Cluster, Role};
 
 use common::proxy::{Mode, Proxy};
 use common::Logs;
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
-
-fn fast() -> PoolConfig {
-    let mut c = PoolConfig::default();
-    c.monitor_interval = Duration::from_millis(20);
-    c.keepalive_interval = None;
-    c
-}
-
-/// Polls `f` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The server process ids of the pool's role that are connected now.
 fn backends(pg: &Cluster) -> Vec<i32> {
@@ -46,7 +26,7 @@ fn backends(pg: &Cluster) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_min_size_retire_after_idle_timeout() {
     let pg = cluster();
-    let mut cfg = fast();
+    let mut cfg = fast_config();
     cfg.idle_timeout = Some(Duration::from_millis(300));
     let pool = Pool::builder(pg.config(Role::Trust))
         .config(cfg)
@@ -87,7 +67,7 @@ async fn futures_all(pool: &Pool, n: usize) -> Vec<wirepool::PooledConnection> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_max_lifetime_are_replaced() {
     let pg = cluster();
-    let mut cfg = fast();
+    let mut cfg = fast_config();
     cfg.max_lifetime = Some(Duration::from_millis(400));
     let pool = Pool::builder(pg.config(Role::Trust))
         .config(cfg)
@@ -122,7 +102,7 @@ async fn connections_past_max_lifetime_are_replaced() {
 async fn detach_and_discard_take_the_connection_out_of_the_pool() {
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(fast())
+        .config(fast_config())
         .min_size(1)
         .max_size(2)
         .build()
@@ -170,7 +150,7 @@ async fn detach_and_discard_take_the_connection_out_of_the_pool() {
 async fn a_cancelled_acquire_is_counted_and_passes_its_place_on() {
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(fast())
+        .config(fast_config())
         .min_size(1)
         .max_size(1)
         .build()
@@ -212,7 +192,7 @@ async fn a_reset_that_cannot_finish_discards_the_connection() {
         .with_port(proxy.port())
         .with_connect_timeout(Some(Duration::from_secs(1)));
     let pool = Pool::builder(cfg)
-        .config(fast())
+        .config(fast_config())
         .min_size(1)
         .max_size(2)
         .build()
@@ -247,7 +227,7 @@ async fn close_gives_up_on_held_connections_after_the_drain_timeout() {
     let logs = Logs::capture();
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(fast())
+        .config(fast_config())
         .drain_timeout(Duration::from_millis(300))
         .build()
         .await
@@ -275,7 +255,7 @@ async fn close_gives_up_on_held_connections_after_the_drain_timeout() {
 async fn a_dropped_close_still_terminates_and_a_second_close_returns() {
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
-        .config(fast())
+        .config(fast_config())
         .drain_timeout(Duration::MAX)
         .build()
         .await
@@ -300,7 +280,7 @@ async fn a_dropped_close_still_terminates_and_a_second_close_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durations_too_long_to_add_mean_never() {
     let pg = cluster();
-    let mut cfg = fast();
+    let mut cfg = fast_config();
     cfg.max_lifetime = Some(Duration::MAX);
     cfg.idle_timeout = Some(Duration::MAX);
     cfg.keepalive_interval = Some(Duration::MAX);
@@ -327,7 +307,7 @@ async fn durations_too_long_to_add_mean_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_returns_the_connect_error_at_once() {
     let mut pg = cluster();
-    let mut cfg = fast();
+    let mut cfg = fast_config();
     cfg.fail_fast = true;
     cfg.acquire_timeout = Duration::from_secs(30);
     cfg.min_size = 1;
@@ -366,7 +346,7 @@ async fn fail_fast_returns_the_connect_error_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_is_unreachable_only_the_reconnector_connects() {
     let mut pg = cluster();
-    let mut cfg = fast();
+    let mut cfg = fast_config();
     cfg.min_size = 1;
     cfg.max_size = 10;
     cfg.acquire_timeout = Duration::from_millis(200);

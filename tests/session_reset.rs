@@ -10,12 +10,8 @@ use std::time::Duration;
 
 use common::poll_at_most;
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, Pool, PoolConfig, SessionReset, TransactionStatus};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
+use wirepool_testkit::{cluster, Cluster, Role};
 
 async fn one_connection(pg: &Cluster, role: Role, policy: SessionReset) -> Pool {
     Pool::builder(pg.config(role))

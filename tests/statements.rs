@@ -7,12 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::poll_at_most;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Connection, ErrorKind, Type};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
+use wirepool_testkit::{cluster, Role};
 
 async fn connect(cfg: &ConnectConfig, capacity: usize) -> Connection {
     let mut c = Connection::connect(cfg).await.unwrap();
@@ -120,17 +116,22 @@ async fn a_storm_of_timed_out_queries_leaves_at_most_the_capacity() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        // Command timeouts from 1 µs to 300 µs, around the time of a round trip: some
-        // cut a prepare short, some an execution, some nothing.
-        c.set_command_timeout(Some(Duration::from_micros(1 + seed % 300)));
-        let sql = format!("SELECT {}::int4 + $1", i % 40);
+        // Command timeouts from 1 µs to 3 ms, around the time of a round trip: some cut
+        // a prepare short, some an execution, some nothing; every third statement sleeps
+        // past the longest of them, so it always times out.
+        c.set_command_timeout(Some(Duration::from_micros(1 + seed % 3000)));
+        let sql = if i % 3 == 0 {
+            format!("SELECT {}::int4 + $1 FROM pg_sleep(0.005)", i % 40)
+        } else {
+            format!("SELECT {}::int4 + $1", i % 40)
+        };
         match c.query(sql.as_str(), &[&1i32]).await {
             Err(e) if e.kind() == ErrorKind::CommandTimeout => timed_out += 1,
             Err(e) => panic!("{e}"),
             Ok(_) => {}
         }
     }
-    assert!(timed_out > 0, "no query timed out");
+    assert!(timed_out >= 100, "only {timed_out} queries timed out");
     c.set_command_timeout(None);
     c.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();
     assert!(!c.is_broken());

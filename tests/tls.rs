@@ -4,12 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Connection, ErrorKind, Pool};
-
-fn tls_cluster() -> Cluster {
-    Cluster::start_tls().unwrap_or_else(|e| panic!("throwaway PostgreSQL with TLS: {e}"))
-}
+use wirepool_testkit::{tls_cluster, Cluster, Role};
 
 fn cfg(url: &str) -> ConnectConfig {
     url.parse().unwrap_or_else(|e| panic!("{url}: {e}"))

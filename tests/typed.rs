@@ -8,12 +8,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{Connection, ErrorKind, Pool, ToSql, TransactionStatus, Type};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
+use wirepool_testkit::{cluster, Cluster, Role};
 
 /// The superuser: these tests create tables.
 async fn connect(pg: &Cluster) -> Connection {

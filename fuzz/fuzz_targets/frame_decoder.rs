@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use wirepool::protocol::{FrameDecoder, QueryEvent, SimpleQuery};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, data)) = data.split_first() else { return };
+    let Some((&chunk, data)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(chunk).max(1);
     let decoder = FrameDecoder::new(1 << 16);
     let mut out = BytesMut::new();

@@ -13,8 +13,12 @@ use wirepool::protocol::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&settings, data)) = data.split_first() else { return };
-    let Some((&answer, data)) = data.split_first() else { return };
+    let Some((&settings, data)) = data.split_first() else {
+        return;
+    };
+    let Some((&answer, data)) = data.split_first() else {
+        return;
+    };
     // Exactly one byte decides; only S and N are answers.
     match ssl_answer(answer) {
         Ok(SslAnswer::Tls) => assert_eq!(answer, b'S'),
@@ -35,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
             _ => ChannelBinding::Require,
         },
         tls_end_point: (settings & 4 != 0).then_some(&end_point[..]),
+        encrypted: settings & 8 != 0,
     };
     let mut startup = Startup::start(&params, &mut out).expect("valid parameters");
     let decoder = FrameDecoder::default();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{Cluster, Role};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

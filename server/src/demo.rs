@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::{ConnectConfig, Pool, PoolConfig};
+use wirepool_testkit::{Cluster, Role};
 
 use crate::mcp::HEALTH_URI;
 use crate::serve::{build_pool, shutdown_signal, Http, Listen};

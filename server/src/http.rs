@@ -153,7 +153,7 @@ async fn metrics(State(pool): State<Arc<Pool>>, headers: HeaderMap) -> Response 
 mod tests {
     use std::time::Duration;
 
-    use wirepool::throwaway::{Cluster, Role};
+    use wirepool_testkit::{Cluster, Role};
 
     use wirepool::LifecycleState;
 

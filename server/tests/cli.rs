@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{Cluster, Role};
 
 use common::command;
 

@@ -10,13 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{cluster, Role};
 
 use common::{command, get, request, Proc};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
 
 fn env(url: &str) -> Vec<(&str, &str)> {
     vec![

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use wirepool::throwaway::{Cluster, Role};
 use wirepool::PoolStatistics;
+use wirepool_testkit::{Cluster, Role};
 
 use common::{command, Proc};
 

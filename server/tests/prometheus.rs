@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{Cluster, Role};
 
 use common::{command, get, Proc};
 

@@ -11,13 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{cluster, Role};
 
 use common::{command, get, request, Proc};
-
-fn cluster() -> Cluster {
-    Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
-}
 
 fn serve(url: &str, extra: &[(&str, &str)]) -> Proc {
     let mut env = vec![

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wirepool::throwaway::{Cluster, Role};
+use wirepool_testkit::{Cluster, Role};
 
 /// A pool under test.
 #[derive(Clone)]
@@ -466,7 +466,7 @@ where
 
 /// pgbench against the cluster for `secs` seconds; its tps.
 fn pgbench(pg: &Cluster, secs: u64) -> Result<f64, String> {
-    let bin = wirepool::throwaway::find_bin_dir()
+    let bin = wirepool_testkit::find_bin_dir()
         .map_err(|e| e.to_string())?
         .join("pgbench");
     let script = std::env::temp_dir().join(format!("wirepool-peers-{}.sql", std::process::id()));

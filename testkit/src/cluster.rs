@@ -1,4 +1,4 @@
-//! Throwaway PostgreSQL clusters for tests, benchmarks and the demo (feature `throwaway`).
+//! Throwaway PostgreSQL clusters for tests, benchmarks and the demo.
 //!
 //! [`Cluster::start`] finds the server binaries (`PG_BIN`, then `pg_config --bindir`, then
 //! `/usr/lib/postgresql/*/bin`, newest first, then `PATH`), runs `initdb` into a fresh
@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::config::ConnectConfig;
+use wirepool::ConnectConfig;
 
 /// A role of the throwaway cluster, one per authentication method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
