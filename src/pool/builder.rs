@@ -1,0 +1,317 @@
+//! [`Builder`]: every pool setting, the connect hooks, and `build()`, which opens and
+//! validates `min_size` connections and starts the pool's tasks.
+
+use super::open::timeout_hook;
+use super::*;
+
+/// An async closure run on each new connection (see [`Builder::after_connect`]).
+pub type ConnectHook = Arc<
+    dyn for<'c> Fn(
+            &'c mut Connection,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>>
+        + Send
+        + Sync,
+>;
+
+/// What runs on a new connection before it joins the pool.
+#[derive(Clone, Default)]
+pub(super) struct ConnectHooks {
+    pub(super) sql: Vec<String>,
+    pub(super) after_connect: Option<ConnectHook>,
+}
+
+/// Builds a [`Pool`]; see [`Pool::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until build() is awaited"]
+pub struct Builder {
+    pub(super) connect: ConnectConfig,
+    pub(super) cfg: PoolConfig,
+    pub(super) hooks: ConnectHooks,
+}
+
+impl std::fmt::Debug for ConnectHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectHooks")
+            .field("sql", &self.sql)
+            .field("after_connect", &self.after_connect.is_some())
+            .finish()
+    }
+}
+
+impl Builder {
+    /// Replaces every pool setting.
+    pub fn config(mut self, cfg: PoolConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+    /// Connections kept open at all times. Default: 2.
+    pub fn min_size(mut self, n: usize) -> Self {
+        self.cfg.min_size = n;
+        self
+    }
+    /// The most connections at once. Default: 10.
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.cfg.max_size = n;
+        self
+    }
+    /// How long `acquire()` may take. Default: 30 s.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.cfg.acquire_timeout = d;
+        self
+    }
+    /// How long one query may run through `PooledConnection::query`. Default: 60 s.
+    pub fn command_timeout(mut self, d: Option<Duration>) -> Self {
+        self.cfg.command_timeout = d;
+        self
+    }
+    /// Retire connections older than this. Default: 3600 s.
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.cfg.max_lifetime = d;
+        self
+    }
+    /// Close idle connections beyond `min_size` after this long. Default: 600 s.
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.cfg.idle_timeout = d;
+        self
+    }
+    /// How long `close()` waits for checked-out connections. Default: 30 s.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.cfg.drain_timeout = d;
+        self
+    }
+    /// Leak detection on or off, and its timeout. Default: on, 30 s.
+    pub fn leak_detection(mut self, enabled: bool, timeout: Duration) -> Self {
+        self.cfg.leak_detection = enabled;
+        self.cfg.leak_detection_timeout = timeout;
+        self
+    }
+    /// Return the pool from `build()` even if the database cannot be reached yet; see
+    /// [`PoolConfig::start_without_database`]. Default: false.
+    pub fn start_without_database(mut self, yes: bool) -> Self {
+        self.cfg.start_without_database = yes;
+        self
+    }
+    /// When a returned connection's session is reset, so that one caller's role,
+    /// settings, LISTENs, cursors, temporary tables or locks never reach the next (see
+    /// [`SessionReset`]). Default: [`SessionReset::WhenDirty`].
+    pub fn session_reset(mut self, policy: SessionReset) -> Self {
+        self.cfg.session_reset = policy;
+        self
+    }
+    /// Prepared statements kept per connection; `0` for PgBouncer in transaction mode.
+    /// Default: 100.
+    pub fn statement_cache_capacity(mut self, n: usize) -> Self {
+        self.cfg.statement_cache_capacity = n;
+        self
+    }
+    /// Also capture a full backtrace at each acquisition for leak reports. Default: false.
+    pub fn leak_backtrace(mut self, yes: bool) -> Self {
+        self.cfg.leak_backtrace = yes;
+        self
+    }
+    /// Validate idle connections unused this long (`None`: never). Default: 30 s.
+    pub fn keepalive_interval(mut self, d: Option<Duration>) -> Self {
+        self.cfg.keepalive_interval = d;
+        self
+    }
+    /// The reconnection delays; the last repeats. Default: 1, 2, 4, 8, 16 s.
+    pub fn reconnect_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.cfg.reconnect_delays = delays;
+        self
+    }
+    /// Spread each reconnection delay over [delay/2, delay]. Default: false.
+    pub fn reconnect_jitter(mut self, yes: bool) -> Self {
+        self.cfg.reconnect_jitter = yes;
+        self
+    }
+    /// Fail callers at once with the connect error while the database is unreachable.
+    /// Default: false.
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.cfg.fail_fast = yes;
+        self
+    }
+    /// How often the monitor runs. Default: 250 ms.
+    pub fn monitor_interval(mut self, d: Duration) -> Self {
+        self.cfg.monitor_interval = d;
+        self
+    }
+    /// The health classification's thresholds. Default: the guide's.
+    pub fn health_thresholds(mut self, t: crate::observe::HealthThresholds) -> Self {
+        self.cfg.health = t;
+        self
+    }
+    /// The prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.cfg.metrics_prefix = prefix.into();
+        self
+    }
+    /// SQL run on every new connection before it is first handed out (after it is
+    /// validated), e.g. `SET search_path TO app`. A statement that fails discards the
+    /// connection and counts as a connect error.
+    pub fn init_sql<I, S>(mut self, statements: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hooks.sql = statements.into_iter().map(Into::into).collect();
+        self
+    }
+    /// An async closure run on every new connection before it is first handed out (after
+    /// [`Builder::init_sql`]). An error discards the connection and counts as a connect
+    /// error.
+    ///
+    /// ```no_run
+    /// # async fn f(cfg: wirepool::ConnectConfig) -> wirepool::Result<()> {
+    /// let pool = wirepool::Pool::builder(cfg)
+    ///     .after_connect(|conn| {
+    ///         Box::pin(async move {
+    ///             conn.execute("SELECT set_config('app.tenant', $1, false)", &[&"acme"])
+    ///                 .await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(
+                &'c mut Connection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        self.hooks.after_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Opens and validates `min_size` connections, then starts the pool's monitor. Must be
+    /// called inside a tokio runtime, whose handle the pool keeps for its tasks.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error for settings that do not fit together; otherwise the first
+    /// error met opening the initial connections (wrong password, database down, ...).
+    pub async fn build(self) -> Result<Pool> {
+        self.cfg.validate()?;
+        let runtime = Handle::try_current()
+            .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
+            timeout_hook: timeout_hook(weak.clone()),
+            statement_stats: Arc::new(CacheStats::default()),
+            encrypted: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            hosts: Arc::new(parking_lot::Mutex::new(Vec::new())),
+            newest_host: parking_lot::Mutex::new(None),
+            hooks: self.hooks,
+            core: Core::new(self.cfg.max_size),
+            counters: Counters::new(self.cfg.health.slow_acquire),
+            connect: self.connect,
+            state: AtomicU8::new(LifecycleState::Initializing as u8),
+            created_at: SystemTime::now(),
+            started: Instant::now(),
+            clock_ms: AtomicU64::new(0),
+            runtime,
+            next_id: AtomicU64::new(1),
+            connect_failures: AtomicU64::new(0),
+            last_connect_error: Mutex::new(None),
+            wake_monitor: Notify::new(),
+            first_waiter: Arc::new(Notify::new()),
+            deadline_origin: tokio::time::Instant::now(),
+            stop_monitor: Notify::new(),
+            closing: AtomicBool::new(false),
+            terminated: Notify::new(),
+            drained: Notify::new(),
+            reconnecting: AtomicBool::new(false),
+            recovered_at_ms: AtomicU64::new(0),
+            leak: self.cfg.leak_detection.then(|| {
+                LeakDetector::new(self.cfg.leak_detection_timeout, self.cfg.leak_backtrace)
+            }),
+            cfg: self.cfg,
+        });
+        tracing::info!(
+            target: "wirepool::pool",
+            min_size = shared.cfg.min_size,
+            max_size = shared.cfg.max_size,
+            database = shared.connect.dbname(),
+            "Connection pool initialized: min_size={}, max_size={}",
+            shared.cfg.min_size,
+            shared.cfg.max_size
+        );
+        let t = Instant::now();
+        let permits: Vec<_> =
+            std::iter::from_fn(|| shared.core.want_open(shared.cfg.min_size)).collect();
+        let opened = futures_join_all(permits.into_iter().map(|p| {
+            let shared = shared.clone();
+            async move {
+                let c = open_validated(&shared).await;
+                (p, c)
+            }
+        }))
+        .await;
+        let mut first_err = None;
+        let mut n = 0;
+        let mut failed = 0;
+        for (permit, r) in opened {
+            match r {
+                Ok(conn) => {
+                    n += 1;
+                    shared.add_opened(permit, conn);
+                }
+                Err(e) => {
+                    drop(permit);
+                    failed += 1;
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if !shared.cfg.start_without_database => {
+                for p in shared.core.close() {
+                    shared.close_conn(p, CloseReason::Shutdown);
+                }
+                shared.set_state(LifecycleState::Unhealthy);
+                tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", error_chain(&e));
+                return Err(e);
+            }
+            Some(e) => {
+                tracing::error!(
+                    target: "wirepool::pool",
+                    "Pool initialization failed: {}; the pool starts unhealthy and reconnects on its schedule",
+                    error_chain(&e)
+                );
+                shared.connect_failures.store(failed, Ordering::Release);
+                *shared.last_connect_error.lock() = Some((e, Instant::now()));
+                shared.set_state(LifecycleState::Unhealthy);
+            }
+            None => tracing::info!(
+                target: "wirepool::pool",
+                "Created {n} initial connections in {}ms",
+                t.elapsed().as_millis()
+            ),
+        }
+        let pool = Pool { shared };
+        monitor::spawn(&pool.shared);
+        acquire_timeout::spawn(&pool.shared);
+        leak_task::spawn(&pool.shared);
+        pool.shared.evaluate_health();
+        Ok(pool)
+    }
+}
+
+/// Awaits all futures concurrently (a tiny `join_all` on tokio tasks' terms).
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("an open task does not panic"));
+    }
+    out
+}

@@ -1,0 +1,93 @@
+//! Opening a connection for the pool: connect, apply the pool's settings, validate with
+//! `SELECT 1` (bounded like the connect), run the connect hooks; and the operator's wording
+//! of what failed.
+
+use super::*;
+
+/// The bound of the validation `SELECT 1` when the connection has no connect timeout.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
+pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
+    let began = SystemTime::now();
+    let mut conn = match Connection::connect(&shared.connect).await {
+        Ok(c) => c,
+        Err(e) => {
+            shared
+                .counters
+                .record_error(ErrorType::Connect, connect_error_message(&e), began);
+            return Err(e);
+        }
+    };
+    shared.configure(&mut conn);
+    let t = Instant::now();
+    // Validation is the pool's own query: bounded like the connect, not by the callers'
+    // command timeout (which may be shorter than a round trip).
+    let limit = conn.replace_command_timeout(Some(
+        shared
+            .connect
+            .connect_timeout()
+            .unwrap_or(VALIDATION_TIMEOUT),
+    ));
+    let validated = conn.simple_query("SELECT 1").await;
+    conn.replace_command_timeout(limit);
+    match validated {
+        Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
+            shared.counters.record_latency(t.elapsed());
+            if let Err(e) = shared.run_hooks(&mut conn).await {
+                shared.counters.record_error(
+                    ErrorType::Connect,
+                    format!("Connection setup failed: {}", error_chain(&e)),
+                    began,
+                );
+                return Err(e);
+            }
+            shared.counters.created.fetch_add(1, Ordering::Relaxed);
+            Ok(conn)
+        }
+        Ok(_) => {
+            let e = Error::protocol("validation query SELECT 1 returned an unexpected result");
+            shared.counters.record_error(
+                ErrorType::Validation,
+                "Connection validation failed".into(),
+                began,
+            );
+            Err(e)
+        }
+        Err(e) => {
+            shared.counters.record_error(
+                ErrorType::Validation,
+                format!("Connection validation failed: {}", error_chain(&e)),
+                began,
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Counts command timeouts of the pool's connections, without keeping the pool alive.
+pub(super) fn timeout_hook(pool: std::sync::Weak<Shared>) -> TimeoutHook {
+    Arc::new(move |limit: Duration| {
+        if let Some(s) = pool.upgrade() {
+            s.counters.record_error(
+                ErrorType::CommandTimeout,
+                format!(
+                    "Query cancelled after the command timeout of {} s",
+                    limit.as_secs_f64()
+                ),
+                SystemTime::now() - limit,
+            );
+        }
+    })
+}
+
+pub(super) fn connect_error_message(e: &Error) -> String {
+    let refused = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    if refused {
+        format!("Database connection refused: {}", error_chain(e))
+    } else {
+        format!("Database connection failed: {}", error_chain(e))
+    }
+}

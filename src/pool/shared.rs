@@ -1,0 +1,434 @@
+//! The state every task of a pool shares ([`Shared`]), a pooled connection with its
+//! bookkeeping ([`Pooled`]), the per-server and encryption counts, and what the pool does
+//! with a connection: wrap, open in the background, apply its settings, discard, close,
+//! and the statistics and health read from it all.
+
+use super::builder::ConnectHooks;
+use super::*;
+
+/// A pooled connection with the pool's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    pub(crate) conn: Connection,
+    pub(crate) id: u64,
+    /// Monitor-clock milliseconds at which the connection retires.
+    pub(crate) expires_ms: u64,
+    /// Monitor-clock milliseconds of its last return (or creation).
+    pub(crate) last_used_ms: u64,
+    /// Its checkout state, for the leak detector.
+    pub(crate) leak_slot: crate::sync::Arc<LeakSlot>,
+    /// Counts it among the encrypted connections while it exists.
+    _encrypted: Option<EncryptedMark>,
+    /// Counts it among its server's connections while it exists.
+    _host: HostMark,
+}
+
+/// The pool's connections per server (`host:port`).
+pub(super) type HostCounts = Arc<parking_lot::Mutex<Vec<(Arc<str>, usize)>>>;
+
+/// One connection in its server's count; dropped with the connection's bookkeeping.
+#[derive(Debug)]
+pub(super) struct HostMark {
+    counts: HostCounts,
+    host: Arc<str>,
+}
+
+impl HostMark {
+    pub(super) fn new(counts: &HostCounts, host: &str) -> HostMark {
+        let mut c = counts.lock();
+        let host = match c.iter_mut().find(|(h, _)| &**h == host) {
+            Some((h, n)) => {
+                *n += 1;
+                h.clone()
+            }
+            None => {
+                let h: Arc<str> = Arc::from(host);
+                c.push((h.clone(), 1));
+                h
+            }
+        };
+        HostMark {
+            counts: counts.clone(),
+            host,
+        }
+    }
+}
+
+impl Drop for HostMark {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock();
+        if let Some(i) = c.iter().position(|(h, _)| *h == self.host) {
+            c[i].1 -= 1;
+            if c[i].1 == 0 {
+                c.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// One encrypted connection in the pool's count; dropped with the connection's
+/// bookkeeping, whichever way it leaves (closed, discarded, detached).
+#[derive(Debug)]
+pub(super) struct EncryptedMark(Arc<std::sync::atomic::AtomicUsize>);
+
+impl EncryptedMark {
+    pub(super) fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> EncryptedMark {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        EncryptedMark(count.clone())
+    }
+}
+
+impl Drop for EncryptedMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// State shared by the pool handle, its guards and its tasks.
+pub(crate) struct Shared {
+    /// Connections are boxed: in and out of the idle list, into guards and through
+    /// futures, a move is a pointer, not the whole connection.
+    pub(crate) core: Core<Box<Pooled>>,
+    pub(crate) connect: ConnectConfig,
+    pub(crate) cfg: PoolConfig,
+    pub(crate) counters: Counters,
+    pub(crate) state: AtomicU8,
+    pub(crate) created_at: SystemTime,
+    pub(super) started: Instant,
+    /// Milliseconds since `started`, advanced by the monitor (and by slow paths): the cheap
+    /// clock of the hot path.
+    pub(super) clock_ms: AtomicU64,
+    pub(crate) runtime: Handle,
+    pub(super) next_id: AtomicU64,
+    /// Consecutive failed connects; 0 while the database answers.
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) last_connect_error: Mutex<Option<(Error, Instant)>>,
+    pub(crate) wake_monitor: Notify,
+    /// A caller joined an empty queue: the acquire-timeout task learns its deadline.
+    pub(crate) first_waiter: Arc<Notify>,
+    /// The origin of waiters' deadlines (tokio's clock, so that paused-time tests work).
+    pub(super) deadline_origin: tokio::time::Instant,
+    pub(crate) stop_monitor: Notify,
+    pub(crate) closing: AtomicBool,
+    pub(super) terminated: Notify,
+    /// During `close()`: the last connection is gone (the drain waits on it).
+    pub(super) drained: Notify,
+    /// Set from the start of the reconnection schedule until `min_size` validated
+    /// connections are back (the pool is RECOVERING meanwhile).
+    pub(crate) reconnecting: AtomicBool,
+    /// Unix milliseconds of the last recovery from an outage; 0 before any.
+    pub(super) recovered_at_ms: AtomicU64,
+    /// The leak detector's registration side, when leak detection is on.
+    pub(crate) leak: Option<LeakDetector>,
+    /// Counts command timeouts; set on every connection.
+    pub(super) timeout_hook: TimeoutHook,
+    /// Statement-cache hits and misses of all the pool's connections.
+    pub(crate) statement_stats: Arc<CacheStats>,
+    /// Open connections that are encrypted.
+    pub(super) encrypted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Open connections per server.
+    pub(super) hosts: HostCounts,
+    /// The server of the newest connection (`host:port`).
+    pub(super) newest_host: parking_lot::Mutex<Option<Arc<str>>>,
+    /// Run on every new connection before it is first handed out, and after a reset.
+    pub(super) hooks: ConnectHooks,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connect", &self.connect)
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Logs which server a new connection went to (with several hosts), and a switch of
+    /// server (a failover).
+    pub(super) fn note_server(&self, conn: &Connection, host: &Arc<str>) {
+        let several = self.connect.hosts().len() > 1;
+        let kind = match conn.in_recovery() {
+            Some(true) => "standby",
+            Some(false) => "primary",
+            None => "server",
+        };
+        if several {
+            tracing::info!(target: "wirepool::pool", host = &**host, kind, "Connection opened to {host} ({kind})");
+        } else {
+            tracing::debug!(target: "wirepool::pool", host = &**host, "Connection opened to {host}");
+        }
+        let previous = self.newest_host.lock().replace(host.clone());
+        if let Some(old) = previous.filter(|old| old != host) {
+            // With random load balancing the server changes all the time; only a change
+            // of the one server a pool uses is news.
+            if self.connect.load_balance_hosts() == crate::config::LoadBalanceHosts::Disable {
+                tracing::warn!(
+                    target: "wirepool::pool",
+                    from = &*old,
+                    to = &**host,
+                    "Connection pool switched from {old} to {host}"
+                );
+            }
+        }
+    }
+
+    /// The pool's settings on a connection: command timeout, statement cache. Applied to
+    /// a new connection, and again to a returned one whose settings a caller changed.
+    pub(crate) fn configure(&self, conn: &mut Connection) {
+        conn.set_command_timeout(self.cfg.command_timeout);
+        conn.set_timeout_hook(Some(self.timeout_hook.clone()));
+        conn.set_statement_cache_capacity(self.cfg.statement_cache_capacity);
+        conn.set_statement_cache_stats(self.statement_stats.clone());
+        conn.take_settings_changed();
+    }
+
+    /// True if a returned connection's session must be reset before it is handed out
+    /// again, under the pool's [`SessionReset`] policy.
+    #[inline]
+    pub(crate) fn needs_session_reset(&self, conn: &Connection) -> bool {
+        match self.cfg.session_reset {
+            SessionReset::Never => false,
+            SessionReset::WhenDirty => conn.session_dirty(),
+            SessionReset::Always => true,
+        }
+    }
+
+    /// Runs the connect hooks: the SQL statements, then the closure. What they set is the
+    /// session's starting point: a reset puts it back, then runs them again.
+    pub(crate) async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
+        for sql in &self.hooks.sql {
+            conn.simple_query(sql).await?;
+        }
+        if let Some(hook) = &self.hooks.after_connect {
+            hook(conn).await?;
+        }
+        if conn.transaction_status() != crate::protocol::TransactionStatus::Idle || conn.is_busy() {
+            return Err(Error::invalid_input(
+                "a connect hook left the connection inside a transaction",
+            ));
+        }
+        conn.mark_session_clean();
+        Ok(())
+    }
+
+    /// The reconnector has restored `min_size` validated connections: the outage is over.
+    /// Errors and slow acquisitions that began before now stop counting against health.
+    pub(crate) fn mark_recovered(&self) {
+        let now = SystemTime::now();
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| millis(d).max(1));
+        self.recovered_at_ms.store(ms, Ordering::Release);
+        self.reconnecting.store(false, Ordering::Release);
+        let g = self.core.gauges();
+        tracing::info!(
+            target: "wirepool::pool",
+            "Connection pool recovered: {}/{} connections available",
+            g.open(),
+            g.max_size
+        );
+        self.evaluate_health();
+    }
+
+    pub(crate) fn state(&self) -> LifecycleState {
+        LifecycleState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves to `new`, logging the transition once.
+    pub(crate) fn set_state(&self, new: LifecycleState) {
+        let old = LifecycleState::from_u8(self.state.swap(new as u8, Ordering::AcqRel));
+        if old != new {
+            if new == LifecycleState::Unhealthy {
+                tracing::warn!(target: "wirepool::health", from = old.as_str(), to = new.as_str(), "Health status: {old} -> {new}");
+            } else {
+                tracing::info!(target: "wirepool::health", from = old.as_str(), to = new.as_str(), "Health status: {old} -> {new}");
+            }
+        }
+    }
+
+    pub(crate) fn wrap(&self, conn: Connection) -> Box<Pooled> {
+        let now = self.tick_clock();
+        let expires_ms = match self.cfg.max_lifetime {
+            Some(l) => {
+                // Up to 5 % less, so connections opened together do not retire together.
+                let jitter = 1.0 - 0.05 * crate::random::fraction();
+                now.saturating_add(millis(l.mul_f64(jitter)))
+            }
+            None => u64::MAX,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let leak_slot = LeakSlot::new(id);
+        if let Some(d) = &self.leak {
+            d.track(leak_slot.clone());
+        }
+        let _encrypted = conn
+            .is_encrypted()
+            .then(|| EncryptedMark::new(&self.encrypted));
+        let _host = HostMark::new(&self.hosts, conn.server_addr());
+        self.note_server(&conn, &_host.host);
+        Box::new(Pooled {
+            conn,
+            id,
+            expires_ms,
+            last_used_ms: now,
+            leak_slot,
+            _encrypted,
+            _host,
+        })
+    }
+
+    /// Hands a newly opened connection to the core (the oldest waiter or the idle list);
+    /// if the pool closed meanwhile, closes it.
+    pub(super) fn add_opened(&self, permit: OpenPermit<Box<Pooled>>, conn: Connection) {
+        if let Some(p) = permit.complete(self.wrap(conn)) {
+            self.close_conn(p, CloseReason::Shutdown);
+        }
+    }
+
+    /// Opens a connection in a pool-owned task and hands it over with `permit`.
+    pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) {
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            match open_validated(&shared).await {
+                Ok(conn) => {
+                    shared.connect_failures.store(0, Ordering::Release);
+                    shared.add_opened(permit, conn);
+                    shared.wake_monitor.notify_one();
+                }
+                Err(e) => {
+                    drop(permit);
+                    let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
+                    if n == 1 {
+                        tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", error_chain(&e));
+                    }
+                    *shared.last_connect_error.lock() = Some((e, Instant::now()));
+                    shared.wake_monitor.notify_one();
+                }
+            }
+        });
+    }
+
+    /// A connection reported that its server is no longer of the kind the pool asked for
+    /// (`target_session_attrs`: a standby promoted, a primary demoted): the pool's idle
+    /// connections to that server are closed too, before anyone gets them; new connections
+    /// look for a server of the right kind.
+    pub(crate) fn server_kind_changed(self: &Arc<Self>, conn: &Connection) {
+        let addr = conn.server_addr().to_string();
+        let kind = match conn.in_recovery() {
+            Some(true) => "a standby",
+            Some(false) => "a primary",
+            None => "another kind of server",
+        };
+        tracing::warn!(
+            target: "wirepool::pool",
+            host = %addr,
+            "Server {addr} is now {kind}, not what target_session_attrs asks for; its connections are closed"
+        );
+        for p in self.core.take_idle(|p| p.conn.server_addr() == addr) {
+            self.discard(p, Holder::Pool, CloseReason::ValidationFailed);
+        }
+    }
+
+    /// Removes a connection held by `holder` from the pool and closes it in the background.
+    pub(crate) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
+        // The core first: once the close is counted, the sizes already leave it out.
+        self.forget(holder);
+        self.close_conn(p, reason);
+    }
+
+    /// Gives back the capacity of a connection held by `holder` that is gone (closed or
+    /// detached): a waiter gets a replacement opened, unless the database is unreachable,
+    /// when the reconnector alone opens connections.
+    pub(crate) fn forget(self: &Arc<Self>, holder: Holder) {
+        if let Some(permit) = self.core.discard(holder) {
+            if self.connect_failures.load(Ordering::Acquire) == 0 {
+                self.spawn_open(permit);
+            }
+        }
+        self.wake_monitor.notify_one();
+        self.note_drained();
+    }
+
+    /// During `close()`, wakes the drain once the last connection is gone.
+    fn note_drained(&self) {
+        if self.closing.load(Ordering::Acquire) && self.core.gauges().size == 0 {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Closes a connection no longer counted by the core (Terminate, in the background).
+    pub(crate) fn close_conn(&self, p: Box<Pooled>, reason: CloseReason) {
+        self.counters.record_closed(reason);
+        self.note_drained();
+        let conn = p.conn;
+        if conn.is_broken() {
+            return;
+        }
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.close()).await;
+        });
+    }
+
+    pub(crate) fn statistics(&self) -> PoolStatistics {
+        let g = self.core.gauges();
+        let mut s = PoolStatistics::empty(self.created_at);
+        s.total_connections = g.open();
+        s.idle_connections = g.idle;
+        s.active_connections = g.active;
+        s.waiting_requests = g.waiting;
+        s.opening_connections = g.opening;
+        s.maintenance_connections = g.maintenance;
+        s.peak_active_connections = g.peak_active;
+        s.min_size = self.cfg.min_size;
+        s.max_size = self.cfg.max_size;
+        s.connections_by_host = self
+            .hosts
+            .lock()
+            .iter()
+            .map(|(h, n)| (h.to_string(), *n))
+            .collect();
+        s.connections_by_host.sort();
+        s.current_host = self.newest_host.lock().as_deref().map(str::to_string);
+        s.encrypted_connections = self
+            .encrypted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(s.total_connections);
+        s.statement_cache_hits = self.statement_stats.hits();
+        s.statement_cache_misses = self.statement_stats.misses();
+        s.connect_failures = self.connect_failures.load(Ordering::Acquire);
+        s.recovered_at = match self.recovered_at_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        };
+        self.counters.fill(&mut s);
+        if s.total_connections == 0 {
+            // A round trip measured on connections that are all gone says nothing now.
+            s.latency_ms = None;
+        }
+        s
+    }
+
+    /// Classifies the current state and moves the lifecycle state accordingly.
+    pub(crate) fn evaluate_health(&self) -> (PoolStatistics, HealthStatus, LifecycleState) {
+        let now = SystemTime::now();
+        let stats = self.statistics();
+        let state = self.state();
+        let status = classify(&stats, state, &self.cfg.health, now);
+        let next = match state {
+            LifecycleState::ShuttingDown | LifecycleState::Terminated => state,
+            _ => LifecycleState::from_status(status, self.reconnecting.load(Ordering::Acquire)),
+        };
+        self.set_state(next);
+        self.counters.record_health_check();
+        (stats, status, next)
+    }
+
+    pub(super) fn last_connect_error_since(&self, since: Instant) -> Option<Error> {
+        self.last_connect_error
+            .lock()
+            .as_ref()
+            .filter(|(_, at)| *at >= since || self.connect_failures.load(Ordering::Acquire) > 0)
+            .map(|(e, _)| e.duplicate())
+    }
+}
