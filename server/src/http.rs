@@ -1,6 +1,6 @@
 //! The HTTP surface: `GET /health`, `GET /metrics`, and MCP over streamable HTTP at `/mcp`.
 //!
-//! - `/health`: the guide's JSON (plus the lifecycle `state`) from cached pool state, no
+//! - `/health`: the health JSON (plus the lifecycle `state`) from cached pool state, no
 //!   database query. 503 only when the pool cannot serve a caller now: no open connection
 //!   and the database does not answer, or shutting down / terminated; a load balancer then
 //!   stops sending work during an outage and during the drain. A saturated pool answers 200

@@ -1,4 +1,4 @@
-//! Logs: one JSON object per line in the monitoring guide's format, or plain text for a
+//! Logs: one JSON object per line in the format of `docs/operators-guide.md`, or plain text for a
 //! person watching a terminal.
 //!
 //! ```json
@@ -9,7 +9,7 @@
 //!
 //! `component` is `connection_pool` for the pool's own events and the module name for the
 //! server's (`http`, `mcp`, `demo`, ...); `context` holds the event's structured fields.
-//! Levels are named as the guide names them: DEBUG, INFO, WARNING, ERROR.
+//! Levels are named: DEBUG, INFO, WARNING, ERROR.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -42,7 +42,7 @@ pub(crate) enum LogFormat {
     Text,
 }
 
-/// Parses `LOG_LEVEL` (the guide's names DEBUG, INFO, WARNING, ERROR, CRITICAL, any case;
+/// Parses `LOG_LEVEL` (DEBUG, INFO, WARNING, ERROR, CRITICAL, any case;
 /// also TRACE, WARN, OFF).
 pub(crate) fn parse_level(v: &str) -> Result<LevelFilter, String> {
     match v.trim().to_ascii_uppercase().as_str() {
@@ -135,7 +135,7 @@ impl<S: Subscriber> Layer<S> for LineLayer {
     }
 }
 
-/// The guide's level names.
+/// The level names.
 fn level_name(l: Level) -> &'static str {
     match l {
         Level::TRACE => "TRACE",

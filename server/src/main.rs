@@ -8,7 +8,7 @@
 //! wirepool health [--url URL]       read /health of a running serve (exec probe)
 //! ```
 //!
-//! Settings come from the monitoring guide's environment variables (see [`settings`]);
+//! Settings come from the environment variables (see [`settings`]);
 //! a malformed value stops the program before anything starts, with one line naming the
 //! variable and exit code 2. Runtime failures exit 1.
 
@@ -155,7 +155,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct StartArgs {
     /// Exit at start if the database cannot be reached (by default the server starts,
-    /// answers /health with 503 and reconnects on the guide's schedule).
+    /// answers /health with 503 and reconnects on its schedule).
     #[arg(long, env = "WIREPOOL_FAIL_FAST_START", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::SetTrue)]
     fail_fast_start: bool,
 }

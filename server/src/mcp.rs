@@ -3,7 +3,7 @@
 //!
 //! | URI | MIME type | content |
 //! |---|---|---|
-//! | `health://connection-pool` | `application/json` | the health report, the guide's schema |
+//! | `health://connection-pool` | `application/json` | the health report (its JSON schema) |
 //! | `statistics://connection-pool` | `application/json` | every statistic of the pool |
 //!
 //! Both are read from the pool's cached state: reading them sends nothing to the database.

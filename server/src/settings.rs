@@ -1,4 +1,4 @@
-//! Settings from the environment (the monitoring guide's variables), checked before
+//! Settings from the environment, checked before
 //! anything starts: a malformed value is one line naming the variable.
 //!
 //! `DATABASE_URL` (libpq URL or key=value string; required by `serve`, `mcp`, `check`), the

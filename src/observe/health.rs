@@ -119,7 +119,7 @@ impl fmt::Display for LifecycleState {
     }
 }
 
-/// The thresholds of the classification. The defaults are the guide's.
+/// The thresholds of the classification (see `docs/health-model.md`).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HealthThresholds {
@@ -156,8 +156,8 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
 /// The share of `max_size` a new caller can have without waiting: idle connections plus
 /// the capacity not yet opened, `(idle + max_size - open - opening) / max_size`.
 ///
-/// This is how wirepool reads the guide's "idle connections as a share of the total":
-/// the guide's pool keeps `total` near `max_size`, where the two agree; a pool that opens
+/// This is how wirepool reads "idle connections as a share of the total" (see
+/// `docs/health-model.md`): a pool that keeps `total` near `max_size`, where the two agree; a pool that opens
 /// connections on demand has `total` near what it uses, and the literal share would call
 /// two busy connections out of two open "unhealthy" although eight more can be opened
 /// at once and nobody waits. The literal share is exported as its own metric.
@@ -167,7 +167,7 @@ pub fn headroom(s: &PoolStatistics) -> f64 {
     (s.idle_connections + (cap - used)) as f64 / cap as f64
 }
 
-/// `idle_connections / total_connections`, the guide's literal share (0 with no
+/// `idle_connections / total_connections`, the literal share (0 with no
 /// connection).
 pub fn idle_ratio(s: &PoolStatistics) -> f64 {
     if s.total_connections == 0 {
@@ -191,8 +191,7 @@ pub fn can_serve(s: &PoolStatistics, state: LifecycleState) -> bool {
 ///
 /// 1. shutting down or terminated: unhealthy;
 /// 2. no open connection: unhealthy;
-/// 3. [`headroom`] below `unhealthy_headroom`: unhealthy (the guide's "severe capacity
-///    shortage");
+/// 3. [`headroom`] below `unhealthy_headroom`: unhealthy (a severe capacity shortage);
 /// 4. headroom below `healthy_headroom`: degraded;
 /// 5. an error within `error_window`: degraded;
 /// 6. an acquisition slower than `slow_acquire` within `error_window`: degraded;
@@ -254,7 +253,7 @@ mod tests {
         let t = HealthThresholds::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let up = LifecycleState::Healthy;
-        // At max_size, headroom is the idle share: the guide's rules as written.
+        // At max_size, headroom is the idle share.
         assert_eq!(classify(&stats(10, 10), up, &t, now), HealthStatus::Healthy);
         assert_eq!(classify(&stats(10, 8), up, &t, now), HealthStatus::Healthy);
         assert_eq!(classify(&stats(10, 7), up, &t, now), HealthStatus::Degraded);

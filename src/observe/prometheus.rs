@@ -2,9 +2,9 @@
 //! snapshot.
 //!
 //! Names follow Prometheus conventions: counters end in `_total`, durations are in seconds,
-//! gauges have no `_total`. Where the guide's example names break a rule the conventional
+//! gauges have no `_total`. Where a conventional dashboard name breaks a rule the conventional
 //! name is used; the operator's guide (`docs/operators-guide.md`) lists the mapping (the
-//! guide's gauge `connections_total` is exported as `connections`).
+//! gauge `connections_total` is exported as `connections`).
 //!
 //! The two formats carry the same samples. OpenMetrics names a counter family without its
 //! `_total` suffix in `# TYPE`/`# HELP` and ends with `# EOF`.

@@ -1,4 +1,4 @@
-//! The health report and its JSON form (the guide's response schema).
+//! The health report and its JSON form (the schema of `docs/operators-guide.md`).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -12,7 +12,7 @@ use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 pub struct HealthReport {
     /// The three-tier status.
     pub status: HealthStatus,
-    /// The lifecycle state (`state` in the JSON, beside the guide's fields: it tells
+    /// The lifecycle state (`state` in the JSON, beside the schema's fields: it tells
     /// RECOVERING from UNHEALTHY, and a drain from an outage).
     pub state: LifecycleState,
     /// True while a caller can be served now (see [`can_serve`](super::can_serve)): an
@@ -35,7 +35,7 @@ pub struct HealthReport {
     /// first).
     pub latency_ms: Option<f64>,
     /// The server (`host:port`) of the newest connection (`database.host`, beside the
-    /// guide's fields).
+    /// schema's fields).
     pub host: Option<String>,
     /// The last error, if it happened within the health error window.
     pub last_error: Option<String>,
@@ -81,7 +81,7 @@ impl HealthReport {
         }
     }
 
-    /// The report as JSON, the guide's schema plus the lifecycle state and the server:
+    /// The report as JSON, the schema plus the lifecycle state and the server:
     /// `{"status", "state", "timestamp", "database": {"status", "pool": {"total", "idle",
     /// "active", "waiting"}, "latency_ms", "last_error", "host"}, "uptime_seconds"}`.
     pub fn to_json(&self) -> String {
@@ -156,7 +156,7 @@ impl PoolStatistics {
         "last_error_time",
     ];
 
-    /// The whole snapshot as one JSON object: the guide's statistics under their names
+    /// The whole snapshot as one JSON object: the statistics under their schema names
     /// (`total_connections`, `avg_acquisition_time_ms`, `pool_created_at`, ...), then the
     /// extras: sizes, opening and maintenance counts, counters by close reason and error
     /// type, leaks, reconnect attempts, acquisition quantiles and the histogram (bucket

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-/// Upper bounds of the acquisition-latency buckets, in seconds. The guide's buckets (1 ms,
+/// Upper bounds of the acquisition-latency buckets, in seconds. The buckets dashboards expect (1 ms,
 /// 5 ms, 10 ms, 50 ms, 100 ms, 500 ms, 1 s) are all here, with finer ones below 1 ms and
 /// longer ones up to the default acquire timeout; a last, implicit bucket is `+Inf`.
 pub const ACQUIRE_BUCKETS: [f64; 20] = [
@@ -112,7 +112,8 @@ impl ErrorType {
     }
 }
 
-/// A snapshot of the pool's statistics, with the guide's field names and more.
+/// A snapshot of the pool's statistics, under the field names of the health report's
+/// schema, and more.
 ///
 /// Each field is read atomically, but the snapshot is not one consistent cut: a release
 /// that happens while the snapshot is taken may show in `total_releases` and not yet in
@@ -285,7 +286,7 @@ impl PoolStatistics {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// The guide's leak heuristic: acquisitions - releases - active (0 in a healthy pool).
+    /// The leak heuristic of the health report: acquisitions - releases - active (0 in a healthy pool).
     pub fn leak_count(&self) -> i64 {
         self.total_acquisitions as i64 - self.total_releases as i64 - self.active_connections as i64
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Delays between reconnection attempts: the guide's 1, 2, 4, 8, 16 s, then 16 s forever.
+/// Delays between reconnection attempts: 1, 2, 4, 8, 16 s, then 16 s forever.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Backoff {
     delays: Vec<Duration>,
@@ -21,7 +21,7 @@ impl Backoff {
         Backoff { delays, jitter }
     }
 
-    /// The number of delays before the schedule repeats its last one (5 for the guide's).
+    /// The number of delays before the schedule repeats its last one (5 for the default).
     pub(crate) fn initial_attempts(&self) -> usize {
         self.delays.len()
     }

@@ -136,7 +136,7 @@ impl Builder {
         self.cfg.monitor_interval = d;
         self
     }
-    /// The health classification's thresholds. Default: the guide's.
+    /// The health classification's thresholds. Default: see `docs/health-model.md`.
     pub fn health_thresholds(mut self, t: crate::observe::HealthThresholds) -> Self {
         self.cfg.health = t;
         self

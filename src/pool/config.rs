@@ -62,7 +62,7 @@ pub struct PoolConfig {
     pub start_without_database: bool,
     /// How often the pool's monitor runs (refill, retirement, health). Default: 250 ms.
     pub monitor_interval: Duration,
-    /// Health classification thresholds. Default: the guide's.
+    /// Health classification thresholds. Default: see `docs/health-model.md`.
     pub health: HealthThresholds,
     /// Prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
     pub metrics_prefix: String,

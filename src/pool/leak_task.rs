@@ -46,7 +46,7 @@ async fn run(weak: Weak<Shared>, tick: Duration) {
     }
 }
 
-/// Seconds to one decimal, as the guide writes them (`held_duration_seconds: 45.2`).
+/// Seconds to one decimal, as the leak report writes them (`held_duration_seconds: 45.2`).
 fn tenths(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }

@@ -99,7 +99,7 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 );
             }
             let n = backoff.initial_attempts();
-            // The guide counts the first attempts as "N/5"; after them the schedule
+            // The log counts the first attempts as "N/5"; after them the schedule
             // repeats its last delay for as long as it takes, which the line says.
             if (rc.attempt as usize) <= n {
                 tracing::info!(
