@@ -118,10 +118,11 @@ async fn a_storm_of_timed_out_queries_leaves_at_most_the_capacity() {
         seed ^= seed << 17;
         // Command timeouts from 1 µs to 3 ms, around the time of a round trip: some cut
         // a prepare short, some an execution, some nothing; every third statement sleeps
-        // past the longest of them, so it always times out.
+        // far past the longest of them (a timer late by 60 times its limit still fires
+        // first), so it always times out.
         c.set_command_timeout(Some(Duration::from_micros(1 + seed % 3000)));
         let sql = if i % 3 == 0 {
-            format!("SELECT {}::int4 + $1 FROM pg_sleep(0.005)", i % 40)
+            format!("SELECT {}::int4 + $1 FROM pg_sleep(0.2)", i % 40)
         } else {
             format!("SELECT {}::int4 + $1", i % 40)
         };

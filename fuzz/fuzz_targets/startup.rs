@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wirepool::config::ChannelBinding;
+use wirepool::protocol::BindingMode as ChannelBinding;
 use wirepool::protocol::{
     ssl_answer, FrameDecoder, SslAnswer, Startup, StartupParams, StartupStatus,
 };

@@ -31,7 +31,7 @@ pub use transaction::Transaction;
 use crate::config::{ConnectConfig, Host, SslMode};
 use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::{
-    AuthMethod, BackendMessage, FrameDecoder, Startup, StartupParams, StartupStatus,
+    AuthMethod, BackendMessage, BindingMode, FrameDecoder, Startup, StartupParams, StartupStatus,
     TransactionStatus,
 };
 
@@ -165,7 +165,11 @@ impl Connection {
                 password: cfg.password().map(str::as_bytes),
                 application_name: cfg.application_name(),
                 options: cfg.options(),
-                channel_binding: cfg.tls().channel_binding,
+                channel_binding: match cfg.tls().channel_binding {
+                    crate::config::ChannelBinding::Disable => BindingMode::Disable,
+                    crate::config::ChannelBinding::Prefer => BindingMode::Prefer,
+                    crate::config::ChannelBinding::Require => BindingMode::Require,
+                },
                 tls_end_point: tls_end_point.as_deref(),
                 encrypted: opened.info.is_some(),
             },

@@ -10,8 +10,11 @@
 use bytes::BytesMut;
 
 use super::backend::BackendMessage;
-use crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::error::{Error, Result};
+
+/// Default cap on the size of one long server message (DataRow, RowDescription, CopyData,
+/// ErrorResponse, NoticeResponse, NotificationResponse): 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// The largest message of a type that libpq treats as short.
 pub const SHORT_MESSAGE_LIMIT: usize = 30_000;

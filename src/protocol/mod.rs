@@ -15,10 +15,11 @@ mod simple_query;
 mod startup;
 
 pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
-pub use frame::{FrameDecoder, SHORT_MESSAGE_LIMIT};
+pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
 pub use row::{Column, Row, RowIndex, SimpleRow};
 pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
 pub use startup::{
-    ssl_answer, AuthMethod, SessionInfo, SslAnswer, Startup, StartupParams, StartupStatus,
+    ssl_answer, AuthMethod, BindingMode, SessionInfo, SslAnswer, Startup, StartupParams,
+    StartupStatus,
 };

@@ -17,7 +17,17 @@ use postgres_protocol::authentication::sasl::{
 use postgres_protocol::message::frontend;
 
 use super::backend::{BackendMessage, TransactionStatus};
-use crate::config::ChannelBinding as BindingMode;
+
+/// Whether SCRAM binds to the TLS channel (the connection layer's `channel_binding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingMode {
+    /// Never.
+    Disable,
+    /// When the connection is encrypted and the server offers it.
+    Prefer,
+    /// Always, or fail before any password is sent.
+    Require,
+}
 use crate::error::{DbError, Error, Result};
 
 /// What the server's one-byte answer to an SSLRequest means.

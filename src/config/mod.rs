@@ -33,9 +33,20 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod key_value;
+mod keywords;
+mod url;
+
+use key_value::parse_key_value;
+pub(crate) use keywords::parse_keyword;
+pub use keywords::{
+    ChannelBinding, Keyword, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs,
+};
+use url::{parse_url, percent_encode};
+
 /// Default cap on the size of one long server message (DataRow, RowDescription, CopyData,
 /// ErrorResponse, NoticeResponse, NotificationResponse): 64 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub use crate::protocol::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Where to reach the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,41 +68,6 @@ impl fmt::Display for Host {
     }
 }
 
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum SslMode {
-    /// Never use TLS.
-    Disable,
-    /// Plain first; TLS only if the server refuses a plain connection.
-    Allow,
-    /// TLS if the server offers it (it answers `S` to SSLRequest), else plain; the
-    /// certificate is not checked. libpq's default.
-    #[default]
-    Prefer,
-    /// TLS or nothing; the certificate is not checked (unless a root certificate is
-    /// configured: then as `VerifyCa`, as in libpq).
-    Require,
-    /// TLS with a certificate chain that leads to the root certificate (`sslrootcert`).
-    VerifyCa,
-    /// As `VerifyCa`, and the certificate names the host connected to.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The name libpq uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Allow => "allow",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
 /// Where the root certificates for `verify-ca` and `verify-full` come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,35 +76,6 @@ pub enum RootCert {
     File(PathBuf),
     /// The platform's trusted roots (`sslrootcert=system`, as libpq 16).
     System,
-}
-
-/// libpq's `channel_binding`: whether SCRAM authentication binds to the TLS channel
-/// (SCRAM-SHA-256-PLUS with `tls-server-end-point`), so that a man in the middle who
-/// terminates TLS cannot relay the authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ChannelBinding {
-    /// Never.
-    Disable,
-    /// When the connection is encrypted and the server offers it. The default.
-    #[default]
-    Prefer,
-    /// Always: the connection fails, before any password is sent, if the server does not
-    /// authenticate with SCRAM-SHA-256-PLUS over TLS.
-    Require,
-}
-
-/// libpq's `sslnegotiation`: how TLS starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SslNegotiation {
-    /// SSLRequest first, then the handshake if the server agrees. The default; every
-    /// server version understands it.
-    #[default]
-    Postgres,
-    /// The TLS handshake at once, with ALPN `postgresql` (PostgreSQL 17 and later); saves
-    /// a round trip. Needs `sslmode` require or stricter.
-    Direct,
 }
 
 /// The TLS settings of a connection.
@@ -181,61 +128,6 @@ pub struct ConnectConfig {
     load_balance_hosts: LoadBalanceHosts,
     tcp: TcpSettings,
     max_message_size: usize,
-}
-
-/// libpq's `target_session_attrs`: which kind of server a connection must reach. Servers
-/// that do not match are closed and the next host is tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum TargetSessionAttrs {
-    /// Any server (the default).
-    #[default]
-    Any,
-    /// One that accepts writes (`transaction_read_only` off).
-    ReadWrite,
-    /// One that does not (a standby, or `default_transaction_read_only` on).
-    ReadOnly,
-    /// A primary (not in recovery).
-    Primary,
-    /// A standby (in recovery).
-    Standby,
-    /// A standby if any host is one, else any server.
-    PreferStandby,
-}
-
-impl TargetSessionAttrs {
-    /// The name libpq uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetSessionAttrs::Any => "any",
-            TargetSessionAttrs::ReadWrite => "read-write",
-            TargetSessionAttrs::ReadOnly => "read-only",
-            TargetSessionAttrs::Primary => "primary",
-            TargetSessionAttrs::Standby => "standby",
-            TargetSessionAttrs::PreferStandby => "prefer-standby",
-        }
-    }
-}
-
-/// libpq's `load_balance_hosts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum LoadBalanceHosts {
-    /// Hosts are tried in the order given (the default).
-    #[default]
-    Disable,
-    /// Each new connection tries the hosts in a random order, so a pool spreads over them.
-    Random,
-}
-
-impl LoadBalanceHosts {
-    /// The name libpq uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoadBalanceHosts::Disable => "disable",
-            LoadBalanceHosts::Random => "random",
-        }
-    }
 }
 
 /// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
@@ -581,7 +473,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let target_session_attrs = match p.target_session_attrs {
         Some(t) => t,
         None => match env_nonempty("PGTARGETSESSIONATTRS") {
-            Some(v) => parse_target_session_attrs(&v)
+            Some(v) => parse_keyword::<TargetSessionAttrs>(&v)
                 .map_err(|e| Error::config(format!("PGTARGETSESSIONATTRS: {e}")))?,
             None => TargetSessionAttrs::Any,
         },
@@ -589,7 +481,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let load_balance_hosts = match p.load_balance_hosts {
         Some(l) => l,
         None => match env_nonempty("PGLOADBALANCEHOSTS") {
-            Some(v) => parse_load_balance(&v)
+            Some(v) => parse_keyword::<LoadBalanceHosts>(&v)
                 .map_err(|e| Error::config(format!("PGLOADBALANCEHOSTS: {e}")))?,
             None => LoadBalanceHosts::Disable,
         },
@@ -619,7 +511,8 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let ssl_mode = match p.ssl_mode {
         Some(m) => m,
         None => match env_nonempty("PGSSLMODE") {
-            Some(v) => parse_ssl_mode(&v).map_err(|e| Error::config(format!("PGSSLMODE: {e}")))?,
+            Some(v) => parse_keyword::<SslMode>(&v)
+                .map_err(|e| Error::config(format!("PGSSLMODE: {e}")))?,
             None => SslMode::Prefer,
         },
     };
@@ -635,7 +528,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let negotiation = match p.negotiation {
         Some(n) => n,
         None => match env_nonempty("PGSSLNEGOTIATION") {
-            Some(v) => parse_negotiation(&v)
+            Some(v) => parse_keyword::<SslNegotiation>(&v)
                 .map_err(|e| Error::config(format!("PGSSLNEGOTIATION: {e}")))?,
             None => SslNegotiation::Postgres,
         },
@@ -643,7 +536,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let channel_binding = match p.channel_binding {
         Some(c) => c,
         None => match env_nonempty("PGCHANNELBINDING") {
-            Some(v) => parse_channel_binding(&v)
+            Some(v) => parse_keyword::<ChannelBinding>(&v)
                 .map_err(|e| Error::config(format!("PGCHANNELBINDING: {e}")))?,
             None => ChannelBinding::Prefer,
         },
@@ -727,58 +620,11 @@ fn host_list(v: &str, what: &str) -> Result<Vec<Host>> {
         .collect()
 }
 
-fn parse_target_session_attrs(v: &str) -> std::result::Result<TargetSessionAttrs, String> {
-    Ok(match v {
-        "any" => TargetSessionAttrs::Any,
-        "read-write" => TargetSessionAttrs::ReadWrite,
-        "read-only" => TargetSessionAttrs::ReadOnly,
-        "primary" => TargetSessionAttrs::Primary,
-        "standby" => TargetSessionAttrs::Standby,
-        "prefer-standby" => TargetSessionAttrs::PreferStandby,
-        other => {
-            return Err(format!(
-                "invalid target_session_attrs `{other}` (expected any, read-write, read-only, primary, standby or prefer-standby)"
-            ))
-        }
-    })
-}
-
-fn parse_load_balance(v: &str) -> std::result::Result<LoadBalanceHosts, String> {
-    match v {
-        "disable" => Ok(LoadBalanceHosts::Disable),
-        "random" => Ok(LoadBalanceHosts::Random),
-        other => Err(format!(
-            "invalid load_balance_hosts `{other}` (expected disable or random)"
-        )),
-    }
-}
-
 fn root_cert_from(v: &str) -> RootCert {
     if v == "system" {
         RootCert::System
     } else {
         RootCert::File(PathBuf::from(v))
-    }
-}
-
-fn parse_negotiation(v: &str) -> std::result::Result<SslNegotiation, String> {
-    match v {
-        "postgres" => Ok(SslNegotiation::Postgres),
-        "direct" => Ok(SslNegotiation::Direct),
-        other => Err(format!(
-            "invalid sslnegotiation `{other}` (expected postgres or direct)"
-        )),
-    }
-}
-
-fn parse_channel_binding(v: &str) -> std::result::Result<ChannelBinding, String> {
-    match v {
-        "disable" => Ok(ChannelBinding::Disable),
-        "prefer" => Ok(ChannelBinding::Prefer),
-        "require" => Ok(ChannelBinding::Require),
-        other => Err(format!(
-            "invalid channel_binding `{other}` (expected disable, prefer or require)"
-        )),
     }
 }
 
@@ -850,20 +696,6 @@ fn parse_int_at_most(key: &str, v: &str, max: u32) -> Result<u32> {
     Ok(n)
 }
 
-fn parse_ssl_mode(v: &str) -> std::result::Result<SslMode, String> {
-    match v {
-        "disable" => Ok(SslMode::Disable),
-        "allow" => Ok(SslMode::Allow),
-        "prefer" => Ok(SslMode::Prefer),
-        "require" => Ok(SslMode::Require),
-        "verify-ca" => Ok(SslMode::VerifyCa),
-        "verify-full" => Ok(SslMode::VerifyFull),
-        other => Err(format!(
-            "invalid sslmode `{other}` (expected disable, allow, prefer, require, verify-ca or verify-full)"
-        )),
-    }
-}
-
 /// The keywords [`apply`] knows.
 const KEYWORDS: &[&str] = &[
     "host",
@@ -928,13 +760,16 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
         "connect_timeout" => {
             p.connect_timeout = Some(parse_connect_timeout(&value).map_err(Error::config)?)
         }
-        "sslmode" => p.ssl_mode = Some(parse_ssl_mode(&value).map_err(Error::config)?),
+        "sslmode" => p.ssl_mode = Some(parse_keyword::<SslMode>(&value).map_err(Error::config)?),
         "sslrootcert" => p.root_cert = Some(root_cert_from(&value)),
         "sslcert" => p.client_cert = Some(PathBuf::from(value)),
         "sslkey" => p.client_key = Some(PathBuf::from(value)),
-        "sslnegotiation" => p.negotiation = Some(parse_negotiation(&value).map_err(Error::config)?),
+        "sslnegotiation" => {
+            p.negotiation = Some(parse_keyword::<SslNegotiation>(&value).map_err(Error::config)?)
+        }
         "channel_binding" => {
-            p.channel_binding = Some(parse_channel_binding(&value).map_err(Error::config)?)
+            p.channel_binding =
+                Some(parse_keyword::<ChannelBinding>(&value).map_err(Error::config)?)
         }
         "client_encoding" => {
             if !value.eq_ignore_ascii_case("UTF8") && !value.eq_ignore_ascii_case("UTF-8") {
@@ -964,10 +799,11 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
         }
         "target_session_attrs" => {
             p.target_session_attrs =
-                Some(parse_target_session_attrs(&value).map_err(Error::config)?)
+                Some(parse_keyword::<TargetSessionAttrs>(&value).map_err(Error::config)?)
         }
         "load_balance_hosts" => {
-            p.load_balance_hosts = Some(parse_load_balance(&value).map_err(Error::config)?)
+            p.load_balance_hosts =
+                Some(parse_keyword::<LoadBalanceHosts>(&value).map_err(Error::config)?)
         }
         other => {
             return Err(Error::config(format!(
@@ -976,260 +812,6 @@ fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn parse_url(s: &str) -> Result<Partial> {
-    let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
-    // The user name and password end at the last `@` before the first `/`, so an unencoded
-    // `@`, `?`, `:` or `#` in a password is read as part of it.
-    let slash = rest.find('/').unwrap_or(rest.len());
-    let (userinfo, after) = match rest[..slash].rfind('@') {
-        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-        None => (None, rest),
-    };
-    let host_end = after.find(['/', '?']).unwrap_or(after.len());
-    let (hostspec, tail) = after.split_at(host_end);
-    let (path, query) = match tail.strip_prefix('/') {
-        Some(t) => match t.split_once('?') {
-            Some((p, q)) => (Some(p), Some(q)),
-            None => (Some(t), None),
-        },
-        None => (None, tail.strip_prefix('?')),
-    };
-    // An `@` further on is an unencoded `/` in the password, or an `@` in the database
-    // name or a parameter: guessing wrong would put the password in an error or a database
-    // name, so the URL is refused, without echoing any of it.
-    if after.contains('@') {
-        return Err(Error::config(
-            "malformed URL: `@` after the host part; percent-encode `/`, `?`, `#` and `@` \
-             in the user name, password, database name and parameters (`/` is %2F, `@` is %40)",
-        ));
-    }
-    let mut p = Partial::default();
-    if let Some(userinfo) = userinfo {
-        let (user, password) = match userinfo.split_once(':') {
-            Some((u, pw)) => (u, Some(pw)),
-            None => (userinfo, None),
-        };
-        if !user.is_empty() {
-            p.user = Some(percent_decode(user, "user name")?);
-        }
-        if let Some(pw) = password {
-            p.password = Some(percent_decode(pw, "password")?);
-        }
-    }
-    if !hostspec.is_empty() {
-        let parts = split_hosts(hostspec)?;
-        for part in &parts {
-            let (host, port) = split_host_port(part)?;
-            if host.is_empty() {
-                if parts.len() > 1 {
-                    return Err(Error::config("host: an empty host in the URL's host list"));
-                }
-            } else {
-                p.hosts.push(host_from_str(&percent_decode(host, "host")?)?);
-            }
-            let port = match port {
-                None | Some("") => None,
-                // Not echoed: in a URL with a forgotten `@`, the "port" is a password.
-                Some(port) => Some(parse_port(port).map_err(|_| {
-                    Error::config("invalid port in URL (expected a number from 1 to 65535)")
-                })?),
-            };
-            p.ports.push(port);
-        }
-        if p.ports.iter().all(Option::is_none) {
-            p.ports.clear();
-        }
-    }
-    if let Some(path) = path {
-        if !path.is_empty() {
-            p.dbname = Some(percent_decode(path, "database name")?);
-        }
-    }
-    if let Some(query) = query {
-        for pair in query.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| Error::config(format!("missing `=` after `{pair}` in URL query")))?;
-            let k = percent_decode(k, "query parameter")?;
-            let v = percent_decode(v, "query parameter")?;
-            apply(&mut p, &k, v)?;
-        }
-    }
-    Ok(p)
-}
-
-/// Splits `h1:p1,[::1]:p2` at commas outside brackets.
-fn split_hosts(spec: &str) -> Result<Vec<&str>> {
-    let mut out = Vec::new();
-    let mut depth = 0i32;
-    let mut start = 0;
-    for (i, c) in spec.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&spec[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        if !(0..=1).contains(&depth) {
-            return Err(Error::config("unbalanced brackets in URL host"));
-        }
-    }
-    out.push(&spec[start..]);
-    Ok(out)
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port` (RFC 3986; an IPv6 address in a URL needs
-/// its brackets, as in libpq).
-fn split_host_port(part: &str) -> Result<(&str, Option<&str>)> {
-    if let Some(rest) = part.strip_prefix('[') {
-        let end = rest
-            .find(']')
-            .ok_or_else(|| Error::config("missing `]` after IPv6 address in URL"))?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
-        match after.strip_prefix(':') {
-            Some(port) => Ok((host, Some(port))),
-            None if after.is_empty() => Ok((host, None)),
-            None => Err(Error::config(format!(
-                "unexpected `{after}` after IPv6 address in URL"
-            ))),
-        }
-    } else {
-        match part.split_once(':') {
-            Some(_) if part.parse::<std::net::Ipv6Addr>().is_ok() => Err(Error::config(format!(
-                "an IPv6 address in a URL must be in brackets: [{part}]"
-            ))),
-            Some((h, p)) if p.contains(':') => Err(Error::config(format!(
-                "invalid host `{h}` in URL: more than one `:` (an IPv6 address must be in brackets, e.g. [::1]:5432)"
-            ))),
-            Some((h, p)) => Ok((h, Some(p))),
-            None => Ok((part, None)),
-        }
-    }
-}
-
-fn percent_decode(s: &str, what: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::config(format!("invalid percent-encoding in {what}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| Error::config(format!("{what} is not valid UTF-8 after percent-decoding")))
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn parse_key_value(s: &str) -> Result<Partial> {
-    let mut p = Partial::default();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            // After an unquoted password with a space in it, the "keyword" is the rest of
-            // the password: not echoed.
-            return Err(Error::config(if p.after_password {
-                "missing `=` after the password's value in connection string (quote a \
-                 password that contains spaces: password='a b')"
-                    .to_string()
-            } else {
-                format!("missing `=` after `{key}` in connection string")
-            }));
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some(e) => value.push(e),
-                        None => break,
-                    },
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                return Err(Error::config(format!(
-                    "unterminated quoted value for `{key}`"
-                )));
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                chars.next();
-                if c == '\\' {
-                    if let Some(e) = chars.next() {
-                        value.push(e);
-                    }
-                } else {
-                    value.push(c);
-                }
-            }
-        }
-        if p.after_password && !KEYWORDS.contains(&key.as_str()) {
-            // Most likely the rest of an unquoted password with a space in it: not echoed.
-            return Err(Error::config(
-                "invalid connection string after the password's value (quote a password \
-                 that contains spaces: password='a b')",
-            ));
-        }
-        apply(&mut p, &key, value)?;
-        p.after_password = key == "password";
-    }
-    Ok(p)
 }
 
 #[cfg(test)]
