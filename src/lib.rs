@@ -41,7 +41,7 @@
 //!
 //! # Layers
 //!
-//! - [`protocol`]: the wire protocol without I/O: bounded framing, startup and
+//! - `protocol` (crate-private): the wire protocol without I/O: bounded framing, startup and
 //!   authentication (trust, password, md5, SCRAM-SHA-256), the simple and extended query
 //!   protocols.
 //! - [`conn`]: one [`Connection`] over TCP or a Unix socket: `simple_query`; typed
@@ -113,7 +113,7 @@ macro_rules! internal_mod {
         $(#[$m])*
         pub mod $name;
         #[cfg(not(feature = "internals"))]
-        #[allow(unreachable_pub, dead_code)]
+        #[allow(unreachable_pub, dead_code, unused_imports)]
         $(#[$m])*
         pub(crate) mod $name;
     };
@@ -132,7 +132,11 @@ internal_mod! {
     /// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
     pool_core
 }
-pub mod protocol;
+internal_mod! {
+    /// The wire protocol without I/O (framing, startup, the query protocols); its types
+    /// that applications see are re-exported at the crate root.
+    protocol
+}
 mod random;
 mod sync;
 
@@ -147,4 +151,4 @@ pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};
 pub use postgres_types::{FromSql, ToSql, Type};
-pub use protocol::{Column, Row, RowIndex, SimpleRow, TransactionStatus};
+pub use protocol::{AuthMethod, Column, ResultSet, Row, RowIndex, SimpleRow, TransactionStatus};
