@@ -5,7 +5,9 @@ use std::path::Path;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
 
 use crate::config::{Host, TcpSettings};
 
@@ -13,6 +15,7 @@ use crate::config::{Host, TcpSettings};
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
     #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -36,10 +39,16 @@ impl Stream {
                 apply_tcp_settings(&s, tcp)?;
                 Ok(Stream::Tcp(s))
             }
+            #[cfg(unix)]
             Host::Unix(dir) => {
                 let path = socket_path(dir, port);
                 Ok(Stream::Unix(UnixStream::connect(path).await?))
             }
+            #[cfg(not(unix))]
+            Host::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix-domain sockets are not available on this platform",
+            )),
         }
     }
 
@@ -47,6 +56,7 @@ impl Stream {
     pub(crate) async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read_buf(buf).await,
+            #[cfg(unix)]
             Stream::Unix(s) => s.read_buf(buf).await,
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.read_buf(buf).await,
@@ -59,6 +69,7 @@ impl Stream {
     pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
+            #[cfg(unix)]
             Stream::Unix(s) => s.try_read_buf(buf),
             // One poll of the TLS reader: it looks at what rustls holds decrypted, then at
             // the socket's readiness (an atomic load when nothing arrived).
@@ -89,6 +100,7 @@ impl Stream {
         while !buf.is_empty() {
             let n = match self {
                 Stream::Tcp(s) => s.write(buf).await?,
+                #[cfg(unix)]
                 Stream::Unix(s) => s.write(buf).await?,
                 #[cfg(feature = "tls")]
                 Stream::Tls(s) => s.write(buf).await?,
@@ -110,6 +122,7 @@ impl Stream {
     pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,
+            #[cfg(unix)]
             Stream::Unix(s) => s.write_all(buf).await,
             #[cfg(feature = "tls")]
             Stream::Tls(s) => {
@@ -122,6 +135,7 @@ impl Stream {
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown().await,
+            #[cfg(unix)]
             Stream::Unix(s) => s.shutdown().await,
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.shutdown().await,
