@@ -252,7 +252,6 @@ async fn a_pool_over_verify_full() {
     )))
     .min_size(2)
     .max_size(10)
-    .command_timeout(Some(Duration::from_millis(300)))
     .build()
     .await
     .unwrap();
@@ -291,6 +290,7 @@ async fn a_pool_over_verify_full() {
     // The command timeout cancels a query on an encrypted connection: the CancelRequest
     // goes over TLS too, the query ends at once, and the connection stays usable.
     let mut c = pool.acquire().await.unwrap();
+    c.set_command_timeout(Some(Duration::from_millis(300)));
     let t = Instant::now();
     let e = c.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CommandTimeout, "{e:?}");
@@ -479,7 +479,6 @@ fn unbindable_certificate(pg: &Cluster, kind: &str) {
         std::os::unix::fs::chown(dir.join(f), Some(owner.uid()), Some(owner.gid())).unwrap();
     }
     assert_eq!(pg.psql("SELECT pg_reload_conf()").unwrap(), "t");
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[tokio::test]
@@ -487,6 +486,17 @@ async fn a_certificate_that_cannot_be_bound_to_fails_closed() {
     for kind in ["ed25519", "rsa-pss"] {
         let pg = tls_cluster();
         unbindable_certificate(&pg, kind);
+        // The reload is asynchronous: until the server presents the new certificate, a
+        // connection still binds to the old one and succeeds.
+        let prefer = cfg(&url(&pg, Role::Tls, "sslmode=require"));
+        let t = Instant::now();
+        while Connection::connect(&prefer).await.is_ok() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{kind}: the server never presented the new certificate"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // The default (prefer) and require: refused, before any password, naming why.
         for binding in ["", "&channel_binding=require"] {
             let e = Connection::connect(&cfg(&url(
