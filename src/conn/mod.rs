@@ -12,6 +12,7 @@ mod simple;
 mod stream;
 #[cfg(feature = "tls")]
 mod tls;
+mod tls_info;
 mod transaction;
 
 use std::collections::HashMap;
@@ -23,9 +24,9 @@ use postgres_protocol::message::frontend;
 
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
-pub use negotiate::TlsInfo;
 pub use query::{Statement, ToStatement};
 use stream::Stream;
+pub use tls_info::TlsInfo;
 pub use transaction::Transaction;
 
 use crate::config::{ConnectConfig, Host, SslMode};

@@ -6,12 +6,11 @@
 //! they reach the TLS handshake, which refuses them (CVE-2021-23222). With
 //! `sslnegotiation=direct` the handshake starts at once, with ALPN `postgresql`.
 
-use std::fmt;
-
 use crate::config::{ConnectConfig, Host};
 use crate::error::{Error, Result};
 
 use super::stream::Stream;
+use super::tls_info::TlsInfo;
 
 /// What is asked of the negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,21 +21,6 @@ pub(crate) enum Want {
     TryTls,
     /// TLS or an error.
     Tls,
-}
-
-/// The protocol version and cipher of a TLS session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// The protocol version, e.g. `TLSv1.3`.
-    pub protocol: String,
-    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
-    pub cipher: String,
-}
-
-impl fmt::Display for TlsInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.protocol, self.cipher)
-    }
 }
 
 /// An open socket, secured or not.

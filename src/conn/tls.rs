@@ -30,7 +30,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::TlsConnector;
 
-use super::negotiate::TlsInfo;
+use super::tls_info::TlsInfo;
 use crate::config::{Host, RootCert, SslMode, SslNegotiation, TlsSettings};
 use crate::error::{Error, Result};
 

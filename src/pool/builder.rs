@@ -203,9 +203,9 @@ impl Builder {
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
             timeout_hook: timeout_hook(weak.clone()),
             statement_stats: Arc::new(CacheStats::default()),
-            encrypted: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            hosts: Arc::new(parking_lot::Mutex::new(Vec::new())),
-            newest_host: parking_lot::Mutex::new(None),
+            encrypted: Arc::new(AtomicUsize::new(0)),
+            hosts: Arc::new(Mutex::new(Vec::new())),
+            newest_host: Mutex::new(None),
             hooks: self.hooks,
             core: Core::new(self.cfg.max_size),
             counters: Counters::new(self.cfg.health.slow_acquire),

@@ -45,7 +45,7 @@ use crate::observe::{
     PoolStatistics,
 };
 use crate::pool_core::{Core, Holder, OpenPermit, TryAcquire, Unserved};
-use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 
 /// A PostgreSQL connection pool. A cheap handle: clones share one pool.
 ///

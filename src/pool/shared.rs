@@ -24,7 +24,7 @@ pub(crate) struct Pooled {
 }
 
 /// The pool's connections per server (`host:port`).
-pub(super) type HostCounts = Arc<parking_lot::Mutex<Vec<(Arc<str>, usize)>>>;
+pub(super) type HostCounts = Arc<Mutex<Vec<(Arc<str>, usize)>>>;
 
 /// One connection in its server's count; dropped with the connection's bookkeeping.
 #[derive(Debug)]
@@ -69,18 +69,18 @@ impl Drop for HostMark {
 /// One encrypted connection in the pool's count; dropped with the connection's
 /// bookkeeping, whichever way it leaves (closed, discarded, detached).
 #[derive(Debug)]
-pub(super) struct EncryptedMark(Arc<std::sync::atomic::AtomicUsize>);
+pub(super) struct EncryptedMark(Arc<AtomicUsize>);
 
 impl EncryptedMark {
-    pub(super) fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> EncryptedMark {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(super) fn new(count: &Arc<AtomicUsize>) -> EncryptedMark {
+        count.fetch_add(1, Ordering::Relaxed);
         EncryptedMark(count.clone())
     }
 }
 
 impl Drop for EncryptedMark {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -125,11 +125,11 @@ pub(crate) struct Shared {
     /// Statement-cache hits and misses of all the pool's connections.
     pub(crate) statement_stats: Arc<CacheStats>,
     /// Open connections that are encrypted.
-    pub(super) encrypted: Arc<std::sync::atomic::AtomicUsize>,
+    pub(super) encrypted: Arc<AtomicUsize>,
     /// Open connections per server.
     pub(super) hosts: HostCounts,
     /// The server of the newest connection (`host:port`).
-    pub(super) newest_host: parking_lot::Mutex<Option<Arc<str>>>,
+    pub(super) newest_host: Mutex<Option<Arc<str>>>,
     /// Run on every new connection before it is first handed out, and after a reset.
     pub(super) hooks: ConnectHooks,
 }
@@ -392,7 +392,7 @@ impl Shared {
         s.current_host = self.newest_host.lock().as_deref().map(str::to_string);
         s.encrypted_connections = self
             .encrypted
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .load(Ordering::Relaxed)
             .min(s.total_connections);
         s.statement_cache_hits = self.statement_stats.hits();
         s.statement_cache_misses = self.statement_stats.misses();
