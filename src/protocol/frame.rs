@@ -74,7 +74,8 @@ impl FrameDecoder {
         if TAG_KIND[usize::from(tag)] == LONG {
             self.max_message_size
         } else if tag == b't' {
-            PARAMETER_DESCRIPTION_LIMIT
+            // Never beyond the configured cap on long messages.
+            PARAMETER_DESCRIPTION_LIMIT.min(self.max_message_size)
         } else {
             SHORT_MESSAGE_LIMIT
         }
