@@ -10,8 +10,7 @@ use postgres_types::{ToSql, Type};
 use super::{bounded, log_notice, Connection};
 use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::extended::{
-    write_execute, write_execute_described, write_parse, write_prepare, Described, Execute,
-    Executed, Prepare, Step,
+    write_bind_execute, write_parse, write_prepare, Described, Execute, Executed, Prepare, Step,
 };
 use crate::protocol::{BackendMessage, Column, Row, TransactionStatus};
 
@@ -290,11 +289,13 @@ impl Connection {
                 }
                 None => self.prepare_exchange(sql).await?,
             };
-            let written = if reparsed {
-                write_execute_described(&name, &described.params, params, &mut self.write_buf)
-            } else {
-                write_execute(&name, &described.params, params, &mut self.write_buf)
-            };
+            let written = write_bind_execute(
+                &name,
+                &described.params,
+                params,
+                reparsed,
+                &mut self.write_buf,
+            );
             if let Err(e) = written {
                 self.write_buf.truncate(mark.min(self.write_buf.len()));
                 // A refused value may have grown the buffer far past its usual size.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::config::{parse_keyword, Keyword};
 use crate::error::{Error, Result};
 use crate::observe::HealthThresholds;
 
@@ -105,32 +106,27 @@ pub enum SessionReset {
     Always,
 }
 
+impl Keyword for SessionReset {
+    const SETTING: &'static str = "session reset policy";
+    const TABLE: &'static [(Self, &'static str)] = &[
+        (SessionReset::WhenDirty, "when_dirty"),
+        (SessionReset::Always, "always"),
+        (SessionReset::Never, "never"),
+    ];
+}
+
 impl SessionReset {
     /// The name used by `POOL_SESSION_RESET`: `never`, `when_dirty` or `always`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SessionReset::Never => "never",
-            SessionReset::WhenDirty => "when_dirty",
-            SessionReset::Always => "always",
-        }
+        Keyword::as_str(self)
     }
 }
 
 impl std::str::FromStr for SessionReset {
     type Err = Error;
+    /// Any case, surrounding blanks ignored.
     fn from_str(s: &str) -> Result<SessionReset> {
-        [
-            SessionReset::Never,
-            SessionReset::WhenDirty,
-            SessionReset::Always,
-        ]
-        .into_iter()
-        .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
-        .ok_or_else(|| {
-            Error::config(format!(
-                "`{s}` is not a session reset policy (when_dirty, always or never)"
-            ))
-        })
+        parse_keyword(&s.trim().to_ascii_lowercase()).map_err(Error::config)
     }
 }
 

@@ -158,12 +158,14 @@ impl Drop for PooledConnection {
         }
         let mut p = self.take_back();
         let shared = &self.shared;
-        if p.conn.server_kind_changed() {
-            shared.server_kind_changed(&p.conn);
-            shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
-            return;
-        }
         if p.conn.is_broken() {
+            // Broken because its server is no longer of the kind asked for: not an error of
+            // the connection, and the pool's other connections to that server go too.
+            if p.conn.server_kind_changed() {
+                shared.server_kind_changed(&p.conn);
+                shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
+                return;
+            }
             shared.counters.record_error(
                 ErrorType::Broken,
                 "Connection returned broken".into(),

@@ -114,25 +114,16 @@ pub fn write_execute(
     write_bind_execute(name, types, params, false, out)
 }
 
-/// As [`write_execute`], with a `Describe` of the portal between `Bind` and `Execute`: the
-/// server then describes the rows of this very execution (their types as they are now),
-/// which [`Execute`] decodes them by. For a statement parsed again in the same exchange,
-/// whose description may have changed since it was last described (a table altered, a
-/// `search_path` changed).
+/// As [`write_execute`]; with `describe`, a `Describe` of the portal goes between `Bind`
+/// and `Execute`: the server then describes the rows of this very execution (their types as
+/// they are now), which [`Execute`] decodes them by. For a statement parsed again in the
+/// same exchange, whose description may have changed since it was last described (a table
+/// altered, a `search_path` changed).
 ///
 /// # Errors
 ///
 /// As [`write_execute`].
-pub fn write_execute_described(
-    name: &str,
-    types: &[Type],
-    params: &[&(dyn ToSql + Sync)],
-    out: &mut BytesMut,
-) -> Result<()> {
-    write_bind_execute(name, types, params, true, out)
-}
-
-fn write_bind_execute(
+pub fn write_bind_execute(
     name: &str,
     types: &[Type],
     params: &[&(dyn ToSql + Sync)],
