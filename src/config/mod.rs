@@ -146,7 +146,8 @@ pub struct TcpSettings {
     /// the system's.
     pub keepalives_count: Option<u32>,
     /// `tcp_user_timeout`: how long sent data may stay unacknowledged before the
-    /// connection is dropped. Default: the system's.
+    /// connection is dropped. Default: the system's. Linux only; elsewhere it is ignored,
+    /// as libpq ignores it.
     pub tcp_user_timeout: Option<Duration>,
 }
 
@@ -440,6 +441,23 @@ impl fmt::Display for ConnectConfig {
     }
 }
 
+/// A keyword setting: the string's value, else the environment variable `var`'s, else
+/// `default`.
+fn keyword_or_env<T: Keyword>(
+    given: Option<T>,
+    var: &str,
+    default: T,
+    env_nonempty: &dyn Fn(&str) -> Option<String>,
+) -> Result<T> {
+    match given {
+        Some(v) => Ok(v),
+        None => match env_nonempty(var) {
+            Some(v) => parse_keyword::<T>(&v).map_err(|e| Error::config(format!("{var}: {e}"))),
+            None => Ok(default),
+        },
+    }
+}
+
 fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectConfig> {
     let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
     let hosts = if p.hosts.is_empty() {
@@ -470,22 +488,18 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             )))
         }
     };
-    let target_session_attrs = match p.target_session_attrs {
-        Some(t) => t,
-        None => match env_nonempty("PGTARGETSESSIONATTRS") {
-            Some(v) => parse_keyword::<TargetSessionAttrs>(&v)
-                .map_err(|e| Error::config(format!("PGTARGETSESSIONATTRS: {e}")))?,
-            None => TargetSessionAttrs::Any,
-        },
-    };
-    let load_balance_hosts = match p.load_balance_hosts {
-        Some(l) => l,
-        None => match env_nonempty("PGLOADBALANCEHOSTS") {
-            Some(v) => parse_keyword::<LoadBalanceHosts>(&v)
-                .map_err(|e| Error::config(format!("PGLOADBALANCEHOSTS: {e}")))?,
-            None => LoadBalanceHosts::Disable,
-        },
-    };
+    let target_session_attrs = keyword_or_env(
+        p.target_session_attrs,
+        "PGTARGETSESSIONATTRS",
+        TargetSessionAttrs::Any,
+        &env_nonempty,
+    )?;
+    let load_balance_hosts = keyword_or_env(
+        p.load_balance_hosts,
+        "PGLOADBALANCEHOSTS",
+        LoadBalanceHosts::Disable,
+        &env_nonempty,
+    )?;
     let user = match p.user.or_else(|| env_nonempty("PGUSER")) {
         Some(u) => u,
         None => env_nonempty("USER")
@@ -508,14 +522,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             None => Some(Duration::from_secs(10)),
         },
     };
-    let ssl_mode = match p.ssl_mode {
-        Some(m) => m,
-        None => match env_nonempty("PGSSLMODE") {
-            Some(v) => parse_keyword::<SslMode>(&v)
-                .map_err(|e| Error::config(format!("PGSSLMODE: {e}")))?,
-            None => SslMode::Prefer,
-        },
-    };
+    let ssl_mode = keyword_or_env(p.ssl_mode, "PGSSLMODE", SslMode::Prefer, &env_nonempty)?;
     let root_cert = p
         .root_cert
         .or_else(|| env_nonempty("PGSSLROOTCERT").map(|v| root_cert_from(&v)));
@@ -525,22 +532,18 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     let client_key = p
         .client_key
         .or_else(|| env_nonempty("PGSSLKEY").map(PathBuf::from));
-    let negotiation = match p.negotiation {
-        Some(n) => n,
-        None => match env_nonempty("PGSSLNEGOTIATION") {
-            Some(v) => parse_keyword::<SslNegotiation>(&v)
-                .map_err(|e| Error::config(format!("PGSSLNEGOTIATION: {e}")))?,
-            None => SslNegotiation::Postgres,
-        },
-    };
-    let channel_binding = match p.channel_binding {
-        Some(c) => c,
-        None => match env_nonempty("PGCHANNELBINDING") {
-            Some(v) => parse_keyword::<ChannelBinding>(&v)
-                .map_err(|e| Error::config(format!("PGCHANNELBINDING: {e}")))?,
-            None => ChannelBinding::Prefer,
-        },
-    };
+    let negotiation = keyword_or_env(
+        p.negotiation,
+        "PGSSLNEGOTIATION",
+        SslNegotiation::Postgres,
+        &env_nonempty,
+    )?;
+    let channel_binding = keyword_or_env(
+        p.channel_binding,
+        "PGCHANNELBINDING",
+        ChannelBinding::Prefer,
+        &env_nonempty,
+    )?;
     if channel_binding == ChannelBinding::Require && ssl_mode == SslMode::Disable {
         return Err(Error::config(
             "channel_binding=require needs TLS, and sslmode=disable turns it off",

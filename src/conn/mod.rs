@@ -243,7 +243,7 @@ impl Connection {
                 }
                 Err(e) => {
                     conn.broken = true;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             msg = conn.read_message().await?;
@@ -741,7 +741,7 @@ impl Connection {
                 Ok(None) => {}
                 Err(e) => {
                     self.broken = true;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             self.read_more().await?;

@@ -85,7 +85,7 @@ async fn secure(
 
     use super::tls::Connector;
     use crate::config::SslNegotiation;
-    use crate::protocol::{ssl_answer, SslAnswer};
+    use crate::protocol::{ssl_answer, ProtocolError, SslAnswer};
 
     let connector = Connector::new(cfg.tls(), host)?;
     let mut tcp = stream.into_tcp().expect("a TCP host gives a TCP stream");
@@ -106,7 +106,7 @@ async fn secure(
         })?;
         let answer = match ssl_answer(answer[0]) {
             Ok(a) => a,
-            Err(e) if e.is_protocol() => {
+            Err(ProtocolError::Violation(_)) => {
                 // Not a PostgreSQL server: show what it said (what has arrived, for the
                 // message only; the connection is given up).
                 let mut seen = answer.to_vec();
@@ -119,7 +119,7 @@ async fn secure(
                     super::preview(&seen)
                 )));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if answer == SslAnswer::Plain {
             return match want {

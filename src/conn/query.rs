@@ -12,7 +12,7 @@ use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::extended::{
     write_bind_execute, write_parse, write_prepare, Described, Execute, Executed, Prepare, Step,
 };
-use crate::protocol::{BackendMessage, Column, Row, TransactionStatus};
+use crate::protocol::{self, BackendMessage, Column, Row, TransactionStatus};
 
 /// The most parameters a statement can take (Bind and ParameterDescription count them in
 /// 16 bits).
@@ -302,7 +302,7 @@ impl Connection {
                 self.trim_buffers();
                 // After a first exchange the server waits for its Sync.
                 self.finish_pending().await?;
-                return Err(e);
+                return Err(e.into());
             }
             self.owes_sync = false;
             self.owe_ready(true);
@@ -352,7 +352,7 @@ impl Connection {
         if let Err(e) = write_prepare(&name, sql, &evicted, &mut self.write_buf) {
             // Nothing was sent: the Closes wait for the next Parse.
             self.statements.not_prepared(&name, evicted);
-            return Err(e);
+            return Err(e.into());
         }
         self.owes_sync = true;
         self.flush().await?;
@@ -377,7 +377,7 @@ impl Connection {
     /// of the stream is reported as the server's error.
     pub(super) async fn read_steps<T>(
         &mut self,
-        mut step: impl FnMut(BackendMessage) -> Result<Step<T>>,
+        mut step: impl FnMut(BackendMessage) -> protocol::Result<Step<T>>,
     ) -> Result<T> {
         let mut fatal = None;
         loop {
@@ -397,7 +397,7 @@ impl Connection {
                 Ok(Step::Done(t)) => return Ok(t),
                 Err(e) => {
                     self.broken = true;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{bounded, log_notice, Connection};
 use crate::error::{Error, Result};
-use crate::protocol::{Column, QueryEvent, ResultSet, SimpleQuery, SimpleRow};
+use crate::protocol::{self, Column, QueryEvent, ResultSet, SimpleQuery, SimpleRow};
 
 impl Connection {
     /// Runs `sql` with the simple query protocol and returns the rows of all its statements,
@@ -41,7 +41,7 @@ impl Connection {
     async fn run_simple<T>(
         &mut self,
         sql: &str,
-        finish: fn(SimpleQuery) -> Result<T>,
+        finish: fn(SimpleQuery) -> protocol::Result<T>,
     ) -> Result<T> {
         bounded!(self, async {
             self.finish_pending().await?;
@@ -65,7 +65,7 @@ impl Connection {
     pub(super) async fn finish_simple<T>(
         &mut self,
         mut query: SimpleQuery,
-        finish: fn(SimpleQuery) -> Result<T>,
+        finish: fn(SimpleQuery) -> protocol::Result<T>,
     ) -> Result<T> {
         self.flush().await?;
         loop {
@@ -113,11 +113,11 @@ impl Connection {
                     {
                         self.statements.clear();
                     }
-                    return finish(query);
+                    return finish(query).map_err(Error::from);
                 }
                 Err(e) => {
                     self.broken = true;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }

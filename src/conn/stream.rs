@@ -1,6 +1,7 @@
 //! The socket under a connection: TCP or a Unix-domain socket.
 
 use std::io;
+#[cfg(unix)]
 use std::path::Path;
 
 use bytes::{Buf, BytesMut};
@@ -171,12 +172,15 @@ fn apply_tcp_settings(s: &TcpStream, tcp: &TcpSettings) -> io::Result<()> {
     } else {
         sock.set_keepalive(false)?;
     }
+    // TCP_USER_TIMEOUT is Linux's; elsewhere libpq ignores the setting, and so do we.
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     if let Some(t) = tcp.tcp_user_timeout {
         sock.set_tcp_user_timeout(Some(t))?;
     }
     Ok(())
 }
 
+#[cfg(unix)]
 pub(crate) fn socket_path(dir: &Path, port: u16) -> std::path::PathBuf {
     dir.join(format!(".s.PGSQL.{port}"))
 }

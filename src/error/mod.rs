@@ -392,6 +392,26 @@ impl fmt::Debug for Error {
     }
 }
 
+/// A protocol-layer failure keeps its kind and its words; a server error is the crate's
+/// [`ErrorKind::Db`].
+impl From<crate::protocol::ProtocolError> for Error {
+    fn from(e: crate::protocol::ProtocolError) -> Error {
+        use crate::protocol::ProtocolError as P;
+        match e {
+            P::Violation(d) => Error::protocol(d),
+            P::Server(db) => Error::db_boxed(db),
+            P::Authentication(d) => Error::auth(d),
+            P::MissingPassword(d) => Error::missing_password(d),
+            P::InvalidInput(d) => Error::invalid_input(d),
+            P::Conversion(d, Some(source)) => Error::conversion(d, source),
+            P::Conversion(d, None) => Error::conversion_msg(d),
+            P::Tls(d) => Error::tls(d),
+            P::CopyRefused => Error::copy_unsupported(),
+            P::Setting(d) => Error::config(d),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.kind {

@@ -7,7 +7,8 @@ use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
 
-use crate::error::{DbError, Error, Result};
+use super::error::{ProtocolError, Result};
+use crate::error::DbError;
 
 /// The transaction status a ReadyForQuery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ impl TransactionStatus {
             b'I' => Ok(TransactionStatus::Idle),
             b'T' => Ok(TransactionStatus::InTransaction),
             b'E' => Ok(TransactionStatus::Failed),
-            other => Err(Error::protocol(format!(
+            other => Err(ProtocolError::protocol(format!(
                 "invalid transaction status byte {other:#04x}"
             ))),
         }
@@ -291,8 +292,8 @@ pub enum BackendMessage {
     ParameterDescription(Vec<u32>),
 }
 
-fn bad(e: std::io::Error) -> Error {
-    Error::protocol(format!("malformed message body: {e}"))
+fn bad(e: std::io::Error) -> ProtocolError {
+    ProtocolError::protocol(format!("malformed message body: {e}"))
 }
 
 impl BackendMessage {
@@ -340,7 +341,7 @@ impl BackendMessage {
                 [status] => {
                     TransactionStatus::from_byte(*status).map(BackendMessage::ReadyForQuery)
                 }
-                _ => Err(Error::protocol(format!(
+                _ => Err(ProtocolError::protocol(format!(
                     "malformed message body: ReadyForQuery of {} bytes instead of 1",
                     body.len()
                 ))),
@@ -349,9 +350,9 @@ impl BackendMessage {
                 Some((0, tag)) if !tag.contains(&0) => std::str::from_utf8(tag)
                     .map(|t| BackendMessage::CommandComplete(t.to_string()))
                     .map_err(|_| {
-                        Error::protocol("malformed message body: CommandComplete tag is not UTF-8")
+                        ProtocolError::protocol("malformed message body: CommandComplete tag is not UTF-8")
                     }),
-                _ => Err(Error::protocol(
+                _ => Err(ProtocolError::protocol(
                     "malformed message body: CommandComplete is not one NUL-terminated tag",
                 )),
             },
@@ -373,7 +374,7 @@ impl BackendMessage {
         }
         let mut frame = frame;
         let msg = Message::parse(&mut frame).map_err(bad)?.ok_or_else(|| {
-            Error::protocol("internal: incomplete frame handed to the message parser")
+            ProtocolError::protocol("internal: incomplete frame handed to the message parser")
         })?;
         Ok(match msg {
             Message::AuthenticationOk => BackendMessage::AuthenticationOk,
@@ -473,7 +474,7 @@ impl BackendMessage {
                 BackendMessage::ParameterDescription(b.parameters().collect().map_err(bad)?)
             }
             Message::BackendKeyData(_) => unreachable!("`K` is decoded by decode_key_data"),
-            _ => return Err(Error::protocol("unsupported message")),
+            _ => return Err(ProtocolError::protocol("unsupported message")),
         })
     }
 
@@ -660,9 +661,9 @@ fn read_cstr(body: &mut &[u8]) -> Result<String> {
     let end = body
         .iter()
         .position(|&b| b == 0)
-        .ok_or_else(|| Error::protocol("missing string terminator"))?;
+        .ok_or_else(|| ProtocolError::protocol("missing string terminator"))?;
     let s = std::str::from_utf8(&body[..end])
-        .map_err(|_| Error::protocol("string is not valid UTF-8"))?
+        .map_err(|_| ProtocolError::protocol("string is not valid UTF-8"))?
         .to_string();
     *body = &body[end + 1..];
     Ok(s)
@@ -670,7 +671,7 @@ fn read_cstr(body: &mut &[u8]) -> Result<String> {
 
 fn read_u32(body: &mut &[u8]) -> Result<u32> {
     if body.len() < 4 {
-        return Err(Error::protocol("message body too short"));
+        return Err(ProtocolError::protocol("message body too short"));
     }
     let v = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     *body = &body[4..];
@@ -683,7 +684,7 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
     // Each option name takes at least one byte, so a count beyond the body is malformed;
     // checking before reserving keeps a forged count from allocating.
     if count as usize > body.len() {
-        return Err(Error::protocol(
+        return Err(ProtocolError::protocol(
             "NegotiateProtocolVersion: option count exceeds the message",
         ));
     }
@@ -692,7 +693,7 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
         unrecognized.push(read_cstr(&mut body)?);
     }
     if !body.is_empty() {
-        return Err(Error::protocol("NegotiateProtocolVersion: trailing bytes"));
+        return Err(ProtocolError::protocol("NegotiateProtocolVersion: trailing bytes"));
     }
     Ok(BackendMessage::NegotiateProtocolVersion {
         newest_version,
@@ -703,7 +704,7 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
 /// DataRow, the message of every row: the body is kept whole (no copy) and the place of
 /// each value is read in one pass. A negative length is SQL NULL, as for libpq.
 fn decode_data_row(mut frame: BytesMut) -> Result<BackendMessage> {
-    let malformed = |what: &str| Error::protocol(format!("malformed message body: DataRow {what}"));
+    let malformed = |what: &str| ProtocolError::protocol(format!("malformed message body: DataRow {what}"));
     bytes::Buf::advance(&mut frame, 5);
     if frame.len() < 2 {
         return Err(malformed("without its value count"));
@@ -752,7 +753,7 @@ fn decode_data_row(mut frame: BytesMut) -> Result<BackendMessage> {
 fn decode_key_data(mut body: &[u8]) -> Result<BackendMessage> {
     let process_id = read_u32(&mut body)? as i32;
     if body.len() < 4 || body.len() > 256 {
-        return Err(Error::protocol(format!(
+        return Err(ProtocolError::protocol(format!(
             "BackendKeyData: secret key of {} bytes (expected 4 to 256)",
             body.len()
         )));

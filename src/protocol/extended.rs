@@ -24,7 +24,8 @@ use postgres_types::{Format, IsNull, ToSql, Type};
 use super::backend::{BackendMessage, FieldDescription, TransactionStatus};
 use super::frontend::{append, append_checked, MAX_FRONTEND_MESSAGE};
 use super::row::{Column, Row};
-use crate::error::{DbError, Error, Result};
+use super::error::{ProtocolError, Result};
+use crate::error::DbError;
 
 /// What the server said about a statement: its parameter types and result columns.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ pub fn write_prepare(name: &str, sql: &str, evicted: &[String], out: &mut BytesM
     let mark = out.len();
     let r = write_parse(name, sql, &[], evicted, out).and_then(|()| {
         append(out, "Describe", name.len() + 2, |out| {
-            frontend::describe(b'S', name, out).map_err(|e| Error::invalid_input(e.to_string()))
+            frontend::describe(b'S', name, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
         })?;
         frontend::flush(out);
         Ok(())
@@ -71,13 +72,13 @@ pub fn write_parse(
     out: &mut BytesMut,
 ) -> Result<()> {
     if sql.as_bytes().contains(&0) {
-        return Err(Error::invalid_input("query text contains a NUL byte"));
+        return Err(ProtocolError::invalid_input("query text contains a NUL byte"));
     }
     let mark = out.len();
     let r = (|| {
         for old in evicted {
             append(out, "Close", old.len() + 2, |out| {
-                frontend::close(b'S', old, out).map_err(|e| Error::invalid_input(e.to_string()))
+                frontend::close(b'S', old, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
             })?;
         }
         append(
@@ -86,7 +87,7 @@ pub fn write_parse(
             name.len() + sql.len() + 4 + 4 * types.len(),
             |out| {
                 frontend::parse(name, sql, types.iter().map(Type::oid), out)
-                    .map_err(|e| Error::invalid_input(format!("query: {e}")))
+                    .map_err(|e| ProtocolError::invalid_input(format!("query: {e}")))
             },
         )
     })();
@@ -131,7 +132,7 @@ pub fn write_bind_execute(
     out: &mut BytesMut,
 ) -> Result<()> {
     if params.len() != types.len() {
-        return Err(Error::invalid_input(format!(
+        return Err(ProtocolError::invalid_input(format!(
             "the statement has {} parameter{}, {} value{} given",
             types.len(),
             if types.len() == 1 { "" } else { "s" },
@@ -175,23 +176,23 @@ pub fn write_bind_execute(
                 out,
             )
             .map_err(|e| match e {
-                frontend::BindError::Conversion(_) if too_large => Error::invalid_input(format!(
+                frontend::BindError::Conversion(_) if too_large => ProtocolError::invalid_input(format!(
                     "the parameters are over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
                 )),
                 frontend::BindError::Conversion(e) => {
                     let (i, ty) = failed_at.take().unwrap_or((0, Type::UNKNOWN));
-                    Error::conversion(
+                    ProtocolError::conversion(
                         format!("parameter ${} (of type {ty}) cannot take this value", i + 1),
                         e,
                     )
                 }
-                frontend::BindError::Serialization(e) => Error::invalid_input(format!("Bind: {e}")),
+                frontend::BindError::Serialization(e) => ProtocolError::invalid_input(format!("Bind: {e}")),
             })
         })?;
         if describe {
-            frontend::describe(b'P', "", out).map_err(|e| Error::invalid_input(e.to_string()))?;
+            frontend::describe(b'P', "", out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
         }
-        frontend::execute("", 0, out).map_err(|e| Error::invalid_input(e.to_string()))?;
+        frontend::execute("", 0, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
         frontend::sync(out);
         Ok(())
     })();
@@ -275,7 +276,7 @@ impl Prepare {
             BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
             other => {
-                return Err(Error::protocol(format!(
+                return Err(ProtocolError::protocol(format!(
                     "unexpected {} while preparing a statement",
                     other.name()
                 )))
@@ -291,7 +292,7 @@ impl Prepare {
         let params = self
             .params
             .take()
-            .ok_or_else(|| Error::protocol("the statement's columns came before its parameters"))?;
+            .ok_or_else(|| ProtocolError::protocol("the statement's columns came before its parameters"))?;
         Ok(Step::Done(Ok(Described {
             params: params.into(),
             columns,
@@ -365,7 +366,7 @@ impl Execute {
             BackendMessage::NoData => self.columns = Arc::from(Vec::new()),
             BackendMessage::DataRow(body) => {
                 if body.len() != self.columns.len() {
-                    return Err(Error::protocol(format!(
+                    return Err(ProtocolError::protocol(format!(
                         "DataRow has {} values for {} columns",
                         body.len(),
                         self.columns.len()
@@ -401,7 +402,7 @@ impl Execute {
                 }))
             }
             other => {
-                return Err(Error::protocol(format!(
+                return Err(ProtocolError::protocol(format!(
                     "unexpected {} in the answer to an extended query",
                     other.name()
                 )))
@@ -425,7 +426,7 @@ mod tests {
     fn a_wrong_parameter_count_writes_nothing() {
         let mut out = BytesMut::from(&b"x"[..]);
         let e = write_execute("s", &[Type::INT4], &[], &mut out).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(matches!(e, ProtocolError::InvalidInput(_)), "{e:?}");
         assert!(
             e.to_string().contains("1 parameter, 0 values were given"),
             "{e}"
@@ -438,7 +439,7 @@ mod tests {
         let mut out = BytesMut::new();
         let e =
             write_execute("s", &[Type::INT4, Type::TEXT], &[&1i32, &2i32], &mut out).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Conversion);
+        assert!(matches!(e, ProtocolError::Conversion(..)), "{e:?}");
         assert!(e.to_string().contains("$2 (of type text)"), "{e}");
         assert!(out.is_empty());
     }

@@ -10,7 +10,7 @@
 use bytes::BytesMut;
 
 use super::backend::BackendMessage;
-use crate::error::{Error, Result};
+use super::error::{ProtocolError, Result};
 
 /// Default cap on the size of one long server message (DataRow, RowDescription, CopyData,
 /// ErrorResponse, NoticeResponse, NotificationResponse): 64 MiB.
@@ -89,21 +89,21 @@ impl FrameDecoder {
         }
         let tag = buf[0];
         if TAG_KIND[usize::from(tag)] == UNKNOWN {
-            return Err(Error::protocol(format!(
+            return Err(ProtocolError::protocol(format!(
                 "unknown message type {} (byte {tag:#04x}); the stream is out of sync",
                 printable(tag)
             )));
         }
         let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
         if len < 4 {
-            return Err(Error::protocol(format!(
+            return Err(ProtocolError::protocol(format!(
                 "message {} declares length {len}, less than its own length field",
                 printable(tag)
             )));
         }
         let limit = self.limit_for(tag);
         if len > limit {
-            return Err(Error::protocol(format!(
+            return Err(ProtocolError::protocol(format!(
                 "message {} declares {len} bytes, over the limit of {limit}",
                 printable(tag)
             )));

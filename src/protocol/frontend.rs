@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 
-use crate::error::{Error, Result};
+use super::error::{ProtocolError, Result};
 
 /// The largest length a frontend message may declare (its length field counts itself):
 /// the server's `PQ_LARGE_MESSAGE_LIMIT`, 1 GiB less 2 bytes. A longer message makes the
@@ -28,7 +28,7 @@ pub(crate) fn append(
     encode: impl FnOnce(&mut BytesMut) -> Result<()>,
 ) -> Result<()> {
     if body_len.saturating_add(4) > MAX_FRONTEND_MESSAGE {
-        return Err(Error::invalid_input(format!(
+        return Err(ProtocolError::invalid_input(format!(
             "{what} of {body_len} bytes is over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
         )));
     }
@@ -54,7 +54,7 @@ pub(crate) fn append_checked(
     let len = out.len() - mark - 1;
     if len > MAX_FRONTEND_MESSAGE {
         out.truncate(mark);
-        return Err(Error::invalid_input(format!(
+        return Err(ProtocolError::invalid_input(format!(
             "{what} of {len} bytes is over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
         )));
     }
@@ -69,14 +69,14 @@ mod tests {
     fn a_failed_encoding_leaves_the_buffer_as_it_was() {
         let mut out = BytesMut::from(&b"kept"[..]);
         let e = append(&mut out, "query", MAX_FRONTEND_MESSAGE, |_| Ok(())).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(matches!(e, ProtocolError::InvalidInput(_)), "{e:?}");
         assert_eq!(&out[..], b"kept");
         let e = append(&mut out, "query", 3, |o| {
             o.extend_from_slice(b"half");
-            Err(Error::invalid_input("no"))
+            Err(ProtocolError::invalid_input("no"))
         })
         .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(matches!(e, ProtocolError::InvalidInput(_)), "{e:?}");
         assert_eq!(&out[..], b"kept");
     }
 }

@@ -4,9 +4,11 @@
 //! decodes them into [`BackendMessage`]s; [`Startup`] drives startup and authentication;
 //! [`SimpleQuery`] assembles the answer to a simple query, [`extended`] writes and reads the
 //! extended query protocol (Parse, Bind, Execute, ...). The connection layer feeds them
-//! from a socket; the fuzz targets feed them arbitrary bytes.
+//! from a socket; the fuzz targets feed them arbitrary bytes. Failures are
+//! [`ProtocolError`]s, which know nothing of sockets, pools or timeouts.
 
 mod backend;
+mod error;
 pub mod extended;
 mod frame;
 mod frontend;
@@ -14,6 +16,7 @@ mod row;
 mod simple_query;
 mod startup;
 
+pub use error::{ProtocolError, Result};
 pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;

@@ -14,7 +14,8 @@ use postgres_protocol::message::frontend;
 use super::backend::{BackendMessage, TransactionStatus};
 use super::extended::columns_of;
 use super::row::{Column, SimpleRow};
-use crate::error::{DbError, Error, Result};
+use super::error::{ProtocolError, Result};
+use crate::error::DbError;
 
 /// The outcome of one statement in a simple query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -85,10 +86,10 @@ impl SimpleQuery {
     /// message size limit; nothing is written then.
     pub fn start(sql: &str, out: &mut BytesMut) -> Result<SimpleQuery> {
         if sql.as_bytes().contains(&0) {
-            return Err(Error::invalid_input("query text contains a NUL byte"));
+            return Err(ProtocolError::invalid_input("query text contains a NUL byte"));
         }
         super::frontend::append(out, "query text", sql.len() + 1, |out| {
-            frontend::query(sql, out).map_err(|e| Error::invalid_input(format!("query: {e}")))
+            frontend::query(sql, out).map_err(|e| ProtocolError::invalid_input(format!("query: {e}")))
         })?;
         Ok(SimpleQuery::default())
     }
@@ -125,10 +126,10 @@ impl SimpleQuery {
                 let set = self
                     .current
                     .as_mut()
-                    .ok_or_else(|| Error::protocol("DataRow without RowDescription"))?;
+                    .ok_or_else(|| ProtocolError::protocol("DataRow without RowDescription"))?;
                 let columns = set.columns.clone().unwrap_or_else(|| Arc::from(Vec::new()));
                 if body.len() != columns.len() {
-                    return Err(Error::protocol(format!(
+                    return Err(ProtocolError::protocol(format!(
                         "DataRow has {} values for {} columns",
                         body.len(),
                         columns.len()
@@ -139,7 +140,7 @@ impl SimpleQuery {
                     .flatten()
                     .any(|v| std::str::from_utf8(v).is_err())
                 {
-                    return Err(Error::protocol("DataRow value is not valid UTF-8"));
+                    return Err(ProtocolError::protocol("DataRow value is not valid UTF-8"));
                 }
                 set.rows.push(SimpleRow::new(columns, body));
             }
@@ -162,7 +163,7 @@ impl SimpleQuery {
             BackendMessage::NoticeResponse(n) => return Ok(QueryEvent::Notice(n)),
             BackendMessage::CopyInResponse => {
                 frontend::copy_fail("COPY is not supported by wirepool", out)
-                    .map_err(|e| Error::protocol(format!("encoding CopyFail: {e}")))?;
+                    .map_err(|e| ProtocolError::protocol(format!("encoding CopyFail: {e}")))?;
                 self.copy_refused = true;
             }
             BackendMessage::CopyOutResponse => self.copy_refused = true,
@@ -171,7 +172,7 @@ impl SimpleQuery {
             | BackendMessage::NotificationResponse { .. } => {}
             BackendMessage::ReadyForQuery(status) => return Ok(QueryEvent::Done(status)),
             other => {
-                return Err(Error::protocol(format!(
+                return Err(ProtocolError::protocol(format!(
                     "unexpected {} in the answer to a simple query",
                     other.name()
                 )))
@@ -222,10 +223,10 @@ impl SimpleQuery {
 
     fn outcome(self) -> Result<(Option<ResultSet>, Vec<ResultSet>)> {
         if self.copy_refused {
-            return Err(Error::copy_unsupported());
+            return Err(ProtocolError::copy_unsupported());
         }
         match self.error {
-            Some(e) => Err(Error::db_boxed(e)),
+            Some(e) => Err(ProtocolError::db_boxed(e)),
             None => Ok((self.first, self.more)),
         }
     }

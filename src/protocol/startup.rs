@@ -28,7 +28,8 @@ pub enum BindingMode {
     /// Always, or fail before any password is sent.
     Require,
 }
-use crate::error::{DbError, Error, Result};
+use super::error::{ProtocolError, Result};
+use crate::error::DbError;
 
 /// What the server's one-byte answer to an SSLRequest means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +51,10 @@ pub fn ssl_answer(byte: u8) -> Result<SslAnswer> {
     match byte {
         b'S' => Ok(SslAnswer::Tls),
         b'N' => Ok(SslAnswer::Plain),
-        b'E' => Err(Error::tls(
+        b'E' => Err(ProtocolError::tls(
             "the server answered SSLRequest with an error (it does not support TLS negotiation)",
         )),
-        other => Err(Error::protocol(format!(
+        other => Err(ProtocolError::protocol(format!(
             "the server answered SSLRequest with byte {other:#04x}: it does not speak the PostgreSQL protocol"
         ))),
     }
@@ -191,7 +192,7 @@ impl Startup {
             kv.push(("options", o));
         }
         frontend::startup_message(kv, out)
-            .map_err(|_| Error::config("a connection parameter contains a NUL byte"))?;
+            .map_err(|_| ProtocolError::config("a connection parameter contains a NUL byte"))?;
         Ok(Startup {
             state: State::Auth,
             user: params.user.as_bytes().to_vec(),
@@ -213,7 +214,7 @@ impl Startup {
         if self.binding != BindingMode::Require {
             return Ok(());
         }
-        Err(Error::auth(if !self.encrypted {
+        Err(ProtocolError::auth(if !self.encrypted {
             format!("channel_binding=require, but the connection is not encrypted (the server asked for {method}); nothing was sent")
         } else {
             format!("channel_binding=require, but the server asked for {method}, not SCRAM-SHA-256-PLUS; nothing was sent")
@@ -222,7 +223,7 @@ impl Startup {
 
     fn password(&self, method: &str) -> Result<&[u8]> {
         self.password.as_deref().ok_or_else(|| {
-            Error::missing_password(format!(
+            ProtocolError::missing_password(format!(
                 "the server asks for a password ({method} authentication) but none is configured"
             ))
         })
@@ -239,9 +240,9 @@ impl Startup {
     pub fn handle(&mut self, msg: BackendMessage, out: &mut BytesMut) -> Result<StartupStatus> {
         let state = std::mem::replace(&mut self.state, State::Done);
         let unexpected =
-            |m: &BackendMessage| Error::protocol(format!("unexpected {} during startup", m.name()));
+            |m: &BackendMessage| ProtocolError::protocol(format!("unexpected {} during startup", m.name()));
         match (state, msg) {
-            (_, BackendMessage::ErrorResponse(e)) => Err(Error::db(*e)),
+            (_, BackendMessage::ErrorResponse(e)) => Err(ProtocolError::db(*e)),
             (State::Done, m) => Err(unexpected(&m)),
             (state, BackendMessage::NoticeResponse(n)) => {
                 self.notices.push(*n);
@@ -252,7 +253,7 @@ impl Startup {
                 // We request 3.0 and no `_pq_` options, so any server can serve us; anything
                 // older than 3.0 cannot.
                 if newest_version < PROTOCOL_3_0 {
-                    return Err(Error::protocol(format!(
+                    return Err(ProtocolError::protocol(format!(
                         "server supports only protocol {}.{}",
                         newest_version >> 16,
                         newest_version & 0xffff
@@ -274,7 +275,7 @@ impl Startup {
                 self.refuse_unbound("a cleartext password")?;
                 let pw = self.password("password")?.to_vec();
                 frontend::password_message(&pw, out)
-                    .map_err(|_| Error::config("the password contains a NUL byte"))?;
+                    .map_err(|_| ProtocolError::config("the password contains a NUL byte"))?;
                 self.method = AuthMethod::Cleartext;
                 self.state = State::Auth;
                 Ok(StartupStatus::Continue)
@@ -283,7 +284,7 @@ impl Startup {
                 self.refuse_unbound("md5")?;
                 let hash = md5_hash(&self.user, self.password("md5")?, salt);
                 frontend::password_message(hash.as_bytes(), out)
-                    .map_err(|_| Error::protocol("md5 hash contains a NUL byte"))?;
+                    .map_err(|_| ProtocolError::protocol("md5 hash contains a NUL byte"))?;
                 self.method = AuthMethod::Md5;
                 self.state = State::Auth;
                 Ok(StartupStatus::Continue)
@@ -308,13 +309,13 @@ impl Startup {
                     && self.binding != BindingMode::Disable
                     && offers(SCRAM_SHA_256_PLUS)
                 {
-                    return Err(Error::auth(
+                    return Err(ProtocolError::auth(
                         "the server offers SCRAM-SHA-256-PLUS, but channel binding cannot be computed for its certificate: tls-server-end-point has no hash for its signature algorithm (Ed25519 or RSASSA-PSS); nothing was sent. Use a certificate signed with RSA or ECDSA and SHA-2, or channel_binding=disable",
                     ));
                 }
                 if bound.is_none() {
                     if self.binding == BindingMode::Require {
-                        return Err(Error::auth(if !self.encrypted {
+                        return Err(ProtocolError::auth(if !self.encrypted {
                             "channel_binding=require, but the connection is not encrypted; nothing was sent".to_string()
                         } else {
                             format!(
@@ -324,7 +325,7 @@ impl Startup {
                         }));
                     }
                     if !offers(SCRAM_SHA_256) {
-                        return Err(Error::auth(format!(
+                        return Err(ProtocolError::auth(format!(
                             "the server offers SASL mechanisms [{}]; wirepool supports {SCRAM_SHA_256} and {SCRAM_SHA_256_PLUS}",
                             mechanisms.join(", ")
                         )));
@@ -351,7 +352,7 @@ impl Startup {
                 };
                 let scram = ScramSha256::new(self.password(mechanism)?, binding);
                 frontend::sasl_initial_response(mechanism, scram.message(), out)
-                    .map_err(|e| Error::protocol(format!("encoding SASLInitialResponse: {e}")))?;
+                    .map_err(|e| ProtocolError::protocol(format!("encoding SASLInitialResponse: {e}")))?;
                 self.method = method;
                 self.state = State::SaslContinue(scram);
                 Ok(StartupStatus::Continue)
@@ -359,21 +360,21 @@ impl Startup {
             (State::SaslContinue(mut scram), BackendMessage::AuthenticationSaslContinue(data)) => {
                 scram
                     .update(&data)
-                    .map_err(|e| Error::auth(format!("invalid SCRAM server-first-message: {e}")))?;
+                    .map_err(|e| ProtocolError::auth(format!("invalid SCRAM server-first-message: {e}")))?;
                 frontend::sasl_response(scram.message(), out)
-                    .map_err(|e| Error::protocol(format!("encoding SASLResponse: {e}")))?;
+                    .map_err(|e| ProtocolError::protocol(format!("encoding SASLResponse: {e}")))?;
                 self.state = State::SaslFinal(scram);
                 Ok(StartupStatus::Continue)
             }
             (State::SaslFinal(mut scram), BackendMessage::AuthenticationSaslFinal(data)) => {
                 scram.finish(&data).map_err(|e| {
-                    Error::auth(format!("the server's SCRAM signature did not verify: {e}"))
+                    ProtocolError::auth(format!("the server's SCRAM signature did not verify: {e}"))
                 })?;
                 self.state = State::Auth;
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationUnsupported { method, .. }) => {
-                Err(Error::auth(format!(
+                Err(ProtocolError::auth(format!(
                     "the server asks for {method} authentication, which wirepool does not support"
                 )))
             }
@@ -479,7 +480,7 @@ mod tests {
                 &mut BytesMut::new(),
             )
             .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::MissingPassword);
+        assert!(matches!(e, ProtocolError::MissingPassword(_)), "{e:?}");
         assert!(e.to_string().contains("md5"), "{e}");
     }
 
@@ -505,7 +506,7 @@ mod tests {
                 &mut BytesMut::new(),
             )
             .unwrap_err();
-        assert!(e.is_authentication());
+        assert!(matches!(e, ProtocolError::Authentication(_)), "{e:?}");
         assert!(e.to_string().contains("OAUTHBEARER"), "{e}");
     }
 
@@ -526,7 +527,7 @@ mod tests {
                 &mut out,
             )
             .unwrap_err();
-        assert!(e.is_authentication());
+        assert!(matches!(e, ProtocolError::Authentication(_)), "{e:?}");
         // Once failed, further input is rejected rather than panicking inside SCRAM.
         assert!(s
             .handle(
