@@ -43,7 +43,8 @@
 //!
 //! - `protocol` (crate-private): the wire protocol without I/O: bounded framing, startup and
 //!   authentication (trust, password, md5, SCRAM-SHA-256), the simple and extended query
-//!   protocols.
+//!   protocols. It knows nothing of sockets, pools or timeouts and has its own error type,
+//!   which the connection layer turns into [`Error`].
 //! - [`conn`]: one [`Connection`] over TCP or a Unix socket: `simple_query`; typed
 //!   `query` / `query_one` / `query_opt` / `execute` / `prepare` with a statement cache;
 //!   [`Transaction`]s.
@@ -123,10 +124,16 @@ pub(crate) use internal_mod;
 pub mod config;
 pub mod conn;
 pub mod error;
+#[cfg(feature = "axum")]
+pub mod http;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod observe;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod pool;
 internal_mod! {
     /// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use wirepool::{ConnectConfig, Pool, PoolConfig};
 use wirepool_testkit::{Cluster, Role};
 
-use crate::mcp::HEALTH_URI;
 use crate::serve::{build_pool, shutdown_signal, Http, Listen};
+use wirepool::mcp::HEALTH_URI;
 
 /// Demo options.
 #[derive(Debug, Clone)]

@@ -31,7 +31,6 @@ macro_rules! errln {
 
 mod check;
 mod demo;
-mod guard;
 mod http;
 mod listener;
 mod logging;
@@ -39,7 +38,6 @@ mod mcp;
 mod probe;
 mod serve;
 mod settings;
-mod sse;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use wirepool::{ConnectConfig, Pool, PoolConfig};
 
 use crate::http;
-use crate::mcp::PoolResources;
 use crate::settings::chain;
+use wirepool::mcp::PoolResources;
 
 /// How long in-flight HTTP requests get after the pool is closed.
 const HTTP_GRACE: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@ mod stream;
 #[cfg(feature = "tls")]
 mod tls;
 mod tls_info;
+mod trace;
 mod transaction;
 
 use std::collections::HashMap;
@@ -27,6 +28,10 @@ pub use cancel::CancelToken;
 pub use query::{Statement, ToStatement};
 use stream::Stream;
 pub use tls_info::TlsInfo;
+pub use trace::SLOW_QUERY_SQL_LIMIT;
+pub(crate) use trace::{Checkout, TraceSettings};
+#[cfg(feature = "otel")]
+pub(crate) use trace::{Operation, OperationSink};
 pub use transaction::Transaction;
 
 use crate::config::{ConnectConfig, Host, SslMode};
@@ -116,6 +121,12 @@ pub struct Connection {
     auth_method: AuthMethod,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
+    /// The database, for the query spans.
+    dbname: String,
+    /// How statements are traced (a pool's settings, or the defaults).
+    trace: std::sync::Arc<TraceSettings>,
+    /// The pool's checkout this connection is in, for the slow-query line.
+    checkout: Option<Checkout>,
 }
 
 impl Connection {
@@ -202,6 +213,9 @@ impl Connection {
             parameters: HashMap::new(),
             tls_info: opened.info,
             server_addr: format!("{host}:{port}"),
+            dbname: cfg.dbname().to_string(),
+            trace: std::sync::Arc::default(),
+            checkout: None,
             target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
@@ -598,6 +612,14 @@ impl Connection {
 
     pub(crate) fn set_timeout_hook(&mut self, hook: Option<TimeoutHook>) {
         self.on_timeout = hook;
+    }
+
+    pub(crate) fn set_trace(&mut self, trace: std::sync::Arc<TraceSettings>) {
+        self.trace = trace;
+    }
+
+    pub(crate) fn set_checkout(&mut self, checkout: Option<Checkout>) {
+        self.checkout = checkout;
     }
 
     /// The query ran past the command timeout and its future was dropped: finish what was

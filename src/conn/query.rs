@@ -247,10 +247,15 @@ impl Connection {
     where
         T: ?Sized + ToStatement,
     {
-        bounded!(
-            self,
-            self.run(statement.sql(), statement.described(), params)
-        )
+        use tracing::Instrument;
+        let sql = statement.sql();
+        let traced = self.trace_start(sql);
+        let span = traced.span().clone();
+        let r = async { bounded!(self, self.run(sql, statement.described(), params)) }
+            .instrument(span)
+            .await;
+        self.trace_end(traced, sql, &r);
+        r
     }
 
     async fn run(

@@ -92,7 +92,7 @@ impl Connection {
     /// The connection must be idle, outside a transaction.
     pub(crate) async fn reset_session(&mut self) -> Result<()> {
         let sql = self.dirt.reset_sql();
-        self.simple_query(sql).await?;
+        self.simple_query_untraced(sql).await?;
         self.dirt = Dirt::CLEAN;
         Ok(())
     }

@@ -23,6 +23,11 @@ impl Connection {
     ///
     /// Dropping the future mid-way leaves the answer unread; the next call reads it first.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleRow>> {
+        self.traced_simple(sql, SimpleQuery::finish_rows).await
+    }
+
+    /// [`Connection::simple_query`] without a span: the pool's own statements.
+    pub(crate) async fn simple_query_untraced(&mut self, sql: &str) -> Result<Vec<SimpleRow>> {
         self.run_simple(sql, SimpleQuery::finish_rows).await
     }
 
@@ -33,7 +38,21 @@ impl Connection {
     ///
     /// As for [`Connection::simple_query`].
     pub async fn simple_query_sets(&mut self, sql: &str) -> Result<Vec<ResultSet>> {
-        self.run_simple(sql, SimpleQuery::finish).await
+        self.traced_simple(sql, SimpleQuery::finish).await
+    }
+
+    /// [`Connection::run_simple`] in a query span.
+    async fn traced_simple<T>(
+        &mut self,
+        sql: &str,
+        finish: fn(SimpleQuery) -> protocol::Result<T>,
+    ) -> Result<T> {
+        use tracing::Instrument;
+        let traced = self.trace_start(sql);
+        let span = traced.span().clone();
+        let r = self.run_simple(sql, finish).instrument(span).await;
+        self.trace_end(traced, sql, &r);
+        r
     }
 
     /// Sends `sql` and reads its whole answer, within the command timeout; `finish` makes

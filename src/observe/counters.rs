@@ -24,6 +24,10 @@ pub struct Counters {
     wait_sum_nanos: AtomicU64,
     peak_wait_nanos: AtomicU64,
     buckets: [AtomicU64; 21],
+    /// How long callers held their connections: per bucket of [`ACQUIRE_BUCKETS`], and the
+    /// sum.
+    use_buckets: [AtomicU64; 21],
+    use_sum_nanos: AtomicU64,
     /// Unix milliseconds of the last acquisition slower than the health threshold.
     last_slow_acquire_ms: AtomicU64,
     /// Unix milliseconds at which the latest-starting slow acquisition began to wait.
@@ -66,6 +70,8 @@ impl Counters {
             wait_sum_nanos: AtomicU64::new(0),
             peak_wait_nanos: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            use_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            use_sum_nanos: AtomicU64::new(0),
             last_slow_acquire_ms: AtomicU64::new(0),
             slow_acquire_began_ms: AtomicU64::new(0),
             error_began_ms: AtomicU64::new(0),
@@ -105,6 +111,15 @@ impl Counters {
     #[inline]
     pub fn record_release(&self) {
         self.releases.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A caller held its connection for `held` (checkout to return).
+    #[inline]
+    pub fn record_use(&self, held: Duration) {
+        let nanos = held.as_nanos().min(u64::MAX as u128) as u64;
+        self.use_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
+        self.use_buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_closed(&self, reason: CloseReason) {
@@ -195,6 +210,17 @@ impl Counters {
         }
         // Immediate acquisitions took no measurable time: the first bucket.
         s.acquisition_histogram[0] += immediate;
+        for (i, b) in self.use_buckets.iter().enumerate() {
+            s.use_histogram[i] = r(b);
+        }
+        let use_sum = r(&self.use_sum_nanos);
+        s.use_time_sum_seconds = use_sum as f64 / 1e9;
+        let uses: u64 = s.use_histogram.iter().sum();
+        s.avg_use_time_ms = if uses == 0 {
+            0.0
+        } else {
+            use_sum as f64 / 1e6 / uses as f64
+        };
         s.last_slow_acquire_time = from_unix_ms(r(&self.last_slow_acquire_ms));
         s.last_slow_acquire_began = from_unix_ms(r(&self.slow_acquire_began_ms));
         s.last_error_began = from_unix_ms(r(&self.error_began_ms));

@@ -230,6 +230,27 @@ pub fn render_as(
     );
     let _ = writeln!(o, "{p}_acquisition_duration_seconds_count {cumulative}");
 
+    let _ = writeln!(o, "# HELP {p}_connection_use_duration_seconds How long callers held a connection, checkout to return.\n# TYPE {p}_connection_use_duration_seconds histogram");
+    let mut cumulative = 0u64;
+    for (i, le) in ACQUIRE_BUCKETS.iter().enumerate() {
+        cumulative += s.use_histogram[i];
+        let _ = writeln!(
+            o,
+            "{p}_connection_use_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    cumulative += s.use_histogram[20];
+    let _ = writeln!(
+        o,
+        "{p}_connection_use_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        o,
+        "{p}_connection_use_duration_seconds_sum {}",
+        s.use_time_sum_seconds
+    );
+    let _ = writeln!(o, "{p}_connection_use_duration_seconds_count {cumulative}");
+
     let counter = |o: &mut String, name: &str, help: &str, v: u64| {
         let f = family(name);
         let _ = writeln!(

@@ -236,6 +236,30 @@ impl PoolStatistics {
                 .map_or_else(|| "\"+Inf\"".to_string(), |b| format!("{b}"));
             let _ = write!(o, "{sep}{{\"le\":{le},\"count\":{n}}}");
         }
+        o.push(']');
+        let _ = write!(
+            o,
+            ",\"avg_use_time_ms\":{},\"use_ms\":{{",
+            json_f64(self.avg_use_time_ms)
+        );
+        for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]
+            .iter()
+            .enumerate()
+        {
+            let sep = if i == 0 { "" } else { "," };
+            let v = self
+                .use_quantile_ms(*q)
+                .map_or_else(|| "null".to_string(), json_f64);
+            let _ = write!(o, "{sep}\"{name}\":{v}");
+        }
+        o.push_str("},\"use_histogram\":[");
+        for (i, n) in self.use_histogram.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let le = ACQUIRE_BUCKETS
+                .get(i)
+                .map_or_else(|| "\"+Inf\"".to_string(), |b| format!("{b}"));
+            let _ = write!(o, "{sep}{{\"le\":{le},\"count\":{n}}}");
+        }
         o.push_str("]}");
         o
     }

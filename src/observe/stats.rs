@@ -22,6 +22,30 @@ pub(super) const BUCKET_NANOS: [u64; 20] = {
     out
 };
 
+/// The quantile `q` of a histogram over [`ACQUIRE_BUCKETS`], in milliseconds, interpolated
+/// within its bucket.
+fn quantile_ms(histogram: &[u64; 21], q: f64) -> Option<f64> {
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+    let mut seen = 0u64;
+    for (i, &n) in histogram.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        if (seen + n) as f64 >= rank {
+            let lo = if i == 0 { 0.0 } else { ACQUIRE_BUCKETS[i - 1] };
+            let hi = ACQUIRE_BUCKETS.get(i).copied().unwrap_or(lo);
+            let frac = (rank - seen as f64) / n as f64;
+            return Some((lo + (hi - lo) * frac) * 1e3);
+        }
+        seen += n;
+    }
+    Some(ACQUIRE_BUCKETS[19] * 1e3)
+}
+
 /// Why a connection was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -177,6 +201,15 @@ pub struct PoolStatistics {
     pub acquisition_histogram: [u64; 21],
     /// Sum of all acquisition times, in seconds.
     pub acquisition_time_sum_seconds: f64,
+    /// How long callers held their connections (checkout to return): counts per bucket of
+    /// [`ACQUIRE_BUCKETS`] (not cumulative), then `+Inf`. Use time up with wait time flat:
+    /// the database (or the application) is slow; wait time up with use time flat: the
+    /// pool is too small.
+    pub use_histogram: [u64; 21],
+    /// Sum of all use times, in seconds.
+    pub use_time_sum_seconds: f64,
+    /// Mean use time, in milliseconds.
+    pub avg_use_time_ms: f64,
     /// When the last acquisition slower than the health threshold happened.
     pub last_slow_acquire_time: Option<SystemTime>,
     /// The latest time at which a slow acquisition began to wait.
@@ -233,6 +266,9 @@ impl PoolStatistics {
             statement_cache_misses: 0,
             acquisition_histogram: [0; 21],
             acquisition_time_sum_seconds: 0.0,
+            use_histogram: [0; 21],
+            use_time_sum_seconds: 0.0,
+            avg_use_time_ms: 0.0,
             last_slow_acquire_time: None,
             last_slow_acquire_began: None,
             last_error_began: None,
@@ -249,25 +285,14 @@ impl PoolStatistics {
     /// The acquisition-time quantile `q` (0..=1) in milliseconds, interpolated within the
     /// histogram bucket it falls in; `None` before the first acquisition.
     pub fn acquisition_quantile_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.acquisition_histogram.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
-        let mut seen = 0u64;
-        for (i, &n) in self.acquisition_histogram.iter().enumerate() {
-            if n == 0 {
-                continue;
-            }
-            if (seen + n) as f64 >= rank {
-                let lo = if i == 0 { 0.0 } else { ACQUIRE_BUCKETS[i - 1] };
-                let hi = ACQUIRE_BUCKETS.get(i).copied().unwrap_or(lo);
-                let frac = (rank - seen as f64) / n as f64;
-                return Some((lo + (hi - lo) * frac) * 1e3);
-            }
-            seen += n;
-        }
-        Some(ACQUIRE_BUCKETS[19] * 1e3)
+        quantile_ms(&self.acquisition_histogram, q)
+    }
+
+    /// The use-time quantile `q` (0..=1) in milliseconds, as
+    /// [`acquisition_quantile_ms`](Self::acquisition_quantile_ms); `None` before the first
+    /// return.
+    pub fn use_quantile_ms(&self, q: f64) -> Option<f64> {
+        quantile_ms(&self.use_histogram, q)
     }
 
     /// Connections closed for `reason`.

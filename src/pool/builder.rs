@@ -28,6 +28,8 @@ pub struct Builder {
     pub(super) connect: ConnectConfig,
     pub(super) cfg: PoolConfig,
     pub(super) hooks: ConnectHooks,
+    #[cfg(feature = "otel")]
+    pub(super) meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl std::fmt::Debug for ConnectHooks {
@@ -146,6 +148,33 @@ impl Builder {
         self.cfg.metrics_prefix = prefix.into();
         self
     }
+    /// Logs a statement that takes at least `threshold` at WARN (target
+    /// `wirepool::slow_query`): its duration, its SQL (cut to a bounded length), the
+    /// connection's id and the line that acquired it; never a parameter's value.
+    /// Default: off. `POOL_SLOW_QUERY_THRESHOLD` (milliseconds).
+    pub fn slow_query_threshold(mut self, threshold: Duration) -> Self {
+        self.cfg.slow_query_threshold = Some(threshold).filter(|d| !d.is_zero());
+        self
+    }
+    /// Whether each query's span carries its SQL text (`db.query.text`; the statement as
+    /// written, with its `$1` placeholders, never the values). Default: true.
+    pub fn query_text_in_spans(mut self, yes: bool) -> Self {
+        self.cfg.query_text_in_spans = yes;
+        self
+    }
+    /// The pool's name in OpenTelemetry metrics (`db.client.connection.pool.name`).
+    /// Default: `host:port/database` of the first host.
+    pub fn pool_name(mut self, name: impl Into<String>) -> Self {
+        self.cfg.pool_name = Some(name.into());
+        self
+    }
+    /// Records the pool's metrics into `meter` under OpenTelemetry's database semantic
+    /// conventions (see [`crate::otel`]).
+    #[cfg(feature = "otel")]
+    pub fn opentelemetry(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
     /// SQL run on every new connection before it is first handed out (after it is
     /// validated), e.g. `SET search_path TO app`. A statement that fails discards the
     /// connection and counts as a connect error.
@@ -200,37 +229,62 @@ impl Builder {
         self.cfg.validate()?;
         let runtime = Handle::try_current()
             .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
-        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
-            timeout_hook: timeout_hook(weak.clone()),
-            statement_stats: Arc::new(CacheStats::default()),
-            encrypted: Arc::new(AtomicUsize::new(0)),
-            hosts: Arc::new(Mutex::new(Vec::new())),
-            newest_host: Mutex::new(None),
-            hooks: self.hooks,
-            core: Core::new(self.cfg.max_size),
-            counters: Counters::new(self.cfg.health.slow_acquire),
-            connect: self.connect,
-            state: AtomicU8::new(LifecycleState::Initializing as u8),
-            created_at: SystemTime::now(),
-            started: Instant::now(),
-            clock_ms: AtomicU64::new(0),
-            runtime,
-            next_id: AtomicU64::new(1),
-            connect_failures: AtomicU64::new(0),
-            last_connect_error: Mutex::new(None),
-            wake_monitor: Notify::new(),
-            first_waiter: Arc::new(Notify::new()),
-            deadline_origin: tokio::time::Instant::now(),
-            stop_monitor: Notify::new(),
-            closing: AtomicBool::new(false),
-            terminated: Notify::new(),
-            drained: Notify::new(),
-            reconnecting: AtomicBool::new(false),
-            recovered_at_ms: AtomicU64::new(0),
-            leak: self.cfg.leak_detection.then(|| {
-                LeakDetector::new(self.cfg.leak_detection_timeout, self.cfg.leak_backtrace)
-            }),
-            cfg: self.cfg,
+        #[cfg(feature = "otel")]
+        let meter = self.meter;
+        let connect = self.connect;
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            #[cfg(feature = "otel")]
+            let otel = meter.map(|m| {
+                let name = self
+                    .cfg
+                    .pool_name
+                    .clone()
+                    .unwrap_or_else(|| default_pool_name(&connect));
+                Arc::new(crate::otel::Instruments::new(&m, weak.clone(), name))
+            });
+            let trace = Arc::new(crate::conn::TraceSettings {
+                hide_query_text: !self.cfg.query_text_in_spans,
+                slow_query: self.cfg.slow_query_threshold,
+                #[cfg(feature = "otel")]
+                operations: otel.as_ref().map(|i| i.operation_sink()),
+                #[cfg(not(feature = "otel"))]
+                operations: None,
+            });
+            Shared {
+                #[cfg(feature = "otel")]
+                otel,
+                trace,
+                timeout_hook: timeout_hook(weak.clone()),
+                statement_stats: Arc::new(CacheStats::default()),
+                encrypted: Arc::new(AtomicUsize::new(0)),
+                hosts: Arc::new(Mutex::new(Vec::new())),
+                newest_host: Mutex::new(None),
+                hooks: self.hooks,
+                core: Core::new(self.cfg.max_size),
+                counters: Counters::new(self.cfg.health.slow_acquire),
+                connect,
+                state: AtomicU8::new(LifecycleState::Initializing as u8),
+                created_at: SystemTime::now(),
+                started: Instant::now(),
+                clock_ms: AtomicU64::new(0),
+                runtime,
+                next_id: AtomicU64::new(1),
+                connect_failures: AtomicU64::new(0),
+                last_connect_error: Mutex::new(None),
+                wake_monitor: Notify::new(),
+                first_waiter: Arc::new(Notify::new()),
+                deadline_origin: tokio::time::Instant::now(),
+                stop_monitor: Notify::new(),
+                closing: AtomicBool::new(false),
+                terminated: Notify::new(),
+                drained: Notify::new(),
+                reconnecting: AtomicBool::new(false),
+                recovered_at_ms: AtomicU64::new(0),
+                leak: self.cfg.leak_detection.then(|| {
+                    LeakDetector::new(self.cfg.leak_detection_timeout, self.cfg.leak_backtrace)
+                }),
+                cfg: self.cfg,
+            }
         });
         tracing::info!(
             target: "wirepool::pool",
@@ -314,4 +368,12 @@ where
         out.push(h.await.expect("an open task does not panic"));
     }
     out
+}
+
+/// `host:port/database` of the first host: the pool's name where none is given.
+#[cfg(feature = "otel")]
+fn default_pool_name(c: &ConnectConfig) -> String {
+    let host = c.hosts().first().map(|h| h.to_string()).unwrap_or_default();
+    let port = c.ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", c.dbname())
 }

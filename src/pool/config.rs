@@ -71,6 +71,18 @@ pub struct PoolConfig {
     /// one caller set reaches the next. Default: [`SessionReset::WhenDirty`].
     /// `POOL_SESSION_RESET` (`when_dirty`, `always`, `never`).
     pub session_reset: SessionReset,
+    /// A statement that takes at least this long is logged at WARN (target
+    /// `wirepool::slow_query`) with its duration, its SQL cut to
+    /// [`SLOW_QUERY_SQL_LIMIT`](crate::conn::SLOW_QUERY_SQL_LIMIT) bytes, the connection's id
+    /// and the line that acquired it; never a parameter's value. Default: none.
+    /// `POOL_SLOW_QUERY_THRESHOLD` (milliseconds; 0: none).
+    pub slow_query_threshold: Option<Duration>,
+    /// Whether query spans carry the SQL (`db.query.text`, with its `$1` placeholders,
+    /// never the values). Default: true.
+    pub query_text_in_spans: bool,
+    /// The pool's name in OpenTelemetry metrics (`db.client.connection.pool.name`).
+    /// Default: `host:port/database` of the first host.
+    pub pool_name: Option<String>,
 }
 
 /// When the pool resets the session of a returned connection (the role, settings,
@@ -153,6 +165,9 @@ impl Default for PoolConfig {
             health: HealthThresholds::default(),
             metrics_prefix: "codebase_mcp_pool".to_string(),
             session_reset: SessionReset::WhenDirty,
+            slow_query_threshold: None,
+            query_text_in_spans: true,
+            pool_name: None,
         }
     }
 }
@@ -222,19 +237,23 @@ impl PoolConfig {
         if self.reconnect_delays.is_empty() {
             return Err(Error::config("reconnect_delays must not be empty"));
         }
-        let prefix_ok = self
-            .metrics_prefix
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if self.metrics_prefix.is_empty() || !prefix_ok {
-            return Err(Error::config(format!(
-                "metrics prefix `{}` is not a valid Prometheus name",
-                self.metrics_prefix
-            )));
-        }
-        Ok(())
+        check_metrics_prefix(&self.metrics_prefix)
     }
+}
+
+/// A metrics prefix must be a Prometheus name: letters, digits and `_`, not starting with a
+/// digit.
+pub(crate) fn check_metrics_prefix(prefix: &str) -> Result<()> {
+    let ok = prefix
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if prefix.is_empty() || !ok {
+        return Err(Error::config(format!(
+            "metrics prefix `{prefix}` is not a valid Prometheus name"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -131,6 +131,17 @@ pub const ENVIRONMENT: &[EnvVar] = &[
             Ok(())
         },
     },
+    EnvVar {
+        name: "POOL_SLOW_QUERY_THRESHOLD",
+        default: "0",
+        meaning: "milliseconds from which a query is logged as slow (0: never)",
+        apply: |c, var, v| {
+            let ms = parse_count(var, v, 86_400_000)?;
+            c.slow_query_threshold =
+                Some(Duration::from_millis(ms as u64)).filter(|d| !d.is_zero());
+            Ok(())
+        },
+    },
 ];
 
 fn parse_count(var: &str, v: &str, max: usize) -> Result<usize> {

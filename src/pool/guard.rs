@@ -37,6 +37,8 @@ pub struct PooledConnection {
     site: &'static Location<'static>,
     /// Monitor-clock milliseconds of the checkout.
     checked_out_ms: u64,
+    /// When the checkout began, for the use-time statistic.
+    checked_out: std::time::Instant,
     /// Whether the leak detector saw this checkout.
     leak_tracked: bool,
 }
@@ -53,9 +55,12 @@ impl fmt::Debug for PooledConnection {
 impl PooledConnection {
     pub(super) fn new(
         shared: Arc<Shared>,
-        conn: Box<Pooled>,
+        mut conn: Box<Pooled>,
         site: &'static Location<'static>,
     ) -> Self {
+        let id = conn.id;
+        conn.conn
+            .set_checkout(Some(crate::conn::Checkout { id, site }));
         let now = shared.now_ms();
         let leak_tracked = match &shared.leak {
             Some(d) => {
@@ -69,6 +74,7 @@ impl PooledConnection {
             conn: Some(conn),
             site,
             checked_out_ms: now,
+            checked_out: std::time::Instant::now(),
             leak_tracked,
         }
     }
@@ -114,6 +120,8 @@ impl PooledConnection {
         self.shared.forget(Holder::Caller);
         p.conn.set_command_timeout(None);
         p.conn.set_timeout_hook(None);
+        p.conn.set_trace(Arc::default());
+        p.conn.set_checkout(None);
         p.conn
             .set_statement_cache_stats(std::sync::Arc::new(crate::conn::CacheStats::default()));
         p.conn
@@ -133,7 +141,13 @@ impl PooledConnection {
             .take()
             .expect("the connection is present until drop");
         self.end_checkout(&p);
+        let held = self.checked_out.elapsed();
         self.shared.counters.record_release();
+        self.shared.counters.record_use(held);
+        #[cfg(feature = "otel")]
+        if let Some(o) = &self.shared.otel {
+            o.used(held);
+        }
         p
     }
 }
@@ -243,7 +257,7 @@ async fn reset(conn: &mut Connection) -> Result<()> {
         cancel_and_drain(conn).await?;
     }
     if conn.transaction_status() != TransactionStatus::Idle {
-        conn.simple_query("ROLLBACK").await?;
+        conn.simple_query_untraced("ROLLBACK").await?;
     }
     if conn.transaction_status() == TransactionStatus::Idle && !conn.is_busy() {
         Ok(())

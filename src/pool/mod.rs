@@ -29,6 +29,8 @@ use builder::ConnectHooks;
 pub use builder::{Builder, ConnectHook};
 pub(crate) use clock::millis;
 use clock::nanos;
+#[cfg(feature = "axum")]
+pub(crate) use config::check_metrics_prefix;
 pub use config::{PoolConfig, SessionReset};
 pub use environment::{EnvVar, ENVIRONMENT, MAX_POOL_SIZE};
 pub use guard::PooledConnection;
@@ -82,6 +84,8 @@ impl Pool {
             connect,
             cfg: PoolConfig::default(),
             hooks: ConnectHooks::default(),
+            #[cfg(feature = "otel")]
+            meter: None,
         }
     }
 
@@ -145,6 +149,10 @@ impl Pool {
                         continue;
                     }
                     shared.counters.record_immediate_acquire();
+                    #[cfg(feature = "otel")]
+                    if let Some(o) = &shared.otel {
+                        o.waited(Duration::ZERO);
+                    }
                     return Ok(PooledConnection::new(shared.clone(), p, site));
                 }
                 TryAcquire::Closed => return Err(Error::pool_closed()),
@@ -180,7 +188,12 @@ impl Pool {
         cancel_guard.0 = None;
         match r {
             Ok(p) => {
-                shared.counters.record_waited_acquire(start.elapsed());
+                let waited = start.elapsed();
+                shared.counters.record_waited_acquire(waited);
+                #[cfg(feature = "otel")]
+                if let Some(o) = &shared.otel {
+                    o.waited(waited);
+                }
                 Ok(PooledConnection::new(shared.clone(), p, site))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
@@ -253,19 +266,21 @@ impl Pool {
     /// The statistics in `format` (Prometheus text or OpenMetrics), names prefixed with
     /// `metrics_prefix`.
     pub fn render_metrics(&self, format: prometheus::Format) -> String {
+        self.render_metrics_prefixed(format, &self.shared.cfg.metrics_prefix)
+    }
+
+    /// As [`Pool::render_metrics`], with names starting `prefix_`.
+    pub(crate) fn render_metrics_prefixed(
+        &self,
+        format: prometheus::Format,
+        prefix: &str,
+    ) -> String {
         let (stats, status, state) = self.shared.evaluate_health();
         let uptime = SystemTime::now()
             .duration_since(self.shared.created_at)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        prometheus::render_as(
-            format,
-            &stats,
-            status,
-            state,
-            uptime,
-            &self.shared.cfg.metrics_prefix,
-        )
+        prometheus::render_as(format, &stats, status, state, uptime, prefix)
     }
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle

@@ -207,7 +207,7 @@ fn keepalive(s: &Arc<Shared>) {
             // callers' command timeout.
             let limit = p.conn.replace_command_timeout(Some(KEEPALIVE_TIMEOUT));
             let ok = matches!(
-                tokio::time::timeout(KEEPALIVE_TIMEOUT, p.conn.simple_query("")).await,
+                tokio::time::timeout(KEEPALIVE_TIMEOUT, p.conn.simple_query_untraced("")).await,
                 Ok(Ok(_))
             );
             p.conn.replace_command_timeout(limit);

@@ -10,6 +10,8 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
     let began = SystemTime::now();
+    #[cfg(feature = "otel")]
+    let began_at = Instant::now();
     let mut conn = match Connection::connect(&shared.connect).await {
         Ok(c) => c,
         Err(e) => {
@@ -29,7 +31,7 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             .connect_timeout()
             .unwrap_or(VALIDATION_TIMEOUT),
     ));
-    let validated = conn.simple_query("SELECT 1").await;
+    let validated = conn.simple_query_untraced("SELECT 1").await;
     conn.replace_command_timeout(limit);
     match validated {
         Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
@@ -43,6 +45,10 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                 return Err(e);
             }
             shared.counters.created.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "otel")]
+            if let Some(o) = &shared.otel {
+                o.created(began_at.elapsed());
+            }
             Ok(conn)
         }
         Ok(_) => {

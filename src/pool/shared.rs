@@ -122,6 +122,11 @@ pub(crate) struct Shared {
     pub(crate) leak: Option<LeakDetector>,
     /// Counts command timeouts; set on every connection.
     pub(super) timeout_hook: TimeoutHook,
+    /// How the connections trace their statements.
+    pub(super) trace: Arc<crate::conn::TraceSettings>,
+    /// The OpenTelemetry instruments, when the builder was given a meter.
+    #[cfg(feature = "otel")]
+    pub(crate) otel: Option<Arc<crate::otel::Instruments>>,
     /// Statement-cache hits and misses of all the pool's connections.
     pub(crate) statement_stats: Arc<CacheStats>,
     /// Open connections that are encrypted.
@@ -178,6 +183,7 @@ impl Shared {
     pub(crate) fn configure(&self, conn: &mut Connection) {
         conn.set_command_timeout(self.cfg.command_timeout);
         conn.set_timeout_hook(Some(self.timeout_hook.clone()));
+        conn.set_trace(self.trace.clone());
         conn.set_statement_cache_capacity(self.cfg.statement_cache_capacity);
         conn.set_statement_cache_stats(self.statement_stats.clone());
         conn.take_settings_changed();

@@ -1,0 +1,319 @@
+//! Query tracing: one `tracing` span per statement, with the fields of OpenTelemetry's
+//! database semantic conventions, and a warning for a statement slower than a threshold.
+//!
+//! The span is `query` at INFO under the target `wirepool::query` (filter it with
+//! `wirepool::query=off`, or `=warn` to keep only the slow-query lines). Its fields:
+//!
+//! | field | value |
+//! |---|---|
+//! | `db.system.name` | `postgresql` |
+//! | `db.namespace` | the database |
+//! | `db.operation.name` | the statement's first keyword (`SELECT`, `INSERT`, ...) |
+//! | `db.query.text` | the SQL as written, with its `$1` placeholders; never a parameter's value; left out with `query_text_in_spans(false)` |
+//! | `server.address`, `server.port` | the server (for a Unix socket, its directory) |
+//! | `db.response.status_code` | the SQLSTATE, on a server error |
+//! | `error.type` | the SQLSTATE on a server error, else the error's kind (`command_timeout`, `io`, ...) |
+//! | `otel.name`, `otel.kind` | the span's name (`db.operation.name`) and `client`, for `tracing-opentelemetry` |
+//!
+//! The pool's own statements (validation, keepalive, rollback and reset of a returned
+//! connection) have no span.
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::field::Empty;
+use tracing::Span;
+
+use super::Connection;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The longest SQL text a slow-query line carries, in bytes; longer text is cut at a
+/// character boundary and marked `…`.
+pub const SLOW_QUERY_SQL_LIMIT: usize = 1024;
+
+/// What one statement did, for a metrics sink (the `otel` feature's
+/// `db.client.operation.duration`).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) struct Operation<'a> {
+    pub(crate) duration: Duration,
+    pub(crate) name: &'static str,
+    pub(crate) namespace: &'a str,
+    pub(crate) server_address: &'a str,
+    pub(crate) server_port: u16,
+    /// The SQLSTATE of a server error.
+    pub(crate) status_code: Option<&'a str>,
+    /// `error.type`, on failure.
+    pub(crate) error_type: Option<&'a str>,
+}
+
+/// Receives every traced statement's [`Operation`].
+pub(crate) type OperationSink = Arc<dyn Fn(&Operation<'_>) + Send + Sync>;
+
+/// How statements are traced: a pool's settings, shared by its connections.
+#[derive(Clone, Default)]
+pub(crate) struct TraceSettings {
+    /// Leave `db.query.text` out of the spans.
+    pub(crate) hide_query_text: bool,
+    /// Log a WARN for a statement that took at least this long.
+    pub(crate) slow_query: Option<Duration>,
+    pub(crate) operations: Option<OperationSink>,
+}
+
+impl std::fmt::Debug for TraceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSettings")
+            .field("hide_query_text", &self.hide_query_text)
+            .field("slow_query", &self.slow_query)
+            .field("operations", &self.operations.is_some())
+            .finish()
+    }
+}
+
+/// Who holds a pooled connection: for the slow-query line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkout {
+    pub(crate) id: u64,
+    pub(crate) site: &'static Location<'static>,
+}
+
+/// A statement under way: its span and when it started.
+pub(crate) struct Traced {
+    span: Span,
+    started: Instant,
+    operation: &'static str,
+}
+
+impl Traced {
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+}
+
+/// The first keyword of `sql`, upper-cased, if it is one PostgreSQL knows as a statement's
+/// start; `None` for anything else (the name is a static string, never the caller's text).
+pub(crate) fn operation_name(sql: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "COPY",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "DECLARE",
+        "FETCH",
+        "MOVE",
+        "CLOSE",
+        "SET",
+        "RESET",
+        "SHOW",
+        "LISTEN",
+        "UNLISTEN",
+        "NOTIFY",
+        "LOCK",
+        "VACUUM",
+        "ANALYZE",
+        "EXPLAIN",
+        "GRANT",
+        "REVOKE",
+        "CALL",
+        "DO",
+        "DISCARD",
+        "REFRESH",
+        "REINDEX",
+        "CLUSTER",
+        "COMMENT",
+        "SECURITY",
+        "LOAD",
+        "CHECKPOINT",
+        "ABORT",
+        "IMPORT",
+    ];
+    let mut s = sql.trim_start();
+    // Leading comments.
+    loop {
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: &str = s
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(word))
+        .copied()
+        .unwrap_or("OTHER")
+}
+
+/// `error.type` of an error: its SQLSTATE for a server error, else its kind.
+pub(crate) fn error_type(e: &Error) -> &str {
+    if let Some(db) = e.as_db_error() {
+        return db.code();
+    }
+    match e.kind() {
+        ErrorKind::Config => "config",
+        ErrorKind::Io => "io",
+        ErrorKind::ConnectTimeout => "connect_timeout",
+        ErrorKind::Db => "db",
+        ErrorKind::Protocol => "protocol",
+        ErrorKind::Authentication => "authentication",
+        ErrorKind::Closed => "closed",
+        ErrorKind::CopyUnsupported => "copy_unsupported",
+        ErrorKind::CommandTimeout => "command_timeout",
+        ErrorKind::PoolTimeout => "pool_timeout",
+        ErrorKind::PoolClosed => "pool_closed",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Encoding => "encoding",
+        ErrorKind::MissingPassword => "missing_password",
+        ErrorKind::Conversion => "conversion",
+        ErrorKind::RowCount => "row_count",
+        ErrorKind::Tls => "tls",
+        ErrorKind::ServerMismatch => "server_mismatch",
+        ErrorKind::AllHostsFailed => "all_hosts_failed",
+    }
+}
+
+/// `sql` cut to at most [`SLOW_QUERY_SQL_LIMIT`] bytes at a character boundary.
+fn truncated(sql: &str) -> std::borrow::Cow<'_, str> {
+    if sql.len() <= SLOW_QUERY_SQL_LIMIT {
+        return sql.into();
+    }
+    let mut end = SLOW_QUERY_SQL_LIMIT;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &sql[..end]).into()
+}
+
+impl Connection {
+    /// Opens the span of a statement.
+    pub(crate) fn trace_start(&self, sql: &str) -> Traced {
+        let operation = operation_name(sql);
+        let span = tracing::info_span!(
+            target: "wirepool::query",
+            "query",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.namespace = self.dbname.as_str(),
+            db.operation.name = operation,
+            db.query.text = Empty,
+            server.address = %self.cancel.host,
+            server.port = self.cancel.port,
+            db.response.status_code = Empty,
+            error.type = Empty,
+        );
+        if !self.trace.hide_query_text && !span.is_disabled() {
+            span.record("db.query.text", sql);
+        }
+        Traced {
+            span,
+            started: Instant::now(),
+            operation,
+        }
+    }
+
+    /// Closes the span of a statement with its outcome: the error fields, the slow-query
+    /// line, the operation for a metrics sink.
+    pub(crate) fn trace_end<T>(&self, t: Traced, sql: &str, r: &Result<T>) {
+        let duration = t.started.elapsed();
+        let (status, error_type) = match r {
+            Ok(_) => (None, None),
+            Err(e) => (e.as_db_error().map(|db| db.code()), Some(error_type(e))),
+        };
+        if let Some(code) = status {
+            t.span.record("db.response.status_code", code);
+        }
+        if let Some(ty) = error_type {
+            t.span.record("error.type", ty);
+        }
+        if let Some(limit) = self.trace.slow_query {
+            if duration >= limit {
+                let (id, site) = match &self.checkout {
+                    Some(c) => (Some(c.id), Some(c.site.to_string())),
+                    None => (None, None),
+                };
+                let ms = duration.as_secs_f64() * 1e3;
+                let _in_span = t.span.enter();
+                tracing::warn!(
+                    target: "wirepool::slow_query",
+                    duration_ms = ms,
+                    threshold_ms = limit.as_millis() as u64,
+                    connection_id = id,
+                    acquired_at = site.as_deref(),
+                    sql = %truncated(sql),
+                    "Slow query: {ms:.1} ms (threshold {} ms)",
+                    limit.as_millis()
+                );
+            }
+        }
+        if let Some(sink) = &self.trace.operations {
+            let address = self.cancel.host.to_string();
+            sink(&Operation {
+                duration,
+                name: t.operation,
+                namespace: &self.dbname,
+                server_address: &address,
+                server_port: self.cancel.port,
+                status_code: status,
+                error_type,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names() {
+        for (sql, op) in [
+            ("SELECT 1", "SELECT"),
+            ("  select $1::int", "SELECT"),
+            (
+                "-- a comment\n/* another */ insert into t values (1)",
+                "INSERT",
+            ),
+            ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+            ("(SELECT 1)", "OTHER"),
+            ("", "OTHER"),
+            ("robert'); DROP TABLE students; --", "OTHER"),
+        ] {
+            assert_eq!(operation_name(sql), op, "{sql}");
+        }
+    }
+
+    #[test]
+    fn long_sql_is_cut_at_a_character_boundary() {
+        let sql = "é".repeat(SLOW_QUERY_SQL_LIMIT);
+        let cut = truncated(&sql);
+        assert!(cut.len() <= SLOW_QUERY_SQL_LIMIT + "…".len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncated("SELECT 1"), "SELECT 1");
+    }
+}
