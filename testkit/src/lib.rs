@@ -7,6 +7,8 @@
 //! set to a throwaway cluster's, for the doc tests.
 
 mod cluster;
+pub mod http;
+pub mod process;
 
 use std::time::{Duration, Instant};
 

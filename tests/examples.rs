@@ -1,0 +1,184 @@
+//! The examples as a user runs them: `codebase_mcp` driven by the official MCP Python SDK
+//! over both transports, `axum_app` through its JSON API; each stopped with SIGTERM.
+//!
+//! The SDK lives in a virtualenv: `WIREPOOL_TEST_PYTHON` names its interpreter, by default
+//! `target/mcp-venv/bin/python` (which `scripts/test` creates with `pip install mcp`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use wirepool_testkit::http::{get, request};
+use wirepool_testkit::process::Proc;
+use wirepool_testkit::Role;
+
+/// The example's binary, built by `cargo test` beside this test's.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds the examples (run it without --test)",
+        bin.display()
+    );
+    bin
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("WIREPOOL_TEST_PYTHON").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
+         && target/mcp-venv/bin/pip install mcp",
+        p.display()
+    );
+    p
+}
+
+fn start(name: &str, database_url: &str) -> Proc {
+    let mut cmd = Command::new(example(name));
+    cmd.args(["--bind", "127.0.0.1:0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "wirepool=info");
+    Proc::spawn(cmd)
+}
+
+fn stop(mut p: Proc, drained: &str) {
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}:\n{}", p.stderr_text());
+    assert!(
+        p.stderr_text().contains(drained),
+        "no {drained:?} after SIGTERM:\n{}",
+        p.stderr_text()
+    );
+}
+
+fn drive(transport: &str, url: &str) -> Value {
+    let out = Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/codebase_mcp_client.py"))
+        .args([transport, url, "src", "open_validated"])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "MCP client failed over {transport}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn codebase_mcp_indexes_and_searches_with_the_pools_health_beside_its_tools() {
+    let pg = wirepool_testkit::cluster();
+    let mut p = start("codebase_mcp", &pg.url(Role::Admin));
+    let addr = p.wait_listening();
+    let files_in_src = walk(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"));
+
+    for (transport, path) in [("http", "/mcp"), ("sse", "/sse")] {
+        let v = drive(transport, &format!("http://{addr}{path}"));
+        assert_eq!(
+            v["tools"],
+            serde_json::json!(["index_directory", "search_code"]),
+            "{v}"
+        );
+        let resources = v["resources"].as_array().unwrap();
+        assert!(
+            resources.iter().any(|r| r == "health://connection-pool"),
+            "{v}"
+        );
+        assert!(!v["indexed_error"].as_bool().unwrap(), "{v}");
+        assert_eq!(
+            v["indexed"].as_str().unwrap().split(' ').nth(1),
+            Some(files_in_src.to_string().as_str()),
+            "every source file under src/ is indexed: {v}"
+        );
+        let found = v["found"].as_str().unwrap();
+        assert!(
+            found.lines().any(|l| l.starts_with("src/pool/open.rs:")
+                && l.contains("fn open_validated")),
+            "search finds the function's definition: {found}"
+        );
+        assert_eq!(v["health"]["status"], "healthy", "{v}");
+        // One checkout per tool call, none for reading a resource.
+        let before = v["acquisitions_before"].as_u64().unwrap();
+        let after = v["acquisitions_after"].as_u64().unwrap();
+        assert_eq!(after - before, 2, "{v}");
+    }
+
+    let health = get(addr, "/health", &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+    let h: Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(h["status"], "healthy");
+    let metrics = get(addr, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l.starts_with("codebase_mcp_pool_acquisitions_total ")),
+        "{}",
+        metrics.body
+    );
+    // The guard: a Host that is not loopback is refused on the MCP routes.
+    let r = request(
+        addr,
+        "GET",
+        "/sse",
+        &[("Host", "evil.example"), ("Accept", "text/event-stream")],
+        "",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    stop(p, "the pool is drained");
+}
+
+/// Source files under `dir` as the example counts them.
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += walk(&p);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn axum_app_serves_its_api_and_the_pools_routes_then_drains_on_sigterm() {
+    let pg = wirepool_testkit::cluster();
+    let mut p = start("axum_app", &pg.url(Role::Admin));
+    let addr = p.wait_listening();
+    let json = [("Content-Type", "application/json")];
+    let created = request(addr, "POST", "/notes", &json, r#"{"text":"it's; DROP TABLE notes; --"}"#);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let note: Value = serde_json::from_str(&created.body).unwrap();
+    let id = note["id"].as_i64().unwrap();
+    let got = get(addr, &format!("/notes/{id}"), &[]);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let got: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(got["text"], "it's; DROP TABLE notes; --");
+    assert_eq!(get(addr, "/notes/999999", &[]).status, 404);
+    let bad = request(addr, "POST", "/notes", &json, r#"{"nope":1}"#);
+    assert!(bad.status >= 400 && bad.status < 500, "{}", bad.status);
+    let listed: Value = serde_json::from_str(&get(addr, "/notes", &[]).body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let health = get(addr, "/health", &[]);
+    assert_eq!(health.status, 200);
+    let metrics = get(addr, "/metrics", &[("Accept", "application/openmetrics-text")]);
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
+    stop(p, "the pool is drained");
+}
