@@ -85,7 +85,11 @@ async fn show(State(pool): State<Pool>, Path(id): Path<i64>) -> Result<Response,
         .await?;
     Ok(match row {
         Some(r) => Json(note(&r)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such note"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such note"})),
+        )
+            .into_response(),
     })
 }
 
@@ -118,7 +122,9 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "wirepool=info,axum_app=info".into()))
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "wirepool=info,axum_app=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let bind: SocketAddr = std::env::args()

@@ -42,8 +42,8 @@ const CHUNK_LINES: usize = 40;
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// The file name endings indexed.
 const SOURCE_EXTENSIONS: &[&str] = &[
-    "rs", "py", "go", "js", "ts", "c", "h", "cc", "cpp", "java", "rb", "sh", "sql", "toml",
-    "md", "yml", "yaml",
+    "rs", "py", "go", "js", "ts", "c", "h", "cc", "cpp", "java", "rb", "sh", "sql", "toml", "md",
+    "yml", "yaml",
 ];
 
 const SCHEMA: &str = "
@@ -100,7 +100,9 @@ impl Codebase {
         }
     }
 
-    #[tool(description = "Index the source files under a directory into PostgreSQL for search_code.")]
+    #[tool(
+        description = "Index the source files under a directory into PostgreSQL for search_code."
+    )]
     async fn index_directory(
         &self,
         Parameters(args): Parameters<IndexArgs>,
@@ -154,7 +156,9 @@ impl Codebase {
         ))]))
     }
 
-    #[tool(description = "Search the indexed source code; returns path:line and the matching line, best first.")]
+    #[tool(
+        description = "Search the indexed source code; returns path:line and the matching line, best first."
+    )]
     async fn search_code(
         &self,
         Parameters(args): Parameters<SearchArgs>,
@@ -196,12 +200,18 @@ impl Codebase {
                     words.iter().all(|w| l.contains(w.as_str()))
                 })
                 .unwrap_or((0, content.lines().next().unwrap_or("")));
-            out.push(format!("{path}:{}: {}", start as usize + offset, line.trim()));
+            out.push(format!(
+                "{path}:{}: {}",
+                start as usize + offset,
+                line.trim()
+            ));
         }
         if out.is_empty() {
             out.push(format!("no match for {:?}", args.query));
         }
-        Ok(CallToolResult::success(vec![ContentBlock::text(out.join("\n"))]))
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            out.join("\n"),
+        )]))
     }
 
     /// `path` as a directory inside the root; an error for anything outside it.
@@ -270,7 +280,9 @@ fn source_files(dir: &Path) -> Vec<(PathBuf, String)> {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 if !name.starts_with('.') && name != "target" {
                     todo.push(path);

@@ -81,33 +81,31 @@ impl Instruments {
     /// SDK collects (and report nothing once it is gone).
     pub(crate) fn new(meter: &Meter, pool: Weak<Shared>, name: String) -> Instruments {
         let pool_attr = KeyValue::new("db.client.connection.pool.name", name);
-        let gauge = |metric: &'static str,
-                     unit: &'static str,
-                     description: &'static str,
-                     read: Reading| {
-            let pool = pool.clone();
-            let attr = pool_attr.clone();
-            meter
-                .i64_observable_up_down_counter(metric)
-                .with_unit(unit)
-                .with_description(description)
-                .with_callback(move |o| {
-                    let Some(s) = pool.upgrade() else { return };
-                    for (v, state) in read(&s) {
-                        match state {
-                            Some(st) => o.observe(
-                                v,
-                                &[
-                                    attr.clone(),
-                                    KeyValue::new("db.client.connection.state", st),
-                                ],
-                            ),
-                            None => o.observe(v, std::slice::from_ref(&attr)),
+        let gauge =
+            |metric: &'static str, unit: &'static str, description: &'static str, read: Reading| {
+                let pool = pool.clone();
+                let attr = pool_attr.clone();
+                meter
+                    .i64_observable_up_down_counter(metric)
+                    .with_unit(unit)
+                    .with_description(description)
+                    .with_callback(move |o| {
+                        let Some(s) = pool.upgrade() else { return };
+                        for (v, state) in read(&s) {
+                            match state {
+                                Some(st) => o.observe(
+                                    v,
+                                    &[
+                                        attr.clone(),
+                                        KeyValue::new("db.client.connection.state", st),
+                                    ],
+                                ),
+                                None => o.observe(v, std::slice::from_ref(&attr)),
+                            }
                         }
-                    }
-                })
-                .build();
-        };
+                    })
+                    .build();
+            };
         gauge(
             "db.client.connection.count",
             "{connection}",

@@ -105,8 +105,9 @@ fn codebase_mcp_indexes_and_searches_with_the_pools_health_beside_its_tools() {
         );
         let found = v["found"].as_str().unwrap();
         assert!(
-            found.lines().any(|l| l.starts_with("src/pool/open.rs:")
-                && l.contains("fn open_validated")),
+            found
+                .lines()
+                .any(|l| l.starts_with("src/pool/open.rs:") && l.contains("fn open_validated")),
             "search finds the function's definition: {found}"
         );
         assert_eq!(v["health"]["status"], "healthy", "{v}");
@@ -162,7 +163,13 @@ fn axum_app_serves_its_api_and_the_pools_routes_then_drains_on_sigterm() {
     let mut p = start("axum_app", &pg.url(Role::Admin));
     let addr = p.wait_listening();
     let json = [("Content-Type", "application/json")];
-    let created = request(addr, "POST", "/notes", &json, r#"{"text":"it's; DROP TABLE notes; --"}"#);
+    let created = request(
+        addr,
+        "POST",
+        "/notes",
+        &json,
+        r#"{"text":"it's; DROP TABLE notes; --"}"#,
+    );
     assert_eq!(created.status, 201, "{}", created.body);
     let note: Value = serde_json::from_str(&created.body).unwrap();
     let id = note["id"].as_i64().unwrap();
@@ -178,7 +185,11 @@ fn axum_app_serves_its_api_and_the_pools_routes_then_drains_on_sigterm() {
 
     let health = get(addr, "/health", &[]);
     assert_eq!(health.status, 200);
-    let metrics = get(addr, "/metrics", &[("Accept", "application/openmetrics-text")]);
+    let metrics = get(
+        addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text")],
+    );
     assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
     stop(p, "the pool is drained");
 }

@@ -109,9 +109,8 @@ impl Capture {
 #[tokio::test]
 async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(capture.clone()),
-    );
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Scram))
         .min_size(1)
@@ -142,7 +141,10 @@ async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
     assert!(capture.slow_lines().is_empty(), "below the threshold");
 
     // A failed query: the SQLSTATE in both fields.
-    let e = conn.query("SELECT 1 / $1::int4", &[&0i32]).await.unwrap_err();
+    let e = conn
+        .query("SELECT 1 / $1::int4", &[&0i32])
+        .await
+        .unwrap_err();
     assert_eq!(e.as_db_error().unwrap().code(), "22012");
     let spans = capture.query_spans();
     let f = &spans.last().unwrap().fields;
@@ -178,7 +180,11 @@ async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
     conn.simple_query(&long).await.unwrap();
     let slow = capture.slow_lines();
     let cut = &slow.last().unwrap().fields["sql"];
-    assert!(cut.len() <= wirepool::conn::SLOW_QUERY_SQL_LIMIT + 4, "{}", cut.len());
+    assert!(
+        cut.len() <= wirepool::conn::SLOW_QUERY_SQL_LIMIT + 4,
+        "{}",
+        cut.len()
+    );
     assert!(cut.ends_with('…'));
     drop(conn);
 
@@ -206,9 +212,8 @@ async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
 #[tokio::test]
 async fn the_sql_can_be_left_out_of_the_spans() {
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(capture.clone()),
-    );
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let pg = cluster();
     let pool = Pool::builder(pg.config(Role::Scram))
         .min_size(1)

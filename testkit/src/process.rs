@@ -183,4 +183,3 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
-

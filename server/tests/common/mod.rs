@@ -46,4 +46,3 @@ pub(crate) fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     c
 }
-
