@@ -201,22 +201,26 @@ impl Instruments {
     pub(crate) fn operation_sink(self: &Arc<Self>) -> OperationSink {
         let me = self.clone();
         Arc::new(move |op: &Operation<'_>| {
-            let mut attrs = Vec::with_capacity(7);
-            attrs.push(KeyValue::new("db.system.name", "postgresql"));
-            attrs.push(KeyValue::new("db.namespace", op.namespace.to_string()));
-            attrs.push(KeyValue::new("db.operation.name", op.name));
-            attrs.push(KeyValue::new(
-                "server.address",
-                op.server_address.to_string(),
-            ));
-            attrs.push(KeyValue::new("server.port", i64::from(op.server_port)));
-            if let Some(t) = op.error_type {
-                attrs.push(KeyValue::new("error.type", t.to_string()));
+            // No allocation on success: static strings and shared ones (`Arc<str>`).
+            let base = [
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.namespace", op.namespace.clone()),
+                KeyValue::new("db.operation.name", op.name),
+                KeyValue::new("server.address", op.server_address.clone()),
+                KeyValue::new("server.port", i64::from(op.server_port)),
+            ];
+            let secs = op.duration.as_secs_f64();
+            match op.error_type {
+                None => me.operation.record(secs, &base),
+                Some(t) => {
+                    let mut attrs = base.to_vec();
+                    attrs.push(KeyValue::new("error.type", t.to_string()));
+                    if let Some(c) = op.status_code {
+                        attrs.push(KeyValue::new("db.response.status_code", c.to_string()));
+                    }
+                    me.operation.record(secs, &attrs);
+                }
             }
-            if let Some(c) = op.status_code {
-                attrs.push(KeyValue::new("db.response.status_code", c.to_string()));
-            }
-            me.operation.record(op.duration.as_secs_f64(), &attrs);
         })
     }
 }

@@ -128,7 +128,7 @@ async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
     let spans = capture.query_spans();
     let span = spans.last().expect("a query span");
     assert_eq!(span.name, "query");
-    assert_eq!(span.level, "INFO");
+    assert_eq!(span.level, "DEBUG", "the default level");
     let f = &span.fields;
     assert_eq!(f["db.system.name"], "postgresql", "{f:?}");
     assert_eq!(f["db.namespace"], "postgres", "{f:?}");
@@ -218,6 +218,7 @@ async fn the_sql_can_be_left_out_of_the_spans() {
     let pool = Pool::builder(pg.config(Role::Scram))
         .min_size(1)
         .query_text_in_spans(false)
+        .query_span_level(tracing::Level::INFO)
         .build()
         .await
         .unwrap();
@@ -231,5 +232,6 @@ async fn the_sql_can_be_left_out_of_the_spans() {
     let f = &spans.last().expect("a query span").fields;
     assert!(!f.contains_key("db.query.text"), "{f:?}");
     assert_eq!(f["db.operation.name"], "SELECT");
+    assert_eq!(spans.last().unwrap().level, "INFO");
     pool.close().await;
 }

@@ -121,8 +121,9 @@ pub struct Connection {
     auth_method: AuthMethod,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
-    /// The database, for the query spans.
-    dbname: String,
+    /// The database and the server's host, for the query spans and metrics.
+    dbname: std::sync::Arc<str>,
+    host_name: std::sync::Arc<str>,
     /// How statements are traced (a pool's settings, or the defaults).
     trace: std::sync::Arc<TraceSettings>,
     /// The pool's checkout this connection is in, for the slow-query line.
@@ -213,7 +214,8 @@ impl Connection {
             parameters: HashMap::new(),
             tls_info: opened.info,
             server_addr: format!("{host}:{port}"),
-            dbname: cfg.dbname().to_string(),
+            dbname: cfg.dbname().into(),
+            host_name: host.to_string().into(),
             trace: std::sync::Arc::default(),
             checkout: None,
             target: crate::config::TargetSessionAttrs::Any,

@@ -1,8 +1,10 @@
 //! Query tracing: one `tracing` span per statement, with the fields of OpenTelemetry's
 //! database semantic conventions, and a warning for a statement slower than a threshold.
 //!
-//! The span is `query` at INFO under the target `wirepool::query` (filter it with
-//! `wirepool::query=off`, or `=warn` to keep only the slow-query lines). Its fields:
+//! The span is `query` under the target `wirepool::query`, at DEBUG unless the pool's
+//! builder sets another level (`query_span_level`): a subscriber at the usual INFO builds
+//! none, and an application that exports traces turns them on with
+//! `wirepool::query=debug` (or sets INFO). Its fields:
 //!
 //! | field | value |
 //! |---|---|
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::{Level, Span};
 
 use super::Connection;
 use crate::error::{Error, ErrorKind, Result};
@@ -39,8 +41,8 @@ pub const SLOW_QUERY_SQL_LIMIT: usize = 1024;
 pub(crate) struct Operation<'a> {
     pub(crate) duration: Duration,
     pub(crate) name: &'static str,
-    pub(crate) namespace: &'a str,
-    pub(crate) server_address: &'a str,
+    pub(crate) namespace: &'a Arc<str>,
+    pub(crate) server_address: &'a Arc<str>,
     pub(crate) server_port: u16,
     /// The SQLSTATE of a server error.
     pub(crate) status_code: Option<&'a str>,
@@ -52,8 +54,10 @@ pub(crate) struct Operation<'a> {
 pub(crate) type OperationSink = Arc<dyn Fn(&Operation<'_>) + Send + Sync>;
 
 /// How statements are traced: a pool's settings, shared by its connections.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct TraceSettings {
+    /// The query spans' level.
+    pub(crate) span_level: Level,
     /// Leave `db.query.text` out of the spans.
     pub(crate) hide_query_text: bool,
     /// Log a WARN for a statement that took at least this long.
@@ -61,9 +65,21 @@ pub(crate) struct TraceSettings {
     pub(crate) operations: Option<OperationSink>,
 }
 
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings {
+            span_level: Level::DEBUG,
+            hide_query_text: false,
+            slow_query: None,
+            operations: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for TraceSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceSettings")
+            .field("span_level", &self.span_level)
             .field("hide_query_text", &self.hide_query_text)
             .field("slow_query", &self.slow_query)
             .field("operations", &self.operations.is_some())
@@ -78,10 +94,11 @@ pub(crate) struct Checkout {
     pub(crate) site: &'static Location<'static>,
 }
 
-/// A statement under way: its span and when it started.
+/// A statement under way: its span and when it started (when something needs its
+/// duration: the slow-query log or a metrics sink).
 pub(crate) struct Traced {
     span: Span,
-    started: Instant,
+    started: Option<Instant>,
     operation: &'static str,
 }
 
@@ -213,26 +230,44 @@ impl Connection {
     /// Opens the span of a statement.
     pub(crate) fn trace_start(&self, sql: &str) -> Traced {
         let operation = operation_name(sql);
-        let span = tracing::info_span!(
-            target: "wirepool::query",
-            "query",
-            otel.name = operation,
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.namespace = self.dbname.as_str(),
-            db.operation.name = operation,
-            db.query.text = Empty,
-            server.address = %self.cancel.host,
-            server.port = self.cancel.port,
-            db.response.status_code = Empty,
-            error.type = Empty,
-        );
-        if !self.trace.hide_query_text && !span.is_disabled() {
-            span.record("db.query.text", sql);
+        let text = (!self.trace.hide_query_text).then_some(sql);
+        // One callsite per level (a callsite's level is fixed); every field is given at
+        // creation, so a subscriber formats the span once.
+        macro_rules! query_span {
+            ($level:expr) => {
+                tracing::span!(
+                    target: "wirepool::query",
+                    $level,
+                    "query",
+                    otel.name = operation,
+                    otel.kind = "client",
+                    db.system.name = "postgresql",
+                    db.namespace = &*self.dbname,
+                    db.operation.name = operation,
+                    db.query.text = text,
+                    server.address = &*self.host_name,
+                    server.port = self.cancel.port,
+                    db.response.status_code = Empty,
+                    error.type = Empty,
+                )
+            };
         }
+        let level = self.trace.span_level;
+        let span = if level == Level::DEBUG {
+            query_span!(Level::DEBUG)
+        } else if level == Level::INFO {
+            query_span!(Level::INFO)
+        } else if level == Level::TRACE {
+            query_span!(Level::TRACE)
+        } else if level == Level::WARN {
+            query_span!(Level::WARN)
+        } else {
+            query_span!(Level::ERROR)
+        };
         Traced {
             span,
-            started: Instant::now(),
+            started: (self.trace.slow_query.is_some() || self.trace.operations.is_some())
+                .then(Instant::now),
             operation,
         }
     }
@@ -240,7 +275,6 @@ impl Connection {
     /// Closes the span of a statement with its outcome: the error fields, the slow-query
     /// line, the operation for a metrics sink.
     pub(crate) fn trace_end<T>(&self, t: Traced, sql: &str, r: &Result<T>) {
-        let duration = t.started.elapsed();
         let (status, error_type) = match r {
             Ok(_) => (None, None),
             Err(e) => (e.as_db_error().map(|db| db.code()), Some(error_type(e))),
@@ -251,6 +285,10 @@ impl Connection {
         if let Some(ty) = error_type {
             t.span.record("error.type", ty);
         }
+        let Some(started) = t.started else {
+            return;
+        };
+        let duration = started.elapsed();
         if let Some(limit) = self.trace.slow_query {
             if duration >= limit {
                 let (id, site) = match &self.checkout {
@@ -272,12 +310,11 @@ impl Connection {
             }
         }
         if let Some(sink) = &self.trace.operations {
-            let address = self.cancel.host.to_string();
             sink(&Operation {
                 duration,
                 name: t.operation,
                 namespace: &self.dbname,
-                server_address: &address,
+                server_address: &self.host_name,
                 server_port: self.cancel.port,
                 status_code: status,
                 error_type,

@@ -156,6 +156,13 @@ impl Builder {
         self.cfg.slow_query_threshold = Some(threshold).filter(|d| !d.is_zero());
         self
     }
+    /// The level of the query spans (target `wirepool::query`; their fields are in the
+    /// crate docs, "Query tracing"). Default: DEBUG, so a subscriber at INFO builds none; INFO puts a
+    /// span around every statement for an application that exports traces.
+    pub fn query_span_level(mut self, level: tracing::Level) -> Self {
+        self.cfg.query_span_level = level;
+        self
+    }
     /// Whether each query's span carries its SQL text (`db.query.text`; the statement as
     /// written, with its `$1` placeholders, never the values). Default: true.
     pub fn query_text_in_spans(mut self, yes: bool) -> Self {
@@ -243,6 +250,7 @@ impl Builder {
                 Arc::new(crate::otel::Instruments::new(&m, weak.clone(), name))
             });
             let trace = Arc::new(crate::conn::TraceSettings {
+                span_level: self.cfg.query_span_level,
                 hide_query_text: !self.cfg.query_text_in_spans,
                 slow_query: self.cfg.slow_query_threshold,
                 #[cfg(feature = "otel")]

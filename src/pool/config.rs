@@ -77,6 +77,9 @@ pub struct PoolConfig {
     /// and the line that acquired it; never a parameter's value. Default: none.
     /// `POOL_SLOW_QUERY_THRESHOLD` (milliseconds; 0: none).
     pub slow_query_threshold: Option<Duration>,
+    /// The level of the query spans (target `wirepool::query`). Default: DEBUG, so a
+    /// subscriber at INFO builds none.
+    pub query_span_level: tracing::Level,
     /// Whether query spans carry the SQL (`db.query.text`, with its `$1` placeholders,
     /// never the values). Default: true.
     pub query_text_in_spans: bool,
@@ -166,6 +169,7 @@ impl Default for PoolConfig {
             metrics_prefix: "codebase_mcp_pool".to_string(),
             session_reset: SessionReset::WhenDirty,
             slow_query_threshold: None,
+            query_span_level: tracing::Level::DEBUG,
             query_text_in_spans: true,
             pool_name: None,
         }
