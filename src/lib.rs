@@ -81,6 +81,53 @@
 //!   or an uncommitted transaction is rolled back.
 //! - `close()`: the drain runs in a pool task and finishes regardless.
 //!
+//! # In an application
+//!
+//! The pool's health, metrics and MCP resources are library parts, so the application
+//! that runs its queries on the pool also answers for it:
+//!
+//! - [`http::router`] (feature `axum`): `/health` and `/metrics` as an axum router to
+//!   `merge` into the application's own.
+//! - [`mcp::PoolResources`] (feature `mcp`): `health://connection-pool` and
+//!   `statistics://connection-pool`, as an rmcp server handler or inside the
+//!   application's own beside its tools; [`mcp::McpRoutes`] serves a handler over
+//!   streamable HTTP (`/mcp`) and HTTP+SSE (`/sse`) behind a Host/Origin guard.
+//! - [`otel`] (feature `otel`): the pool's metrics under OpenTelemetry's database semantic
+//!   conventions, into the application's meter.
+//!
+//! The examples `axum_app` (a JSON API that drains its pool on SIGTERM) and
+//! `codebase_mcp` (an MCP server that indexes and searches source code, with the pool's
+//! health beside its tools) put these together.
+//!
+//! # Query tracing
+//!
+//! Every statement a caller runs (`query*`, `execute`, `simple_query*`, and the pool's
+//! `init_sql`) is a `tracing` span named `query`, target `wirepool::query`, with the fields
+//! of OpenTelemetry's database semantic conventions:
+//!
+//! | field | value |
+//! |---|---|
+//! | `db.system.name` | `postgresql` |
+//! | `db.namespace` | the database |
+//! | `db.operation.name` | the statement's first keyword (`SELECT`, `INSERT`, ...; `OTHER` when it is none PostgreSQL knows) |
+//! | `db.query.text` | the SQL as written, with its `$1` placeholders, never a parameter's value; left out with [`pool::Builder::query_text_in_spans`]`(false)` |
+//! | `server.address`, `server.port` | the server (for a Unix socket, its directory) |
+//! | `db.response.status_code` | the SQLSTATE of a server error |
+//! | `error.type` | the SQLSTATE of a server error, else the error's kind (`command_timeout`, `io`, `closed`, ...) |
+//! | `otel.name`, `otel.kind` | `db.operation.name` and `client`, for `tracing-opentelemetry` |
+//!
+//! The spans are at DEBUG unless [`pool::Builder::query_span_level`] says otherwise, so a
+//! subscriber at INFO builds none and the query path pays nothing for them; an application
+//! that exports traces sets `wirepool::query=debug` in its filter, or INFO on the builder.
+//! The pool's own statements (validation, keepalive, the rollback and reset of a returned
+//! connection) have no span.
+//!
+//! With [`pool::Builder::slow_query_threshold`] (`POOL_SLOW_QUERY_THRESHOLD`, in
+//! milliseconds) a statement at least that slow is logged at WARN, target
+//! `wirepool::slow_query`, with `duration_ms`, `sql` (cut to
+//! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes), `connection_id` and `acquired_at` (the line of
+//! the `acquire()` call).
+//!
 //! # Where to read more
 //!
 //! - `docs/operators-guide.md`: running `wirepool serve`, the environment variables
@@ -95,6 +142,9 @@
 //!
 //! - `tls` (default): TLS connections; without it `sslmode` require and stricter are
 //!   configuration errors.
+//! - `axum`: [`http`], the health and metrics routes for an axum application.
+//! - `mcp` (with `axum`): [`mcp`], the pool's MCP resources and their HTTP transports.
+//! - `otel`: [`otel`], the pool's metrics through the OpenTelemetry API.
 //! - `with-uuid-1`, `with-chrono-0_4`, `with-time-0_3`, `with-serde_json-1`: those crates'
 //!   types as query parameters and column values.
 //! - `internals`: unstable and hidden from these docs; what this crate's own benchmarks,
@@ -153,7 +203,7 @@ mod sync;
 struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
-pub use conn::{CancelToken, Connection, Statement, ToStatement, Transaction};
+pub use conn::{CancelToken, Connection, RowStream, Statement, ToStatement, Transaction};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};

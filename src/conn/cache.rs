@@ -168,6 +168,11 @@ impl StatementCache {
         );
     }
 
+    /// Whether `sql` is prepared and cached.
+    pub(crate) fn contains(&self, sql: &str) -> bool {
+        self.entries.contains_key(sql)
+    }
+
     /// Forgets the statement for `sql` (the server no longer knows it, or its result type
     /// changed); it is closed on the server with the next request.
     pub(crate) fn remove(&mut self, sql: &str) {

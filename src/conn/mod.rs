@@ -7,6 +7,7 @@ mod cancel;
 mod hosts;
 mod negotiate;
 mod query;
+mod row_stream;
 mod session;
 mod simple;
 mod stream;
@@ -26,6 +27,7 @@ use postgres_protocol::message::frontend;
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use query::{Statement, ToStatement};
+pub use row_stream::RowStream;
 use stream::Stream;
 pub use tls_info::TlsInfo;
 pub use trace::SLOW_QUERY_SQL_LIMIT;
@@ -128,6 +130,9 @@ pub struct Connection {
     trace: std::sync::Arc<TraceSettings>,
     /// The pool's checkout this connection is in, for the slow-query line.
     checkout: Option<Checkout>,
+    /// A stream (rows, COPY) was dropped or timed out before its end: the statement is
+    /// cancelled before its answer is drained.
+    abandoned: bool,
 }
 
 impl Connection {
@@ -218,6 +223,7 @@ impl Connection {
             host_name: host.to_string().into(),
             trace: std::sync::Arc::default(),
             checkout: None,
+            abandoned: false,
             target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
@@ -306,6 +312,14 @@ impl Connection {
     pub(crate) async fn finish_pending(&mut self) -> Result<()> {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
+        }
+        if std::mem::take(&mut self.abandoned) && self.query_in_flight() {
+            // What is left of an abandoned stream may be large: stop the server first.
+            // If the cancel does not get through, the drain reads the rest.
+            self.finish_write().await?;
+            if let Err(e) = self.cancel.cancel().await {
+                tracing::debug!(target: "wirepool::conn", "cancel of an abandoned stream failed: {e}");
+            }
         }
         while self.is_busy() {
             if self.owes_sync {

@@ -100,7 +100,7 @@ impl ToStatement for Statement {
 /// The server no longer knows a cached statement (`DISCARD ALL`, `DEALLOCATE`, a
 /// PgBouncer session moved to another server), or the statement's result type changed
 /// (`ALTER TABLE`): prepared again once, transparently.
-fn stale(e: &DbError) -> bool {
+pub(super) fn stale(e: &DbError) -> bool {
     e.code() == sqlstate::INVALID_SQL_STATEMENT_NAME
         || (e.code() == sqlstate::FEATURE_NOT_SUPPORTED
             && e.message()
@@ -273,45 +273,7 @@ impl Connection {
         }
         self.finish_pending().await?;
         for attempt in 0..2 {
-            self.in_flight = true;
-            let mark = self.write_buf.len();
-            let mut reparsed = false;
-            let (name, described) = match self.statements.get(sql) {
-                Some(hit) => hit,
-                // Types known and nothing cached (PgBouncer): Parse goes in the same
-                // exchange as Bind, one round trip, and the portal is described in it too:
-                // the statement is parsed anew, so its rows may no longer be what they were
-                // (a table altered, another search_path).
-                None if known.is_some() && self.statements.capacity() == 0 => {
-                    let d = known.expect("checked").clone();
-                    if d.params.len() != params.len() {
-                        // Reported by write_execute below, before anything is sent.
-                    } else {
-                        write_parse("", sql, &d.params, &[], &mut self.write_buf)?;
-                    }
-                    reparsed = true;
-                    (Arc::from(""), d)
-                }
-                None => self.prepare_exchange(sql).await?,
-            };
-            let written = write_bind_execute(
-                &name,
-                &described.params,
-                params,
-                reparsed,
-                &mut self.write_buf,
-            );
-            if let Err(e) = written {
-                self.write_buf.truncate(mark.min(self.write_buf.len()));
-                // A refused value may have grown the buffer far past its usual size.
-                self.trim_buffers();
-                // After a first exchange the server waits for its Sync.
-                self.finish_pending().await?;
-                return Err(e.into());
-            }
-            self.owes_sync = false;
-            self.owe_ready(true);
-            self.flush().await?;
+            let (name, described) = self.send_bound(sql, known, params).await?;
             let mut answer = Execute::new(described.columns.clone());
             let executed = self.read_steps(|m| answer.handle(m)).await?;
             self.in_flight = false;
@@ -346,6 +308,57 @@ impl Connection {
             return Err(Error::db_boxed(executed.error.expect("checked")));
         }
         unreachable!("the second attempt returns")
+    }
+
+    /// Writes and sends Bind, Execute and Sync for `sql` (Parse and Describe first, in an
+    /// exchange of their own, when it is not cached); returns the statement's name and
+    /// description. The answer is for the caller to read.
+    pub(super) async fn send_bound(
+        &mut self,
+        sql: &str,
+        known: Option<&Described>,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Arc<str>, Described)> {
+        self.in_flight = true;
+        let mark = self.write_buf.len();
+        let mut reparsed = false;
+        let (name, described) = match self.statements.get(sql) {
+            Some(hit) => hit,
+            // Types known and nothing cached (PgBouncer): Parse goes in the same
+            // exchange as Bind, one round trip, and the portal is described in it too:
+            // the statement is parsed anew, so its rows may no longer be what they were
+            // (a table altered, another search_path).
+            None if known.is_some() && self.statements.capacity() == 0 => {
+                let d = known.expect("checked").clone();
+                if d.params.len() != params.len() {
+                    // Reported by write_execute below, before anything is sent.
+                } else {
+                    write_parse("", sql, &d.params, &[], &mut self.write_buf)?;
+                }
+                reparsed = true;
+                (Arc::from(""), d)
+            }
+            None => self.prepare_exchange(sql).await?,
+        };
+        let written = write_bind_execute(
+            &name,
+            &described.params,
+            params,
+            reparsed,
+            &mut self.write_buf,
+        );
+        if let Err(e) = written {
+            self.write_buf.truncate(mark.min(self.write_buf.len()));
+            // A refused value may have grown the buffer far past its usual size.
+            self.trim_buffers();
+            // After a first exchange the server waits for its Sync.
+            self.finish_pending().await?;
+            return Err(e.into());
+        }
+        self.owes_sync = false;
+        self.owe_ready(true);
+        self.flush().await?;
+        Ok((name, described))
     }
 
     /// The first exchange: Parse, Describe, Flush (with Closes of evicted statements).

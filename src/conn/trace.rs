@@ -1,21 +1,7 @@
 //! Query tracing: one `tracing` span per statement, with the fields of OpenTelemetry's
 //! database semantic conventions, and a warning for a statement slower than a threshold.
 //!
-//! The span is `query` under the target `wirepool::query`, at DEBUG unless the pool's
-//! builder sets another level (`query_span_level`): a subscriber at the usual INFO builds
-//! none, and an application that exports traces turns them on with
-//! `wirepool::query=debug` (or sets INFO). Its fields:
-//!
-//! | field | value |
-//! |---|---|
-//! | `db.system.name` | `postgresql` |
-//! | `db.namespace` | the database |
-//! | `db.operation.name` | the statement's first keyword (`SELECT`, `INSERT`, ...) |
-//! | `db.query.text` | the SQL as written, with its `$1` placeholders; never a parameter's value; left out with `query_text_in_spans(false)` |
-//! | `server.address`, `server.port` | the server (for a Unix socket, its directory) |
-//! | `db.response.status_code` | the SQLSTATE, on a server error |
-//! | `error.type` | the SQLSTATE on a server error, else the error's kind (`command_timeout`, `io`, ...) |
-//! | `otel.name`, `otel.kind` | the span's name (`db.operation.name`) and `client`, for `tracing-opentelemetry` |
+//! The span's fields and levels are in the crate docs ("Query tracing").
 //!
 //! The pool's own statements (validation, keepalive, rollback and reset of a returned
 //! connection) have no span.

@@ -349,6 +349,11 @@ impl Execute {
         }
     }
 
+    /// The row the last message brought, for a caller that streams rows one at a time.
+    pub fn take_row(&mut self) -> Option<Row> {
+        self.rows.pop()
+    }
+
     /// Feeds one server message; `Done` at ReadyForQuery.
     ///
     /// # Errors

@@ -1,0 +1,254 @@
+//! Rows as they arrive: [`Connection::query_raw`] and its [`RowStream`].
+//!
+//! The stream reads the socket only when it is polled for the next row, so a result of
+//! any size takes the memory of one row (and the read buffer) at a time, and a slow
+//! consumer slows the server down (TCP backpressure) rather than filling memory.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use postgres_types::ToSql;
+
+use super::query::{stale, ToStatement};
+use super::trace::Traced;
+use super::{bounded, log_notice, Connection};
+use crate::error::{Error, Result};
+use crate::protocol::extended::{Execute, Executed, Step};
+use crate::protocol::Row;
+
+/// The rows of a statement, read from the socket as they are consumed; see
+/// [`Connection::query_raw`].
+///
+/// Dropping it before the end leaves the statement to be cancelled (CancelRequest) and
+/// its answer drained before the connection's next use; a pooled connection does that
+/// before anyone else gets it.
+#[must_use = "a stream does nothing unless polled"]
+pub struct RowStream<'a> {
+    conn: &'a mut Connection,
+    answer: Execute,
+    done: bool,
+    rows_affected: Option<u64>,
+    /// The command timeout, which bounds each wait for the server (not the whole stream).
+    limit: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer_armed: bool,
+    /// The statement was taken from the cache (a stale one is dropped from it on error).
+    cached: bool,
+    sql: String,
+    traced: Option<Traced>,
+}
+
+impl std::fmt::Debug for RowStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowStream")
+            .field("done", &self.done)
+            .field("rows_affected", &self.rows_affected)
+            .finish()
+    }
+}
+
+/// What the next message brought.
+enum Next {
+    Row(Row),
+    Done(Executed),
+}
+
+impl Connection {
+    /// Runs `statement` and returns its rows as a [`Stream`], read from the socket as the
+    /// caller consumes them: the way to read a result too large to hold (`query` collects
+    /// every row into a `Vec`). As tokio-postgres's `query_raw`, with the parameters as a
+    /// slice, as [`Connection::query`] takes them.
+    ///
+    /// The command timeout bounds each wait for the server (for the first row, and for
+    /// each later one), not the whole transfer: a stream of an hour runs as long as rows
+    /// keep coming. A stream that runs past it ends with a command-timeout error, and the
+    /// statement is cancelled before the connection's next use.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut rows = conn
+    ///     .query_raw("SELECT g, md5(g::text) FROM generate_series(1, $1) g", &[&10_000_000i32])
+    ///     .await?;
+    /// let mut n = 0u64;
+    /// while let Some(row) = rows.next().await {
+    ///     let _hash: &str = row?.get(1);
+    ///     n += 1;
+    /// }
+    /// assert_eq!(rows.rows_affected(), Some(n));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`]; the server's error may also come as the stream's item,
+    /// after some rows. A cached statement that went stale (its table altered) is not
+    /// prepared again here: the error is the stream's, and the next call prepares anew.
+    pub async fn query_raw<T>(
+        &mut self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream<'_>>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let sql = statement.sql();
+        let traced = self.trace_start(sql);
+        let cached = self.statements.contains(sql);
+        let sent = bounded!(self, async {
+            self.finish_pending().await?;
+            self.send_bound(sql, statement.described(), params).await
+        });
+        let (_, described) = match sent {
+            Ok(s) => s,
+            Err(e) => {
+                let r = Err(e);
+                self.trace_end(traced, sql, &r);
+                return r;
+            }
+        };
+        let limit = self.command_timeout;
+        Ok(RowStream {
+            answer: Execute::new(described.columns.clone()),
+            conn: self,
+            done: false,
+            rows_affected: None,
+            limit,
+            timer: None,
+            timer_armed: false,
+            cached,
+            sql: sql.to_string(),
+            traced: Some(traced),
+        })
+    }
+
+    /// Reads messages until the next row or the end of the answer. Cancel-safe: it may
+    /// be dropped at its await (a socket read; what arrived stays in the read buffer).
+    async fn next_answer(&mut self, answer: &mut Execute) -> Result<Next> {
+        loop {
+            let msg = self.next_message().await?;
+            match answer.handle(msg) {
+                Ok(Step::Continue) => {
+                    if let Some(row) = answer.take_row() {
+                        return Ok(Next::Row(row));
+                    }
+                }
+                Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::RefuseCopyIn) => self.refuse_copy_in().await?,
+                Ok(Step::Done(executed)) => {
+                    self.in_flight = false;
+                    return Ok(Next::Done(executed));
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
+impl RowStream<'_> {
+    /// The rows the statement returned or affected, once the stream has ended; `None`
+    /// before (or when it ended in an error).
+    pub fn rows_affected(&self) -> Option<u64> {
+        self.rows_affected
+    }
+
+    fn end(&mut self, outcome: Result<()>) -> Poll<Option<Result<Row>>> {
+        self.done = true;
+        if let Some(t) = self.traced.take() {
+            self.conn.trace_end(t, &self.sql, &outcome);
+        }
+        match outcome {
+            Ok(()) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
+impl Stream for RowStream<'_> {
+    type Item = Result<Row>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        // A new read each poll: the read is cancel-safe, and no future has to outlive
+        // the borrow of the connection.
+        let polled = {
+            let fut = this.conn.next_answer(&mut this.answer);
+            let mut fut = std::pin::pin!(fut);
+            fut.as_mut().poll(cx)
+        };
+        match polled {
+            Poll::Pending => {
+                let Some(limit) = this.limit else {
+                    return Poll::Pending;
+                };
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if !this.timer_armed {
+                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                    this.timer_armed = true;
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    // Cancelled and drained before the connection's next use.
+                    this.conn.abandoned = true;
+                    if let Some(hook) = &this.conn.on_timeout {
+                        hook(limit);
+                    }
+                    return this.end(Err(Error::command_timeout(limit)));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(r) => {
+                this.timer_armed = false;
+                match r {
+                    Ok(Next::Row(row)) => Poll::Ready(Some(Ok(row))),
+                    Ok(Next::Done(executed)) => {
+                        if let Err(e) = this.conn.check_encoding() {
+                            return this.end(Err(e));
+                        }
+                        if executed.copy_refused {
+                            return this.end(Err(Error::copy_unsupported()));
+                        }
+                        match executed.error {
+                            Some(err) => {
+                                if this.cached && stale(&err) {
+                                    this.conn.statements.remove(&this.sql);
+                                }
+                                this.end(Err(Error::db_boxed(err)))
+                            }
+                            None => {
+                                this.rows_affected = Some(executed.rows_affected());
+                                this.end(Ok(()))
+                            }
+                        }
+                    }
+                    Err(e) => this.end(Err(e)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RowStream<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // The rest of the answer is not wanted: cancel the statement rather than
+            // read it all.
+            self.conn.abandoned = true;
+            if let Some(t) = self.traced.take() {
+                let r: Result<()> = Err(Error::closed("the row stream was dropped"));
+                self.conn.trace_end(t, &self.sql, &r);
+            }
+        }
+    }
+}
