@@ -203,7 +203,10 @@ mod sync;
 struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
-pub use conn::{CancelToken, Connection, RowStream, Statement, ToStatement, Transaction};
+pub use conn::{
+    CancelToken, Connection, CopyInSink, CopyOutStream, RowStream, Statement, ToStatement,
+    Transaction,
+};
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};

@@ -151,6 +151,7 @@ async fn copy_is_refused_cleanly() {
     c.simple_query("CREATE TEMP TABLE t(i int)").await.unwrap();
     let err = c.simple_query("COPY t FROM STDIN").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CopyUnsupported, "{err:?}");
+    assert!(err.to_string().contains("copy_in or copy_out"), "{err}");
     let err = c
         .simple_query("COPY (SELECT 1) TO STDOUT")
         .await

@@ -4,6 +4,7 @@
 
 mod cache;
 mod cancel;
+mod copy;
 mod hosts;
 mod negotiate;
 mod query;
@@ -16,6 +17,7 @@ mod tls;
 mod tls_info;
 mod trace;
 mod transaction;
+mod wait_timer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use postgres_protocol::message::frontend;
 
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
+pub use copy::{CopyInSink, CopyOutStream};
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
 use stream::Stream;
@@ -628,6 +631,15 @@ impl Connection {
 
     pub(crate) fn set_timeout_hook(&mut self, hook: Option<TimeoutHook>) {
         self.on_timeout = hook;
+    }
+
+    /// A stream's wait ran past the command timeout: the statement is cancelled and its
+    /// answer drained before the connection's next use, and the pool counts the timeout.
+    pub(crate) fn stream_timed_out(&mut self, limit: Duration) {
+        self.abandoned = true;
+        if let Some(hook) = &self.on_timeout {
+            hook(limit);
+        }
     }
 
     pub(crate) fn set_trace(&mut self, trace: std::sync::Arc<TraceSettings>) {

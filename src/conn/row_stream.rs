@@ -4,16 +4,15 @@
 //! any size takes the memory of one row (and the read buffer) at a time, and a slow
 //! consumer slows the server down (TCP backpressure) rather than filling memory.
 
+use futures_core::Stream;
+use postgres_types::ToSql;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-use futures_core::Stream;
-use postgres_types::ToSql;
 
 use super::query::{stale, ToStatement};
 use super::trace::Traced;
+use super::wait_timer::WaitTimer;
 use super::{bounded, log_notice, Connection};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{Execute, Executed, Step};
@@ -32,9 +31,7 @@ pub struct RowStream<'a> {
     done: bool,
     rows_affected: Option<u64>,
     /// The command timeout, which bounds each wait for the server (not the whole stream).
-    limit: Option<Duration>,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    timer_armed: bool,
+    timer: WaitTimer,
     /// The statement was taken from the cache (a stale one is dropped from it on error).
     cached: bool,
     sql: String,
@@ -117,9 +114,7 @@ impl Connection {
             conn: self,
             done: false,
             rows_affected: None,
-            limit,
-            timer: None,
-            timer_armed: false,
+            timer: WaitTimer::new(limit),
             cached,
             sql: sql.to_string(),
             traced: Some(traced),
@@ -187,29 +182,15 @@ impl Stream for RowStream<'_> {
             fut.as_mut().poll(cx)
         };
         match polled {
-            Poll::Pending => {
-                let Some(limit) = this.limit else {
-                    return Poll::Pending;
-                };
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if !this.timer_armed {
-                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                    this.timer_armed = true;
+            Poll::Pending => match this.timer.poll_expired(cx) {
+                Some(limit) => {
+                    this.conn.stream_timed_out(limit);
+                    this.end(Err(Error::command_timeout(limit)))
                 }
-                if timer.as_mut().poll(cx).is_ready() {
-                    // Cancelled and drained before the connection's next use.
-                    this.conn.abandoned = true;
-                    if let Some(hook) = &this.conn.on_timeout {
-                        hook(limit);
-                    }
-                    return this.end(Err(Error::command_timeout(limit)));
-                }
-                Poll::Pending
-            }
+                None => Poll::Pending,
+            },
             Poll::Ready(r) => {
-                this.timer_armed = false;
+                this.timer.arrived();
                 match r {
                     Ok(Next::Row(row)) => Poll::Ready(Some(Ok(row))),
                     Ok(Next::Done(executed)) => {

@@ -49,7 +49,9 @@ pub enum ErrorKind {
     Authentication,
     /// The connection was closed (by the server, or earlier by an error) and cannot be used.
     Closed,
-    /// The server asked for a COPY; wirepool refuses COPY and leaves the connection usable.
+    /// A COPY was run through a method that does not serve it (`query`, `simple_query`,
+    /// ...): it was aborted and the connection stays usable; `copy_in` and `copy_out` run
+    /// COPY.
     CopyUnsupported,
     /// A query ran past the command timeout; a CancelRequest was sent.
     CommandTimeout,
@@ -426,9 +428,9 @@ impl fmt::Display for Error {
             ErrorKind::Protocol => f.write_str("protocol error")?,
             ErrorKind::Authentication => f.write_str("authentication failed")?,
             ErrorKind::Closed => f.write_str("connection closed")?,
-            ErrorKind::CopyUnsupported => {
-                f.write_str("COPY is not supported; the copy was aborted")?
-            }
+            ErrorKind::CopyUnsupported => f.write_str(
+                "COPY runs through copy_in or copy_out, not this method; the copy was aborted",
+            )?,
             ErrorKind::CommandTimeout => f.write_str("query timed out and was cancelled")?,
             ErrorKind::PoolTimeout => f.write_str("connection acquisition timeout")?,
             ErrorKind::PoolClosed => f.write_str("pool closed")?,

@@ -8,6 +8,7 @@
 //! [`ProtocolError`]s, which know nothing of sockets, pools or timeouts.
 
 mod backend;
+pub mod copy;
 mod error;
 pub mod extended;
 mod frame;
