@@ -171,6 +171,7 @@ macro_rules! internal_mod {
 }
 pub(crate) use internal_mod;
 
+pub mod binary_copy;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -239,3 +239,77 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[tokio::test]
+async fn a_million_binary_rows_in_and_out_typed() {
+    use wirepool::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+    use wirepool::Type;
+    let pg = cluster();
+    let mut conn = Connection::connect(&pg.config(Role::Scram)).await.unwrap();
+    conn.batch_execute("CREATE TEMP TABLE b (id int8, name text, score float8)")
+        .await
+        .unwrap();
+    let types = [Type::INT8, Type::TEXT, Type::FLOAT8];
+    let sink = conn
+        .copy_in("COPY b FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    let (mut ids, mut lens) = (0i64, 0i64);
+    for i in 1..=1_000_000i64 {
+        let name = (i % 10 != 0).then(|| format!("n{i}"));
+        lens += name.as_ref().map_or(0, |n| n.len() as i64);
+        ids += i;
+        w.write(&[&i, &name, &(i as f64 / 4.0)]).await.unwrap();
+    }
+    assert_eq!(w.finish().await.unwrap(), 1_000_000);
+    let row = conn
+        .query_one(
+            "SELECT count(*), sum(id)::int8, sum(length(name))::int8, count(name), sum(score)
+               FROM b",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1_000_000);
+    assert_eq!(row.get::<_, i64>(1), ids);
+    assert_eq!(row.get::<_, i64>(2), lens);
+    assert_eq!(row.get::<_, i64>(3), 900_000);
+    assert_eq!(row.get::<_, f64>(4), ids as f64 / 4.0);
+
+    let out = conn
+        .copy_out("COPY (SELECT * FROM b ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap();
+    let mut rows = BinaryCopyOutStream::new(out, &types);
+    let (mut n, mut sum, mut nulls) = (0i64, 0i64, 0);
+    while let Some(r) = rows.next().await {
+        let r = r.unwrap();
+        n += 1;
+        assert_eq!(r.get::<i64>(0), n);
+        sum += r.get::<i64>(0);
+        match r.get::<Option<&str>>(1) {
+            Some(name) => assert_eq!(name, format!("n{n}")),
+            None => nulls += 1,
+        }
+        assert_eq!(r.get::<f64>(2), n as f64 / 4.0);
+        assert!(r.try_get::<i32>(0).is_err(), "an int8 is not an i32");
+    }
+    assert_eq!((n, sum, nulls), (1_000_000, ids, 100_000));
+    drop(rows);
+    // A row of the wrong shape is refused before anything is sent.
+    let sink = conn
+        .copy_in("COPY b FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    let e = w.write(&[&1i64]).await.unwrap_err();
+    assert_eq!(e.kind(), wirepool::ErrorKind::InvalidInput);
+    drop(w);
+    let v: i64 = conn
+        .query_one("SELECT count(*) FROM b", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 1_000_000);
+}
