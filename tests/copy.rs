@@ -86,6 +86,7 @@ async fn a_million_csv_rows_in_checked_by_count_and_checksum() {
         .unwrap()
         .get(0);
     assert_eq!(diff, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -229,7 +230,7 @@ async fn copy_in_and_out_through_pgbouncer_in_transaction_mode() {
     pool.close().await;
 }
 
-/// A fresh directory under the system's temp dir, removed at the end of the process.
+/// A fresh directory under the system's temp dir (the caller removes it).
 fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "wirepool-copy-{}-{:?}",

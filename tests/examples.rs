@@ -13,20 +13,32 @@ use wirepool_testkit::http::{get, request};
 use wirepool_testkit::process::Proc;
 use wirepool_testkit::Role;
 
-/// The example's binary, built by `cargo test` beside this test's.
+/// The example's binary, built now with `cargo build --example` (up to date after the
+/// first time): `cargo test --all-targets` builds examples as test harnesses, not as the
+/// programs a user runs.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = dir.join("examples").join(name);
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            name,
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
     assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds the examples (run it without --test)",
-        bin.display()
+        out.status.success(),
+        "cargo build --example {name}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    bin
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo built no {name} executable"))
 }
 
 fn python() -> PathBuf {
