@@ -205,7 +205,7 @@ struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
 pub use conn::{
-    CancelToken, Connection, CopyInSink, CopyOutStream, RowStream, Statement, ToStatement,
+    CancelToken, Connection, CopyInSink, CopyOutStream, Portal, RowStream, Statement, ToStatement,
     Transaction,
 };
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};

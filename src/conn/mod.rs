@@ -7,6 +7,7 @@ mod cancel;
 mod copy;
 mod hosts;
 mod negotiate;
+mod portal;
 mod query;
 mod row_stream;
 mod session;
@@ -29,6 +30,7 @@ use postgres_protocol::message::frontend;
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
+pub use portal::Portal;
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
 use stream::Stream;
@@ -136,6 +138,9 @@ pub struct Connection {
     /// A stream (rows, COPY) was dropped or timed out before its end: the statement is
     /// cancelled before its answer is drained.
     abandoned: bool,
+    /// Portals bound so far (for their names), and those dropped, to close.
+    portal_seq: u64,
+    dropped_portals: portal::DroppedPortals,
 }
 
 impl Connection {
@@ -227,6 +232,8 @@ impl Connection {
             trace: std::sync::Arc::default(),
             checkout: None,
             abandoned: false,
+            portal_seq: 0,
+            dropped_portals: Default::default(),
             target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
@@ -315,6 +322,9 @@ impl Connection {
     pub(crate) async fn finish_pending(&mut self) -> Result<()> {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
+        }
+        if !self.dropped_portals.lock().is_empty() {
+            self.close_dropped_portals();
         }
         if std::mem::take(&mut self.abandoned) && self.query_in_flight() {
             // What is left of an abandoned stream may be large: stop the server first.

@@ -364,7 +364,7 @@ impl Connection {
     /// The first exchange: Parse, Describe, Flush (with Closes of evicted statements).
     /// The statement is cached once described; on the server's error, the exchange is
     /// ended with a Sync and the error returned.
-    async fn prepare_exchange(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
+    pub(super) async fn prepare_exchange(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
         let name = self.statements.fresh_name();
         let evicted = self.statements.take_evicted();
         if let Err(e) = write_prepare(&name, sql, &evicted, &mut self.write_buf) {

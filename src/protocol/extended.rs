@@ -115,6 +115,73 @@ pub fn write_execute(
     write_bind_execute(name, types, params, false, out)
 }
 
+/// `Bind` of statement `name` with `params` to `portal`; on error `out` may hold part of
+/// it (the callers truncate).
+fn write_bind(
+    portal: &str,
+    name: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    out: &mut BytesMut,
+) -> Result<()> {
+    if params.len() != types.len() {
+        return Err(ProtocolError::invalid_input(format!(
+            "the statement has {} parameter{}, {} value{} given",
+            types.len(),
+            if types.len() == 1 { "" } else { "s" },
+            params.len(),
+            if params.len() == 1 { " was" } else { "s were" }
+        )));
+    }
+    append_checked(out, "Bind", |out| {
+        let formats = params
+            .iter()
+            .zip(types)
+            .map(|(p, ty)| format_code(p.encode_format(ty)));
+        let mut failed_at = None;
+        let mut too_large = false;
+        let mut index = 0;
+        let start = out.len();
+        frontend::bind(
+            portal,
+            name,
+            formats,
+            params.iter().zip(types),
+            |(p, ty), buf| {
+                // Past the message limit already: the values after it are not encoded.
+                if buf.len() - start > MAX_FRONTEND_MESSAGE {
+                    too_large = true;
+                    return Err("the Bind message is over the protocol's limit".into());
+                }
+                let r = p.to_sql_checked(ty, buf);
+                if r.is_err() {
+                    failed_at = Some((index, ty.clone()));
+                }
+                index += 1;
+                r.map(|n| match n {
+                    IsNull::Yes => postgres_protocol::IsNull::Yes,
+                    IsNull::No => postgres_protocol::IsNull::No,
+                })
+            },
+            Some(1),
+            out,
+        )
+        .map_err(|e| match e {
+            frontend::BindError::Conversion(_) if too_large => ProtocolError::invalid_input(format!(
+                "the parameters are over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
+            )),
+            frontend::BindError::Conversion(e) => {
+                let (i, ty) = failed_at.take().unwrap_or((0, Type::UNKNOWN));
+                ProtocolError::conversion(
+                    format!("parameter ${} (of type {ty}) cannot take this value", i + 1),
+                    e,
+                )
+            }
+            frontend::BindError::Serialization(e) => ProtocolError::invalid_input(format!("Bind: {e}")),
+        })
+    })
+}
+
 /// As [`write_execute`]; with `describe`, a `Describe` of the portal goes between `Bind`
 /// and `Execute`: the server then describes the rows of this very execution (their types as
 /// they are now), which [`Execute`] decodes them by. For a statement parsed again in the
@@ -131,64 +198,9 @@ pub fn write_bind_execute(
     describe: bool,
     out: &mut BytesMut,
 ) -> Result<()> {
-    if params.len() != types.len() {
-        return Err(ProtocolError::invalid_input(format!(
-            "the statement has {} parameter{}, {} value{} given",
-            types.len(),
-            if types.len() == 1 { "" } else { "s" },
-            params.len(),
-            if params.len() == 1 { " was" } else { "s were" }
-        )));
-    }
     let mark = out.len();
     let r = (|| {
-        append_checked(out, "Bind", |out| {
-            let formats = params
-                .iter()
-                .zip(types)
-                .map(|(p, ty)| format_code(p.encode_format(ty)));
-            let mut failed_at = None;
-            let mut too_large = false;
-            let mut index = 0;
-            let start = out.len();
-            frontend::bind(
-                "",
-                name,
-                formats,
-                params.iter().zip(types),
-                |(p, ty), buf| {
-                    // Past the message limit already: the values after it are not encoded.
-                    if buf.len() - start > MAX_FRONTEND_MESSAGE {
-                        too_large = true;
-                        return Err("the Bind message is over the protocol's limit".into());
-                    }
-                    let r = p.to_sql_checked(ty, buf);
-                    if r.is_err() {
-                        failed_at = Some((index, ty.clone()));
-                    }
-                    index += 1;
-                    r.map(|n| match n {
-                        IsNull::Yes => postgres_protocol::IsNull::Yes,
-                        IsNull::No => postgres_protocol::IsNull::No,
-                    })
-                },
-                Some(1),
-                out,
-            )
-            .map_err(|e| match e {
-                frontend::BindError::Conversion(_) if too_large => ProtocolError::invalid_input(format!(
-                    "the parameters are over the protocol's limit of {MAX_FRONTEND_MESSAGE} bytes per message; nothing was sent"
-                )),
-                frontend::BindError::Conversion(e) => {
-                    let (i, ty) = failed_at.take().unwrap_or((0, Type::UNKNOWN));
-                    ProtocolError::conversion(
-                        format!("parameter ${} (of type {ty}) cannot take this value", i + 1),
-                        e,
-                    )
-                }
-                frontend::BindError::Serialization(e) => ProtocolError::invalid_input(format!("Bind: {e}")),
-            })
-        })?;
+        write_bind("", name, types, params, out)?;
         if describe {
             frontend::describe(b'P', "", out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
         }
@@ -200,6 +212,50 @@ pub fn write_bind_execute(
         out.truncate(mark);
     }
     r
+}
+
+/// `Bind` of statement `name` with `params` to the named `portal`, then `Sync`: the
+/// portal lasts until the transaction ends (or it is closed).
+///
+/// # Errors
+///
+/// As [`write_execute`].
+pub fn write_bind_portal(
+    portal: &str,
+    name: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    out: &mut BytesMut,
+) -> Result<()> {
+    let mark = out.len();
+    let r = write_bind(portal, name, types, params, out);
+    match r {
+        Ok(()) => {
+            frontend::sync(out);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(mark);
+            Err(e)
+        }
+    }
+}
+
+/// `Execute` of at most `max_rows` rows of `portal` (0 or less: all), then `Sync`.
+pub fn write_execute_portal(portal: &str, max_rows: i32, out: &mut BytesMut) -> Result<()> {
+    frontend::execute(portal, max_rows.max(0), out)
+        .map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
+    frontend::sync(out);
+    Ok(())
+}
+
+/// `Close` of each portal in `names`, then `Sync`.
+pub fn write_close_portals(names: &[String], out: &mut BytesMut) {
+    for n in names {
+        // Our own names: no NUL, always encodable.
+        let _ = frontend::close(b'P', n, out);
+    }
+    frontend::sync(out);
 }
 
 fn format_code(f: Format) -> i16 {
