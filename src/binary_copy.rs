@@ -193,7 +193,7 @@ fn need(buf: &Bytes, at: usize, n: usize) -> Result<()> {
 
 /// Decodes the row in `chunk` (after the header, in the first chunk); `None` at the
 /// trailer.
-fn decode(
+pub(crate) fn decode(
     chunk: Bytes,
     has_oids: &mut Option<bool>,
     types: &Arc<[Type]>,

@@ -14,3 +14,13 @@ pub fn unsent_bytes(conn: &Connection) -> usize {
 pub fn check_idle(conn: &mut Connection) -> bool {
     conn.check_idle()
 }
+
+/// The binary COPY reader's decoding of one chunk (see [`crate::binary_copy`]): the row
+/// in it, or `None` at the trailer; `has_oids` is learnt from the header in the first.
+pub fn decode_binary_copy(
+    chunk: bytes::Bytes,
+    has_oids: &mut Option<bool>,
+    types: &std::sync::Arc<[crate::Type]>,
+) -> crate::Result<Option<crate::binary_copy::BinaryCopyOutRow>> {
+    crate::binary_copy::decode(chunk, has_oids, types)
+}
