@@ -47,7 +47,8 @@
 //!   which the connection layer turns into [`Error`].
 //! - [`conn`]: one [`Connection`] over TCP or a Unix socket: `simple_query`; typed
 //!   `query` / `query_one` / `query_opt` / `execute` / `prepare` with a statement cache;
-//!   [`Transaction`]s.
+//!   [`Transaction`]s; rows streamed ([`RowStream`]), portals ([`Portal`]), COPY
+//!   ([`CopyInSink`], [`CopyOutStream`], [`binary_copy`]).
 //! - [`pool`]: [`Pool`], binding the pool core (generic and free of I/O: FIFO direct
 //!   hand-off, capacity accounting, cancel-safe waiters, checked with loom; the hashed
 //!   timing wheel of the leak detector) to PostgreSQL and tokio.

@@ -176,8 +176,9 @@ fn peak_rss_kib() -> u64 {
         .expect("VmHWM in /proc/self/status")
 }
 
-/// Streams a gigabyte (a million rows of 1,000 bytes) and prints the peak RSS; run in a
-/// child process by the test below, so the measure is this alone.
+/// Streams a gigabyte (a million rows of 1,000 bytes) through `query_raw`, then through
+/// `copy_out`, and prints the peak RSS; run in a child process by the test below, so the
+/// measure is this alone.
 #[test]
 fn gigabyte_child() {
     let Ok(url) = std::env::var("WIREPOOL_STREAM_CHILD_URL") else {
@@ -203,7 +204,23 @@ fn gigabyte_child() {
             rows += 1;
         }
         assert_eq!(s.rows_affected(), Some(rows));
-        println!("STREAMED rows={rows} bytes={bytes} peak_rss_kib={}", peak_rss_kib());
+        drop(s);
+        // The same gigabyte through COPY TO STDOUT.
+        let mut out = conn
+            .copy_out(
+                "COPY (SELECT repeat(md5(g::text), 31) || 'abcdefgh' FROM generate_series(1, 1000000) g) TO STDOUT",
+            )
+            .await
+            .unwrap();
+        let mut copied = 0u64;
+        while let Some(chunk) = out.next().await {
+            copied += chunk.unwrap().len() as u64;
+        }
+        assert_eq!(out.rows(), Some(1_000_000));
+        println!(
+            "STREAMED rows={rows} bytes={bytes} copied={copied} peak_rss_kib={}",
+            peak_rss_kib()
+        );
     });
 }
 
@@ -239,6 +256,11 @@ fn a_gigabyte_streams_in_bounded_memory() {
     };
     assert_eq!(field("rows"), 1_000_000);
     assert_eq!(field("bytes"), 1_000_000 * 1000);
+    assert_eq!(
+        field("copied"),
+        1_000_000 * 1001,
+        "each line and its newline"
+    );
     let peak_mib = field("peak_rss_kib") / 1024;
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB for a 1 GB result");
 }
