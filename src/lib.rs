@@ -181,6 +181,7 @@ pub mod http;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+mod listener;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod observe;
@@ -206,10 +207,11 @@ struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
 pub use conn::{
-    CancelToken, Connection, CopyInSink, CopyOutStream, Portal, RowStream, Statement, ToStatement,
-    Transaction,
+    CancelToken, Connection, CopyInSink, CopyOutStream, Notification, Portal, RowStream, Statement,
+    ToStatement, Transaction,
 };
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
+pub use listener::{Listener, ListenerEvent};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};
 pub use postgres_types::{FromSql, ToSql, Type};

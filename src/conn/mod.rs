@@ -7,6 +7,7 @@ mod cancel;
 mod copy;
 mod hosts;
 mod negotiate;
+mod notify;
 mod portal;
 mod query;
 mod row_stream;
@@ -30,6 +31,8 @@ use postgres_protocol::message::frontend;
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
+pub(crate) use notify::quote_ident;
+pub use notify::{Notification, NOTIFICATION_QUEUE};
 pub use portal::Portal;
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
@@ -141,6 +144,8 @@ pub struct Connection {
     /// Portals bound so far (for their names), and those dropped, to close.
     portal_seq: u64,
     dropped_portals: portal::DroppedPortals,
+    /// Notifications not yet read.
+    notifications: notify::Notifications,
 }
 
 impl Connection {
@@ -234,6 +239,7 @@ impl Connection {
             abandoned: false,
             portal_seq: 0,
             dropped_portals: Default::default(),
+            notifications: Default::default(),
             target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
@@ -471,7 +477,11 @@ impl Connection {
             match msg {
                 BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
-                BackendMessage::NotificationResponse { .. } => {}
+                BackendMessage::NotificationResponse {
+                    process_id,
+                    channel,
+                    payload,
+                } => self.push_notification(process_id, channel, payload),
                 BackendMessage::ErrorResponse(e) => {
                     tracing::debug!(
                         target: "wirepool::conn",
@@ -795,6 +805,15 @@ impl Connection {
                 Ok(Some(BackendMessage::ParameterStatus { name, value })) => {
                     // At startup, after SET, or after a configuration reload.
                     self.note_parameter(name, value);
+                    continue;
+                }
+                Ok(Some(BackendMessage::NotificationResponse {
+                    process_id,
+                    channel,
+                    payload,
+                })) => {
+                    // Kept for next_notification, whatever the query under way.
+                    self.push_notification(process_id, channel, payload);
                     continue;
                 }
                 Ok(Some(m)) => return Ok(m),

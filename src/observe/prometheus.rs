@@ -306,6 +306,30 @@ pub fn render_as(
         "Reconnection attempts while the database was unreachable.",
         s.reconnect_attempts,
     );
+    gauge(
+        &mut o,
+        "listeners",
+        "Open LISTEN/NOTIFY listeners (their connections are outside max_size).",
+        s.listeners as f64,
+    );
+    gauge(
+        &mut o,
+        "listeners_connected",
+        "Listeners connected now (the others are reconnecting).",
+        s.listeners_connected as f64,
+    );
+    counter(
+        &mut o,
+        "listener_reconnects",
+        "Reconnection attempts of the listeners.",
+        s.listener_reconnects,
+    );
+    counter(
+        &mut o,
+        "notifications_received",
+        "Notifications the listeners delivered.",
+        s.notifications_received,
+    );
     counter(
         &mut o,
         "statement_cache_hits",

@@ -193,6 +193,15 @@ pub struct PoolStatistics {
     pub leaks_detected: u64,
     /// Reconnection attempts made while the database was unreachable.
     pub reconnect_attempts: u64,
+    /// Open [`Listener`](crate::Listener)s of the pool (their connections are outside
+    /// `max_size`).
+    pub listeners: usize,
+    /// Of those, the ones connected now (the others are reconnecting).
+    pub listeners_connected: usize,
+    /// Reconnection attempts of the pool's listeners.
+    pub listener_reconnects: u64,
+    /// Notifications the pool's listeners have delivered.
+    pub notifications_received: u64,
     /// Queries whose statement was already prepared on their connection.
     pub statement_cache_hits: u64,
     /// Queries that had to prepare their statement first.
@@ -267,6 +276,10 @@ impl PoolStatistics {
             acquisition_histogram: [0; 21],
             acquisition_time_sum_seconds: 0.0,
             use_histogram: [0; 21],
+            listeners: 0,
+            listeners_connected: 0,
+            listener_reconnects: 0,
+            notifications_received: 0,
             use_time_sum_seconds: 0.0,
             avg_use_time_ms: 0.0,
             last_slow_acquire_time: None,

@@ -262,6 +262,7 @@ impl Builder {
                 #[cfg(feature = "otel")]
                 otel,
                 trace,
+                listeners: Arc::default(),
                 timeout_hook: timeout_hook(weak.clone()),
                 statement_stats: Arc::new(CacheStats::default()),
                 encrypted: Arc::new(AtomicUsize::new(0)),

@@ -188,6 +188,8 @@ impl Drop for PooledConnection {
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }
+        // What the caller left unread is not the next caller's.
+        p.conn.clear_notifications();
         // A caller changed a setting the pool applies: the pool's own again (no round trip).
         if p.conn.take_settings_changed() {
             shared.configure(&mut p.conn);

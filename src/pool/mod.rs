@@ -253,6 +253,48 @@ impl Pool {
         self.shared.state()
     }
 
+    /// A [`Listener`](crate::Listener) on a connection of its own to the pool's database
+    /// (outside `max_size`; see the listener's docs), reconnecting on the pool's schedule;
+    /// its state and counts are in the pool's statistics and metrics.
+    ///
+    /// # Errors
+    ///
+    /// The connect error.
+    pub async fn listener(&self) -> Result<crate::Listener> {
+        crate::Listener::open(
+            self.shared.connect.clone(),
+            Backoff::new(
+                self.shared.cfg.reconnect_delays.clone(),
+                self.shared.cfg.reconnect_jitter,
+            ),
+            self.shared.listeners.clone(),
+        )
+        .await
+    }
+
+    /// Sends a notification on `channel` with `payload`, through `pg_notify` with both as
+    /// parameters (never spliced into SQL), on a pooled connection in autocommit: it is
+    /// delivered at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::acquire`] and [`Connection::execute`]; the server refuses a payload of
+    /// 8,000 bytes or more.
+    #[track_caller]
+    pub fn notify<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: &'a str,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
+        let acquire = self.acquire();
+        async move {
+            let mut conn = acquire.await?;
+            conn.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                .await
+                .map(|_| ())
+        }
+    }
+
     /// The settings.
     pub fn config(&self) -> &PoolConfig {
         &self.shared.cfg

@@ -122,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) leak: Option<LeakDetector>,
     /// Counts command timeouts; set on every connection.
     pub(super) timeout_hook: TimeoutHook,
+    /// The pool's listeners, counted.
+    pub(crate) listeners: Arc<crate::listener::ListenerCounts>,
     /// How the connections trace their statements.
     pub(super) trace: Arc<crate::conn::TraceSettings>,
     /// The OpenTelemetry instruments, when the builder was given a meter.
@@ -400,6 +402,14 @@ impl Shared {
             .encrypted
             .load(Ordering::Relaxed)
             .min(s.total_connections);
+        {
+            use std::sync::atomic::Ordering as O;
+            let l = &self.listeners;
+            s.listeners = l.open.load(O::Relaxed);
+            s.listeners_connected = l.connected.load(O::Relaxed);
+            s.listener_reconnects = l.reconnects.load(O::Relaxed);
+            s.notifications_received = l.notifications.load(O::Relaxed);
+        }
         s.statement_cache_hits = self.statement_stats.hits();
         s.statement_cache_misses = self.statement_stats.misses();
         s.connect_failures = self.connect_failures.load(Ordering::Acquire);

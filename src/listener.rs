@@ -1,0 +1,258 @@
+//! [`Listener`]: LISTEN on a connection of its own that survives a reconnect.
+//!
+//! After a connection loss the listener reconnects on the pool's reconnection schedule,
+//! listens to every channel again, and yields [`ListenerEvent::Reconnected`]: the
+//! notifications sent while it was away are lost (PostgreSQL keeps none for a session that
+//! is gone), so the application resynchronises then (re-reads what it caches, re-scans a
+//! job table).
+//!
+//! The listener's connection is its own, outside the pool: it does not count against
+//! `max_size` (a listener waits for hours; it must not hold a pool slot that callers need),
+//! and it needs a session of its own, so it does not work through PgBouncer in
+//! transaction or statement mode (point it at PostgreSQL, or at PgBouncer in session
+//! mode).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::ConnectConfig;
+use crate::conn::{quote_ident, Connection, Notification};
+use crate::error::{Error, Result};
+use crate::pool::Backoff;
+
+/// What [`Listener::recv`] brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenerEvent {
+    /// A notification on one of the channels.
+    Notification(Notification),
+    /// The connection was lost and is back, listening to every channel again;
+    /// notifications sent meanwhile are lost.
+    Reconnected,
+}
+
+/// Counts of a pool's listeners, for its statistics and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerCounts {
+    pub(crate) open: AtomicUsize,
+    pub(crate) connected: AtomicUsize,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) notifications: AtomicU64,
+}
+
+/// Listens to channels on a dedicated connection; see the module docs. Made by
+/// [`Pool::listener`](crate::Pool::listener) or [`Listener::connect`].
+pub struct Listener {
+    config: ConnectConfig,
+    conn: Option<Connection>,
+    channels: BTreeSet<String>,
+    backoff: Backoff,
+    counts: Arc<ListenerCounts>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("channels", &self.channels)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// A listener on a connection made with `config`, reconnecting on the default
+    /// schedule (1, 2, 4, 8, 16 s, then every 16 s).
+    ///
+    /// # Errors
+    ///
+    /// The connect error.
+    pub async fn connect(config: ConnectConfig) -> Result<Listener> {
+        let delays = crate::PoolConfig::default().reconnect_delays;
+        Listener::open(config, Backoff::new(delays, false), Arc::default()).await
+    }
+
+    pub(crate) async fn open(
+        config: ConnectConfig,
+        backoff: Backoff,
+        counts: Arc<ListenerCounts>,
+    ) -> Result<Listener> {
+        let conn = Connection::connect(&config).await?;
+        counts.open.fetch_add(1, Ordering::Relaxed);
+        counts.connected.fetch_add(1, Ordering::Relaxed);
+        Ok(Listener {
+            config,
+            conn: Some(conn),
+            channels: BTreeSet::new(),
+            backoff,
+            counts,
+        })
+    }
+
+    /// Listens to `channel` (any text: it is quoted as an identifier). While the
+    /// connection is down, the channel is noted and listened to at the reconnect.
+    ///
+    /// # Errors
+    ///
+    /// The server's error; an invalid-input error for a name with a NUL byte.
+    pub async fn listen(&mut self, channel: &str) -> Result<()> {
+        self.run(&format!("LISTEN {}", quote_ident(channel)))
+            .await?;
+        self.channels.insert(channel.to_string());
+        Ok(())
+    }
+
+    /// Stops listening to `channel`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::listen`].
+    pub async fn unlisten(&mut self, channel: &str) -> Result<()> {
+        self.channels.remove(channel);
+        self.run(&format!("UNLISTEN {}", quote_ident(channel)))
+            .await
+    }
+
+    /// Stops listening to every channel.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::listen`].
+    pub async fn unlisten_all(&mut self) -> Result<()> {
+        self.channels.clear();
+        self.run("UNLISTEN *").await
+    }
+
+    /// The channels its session listens to, as the server says (`pg_listening_channels()`).
+    ///
+    /// # Errors
+    ///
+    /// The query's error; a closed error while the listener is reconnecting.
+    pub async fn listening_channels(&mut self) -> Result<Vec<String>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::closed("the listener is reconnecting"));
+        };
+        let rows = conn.simple_query("SELECT pg_listening_channels()").await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get(0).map(str::to_string))
+            .collect())
+    }
+
+    /// The process id of its session's backend; `None` while reconnecting.
+    pub fn process_id(&self) -> Option<i32> {
+        self.conn.as_ref().map(Connection::process_id)
+    }
+
+    /// The channels listened to.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.channels.iter().map(String::as_str)
+    }
+
+    /// Runs `sql` if connected; down, the reconnect will restore the channels.
+    async fn run(&mut self, sql: &str) -> Result<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        match conn.batch_execute(sql).await {
+            Err(e) if lost(&e) => {
+                self.down(&e);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn down(&mut self, why: &Error) {
+        if self.conn.take().is_some() {
+            self.counts.connected.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "wirepool::listener",
+                "Listener connection lost: {}; reconnecting",
+                crate::error::chain(why)
+            );
+        }
+    }
+
+    /// The next notification, or [`ListenerEvent::Reconnected`] after a connection loss
+    /// once the listener is back and listening again. Waits as long as it takes; reconnects
+    /// on the schedule meanwhile. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// None for a lost connection (that is a reconnect); an error the listener cannot
+    /// recover from (a protocol error) ends it.
+    pub async fn recv(&mut self) -> Result<ListenerEvent> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                self.reconnect().await;
+                return Ok(ListenerEvent::Reconnected);
+            };
+            match conn.next_notification().await {
+                Ok(n) => {
+                    self.counts.notifications.fetch_add(1, Ordering::Relaxed);
+                    return Ok(ListenerEvent::Notification(n));
+                }
+                Err(e) if lost(&e) => self.down(&e),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Connects and listens again, trying on the schedule until it works.
+    async fn reconnect(&mut self) {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let delay = self.backoff.delay(attempt, crate::random::fraction());
+            tokio::time::sleep(delay).await;
+            self.counts.reconnects.fetch_add(1, Ordering::Relaxed);
+            match self.try_reconnect().await {
+                Ok(conn) => {
+                    tracing::info!(
+                        target: "wirepool::listener",
+                        channels = self.channels.len(),
+                        "Listener reconnected after {attempt} attempt(s); listening to {} channel(s) again",
+                        self.channels.len()
+                    );
+                    self.conn = Some(conn);
+                    self.counts.connected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    target: "wirepool::listener",
+                    attempt,
+                    "Listener reconnection attempt {attempt} failed: {}",
+                    crate::error::chain(&e)
+                ),
+            }
+        }
+    }
+
+    async fn try_reconnect(&self) -> Result<Connection> {
+        let mut conn = Connection::connect(&self.config).await?;
+        if !self.channels.is_empty() {
+            let sql: Vec<String> = self
+                .channels
+                .iter()
+                .map(|c| format!("LISTEN {}", quote_ident(c)))
+                .collect();
+            conn.batch_execute(&sql.join("; ")).await?;
+        }
+        Ok(conn)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.counts.open.fetch_sub(1, Ordering::Relaxed);
+        if self.conn.is_some() {
+            self.counts.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `e` means the connection is gone (to be reconnected), not a refused statement.
+fn lost(e: &Error) -> bool {
+    e.is_io() || e.is_closed() || e.as_db_error().is_some_and(|d| d.is_fatal()) || e.is_timeout()
+}
