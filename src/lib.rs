@@ -207,8 +207,8 @@ struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
 pub use conn::{
-    CancelToken, Connection, CopyInSink, CopyOutStream, Notification, Portal, RowStream, Statement,
-    ToStatement, Transaction,
+    CancelToken, Connection, CopyInSink, CopyOutStream, IsolationLevel, Notification, Portal,
+    RowStream, Statement, ToStatement, Transaction, TransactionBuilder,
 };
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use listener::{Listener, ListenerEvent};

@@ -42,7 +42,7 @@ pub use trace::SLOW_QUERY_SQL_LIMIT;
 pub(crate) use trace::{Checkout, TraceSettings};
 #[cfg(feature = "otel")]
 pub(crate) use trace::{Operation, OperationSink};
-pub use transaction::Transaction;
+pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};
 
 use crate::config::{ConnectConfig, Host, SslMode};
 use crate::error::{sqlstate, DbError, Error, Result};

@@ -197,6 +197,7 @@ pub(crate) fn error_type(e: &Error) -> &str {
         ErrorKind::Tls => "tls",
         ErrorKind::ServerMismatch => "server_mismatch",
         ErrorKind::AllHostsFailed => "all_hosts_failed",
+        ErrorKind::TransactionRolledBack => "transaction_rolled_back",
     }
 }
 

@@ -1,10 +1,100 @@
-//! Transactions: BEGIN, then COMMIT or ROLLBACK, and ROLLBACK when dropped unfinished.
+//! Transactions: BEGIN (with options from [`TransactionBuilder`]), then COMMIT or
+//! ROLLBACK, and ROLLBACK when dropped unfinished; savepoints nested inside them.
 
 use std::ops::{Deref, DerefMut};
 
+use super::notify::quote_ident;
 use super::{bounded, Connection};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::protocol::SimpleQuery;
+
+/// A transaction's isolation level (`SET TRANSACTION ISOLATION LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IsolationLevel {
+    /// `READ UNCOMMITTED` (PostgreSQL runs it as READ COMMITTED).
+    ReadUncommitted,
+    /// `READ COMMITTED`, PostgreSQL's default.
+    ReadCommitted,
+    /// `REPEATABLE READ`.
+    RepeatableRead,
+    /// `SERIALIZABLE`: a conflict fails one transaction with SQLSTATE 40001, to retry.
+    Serializable,
+}
+
+impl IsolationLevel {
+    fn sql(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "READ UNCOMMITTED",
+            IsolationLevel::ReadCommitted => "READ COMMITTED",
+            IsolationLevel::RepeatableRead => "REPEATABLE READ",
+            IsolationLevel::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// A transaction's options, from [`Connection::build_transaction`]; [`start`]
+/// begins it.
+///
+/// [`start`]: TransactionBuilder::start
+#[derive(Debug)]
+#[must_use = "a builder does nothing until start() is awaited"]
+pub struct TransactionBuilder<'a> {
+    conn: &'a mut Connection,
+    isolation_level: Option<IsolationLevel>,
+    read_only: Option<bool>,
+    deferrable: Option<bool>,
+}
+
+impl<'a> TransactionBuilder<'a> {
+    /// The isolation level (the session's default if not set).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = Some(level);
+        self
+    }
+
+    /// `READ ONLY` (true) or `READ WRITE` (false); a write in a read-only transaction
+    /// fails with SQLSTATE 25006.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = Some(yes);
+        self
+    }
+
+    /// `DEFERRABLE` (true) or `NOT DEFERRABLE`; matters for a serializable read-only
+    /// transaction, which then waits for a snapshot that cannot fail.
+    pub fn deferrable(mut self, yes: bool) -> Self {
+        self.deferrable = Some(yes);
+        self
+    }
+
+    /// Begins the transaction with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::transaction`].
+    pub async fn start(self) -> Result<Transaction<'a>> {
+        let mut modes = Vec::new();
+        if let Some(l) = self.isolation_level {
+            modes.push(format!("ISOLATION LEVEL {}", l.sql()));
+        }
+        match self.read_only {
+            Some(true) => modes.push("READ ONLY".into()),
+            Some(false) => modes.push("READ WRITE".into()),
+            None => {}
+        }
+        match self.deferrable {
+            Some(true) => modes.push("DEFERRABLE".into()),
+            Some(false) => modes.push("NOT DEFERRABLE".into()),
+            None => {}
+        }
+        let sql = if modes.is_empty() {
+            "BEGIN".to_string()
+        } else {
+            format!("BEGIN {}", modes.join(", "))
+        };
+        self.conn.begin(&sql, None).await
+    }
+}
 
 /// A transaction on a connection, from [`Connection::transaction`]. Derefs to the
 /// connection, so every query method works inside it.
@@ -18,6 +108,10 @@ use crate::protocol::SimpleQuery;
 pub struct Transaction<'a> {
     conn: &'a mut Connection,
     done: bool,
+    /// A savepoint's name (quoted); `None` for the transaction itself.
+    savepoint: Option<String>,
+    /// Savepoints nested inside this one so far, for the names of the next.
+    depth: u32,
 }
 
 impl Connection {
@@ -46,11 +140,43 @@ impl Connection {
     /// is never left inside a transaction its caller does not know of. A later statement
     /// on the connection runs after that ROLLBACK, in autocommit.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>> {
+        self.begin("BEGIN", None).await
+    }
+
+    /// A transaction with options: isolation level, read-only, deferrable.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
+    /// use wirepool::IsolationLevel;
+    ///
+    /// let tx = conn
+    ///     .build_transaction()
+    ///     .isolation_level(IsolationLevel::Serializable)
+    ///     .read_only(true)
+    ///     .deferrable(true)
+    ///     .start()
+    ///     .await?;
+    /// # tx.commit().await }
+    /// ```
+    pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
+        TransactionBuilder {
+            conn: self,
+            isolation_level: None,
+            read_only: None,
+            deferrable: None,
+        }
+    }
+
+    /// Sends `sql` (BEGIN or SAVEPOINT) and makes its guard at once (see the cancel
+    /// safety of [`Connection::transaction`]).
+    async fn begin(&mut self, sql: &str, savepoint: Option<String>) -> Result<Transaction<'_>> {
         bounded!(self, self.finish_pending())?;
-        let begin = self.start_simple("BEGIN")?;
+        let begin = self.start_simple(sql)?;
         let tx = Transaction {
             conn: self,
             done: false,
+            savepoint,
+            depth: 0,
         };
         // From here a drop of this future drops `tx`, which queues the ROLLBACK; so does
         // an error (a ROLLBACK outside a transaction only warns).
@@ -61,27 +187,73 @@ impl Connection {
 }
 
 impl Transaction<'_> {
-    /// Commits. A transaction that had already failed is rolled back by the server
-    /// instead, as PostgreSQL does; the failed statement's error was returned then.
+    /// Commits (for a savepoint: releases it, its work kept for the transaction's commit).
     ///
     /// # Errors
     ///
     /// The server's error (a deferred constraint, a serialization failure), a command
-    /// timeout, or an I/O error.
+    /// timeout, or an I/O error. A transaction that had already failed is rolled back by
+    /// the server instead (its answer to COMMIT is ROLLBACK): that is an error of kind
+    /// [`TransactionRolledBack`](crate::ErrorKind::TransactionRolledBack), never a commit.
     pub async fn commit(mut self) -> Result<()> {
-        self.end("COMMIT").await
+        let sql = match &self.savepoint {
+            Some(name) => format!("RELEASE SAVEPOINT {name}"),
+            None => "COMMIT".to_string(),
+        };
+        let tag = self.end(&sql).await?;
+        if self.savepoint.is_none() && tag.as_deref() == Some("ROLLBACK") {
+            return Err(Error::rolled_back());
+        }
+        Ok(())
     }
 
-    /// Rolls back.
+    /// Rolls back (for a savepoint: to the savepoint, the transaction going on).
     ///
     /// # Errors
     ///
     /// A command timeout or an I/O error.
     pub async fn rollback(mut self) -> Result<()> {
-        self.end("ROLLBACK").await
+        let sql = self.rollback_sql();
+        self.end(&sql).await.map(|_| ())
     }
 
-    async fn end(&mut self, sql: &str) -> Result<()> {
+    fn rollback_sql(&self) -> String {
+        match &self.savepoint {
+            Some(name) => format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"),
+            None => "ROLLBACK".to_string(),
+        }
+    }
+
+    /// A savepoint named `name` (quoted as an identifier) inside this transaction, as a
+    /// nested [`Transaction`]: `commit` releases it, `rollback` or a drop rolls back to it,
+    /// and the outer transaction goes on either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::transaction`].
+    pub async fn savepoint(&mut self, name: &str) -> Result<Transaction<'_>> {
+        let quoted = quote_ident(name);
+        let sql = format!("SAVEPOINT {quoted}");
+        self.conn.begin(&sql, Some(quoted)).await
+    }
+
+    /// A nested transaction: a savepoint with a generated name, as tokio-postgres's
+    /// `Transaction::transaction`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::transaction`].
+    pub async fn transaction(&mut self) -> Result<Transaction<'_>> {
+        self.depth += 1;
+        let name = match &self.savepoint {
+            Some(outer) => format!("{}_{}", outer.trim_matches('"'), self.depth),
+            None => format!("wirepool_sp_{}", self.depth),
+        };
+        self.savepoint(&name).await
+    }
+
+    /// Ends with `sql`; returns the command tag of its last statement.
+    async fn end(&mut self, sql: &str) -> Result<Option<String>> {
         let conn = &mut *self.conn;
         bounded!(conn, conn.finish_pending())?;
         // Queued without an await in between: from here on the transaction ends with this
@@ -89,7 +261,11 @@ impl Transaction<'_> {
         let query = self.conn.start_simple(sql)?;
         self.done = true;
         let conn = &mut *self.conn;
-        bounded!(conn, conn.finish_simple(query, SimpleQuery::finish_rows)).map(|_| ())
+        let sets = bounded!(conn, conn.finish_simple(query, SimpleQuery::finish))?;
+        Ok(sets
+            .last()
+            .and_then(|s| s.command_tag())
+            .map(str::to_string))
     }
 }
 
@@ -113,7 +289,8 @@ impl Drop for Transaction<'_> {
             // that a pool's reset cancels it rather than wait for it (it may hold locks).
             let abandoned = self.conn.query_in_flight();
             // Sent before the next query; its answer is read then.
-            if self.conn.start_simple("ROLLBACK").is_ok() {
+            let sql = self.rollback_sql();
+            if self.conn.start_simple(&sql).is_ok() {
                 self.conn.in_flight = abandoned;
             }
         }

@@ -81,6 +81,9 @@ pub enum ErrorKind {
     /// None of several hosts could be used; the detail lists each and why, the source is
     /// the last one's error.
     AllHostsFailed,
+    /// `commit()` of a transaction that had failed: the server rolled it back instead (its
+    /// answer to COMMIT was ROLLBACK). Nothing of it was committed.
+    TransactionRolledBack,
 }
 
 /// The phase of `acquire()` in which the acquire timeout ran out.
@@ -243,6 +246,10 @@ impl Error {
 
     pub(crate) fn tls(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Tls).with_detail(detail)
+    }
+
+    pub(crate) fn rolled_back() -> Self {
+        Error::new(ErrorKind::TransactionRolledBack)
     }
 
     pub(crate) fn row_count(detail: impl Into<String>) -> Self {
@@ -442,6 +449,9 @@ impl fmt::Display for Error {
             ErrorKind::Tls => f.write_str("TLS error")?,
             ErrorKind::ServerMismatch => f.write_str("server not used")?,
             ErrorKind::AllHostsFailed => f.write_str("no host could be used")?,
+            ErrorKind::TransactionRolledBack => {
+                f.write_str("the transaction had failed and was rolled back, not committed")?
+            }
         }
         if let Some(phase) = self.0.phase {
             write!(f, " {phase}")?;
