@@ -167,3 +167,27 @@ async fn ten_thousand_notices_are_logged_not_kept() {
     let v: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(v, 1);
 }
+
+#[tokio::test]
+async fn a_conversion_error_says_its_cause_and_names_the_column_and_types() {
+    let pg = cluster();
+    let mut c = Connection::connect(&pg.config(Role::Scram)).await.unwrap();
+    let row = c
+        .query_one("SELECT NULL::int4 AS maybe, 7::int8 AS big", &[])
+        .await
+        .unwrap();
+    let e = row.try_get::<_, i32>("maybe").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("column maybe (of type int4) as a i32"),
+        "{text}"
+    );
+    assert!(text.contains("NULL"), "the cause is in the message: {text}");
+    assert_eq!(wirepool::error::chain(&e), text, "and not repeated");
+    let e = row.try_get::<_, i32>("big").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("column big is of type int8, which cannot be read as a i32"),
+        "{e}"
+    );
+}

@@ -462,15 +462,22 @@ impl fmt::Display for Error {
         if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
+        // A conversion's cause is what went wrong (`value too large to decode`): printed
+        // here, as tokio-postgres prints it, and so not repeated as a source.
+        if self.0.kind == ErrorKind::Conversion {
+            if let Some(cause) = &self.0.source {
+                write!(f, ": {cause}")?;
+            }
+        }
         Ok(())
     }
 }
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        // A server error prints itself in full (see Display); it is reached through
-        // `as_db_error`, not repeated as a cause.
-        if self.0.kind == ErrorKind::Db {
+        // A server error prints itself in full (see Display), reached through
+        // `as_db_error`; a conversion prints its cause: neither is repeated as a source.
+        if matches!(self.0.kind, ErrorKind::Db | ErrorKind::Conversion) {
             return None;
         }
         self.0
