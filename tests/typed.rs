@@ -515,3 +515,45 @@ async fn a_statement_can_be_passed_where_sql_is() {
     let v: i64 = c.query_one(&owned, &[&9i64]).await.unwrap().get(0);
     assert_eq!(v, 9);
 }
+
+#[tokio::test]
+async fn query_typed_runs_in_one_exchange_without_preparing() {
+    let pg = wirepool_testkit::cluster();
+    let mut c = wirepool::Connection::connect(&pg.config(wirepool_testkit::Role::Scram))
+        .await
+        .unwrap();
+    let rows = c
+        .query_typed(
+            "SELECT $1 || $2, $3 + 1",
+            &[
+                (&"a", wirepool::Type::TEXT),
+                (&"b", wirepool::Type::TEXT),
+                (&41i64, wirepool::Type::INT8),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, &str>(0), "ab");
+    assert_eq!(rows[0].get::<_, i64>(1), 42);
+    let prepared: i64 = c
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Only the statement just run through `query_one` is prepared.
+    assert_eq!(prepared, 1);
+    // A value of the wrong type is refused before anything is sent.
+    let e = c
+        .query_typed("SELECT $1", &[(&1i32, wirepool::Type::TEXT)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), wirepool::ErrorKind::Conversion, "{e}");
+    // The server's error, and the connection goes on.
+    let e = c
+        .query_typed("SELECT 1 / $1", &[(&0i32, wirepool::Type::INT4)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code()), Some("22012"));
+    let rows = c.query_typed("SELECT 5", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 5);
+}

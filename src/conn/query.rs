@@ -239,6 +239,77 @@ impl Connection {
         Ok(self.execute_raw(statement, params).await?.rows_affected())
     }
 
+    /// Runs `sql` with parameters of the given types, in one round trip with an unnamed
+    /// statement (Parse, Bind, Describe, Execute, Sync together), as tokio-postgres's
+    /// `query_typed`: nothing is prepared or cached, so it is the cheap way through
+    /// PgBouncer in transaction mode. The statement cache is not used.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
+    /// use wirepool::Type;
+    /// let rows = conn
+    ///     .query_typed("SELECT $1 || $2", &[(&"a", Type::TEXT), (&"b", Type::TEXT)])
+    ///     .await?;
+    /// assert_eq!(rows[0].get::<_, &str>(0), "ab");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`].
+    pub async fn query_typed(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>> {
+        use tracing::Instrument;
+        let traced = self.trace_start(sql);
+        let span = traced.span().clone();
+        let r = async { bounded!(self, self.run_typed(sql, params)) }
+            .instrument(span)
+            .await;
+        self.trace_end(traced, sql, &r);
+        r
+    }
+
+    async fn run_typed(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>> {
+        if params.len() > MAX_PARAMETERS {
+            return Err(Error::invalid_input(format!(
+                "{} parameters given; the protocol allows at most {MAX_PARAMETERS}",
+                params.len()
+            )));
+        }
+        self.finish_pending().await?;
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+        let mark = self.write_buf.len();
+        let written = write_parse("", sql, &types, &[], &mut self.write_buf)
+            .and_then(|()| write_bind_execute("", &types, &values, true, &mut self.write_buf));
+        if let Err(e) = written {
+            self.write_buf.truncate(mark);
+            self.trim_buffers();
+            return Err(e.into());
+        }
+        self.in_flight = true;
+        self.owe_ready(true);
+        self.flush().await?;
+        let mut answer = Execute::new(Arc::from(Vec::new()));
+        let executed = self.read_steps(|m| answer.handle(m)).await?;
+        self.in_flight = false;
+        self.check_encoding()?;
+        if executed.copy_refused {
+            return Err(Error::copy_unsupported());
+        }
+        match executed.error {
+            Some(e) => Err(Error::db_boxed(e)),
+            None => Ok(executed.rows),
+        }
+    }
+
     async fn execute_raw<T>(
         &mut self,
         statement: &T,
