@@ -45,6 +45,18 @@ async fn a_stream_yields_what_query_returns() {
     assert_eq!(err.unwrap().as_db_error().unwrap().code(), "22012");
     let one: i32 = conn.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+
+    // A COPY is refused here (copy_in runs it), and the connection goes on.
+    conn.batch_execute("CREATE TEMP TABLE c (i int)")
+        .await
+        .unwrap();
+    let mut s = conn.query_raw("COPY c FROM STDIN", &[]).await.unwrap();
+    let e = s.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), wirepool::ErrorKind::CopyUnsupported, "{e}");
+    assert!(s.next().await.is_none());
+    drop(s);
+    let one: i32 = conn.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
 }
 
 #[tokio::test]

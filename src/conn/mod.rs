@@ -515,7 +515,15 @@ impl Connection {
     /// one) and ReadyForQuery (one fewer owed).
     async fn next_message(&mut self) -> Result<BackendMessage> {
         let msg = self.read_message().await?;
-        match &msg {
+        self.note_message(&msg);
+        Ok(msg)
+    }
+
+    /// What a message of an answer changes on the connection: FATAL and refused writes
+    /// break it, ReadyForQuery ends a request, a command tag may dirty the session.
+    #[inline]
+    fn note_message(&mut self, msg: &BackendMessage) {
+        match msg {
             BackendMessage::ErrorResponse(e) if e.is_fatal() => self.broken = true,
             // A write refused as read-only on a connection that was to accept writes: the
             // server was demoted or failed over; this connection must not be reused.
@@ -532,7 +540,6 @@ impl Connection {
             BackendMessage::CommandComplete(tag) => self.dirt.note_tag(tag),
             _ => {}
         }
-        Ok(msg)
     }
 
     /// One more ReadyForQuery owed: a Query was queued, or a Sync (`extended`).
@@ -600,12 +607,18 @@ impl Connection {
     /// ignored the Sync already sent (it does during COPY) and now waits for another; the
     /// number of ReadyForQuery owed is the same either way.
     pub(crate) async fn refuse_copy_in(&mut self) -> Result<()> {
+        self.queue_refuse_copy_in()?;
+        self.flush().await
+    }
+
+    /// Writes the CopyFail (and the Sync an extended exchange then waits for), not sent.
+    pub(crate) fn queue_refuse_copy_in(&mut self) -> Result<()> {
         frontend::copy_fail("COPY is not supported here", &mut self.write_buf)
             .map_err(Error::io)?;
         if self.extended & 1 != 0 {
             crate::protocol::extended::write_sync(&mut self.write_buf);
         }
-        self.flush().await
+        Ok(())
     }
 
     /// True once an I/O error, a protocol error or a FATAL server error has made the
@@ -801,11 +814,22 @@ impl Connection {
 
     async fn read_message(&mut self) -> Result<BackendMessage> {
         loop {
+            if let Some(m) = self.decode_buffered()? {
+                return Ok(m);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    /// The next message already in the read buffer, if a whole one is there; what is not
+    /// part of an answer (ParameterStatus, NotificationResponse) is taken in on the way.
+    #[inline]
+    fn decode_buffered(&mut self) -> Result<Option<BackendMessage>> {
+        loop {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(BackendMessage::ParameterStatus { name, value })) => {
                     // At startup, after SET, or after a configuration reload.
                     self.note_parameter(name, value);
-                    continue;
                 }
                 Ok(Some(BackendMessage::NotificationResponse {
                     process_id,
@@ -814,16 +838,13 @@ impl Connection {
                 })) => {
                     // Kept for next_notification, whatever the query under way.
                     self.push_notification(process_id, channel, payload);
-                    continue;
                 }
-                Ok(Some(m)) => return Ok(m),
-                Ok(None) => {}
+                Ok(m) => return Ok(m),
                 Err(e) => {
                     self.broken = true;
                     return Err(e.into());
                 }
             }
-            self.read_more().await?;
         }
     }
 

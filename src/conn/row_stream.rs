@@ -121,9 +121,47 @@ impl Connection {
         })
     }
 
+    /// The next row or the end of the answer from what is already buffered, without a
+    /// read: `None` when the buffer holds no whole message that decides it.
+    fn next_buffered(&mut self, answer: &mut Execute) -> Option<Result<Next>> {
+        loop {
+            let msg = match self.decode_buffered() {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            self.note_message(&msg);
+            match answer.handle(msg) {
+                Ok(Step::Continue) => {
+                    if let Some(row) = answer.take_row() {
+                        return Some(Ok(Next::Row(row)));
+                    }
+                }
+                Ok(Step::Notice(n)) => log_notice(&n),
+                // Queued here, sent by the next read's flush (or the next request's).
+                Ok(Step::RefuseCopyIn) => {
+                    if let Err(e) = self.queue_refuse_copy_in() {
+                        return Some(Err(e));
+                    }
+                }
+                Ok(Step::Done(executed)) => {
+                    self.in_flight = false;
+                    return Some(Ok(Next::Done(executed)));
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+
     /// Reads messages until the next row or the end of the answer. Cancel-safe: it may
     /// be dropped at its await (a socket read; what arrived stays in the read buffer).
     async fn next_answer(&mut self, answer: &mut Execute) -> Result<Next> {
+        if !self.write_buf.is_empty() {
+            self.flush().await?;
+        }
         loop {
             let msg = self.next_message().await?;
             match answer.handle(msg) {
@@ -174,12 +212,16 @@ impl Stream for RowStream<'_> {
         if this.done {
             return Poll::Ready(None);
         }
-        // A new read each poll: the read is cancel-safe, and no future has to outlive
-        // the borrow of the connection.
-        let polled = {
-            let fut = this.conn.next_answer(&mut this.answer);
-            let mut fut = std::pin::pin!(fut);
-            fut.as_mut().poll(cx)
+        // Rows already buffered come without a future; otherwise a new read each poll:
+        // the read is cancel-safe, and no future has to outlive the borrow of the
+        // connection.
+        let polled = match this.conn.next_buffered(&mut this.answer) {
+            Some(r) => Poll::Ready(r),
+            None => {
+                let fut = this.conn.next_answer(&mut this.answer);
+                let mut fut = std::pin::pin!(fut);
+                fut.as_mut().poll(cx)
+            }
         };
         match polled {
             Poll::Pending => match this.timer.poll_expired(cx) {
