@@ -1,6 +1,7 @@
 //! Server bytes of a COPY TO STDOUT into the frame decoder, each CopyData into the binary
-//! COPY reader with typed reads of every value, and the `COPY n` tag's parser. Nothing
-//! may panic; malformed input ends in an error.
+//! COPY reader with typed reads of every value, and the `COPY n` tag's parser; the
+//! NotificationResponse messages that may come among them (LISTEN/NOTIFY) are decoded on
+//! the way. Nothing may panic; malformed input ends in an error.
 #![no_main]
 
 use std::sync::Arc;
@@ -44,6 +45,13 @@ fuzz_target!(|data: &[u8]| {
             },
             BackendMessage::CommandComplete(tag) => {
                 let _ = copy_rows(&tag);
+            }
+            BackendMessage::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                std::hint::black_box((process_id, channel.len(), payload.len()));
             }
             _ => {}
         }
