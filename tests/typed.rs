@@ -346,7 +346,8 @@ async fn transactions_commit_roll_back_and_roll_back_when_dropped() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some("23505"));
-    tx.commit().await.unwrap();
+    let e = tx.commit().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
     assert_eq!(c.transaction_status(), TransactionStatus::Idle);
 }
 

@@ -209,47 +209,32 @@ pub fn render_as(
         );
     }
 
-    let _ = writeln!(o, "# HELP {p}_acquisition_duration_seconds Time to acquire a connection from the pool.\n# TYPE {p}_acquisition_duration_seconds histogram");
-    let mut cumulative = 0u64;
-    for (i, le) in ACQUIRE_BUCKETS.iter().enumerate() {
-        cumulative += s.acquisition_histogram[i];
-        let _ = writeln!(
-            o,
-            "{p}_acquisition_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += s.acquisition_histogram[20];
-    let _ = writeln!(
-        o,
-        "{p}_acquisition_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    let histogram = |o: &mut String, name: &str, help: &str, counts: &[u64; 21], sum: f64| {
+        let _ = writeln!(o, "# HELP {p}_{name} {help}\n# TYPE {p}_{name} histogram");
+        let mut cumulative = 0u64;
+        for (i, le) in ACQUIRE_BUCKETS.iter().enumerate() {
+            cumulative += counts[i];
+            let _ = writeln!(o, "{p}_{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += counts[20];
+        let _ = writeln!(o, "{p}_{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(o, "{p}_{name}_sum {sum}");
+        let _ = writeln!(o, "{p}_{name}_count {cumulative}");
+    };
+    histogram(
+        &mut o,
+        "acquisition_duration_seconds",
+        "Time to acquire a connection from the pool.",
+        &s.acquisition_histogram,
+        s.acquisition_time_sum_seconds,
     );
-    let _ = writeln!(
-        o,
-        "{p}_acquisition_duration_seconds_sum {}",
-        s.acquisition_time_sum_seconds
+    histogram(
+        &mut o,
+        "connection_use_duration_seconds",
+        "How long callers held a connection, checkout to return.",
+        &s.use_histogram,
+        s.use_time_sum_seconds,
     );
-    let _ = writeln!(o, "{p}_acquisition_duration_seconds_count {cumulative}");
-
-    let _ = writeln!(o, "# HELP {p}_connection_use_duration_seconds How long callers held a connection, checkout to return.\n# TYPE {p}_connection_use_duration_seconds histogram");
-    let mut cumulative = 0u64;
-    for (i, le) in ACQUIRE_BUCKETS.iter().enumerate() {
-        cumulative += s.use_histogram[i];
-        let _ = writeln!(
-            o,
-            "{p}_connection_use_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += s.use_histogram[20];
-    let _ = writeln!(
-        o,
-        "{p}_connection_use_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(
-        o,
-        "{p}_connection_use_duration_seconds_sum {}",
-        s.use_time_sum_seconds
-    );
-    let _ = writeln!(o, "{p}_connection_use_duration_seconds_count {cumulative}");
 
     let counter = |o: &mut String, name: &str, help: &str, v: u64| {
         let f = family(name);
