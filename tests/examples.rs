@@ -42,17 +42,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let p = std::env::var_os("WIREPOOL_TEST_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        p.exists(),
-        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
-         && target/mcp-venv/bin/pip install mcp",
-        p.display()
-    );
-    p
+    wirepool_testkit::mcp_python()
 }
 
 fn start(name: &str, database_url: &str) -> Proc {

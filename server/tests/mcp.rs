@@ -17,17 +17,7 @@ use wirepool_testkit::{Cluster, Role};
 use common::{command, Proc};
 
 fn python() -> PathBuf {
-    let p = std::env::var_os("WIREPOOL_TEST_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mcp-venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        p.exists(),
-        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
-         && target/mcp-venv/bin/pip install mcp",
-        p.display()
-    );
-    p
+    wirepool_testkit::mcp_python()
 }
 
 fn script() -> PathBuf {

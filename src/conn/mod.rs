@@ -329,7 +329,7 @@ impl Connection {
         if self.broken {
             return Err(Error::closed("the connection is broken"));
         }
-        if !self.dropped_portals.lock().is_empty() {
+        if self.dropped_portals.any() {
             self.close_dropped_portals();
         }
         if std::mem::take(&mut self.abandoned) && self.query_in_flight() {

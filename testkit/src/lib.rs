@@ -48,3 +48,26 @@ pub fn fast_config() -> PoolConfig {
     c.keepalive_interval = None;
     c
 }
+
+/// The Python interpreter with the official MCP SDK: `WIREPOOL_TEST_PYTHON`, else the
+/// workspace's `target/mcp-venv/bin/python` (which `scripts/test` creates).
+///
+/// # Panics
+///
+/// When it does not exist, with the commands that make it.
+pub fn mcp_python() -> std::path::PathBuf {
+    let p = std::env::var_os("WIREPOOL_TEST_PYTHON").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/mcp-venv/bin/python")
+        },
+        std::path::PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
+         && target/mcp-venv/bin/pip install mcp",
+        p.display()
+    );
+    p
+}
