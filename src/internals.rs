@@ -10,6 +10,12 @@ pub fn unsent_bytes(conn: &Connection) -> usize {
     conn.unsent_bytes()
 }
 
+/// The catalog queries run by the connection's type cache (the pool's, for a pooled
+/// connection) and the number of types it holds.
+pub fn type_cache_counts(conn: &Connection) -> (u64, usize) {
+    conn.type_cache_counts()
+}
+
 /// The checkout's check of an idle connection (see the pool's `acquire`).
 pub fn check_idle(conn: &mut Connection) -> bool {
     conn.check_idle()

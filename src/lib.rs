@@ -214,5 +214,8 @@ pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use listener::{Listener, ListenerEvent};
 pub use observe::{HealthReport, HealthStatus, LifecycleState, PoolStatistics};
 pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};
-pub use postgres_types::{FromSql, ToSql, Type};
+/// postgres-types, whose `ToSql` and `FromSql` wirepool uses: for `IsNull`, `to_sql_checked!`
+/// and the like in hand-written implementations.
+pub use postgres_types;
+pub use postgres_types::{Field, FromSql, Kind, ToSql, Type};
 pub use protocol::{AuthMethod, Column, ResultSet, Row, RowIndex, SimpleRow, TransactionStatus};

@@ -93,3 +93,67 @@ async fn transaction_mode_with_the_cache_on_prepares_again_where_needed() {
     assert!(s.statement_cache_hits > 0, "{s:?}");
     pool.close().await;
 }
+
+/// Types not built in, looked up behind PgBouncer in transaction mode without a statement
+/// cache: the lookup is an unnamed statement with its own Sync, and the statement whose
+/// place it took is parsed again, on whichever server PgBouncer picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_with_custom_types() {
+    use wirepool::{FromSql, ToSql};
+    #[derive(Debug, Clone, Copy, PartialEq, ToSql, FromSql)]
+    #[postgres(name = "traffic_light")]
+    enum Light {
+        #[postgres(name = "red")]
+        Red,
+        #[postgres(name = "amber")]
+        Amber,
+        #[postgres(name = "green")]
+        Green,
+    }
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    pg.psql("CREATE TYPE traffic_light AS ENUM ('red', 'amber', 'green'); CREATE EXTENSION hstore")
+        .unwrap();
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(2)
+        .max_size(8)
+        .statement_cache_capacity(0)
+        .build()
+        .await
+        .unwrap();
+    let lights = [Light::Red, Light::Amber, Light::Green];
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for q in 0..50usize {
+                    let mut c = pool.acquire().await.unwrap();
+                    let light = lights[(t + q) % 3];
+                    let row = c
+                        .query_one(
+                            "SELECT $1::traffic_light AS l, ARRAY[$1::traffic_light] AS ls, \
+                             hstore('k', $2::text) AS h",
+                            &[&light, &format!("{t}/{q}")],
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} query {q}: {e}"));
+                    assert_eq!(row.get::<_, Light>("l"), light);
+                    assert_eq!(row.get::<_, Vec<Light>>("ls"), [light]);
+                    let h: std::collections::HashMap<String, Option<String>> = row.get("h");
+                    assert_eq!(h["k"].as_deref(), Some(&*format!("{t}/{q}")));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("no hang")
+            .unwrap();
+    }
+    let s = pool.statistics();
+    assert_eq!(s.total_acquisitions, s.total_releases);
+    assert_eq!(s.total_acquisitions, 400);
+    pool.close().await;
+}

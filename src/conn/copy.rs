@@ -14,7 +14,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use super::wait_timer::WaitTimer;
-use super::{bounded, log_notice, Connection};
+use super::{bounded, Connection};
 use crate::error::{Error, Result};
 use crate::protocol::copy::{copy_rows, write_copy_data, write_copy_done, write_copy_fail};
 use crate::protocol::BackendMessage;
@@ -133,7 +133,7 @@ impl Connection {
                 BackendMessage::ErrorResponse(e) => {
                     error.get_or_insert(e);
                 }
-                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::ReadyForQuery(_) => {
                     self.in_flight = false;
                     self.check_encoding()?;
@@ -184,7 +184,7 @@ impl Connection {
                 BackendMessage::ErrorResponse(e) => {
                     error.get_or_insert(e);
                 }
-                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::ReadyForQuery(_) => {
                     self.in_flight = false;
                     return match error {
@@ -211,7 +211,7 @@ impl Connection {
                     self.in_flight = false;
                     return self.check_encoding();
                 }
-                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::ErrorResponse(e) => return Err(Error::db_boxed(e)),
                 _ => {}
             }
@@ -263,7 +263,7 @@ impl CopyInSink<'_> {
                     BackendMessage::ErrorResponse(e) => {
                         error.get_or_insert(e);
                     }
-                    BackendMessage::NoticeResponse(n) => log_notice(&n),
+                    BackendMessage::NoticeResponse(n) => conn.notice(&n),
                     BackendMessage::ReadyForQuery(_) => {
                         conn.in_flight = false;
                         conn.check_encoding()?;

@@ -19,6 +19,8 @@ mod tls;
 mod tls_info;
 mod trace;
 mod transaction;
+mod type_cache;
+mod type_lookup;
 mod wait_timer;
 
 use std::collections::HashMap;
@@ -39,10 +41,11 @@ pub use row_stream::RowStream;
 use stream::Stream;
 pub use tls_info::TlsInfo;
 pub use trace::SLOW_QUERY_SQL_LIMIT;
-pub(crate) use trace::{Checkout, TraceSettings};
+pub(crate) use trace::{Checkout, NoticeHandler, TraceSettings};
 #[cfg(feature = "otel")]
 pub(crate) use trace::{Operation, OperationSink};
 pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};
+pub(crate) use type_cache::TypeCache;
 
 use crate::config::{ConnectConfig, Host, SslMode};
 use crate::error::{sqlstate, DbError, Error, Result};
@@ -116,6 +119,10 @@ pub struct Connection {
     timer: Option<CommandTimer>,
     on_timeout: Option<TimeoutHook>,
     statements: cache::StatementCache,
+    /// Types looked up in the catalog (the pool's, shared by its connections).
+    types: Arc<type_cache::TypeCache>,
+    /// Whose OIDs these are: `host:port/database`, the key of `types`.
+    type_scope: Arc<str>,
     /// The last RowDescription a simple query received (its bytes) and its columns.
     last_description: Option<simple::KnownDescription>,
     /// The server reported a `client_encoding` other than UTF8 (after `SET`): the next
@@ -226,6 +233,8 @@ impl Connection {
             timer: None,
             on_timeout: None,
             statements: cache::StatementCache::new(cache::DEFAULT_CAPACITY),
+            types: Arc::default(),
+            type_scope: format!("{host}:{port}/{}", cfg.dbname()).into(),
             last_description: None,
             foreign_encoding: None,
             auth_method: AuthMethod::Trust,
@@ -358,7 +367,7 @@ impl Connection {
                     self.check_encoding()?;
                 }
                 BackendMessage::CopyInResponse => self.refuse_copy_in().await?,
-                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::ErrorResponse(e) if e.is_fatal() => {
                     self.broken = true;
                     return Err(Error::db(*e));
@@ -476,7 +485,7 @@ impl Connection {
             };
             match msg {
                 BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
-                BackendMessage::NoticeResponse(n) => log_notice(&n),
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::NotificationResponse {
                     process_id,
                     channel,
@@ -991,6 +1000,35 @@ impl<F: std::future::Future> std::future::Future for BeforeDeadline<'_, F> {
     }
 }
 pub(crate) use bounded;
+
+impl Connection {
+    /// A notice of the server's (RAISE NOTICE, a warning): to the handler if one is set,
+    /// else to the log. Handled as it arrives, never queued, so a flood of notices takes no
+    /// memory.
+    #[inline]
+    pub(crate) fn notice(&self, n: &DbError) {
+        match &self.trace.notices {
+            Some(h) => (h.0)(n),
+            None => log_notice(n),
+        }
+    }
+
+    /// Sends the server's notices (RAISE NOTICE, warnings; [`DbError`]s with severity
+    /// NOTICE, WARNING, INFO, ...) to `handler` as they arrive, instead of the log (target
+    /// `wirepool::notice`, INFO, with the SQLSTATE). A pool applies its own setting
+    /// ([`Builder::notice_handler`](crate::pool::Builder::notice_handler)) again when the
+    /// connection comes back.
+    pub fn set_notice_handler(&mut self, handler: impl Fn(&DbError) + Send + Sync + 'static) {
+        Arc::make_mut(&mut self.trace).notices = Some(NoticeHandler(Arc::new(handler)));
+        self.settings_changed = true;
+    }
+
+    /// Logs the server's notices again (undoes [`Connection::set_notice_handler`]).
+    pub fn log_notices(&mut self) {
+        Arc::make_mut(&mut self.trace).notices = None;
+        self.settings_changed = true;
+    }
+}
 
 pub(crate) fn log_notice(n: &DbError) {
     // Class 57 (operator intervention: shutdown, terminated backend) comes just before the

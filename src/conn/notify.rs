@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{log_notice, Connection};
+use super::Connection;
 use crate::error::{Error, Result};
 use crate::protocol::BackendMessage;
 
@@ -143,7 +143,7 @@ impl Connection {
                 payload,
             } => self.push_notification(process_id, channel, payload),
             BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
-            BackendMessage::NoticeResponse(n) => log_notice(&n),
+            BackendMessage::NoticeResponse(n) => self.notice(&n),
             BackendMessage::ErrorResponse(e) => {
                 self.broken = true;
                 return Err(Error::db_boxed(e));

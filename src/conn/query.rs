@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use postgres_types::{ToSql, Type};
 
-use super::{bounded, log_notice, Connection};
+use super::{bounded, Connection};
 use crate::error::{sqlstate, DbError, Error, Result};
 use crate::protocol::extended::{
     write_bind_execute, write_parse, write_prepare, Described, Execute, Executed, Prepare, Step,
@@ -98,13 +98,16 @@ impl ToStatement for Statement {
 }
 
 /// The server no longer knows a cached statement (`DISCARD ALL`, `DEALLOCATE`, a
-/// PgBouncer session moved to another server), or the statement's result type changed
-/// (`ALTER TABLE`): prepared again once, transparently.
+/// PgBouncer session moved to another server), the statement's result type changed
+/// (`ALTER TABLE`), or one of its types is gone: prepared again once, transparently.
 pub(super) fn stale(e: &DbError) -> bool {
     e.code() == sqlstate::INVALID_SQL_STATEMENT_NAME
         || (e.code() == sqlstate::FEATURE_NOT_SUPPORTED
             && e.message()
                 .contains("cached plan must not change result type"))
+        // A type the statement uses was dropped and created again (a new OID).
+        || (e.code() == sqlstate::INTERNAL_ERROR
+            && e.message().starts_with("cache lookup failed for type"))
 }
 
 impl Connection {
@@ -306,7 +309,11 @@ impl Connection {
         }
         match executed.error {
             Some(e) => Err(Error::db_boxed(e)),
-            None => Ok(executed.rows),
+            None => {
+                let mut rows = executed.rows;
+                self.resolve_rows(&mut rows).await?;
+                Ok(rows)
+            }
         }
     }
 
@@ -447,7 +454,16 @@ impl Connection {
         self.flush().await?;
         let mut answer = Prepare::new();
         match self.read_steps(|m| answer.handle(m)).await? {
-            Ok(described) => {
+            Ok(mut described) => {
+                // Types not built in are looked up (their exchange's Sync ends this one);
+                // until this returns, the statement is not cached and its name is closed
+                // with the next prepare.
+                if self.resolve_described(&mut described).await? && name.is_empty() {
+                    // The lookup took the unnamed statement's place: parsed again, sent
+                    // with what follows (Bind, or the Sync that ends a prepare).
+                    write_parse("", sql, &described.params, &[], &mut self.write_buf)?;
+                    self.owes_sync = true;
+                }
                 self.statements.insert(sql, name.clone(), described.clone());
                 Ok((name, described))
             }
@@ -481,7 +497,7 @@ impl Connection {
             }
             match step(msg) {
                 Ok(Step::Continue) => {}
-                Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::Notice(n)) => self.notice(&n),
                 Ok(Step::RefuseCopyIn) => self.refuse_copy_in().await?,
                 Ok(Step::Done(t)) => return Ok(t),
                 Err(e) => {

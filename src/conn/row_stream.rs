@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use super::query::{stale, ToStatement};
 use super::trace::Traced;
 use super::wait_timer::WaitTimer;
-use super::{bounded, log_notice, Connection};
+use super::{bounded, Connection};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{Execute, Executed, Step};
 use crate::protocol::Row;
@@ -137,7 +137,7 @@ impl Connection {
                         return Some(Ok(Next::Row(row)));
                     }
                 }
-                Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::Notice(n)) => self.notice(&n),
                 // Queued here, sent by the next read's flush (or the next request's).
                 Ok(Step::RefuseCopyIn) => {
                     if let Err(e) = self.queue_refuse_copy_in() {
@@ -170,7 +170,7 @@ impl Connection {
                         return Ok(Next::Row(row));
                     }
                 }
-                Ok(Step::Notice(n)) => log_notice(&n),
+                Ok(Step::Notice(n)) => self.notice(&n),
                 Ok(Step::RefuseCopyIn) => self.refuse_copy_in().await?,
                 Ok(Step::Done(executed)) => {
                     self.in_flight = false;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{bounded, log_notice, Connection};
+use super::{bounded, Connection};
 use crate::error::{Error, Result};
 use crate::protocol::{self, Column, QueryEvent, ResultSet, SimpleQuery, SimpleRow};
 
@@ -119,7 +119,7 @@ impl Connection {
                         self.flush().await?;
                     }
                 }
-                Ok(QueryEvent::Notice(n)) => log_notice(&n),
+                Ok(QueryEvent::Notice(n)) => self.notice(&n),
                 Ok(QueryEvent::Done(_)) => {
                     self.in_flight = false;
                     self.check_encoding()?;

@@ -39,7 +39,18 @@ pub(crate) struct Operation<'a> {
 /// Receives every traced statement's [`Operation`].
 pub(crate) type OperationSink = Arc<dyn Fn(&Operation<'_>) + Send + Sync>;
 
-/// How statements are traced: a pool's settings, shared by its connections.
+/// Where the server's notices go instead of the log (see `Builder::notice_handler`).
+#[derive(Clone)]
+pub(crate) struct NoticeHandler(pub(crate) Arc<dyn Fn(&crate::DbError) + Send + Sync>);
+
+impl std::fmt::Debug for NoticeHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeHandler")
+    }
+}
+
+/// How statements are traced and what becomes of the server's notices: a pool's settings,
+/// shared by its connections.
 #[derive(Clone)]
 pub(crate) struct TraceSettings {
     /// The query spans' level.
@@ -49,6 +60,8 @@ pub(crate) struct TraceSettings {
     /// Log a WARN for a statement that took at least this long.
     pub(crate) slow_query: Option<Duration>,
     pub(crate) operations: Option<OperationSink>,
+    /// Notices go here, not to the log.
+    pub(crate) notices: Option<NoticeHandler>,
 }
 
 impl Default for TraceSettings {
@@ -58,6 +71,7 @@ impl Default for TraceSettings {
             hide_query_text: false,
             slow_query: None,
             operations: None,
+            notices: None,
         }
     }
 }
@@ -69,6 +83,7 @@ impl std::fmt::Debug for TraceSettings {
             .field("hide_query_text", &self.hide_query_text)
             .field("slow_query", &self.slow_query)
             .field("operations", &self.operations.is_some())
+            .field("notices", &self.notices.is_some())
             .finish()
     }
 }

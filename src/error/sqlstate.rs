@@ -31,3 +31,6 @@ pub const CRASH_SHUTDOWN: &str = "57P02";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 /// The class of `57P01`-`57P05`: operator intervention, sent just before a session ends.
 pub const OPERATOR_INTERVENTION_CLASS: &str = "57";
+/// `XX000` internal_error (also "cache lookup failed for type": a cached statement's
+/// type was dropped and created again).
+pub const INTERNAL_ERROR: &str = "XX000";

@@ -28,6 +28,7 @@ pub struct Builder {
     pub(super) connect: ConnectConfig,
     pub(super) cfg: PoolConfig,
     pub(super) hooks: ConnectHooks,
+    pub(super) notices: Option<crate::conn::NoticeHandler>,
     #[cfg(feature = "otel")]
     pub(super) meter: Option<opentelemetry::metrics::Meter>,
 }
@@ -156,6 +157,29 @@ impl Builder {
         self.cfg.slow_query_threshold = Some(threshold).filter(|d| !d.is_zero());
         self
     }
+    /// Sends the server's notices (RAISE NOTICE, warnings, as [`DbError`](crate::DbError)s
+    /// with their severity and SQLSTATE) to `handler` as they arrive, on every connection
+    /// of the pool, instead of the log. Default: each is logged at INFO, target
+    /// `wirepool::notice`, with its SQLSTATE (class 57, sent as a session ends, at DEBUG).
+    /// Notices are never queued: a statement that raises a million takes no more memory
+    /// than one that raises one. The handler runs on the task reading the answer: keep it
+    /// short.
+    ///
+    /// ```no_run
+    /// # async fn f(url: &str) -> wirepool::Result<()> {
+    /// let pool = wirepool::Pool::builder(url.parse()?)
+    ///     .notice_handler(|n| eprintln!("{} {}: {}", n.severity(), n.code(), n.message()))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn notice_handler(
+        mut self,
+        handler: impl Fn(&crate::DbError) + Send + Sync + 'static,
+    ) -> Self {
+        self.notices = Some(crate::conn::NoticeHandler(Arc::new(handler)));
+        self
+    }
     /// The level of the query spans (target `wirepool::query`; their fields are in the
     /// crate docs, "Query tracing"). Default: DEBUG, so a subscriber at INFO builds none; INFO puts a
     /// span around every statement for an application that exports traces.
@@ -257,6 +281,7 @@ impl Builder {
                 operations: otel.as_ref().map(|i| i.operation_sink()),
                 #[cfg(not(feature = "otel"))]
                 operations: None,
+                notices: self.notices,
             });
             Shared {
                 #[cfg(feature = "otel")]
@@ -265,6 +290,7 @@ impl Builder {
                 listeners: Arc::default(),
                 timeout_hook: timeout_hook(weak.clone()),
                 statement_stats: Arc::new(CacheStats::default()),
+                types: Arc::default(),
                 encrypted: Arc::new(AtomicUsize::new(0)),
                 hosts: Arc::new(Mutex::new(Vec::new())),
                 newest_host: Mutex::new(None),

@@ -84,6 +84,7 @@ impl Pool {
             connect,
             cfg: PoolConfig::default(),
             hooks: ConnectHooks::default(),
+            notices: None,
             #[cfg(feature = "otel")]
             meter: None,
         }
@@ -293,6 +294,16 @@ impl Pool {
                 .await
                 .map(|_| ())
         }
+    }
+
+    /// Forgets the types the pool's connections looked up in the catalog (enums,
+    /// composites, domains, extensions' types): after `ALTER TYPE ... ADD VALUE` or
+    /// `ALTER TYPE ... ADD ATTRIBUTE`, which keep a type's OID, so that the next statement
+    /// prepared sees the new labels or fields. A type dropped and created again needs
+    /// nothing: it has a new OID, and statements cached with the old one are prepared
+    /// again.
+    pub fn clear_type_cache(&self) {
+        self.shared.types.clear();
     }
 
     /// The settings.

@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub(crate) otel: Option<Arc<crate::otel::Instruments>>,
     /// Statement-cache hits and misses of all the pool's connections.
     pub(crate) statement_stats: Arc<CacheStats>,
+    /// The types its connections looked up in the catalog.
+    pub(crate) types: Arc<crate::conn::TypeCache>,
     /// Open connections that are encrypted.
     pub(super) encrypted: Arc<AtomicUsize>,
     /// Open connections per server.
@@ -170,6 +172,9 @@ impl Shared {
             // With random load balancing the server changes all the time; only a change
             // of the one server a pool uses is news.
             if self.connect.load_balance_hosts() == crate::config::LoadBalanceHosts::Disable {
+                // Another server's OIDs are its own. The cache is keyed by server, so this
+                // only keeps it from holding the types of a server the pool left.
+                self.types.clear();
                 tracing::warn!(
                     target: "wirepool::pool",
                     from = &*old,
@@ -188,6 +193,7 @@ impl Shared {
         conn.set_trace(self.trace.clone());
         conn.set_statement_cache_capacity(self.cfg.statement_cache_capacity);
         conn.set_statement_cache_stats(self.statement_stats.clone());
+        conn.set_type_cache(self.types.clone());
         conn.take_settings_changed();
     }
 

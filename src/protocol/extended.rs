@@ -279,9 +279,23 @@ pub fn type_of(oid: u32) -> Type {
 }
 
 pub(crate) fn columns_of(fields: Vec<FieldDescription>) -> Arc<[Column]> {
+    columns_like(fields, &[])
+}
+
+/// The columns of a RowDescription; a column of a type not built in whose OID is the one
+/// `known` has at the same place keeps `known`'s type (looked up when the statement was
+/// first described).
+fn columns_like(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]> {
     fields
         .into_iter()
-        .map(|f| Column::new(f.name, type_of(f.type_oid)))
+        .enumerate()
+        .map(|(i, f)| {
+            let type_ = match known.get(i) {
+                Some(k) if k.type_oid() == f.type_oid => k.type_().clone(),
+                _ => type_of(f.type_oid),
+            };
+            Column::new(f.name, type_)
+        })
         .collect()
 }
 
@@ -423,7 +437,9 @@ impl Execute {
             | BackendMessage::CloseComplete => {}
             // The portal's own description (see `write_execute_described`): the rows are
             // decoded by it, not by what the statement was once described as.
-            BackendMessage::RowDescription(fields) => self.columns = columns_of(fields),
+            BackendMessage::RowDescription(fields) => {
+                self.columns = columns_like(fields, &self.columns)
+            }
             BackendMessage::NoData => self.columns = Arc::from(Vec::new()),
             BackendMessage::DataRow(body) => {
                 if body.len() != self.columns.len() {

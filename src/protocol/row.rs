@@ -85,6 +85,16 @@ impl Row {
         Row { columns, body }
     }
 
+    pub(crate) fn columns_arc(&self) -> Arc<[Column]> {
+        self.columns.clone()
+    }
+
+    /// The same values under other columns: the same names, types now known.
+    pub(crate) fn set_columns(&mut self, columns: Arc<[Column]>) {
+        debug_assert_eq!(columns.len(), self.columns.len());
+        self.columns = columns;
+    }
+
     /// The columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns
