@@ -129,6 +129,33 @@
 //! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes), `connection_id` and `acquired_at` (the line of
 //! the `acquire()` call).
 //!
+//! # Types that are not built in
+//!
+//! An enum, composite, domain, range, an array of one, or an extension's type (`hstore`,
+//! `citext`, PostGIS `geometry`, pgvector's `vector`) is looked up in the catalog the
+//! first time a statement meets it, as a parameter or a result column, so that it reaches
+//! [`FromSql`] / [`ToSql`] as a [`Type`] with its real name, schema and [`Kind`] (enum
+//! labels, composite fields, the base type of a domain, the element of an array, the
+//! subtype of a range). What is chosen, where tokio-postgres leaves room:
+//!
+//! - One query a statement: every type the statement needs and every type those depend
+//!   on come in one recursive catalog query (tokio-postgres runs one per type and per
+//!   level). It is an unnamed statement with its own Sync, so it works with
+//!   `statement_cache_capacity(0)` and behind PgBouncer in transaction mode.
+//! - One cache for the pool: its connections share what was looked up, keyed by server
+//!   and database (two servers' OIDs never mix), at most 1,024 types, cleared when the
+//!   pool switches servers and by [`Pool::clear_type_cache`] (after `ALTER TYPE ... ADD
+//!   VALUE`, which keeps the OID). A type dropped and created again has a new OID: a cached
+//!   statement that used it (the server answers XX000 `cache lookup failed for type`, or
+//!   0A000) is prepared again once, outside a transaction.
+//! - The server describes a column of a domain as the domain's base type (a parameter as
+//!   the domain); multiranges of custom ranges come as [`Kind::Simple`], as in
+//!   tokio-postgres; `simple_query` rows are text and need no types.
+//!
+//! With the feature `derive`, `#[derive(ToSql, FromSql)]` comes as `wirepool::{ToSql,
+//! FromSql}`; the derives expand to `::postgres_types` paths, so the application also
+//! depends on `postgres-types = "0.2"` (README shows both lines).
+//!
 //! # Where to read more
 //!
 //! - `docs/operators-guide.md`: running `wirepool serve`, the environment variables
@@ -146,6 +173,7 @@
 //! - `axum`: [`http`], the health and metrics routes for an axum application.
 //! - `mcp` (with `axum`): [`mcp`], the pool's MCP resources and their HTTP transports.
 //! - `otel`: [`otel`], the pool's metrics through the OpenTelemetry API.
+//! - `derive`: postgres-types' `#[derive(ToSql, FromSql)]` (see above).
 //! - `with-uuid-1`, `with-chrono-0_4`, `with-time-0_3`, `with-serde_json-1`: those crates'
 //!   types as query parameters and column values.
 //! - `internals`: unstable and hidden from these docs; what this crate's own benchmarks,
