@@ -8,6 +8,7 @@ mod copy;
 mod hosts;
 mod negotiate;
 mod notify;
+mod pipeline;
 mod portal;
 mod query;
 mod row_stream;
@@ -20,7 +21,7 @@ mod tls_info;
 mod trace;
 mod transaction;
 mod type_cache;
-mod type_lookup;
+pub(crate) mod type_lookup;
 mod wait_timer;
 
 use std::collections::HashMap;
@@ -35,7 +36,9 @@ pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
 pub(crate) use notify::quote_ident;
 pub use notify::{Notification, NOTIFICATION_QUEUE};
+pub(crate) use pipeline::{Assembler, Fed, Outcome, PipelineNames};
 pub use portal::Portal;
+pub(crate) use query::{stale as stale_statement, MAX_PARAMETERS};
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
 use stream::Stream;
@@ -119,6 +122,8 @@ pub struct Connection {
     timer: Option<CommandTimer>,
     on_timeout: Option<TimeoutHook>,
     statements: cache::StatementCache,
+    /// Statements the pool's shared path prepared on this connection.
+    pipeline_names: pipeline::PipelineNames,
     /// Types looked up in the catalog (the pool's, shared by its connections).
     types: Arc<type_cache::TypeCache>,
     /// Whose OIDs these are: `host:port/database`, the key of `types`.
@@ -233,6 +238,7 @@ impl Connection {
             timer: None,
             on_timeout: None,
             statements: cache::StatementCache::new(cache::DEFAULT_CAPACITY),
+            pipeline_names: Default::default(),
             types: Arc::default(),
             type_scope: format!("{host}:{port}/{}", cfg.dbname()).into(),
             last_description: None,

@@ -100,7 +100,7 @@ impl ToStatement for Statement {
 /// The server no longer knows a cached statement (`DISCARD ALL`, `DEALLOCATE`, a
 /// PgBouncer session moved to another server), the statement's result type changed
 /// (`ALTER TABLE`), or one of its types is gone: prepared again once, transparently.
-pub(super) fn stale(e: &DbError) -> bool {
+pub(crate) fn stale(e: &DbError) -> bool {
     e.code() == sqlstate::INVALID_SQL_STATEMENT_NAME
         || (e.code() == sqlstate::FEATURE_NOT_SUPPORTED
             && e.message()
@@ -366,6 +366,7 @@ impl Connection {
                     Some("DEALLOCATE ALL" | "DISCARD ALL")
                 ) {
                     self.statements.clear();
+                    self.pipeline_names.clear();
                 }
                 return Ok(executed);
             };

@@ -131,6 +131,7 @@ impl Connection {
                         .any(|t| matches!(t, "DISCARD ALL" | "DEALLOCATE ALL"))
                     {
                         self.statements.clear();
+                        self.pipeline_names.clear();
                     }
                     return finish(query).map_err(Error::from);
                 }

@@ -120,6 +120,75 @@ impl Stream {
         Ok(())
     }
 
+    /// Reads what is there into `buf`'s spare capacity, registering the task for more
+    /// (the pipelined connection's reads and writes in one task, without borrowing the
+    /// stream twice). `Ready(Ok(0))` at the end of the stream.
+    pub(crate) fn poll_read_buf(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+    ) -> std::task::Poll<io::Result<usize>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, ReadBuf};
+        if buf.capacity() == buf.len() {
+            buf.reserve(8 * 1024);
+        }
+        let spare = buf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(spare);
+        let r = match self {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, &mut rb),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, &mut rb),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, &mut rb),
+        };
+        match r {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                // SAFETY: `ReadBuf` reports how many bytes of the spare capacity the read
+                // initialised and filled; those follow the buffer's current length.
+                unsafe { buf.set_len(buf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes from the front of `buf` what the socket takes now (flushing a TLS session
+    /// once `buf` is empty), registering the task for more. `Ready(Ok(()))` once all is
+    /// written and flushed.
+    pub(crate) fn poll_write_buf(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::AsyncWrite;
+        while !buf.is_empty() {
+            let r = match self {
+                Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+                #[cfg(unix)]
+                Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+                #[cfg(feature = "tls")]
+                Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            };
+            match r {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => buf.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            return Pin::new(&mut **s).poll_flush(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
     pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,

@@ -23,7 +23,7 @@ use crate::protocol::{Column, Row};
 
 /// Every type in `$1`, and every type they depend on (element, base, subtype, field
 /// types), with what it takes to build them.
-const LOOKUP_SQL: &str = "\
+pub(crate) const LOOKUP_SQL: &str = "\
 WITH RECURSIVE wanted(oid) AS (
     SELECT unnest($1::pg_catalog.oid[])
   UNION
@@ -144,6 +144,58 @@ fn build(
     t
 }
 
+/// The types `oids` (and every type they depend on) from the rows of [`LOOKUP_SQL`].
+pub(crate) fn types_from_rows(rows: &[Row], oids: &[u32]) -> Result<Vec<Type>> {
+    let rows: HashMap<u32, CatalogType> = rows
+        .iter()
+        .map(CatalogType::from_row)
+        .collect::<Result<_>>()?;
+    let mut built = HashMap::new();
+    for &o in oids {
+        build(o, &rows, &mut built, 0);
+    }
+    // Every type found, with those it depends on.
+    Ok(built.into_values().collect())
+}
+
+/// The OIDs of `described`'s types that are neither built in nor known to `known`.
+pub(crate) fn missing_types(
+    described: &Described,
+    known: impl Fn(u32) -> Option<Type>,
+) -> Vec<u32> {
+    let mut v: Vec<u32> = described
+        .params
+        .iter()
+        .chain(described.columns.iter().map(Column::type_))
+        .filter(|t| unresolved(t) && known(t.oid()).is_none())
+        .map(Type::oid)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Gives `described`'s parameters and columns the types `known` has for them.
+pub(crate) fn resolve_with(described: &mut Described, known: impl Fn(u32) -> Option<Type>) {
+    let fix = |t: &Type| {
+        if unresolved(t) {
+            known(t.oid()).unwrap_or_else(|| t.clone())
+        } else {
+            t.clone()
+        }
+    };
+    if described.params.iter().any(unresolved) {
+        described.params = described.params.iter().map(fix).collect();
+    }
+    if described.columns.iter().any(|c| unresolved(c.type_())) {
+        described.columns = described
+            .columns
+            .iter()
+            .map(|c| Column::new(c.name().to_owned(), fix(c.type_())))
+            .collect();
+    }
+}
+
 impl Connection {
     /// The type with `oid` if it is built in or cached.
     fn known_type(&self, oid: u32) -> Option<Type> {
@@ -156,21 +208,13 @@ impl Connection {
     /// It runs between the Parse/Describe/Flush of a statement and its Bind: its Sync also
     /// ends that first exchange.
     pub(super) async fn resolve_described(&mut self, described: &mut Described) -> Result<bool> {
-        let missing: Vec<u32> = described
-            .params
-            .iter()
-            .chain(described.columns.iter().map(Column::type_))
-            .filter(|t| unresolved(t))
-            .map(Type::oid)
-            .collect();
+        let missing = missing_types(described, |o| self.known_type(o));
         if missing.is_empty() {
             return Ok(false);
         }
         let looked_up = self.fill_cache(missing).await?;
-        if described.params.iter().any(unresolved) {
-            described.params = described.params.iter().map(|t| self.resolved(t)).collect();
-        }
-        described.columns = self.resolved_columns(&described.columns);
+        let (types, scope) = (self.types.clone(), self.type_scope.clone());
+        resolve_with(described, |o| types.get(&scope, o));
         Ok(looked_up)
     }
 
@@ -252,17 +296,12 @@ impl Connection {
         if let Some(e) = executed.error {
             return Err(Error::db_boxed(e));
         }
-        let rows: HashMap<u32, CatalogType> = executed
-            .rows
-            .iter()
-            .map(CatalogType::from_row)
-            .collect::<Result<_>>()?;
-        let mut built = HashMap::new();
-        for &o in oids {
-            build(o, &rows, &mut built, 0);
-        }
-        // Every type found, with those it depends on.
-        Ok(built.into_values().collect())
+        types_from_rows(&executed.rows, oids)
+    }
+
+    /// Whose OIDs this connection's types are (`host:port/database`).
+    pub(crate) fn type_scope(&self) -> Arc<str> {
+        self.type_scope.clone()
     }
 
     /// Forgets the types looked up in the catalog (all of the pool's, for a pooled

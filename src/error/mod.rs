@@ -116,6 +116,9 @@ struct Inner {
     source: Option<BoxError>,
     /// For `AllHostsFailed`: whether any host's failure may pass.
     transient: bool,
+    /// For a statement of the pool's shared path whose connection was lost: whether it was
+    /// sent (and may have run) or not.
+    sent: Option<bool>,
 }
 
 impl Error {
@@ -127,6 +130,7 @@ impl Error {
             waited: None,
             source: None,
             transient: false,
+            sent: None,
         }))
     }
 
@@ -282,7 +286,26 @@ impl Error {
             waited: self.0.waited,
             source,
             transient: self.0.transient,
+            sent: self.0.sent,
         }))
+    }
+
+    /// The connection of a statement of the pool's shared path (`pool.query`, ...) was lost
+    /// before its answer: marks whether the statement had been sent.
+    pub(crate) fn with_sent(mut self, sent: bool) -> Self {
+        self.0.sent = Some(sent);
+        self
+    }
+
+    /// For a statement run through the pool's shared path (`pool.query`, `query_one`,
+    /// `query_opt`, `execute`) whose connection was lost or broken before its answer:
+    /// `Some(true)` if it had been sent, so it may have run (an INSERT may be there, or
+    /// not: look before trying again); `Some(false)` if it was never sent, so it did not run
+    /// and can be retried as it is. `None` for every other error, including those of the
+    /// server (the statement ran and failed, and nothing of it stays). Nothing is ever
+    /// resent by itself.
+    pub fn may_have_run(&self) -> Option<bool> {
+        self.0.sent
     }
 
     /// What kind of failure this is.

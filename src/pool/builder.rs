@@ -108,6 +108,13 @@ impl Builder {
         self.cfg.statement_cache_capacity = n;
         self
     }
+    /// Statements of the shared path ([`Pool::query`], [`Pool::execute`], ...) in flight on
+    /// one connection at most (1 to 1024); more callers wait, in arrival order. Default: 16.
+    /// `POOL_PIPELINE_DEPTH`.
+    pub fn pipeline_depth(mut self, n: usize) -> Self {
+        self.cfg.pipeline_depth = n;
+        self
+    }
     /// Also capture a full backtrace at each acquisition for leak reports. Default: false.
     pub fn leak_backtrace(mut self, yes: bool) -> Self {
         self.cfg.leak_backtrace = yes;
@@ -291,6 +298,10 @@ impl Builder {
                 timeout_hook: timeout_hook(weak.clone()),
                 statement_stats: Arc::new(CacheStats::default()),
                 types: Arc::default(),
+                path: Arc::new(super::shared_path::SharedPath::new(
+                    self.cfg.pipeline_depth,
+                    self.cfg.max_size,
+                )),
                 encrypted: Arc::new(AtomicUsize::new(0)),
                 hosts: Arc::new(Mutex::new(Vec::new())),
                 newest_host: Mutex::new(None),

@@ -25,6 +25,10 @@ pub struct PoolConfig {
     /// prepares an unnamed statement for every query: set it behind PgBouncer in
     /// transaction mode. Default: 100. `POOL_STATEMENT_CACHE_CAPACITY`.
     pub statement_cache_capacity: usize,
+    /// Statements of the shared path (`pool.query`, `pool.execute`, ...) in flight on one
+    /// connection at most; more callers wait, in arrival order. Default: 16.
+    /// `POOL_PIPELINE_DEPTH`.
+    pub pipeline_depth: usize,
     /// Connections older than this are retired when idle or returned (each gets up to 5 %
     /// less, at random, so they do not all expire at once). Default: 3600 s.
     /// `POOL_MAX_CONNECTION_LIFETIME`.
@@ -153,6 +157,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(30),
             command_timeout: Some(Duration::from_secs(60)),
             statement_cache_capacity: 100,
+            pipeline_depth: super::shared_path::DEFAULT_PIPELINE_DEPTH,
             max_lifetime: Some(Duration::from_secs(3600)),
             idle_timeout: Some(Duration::from_secs(600)),
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -223,6 +228,14 @@ impl PoolConfig {
             return Err(Error::config(format!(
                 "min_size (POOL_MIN_SIZE={}) is larger than max_size (POOL_MAX_SIZE={})",
                 self.min_size, self.max_size
+            )));
+        }
+        if self.pipeline_depth == 0 || self.pipeline_depth > super::environment::MAX_PIPELINE_DEPTH
+        {
+            return Err(Error::config(format!(
+                "pipeline_depth (POOL_PIPELINE_DEPTH={}) must be from 1 to {}",
+                self.pipeline_depth,
+                super::environment::MAX_PIPELINE_DEPTH
             )));
         }
         if self.acquire_timeout.is_zero() {

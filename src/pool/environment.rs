@@ -37,6 +37,9 @@ pub const MAX_POOL_SIZE: usize = 10_000;
 /// The largest statement cache accepted per connection.
 const MAX_STATEMENT_CACHE: usize = 100_000;
 
+/// The most shared-path statements in flight per connection accepted.
+pub(crate) const MAX_PIPELINE_DEPTH: usize = 1024;
+
 /// Every `POOL_*` variable [`PoolConfig::from_env`] reads, with its default.
 pub const ENVIRONMENT: &[EnvVar] = &[
     EnvVar {
@@ -117,6 +120,15 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "prepared statements per connection (0 behind PgBouncer)",
         apply: |c, var, v| {
             c.statement_cache_capacity = parse_count(var, v, MAX_STATEMENT_CACHE)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "POOL_PIPELINE_DEPTH",
+        default: "16",
+        meaning: "statements of pool.query/execute in flight per connection",
+        apply: |c, var, v| {
+            c.pipeline_depth = parse_count(var, v, MAX_PIPELINE_DEPTH)?;
             Ok(())
         },
     },
@@ -239,6 +251,7 @@ mod tests {
             ("POOL_COMMAND_TIMEOUT", "1e-10"),
             ("POOL_TIMEOUT", "0.0001"),
             ("POOL_STATEMENT_CACHE_CAPACITY", "1000000000"),
+            ("POOL_PIPELINE_DEPTH", "100000"),
         ] {
             let var = ENVIRONMENT.iter().find(|e| e.name == name).unwrap();
             let e = var.apply(&mut PoolConfig::default(), v).unwrap_err();

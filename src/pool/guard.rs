@@ -89,6 +89,20 @@ impl PooledConnection {
         }
     }
 
+    /// The checkout is the pool's own (a lane of the shared path, which may hold it as long
+    /// as statements keep coming): the leak detector does not watch it.
+    pub(super) fn pool_owned(&mut self) {
+        if std::mem::take(&mut self.leak_tracked) {
+            if let Some(p) = &self.conn {
+                let _ = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms());
+            }
+        }
+    }
+
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn pooled(&self) -> &Pooled {
         self.conn
             .as_ref()

@@ -12,10 +12,13 @@ mod clock;
 mod config;
 mod environment;
 mod guard;
+mod lane;
 mod leak_task;
 mod monitor;
 mod open;
 mod shared;
+mod shared_path;
+mod shared_refusal;
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -357,6 +360,7 @@ impl Pool {
             for p in s.core.close() {
                 s.close_conn(p, CloseReason::Shutdown);
             }
+            s.path.fail_waiters();
             let shared = s.clone();
             s.runtime.spawn(async move { shared.drain().await });
         }

@@ -133,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) statement_stats: Arc<CacheStats>,
     /// The types its connections looked up in the catalog.
     pub(crate) types: Arc<crate::conn::TypeCache>,
+    /// `pool.query` and the rest: statements pipelined on the pool's connections.
+    pub(crate) path: Arc<super::shared_path::SharedPath>,
     /// Open connections that are encrypted.
     pub(super) encrypted: Arc<AtomicUsize>,
     /// Open connections per server.
@@ -175,6 +177,7 @@ impl Shared {
                 // Another server's OIDs are its own. The cache is keyed by server, so this
                 // only keeps it from holding the types of a server the pool left.
                 self.types.clear();
+                self.path.clear_described();
                 tracing::warn!(
                     target: "wirepool::pool",
                     from = &*old,

@@ -38,6 +38,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 
+pub mod reply;
 pub mod wheel;
 
 /// Who holds a connection taken out of the pool.

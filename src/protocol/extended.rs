@@ -57,6 +57,37 @@ pub fn write_prepare(name: &str, sql: &str, evicted: &[String], out: &mut BytesM
     r
 }
 
+/// `Parse` of `sql` as statement `name` (unless `parse` is false: it is prepared
+/// already), `Describe` of it and `Sync`: a pipelined request for a statement's
+/// description, in an exchange of its own.
+///
+/// # Errors
+///
+/// As [`write_parse`]; nothing is written then.
+pub fn write_describe(name: &str, sql: &str, parse: bool, out: &mut BytesMut) -> Result<()> {
+    let mark = out.len();
+    let r = (|| {
+        if parse {
+            write_parse(name, sql, &[], &[], out)?;
+        }
+        append(out, "Describe", name.len() + 2, |out| {
+            frontend::describe(b'S', name, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
+        })?;
+        frontend::sync(out);
+        Ok(())
+    })();
+    if r.is_err() {
+        out.truncate(mark);
+    }
+    r
+}
+
+/// `Close` of the statement `name` (sent before another request's Sync).
+pub fn write_close_statement(name: &str, out: &mut BytesMut) {
+    // Our own names: no NUL, always encodable.
+    let _ = frontend::close(b'S', name, out);
+}
+
 /// Writes a `Close` for each of `evicted`, then `Parse` of `sql` as statement `name` with
 /// the parameter types `types` (when they are known, a `Bind` can follow in the same
 /// exchange).

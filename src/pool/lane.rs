@@ -1,0 +1,540 @@
+//! A lane: one of the pool's connections serving the shared path (`pool.query` and the
+//! rest) with many statements in flight. Callers write their requests into the lane's
+//! queue (each one Bind/Execute/Sync, Parse first where the connection has not prepared
+//! the statement); the lane's own task sends them and reads the answers in order, handing
+//! each to its caller. Every lane writes its own queue: no loop is shared between
+//! connections.
+//!
+//! # Cancellation
+//!
+//! A caller that leaves (its future dropped, its command timeout) never costs another
+//! caller its answer:
+//! - a request not yet sent is not sent (unless it prepares a statement that later
+//!   requests use; then it is sent and its answer discarded);
+//! - a request sent is left to finish and its answer discarded. A CancelRequest ends
+//!   whatever the backend runs when it arrives, so one is sent only when every request in
+//!   flight on the connection was abandoned, and nothing more is written until all of their
+//!   answers are in and the cancel has been delivered; what it then hits is one of them or
+//!   nothing (a backend between statements ignores a cancel).
+//!
+//! # Failure
+//!
+//! When the connection is lost, each request sent and not answered fails with
+//! [`Error::may_have_run`] `Some(true)`, each request not sent with `Some(false)`. Nothing
+//! is resent.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+
+use super::shared_path::SharedPath;
+use super::PooledConnection;
+use crate::conn::{Assembler, Connection, Fed, Outcome, PipelineNames};
+use crate::error::{Error, Result};
+use crate::pool_core::reply::{Left, Reply};
+use crate::protocol::BackendMessage;
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+
+/// How long a lane with nothing to do keeps its connection before it goes back to the
+/// pool (at once when the pool is closing, or a caller waits in `acquire()` for it).
+const LINGER: Duration = Duration::from_millis(20);
+
+/// A lane's `depth` once it retired: no request can be placed on it any more.
+const RETIRED: usize = usize::MAX / 2;
+
+pub(super) type Answer = Result<Outcome>;
+
+/// What a request prepares (SQL, name) and which statement it runs (name).
+pub(super) type Uses = (Option<(Arc<str>, Arc<str>)>, Option<Arc<str>>);
+
+/// A request's answer, on its way to its caller.
+pub(super) struct Entry {
+    reply: Arc<Reply<Answer>>,
+    assembler: Assembler,
+    /// The statement this request prepares on the connection (SQL, name): if its Parse
+    /// fails, the name is forgotten; while later requests use it, it is sent even if its
+    /// caller left.
+    prepares: Option<(Arc<str>, Arc<str>)>,
+    /// The name of the statement it runs: forgotten if the server no longer knows it, or
+    /// its plan is stale.
+    uses: Option<Arc<str>>,
+    /// Where its bytes are in the queue's buffer.
+    start: usize,
+    end: usize,
+}
+
+/// What callers queued and the lane's task has not taken yet.
+pub(super) struct Queue {
+    pub(super) out: BytesMut,
+    entries: Vec<Entry>,
+    /// The connection's statement names (taken from it for the lane's life).
+    pub(super) names: PipelineNames,
+    /// Names to close with the next request (forgotten because stale).
+    pub(super) to_close: Vec<Arc<str>>,
+    /// The lane is gone: nothing more is taken; callers place their requests elsewhere.
+    closed: bool,
+}
+
+/// One connection of the shared path.
+pub(crate) struct Lane {
+    pub(super) queue: Mutex<Queue>,
+    /// Wakes the lane's task: a request queued, or a caller left.
+    work: Notify,
+    /// Requests placed on the lane and not answered yet.
+    pub(super) depth: AtomicUsize,
+    /// New requests may be placed here (false while a cancel is under way, or once the
+    /// lane drains to give its connection back).
+    pub(super) accepting: AtomicBool,
+    /// The connection's server and database, the key of the pool's type cache.
+    pub(super) type_scope: Arc<str>,
+    /// Named statements kept per connection (the statement cache's capacity).
+    pub(super) capacity: usize,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("depth", &self.depth.load(Ordering::Relaxed))
+            .field("accepting", &self.accepting.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The caller's side of a queued request.
+pub(super) struct Pending {
+    reply: Arc<Reply<Answer>>,
+    lane: Arc<Lane>,
+    done: bool,
+}
+
+impl Future for Pending {
+    type Output = Answer;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let r = self.reply.poll_take(cx);
+        if r.is_ready() {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done && matches!(self.reply.abandon(), Left::Early) {
+            // The lane's task decides whether to skip, discard or cancel it.
+            self.lane.work.notify_one();
+        }
+    }
+}
+
+impl Lane {
+    pub(super) fn new(conn: &mut Connection, capacity: usize) -> Lane {
+        Lane {
+            queue: Mutex::new(Queue {
+                out: BytesMut::with_capacity(4096),
+                entries: Vec::new(),
+                names: conn.take_pipeline_names(),
+                to_close: Vec::new(),
+                closed: false,
+            }),
+            work: Notify::new(),
+            depth: AtomicUsize::new(0),
+            accepting: AtomicBool::new(true),
+            type_scope: conn.type_scope(),
+            capacity,
+        }
+    }
+
+    /// Takes one more request if the lane accepts them and has room under `max`.
+    #[inline]
+    pub(super) fn try_reserve(&self, max: usize) -> bool {
+        if !self.accepting.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut d = self.depth.load(Ordering::Relaxed);
+        loop {
+            if d >= max {
+                return false;
+            }
+            match self
+                .depth
+                .compare_exchange_weak(d, d + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => d = now,
+            }
+        }
+    }
+
+    /// Queues a request whose bytes `write` appends (on the caller's reservation). On an
+    /// error from `write` (a value that does not convert) nothing is queued.
+    pub(super) fn enqueue(
+        self: &Arc<Self>,
+        assembler: Assembler,
+        write: impl FnOnce(&mut Queue) -> Result<Uses>,
+    ) -> Result<Pending> {
+        let reply = Arc::new(Reply::new());
+        {
+            let mut q = self.queue.lock();
+            if q.closed {
+                return Err(Error::closed("the connection was lost").with_sent(false));
+            }
+            let start = q.out.len();
+            let (prepares, uses) = match write(&mut q) {
+                Ok(x) => x,
+                Err(e) => {
+                    q.out.truncate(start);
+                    return Err(e);
+                }
+            };
+            let end = q.out.len();
+            q.entries.push(Entry {
+                reply: reply.clone(),
+                assembler,
+                prepares,
+                uses,
+                start,
+                end,
+            });
+        }
+        self.work.notify_one();
+        Ok(Pending {
+            reply,
+            lane: self.clone(),
+            done: false,
+        })
+    }
+}
+
+/// The lane's task: sends what is queued, reads the answers, until the lane retires (the
+/// connection then goes back to the pool) or its connection is lost.
+pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<SharedPath>) {
+    let shared = guard.shared().clone();
+    let mut inflight: VecDeque<Entry> = VecDeque::new();
+    let mut cancel: Option<Cancel> = None;
+    let mut idle_since: Option<Instant> = None;
+    // Taking no more statements, to give the connection back (the pool closes, or a caller
+    // of acquire() waits); `holds_drain`: as the one lane that drains for such a caller.
+    let mut draining = false;
+    let mut holds_drain = false;
+    let conn: &mut Connection = &mut guard;
+    let failure = loop {
+        if !draining {
+            if shared.closing.load(Ordering::Acquire) {
+                draining = true;
+            } else if path.should_drain(&shared) {
+                draining = true;
+                holds_drain = true;
+            }
+            if draining {
+                lane.accepting.store(false, Ordering::Release);
+            }
+        }
+        if cancel.is_none() {
+            take(&lane, conn, &mut inflight, &path);
+        }
+        if let Err(e) = dispatch(&lane, conn, &mut inflight, &path) {
+            break e;
+        }
+        if let Some(c) = &mut cancel {
+            match (inflight.is_empty(), c.finished()) {
+                (true, Some(true)) => {
+                    cancel = None;
+                    if !draining {
+                        lane.accepting.store(true, Ordering::Release);
+                        path.lane_has_room(&lane);
+                    }
+                    continue;
+                }
+                (true, Some(false)) => {
+                    conn.mark_broken();
+                    break Error::closed("a cancel of abandoned statements was not confirmed");
+                }
+                _ => {}
+            }
+            if c.started.elapsed() > crate::conn::CANCEL_GRACE {
+                conn.mark_broken();
+                break Error::closed(
+                    "a cancelled statement did not end; the connection was closed",
+                );
+            }
+        } else if !inflight.is_empty() && inflight.iter().all(|e| e.reply.is_abandoned()) {
+            // Everything in flight is abandoned: a cancel can only hit one of them.
+            lane.accepting.store(false, Ordering::Release);
+            cancel = Some(Cancel::start(conn));
+            continue;
+        }
+        let idle = inflight.is_empty() && conn.pipeline_out().is_empty() && cancel.is_none();
+        if idle {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if (draining || path.should_release(&shared) || since.elapsed() >= LINGER)
+                && retire(&lane)
+            {
+                break Error::pool_closed();
+            }
+            tokio::select! {
+                _ = lane.work.notified() => {}
+                _ = tokio::time::sleep(LINGER) => {}
+            }
+            continue;
+        }
+        idle_since = None;
+        let grace = async {
+            match &cancel {
+                Some(c) => tokio::time::sleep_until(c.deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            r = std::future::poll_fn(|cx| conn.poll_pipeline(cx)) => {
+                if let Err(e) = r {
+                    break e;
+                }
+            }
+            _ = lane.work.notified() => {}
+            _ = grace => {}
+        }
+    };
+    let retired = failure.kind() == crate::ErrorKind::PoolClosed && inflight.is_empty();
+    if !retired {
+        fail(&lane, &mut inflight, &path, &failure);
+    }
+    let names = std::mem::take(&mut lane.queue.lock().names);
+    conn.restore_pipeline_names(names);
+    path.remove_lane(&lane);
+    if holds_drain {
+        path.drained();
+    }
+    drop(guard);
+}
+
+/// Moves what callers queued into the connection's write buffer (leaving out requests
+/// whose callers left before they were sent) and their entries in flight.
+fn take(
+    lane: &Arc<Lane>,
+    conn: &mut Connection,
+    inflight: &mut VecDeque<Entry>,
+    path: &SharedPath,
+) {
+    let mut q = lane.queue.lock();
+    if q.entries.is_empty() {
+        return;
+    }
+    let entries = std::mem::take(&mut q.entries);
+    // A request whose caller left is not sent, unless a later one runs the statement it
+    // prepares.
+    let skip: Vec<bool> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.reply.is_abandoned()
+                && match &e.prepares {
+                    None => true,
+                    Some((_, name)) => !entries[i + 1..]
+                        .iter()
+                        .any(|l| l.uses.as_ref() == Some(name)),
+                }
+        })
+        .collect();
+    let out = conn.pipeline_out();
+    if !skip.contains(&true) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut q.out);
+        } else {
+            out.extend_from_slice(&q.out);
+            q.out.clear();
+        }
+        drop(q);
+        inflight.extend(entries);
+        return;
+    }
+    let mut skipped = 0;
+    for (e, &s) in entries.iter().zip(&skip) {
+        if s {
+            skipped += 1;
+            if let Some((sql, name)) = &e.prepares {
+                // Never parsed.
+                q.names.forget(sql, name);
+            }
+        } else {
+            out.extend_from_slice(&q.out[e.start..e.end]);
+        }
+    }
+    q.out.clear();
+    drop(q);
+    inflight.extend(
+        entries
+            .into_iter()
+            .zip(skip)
+            .filter(|(_, s)| !s)
+            .map(|(e, _)| e),
+    );
+    for _ in 0..skipped {
+        path.release(lane);
+    }
+}
+
+/// Hands every whole answer read so far to its caller.
+fn dispatch(
+    lane: &Arc<Lane>,
+    conn: &mut Connection,
+    inflight: &mut VecDeque<Entry>,
+    path: &SharedPath,
+) -> Result<()> {
+    while let Some(msg) = conn.pipeline_message()? {
+        let Some(front) = inflight.front_mut() else {
+            conn.mark_broken();
+            return Err(Error::protocol(format!(
+                "{} with no pipelined request in flight",
+                msg.name()
+            )));
+        };
+        let ready = matches!(msg, BackendMessage::ReadyForQuery(_));
+        match front.assembler.feed(msg) {
+            Ok(Fed::Continue) => {}
+            Ok(Fed::Notice(n)) => conn.notice(&n),
+            Ok(Fed::Done(outcome)) => {
+                let e = inflight.pop_front().expect("the front entry");
+                forget_stale(lane, &e, &outcome);
+                e.reply.complete(Ok(outcome));
+                path.release(lane);
+                if ready {
+                    conn.pipeline_check()?;
+                }
+            }
+            Err(e) => {
+                conn.mark_broken();
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request that prepared a statement and failed, or that ran one the server no longer
+/// knows (or whose plan is stale): its name is forgotten, and closed with the next request
+/// when the server may still hold it.
+fn forget_stale(lane: &Lane, e: &Entry, outcome: &Outcome) {
+    let err = match outcome {
+        Outcome::Described(Err(db)) => Some(&**db),
+        Outcome::Executed(x) => x.error.as_deref(),
+        Outcome::Described(Ok(_)) => None,
+    };
+    let Some(err) = err else { return };
+    if let Some((sql, name)) = &e.prepares {
+        let mut q = lane.queue.lock();
+        q.names.forget(sql, name);
+        // The Parse may have succeeded and the Bind failed: close it either way.
+        q.to_close.push(name.clone());
+    } else if let Some(name) = &e.uses {
+        if crate::conn::stale_statement(err) {
+            let mut q = lane.queue.lock();
+            q.names.forget_name(name);
+            q.to_close.push(name.clone());
+        }
+    }
+}
+
+/// The lane is done with its connection: every caller still waiting gets `failure`, sent
+/// or not.
+fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, failure: &Error) {
+    lane.accepting.store(false, Ordering::Release);
+    let queued = {
+        let mut q = lane.queue.lock();
+        q.closed = true;
+        q.out.clear();
+        std::mem::take(&mut q.entries)
+    };
+    for e in inflight.drain(..) {
+        e.reply.complete(Err(lost(failure, true)));
+        path.release(lane);
+    }
+    for e in queued {
+        e.reply.complete(Err(lost(failure, false)));
+        path.release(lane);
+    }
+}
+
+fn lost(failure: &Error, sent: bool) -> Error {
+    let words = if sent {
+        "the statement was sent and its answer lost: it may have run"
+    } else {
+        "the statement was not sent: it did not run"
+    };
+    Error::closed(format!("{words} ({})", crate::error::chain(failure))).with_sent(sent)
+}
+
+/// Gives the connection back if nothing is placed on the lane: true if it retired.
+fn retire(lane: &Lane) -> bool {
+    if lane
+        .depth
+        .compare_exchange(0, RETIRED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    lane.accepting.store(false, Ordering::Release);
+    let mut q = lane.queue.lock();
+    if !q.entries.is_empty() {
+        // Placed just before the depth moved: cannot be, a placement counts first.
+        drop(q);
+        lane.depth.store(0, Ordering::Release);
+        lane.accepting.store(true, Ordering::Release);
+        return false;
+    }
+    q.closed = true;
+    true
+}
+
+/// A CancelRequest on its way (see the module docs).
+struct Cancel {
+    started: Instant,
+    deadline: Instant,
+    done: Arc<AtomicUsize>,
+}
+
+const CANCEL_PENDING: usize = 0;
+const CANCEL_DELIVERED: usize = 1;
+/// The cancel may still arrive later, when another statement runs: the connection is not
+/// used again.
+const CANCEL_FAILED: usize = 2;
+
+impl Cancel {
+    fn start(conn: &Connection) -> Cancel {
+        let token = conn.cancel_token();
+        let done = Arc::new(AtomicUsize::new(CANCEL_PENDING));
+        let d = done.clone();
+        tokio::spawn(async move {
+            let r = match token.cancel().await {
+                Ok(()) => CANCEL_DELIVERED,
+                Err(e) => {
+                    tracing::debug!(target: "wirepool::pool", "cancel of abandoned pipelined statements failed: {e}");
+                    CANCEL_FAILED
+                }
+            };
+            d.store(r, Ordering::Release);
+        });
+        let started = Instant::now();
+        Cancel {
+            started,
+            deadline: started + crate::conn::CANCEL_GRACE,
+            done,
+        }
+    }
+
+    /// The server has closed the cancel connection: the signal is delivered (what it hit
+    /// was one of the abandoned statements, or nothing).
+    fn finished(&self) -> Option<bool> {
+        match self.done.load(Ordering::Acquire) {
+            CANCEL_PENDING => None,
+            r => Some(r == CANCEL_DELIVERED),
+        }
+    }
+}

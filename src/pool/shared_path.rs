@@ -1,0 +1,702 @@
+//! The shared path: `pool.query`, `query_one`, `query_opt` and `execute` run one
+//! autocommit statement on an open connection alongside other callers' statements, with no
+//! checkout of the caller's own. Statements are placed on lanes (connections serving the
+//! shared path, see `lane.rs`), up to `pipeline_depth` in flight on each, in FIFO order
+//! when every lane is full.
+//!
+//! # Placement
+//!
+//! A statement goes to the lane with the fewest in flight; an idle lane first. When the
+//! lanes are busy and the pool has an idle connection or room for one, another lane is
+//! opened beside them (the statement does not wait for it). When every lane is full,
+//! callers wait in arrival order, bounded by the acquire timeout; a slot that frees goes to
+//! the oldest.
+//!
+//! A lane is a connection checked out of the pool (it counts as active while it serves
+//! statements); it goes back after 20 ms with nothing to do, and at once, one lane at a
+//! time, when a caller of `acquire()` waits for a connection, so the exclusive path is
+//! never starved.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use postgres_types::{ToSql, Type};
+
+use super::lane::{self, Lane, Pending, Queue, Uses};
+use super::shared_refusal::refusal;
+use super::{Pool, Shared};
+use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};
+use crate::error::{Error, Result};
+use crate::pool_core::reply::{Left, Reply};
+use crate::protocol::extended::{
+    write_bind_execute, write_close_statement, write_describe, write_parse, Described, Execute,
+    Executed,
+};
+use crate::protocol::Row;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// The default for `pipeline_depth`.
+pub(crate) const DEFAULT_PIPELINE_DEPTH: usize = 16;
+
+/// Statements described for the shared path, by SQL, at most this many.
+const DESCRIBED_CAPACITY: usize = 1024;
+
+/// A caller waiting for room on a lane.
+type Waiter = Arc<Reply<Result<Arc<Lane>>>>;
+
+/// The shared path's state, one per pool.
+pub(crate) struct SharedPath {
+    lanes: parking_lot::RwLock<Vec<Arc<Lane>>>,
+    waiters: Mutex<VecDeque<Waiter>>,
+    /// `waiters.len()`, read without the lock.
+    waiting: AtomicUsize,
+    /// Lanes being opened.
+    opening: AtomicUsize,
+    /// A lane is giving its connection back for a caller of `acquire()`.
+    draining: AtomicBool,
+    /// Statements in flight per lane, at most.
+    pub(crate) depth: usize,
+    max_lanes: usize,
+    /// Statements placed and not answered.
+    in_flight: AtomicUsize,
+    /// Statements run through the shared path.
+    statements: AtomicU64,
+    /// Descriptions of the statements run here (parameter and column types), by SQL.
+    described: Mutex<HashMap<Arc<str>, Described>>,
+}
+
+impl std::fmt::Debug for SharedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPath")
+            .field("lanes", &self.lanes.read().len())
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+/// The shared path's gauges and counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PathCounts {
+    pub(crate) lanes: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) waiting: usize,
+    pub(crate) statements: u64,
+}
+
+impl SharedPath {
+    pub(crate) fn new(depth: usize, max_lanes: usize) -> SharedPath {
+        SharedPath {
+            lanes: parking_lot::RwLock::new(Vec::new()),
+            waiters: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
+            opening: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            depth: depth.max(1),
+            max_lanes,
+            in_flight: AtomicUsize::new(0),
+            statements: AtomicU64::new(0),
+            described: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn counts(&self) -> PathCounts {
+        PathCounts {
+            lanes: self.lanes.read().len(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            statements: self.statements.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forgets the statements described (the pool switched servers).
+    pub(crate) fn clear_described(&self) {
+        self.described.lock().clear();
+    }
+
+    /// A place for one statement: a lane with room, now or in arrival order.
+    async fn place(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
+        if shared.closing.load(Ordering::Acquire) {
+            return Err(Error::pool_closed());
+        }
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            if let Some(l) = self.try_place(shared) {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                return Ok(l);
+            }
+        }
+        let w: Waiter = Arc::new(Reply::new());
+        {
+            let mut q = self.waiters.lock();
+            q.push_back(w.clone());
+            self.waiting.store(q.len(), Ordering::Release);
+        }
+        self.open_lane(shared);
+        // A slot may have freed between the try and the queue.
+        for l in self.lanes.read().iter() {
+            self.serve_waiters(l);
+        }
+        let wait = WaitForLane {
+            w,
+            path: self.clone(),
+            done: false,
+        };
+        let lane = match tokio::time::timeout(shared.cfg.acquire_timeout, wait).await {
+            Ok(r) => r?,
+            Err(_) => {
+                shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::pool_timeout(
+                    crate::error::TimeoutPhase::Wait,
+                    shared.cfg.acquire_timeout,
+                    shared.last_connect_error_since(
+                        std::time::Instant::now() - shared.cfg.acquire_timeout,
+                    ),
+                ));
+            }
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(lane)
+    }
+
+    /// The least loaded lane with room, reserved; and another lane opened beside busy ones
+    /// when the pool has a connection to spare.
+    fn try_place(self: &Arc<Self>, shared: &Arc<Shared>) -> Option<Arc<Lane>> {
+        for _ in 0..4 {
+            let lanes = self.lanes.read();
+            let mut best: Option<(&Arc<Lane>, usize)> = None;
+            for l in lanes.iter() {
+                if !l.accepting.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let d = l.depth.load(Ordering::Relaxed);
+                if d < self.depth && best.is_none_or(|(_, b)| d < b) {
+                    best = Some((l, d));
+                    if d == 0 {
+                        break;
+                    }
+                }
+            }
+            let n = lanes.len();
+            match best {
+                Some((l, d)) => {
+                    if l.try_reserve(self.depth) {
+                        let l = l.clone();
+                        drop(lanes);
+                        if d > 0 && n < self.max_lanes {
+                            self.open_lane(shared);
+                        }
+                        return Some(l);
+                    }
+                }
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Opens another lane in the background if the pool can spare a connection without
+    /// taking one a caller of `acquire()` waits for.
+    fn open_lane(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let opening = self.opening.load(Ordering::Acquire);
+        if self.lanes.read().len() + opening >= self.max_lanes || opening > 0 {
+            return;
+        }
+        let g = shared.core.gauges();
+        if g.waiting > 0 || (g.idle == 0 && g.size >= g.max_size) {
+            return;
+        }
+        if self
+            .opening
+            .compare_exchange(opening, opening + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let path = self.clone();
+        let shared = shared.clone();
+        shared.runtime.clone().spawn(async move {
+            let pool = Pool {
+                shared: shared.clone(),
+            };
+            let r = pool.acquire_at(Location::caller()).await;
+            match r {
+                Ok(mut guard) => {
+                    guard.pool_owned();
+                    let lane = Arc::new(Lane::new(&mut guard, shared.cfg.statement_cache_capacity));
+                    path.lanes.write().push(lane.clone());
+                    path.opening.fetch_sub(1, Ordering::AcqRel);
+                    path.serve_waiters(&lane);
+                    shared
+                        .runtime
+                        .spawn(lane::run(lane, guard, path.clone()));
+                }
+                Err(e) => {
+                    path.opening.fetch_sub(1, Ordering::AcqRel);
+                    tracing::debug!(target: "wirepool::pool", "no connection for the shared path: {e}");
+                    if shared.closing.load(Ordering::Acquire) {
+                        path.fail_waiters();
+                    }
+                }
+            }
+        });
+    }
+
+    /// Gives room on `lane` to the oldest waiters, as much as it has.
+    fn serve_waiters(&self, lane: &Arc<Lane>) {
+        while self.waiting.load(Ordering::Acquire) > 0 && lane.try_reserve(self.depth) {
+            if !self.hand_off(lane) {
+                lane.depth.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+
+    /// Gives a slot of `lane` (already counted in its depth) to the oldest waiter still
+    /// there; false if there is none.
+    fn hand_off(&self, lane: &Arc<Lane>) -> bool {
+        let mut q = self.waiters.lock();
+        while let Some(w) = q.pop_front() {
+            self.waiting.store(q.len(), Ordering::Release);
+            if w.complete(Ok(lane.clone())) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A request on `lane` is over (answered, skipped or failed): its slot goes to the
+    /// oldest waiter, or back to the lane.
+    pub(super) fn release(&self, lane: &Arc<Lane>) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Acquire) > 0
+            && lane.accepting.load(Ordering::Acquire)
+            && self.hand_off(lane)
+        {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        lane.depth.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `lane` takes requests again (a cancel is over).
+    pub(super) fn lane_has_room(&self, lane: &Arc<Lane>) {
+        self.serve_waiters(lane);
+    }
+
+    /// Whether an idle lane should give its connection back now: the pool is closing, or
+    /// a caller of `acquire()` waits (one lane at a time drains for it).
+    pub(super) fn should_release(&self, shared: &Shared) -> bool {
+        shared.closing.load(Ordering::Acquire) || shared.core.gauges().waiting > 0
+    }
+
+    /// A busy lane asks whether it should stop taking statements and drain, so that its
+    /// connection goes to a waiting caller of `acquire()`.
+    pub(super) fn should_drain(&self, shared: &Shared) -> bool {
+        (shared.closing.load(Ordering::Acquire) || shared.core.gauges().waiting > 0)
+            && self
+                .draining
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// A lane retired, or ended its drain.
+    pub(super) fn drained(&self) {
+        self.draining.store(false, Ordering::Release);
+    }
+
+    /// The lane's task ended: it takes no more statements.
+    pub(super) fn remove_lane(&self, lane: &Arc<Lane>) {
+        self.lanes.write().retain(|l| !Arc::ptr_eq(l, lane));
+    }
+
+    /// The pool is closing: callers still waiting get `PoolClosed`.
+    pub(crate) fn fail_waiters(&self) {
+        let mut q = self.waiters.lock();
+        for w in q.drain(..) {
+            w.complete(Err(Error::pool_closed()));
+        }
+        self.waiting.store(0, Ordering::Release);
+    }
+
+    fn described(&self, sql: &str) -> Option<Described> {
+        self.described.lock().get(sql).cloned()
+    }
+
+    fn remember(&self, sql: &str, d: &Described) {
+        let mut m = self.described.lock();
+        if m.len() >= DESCRIBED_CAPACITY {
+            m.clear();
+        }
+        m.insert(Arc::from(sql), d.clone());
+    }
+
+    fn forget(&self, sql: &str) {
+        self.described.lock().remove(sql);
+    }
+}
+
+/// A caller waiting for room on a lane; leaving gives back a slot handed to it meanwhile.
+struct WaitForLane {
+    w: Waiter,
+    path: Arc<SharedPath>,
+    done: bool,
+}
+
+impl Future for WaitForLane {
+    type Output = Result<Arc<Lane>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let r = self.w.poll_take(cx);
+        if r.is_ready() {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl Drop for WaitForLane {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Left::Late(Ok(lane)) = self.w.abandon() {
+            // Placed just as it left: the slot is the next caller's.
+            self.path.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.path.release(&lane);
+        }
+    }
+}
+
+/// Writes the Closes of forgotten statements (before this request's Sync); on an error
+/// they are kept for the next request.
+fn with_closes(q: &mut Queue, write: impl FnOnce(&mut Queue) -> Result<Uses>) -> Result<Uses> {
+    let closes = std::mem::take(&mut q.to_close);
+    for n in &closes {
+        write_close_statement(n, &mut q.out);
+    }
+    let r = write(q);
+    if r.is_err() {
+        q.to_close = closes;
+    }
+    r
+}
+
+impl Pool {
+    /// Runs `statement` with `params` on one of the pool's open connections, alongside
+    /// other callers' statements (pipelined, up to
+    /// [`pipeline_depth`](super::Builder::pipeline_depth) in flight on each connection), and
+    /// returns its rows. No connection is checked out for the caller: this is for one
+    /// autocommit statement that needs no session of its own. The parameters and rows are
+    /// those of [`Connection::query`](crate::Connection::query).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: &wirepool::Pool) -> wirepool::Result<()> {
+    /// let rows = pool.query("SELECT id, name FROM users WHERE team = $1", &[&7i32]).await?;
+    /// let n = pool.execute("UPDATE users SET seen = now() WHERE id = $1", &[&42i32]).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// What needs a session (a transaction, `SET`, `LISTEN`, a cursor, `PREPARE`, a
+    /// temporary table, an advisory lock, COPY) goes through [`Pool::acquire`]; such
+    /// statements are refused here (see "Errors").
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::query`](crate::Connection::query); an `InvalidInput` error naming
+    /// `acquire()` for a statement that changes or depends on the session's state; a pool
+    /// timeout when no connection had room within the acquire timeout; a command timeout
+    /// (the statement is abandoned: its answer is discarded, and it is cancelled once
+    /// nothing else runs on its connection). When the connection is lost,
+    /// [`Error::may_have_run`] says whether the statement had been sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the statement as a command timeout does; no other
+    /// caller's statement is cancelled or loses its answer.
+    pub async fn query<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>>
+    where
+        T: ?Sized + ToStatement,
+    {
+        Ok(self.run_shared(statement, params).await?.rows)
+    }
+
+    /// Runs `statement` on the shared path (see [`Pool::query`]) and returns its one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::query`], or a row-count error if it returned no row or several.
+    pub async fn query_one<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Row>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let mut rows = self.query(statement, params).await?;
+        match rows.len() {
+            1 => Ok(rows.pop().expect("one row")),
+            n => Err(Error::row_count(format!(
+                "query_one expected one row, the query returned {n}"
+            ))),
+        }
+    }
+
+    /// Runs `statement` on the shared path (see [`Pool::query`]) and returns its row, if it
+    /// returned one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::query`], or a row-count error if it returned several rows.
+    pub async fn query_opt<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let mut rows = self.query(statement, params).await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            n => Err(Error::row_count(format!(
+                "query_opt expected at most one row, the query returned {n}"
+            ))),
+        }
+    }
+
+    /// Runs `statement` on the shared path (see [`Pool::query`]) and returns the number of
+    /// rows it affected.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::query`].
+    pub async fn execute<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
+    where
+        T: ?Sized + ToStatement,
+    {
+        Ok(self.run_shared(statement, params).await?.rows_affected())
+    }
+
+    async fn run_shared<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Executed>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let shared = &self.shared;
+        let path = &shared.path;
+        let sql = statement.sql();
+        if params.len() > crate::conn::MAX_PARAMETERS {
+            return Err(Error::invalid_input(format!(
+                "{} parameters given; the protocol allows at most {}",
+                params.len(),
+                crate::conn::MAX_PARAMETERS
+            )));
+        }
+        for attempt in 0..2 {
+            let known = match (attempt, statement.described()) {
+                (0, Some(d)) => Some(d.clone()),
+                _ => path.described(sql),
+            };
+            let described = match known {
+                Some(d) => {
+                    if attempt == 0 && statement.described().is_some() {
+                        check_allowed(sql)?;
+                    }
+                    d
+                }
+                None => {
+                    check_allowed(sql)?;
+                    self.describe_shared(sql).await?
+                }
+            };
+            let lane = path.place(shared).await?;
+            path.statements.fetch_add(1, Ordering::Relaxed);
+            let pending = match enqueue_execute(&lane, sql, &described, params) {
+                Ok(p) => p,
+                Err(e) => {
+                    path.release(&lane);
+                    return Err(e);
+                }
+            };
+            let executed = match self.answer(pending).await? {
+                Outcome::Executed(x) => x,
+                Outcome::Described(_) => {
+                    return Err(Error::protocol(
+                        "a description answered a pipelined statement",
+                    ))
+                }
+            };
+            let Some(err) = executed.error.as_ref() else {
+                return Ok(executed);
+            };
+            if attempt == 0 && stale_statement(err) {
+                // Its plan or its types are no longer the server's: described again, once.
+                tracing::debug!(target: "wirepool::pool", code = err.code(), "describing a shared-path statement again: {}", err.message());
+                path.forget(sql);
+                continue;
+            }
+            return Err(Error::db_boxed(executed.error.expect("checked")));
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// Waits for a request's answer, bounded by the command timeout.
+    async fn answer(&self, pending: Pending) -> Result<Outcome> {
+        match self.shared.cfg.command_timeout {
+            Some(limit) => match tokio::time::timeout(limit, pending).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.shared.timeout_hook.as_ref()(limit);
+                    Err(Error::command_timeout(limit))
+                }
+            },
+            None => pending.await,
+        }
+    }
+
+    /// Describes `sql` on a lane (preparing it there), with its types looked up.
+    async fn describe_shared(&self, sql: &str) -> Result<Described> {
+        let shared = &self.shared;
+        let path = &shared.path;
+        let lane = path.place(shared).await?;
+        let pending = match lane.enqueue(Assembler::describe(), |q| {
+            with_closes(q, |q| match q.names.get(sql) {
+                Some(name) => {
+                    write_describe(&name, sql, false, &mut q.out)?;
+                    Ok((None, Some(name)))
+                }
+                None => {
+                    let sql: Arc<str> = Arc::from(sql);
+                    let (name, evicted) = q.names.make(&sql, lane.capacity);
+                    if let Some(ev) = evicted {
+                        write_close_statement(&ev, &mut q.out);
+                    }
+                    if let Err(e) = write_describe(&name, &sql, true, &mut q.out) {
+                        q.names.forget(&sql, &name);
+                        return Err(e.into());
+                    }
+                    let prepares = (!name.is_empty()).then(|| (sql, name));
+                    Ok((prepares, None))
+                }
+            })
+        }) {
+            Ok(p) => p,
+            Err(e) => {
+                path.release(&lane);
+                return Err(e);
+            }
+        };
+        let mut described = match self.answer(pending).await? {
+            Outcome::Described(r) => r.map_err(Error::db_boxed)?,
+            Outcome::Executed(_) => {
+                return Err(Error::protocol("rows answered a pipelined Describe"))
+            }
+        };
+        let scope = lane.type_scope.clone();
+        drop(lane);
+        let types = shared.types.clone();
+        let missing = crate::conn::type_lookup::missing_types(&described, |o| types.get(&scope, o));
+        if !missing.is_empty() {
+            self.lookup_types_shared(&scope, &missing).await?;
+        }
+        crate::conn::type_lookup::resolve_with(&mut described, |o| types.get(&scope, o));
+        path.remember(sql, &described);
+        Ok(described)
+    }
+
+    /// The catalog query for types not built in, as one pipelined request.
+    async fn lookup_types_shared(&self, scope: &Arc<str>, oids: &[u32]) -> Result<()> {
+        let shared = &self.shared;
+        let path = &shared.path;
+        let lane = path.place(shared).await?;
+        let param = [Type::OID_ARRAY];
+        let values = oids.to_vec();
+        let pending = match lane.enqueue(
+            Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
+            |q| {
+                with_closes(q, |q| {
+                    write_parse(
+                        "",
+                        crate::conn::type_lookup::LOOKUP_SQL,
+                        &param,
+                        &[],
+                        &mut q.out,
+                    )?;
+                    write_bind_execute("", &param, &[&values], true, &mut q.out)?;
+                    Ok((None, None))
+                })
+            },
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                path.release(&lane);
+                return Err(e);
+            }
+        };
+        let executed = match self.answer(pending).await? {
+            Outcome::Executed(x) => x,
+            Outcome::Described(_) => {
+                return Err(Error::protocol("a description answered a catalog query"))
+            }
+        };
+        if let Some(e) = executed.error {
+            return Err(Error::db_boxed(e));
+        }
+        shared.types.count_lookup();
+        let types = crate::conn::type_lookup::types_from_rows(&executed.rows, oids)?;
+        shared.types.insert(scope, types);
+        Ok(())
+    }
+}
+
+/// Refuses a statement that needs a session of its own.
+fn check_allowed(sql: &str) -> Result<()> {
+    match refusal(sql) {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid_input(format!(
+            "{why}, which the pool's shared path (pool.query, pool.execute, ...) does not keep; \
+             run it on a connection from pool.acquire()"
+        ))),
+    }
+}
+
+/// Queues `sql`'s Bind/Execute/Sync on `lane` (with its Parse first where the connection
+/// has not prepared it).
+fn enqueue_execute(
+    lane: &Arc<Lane>,
+    sql: &str,
+    described: &Described,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Pending> {
+    lane.enqueue(
+        Assembler::Execute(Execute::new(described.columns.clone())),
+        |q| {
+            with_closes(q, |q| match q.names.get(sql) {
+                Some(name) => {
+                    write_bind_execute(&name, &described.params, params, false, &mut q.out)?;
+                    Ok((None, Some(name)))
+                }
+                None => {
+                    let sql: Arc<str> = Arc::from(sql);
+                    let (name, evicted) = q.names.make(&sql, lane.capacity);
+                    if let Some(ev) = evicted {
+                        write_close_statement(&ev, &mut q.out);
+                    }
+                    let written = write_parse(&name, &sql, &described.params, &[], &mut q.out)
+                        .and_then(|()| {
+                            write_bind_execute(&name, &described.params, params, false, &mut q.out)
+                        });
+                    if let Err(e) = written {
+                        q.names.forget(&sql, &name);
+                        return Err(e.into());
+                    }
+                    let uses = (!name.is_empty()).then(|| name.clone());
+                    let prepares = (!name.is_empty()).then(|| (sql, name));
+                    Ok((prepares, uses))
+                }
+            })
+        },
+    )
+}
