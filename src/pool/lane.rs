@@ -279,7 +279,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                 break Error::pool_closed();
             }
             tokio::select! {
-                _ = lane.work.notified() => {}
+                _ = lane.work.notified() => tokio::task::yield_now().await,
                 _ = tokio::time::sleep(LINGER) => {}
             }
             continue;
@@ -298,7 +298,11 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                     break e;
                 }
             }
-            _ = lane.work.notified() => {}
+            _ = lane.work.notified() => {
+                // Callers whose answers just came are queueing their next statements: let
+                // them, so that they go out in one write (and the server reads them in one).
+                tokio::task::yield_now().await;
+            }
             _ = grace => {}
         }
     };

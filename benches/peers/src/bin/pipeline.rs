@@ -44,9 +44,16 @@ async fn round(client: Client, url: &str, secs: Duration) -> (f64, Lat) {
     let next = Arc::new(AtomicI32::new(0));
     match client {
         Client::Shared | Client::Exclusive => {
-            let pool = wirepool::Pool::builder(url.parse().unwrap())
+            let mut b = wirepool::Pool::builder(url.parse().unwrap())
                 .min_size(CONNECTIONS)
-                .max_size(CONNECTIONS)
+                .max_size(CONNECTIONS);
+            if std::env::var_os("NO_TIMEOUT").is_some() {
+                b = b.command_timeout(None);
+            }
+            if let Some(d) = std::env::var("DEPTH").ok().and_then(|d| d.parse().ok()) {
+                b = b.pipeline_depth(d);
+            }
+            let pool = b
                 .build()
                 .await
                 .unwrap();
@@ -153,6 +160,12 @@ fn main() {
     piped.push_str("\\endpipeline\n");
     let rt2 = runtime(2);
     let rt1 = runtime(1);
+    if std::env::var_os("PIPELINE_ONLY_SHARED").is_some() {
+        // For a profiler: the shared path alone, on 2 runtime threads.
+        let (o, l) = rt2.block_on(round(Client::Shared, &url, secs * 3));
+        println!("shared path: {o:.0} statements/s, p50 {}, p99 {}", us(l.p50), us(l.p99));
+        return;
+    }
     for _ in 0..rounds {
         for (i, c) in clients.iter().enumerate() {
             two[i].push(rt2.block_on(round(*c, &url, secs)));
