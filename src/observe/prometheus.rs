@@ -315,6 +315,30 @@ pub fn render_as(
         "Notifications the listeners delivered.",
         s.notifications_received,
     );
+    gauge(
+        &mut o,
+        "pipelined_connections",
+        "Connections serving pool.query/pool.execute (counted as active).",
+        s.pipelined_connections as f64,
+    );
+    gauge(
+        &mut o,
+        "statements_in_flight",
+        "Statements of pool.query/pool.execute sent or queued on a connection, not answered.",
+        s.statements_in_flight as f64,
+    );
+    gauge(
+        &mut o,
+        "pipeline_depth",
+        "The most statements of pool.query/pool.execute in flight per connection.",
+        s.pipeline_depth as f64,
+    );
+    counter(
+        &mut o,
+        "pipelined_statements",
+        "Statements run through pool.query/pool.execute.",
+        s.pipelined_statements,
+    );
     counter(
         &mut o,
         "statement_cache_hits",

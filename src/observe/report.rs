@@ -183,7 +183,7 @@ impl PoolStatistics {
         );
         let _ = write!(
             o,
-            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"latency_ms\":{}",
+            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"pipelined_connections\":{},\"statements_in_flight\":{},\"pipeline_depth\":{},\"pipeline_waiting\":{},\"pipelined_statements\":{},\"latency_ms\":{}",
             self.min_size,
             self.max_size,
             self.opening_connections,
@@ -199,6 +199,11 @@ impl PoolStatistics {
             self.listeners_connected,
             self.listener_reconnects,
             self.notifications_received,
+            self.pipelined_connections,
+            self.statements_in_flight,
+            self.pipeline_depth,
+            self.pipeline_waiting,
+            self.pipelined_statements,
             self.latency_ms.map_or_else(|| "null".to_string(), json_f64),
         );
         let _ = write!(

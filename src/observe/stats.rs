@@ -202,6 +202,18 @@ pub struct PoolStatistics {
     pub listener_reconnects: u64,
     /// Notifications the pool's listeners have delivered.
     pub notifications_received: u64,
+    /// Connections serving the shared path (`pool.query`, `pool.execute`, ...) now; they
+    /// count among the active connections.
+    pub pipelined_connections: usize,
+    /// Shared-path statements in flight (sent or queued on a connection, not answered).
+    pub statements_in_flight: usize,
+    /// The most shared-path statements in flight per connection (`pipeline_depth`).
+    pub pipeline_depth: usize,
+    /// Shared-path callers waiting because every connection had `pipeline_depth` in
+    /// flight (they are counted in `waiting_requests` too).
+    pub pipeline_waiting: usize,
+    /// Statements run through the shared path since the pool was created.
+    pub pipelined_statements: u64,
     /// Queries whose statement was already prepared on their connection.
     pub statement_cache_hits: u64,
     /// Queries that had to prepare their statement first.
@@ -280,6 +292,11 @@ impl PoolStatistics {
             listeners_connected: 0,
             listener_reconnects: 0,
             notifications_received: 0,
+            pipelined_connections: 0,
+            statements_in_flight: 0,
+            pipeline_depth: 0,
+            pipeline_waiting: 0,
+            pipelined_statements: 0,
             use_time_sum_seconds: 0.0,
             avg_use_time_ms: 0.0,
             last_slow_acquire_time: None,

@@ -243,8 +243,12 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
             break e;
         }
         if let Some(c) = &mut cancel {
-            match (inflight.is_empty(), c.finished()) {
-                (true, Some(true)) => {
+            if inflight.len() < c.left {
+                c.left = inflight.len();
+                c.progress = Instant::now();
+            }
+            match c.finished() {
+                Some(true) if inflight.is_empty() => {
                     cancel = None;
                     if !draining {
                         lane.accepting.store(true, Ordering::Release);
@@ -252,13 +256,21 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                     }
                     continue;
                 }
-                (true, Some(false)) => {
+                Some(false) if inflight.is_empty() => {
                     conn.mark_broken();
                     break Error::closed("a cancel of abandoned statements was not confirmed");
                 }
+                Some(true) => {
+                    // The cancel hit one abandoned statement (or fell between two); the next
+                    // one runs now, abandoned too: cancelled in its turn.
+                    let at = *c.delivered_at.get_or_insert_with(Instant::now);
+                    if at.elapsed() >= RECANCEL {
+                        *c = Cancel::start(conn, c.progress, inflight.len());
+                    }
+                }
                 _ => {}
             }
-            if c.started.elapsed() > crate::conn::CANCEL_GRACE {
+            if c.progress.elapsed() > crate::conn::CANCEL_GRACE {
                 conn.mark_broken();
                 break Error::closed(
                     "a cancelled statement did not end; the connection was closed",
@@ -267,7 +279,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
         } else if !inflight.is_empty() && inflight.iter().all(|e| e.reply.is_abandoned()) {
             // Everything in flight is abandoned: a cancel can only hit one of them.
             lane.accepting.store(false, Ordering::Release);
-            cancel = Some(Cancel::start(conn));
+            cancel = Some(Cancel::start(conn, Instant::now(), inflight.len()));
             continue;
         }
         let idle = inflight.is_empty() && conn.pipeline_out().is_empty() && cancel.is_none();
@@ -287,7 +299,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
         idle_since = None;
         let grace = async {
             match &cancel {
-                Some(c) => tokio::time::sleep_until(c.deadline.into()).await,
+                Some(c) => tokio::time::sleep_until(c.next_check().into()).await,
                 None => std::future::pending().await,
             }
         };
@@ -308,6 +320,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
     };
     let retired = failure.kind() == crate::ErrorKind::PoolClosed && inflight.is_empty();
     if !retired {
+        tracing::debug!(target: "wirepool::pool", "a lane of the shared path ended: {failure}");
         fail(&lane, &mut inflight, &path, &failure);
     }
     let names = std::mem::take(&mut lane.queue.lock().names);
@@ -394,11 +407,24 @@ fn dispatch(
 ) -> Result<()> {
     while let Some(msg) = conn.pipeline_message()? {
         let Some(front) = inflight.front_mut() else {
-            conn.mark_broken();
-            return Err(Error::protocol(format!(
-                "{} with no pipelined request in flight",
-                msg.name()
-            )));
+            // Between requests the server speaks only to end the session (a FATAL error:
+            // pg_terminate_backend, a shutdown) or to warn.
+            match msg {
+                BackendMessage::NoticeResponse(n) => {
+                    conn.notice(&n);
+                    continue;
+                }
+                BackendMessage::ErrorResponse(e) if e.is_fatal() => {
+                    return Err(Error::db_boxed(e));
+                }
+                other => {
+                    conn.mark_broken();
+                    return Err(Error::protocol(format!(
+                        "{} with no pipelined request in flight",
+                        other.name()
+                    )));
+                }
+            }
         };
         let ready = matches!(msg, BackendMessage::ReadyForQuery(_));
         match front.assembler.feed(msg) {
@@ -499,10 +525,17 @@ fn retire(lane: &Lane) -> bool {
 
 /// A CancelRequest on its way (see the module docs).
 struct Cancel {
-    started: Instant,
-    deadline: Instant,
+    /// When the statements in flight last made progress (one was answered).
+    progress: Instant,
+    /// How many were in flight then.
+    left: usize,
+    /// When this cancel was seen delivered.
+    delivered_at: Option<Instant>,
     done: Arc<AtomicUsize>,
 }
+
+/// How long after a delivered cancel the next abandoned statement is cancelled in turn.
+const RECANCEL: Duration = Duration::from_millis(50);
 
 const CANCEL_PENDING: usize = 0;
 const CANCEL_DELIVERED: usize = 1;
@@ -511,7 +544,7 @@ const CANCEL_DELIVERED: usize = 1;
 const CANCEL_FAILED: usize = 2;
 
 impl Cancel {
-    fn start(conn: &Connection) -> Cancel {
+    fn start(conn: &Connection, progress: Instant, left: usize) -> Cancel {
         let token = conn.cancel_token();
         let done = Arc::new(AtomicUsize::new(CANCEL_PENDING));
         let d = done.clone();
@@ -525,11 +558,20 @@ impl Cancel {
             };
             d.store(r, Ordering::Release);
         });
-        let started = Instant::now();
         Cancel {
-            started,
-            deadline: started + crate::conn::CANCEL_GRACE,
+            progress,
+            left,
+            delivered_at: None,
             done,
+        }
+    }
+
+    /// When the lane's task must look at this cancel again.
+    fn next_check(&self) -> Instant {
+        let give_up = self.progress + crate::conn::CANCEL_GRACE;
+        match self.delivered_at {
+            Some(at) => give_up.min(at + RECANCEL),
+            None => give_up.min(Instant::now() + RECANCEL),
         }
     }
 

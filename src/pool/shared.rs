@@ -419,6 +419,15 @@ impl Shared {
             s.listener_reconnects = l.reconnects.load(O::Relaxed);
             s.notifications_received = l.notifications.load(O::Relaxed);
         }
+        {
+            let p = self.path.counts();
+            s.pipelined_connections = p.lanes;
+            s.statements_in_flight = p.in_flight;
+            s.pipeline_depth = self.path.depth;
+            s.pipeline_waiting = p.waiting;
+            s.pipelined_statements = p.statements;
+            s.waiting_requests += p.waiting;
+        }
         s.statement_cache_hits = self.statement_stats.hits();
         s.statement_cache_misses = self.statement_stats.misses();
         s.connect_failures = self.connect_failures.load(Ordering::Acquire);

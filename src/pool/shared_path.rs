@@ -278,7 +278,7 @@ impl SharedPath {
             && lane.accepting.load(Ordering::Acquire)
             && self.hand_off(lane)
         {
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            // The waiter counts itself in flight when it wakes.
             return;
         }
         lane.depth.fetch_sub(1, Ordering::AcqRel);
