@@ -157,3 +157,55 @@ async fn transaction_mode_with_custom_types() {
     assert_eq!(s.total_acquisitions, 400);
     pool.close().await;
 }
+
+/// The shared path behind PgBouncer in transaction mode: pipelined statements, each its own
+/// transaction (its own Sync), unnamed (no statement cache), on whichever server PgBouncer
+/// picks; an error in one leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_shared_path() {
+    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(2)
+        .max_size(6)
+        .statement_cache_capacity(0)
+        .build()
+        .await
+        .unwrap();
+    let handles: Vec<_> = (0..40)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for q in 0..100i32 {
+                    if q % 10 == 3 {
+                        let e = pool
+                            .query_one("SELECT 1 / $1::int4", &[&0i32])
+                            .await
+                            .unwrap_err();
+                        assert_eq!(e.code(), Some("22012"), "{e}");
+                        continue;
+                    }
+                    let label = format!("{t}/{q}");
+                    let row = pool
+                        .query_one("SELECT $1::int4 * 2 AS d, $2::text AS l", &[&q, &label])
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} query {q}: {e}"));
+                    assert_eq!(row.get::<_, i32>("d"), q * 2);
+                    assert_eq!(row.get::<_, &str>("l"), label);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("no hang")
+            .unwrap();
+    }
+    let s = pool.statistics();
+    assert!(s.pipelined_statements >= 4000, "{s:?}");
+    pool.close().await;
+    let log = bouncer.log();
+    assert!(!log.contains("does not exist"), "{log}");
+}

@@ -154,7 +154,11 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
 }
 
 /// The share of `max_size` a new caller can have without waiting: idle connections plus
-/// the capacity not yet opened, `(idle + max_size - open - opening) / max_size`.
+/// the capacity not yet opened, `(idle + max_size - open - opening) / max_size`; a
+/// connection serving the shared path (`pool.query`) counts as the free share of its
+/// `pipeline_depth` (one with 4 of 16 statements in flight as three quarters of an idle
+/// connection), so a pool whose every connection is pipelining with room to spare is
+/// not mistaken for a saturated one.
 ///
 /// This is how wirepool reads "idle connections as a share of the total" (see
 /// `docs/health-model.md`): a pool that keeps `total` near `max_size`, where the two agree; a pool that opens
@@ -164,7 +168,8 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
 pub fn headroom(s: &PoolStatistics) -> f64 {
     let used = s.total_connections + s.opening_connections;
     let cap = s.max_size.max(used).max(1);
-    (s.idle_connections + (cap - used)) as f64 / cap as f64
+    let lanes = s.pipeline_free_slots as f64 / s.pipeline_depth.max(1) as f64;
+    ((s.idle_connections + (cap - used)) as f64 + lanes).min(cap as f64) / cap as f64
 }
 
 /// `idle_connections / total_connections`, the literal share (0 with no
@@ -246,6 +251,26 @@ mod tests {
         s.idle_connections = idle;
         s.active_connections = total - idle;
         s
+    }
+
+    #[test]
+    fn pipelining_connections_count_by_their_room() {
+        let t = HealthThresholds::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let up = LifecycleState::Healthy;
+        // Every connection serves the shared path: active, yet with room.
+        let mut s = stats(10, 0);
+        s.pipeline_depth = 16;
+        s.pipelined_connections = 10;
+        s.pipeline_free_slots = 10 * 14;
+        assert!((headroom(&s) - 0.875).abs() < 1e-9);
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Healthy);
+        s.pipeline_free_slots = 10 * 8;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Degraded);
+        // Full, callers waiting: saturated.
+        s.pipeline_free_slots = 0;
+        s.waiting_requests = 40;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
     }
 
     #[test]

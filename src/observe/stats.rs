@@ -214,6 +214,10 @@ pub struct PoolStatistics {
     pub pipeline_waiting: usize,
     /// Statements run through the shared path since the pool was created.
     pub pipelined_statements: u64,
+    /// Room left on the connections serving the shared path: the sum over them of
+    /// `pipeline_depth` less their statements in flight. Health counts each connection's
+    /// free share of its depth as that much of an idle connection.
+    pub pipeline_free_slots: usize,
     /// Queries whose statement was already prepared on their connection.
     pub statement_cache_hits: u64,
     /// Queries that had to prepare their statement first.
@@ -297,6 +301,7 @@ impl PoolStatistics {
             pipeline_depth: 0,
             pipeline_waiting: 0,
             pipelined_statements: 0,
+            pipeline_free_slots: 0,
             use_time_sum_seconds: 0.0,
             avg_use_time_ms: 0.0,
             last_slow_acquire_time: None,

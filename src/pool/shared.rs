@@ -426,6 +426,7 @@ impl Shared {
             s.pipeline_depth = self.path.depth;
             s.pipeline_waiting = p.waiting;
             s.pipelined_statements = p.statements;
+            s.pipeline_free_slots = p.free_slots;
             s.waiting_requests += p.waiting;
         }
         s.statement_cache_hits = self.statement_stats.hits();

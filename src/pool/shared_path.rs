@@ -85,6 +85,7 @@ pub(crate) struct PathCounts {
     pub(crate) in_flight: usize,
     pub(crate) waiting: usize,
     pub(crate) statements: u64,
+    pub(crate) free_slots: usize,
 }
 
 impl SharedPath {
@@ -104,8 +105,14 @@ impl SharedPath {
     }
 
     pub(crate) fn counts(&self) -> PathCounts {
+        let lanes = self.lanes.read();
         PathCounts {
-            lanes: self.lanes.read().len(),
+            lanes: lanes.len(),
+            free_slots: lanes
+                .iter()
+                .filter(|l| l.accepting.load(Ordering::Relaxed))
+                .map(|l| self.depth.saturating_sub(l.depth.load(Ordering::Relaxed)))
+                .sum(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
             statements: self.statements.load(Ordering::Relaxed),
