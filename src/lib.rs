@@ -129,6 +129,28 @@
 //! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes), `connection_id` and `acquired_at` (the line of
 //! the `acquire()` call).
 //!
+//! # The shared path: pipelined statements
+//!
+//! [`Pool::query`], [`Pool::query_one`], [`Pool::query_opt`] and [`Pool::execute`] run one
+//! autocommit statement with no checkout: it is written onto one of the pool's connections
+//! behind other callers' statements, each with its own Sync, and its answer is read back in
+//! order, up to [`pool::Builder::pipeline_depth`] in flight per connection (FIFO beyond).
+//! What is chosen, where tokio-postgres (whose `Client` pipelines one client's futures)
+//! has no counterpart:
+//!
+//! - Statements that change or depend on the session (SET, transactions, LISTEN, cursors,
+//!   PREPARE, temporary tables, advisory locks, COPY, DO) are refused with an
+//!   [`ErrorKind::InvalidInput`] error naming `acquire()`; functions that do so inside
+//!   cannot be detected (the operator's guide lists what is).
+//! - A dropped future or a command timeout abandons the statement: not sent if it was not,
+//!   its answer discarded if it was; a CancelRequest goes out only when every statement in
+//!   flight on that connection is abandoned, so no other caller's statement is cancelled.
+//! - After a lost connection, [`Error::may_have_run`] says whether the statement had been
+//!   sent; nothing is resent.
+//! - A connection serving the shared path counts as active; its free share of the depth
+//!   counts as idle capacity for the health classification. It returns to the pool after
+//!   20 ms without statements, or at once when a caller of [`Pool::acquire`] waits.
+//!
 //! # Types that are not built in
 //!
 //! An enum, composite, domain, range, an array of one, or an extension's type (`hstore`,
