@@ -58,10 +58,8 @@ fn psql_copy(pg: &Cluster, file: &Path) -> Duration {
 
 fn main() {
     let pg = Cluster::start().expect("throwaway PostgreSQL");
-    pg.psql(
-        "CREATE TABLE bulk (id int8, name text, score int4); GRANT ALL ON bulk TO trust_user",
-    )
-    .unwrap();
+    pg.psql("CREATE TABLE bulk (id int8, name text, score int4); GRANT ALL ON bulk TO trust_user")
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("wirepool-bulk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("rows.csv");
@@ -72,7 +70,11 @@ fn main() {
         .build()
         .unwrap();
     let url = pg.url(Role::Trust);
-    let rounds = if std::env::args().any(|a| a == "--quick") { 1 } else { 3 };
+    let rounds = if std::env::args().any(|a| a == "--quick") {
+        1
+    } else {
+        3
+    };
 
     rt.block_on(async {
         let mut wp = wirepool::Connection::connect(&url.parse().unwrap())

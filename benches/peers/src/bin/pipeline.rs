@@ -6,7 +6,10 @@
 //! - wirepool's exclusive path: `acquire()` + `query_one` + release;
 //! - deadpool-postgres: `get()` + `prepare_cached` + `query_one` + release;
 //! - `pgbench -M prepared -c 10 -j 2` with the same statement, one per transaction;
-//! - `pgbench -M prepared -c 10 -j 2` with 10 statements per `\startpipeline` block;
+//! - `pgbench -M prepared -c 10 -j 2` with 10 statements per `\startpipeline` block (one
+//!   Sync, so one transaction, per 10 statements);
+//! - the ceiling of pipelining with a Sync per statement: 10 bare sockets writing 10
+//!   prebuilt Bind/Execute/Sync at a time, no library;
 //!
 //! each on a tokio runtime of 2 worker threads, and wirepool's two paths again on 1 worker
 //! thread. Statements per second, and the latency of one statement (p50, p99) for the
@@ -16,7 +19,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wirepool_peers::{median_round, pgbench, run_tasks, us, Lat};
+use wirepool_peers::{bare_pipelined, median_round, pgbench, run_tasks, us, Lat};
 use wirepool_testkit::{Cluster, Role};
 
 const SQL: &str = "SELECT $1::int4";
@@ -53,10 +56,7 @@ async fn round(client: Client, url: &str, secs: Duration) -> (f64, Lat) {
             if let Some(d) = std::env::var("DEPTH").ok().and_then(|d| d.parse().ok()) {
                 b = b.pipeline_depth(d);
             }
-            let pool = b
-                .build()
-                .await
-                .unwrap();
+            let pool = b.build().await.unwrap();
             // Warm: the statement described and prepared on every connection.
             for _ in 0..CONNECTIONS * 4 {
                 pool.query_one(SQL, &[&1i32]).await.unwrap();
@@ -149,6 +149,7 @@ fn main() {
     let clients = [Client::Shared, Client::Exclusive, Client::Deadpool];
     let mut two: Vec<Vec<(f64, Lat)>> = vec![Vec::new(); clients.len()];
     let mut one: Vec<Vec<(f64, Lat)>> = vec![Vec::new(); 2];
+    let mut bare = Vec::new();
     let mut bench_plain = Vec::new();
     let mut bench_pipe = Vec::new();
     let pgsecs = secs.as_secs().max(1);
@@ -163,7 +164,11 @@ fn main() {
     if std::env::var_os("PIPELINE_ONLY_SHARED").is_some() {
         // For a profiler: the shared path alone, on 2 runtime threads.
         let (o, l) = rt2.block_on(round(Client::Shared, &url, secs * 3));
-        println!("shared path: {o:.0} statements/s, p50 {}, p99 {}", us(l.p50), us(l.p99));
+        println!(
+            "shared path: {o:.0} statements/s, p50 {}, p99 {}",
+            us(l.p50),
+            us(l.p99)
+        );
         return;
     }
     for _ in 0..rounds {
@@ -173,6 +178,7 @@ fn main() {
         for (i, c) in [Client::Shared, Client::Exclusive].iter().enumerate() {
             one[i].push(rt1.block_on(round(*c, &url, secs)));
         }
+        bare.push(rt2.block_on(bare_pipelined(pg.port(), secs, 10)));
         bench_plain.push(pgbench(&pg, "prepared", plain, 1, pgsecs).expect("pgbench"));
         bench_pipe.push(pgbench(&pg, "prepared", &piped, 10, pgsecs).expect("pgbench"));
     }
@@ -181,6 +187,7 @@ fn main() {
         v[v.len() / 2]
     };
     let plain = med(bench_plain);
+    let bare = med(bare);
     let pipe = med(bench_pipe);
     println!();
     println!("| client | runtime threads | statements/s | p50 | p99 |");
@@ -188,14 +195,25 @@ fn main() {
     let mut results = Vec::new();
     for (i, c) in clients.iter().enumerate() {
         let (o, l) = median_round(two[i].clone());
-        println!("| {} | 2 | {o:.0} | {} | {} |", c.name(), us(l.p50), us(l.p99));
+        println!(
+            "| {} | 2 | {o:.0} | {} | {} |",
+            c.name(),
+            us(l.p50),
+            us(l.p99)
+        );
         results.push((*c, 2, o, l));
     }
     for (i, c) in [Client::Shared, Client::Exclusive].iter().enumerate() {
         let (o, l) = median_round(one[i].clone());
-        println!("| {} | 1 | {o:.0} | {} | {} |", c.name(), us(l.p50), us(l.p99));
+        println!(
+            "| {} | 1 | {o:.0} | {} | {} |",
+            c.name(),
+            us(l.p50),
+            us(l.p99)
+        );
         results.push((*c, 1, o, l));
     }
+    println!("| bare sockets, 10 x (Bind, Execute, Sync) per write, 10 connections | 2 | {bare:.0} | | |");
     println!("| pgbench -M prepared -c 10 -j 2 | (C) | {plain:.0} | | |");
     println!("| pgbench -M prepared -c 10 -j 2, 10 per \\startpipeline | (C) | {pipe:.0} | | |");
     let get = |c: Client, t: usize| {
@@ -210,11 +228,24 @@ fn main() {
         let (shared, sl) = get(Client::Shared, t);
         let (_, el) = get(Client::Exclusive, t);
         println!("{t} runtime thread(s):");
-        println!("  shared / pgbench prepared:   {:.2}x (target 3x)", shared / plain);
-        println!("  shared / pgbench pipelined:  {:.2}x (target 0.8x)", shared / pipe);
+        println!(
+            "  shared / pgbench prepared:   {:.2}x (target 3x)",
+            shared / plain
+        );
+        println!(
+            "  shared / pgbench pipelined:  {:.2}x (target 0.8x)",
+            shared / pipe
+        );
+        println!(
+            "  shared / bare Sync-per-statement pipelining: {:.2}x",
+            shared / bare
+        );
         if t == 2 {
             let (dp, _) = get(Client::Deadpool, 2);
-            println!("  shared / deadpool:           {:.2}x (target 3x)", shared / dp);
+            println!(
+                "  shared / deadpool:           {:.2}x (target 3x)",
+                shared / dp
+            );
         }
         println!(
             "  shared p99 / exclusive p99:  {:.2} ({} against {}; target at most 1)",
