@@ -385,7 +385,7 @@ async fn killed_server_and_terminated_backends_under_load() {
     for id in sure.lock().iter() {
         assert!(present.contains(id), "{id} succeeded and is missing");
     }
-    let not_run = not_run.lock();
+    let not_run = not_run.lock().clone();
     for id in not_run.iter() {
         assert!(
             !present.contains(id),

@@ -584,7 +584,7 @@ impl Pool {
                         q.names.forget(&sql, &name);
                         return Err(e.into());
                     }
-                    let prepares = (!name.is_empty()).then(|| (sql, name));
+                    let prepares = (!name.is_empty()).then_some((sql, name));
                     Ok((prepares, None))
                 }
             })
@@ -700,7 +700,7 @@ fn enqueue_execute(
                         return Err(e.into());
                     }
                     let uses = (!name.is_empty()).then(|| name.clone());
-                    let prepares = (!name.is_empty()).then(|| (sql, name));
+                    let prepares = (!name.is_empty()).then_some((sql, name));
                     Ok((prepares, uses))
                 }
             })

@@ -62,12 +62,12 @@ pub(super) fn refusal(sql: &str) -> Option<String> {
     }
     if first == "CREATE" {
         let rest: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-        let temp = match rest.as_slice() {
-            ["TEMP" | "TEMPORARY", ..] => true,
-            ["GLOBAL" | "LOCAL", "TEMP" | "TEMPORARY", ..] => true,
-            ["OR", "REPLACE", "TEMP" | "TEMPORARY", ..] => true,
-            _ => false,
-        };
+        let temp = matches!(
+            rest.as_slice(),
+            ["TEMP" | "TEMPORARY", ..]
+                | ["GLOBAL" | "LOCAL", "TEMP" | "TEMPORARY", ..]
+                | ["OR", "REPLACE", "TEMP" | "TEMPORARY", ..]
+        );
         if temp {
             return Some("a temporary object belongs to the session".into());
         }
