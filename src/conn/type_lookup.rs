@@ -208,11 +208,13 @@ impl Connection {
     /// It runs between the Parse/Describe/Flush of a statement and its Bind: its Sync also
     /// ends that first exchange.
     pub(super) async fn resolve_described(&mut self, described: &mut Described) -> Result<bool> {
-        let missing = missing_types(described, |o| self.known_type(o));
-        if missing.is_empty() {
+        if !described.params.iter().any(unresolved)
+            && !described.columns.iter().any(|c| unresolved(c.type_()))
+        {
             return Ok(false);
         }
-        let looked_up = self.fill_cache(missing).await?;
+        let missing = missing_types(described, |o| self.known_type(o));
+        let looked_up = !missing.is_empty() && self.fill_cache(missing).await?;
         let (types, scope) = (self.types.clone(), self.type_scope.clone());
         resolve_with(described, |o| types.get(&scope, o));
         Ok(looked_up)
