@@ -153,8 +153,9 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
     }
 }
 
-/// The share of `max_size` a new caller can have without waiting: idle connections plus
-/// the capacity not yet opened, `(idle + max_size - open - opening) / max_size`; a
+/// The share of `max_size` a new caller can have without waiting: idle connections, those
+/// being opened that no caller waits for, and the capacity not yet opened,
+/// `(idle + max(opening - waiting, 0) + max_size - open - opening) / max_size`; a
 /// connection serving the shared path (`pool.query`) counts as the free share of its
 /// `pipeline_depth` (one with 4 of 16 statements in flight as three quarters of an idle
 /// connection), so a pool whose every connection is pipelining with room to spare is
@@ -168,8 +169,12 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
 pub fn headroom(s: &PoolStatistics) -> f64 {
     let used = s.total_connections + s.opening_connections;
     let cap = s.max_size.max(used).max(1);
+    // A connection being opened that no caller waits for will be idle in a moment (after
+    // an outage the pool opens what its waiters asked for; they may have been served
+    // meanwhile): it is room, not load.
+    let unclaimed = s.opening_connections.saturating_sub(s.waiting_requests);
     let lanes = s.pipeline_free_slots as f64 / s.pipeline_depth.max(1) as f64;
-    ((s.idle_connections + (cap - used)) as f64 + lanes).min(cap as f64) / cap as f64
+    ((s.idle_connections + unclaimed + (cap - used)) as f64 + lanes).min(cap as f64) / cap as f64
 }
 
 /// `idle_connections / total_connections`, the literal share (0 with no
@@ -254,6 +259,22 @@ mod tests {
     }
 
     #[test]
+    fn connections_being_opened_for_nobody_are_room() {
+        let t = HealthThresholds::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let up = LifecycleState::Healthy;
+        // Just after an outage: 2 open and idle, 8 being opened, the waiters served.
+        let mut s = stats(2, 2);
+        s.opening_connections = 8;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Healthy);
+        // The same with 8 callers waiting for them: a shortage.
+        s.idle_connections = 0;
+        s.active_connections = 2;
+        s.waiting_requests = 8;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
+    }
+
+    #[test]
     fn pipelining_connections_count_by_their_room() {
         let t = HealthThresholds::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -294,9 +315,10 @@ mod tests {
         assert_eq!(idle_ratio(&stats(2, 0)), 0.0);
         assert_eq!(classify(&stats(4, 0), up, &t, now), HealthStatus::Degraded);
         assert_eq!(classify(&stats(6, 0), up, &t, now), HealthStatus::Unhealthy);
-        // Connections being opened are not available yet.
+        // Connections being opened for callers who wait for them are not available yet.
         let mut s = stats(2, 0);
         s.opening_connections = 4;
+        s.waiting_requests = 4;
         assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
         assert_eq!(classify(&stats(0, 0), up, &t, now), HealthStatus::Unhealthy);
         assert_eq!(
