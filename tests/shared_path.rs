@@ -516,3 +516,34 @@ async fn acquire_is_not_starved_by_the_shared_path() {
     }
     pool.close().await;
 }
+
+/// A caller placed just after another left a slow statement is not queued behind it: the
+/// lane takes nothing new until the abandoned statement is off it (here: cancelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_placed_behind_an_abandoned_statement() {
+    let pg = cluster();
+    let mut cfg = config(1);
+    cfg.min_size = 1;
+    let pool = shared_pool(&pg, cfg).await;
+    for i in 0..5i32 {
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            pool.query_one("SELECT pg_sleep(60)", &[]),
+        )
+        .await;
+        assert!(r.is_err(), "a sleep of a minute cannot answer in 50 ms");
+        // At once, on the only connection: it waits for the cancel, not for the sleep.
+        let v = tokio::time::timeout(
+            Duration::from_secs(20),
+            pool.query_one("SELECT $1::int4", &[&i]),
+        )
+        .await
+        .expect("the next statement is not stuck behind the abandoned sleep")
+        .unwrap();
+        assert_eq!(v.get::<_, i32>(0), i);
+    }
+    let s = pool.statistics();
+    assert_eq!(s.statements_in_flight, 0, "{s:?}");
+    all_returned_and_clean(&pool, &pg).await;
+    pool.close().await;
+}

@@ -11,7 +11,10 @@
 //! caller its answer:
 //! - a request not yet sent is not sent (unless it prepares a statement that later
 //!   requests use; then it is sent and its answer discarded);
-//! - a request sent is left to finish and its answer discarded. A CancelRequest ends
+//! - a request sent is left to finish and its answer discarded. Until it has, the lane
+//!   takes no new request: a caller usually leaves because its statement is slow, and one
+//!   placed behind it would wait as long;
+//! - a CancelRequest ends
 //!   whatever the backend runs when it arrives, so one is sent only when every request in
 //!   flight on the connection was abandoned, and nothing more is written until all of their
 //!   answers are in and the cancel has been delivered; what it then hits is one of them or
@@ -91,6 +94,9 @@ pub(crate) struct Lane {
     /// New requests may be placed here (false while a cancel is under way, or once the
     /// lane drains to give its connection back).
     pub(super) accepting: AtomicBool,
+    /// Requests whose callers left and that are still on the lane (queued or in flight):
+    /// while there are any, no new request is placed here (see the module docs).
+    abandoned: AtomicUsize,
     /// The connection's server and database, the key of the pool's type cache.
     pub(super) type_scope: Arc<str>,
     /// Named statements kept per connection (the statement cache's capacity).
@@ -102,6 +108,7 @@ impl std::fmt::Debug for Lane {
         f.debug_struct("Lane")
             .field("depth", &self.depth.load(Ordering::Relaxed))
             .field("accepting", &self.accepting.load(Ordering::Relaxed))
+            .field("abandoned", &self.abandoned.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -127,7 +134,9 @@ impl Future for Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done && matches!(self.reply.abandon(), Left::Early) {
-            // The lane's task decides whether to skip, discard or cancel it.
+            // Counted before anyone else can be placed behind it; the lane's task decides
+            // whether to skip, discard or cancel it.
+            self.lane.abandoned.fetch_add(1, Ordering::AcqRel);
             self.lane.work.notify_one();
         }
     }
@@ -146,15 +155,23 @@ impl Lane {
             work: Notify::new(),
             depth: AtomicUsize::new(0),
             accepting: AtomicBool::new(true),
+            abandoned: AtomicUsize::new(0),
             type_scope: conn.type_scope(),
             capacity,
         }
     }
 
-    /// Takes one more request if the lane accepts them and has room under `max`.
+    /// Whether new requests may be placed here: it accepts them, and holds none whose
+    /// caller left.
+    #[inline]
+    pub(super) fn open(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && self.abandoned.load(Ordering::Acquire) == 0
+    }
+
+    /// Takes one more request if the lane is [open](Lane::open) and has room under `max`.
     #[inline]
     pub(super) fn try_reserve(&self, max: usize) -> bool {
-        if !self.accepting.load(Ordering::Acquire) {
+        if !self.open() {
             return false;
         }
         let mut d = self.depth.load(Ordering::Relaxed);
@@ -396,6 +413,14 @@ fn take(
     for _ in 0..skipped {
         path.release(lane);
     }
+    settle(lane, skipped, path);
+}
+
+/// `n` requests whose callers left are off the lane: once none is left, it takes new ones.
+fn settle(lane: &Arc<Lane>, n: usize, path: &SharedPath) {
+    if n > 0 && lane.abandoned.fetch_sub(n, Ordering::AcqRel) == n {
+        path.lane_has_room(lane);
+    }
 }
 
 /// Hands every whole answer read so far to its caller.
@@ -433,8 +458,11 @@ fn dispatch(
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
                 forget_stale(lane, &e, &outcome);
-                e.reply.complete(Ok(outcome));
+                let delivered = e.reply.complete(Ok(outcome));
                 path.release(lane);
+                if !delivered {
+                    settle(lane, 1, path);
+                }
                 if ready {
                     conn.pipeline_check()?;
                 }
@@ -482,14 +510,16 @@ fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, fai
         q.out.clear();
         std::mem::take(&mut q.entries)
     };
+    let mut left = 0;
     for e in inflight.drain(..) {
-        e.reply.complete(Err(lost(failure, true)));
+        left += usize::from(!e.reply.complete(Err(lost(failure, true))));
         path.release(lane);
     }
     for e in queued {
-        e.reply.complete(Err(lost(failure, false)));
+        left += usize::from(!e.reply.complete(Err(lost(failure, false))));
         path.release(lane);
     }
+    lane.abandoned.fetch_sub(left, Ordering::AcqRel);
 }
 
 fn lost(failure: &Error, sent: bool) -> Error {

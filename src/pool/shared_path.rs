@@ -110,7 +110,7 @@ impl SharedPath {
             lanes: lanes.len(),
             free_slots: lanes
                 .iter()
-                .filter(|l| l.accepting.load(Ordering::Relaxed))
+                .filter(|l| l.open())
                 .map(|l| self.depth.saturating_sub(l.depth.load(Ordering::Relaxed)))
                 .sum(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -175,7 +175,7 @@ impl SharedPath {
             let lanes = self.lanes.read();
             let mut best: Option<(&Arc<Lane>, usize)> = None;
             for l in lanes.iter() {
-                if !l.accepting.load(Ordering::Relaxed) {
+                if !l.open() {
                     continue;
                 }
                 let d = l.depth.load(Ordering::Relaxed);
@@ -281,17 +281,15 @@ impl SharedPath {
     /// oldest waiter, or back to the lane.
     pub(super) fn release(&self, lane: &Arc<Lane>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.waiting.load(Ordering::Acquire) > 0
-            && lane.accepting.load(Ordering::Acquire)
-            && self.hand_off(lane)
-        {
+        if self.waiting.load(Ordering::Acquire) > 0 && lane.open() && self.hand_off(lane) {
             // The waiter counts itself in flight when it wakes.
             return;
         }
         lane.depth.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// `lane` takes requests again (a cancel is over).
+    /// `lane` takes requests again (a cancel is over, or the last request whose caller
+    /// left is off it).
     pub(super) fn lane_has_room(&self, lane: &Arc<Lane>) {
         self.serve_waiters(lane);
     }
