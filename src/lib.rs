@@ -144,7 +144,8 @@
 //!   cannot be detected (the operator's guide lists what is).
 //! - A dropped future or a command timeout abandons the statement: not sent if it was not,
 //!   its answer discarded if it was; a CancelRequest goes out only when every statement in
-//!   flight on that connection is abandoned, so no other caller's statement is cancelled.
+//!   flight on that connection is abandoned, so no other caller's statement is cancelled;
+//!   until the abandoned statement is off its connection, nothing new is placed behind it.
 //! - After a lost connection, [`Error::may_have_run`] says whether the statement had been
 //!   sent; nothing is resent.
 //! - A connection serving the shared path counts as active; its free share of the depth
