@@ -510,16 +510,14 @@ fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, fai
         q.out.clear();
         std::mem::take(&mut q.entries)
     };
-    let mut left = 0;
     for e in inflight.drain(..) {
-        left += usize::from(!e.reply.complete(Err(lost(failure, true))));
+        e.reply.complete(Err(lost(failure, true)));
         path.release(lane);
     }
     for e in queued {
-        left += usize::from(!e.reply.complete(Err(lost(failure, false))));
+        e.reply.complete(Err(lost(failure, false)));
         path.release(lane);
     }
-    lane.abandoned.fetch_sub(left, Ordering::AcqRel);
 }
 
 fn lost(failure: &Error, sent: bool) -> Error {
