@@ -36,7 +36,7 @@ pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
 pub(crate) use notify::quote_ident;
 pub use notify::{Notification, NOTIFICATION_QUEUE};
-pub(crate) use pipeline::{Assembler, Fed, Outcome, PipelineNames};
+pub(crate) use pipeline::{Assembler, Fed, Named, Outcome, PipelineNames};
 pub use portal::Portal;
 pub(crate) use query::{stale as stale_statement, MAX_PARAMETERS};
 pub use query::{Statement, ToStatement};
@@ -109,6 +109,8 @@ pub struct Connection {
     /// What the session has seen that changes its state for the next user (see
     /// [`session::Dirt`]); a pool resets the session when this is not clean.
     dirt: session::Dirt,
+    /// The last setting the server reported changed (its name only).
+    last_reported: Option<String>,
     /// A setting the pool applies (command timeout, statement cache) was changed on this
     /// connection; a pool applies its own again when the connection comes back.
     settings_changed: bool,
@@ -231,6 +233,7 @@ impl Connection {
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,
+            last_reported: None,
             settings_changed: false,
             kind_reported: false,
             kind_changed: false,
@@ -807,6 +810,7 @@ impl Connection {
         // A reported setting changed after startup (SET ROLE reports is_superuser, SET
         // TimeZone reports TimeZone, ...): the session is no longer as it started.
         self.dirt.note_parameter();
+        self.last_reported = Some(name.clone());
         if name == "in_hot_standby" || name == "default_transaction_read_only" {
             self.kind_reported = true;
         }

@@ -13,27 +13,67 @@ use bytes::BytesMut;
 use super::{Connection, READ_CHUNK, SHRINK_ABOVE};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::extended::{Described, Execute, Executed, Prepare, Step};
+use crate::protocol::Column;
 use crate::protocol::{self, BackendMessage, ProtocolError};
+use postgres_types::Type;
 
 /// The named statements pipelined requests prepared on a connection, by SQL. They outlive
 /// one run of the shared path on the connection (the connection keeps them), so a statement
 /// is parsed once per connection, not once per burst.
 #[derive(Debug, Default)]
 pub(crate) struct PipelineNames {
-    names: HashMap<Arc<str>, Arc<str>>,
+    names: HashMap<Arc<str>, Named>,
     /// The SQL in the order the names were made: the oldest is closed first.
     order: VecDeque<Arc<str>>,
     next: u64,
 }
 
+/// A statement prepared on the connection: its name, and its parameter and result types as
+/// this connection's server took them (`None` until the server has said).
+#[derive(Debug, Clone)]
+pub(crate) struct Named {
+    pub(crate) name: Arc<str>,
+    /// The parameter types it was prepared with (given in its Parse, or described).
+    pub(crate) params: Option<Arc<[Type]>>,
+    /// Its result columns, from a Describe of it or of a portal bound to it.
+    pub(crate) columns: Option<Arc<[Column]>>,
+}
+
 impl PipelineNames {
     pub(crate) fn get(&self, sql: &str) -> Option<Arc<str>> {
+        self.names.get(sql).map(|n| n.name.clone())
+    }
+
+    /// `sql`'s statement on the connection, with what the server said of it here.
+    pub(crate) fn lookup(&self, sql: &str) -> Option<Named> {
         self.names.get(sql).cloned()
+    }
+
+    /// The server described statement `name` on this connection: its parameter types
+    /// (a Describe of the statement) and its result columns.
+    pub(crate) fn confirm(
+        &mut self,
+        name: &str,
+        params: Option<&Arc<[Type]>>,
+        columns: &Arc<[Column]>,
+    ) {
+        if let Some(n) = self.names.values_mut().find(|n| &*n.name == name) {
+            if let Some(p) = params {
+                n.params = Some(p.clone());
+            }
+            n.columns = Some(columns.clone());
+        }
     }
 
     /// A new name for `sql`, and the name to close first if that makes more than
     /// `capacity` (`capacity` 0: none is made, the unnamed statement is used).
-    pub(crate) fn make(&mut self, sql: &Arc<str>, capacity: usize) -> (Arc<str>, Option<Arc<str>>) {
+    /// `params`: the parameter types its Parse gives (`None`: left to the server).
+    pub(crate) fn make(
+        &mut self,
+        sql: &Arc<str>,
+        capacity: usize,
+        params: Option<Arc<[Type]>>,
+    ) -> (Arc<str>, Option<Arc<str>>) {
         if capacity == 0 {
             return (Arc::from(""), None);
         }
@@ -42,7 +82,7 @@ impl PipelineNames {
             match self.order.pop_front() {
                 Some(old) => {
                     if let Some(n) = self.names.remove(&old) {
-                        evicted = Some(n);
+                        evicted = Some(n.name);
                         break;
                     }
                 }
@@ -51,7 +91,14 @@ impl PipelineNames {
         }
         self.next += 1;
         let name: Arc<str> = Arc::from(format!("wirepool_pipe_{}", self.next));
-        self.names.insert(sql.clone(), name.clone());
+        self.names.insert(
+            sql.clone(),
+            Named {
+                name: name.clone(),
+                params,
+                columns: None,
+            },
+        );
         self.order.push_back(sql.clone());
         (name, evicted)
     }
@@ -59,14 +106,14 @@ impl PipelineNames {
     /// Forgets `sql`'s statement if it is still `name` (its Parse failed, or the server
     /// no longer knows it).
     pub(crate) fn forget(&mut self, sql: &str, name: &str) {
-        if self.names.get(sql).is_some_and(|n| &**n == name) {
+        if self.names.get(sql).is_some_and(|n| &*n.name == name) {
             self.names.remove(sql);
         }
     }
 
     /// Forgets the statement named `name`, whatever its SQL.
     pub(crate) fn forget_name(&mut self, name: &str) {
-        self.names.retain(|_, n| &**n != name);
+        self.names.retain(|_, n| &*n.name != name);
     }
 
     /// Forgets every name (the server dropped its prepared statements).
@@ -249,16 +296,16 @@ mod tests {
         let mut n = PipelineNames::default();
         let a: Arc<str> = Arc::from("SELECT 1");
         let b: Arc<str> = Arc::from("SELECT 2");
-        let (na, ev) = n.make(&a, 1);
+        let (na, ev) = n.make(&a, 1, None);
         assert!(ev.is_none());
         assert_eq!(n.get("SELECT 1"), Some(na.clone()));
-        let (nb, ev) = n.make(&b, 1);
+        let (nb, ev) = n.make(&b, 1, None);
         assert_eq!(ev, Some(na));
         assert!(n.get("SELECT 1").is_none());
         n.forget("SELECT 2", "other");
         assert_eq!(n.get("SELECT 2"), Some(nb.clone()));
         n.forget("SELECT 2", &nb);
         assert!(n.get("SELECT 2").is_none());
-        assert_eq!(&*n.make(&a, 0).0, "");
+        assert_eq!(&*n.make(&a, 0, None).0, "");
     }
 }

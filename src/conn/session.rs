@@ -20,6 +20,14 @@ impl Dirt {
     const STATE: u8 = 1;
     /// An SQL-level `PREPARE`: only `DEALLOCATE ALL` (or `DISCARD ALL`) removes it.
     const PREPARED: u8 = 2;
+    /// A `CREATE TABLE`, which may have been a temporary one.
+    const TABLE: u8 = 4;
+    /// A statement the classifier could not prove harmless to the session (a function
+    /// call, a `DO` block, a temporary object of another kind, ...).
+    const UNPROVEN: u8 = 8;
+    /// The pool took the connection out of the pipelined path because a statement there
+    /// changed the session: reset whatever the policy.
+    const DEMANDED: u8 = 16;
 
     /// Notes a CommandComplete tag. The tags that change a session:
     /// `SET` (also `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`,
@@ -35,7 +43,12 @@ impl Dirt {
             Some(b'L') => b == b"LISTEN" || b == b"LOAD",
             Some(b'U') => b == b"UNLISTEN",
             Some(b'D') => b == b"DECLARE CURSOR" || b.starts_with(b"DISCARD"),
-            Some(b'C') => b == b"CREATE TABLE",
+            Some(b'C') => {
+                if b == b"CREATE TABLE" {
+                    self.0 |= Self::TABLE;
+                }
+                false
+            }
             Some(b'P') => {
                 if b == b"PREPARE" {
                     self.0 |= Self::PREPARED;
@@ -57,10 +70,34 @@ impl Dirt {
         self.0 |= Self::STATE;
     }
 
+    /// Notes a statement the classifier could not prove harmless to the session.
+    #[inline]
+    pub(crate) fn note_unproven(&mut self) {
+        self.0 |= Self::UNPROVEN;
+    }
+
+    /// The session must be reset before anyone uses the connection again, whatever the
+    /// pool's policy.
+    pub(crate) fn demand_reset(&mut self) {
+        self.0 |= Self::DEMANDED;
+    }
+
     /// True if nothing that changes the session was seen.
     #[inline]
     pub(crate) fn is_clean(self) -> bool {
         self.0 == 0
+    }
+
+    /// The server said the session changed: a reported setting, or a command tag that
+    /// only a session-changing statement has (a `CREATE TABLE` is not one of them).
+    #[inline]
+    pub(crate) fn server_saw_change(self) -> bool {
+        self.0 & (Self::STATE | Self::PREPARED) != 0
+    }
+
+    #[inline]
+    pub(crate) fn reset_demanded(self) -> bool {
+        self.0 & Self::DEMANDED != 0
     }
 
     /// The statements that put the session back as it started, in one round trip.
@@ -71,9 +108,19 @@ impl Dirt {
     /// prepared statements and cached plans, so the connection's own statement cache
     /// stays valid; after an SQL-level `PREPARE` it is `DISCARD ALL` itself (the
     /// connection then empties its statement cache, as for any `DISCARD ALL`).
+    ///
+    /// After a statement that was not proven harmless (which may have run `PREPARE`
+    /// inside a `DO` block or a function, where no tag says so), the same statements end
+    /// by asking whether the session holds a statement prepared in SQL; if it does, a
+    /// second round trip deallocates every prepared statement (see
+    /// [`Connection::reset_session`]).
     pub(crate) fn reset_sql(self) -> &'static str {
         if self.0 & Self::PREPARED != 0 {
             "DISCARD ALL"
+        } else if self.0 & (Self::UNPROVEN | Self::DEMANDED) != 0 {
+            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+             SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
+             SELECT 'prepared in SQL' FROM pg_catalog.pg_prepared_statements WHERE from_sql LIMIT 1"
         } else {
             "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
              SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
@@ -92,9 +139,38 @@ impl Connection {
     /// The connection must be idle, outside a transaction.
     pub(crate) async fn reset_session(&mut self) -> Result<()> {
         let sql = self.dirt.reset_sql();
-        self.simple_query_untraced(sql).await?;
+        let rows = self.simple_query_untraced(sql).await?;
+        if rows.iter().any(|r| r.get(0) == Some("prepared in SQL")) {
+            // A statement prepared in SQL where no tag said so: only DEALLOCATE ALL removes
+            // it, and the connection's own statements with it.
+            self.simple_query_untraced("DISCARD ALL").await?;
+        }
         self.dirt = Dirt::CLEAN;
         Ok(())
+    }
+
+    /// The server said, since the last reset, that this session changed (see
+    /// [`Dirt::server_saw_change`]).
+    #[inline]
+    pub(crate) fn server_saw_session_change(&self) -> bool {
+        self.dirt.server_saw_change()
+    }
+
+    /// The last setting the server reported changed, by name.
+    pub(crate) fn last_reported_setting(&self) -> Option<&str> {
+        self.last_reported.as_deref()
+    }
+
+    /// The session must be reset before anyone uses the connection again, whatever the
+    /// pool's policy.
+    pub(crate) fn demand_reset(&mut self) {
+        self.dirt.demand_reset();
+    }
+
+    /// True if the session must be reset whatever the pool's policy.
+    #[inline]
+    pub(crate) fn reset_demanded(&self) -> bool {
+        self.dirt.reset_demanded()
     }
 
     /// Takes the session as it is now for its starting point (after the pool's own

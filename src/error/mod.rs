@@ -256,6 +256,11 @@ impl Error {
         Error::new(ErrorKind::TransactionRolledBack)
     }
 
+    /// A statement that ran inside a transaction the pool then rolled back.
+    pub(crate) fn rolled_back_because(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::TransactionRolledBack).with_detail(detail)
+    }
+
     pub(crate) fn row_count(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::RowCount).with_detail(detail)
     }

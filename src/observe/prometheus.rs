@@ -341,6 +341,12 @@ pub fn render_as(
     );
     counter(
         &mut o,
+        "pipelined_session_changes",
+        "Statements of pool.query/pool.execute after which the server said the session changed (rolled back or reset).",
+        s.pipelined_session_changes,
+    );
+    counter(
+        &mut o,
         "statement_cache_hits",
         "Queries whose statement was already prepared on their connection.",
         s.statement_cache_hits,

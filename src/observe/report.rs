@@ -183,7 +183,7 @@ impl PoolStatistics {
         );
         let _ = write!(
             o,
-            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"pipelined_connections\":{},\"statements_in_flight\":{},\"pipeline_depth\":{},\"pipeline_waiting\":{},\"pipelined_statements\":{},\"latency_ms\":{}",
+            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"pipelined_connections\":{},\"statements_in_flight\":{},\"pipeline_depth\":{},\"pipeline_waiting\":{},\"pipelined_statements\":{},\"pipelined_session_changes\":{},\"latency_ms\":{}",
             self.min_size,
             self.max_size,
             self.opening_connections,
@@ -204,6 +204,7 @@ impl PoolStatistics {
             self.pipeline_depth,
             self.pipeline_waiting,
             self.pipelined_statements,
+            self.pipelined_session_changes,
             self.latency_ms.map_or_else(|| "null".to_string(), json_f64),
         );
         let _ = write!(

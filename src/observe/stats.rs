@@ -214,6 +214,11 @@ pub struct PoolStatistics {
     pub pipeline_waiting: usize,
     /// Statements run through the shared path since the pool was created.
     pub pipelined_statements: u64,
+    /// Shared-path statements after which the server said the session changed: a
+    /// transaction left open (the pool rolled it back) or a reported setting changed (the
+    /// connection left the shared path and was reset). Each is also logged with the
+    /// statement's text; any at all means a statement that needs `acquire()` ran there.
+    pub pipelined_session_changes: u64,
     /// Room left on the connections serving the shared path: the sum over them of
     /// `pipeline_depth` less their statements in flight. Health counts each connection's
     /// free share of its depth as that much of an idle connection.
@@ -301,6 +306,7 @@ impl PoolStatistics {
             pipeline_depth: 0,
             pipeline_waiting: 0,
             pipelined_statements: 0,
+            pipelined_session_changes: 0,
             pipeline_free_slots: 0,
             use_time_sum_seconds: 0.0,
             avg_use_time_ms: 0.0,

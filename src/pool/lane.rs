@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
+use super::lane_watch::{Judged, Watch};
 use super::shared_path::SharedPath;
 use super::PooledConnection;
 use crate::conn::{Assembler, Connection, Fed, Outcome, PipelineNames};
@@ -53,20 +54,27 @@ const RETIRED: usize = usize::MAX / 2;
 
 pub(super) type Answer = Result<Outcome>;
 
-/// What a request prepares (SQL, name) and which statement it runs (name).
-pub(super) type Uses = (Option<(Arc<str>, Arc<str>)>, Option<Arc<str>>);
+/// What a request does with the connection's prepared statements.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// The statement it prepares (SQL, name): if its Parse fails, the name is forgotten;
+    /// while later requests use it, it is sent even if its caller left.
+    pub(super) prepares: Option<(Arc<str>, Arc<str>)>,
+    /// The name of the statement it runs: forgotten if the server no longer knows it, or
+    /// its plan is stale.
+    pub(super) uses: Option<Arc<str>>,
+    /// The statement whose result columns its answer describes on this connection (a
+    /// Describe of the statement, or of the portal bound to it).
+    pub(super) confirms: Option<Arc<str>>,
+}
 
 /// A request's answer, on its way to its caller.
 pub(super) struct Entry {
     reply: Arc<Reply<Answer>>,
     assembler: Assembler,
-    /// The statement this request prepares on the connection (SQL, name): if its Parse
-    /// fails, the name is forgotten; while later requests use it, it is sent even if its
-    /// caller left.
-    prepares: Option<(Arc<str>, Arc<str>)>,
-    /// The name of the statement it runs: forgotten if the server no longer knows it, or
-    /// its plan is stale.
-    uses: Option<Arc<str>>,
+    plan: Plan,
+    /// The statement's text, for the log when the server says it changed the session.
+    sql: Arc<str>,
     /// Where its bytes are in the queue's buffer.
     start: usize,
     end: usize,
@@ -189,12 +197,13 @@ impl Lane {
         }
     }
 
-    /// Queues a request whose bytes `write` appends (on the caller's reservation). On an
-    /// error from `write` (a value that does not convert) nothing is queued.
+    /// Queues a request whose bytes `write` appends (on the caller's reservation), with
+    /// the assembler of its answer. On an error from `write` (a value that does not
+    /// convert) nothing is queued.
     pub(super) fn enqueue(
         self: &Arc<Self>,
-        assembler: Assembler,
-        write: impl FnOnce(&mut Queue) -> Result<Uses>,
+        sql: &Arc<str>,
+        write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plan)>,
     ) -> Result<Pending> {
         let reply = Arc::new(Reply::new());
         {
@@ -203,7 +212,7 @@ impl Lane {
                 return Err(Error::closed("the connection was lost").with_sent(false));
             }
             let start = q.out.len();
-            let (prepares, uses) = match write(&mut q) {
+            let (assembler, plan) = match write(&mut q) {
                 Ok(x) => x,
                 Err(e) => {
                     q.out.truncate(start);
@@ -214,8 +223,8 @@ impl Lane {
             q.entries.push(Entry {
                 reply: reply.clone(),
                 assembler,
-                prepares,
-                uses,
+                plan,
+                sql: sql.clone(),
                 start,
                 end,
             });
@@ -240,7 +249,11 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
     // of acquire() waits); `holds_drain`: as the one lane that drains for such a caller.
     let mut draining = false;
     let mut holds_drain = false;
+    let mut watch = Watch::default();
     let conn: &mut Connection = &mut guard;
+    // A session changed before the lane took the connection (the pool's policy is to
+    // reset never) is the policy's; only what happens on the lane is the watch's.
+    let changed_before = conn.server_saw_session_change();
     let failure = loop {
         if !draining {
             if shared.closing.load(Ordering::Acquire) {
@@ -253,11 +266,41 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                 lane.accepting.store(false, Ordering::Release);
             }
         }
-        if cancel.is_none() {
+        if cancel.is_none() && watch.takes_requests() {
             take(&lane, conn, &mut inflight, &path);
         }
-        if let Err(e) = dispatch(&lane, conn, &mut inflight, &path) {
+        if let Err(e) = dispatch(
+            &lane,
+            conn,
+            &mut inflight,
+            &path,
+            &mut watch,
+            changed_before,
+        ) {
             break e;
+        }
+        if !watch.takes_requests() {
+            lane.accepting.store(false, Ordering::Release);
+            if inflight.is_empty() && cancel.is_none() {
+                if watch.in_transaction() {
+                    // Every statement that ran inside the transaction has answered.
+                    if let Err(e) = roll_back(conn).await {
+                        break e;
+                    }
+                    watch.rolled_back();
+                    settle(&lane, watch.take_undelivered(), &path);
+                }
+                if watch.session_changed() {
+                    conn.demand_reset();
+                    if retire(&lane) {
+                        break Error::pool_closed();
+                    }
+                } else if !draining {
+                    lane.accepting.store(true, Ordering::Release);
+                    path.lane_has_room(&lane);
+                }
+                continue;
+            }
         }
         if let Some(c) = &mut cancel {
             if inflight.len() < c.left {
@@ -338,6 +381,8 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
     let retired = failure.kind() == crate::ErrorKind::PoolClosed && inflight.is_empty();
     if !retired {
         tracing::debug!(target: "wirepool::pool", "a lane of the shared path ended: {failure}");
+        watch.abandon(|| lost(&failure, true));
+        settle(&lane, watch.take_undelivered(), &path);
         fail(&lane, &mut inflight, &path, &failure);
     }
     let names = std::mem::take(&mut lane.queue.lock().names);
@@ -369,11 +414,11 @@ fn take(
         .enumerate()
         .map(|(i, e)| {
             e.reply.is_abandoned()
-                && match &e.prepares {
+                && match &e.plan.prepares {
                     None => true,
                     Some((_, name)) => !entries[i + 1..]
                         .iter()
-                        .any(|l| l.uses.as_ref() == Some(name)),
+                        .any(|l| l.plan.uses.as_ref() == Some(name)),
                 }
         })
         .collect();
@@ -393,7 +438,7 @@ fn take(
     for (e, &s) in entries.iter().zip(&skip) {
         if s {
             skipped += 1;
-            if let Some((sql, name)) = &e.prepares {
+            if let Some((sql, name)) = &e.plan.prepares {
                 // Never parsed.
                 q.names.forget(sql, name);
             }
@@ -429,6 +474,8 @@ fn dispatch(
     conn: &mut Connection,
     inflight: &mut VecDeque<Entry>,
     path: &SharedPath,
+    watch: &mut Watch,
+    changed_before: bool,
 ) -> Result<()> {
     while let Some(msg) = conn.pipeline_message()? {
         let Some(front) = inflight.front_mut() else {
@@ -458,11 +505,35 @@ fn dispatch(
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
                 forget_stale(lane, &e, &outcome);
-                let delivered = e.reply.complete(Ok(outcome));
-                path.release(lane);
-                if !delivered {
-                    settle(lane, 1, path);
+                confirm(lane, &e, &outcome);
+                let changed = (!changed_before
+                    && !watch.session_changed()
+                    && conn.server_saw_session_change())
+                .then(|| conn.last_reported_setting().unwrap_or("a command tag"));
+                if changed.is_some() {
+                    path.count_session_change();
                 }
+                let was_open = watch.in_transaction();
+                let judged = watch.judge(
+                    &e.sql,
+                    &e.reply,
+                    outcome,
+                    conn.transaction_status(),
+                    changed,
+                );
+                if !was_open && watch.in_transaction() {
+                    path.count_session_change();
+                }
+                path.release(lane);
+                match judged {
+                    Judged::Deliver(answer) => {
+                        if !e.reply.complete(answer) {
+                            settle(lane, 1, path);
+                        }
+                    }
+                    Judged::Held => {}
+                }
+                settle(lane, watch.take_undelivered(), path);
                 if ready {
                     conn.pipeline_check()?;
                 }
@@ -476,6 +547,42 @@ fn dispatch(
     Ok(())
 }
 
+/// A request that described its statement's result columns: the connection's name for it
+/// keeps them, and later requests on the connection decode with them.
+fn confirm(lane: &Lane, e: &Entry, outcome: &Outcome) {
+    let Some(name) = &e.plan.confirms else { return };
+    let (params, columns) = match outcome {
+        Outcome::Executed(x) if x.error.is_none() => (None, &x.columns),
+        Outcome::Described(Ok(d)) => (Some(&d.params), &d.columns),
+        _ => return,
+    };
+    lane.queue.lock().names.confirm(name, params, columns);
+}
+
+/// Rolls back the transaction a statement left open, once every answer is in.
+async fn roll_back(conn: &mut Connection) -> Result<()> {
+    let r = tokio::time::timeout(
+        crate::conn::CANCEL_GRACE,
+        conn.simple_query_untraced("ROLLBACK"),
+    )
+    .await
+    .map_err(|_| Error::closed("the rollback of a transaction left open did not end"))
+    .and_then(|r| r);
+    match r {
+        Ok(_) if conn.transaction_status() == crate::protocol::TransactionStatus::Idle => Ok(()),
+        Ok(_) => {
+            conn.mark_broken();
+            Err(Error::closed(
+                "the connection stayed in a transaction after ROLLBACK",
+            ))
+        }
+        Err(e) => {
+            conn.mark_broken();
+            Err(e)
+        }
+    }
+}
+
 /// A request that prepared a statement and failed, or that ran one the server no longer
 /// knows (or whose plan is stale): its name is forgotten, and closed with the next request
 /// when the server may still hold it.
@@ -486,12 +593,12 @@ fn forget_stale(lane: &Lane, e: &Entry, outcome: &Outcome) {
         Outcome::Described(Ok(_)) => None,
     };
     let Some(err) = err else { return };
-    if let Some((sql, name)) = &e.prepares {
+    if let Some((sql, name)) = &e.plan.prepares {
         let mut q = lane.queue.lock();
         q.names.forget(sql, name);
         // The Parse may have succeeded and the Bind failed: close it either way.
         q.to_close.push(name.clone());
-    } else if let Some(name) = &e.uses {
+    } else if let Some(name) = &e.plan.uses {
         if crate::conn::stale_statement(err) {
             let mut q = lane.queue.lock();
             q.names.forget_name(name);

@@ -13,6 +13,7 @@ mod config;
 mod environment;
 mod guard;
 mod lane;
+mod lane_watch;
 mod leak_task;
 mod monitor;
 mod open;

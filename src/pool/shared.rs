@@ -204,6 +204,9 @@ impl Shared {
     /// again, under the pool's [`SessionReset`] policy.
     #[inline]
     pub(crate) fn needs_session_reset(&self, conn: &Connection) -> bool {
+        if conn.reset_demanded() {
+            return true;
+        }
         match self.cfg.session_reset {
             SessionReset::Never => false,
             SessionReset::WhenDirty => conn.session_dirty(),
@@ -426,8 +429,14 @@ impl Shared {
             s.pipeline_depth = self.path.depth;
             s.pipeline_waiting = p.waiting;
             s.pipelined_statements = p.statements;
+            s.pipelined_session_changes = p.session_changes;
             s.pipeline_free_slots = p.free_slots;
-            s.waiting_requests += p.waiting;
+            // The shared path's own request for a connection is not a caller: the
+            // statements it waits for are.
+            s.waiting_requests = s
+                .waiting_requests
+                .saturating_sub(usize::from(self.path.asking()))
+                + p.waiting;
         }
         s.statement_cache_hits = self.statement_stats.hits();
         s.statement_cache_misses = self.statement_stats.misses();

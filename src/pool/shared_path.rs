@@ -7,15 +7,21 @@
 //! # Placement
 //!
 //! A statement goes to the lane with the fewest in flight; an idle lane first. When the
-//! lanes are busy and the pool has an idle connection or room for one, another lane is
-//! opened beside them (the statement does not wait for it). When every lane is full,
-//! callers wait in arrival order, bounded by the acquire timeout; a slot that frees goes to
-//! the oldest.
+//! lanes are busy and the pool has an idle connection and nobody waits for one, another
+//! lane is opened beside them (the statement does not wait for it).
 //!
-//! A lane is a connection checked out of the pool (it counts as active while it serves
-//! statements); it goes back after 20 ms with nothing to do, and at once, one lane at a
-//! time, when a caller of `acquire()` waits for a connection, so the exclusive path is
-//! never starved.
+//! # One queue
+//!
+//! When no lane has room, the caller waits in the shared path's FIFO, and the shared path
+//! asks the pool for a connection in the pool's own FIFO, behind the callers of
+//! `acquire()` that came before: one request at a time, on behalf of every statement that
+//! waits. A connection returned to the pool (or opened) thus serves the oldest waiter of
+//! either kind: when the shared path's request is the oldest, the connection becomes a
+//! lane and takes the waiting statements, up to its depth. A lane gives its connection
+//! back when it has nothing to do for 20 ms, and at once, one lane at a time, after it has
+//! served what was placed on it, when a caller of `acquire()` waits: so neither kind of
+//! caller starves the other, and a pipelined caller never waits while a connection sits
+//! idle.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -26,10 +32,10 @@ use std::task::{Context, Poll};
 
 use postgres_types::{ToSql, Type};
 
-use super::lane::{self, Lane, Pending, Queue, Uses};
+use super::lane::{self, Lane, Pending, Plan, Queue};
 use super::shared_refusal::refusal;
 use super::{Pool, Shared};
-use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};
+use crate::conn::{stale_statement, Assembler, Named, Outcome, ToStatement};
 use crate::error::{Error, Result};
 use crate::pool_core::reply::{Left, Reply};
 use crate::protocol::extended::{
@@ -54,8 +60,11 @@ pub(crate) struct SharedPath {
     waiters: Mutex<VecDeque<Waiter>>,
     /// `waiters.len()`, read without the lock.
     waiting: AtomicUsize,
-    /// Lanes being opened.
+    /// Lanes being opened (at most one at a time).
     opening: AtomicUsize,
+    /// The lane being opened waits in the pool's queue for a connection (it counts among
+    /// the pool's waiters there; the statements it waits for count here).
+    asking: AtomicBool,
     /// A lane is giving its connection back for a caller of `acquire()`.
     draining: AtomicBool,
     /// Statements in flight per lane, at most.
@@ -65,6 +74,8 @@ pub(crate) struct SharedPath {
     in_flight: AtomicUsize,
     /// Statements run through the shared path.
     statements: AtomicU64,
+    /// Statements after which the server said the session changed (see `lane_watch.rs`).
+    session_changes: AtomicU64,
     /// Descriptions of the statements run here (parameter and column types), by SQL.
     described: Mutex<HashMap<Arc<str>, Described>>,
 }
@@ -86,6 +97,7 @@ pub(crate) struct PathCounts {
     pub(crate) waiting: usize,
     pub(crate) statements: u64,
     pub(crate) free_slots: usize,
+    pub(crate) session_changes: u64,
 }
 
 impl SharedPath {
@@ -95,11 +107,13 @@ impl SharedPath {
             waiters: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
             opening: AtomicUsize::new(0),
+            asking: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             depth: depth.max(1),
             max_lanes,
             in_flight: AtomicUsize::new(0),
             statements: AtomicU64::new(0),
+            session_changes: AtomicU64::new(0),
             described: Mutex::new(HashMap::new()),
         }
     }
@@ -116,7 +130,14 @@ impl SharedPath {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
             statements: self.statements.load(Ordering::Relaxed),
+            session_changes: self.session_changes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The server said a statement changed the session (a transaction left open, a
+    /// reported setting changed).
+    pub(super) fn count_session_change(&self) {
+        self.session_changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets the statements described (the pool switched servers).
@@ -193,7 +214,7 @@ impl SharedPath {
                         let l = l.clone();
                         drop(lanes);
                         if d > 0 && n < self.max_lanes {
-                            self.open_lane(shared);
+                            self.grow(shared);
                         }
                         return Some(l);
                     }
@@ -204,24 +225,30 @@ impl SharedPath {
         None
     }
 
-    /// Opens another lane in the background if the pool can spare a connection without
-    /// taking one a caller of `acquire()` waits for.
-    fn open_lane(self: &Arc<Self>, shared: &Arc<Shared>) {
-        if shared.closing.load(Ordering::Acquire) {
-            return;
-        }
-        let opening = self.opening.load(Ordering::Acquire);
-        if self.lanes.read().len() + opening >= self.max_lanes || opening > 0 {
+    /// Opens another lane beside busy ones, in the background, if the pool has an idle
+    /// connection and no caller of `acquire()` waits: growth that takes nothing from
+    /// anyone.
+    fn grow(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if self.lanes.read().len() >= self.max_lanes {
             return;
         }
         let g = shared.core.gauges();
         if g.waiting > 0 || (g.idle == 0 && g.size >= g.max_size) {
             return;
         }
-        if self
-            .opening
-            .compare_exchange(opening, opening + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
+        self.open_lane(shared);
+    }
+
+    /// Asks the pool for a connection for a new lane, in the pool's FIFO behind the callers
+    /// of `acquire()` already waiting, unless a lane is being opened already. While callers
+    /// still wait for room once it is open, it asks again.
+    fn open_lane(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if shared.closing.load(Ordering::Acquire)
+            || self.lanes.read().len() >= self.max_lanes
+            || self
+                .opening
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
@@ -231,27 +258,54 @@ impl SharedPath {
             let pool = Pool {
                 shared: shared.clone(),
             };
-            let r = pool.acquire_at(Location::caller()).await;
-            match r {
-                Ok(mut guard) => {
-                    guard.pool_owned();
-                    let lane = Arc::new(Lane::new(&mut guard, shared.cfg.statement_cache_capacity));
-                    path.lanes.write().push(lane.clone());
-                    path.opening.fetch_sub(1, Ordering::AcqRel);
-                    path.serve_waiters(&lane);
-                    shared
-                        .runtime
-                        .spawn(lane::run(lane, guard, path.clone()));
-                }
-                Err(e) => {
-                    path.opening.fetch_sub(1, Ordering::AcqRel);
-                    tracing::debug!(target: "wirepool::pool", "no connection for the shared path: {e}");
-                    if shared.closing.load(Ordering::Acquire) {
-                        path.fail_waiters();
+            loop {
+                path.asking.store(true, Ordering::Release);
+                let r = pool.acquire_at(Location::caller()).await;
+                path.asking.store(false, Ordering::Release);
+                match r {
+                    Ok(mut guard) => {
+                        guard.pool_owned();
+                        let lane =
+                            Arc::new(Lane::new(&mut guard, shared.cfg.statement_cache_capacity));
+                        path.lanes.write().push(lane.clone());
+                        path.opening.store(0, Ordering::Release);
+                        path.serve_waiters(&lane);
+                        shared
+                            .runtime
+                            .spawn(lane::run(lane, guard, path.clone()));
+                        // More callers than the new lane had room for: another lane, at the
+                        // pool's next turn.
+                        if path.waiting.load(Ordering::Acquire) > 0 {
+                            path.open_lane(&shared);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "wirepool::pool", "no connection for the shared path: {e}");
+                        if shared.closing.load(Ordering::Acquire) {
+                            path.opening.store(0, Ordering::Release);
+                            path.fail_waiters();
+                            return;
+                        }
+                        // A timeout while statements still wait (theirs run on their own
+                        // clocks): ask again. Any other error (the database unreachable
+                        // under fail_fast) ends the request; the next statement asks anew.
+                        if e.kind() != crate::ErrorKind::PoolTimeout
+                            || path.waiting.load(Ordering::Acquire) == 0
+                        {
+                            path.opening.store(0, Ordering::Release);
+                            return;
+                        }
                     }
                 }
             }
         });
+    }
+
+    /// Whether the shared path waits in the pool's queue for a connection (it is one of
+    /// the pool's waiters then).
+    pub(crate) fn asking(&self) -> bool {
+        self.asking.load(Ordering::Acquire)
     }
 
     /// Gives room on `lane` to the oldest waiters, as much as it has.
@@ -297,13 +351,19 @@ impl SharedPath {
     /// Whether an idle lane should give its connection back now: the pool is closing, or
     /// a caller of `acquire()` waits (one lane at a time drains for it).
     pub(super) fn should_release(&self, shared: &Shared) -> bool {
-        shared.closing.load(Ordering::Acquire) || shared.core.gauges().waiting > 0
+        shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared)
+    }
+
+    /// Callers of `acquire()` wait in the pool's queue (besides the shared path's own
+    /// request for a connection).
+    fn exclusive_waiting(&self, shared: &Shared) -> bool {
+        shared.core.gauges().waiting > usize::from(self.asking())
     }
 
     /// A busy lane asks whether it should stop taking statements and drain, so that its
     /// connection goes to a waiting caller of `acquire()`.
     pub(super) fn should_drain(&self, shared: &Shared) -> bool {
-        (shared.closing.load(Ordering::Acquire) || shared.core.gauges().waiting > 0)
+        (shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared))
             && self
                 .draining
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
@@ -379,7 +439,7 @@ impl Drop for WaitForLane {
 
 /// Writes the Closes of forgotten statements (before this request's Sync); on an error
 /// they are kept for the next request.
-fn with_closes(q: &mut Queue, write: impl FnOnce(&mut Queue) -> Result<Uses>) -> Result<Uses> {
+fn with_closes<T>(q: &mut Queue, write: impl FnOnce(&mut Queue) -> Result<T>) -> Result<T> {
     let closes = std::mem::take(&mut q.to_close);
     for n in &closes {
         write_close_statement(n, &mut q.out);
@@ -491,7 +551,8 @@ impl Pool {
     {
         let shared = &self.shared;
         let path = &shared.path;
-        let sql = statement.sql();
+        let sql: Arc<str> = Arc::from(statement.sql());
+        let sql = &sql;
         if params.len() > crate::conn::MAX_PARAMETERS {
             return Err(Error::invalid_input(format!(
                 "{} parameters given; the protocol allows at most {}",
@@ -562,28 +623,37 @@ impl Pool {
     }
 
     /// Describes `sql` on a lane (preparing it there), with its types looked up.
-    async fn describe_shared(&self, sql: &str) -> Result<Described> {
+    async fn describe_shared(&self, sql: &Arc<str>) -> Result<Described> {
         let shared = &self.shared;
         let path = &shared.path;
         let lane = path.place(shared).await?;
-        let pending = match lane.enqueue(Assembler::describe(), |q| {
+        let pending = match lane.enqueue(sql, |q| {
             with_closes(q, |q| match q.names.get(sql) {
                 Some(name) => {
                     write_describe(&name, sql, false, &mut q.out)?;
-                    Ok((None, Some(name)))
+                    let plan = Plan {
+                        uses: Some(name.clone()),
+                        confirms: Some(name),
+                        ..Plan::default()
+                    };
+                    Ok((Assembler::describe(), plan))
                 }
                 None => {
-                    let sql: Arc<str> = Arc::from(sql);
-                    let (name, evicted) = q.names.make(&sql, lane.capacity);
+                    let (name, evicted) = q.names.make(sql, lane.capacity, None);
                     if let Some(ev) = evicted {
                         write_close_statement(&ev, &mut q.out);
                     }
-                    if let Err(e) = write_describe(&name, &sql, true, &mut q.out) {
-                        q.names.forget(&sql, &name);
+                    if let Err(e) = write_describe(&name, sql, true, &mut q.out) {
+                        q.names.forget(sql, &name);
                         return Err(e.into());
                     }
-                    let prepares = (!name.is_empty()).then_some((sql, name));
-                    Ok((prepares, None))
+                    let named = (!name.is_empty()).then_some(name);
+                    let plan = Plan {
+                        prepares: named.clone().map(|n| (sql.clone(), n)),
+                        confirms: named,
+                        ..Plan::default()
+                    };
+                    Ok((Assembler::describe(), plan))
                 }
             })
         }) {
@@ -618,22 +688,17 @@ impl Pool {
         let lane = path.place(shared).await?;
         let param = [Type::OID_ARRAY];
         let values = oids.to_vec();
-        let pending = match lane.enqueue(
-            Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
-            |q| {
-                with_closes(q, |q| {
-                    write_parse(
-                        "",
-                        crate::conn::type_lookup::LOOKUP_SQL,
-                        &param,
-                        &[],
-                        &mut q.out,
-                    )?;
-                    write_bind_execute("", &param, &[&values], true, &mut q.out)?;
-                    Ok((None, None))
-                })
-            },
-        ) {
+        let lookup: Arc<str> = Arc::from(crate::conn::type_lookup::LOOKUP_SQL);
+        let pending = match lane.enqueue(&lookup, |q| {
+            with_closes(q, |q| {
+                write_parse("", &lookup, &param, &[], &mut q.out)?;
+                write_bind_execute("", &param, &[&values], true, &mut q.out)?;
+                Ok((
+                    Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
+                    Plan::default(),
+                ))
+            })
+        }) {
             Ok(p) => p,
             Err(e) => {
                 path.release(&lane);
@@ -667,41 +732,80 @@ fn check_allowed(sql: &str) -> Result<()> {
     }
 }
 
-/// Queues `sql`'s Bind/Execute/Sync on `lane` (with its Parse first where the connection
-/// has not prepared it).
+/// Queues `sql`'s Bind/Execute/Sync on `lane`, with its Parse first where the connection
+/// has not prepared it. Rows are decoded with the columns this connection's server
+/// described: where it has not yet (a statement prepared here for the first time, or
+/// whose description is still on its way), the request asks for the portal's description
+/// and its answer brings the columns, so a description made on another connection, or
+/// before a schema change, never decodes a value.
 fn enqueue_execute(
     lane: &Arc<Lane>,
-    sql: &str,
+    sql: &Arc<str>,
     described: &Described,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Pending> {
-    lane.enqueue(
-        Assembler::Execute(Execute::new(described.columns.clone())),
-        |q| {
-            with_closes(q, |q| match q.names.get(sql) {
-                Some(name) => {
-                    write_bind_execute(&name, &described.params, params, false, &mut q.out)?;
-                    Ok((None, Some(name)))
+    lane.enqueue(sql, |q| {
+        with_closes(q, |q| match q.names.lookup(sql) {
+            Some(Named {
+                name,
+                params: Some(types),
+                columns: Some(columns),
+            }) => {
+                write_bind_execute(&name, &types, params, false, &mut q.out)?;
+                let plan = Plan {
+                    uses: Some(name),
+                    ..Plan::default()
+                };
+                Ok((Assembler::Execute(Execute::new(columns)), plan))
+            }
+            Some(Named {
+                name,
+                params: Some(types),
+                columns: None,
+            }) => {
+                write_bind_execute(&name, &types, params, true, &mut q.out)?;
+                let plan = Plan {
+                    uses: Some(name.clone()),
+                    confirms: Some(name),
+                    ..Plan::default()
+                };
+                Ok((assembler(described), plan))
+            }
+            Some(Named { params: None, .. }) => {
+                // Being described on this connection: the unnamed statement, this once.
+                write_parse("", sql, &described.params, &[], &mut q.out)?;
+                write_bind_execute("", &described.params, params, true, &mut q.out)?;
+                Ok((assembler(described), Plan::default()))
+            }
+            None => {
+                let (name, evicted) =
+                    q.names
+                        .make(sql, lane.capacity, Some(described.params.clone()));
+                if let Some(ev) = evicted {
+                    write_close_statement(&ev, &mut q.out);
                 }
-                None => {
-                    let sql: Arc<str> = Arc::from(sql);
-                    let (name, evicted) = q.names.make(&sql, lane.capacity);
-                    if let Some(ev) = evicted {
-                        write_close_statement(&ev, &mut q.out);
-                    }
-                    let written = write_parse(&name, &sql, &described.params, &[], &mut q.out)
-                        .and_then(|()| {
-                            write_bind_execute(&name, &described.params, params, false, &mut q.out)
-                        });
-                    if let Err(e) = written {
-                        q.names.forget(&sql, &name);
-                        return Err(e.into());
-                    }
-                    let uses = (!name.is_empty()).then(|| name.clone());
-                    let prepares = (!name.is_empty()).then_some((sql, name));
-                    Ok((prepares, uses))
+                let written =
+                    write_parse(&name, sql, &described.params, &[], &mut q.out).and_then(|()| {
+                        write_bind_execute(&name, &described.params, params, true, &mut q.out)
+                    });
+                if let Err(e) = written {
+                    q.names.forget(sql, &name);
+                    return Err(e.into());
                 }
-            })
-        },
-    )
+                let named = (!name.is_empty()).then(|| name.clone());
+                let plan = Plan {
+                    prepares: named.clone().map(|n| (sql.clone(), n)),
+                    uses: named.clone(),
+                    confirms: named,
+                };
+                Ok((assembler(described), plan))
+            }
+        })
+    })
+}
+
+/// The assembler of an answer that brings its own description: `described` only lends the
+/// types looked up in the catalog, to the columns whose type OID is the same.
+fn assembler(described: &Described) -> Assembler {
+    Assembler::Execute(Execute::new(described.columns.clone()))
 }

@@ -406,6 +406,9 @@ impl Prepare {
 pub struct Executed {
     /// The rows, in order.
     pub rows: Vec<Row>,
+    /// The columns the rows were decoded with: the portal's own description when the
+    /// request asked for it, else those the statement was described with.
+    pub columns: Arc<[Column]>,
     /// The command tag (`SELECT 3`, `UPDATE 2`); `None` for an empty query.
     pub command_tag: Option<String>,
     /// The server's error, if the statement failed.
@@ -503,6 +506,7 @@ impl Execute {
             BackendMessage::ReadyForQuery(status) => {
                 return Ok(Step::Done(Executed {
                     rows: std::mem::take(&mut self.rows),
+                    columns: self.columns.clone(),
                     command_tag: self.command_tag.take(),
                     error: self.error.take(),
                     transaction_status: status,
