@@ -30,3 +30,9 @@ pub fn decode_binary_copy(
 ) -> crate::Result<Option<crate::binary_copy::BinaryCopyOutRow>> {
     crate::binary_copy::decode(chunk, has_oids, types)
 }
+
+/// Turns the shared path's refusal of session statements off (or on again), so that tests
+/// can show what the server's answers alone catch beneath it.
+pub fn set_shared_path_refusal(pool: &crate::Pool, on: bool) {
+    pool.shared_path_refusal(on);
+}

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::lane_watch::{Judged, Watch};
+use super::lane_watch::{Judged, Probe, Watch};
 use super::shared_path::SharedPath;
 use super::PooledConnection;
 use crate::conn::{Assembler, Connection, Fed, Outcome, PipelineNames};
@@ -75,6 +75,8 @@ pub(super) struct Entry {
     plan: Plan,
     /// The statement's text, for the log when the server says it changed the session.
     sql: Arc<str>,
+    /// A session probe the lane sent around a statement (no caller waits for it).
+    probe: Option<Probe>,
     /// Where its bytes are in the queue's buffer.
     start: usize,
     end: usize,
@@ -90,6 +92,26 @@ pub(super) struct Queue {
     pub(super) to_close: Vec<Arc<str>>,
     /// The lane is gone: nothing more is taken; callers place their requests elsewhere.
     closed: bool,
+}
+
+impl Queue {
+    /// Queues a session probe (no caller waits for its answer).
+    fn push_probe(&mut self, sql: &Arc<str>, side: Probe) {
+        let start = self.out.len();
+        super::lane_watch::write_probe(&mut self.out);
+        let end = self.out.len();
+        self.entries.push(Entry {
+            reply: Arc::new(Reply::new()),
+            assembler: Assembler::Execute(crate::protocol::extended::Execute::new(Arc::from(
+                Vec::new(),
+            ))),
+            plan: Plan::default(),
+            sql: sql.clone(),
+            probe: Some(side),
+            start,
+            end,
+        });
+    }
 }
 
 /// One connection of the shared path.
@@ -200,9 +222,14 @@ impl Lane {
     /// Queues a request whose bytes `write` appends (on the caller's reservation), with
     /// the assembler of its answer. On an error from `write` (a value that does not
     /// convert) nothing is queued.
+    ///
+    /// With `probe`, the request goes out between two session probes (see
+    /// `lane_watch.rs`), in the same write: the statement was not proven to leave the
+    /// session alone.
     pub(super) fn enqueue(
         self: &Arc<Self>,
         sql: &Arc<str>,
+        probe: bool,
         write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plan)>,
     ) -> Result<Pending> {
         let reply = Arc::new(Reply::new());
@@ -211,11 +238,16 @@ impl Lane {
             if q.closed {
                 return Err(Error::closed("the connection was lost").with_sent(false));
             }
+            let mark = (q.out.len(), q.entries.len());
+            if probe {
+                q.push_probe(sql, Probe::Before);
+            }
             let start = q.out.len();
             let (assembler, plan) = match write(&mut q) {
                 Ok(x) => x,
                 Err(e) => {
-                    q.out.truncate(start);
+                    q.out.truncate(mark.0);
+                    q.entries.truncate(mark.1);
                     return Err(e);
                 }
             };
@@ -225,9 +257,13 @@ impl Lane {
                 assembler,
                 plan,
                 sql: sql.clone(),
+                probe: None,
                 start,
                 end,
             });
+            if probe {
+                q.push_probe(sql, Probe::After);
+            }
         }
         self.work.notify_one();
         Ok(Pending {
@@ -336,7 +372,11 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                     "a cancelled statement did not end; the connection was closed",
                 );
             }
-        } else if !inflight.is_empty() && inflight.iter().all(|e| e.reply.is_abandoned()) {
+        } else if inflight.iter().any(|e| e.probe.is_none())
+            && inflight
+                .iter()
+                .all(|e| e.probe.is_some() || e.reply.is_abandoned())
+        {
             // Everything in flight is abandoned: a cancel can only hit one of them.
             lane.accepting.store(false, Ordering::Release);
             cancel = Some(Cancel::start(conn, Instant::now(), inflight.len()));
@@ -504,6 +544,15 @@ fn dispatch(
             Ok(Fed::Notice(n)) => conn.notice(&n),
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
+                if let Some(side) = e.probe {
+                    if watch.probed(side, &outcome, &e.sql) {
+                        path.count_session_change();
+                    }
+                    if ready {
+                        conn.pipeline_check()?;
+                    }
+                    continue;
+                }
                 forget_stale(lane, &e, &outcome);
                 confirm(lane, &e, &outcome);
                 let changed = (!changed_before
@@ -617,11 +666,11 @@ fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, fai
         q.out.clear();
         std::mem::take(&mut q.entries)
     };
-    for e in inflight.drain(..) {
+    for e in inflight.drain(..).filter(|e| e.probe.is_none()) {
         e.reply.complete(Err(lost(failure, true)));
         path.release(lane);
     }
-    for e in queued {
+    for e in queued.into_iter().filter(|e| e.probe.is_none()) {
         e.reply.complete(Err(lost(failure, false)));
         path.release(lane);
     }

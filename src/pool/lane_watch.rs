@@ -18,6 +18,18 @@
 //!   callers get an error that says they may have run; the connection leaves the shared
 //!   path and is reset before anyone uses it again, whatever the pool's reset policy. The
 //!   event is counted (`pipelined_session_changes`) and logged with the statement's text.
+//! - **The session probe.** The server reports only some settings (on PostgreSQL 15 and
+//!   18: `application_name`, `client_encoding`, `DateStyle`, `default_transaction_read_only`,
+//!   `in_hot_standby`, `integer_datetimes`, `IntervalStyle`, `is_superuser`,
+//!   `server_encoding`, `server_version`, `session_authorization`,
+//!   `standard_conforming_strings`, `TimeZone`; 18 adds `search_path`), and no tag says
+//!   what a function did inside. So a statement the classifier cannot prove harmless (it
+//!   calls a function that is not a known built-in) goes out between two probes, in the
+//!   same write (no round trip of its own): one query that reads the session's own
+//!   settings, its advisory locks, LISTEN channels, SQL-prepared statements, open cursors,
+//!   temporary objects and role. If the two answers differ, the session changed, as above.
+//!   What even the probe cannot see: `setseed()` inside a function, and a sequence's
+//!   `currval` (the refusal sees both when they are called in the text).
 //!
 //! [`ErrorKind::TransactionRolledBack`]: crate::ErrorKind::TransactionRolledBack
 
@@ -29,6 +41,41 @@ use crate::pool_core::reply::Reply;
 use crate::protocol::TransactionStatus;
 
 use super::lane::Answer;
+
+/// Which side of its statement a session probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    Before,
+    After,
+}
+
+/// The session probe: one text that changes when the session does (its own settings,
+/// advisory locks, LISTEN channels, prepared statements, cursors, temporary objects, role).
+/// Never logged (a setting may hold something private): only compared.
+const PROBE_SQL: &str = "SELECT pg_catalog.concat_ws('|', \
+     (SELECT pg_catalog.string_agg(name || '=' || setting, ',' ORDER BY name) \
+        FROM pg_catalog.pg_settings WHERE source = 'session'), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks \
+        WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class \
+        WHERE relnamespace = pg_catalog.pg_my_temp_schema()), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc \
+        WHERE pronamespace = pg_catalog.pg_my_temp_schema()), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type \
+        WHERE typnamespace = pg_catalog.pg_my_temp_schema()), \
+     current_user, session_user)";
+
+/// Writes a session probe: the unnamed statement, its portal described (so its one text
+/// column decodes), Sync.
+pub(super) fn write_probe(out: &mut bytes::BytesMut) {
+    let r = crate::protocol::extended::write_parse("", PROBE_SQL, &[], &[], out).and_then(|()| {
+        crate::protocol::extended::write_bind_execute("", &[], &[], true, out)
+    });
+    debug_assert!(r.is_ok(), "the probe has no parameters to convert");
+}
 
 /// A statement's answer the lane holds until the transaction it ran in is over.
 struct Held {
@@ -53,6 +100,8 @@ pub(super) struct Watch {
     changed: bool,
     /// Held answers completed whose callers had left: the lane settles them.
     undelivered: usize,
+    /// The session probe's answer before the statement it surrounds.
+    before: Option<String>,
 }
 
 impl Watch {
@@ -173,6 +222,38 @@ impl Watch {
         for h in self.open.take().unwrap_or_default() {
             if !h.reply.complete(Err(error())) {
                 self.undelivered += 1;
+            }
+        }
+    }
+
+    /// A session probe answered. True if it shows, for the first time on this lane, that
+    /// the statement before it changed the session (a probe that failed counts as that).
+    pub(super) fn probed(&mut self, side: Probe, outcome: &Outcome, sql: &str) -> bool {
+        let text = match outcome {
+            Outcome::Executed(x) if x.error.is_none() => x
+                .rows
+                .first()
+                .and_then(|r| r.try_get::<_, Option<String>>(0).ok())
+                .flatten(),
+            _ => None,
+        };
+        match side {
+            Probe::Before => {
+                self.before = text;
+                false
+            }
+            Probe::After => {
+                let before = self.before.take();
+                if self.changed || (text.is_some() && text == before) {
+                    return false;
+                }
+                self.changed = true;
+                tracing::warn!(
+                    target: "wirepool::pool",
+                    statement = sql,
+                    "A statement on the shared path changed the session (seen by the session probe); its connection leaves the shared path and is reset: {sql}"
+                );
+                true
             }
         }
     }

@@ -310,6 +310,11 @@ impl Pool {
         self.shared.types.clear();
     }
 
+    #[cfg(feature = "internals")]
+    pub(crate) fn shared_path_refusal(&self, on: bool) {
+        self.shared.path.refusal_off.store(!on, Ordering::Relaxed);
+    }
+
     /// The settings.
     pub fn config(&self) -> &PoolConfig {
         &self.shared.cfg

@@ -1,0 +1,231 @@
+//! The shared path decides from what the server says: the transaction status after every
+//! statement, the settings it reports, the row descriptions of the connection that runs a
+//! statement; and it waits in the pool's one FIFO with the callers of `acquire()`. The
+//! refusal of session statements is turned off in some of these tests (an internals
+//! switch), to show that the net beneath it holds on its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wirepool::{ErrorKind, Pool, PoolConfig};
+use wirepool_testkit::{cluster, Cluster, Role};
+
+async fn pool(pg: &Cluster, max: usize, tune: impl FnOnce(&mut PoolConfig)) -> Pool {
+    let mut c = wirepool_testkit::fast_config();
+    c.min_size = 1;
+    c.max_size = max;
+    tune(&mut c);
+    Pool::builder(pg.config(Role::Admin))
+        .config(c)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Ids in `t` as another session sees them.
+fn committed(pg: &Cluster) -> Vec<i64> {
+    let out = pg.psql("SELECT id FROM t ORDER BY id").unwrap();
+    out.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_is_rolled_back_and_nothing_inside_it_is_reported_done() {
+    let pg = cluster();
+    pg.psql("CREATE TABLE t (id int8 PRIMARY KEY)").unwrap();
+    let pool = pool(&pg, 1, |_| {}).await;
+    wirepool::internals::set_shared_path_refusal(&pool, false);
+    // Warm the lane and the INSERT's description so the statements below go out together.
+    pool.execute("INSERT INTO t VALUES ($1)", &[&0i64])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for round in 0..20i64 {
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = p.execute(";BEGIN", &[]).await;
+            (round, None, r.map(|_| ()))
+        }));
+        for k in 1..=5i64 {
+            let p = pool.clone();
+            let id = round * 100 + k;
+            tasks.push(tokio::spawn(async move {
+                let r = p.execute("INSERT INTO t VALUES ($1)", &[&id]).await;
+                (round, Some(id), r.map(|n| assert_eq!(n, 1)))
+            }));
+        }
+    }
+    let mut acknowledged = vec![0i64];
+    let mut rolled_back = Vec::new();
+    let mut opened = 0;
+    for t in tasks {
+        let (_, id, r) = t.await.unwrap();
+        match (id, r) {
+            // The BEGIN that opened a transaction is told so; one that ran inside another's
+            // transaction was rolled back with it.
+            (None, Err(e)) if e.kind() == ErrorKind::InvalidInput => {
+                assert!(e.to_string().contains("acquire()"), "{e}");
+                assert_eq!(e.may_have_run(), Some(false), "{e}");
+                opened += 1;
+            }
+            (None, Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
+                assert_eq!(e.may_have_run(), Some(false), "{e}");
+            }
+            (None, Ok(())) => panic!("a BEGIN on the shared path was reported done"),
+            (Some(id), Ok(())) => acknowledged.push(id),
+            (Some(id), Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
+                assert_eq!(e.may_have_run(), Some(false), "{e}");
+                rolled_back.push(id);
+            }
+        }
+    }
+    assert!(opened >= 1);
+    let mut seen = committed(&pg);
+    acknowledged.sort_unstable();
+    seen.sort_unstable();
+    assert_eq!(seen, acknowledged, "every acknowledged write, and nothing else");
+    for id in &rolled_back {
+        assert!(!seen.contains(id));
+    }
+    assert_eq!(pool.statistics().pipelined_session_changes, opened);
+    // The lane's connection is usable and outside a transaction.
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(c.transaction_status(), wirepool::TransactionStatus::Idle);
+    c.execute("INSERT INTO t VALUES (-1)", &[]).await.unwrap();
+    drop(c);
+    assert!(committed(&pg).contains(&-1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_sets_search_path_takes_its_connection_out_for_a_reset() {
+    let pg = cluster();
+    pg.psql(
+        "CREATE SCHEMA other; \
+         CREATE TABLE public.accounts (owner text); INSERT INTO public.accounts VALUES ('public'); \
+         CREATE TABLE other.accounts (owner text); INSERT INTO other.accounts VALUES ('other'); \
+         CREATE FUNCTION public.hop() RETURNS int LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM set_config('search_path', 'other', false); RETURN 1; END $$",
+    )
+    .unwrap();
+    for policy in [wirepool::SessionReset::WhenDirty, wirepool::SessionReset::Never] {
+        let pool = pool(&pg, 1, |c| c.session_reset = policy).await;
+        let owner = |p: Pool| async move {
+            let row = p.query_one("SELECT owner FROM accounts", &[]).await?;
+            Ok::<String, wirepool::Error>(row.get(0))
+        };
+        assert_eq!(owner(pool.clone()).await.unwrap(), "public");
+        let hop = pool.query_one("SELECT hop()", &[]).await.unwrap();
+        assert_eq!(hop.get::<_, i32>(0), 1);
+        for _ in 0..20 {
+            assert_eq!(owner(pool.clone()).await.unwrap(), "public", "{policy:?}");
+        }
+        assert_eq!(pool.statistics().pipelined_session_changes, 1, "{policy:?}");
+        let mut c = pool.acquire().await.unwrap();
+        let sp = c.query_one("SHOW search_path", &[]).await.unwrap();
+        assert_eq!(sp.get::<_, &str>(0), "\"$user\", public", "{policy:?}");
+        drop(c);
+        pool.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_caller_is_served_when_the_only_connection_comes_back() {
+    let pg = cluster();
+    let pool = pool(&pg, 1, |c| c.acquire_timeout = Duration::from_secs(20)).await;
+    let held = pool.acquire().await.unwrap();
+    let p = pool.clone();
+    let t = Instant::now();
+    let q = tokio::spawn(async move { p.query_one("SELECT 41 + 1", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!q.is_finished());
+    assert_eq!(pool.statistics().waiting_requests, 1);
+    drop(held);
+    let row = q.await.unwrap().unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    // Served at the return, not at the end of the acquire timeout.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_and_pipelined_callers_share_one_queue_on_a_busy_pool() {
+    let pg = cluster();
+    pg.psql("CREATE TABLE t (id int8 PRIMARY KEY)").unwrap();
+    let pool = pool(&pg, 2, |c| c.acquire_timeout = Duration::from_secs(20)).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut exclusive = Vec::new();
+    for _ in 0..6 {
+        let (p, stop) = (pool.clone(), stop.clone());
+        exclusive.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut c = p.acquire().await.unwrap();
+                let tx = c.transaction().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                tx.commit().await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut pipelined = Vec::new();
+    for k in 0..8i64 {
+        let (p, stop) = (pool.clone(), stop.clone());
+        pipelined.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut id = k * 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                let row = p.query_one("SELECT $1::int8 + 1", &[&id]).await.unwrap();
+                assert_eq!(row.get::<_, i64>(0), id + 1);
+                n += 1;
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut ex = 0;
+    for t in exclusive {
+        ex += t.await.unwrap();
+    }
+    let mut pi = 0;
+    for t in pipelined {
+        pi += t.await.unwrap();
+    }
+    assert!(ex > 0 && pi > 0, "exclusive {ex}, pipelined {pi}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_whose_type_changed_is_never_decoded_with_the_old_type() {
+    let pg = cluster();
+    for capacity in [100usize, 0] {
+        pg.psql("DROP TABLE IF EXISTS f; CREATE TABLE f (a int4); INSERT INTO f VALUES (1)")
+            .unwrap();
+        let pool = pool(&pg, 2, |c| c.statement_cache_capacity = capacity).await;
+        let row = pool.query_one("SELECT a FROM f", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+        pg.psql("ALTER TABLE f ALTER COLUMN a TYPE float4 USING a + 0.5")
+            .unwrap();
+        // A second connection, which has not prepared the statement: hold the first one
+        // (the lane gives it back for a caller of acquire()), so the next lane opens the
+        // other.
+        let held = pool.acquire().await.unwrap();
+        let other = pool.acquire().await.unwrap();
+        let other_id = other.id();
+        drop(other);
+        let row = pool.query_one("SELECT a FROM f", &[]).await.unwrap();
+        assert_eq!(row.get::<_, f32>(0), 1.5, "cache {capacity}");
+        assert!(row.try_get::<_, i32>(0).is_err(), "cache {capacity}");
+        drop(held);
+        // And on every connection after that.
+        for _ in 0..10 {
+            let row = pool.query_one("SELECT a FROM f", &[]).await.unwrap();
+            assert_eq!(row.get::<_, f32>(0), 1.5, "cache {capacity}");
+        }
+        let _ = other_id;
+        pool.close().await;
+    }
+}
