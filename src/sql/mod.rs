@@ -12,6 +12,8 @@
 pub(crate) mod classify;
 mod keywords;
 pub(crate) mod lexer;
+pub(crate) mod lists;
+mod quoted;
 
 #[allow(unused_imports)] // The pool's entry points, wired in by a later change.
 pub(crate) use classify::{classify, Class, Refusal};
