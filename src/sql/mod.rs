@@ -1,0 +1,24 @@
+//! SQL text as PostgreSQL reads it, for deciding what a statement does to the session
+//! before it is sent.
+//!
+//! - [`lexer`]: PostgreSQL's scanner (`scan.l`), token for token.
+//! - [`classify`]: over the tokens, whether a text may run on the pipelined path (where the
+//!   connection's next statement is another caller's) and whether it is proven to leave the
+//!   session clean.
+//!
+//! Both are checked against PostgreSQL's own scanner and grammar (libpg_query) by the
+//! differential test in `proof.rs`. Self-contained: nothing else of the crate is used.
+
+pub(crate) mod classify;
+mod keywords;
+pub(crate) mod lexer;
+pub(crate) mod lists;
+mod quoted;
+
+#[allow(unused_imports)] // The pool's entry points, wired in by a later change.
+pub(crate) use classify::{classify, Class, Refusal};
+
+#[cfg(test)]
+mod proof;
+#[cfg(test)]
+mod tests;
