@@ -167,6 +167,12 @@ impl Connection {
         self.dirt.demand_reset();
     }
 
+    /// A statement the classifier could not prove harmless to the session ran.
+    #[inline]
+    pub(crate) fn note_unproven(&mut self) {
+        self.dirt.note_unproven();
+    }
+
     /// True if the session must be reset whatever the pool's policy.
     #[inline]
     pub(crate) fn reset_demanded(&self) -> bool {

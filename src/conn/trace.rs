@@ -109,82 +109,15 @@ impl Traced {
     }
 }
 
-/// The first keyword of `sql`, upper-cased, if it is one PostgreSQL knows as a statement's
-/// start; `None` for anything else (the name is a static string, never the caller's text).
+/// `db.operation.name` of `sql`: the keyword its statement starts with, upper case (the
+/// main statement's for `WITH ...`), from the classifier's verdict; `OTHER` for anything
+/// else (the name is a static string, never the caller's text).
 pub(crate) fn operation_name(sql: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "MERGE",
-        "WITH",
-        "VALUES",
-        "TABLE",
-        "COPY",
-        "CREATE",
-        "ALTER",
-        "DROP",
-        "TRUNCATE",
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "SAVEPOINT",
-        "RELEASE",
-        "PREPARE",
-        "EXECUTE",
-        "DEALLOCATE",
-        "DECLARE",
-        "FETCH",
-        "MOVE",
-        "CLOSE",
-        "SET",
-        "RESET",
-        "SHOW",
-        "LISTEN",
-        "UNLISTEN",
-        "NOTIFY",
-        "LOCK",
-        "VACUUM",
-        "ANALYZE",
-        "EXPLAIN",
-        "GRANT",
-        "REVOKE",
-        "CALL",
-        "DO",
-        "DISCARD",
-        "REFRESH",
-        "REINDEX",
-        "CLUSTER",
-        "COMMENT",
-        "SECURITY",
-        "LOAD",
-        "CHECKPOINT",
-        "ABORT",
-        "IMPORT",
-    ];
-    let mut s = sql.trim_start();
-    // Leading comments.
-    loop {
-        if let Some(rest) = s.strip_prefix("--") {
-            s = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(rest) = s.strip_prefix("/*") {
-            s = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else {
-            break;
-        }
-    }
-    let word: &str = s
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(word))
-        .copied()
-        .unwrap_or("OTHER")
+    operation_of(&crate::sql::verdict(sql))
+}
+
+fn operation_of(v: &crate::sql::Verdict) -> &'static str {
+    v.class.operation.unwrap_or("OTHER")
 }
 
 /// `error.type` of an error: its SQLSTATE for a server error, else its kind.
@@ -229,9 +162,15 @@ fn truncated(sql: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Connection {
-    /// Opens the span of a statement.
-    pub(crate) fn trace_start(&self, sql: &str) -> Traced {
-        let operation = operation_name(sql);
+    /// Opens the span of a statement, and notes on the session a statement the classifier
+    /// cannot prove harmless to it (see [`crate::sql::Class::session_clean`]): the pool
+    /// resets such a session when the connection comes back.
+    pub(crate) fn trace_start(&mut self, sql: &str) -> Traced {
+        let verdict = crate::sql::verdict(sql);
+        if !verdict.class.session_clean {
+            self.note_unproven();
+        }
+        let operation = operation_of(&verdict);
         let text = (!self.trace.hide_query_text).then_some(sql);
         // One callsite per level (a callsite's level is fixed); every field is given at
         // creation, so a subscriber formats the span once.
@@ -338,8 +277,8 @@ mod tests {
                 "-- a comment\n/* another */ insert into t values (1)",
                 "INSERT",
             ),
-            ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
-            ("(SELECT 1)", "OTHER"),
+            ("WITH x AS (SELECT 1) SELECT * FROM x", "SELECT"),
+            ("(SELECT 1)", "SELECT"),
             ("", "OTHER"),
             ("robert'); DROP TABLE students; --", "OTHER"),
         ] {

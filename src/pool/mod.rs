@@ -19,7 +19,6 @@ mod monitor;
 mod open;
 mod shared;
 mod shared_path;
-mod shared_refusal;
 
 use std::panic::Location;
 use std::sync::Arc;

@@ -33,7 +33,6 @@ use std::task::{Context, Poll};
 use postgres_types::{ToSql, Type};
 
 use super::lane::{self, Lane, Pending, Plan, Queue};
-use super::shared_refusal::refusal;
 use super::{Pool, Shared};
 use crate::conn::{stale_statement, Assembler, Named, Outcome, ToStatement};
 use crate::error::{Error, Result};
@@ -554,8 +553,8 @@ impl Pool {
     {
         let shared = &self.shared;
         let path = &shared.path;
-        let sql: Arc<str> = Arc::from(statement.sql());
-        let sql = &sql;
+        let verdict = crate::sql::verdict(statement.sql());
+        let sql = &verdict.sql;
         if params.len() > crate::conn::MAX_PARAMETERS {
             return Err(Error::invalid_input(format!(
                 "{} parameters given; the protocol allows at most {}",
@@ -568,21 +567,16 @@ impl Pool {
                 (0, Some(d)) => Some(d.clone()),
                 _ => path.described(sql),
             };
+            if attempt == 0 {
+                path.check_allowed(&verdict)?;
+            }
             let described = match known {
-                Some(d) => {
-                    if attempt == 0 && statement.described().is_some() {
-                        path.check_allowed(sql)?;
-                    }
-                    d
-                }
-                None => {
-                    path.check_allowed(sql)?;
-                    self.describe_shared(sql).await?
-                }
+                Some(d) => d,
+                None => self.describe_shared(sql).await?,
             };
             let lane = path.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
-            let probe = !crate::sql::classify(sql).session_clean;
+            let probe = !verdict.class.session_clean;
             let pending = match enqueue_execute(&lane, sql, probe, &described, params) {
                 Ok(p) => p,
                 Err(e) => {
@@ -726,23 +720,17 @@ impl Pool {
 }
 
 impl SharedPath {
-    /// Refuses a statement that needs a session of its own.
-    fn check_allowed(&self, sql: &str) -> Result<()> {
-        if self.refusal_off.load(Ordering::Relaxed) {
-            return Ok(());
+    /// Refuses a statement that needs a session of its own (see `crate::sql::classify`).
+    fn check_allowed(&self, verdict: &crate::sql::Verdict) -> Result<()> {
+        match verdict.class.refusal {
+            Some(why) if !self.refusal_off.load(Ordering::Relaxed) => {
+                Err(Error::invalid_input(format!(
+                    "{why}, which the pool's shared path (pool.query, pool.execute, ...) does \
+                     not keep; run it on a connection from pool.acquire()"
+                )))
+            }
+            _ => Ok(()),
         }
-        check_allowed(sql)
-    }
-}
-
-/// Refuses a statement that needs a session of its own.
-fn check_allowed(sql: &str) -> Result<()> {
-    match refusal(sql) {
-        None => Ok(()),
-        Some(why) => Err(Error::invalid_input(format!(
-            "{why}, which the pool's shared path (pool.query, pool.execute, ...) does not keep; \
-             run it on a connection from pool.acquire()"
-        ))),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`classify`]: over the tokens, whether a text may run on the pipelined path (where the
 //!   connection's next statement is another caller's) and whether it is proven to leave the
 //!   session clean.
+//! - [`verdicts`]: the verdicts, kept per distinct text for the process.
 //!
 //! Both are checked against PostgreSQL's own scanner and grammar (libpg_query) by the
 //! differential test in `proof.rs`. Self-contained: nothing else of the crate is used.
@@ -14,9 +15,11 @@ mod keywords;
 pub(crate) mod lexer;
 pub(crate) mod lists;
 mod quoted;
+mod verdicts;
 
-#[allow(unused_imports)] // The pool's entry points, wired in by a later change.
+#[allow(unused_imports)]
 pub(crate) use classify::{classify, Class, Refusal};
+pub(crate) use verdicts::{verdict, Verdict};
 
 #[cfg(test)]
 mod proof;

@@ -1,0 +1,85 @@
+//! The classifier's verdicts, kept per distinct statement text for the whole process: a
+//! statement is classified once, however many connections and pools run it. Bounded: a
+//! shard that fills is emptied (a text classified again costs a few microseconds).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use super::classify::{classify, Class};
+
+/// Shards of the cache (a power of two), so that connections on other threads seldom
+/// contend for one lock.
+const SHARDS: usize = 16;
+/// Texts kept per shard.
+const PER_SHARD: usize = 256;
+
+/// A statement text and what the classifier found in it.
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    /// The text, shared (the pool's pipelined requests keep it for their log lines).
+    pub(crate) sql: Arc<str>,
+    pub(crate) class: Class,
+}
+
+type Shard = Mutex<HashMap<Arc<str>, Arc<Verdict>>>;
+
+struct Cache {
+    shards: Vec<Shard>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| Cache {
+        shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        hasher: std::collections::hash_map::RandomState::new(),
+    })
+}
+
+/// The verdict on `sql`: from the cache, or classified now and kept.
+pub(crate) fn verdict(sql: &str) -> Arc<Verdict> {
+    let c = cache();
+    let mut h = c.hasher.build_hasher();
+    sql.hash(&mut h);
+    let shard = &c.shards[(h.finish() as usize) & (SHARDS - 1)];
+    if let Some(v) = shard.lock().get(sql) {
+        return v.clone();
+    }
+    let text: Arc<str> = Arc::from(sql);
+    let v = Arc::new(Verdict {
+        sql: text.clone(),
+        class: classify(sql),
+    });
+    let mut m = shard.lock();
+    if m.len() >= PER_SHARD {
+        m.clear();
+    }
+    m.insert(text, v.clone());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+
+    #[test]
+    fn a_text_is_classified_once_and_shared() {
+        let a = verdict("SELECT 1 /* verdicts test */");
+        let b = verdict("SELECT 1 /* verdicts test */");
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert!(a.class.session_clean);
+        assert!(verdict("SET search_path = x").class.refusal.is_some());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        for i in 0..10_000 {
+            verdict(&format!("SELECT {i} /* bound */"));
+        }
+        let held: usize = super::cache().shards.iter().map(|s| s.lock().len()).sum();
+        assert!(held <= super::SHARDS * super::PER_SHARD, "{held}");
+    }
+}
