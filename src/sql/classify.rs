@@ -229,10 +229,11 @@ fn split(sig: &[&Token<'_>]) -> (Vec<std::ops::Range<usize>>, bool) {
                 out.push(start..k);
             }
             start = k + 1;
-        } else if t.is_keyword("begin") && kw(sig.get(k + 1), "atomic") && is_routine(&sig[start..])
+        } else if (t.is_keyword("begin")
+            && kw(sig.get(k + 1), "atomic")
+            && is_routine(&sig[start..]))
+            || (depth > 0 && t.is_keyword("case"))
         {
-            depth += 1;
-        } else if depth > 0 && t.is_keyword("case") {
             depth += 1;
         } else if depth > 0 && t.is_keyword("end") {
             depth -= 1;
