@@ -4,7 +4,8 @@
 //!   connection is always there; leak detection on, as by default), one task, timed inside
 //!   one `block_on`; and, on its own, the checkout's check that the server has not closed
 //!   the idle connection (`Connection::check_idle`); a clean return under the default
-//!   `SessionReset::WhenDirty` against `SessionReset::Never`, and a return after a `SET`
+//!   `SessionReset::WhenDirty` against `SessionReset::Never` (with and without a `SELECT 1`
+//!   between acquire and release), and a return after a `SET`
 //!   (a dirty session, reset with one round trip) under each;
 //! - `extended_vs_simple`: a cached parameterized query (`query("SELECT $1::int4")`) against
 //!   `simple_query("SELECT 1")` on the same connection, and (printed) the throughput of 100
@@ -54,6 +55,7 @@ fn query(c: &mut Criterion) {
         ("acquire_release_clean_when_dirty", SessionReset::WhenDirty),
         ("acquire_release_clean_never", SessionReset::Never),
     ] {
+        let with_query = name.replace("acquire_release_clean", "acquire_select_1_release");
         let pool = rt
             .block_on(
                 Pool::builder(cfg.clone())
@@ -70,6 +72,21 @@ fn query(c: &mut Criterion) {
                     for _ in 0..iters {
                         let c = pool.acquire().await.unwrap();
                         black_box(&c);
+                        drop(c);
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+        // With a statement: the classifier's verdict on it (proven clean) and the tags the
+        // server sends decide that the return needs no reset.
+        g.bench_function(&with_query, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let mut c = pool.acquire().await.unwrap();
+                        black_box(c.simple_query("SELECT 1").await.unwrap());
                         drop(c);
                     }
                     t.elapsed()

@@ -109,17 +109,6 @@ impl Traced {
     }
 }
 
-/// `db.operation.name` of `sql`: the keyword its statement starts with, upper case (the
-/// main statement's for `WITH ...`), from the classifier's verdict; `OTHER` for anything
-/// else (the name is a static string, never the caller's text).
-pub(crate) fn operation_name(sql: &str) -> &'static str {
-    operation_of(&crate::sql::verdict(sql))
-}
-
-fn operation_of(v: &crate::sql::Verdict) -> &'static str {
-    v.class.operation.unwrap_or("OTHER")
-}
-
 /// `error.type` of an error: its SQLSTATE for a server error, else its kind.
 pub(crate) fn error_type(e: &Error) -> &str {
     if let Some(db) = e.as_db_error() {
@@ -166,11 +155,13 @@ impl Connection {
     /// cannot prove harmless to it (see [`crate::sql::Class::session_clean`]): the pool
     /// resets such a session when the connection comes back.
     pub(crate) fn trace_start(&mut self, sql: &str) -> Traced {
-        let verdict = crate::sql::verdict(sql);
-        if !verdict.class.session_clean {
+        let class = crate::sql::class(sql);
+        if !class.session_clean {
             self.note_unproven();
         }
-        let operation = operation_of(&verdict);
+        // `db.operation.name`: the keyword the statement starts with (the main statement's
+        // for `WITH ...`), a static string, never the caller's text.
+        let operation = class.operation.unwrap_or("OTHER");
         let text = (!self.trace.hide_query_text).then_some(sql);
         // One callsite per level (a callsite's level is fixed); every field is given at
         // creation, so a subscriber formats the span once.
@@ -282,7 +273,8 @@ mod tests {
             ("", "OTHER"),
             ("robert'); DROP TABLE students; --", "OTHER"),
         ] {
-            assert_eq!(operation_name(sql), op, "{sql}");
+            let name = crate::sql::class(sql).operation.unwrap_or("OTHER");
+            assert_eq!(name, op, "{sql}");
         }
     }
 

@@ -327,10 +327,15 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                     settle(&lane, watch.take_undelivered(), &path);
                 }
                 if watch.session_changed() {
+                    // Reset before anyone uses it again; what was queued behind (not sent)
+                    // fails as not run, and its callers may try again on another lane.
                     conn.demand_reset();
                     if retire(&lane) {
                         break Error::pool_closed();
                     }
+                    break Error::closed(
+                        "its connection left the shared path: a statement before it changed the session",
+                    );
                 } else if !draining {
                     lane.accepting.store(true, Ordering::Release);
                     path.lane_has_room(&lane);
@@ -575,6 +580,12 @@ fn dispatch(
                 }
                 path.release(lane);
                 match judged {
+                    // Its probe's answer comes next: the caller gets this one with it.
+                    Judged::Deliver(answer)
+                        if inflight.front().is_some_and(|n| n.probe == Some(Probe::After)) =>
+                    {
+                        watch.stash(&e.reply, answer)
+                    }
                     Judged::Deliver(answer) => {
                         if !e.reply.complete(answer) {
                             settle(lane, 1, path);

@@ -102,6 +102,10 @@ pub(super) struct Watch {
     undelivered: usize,
     /// The session probe's answer before the statement it surrounds.
     before: Option<String>,
+    /// The answer of a probed statement, given to its caller once the probe after it has
+    /// answered (so that a caller who runs its next statement at once does not place it
+    /// behind a change the probe is about to report).
+    stashed: Option<(Arc<Reply<Answer>>, Answer)>,
 }
 
 impl Watch {
@@ -215,12 +219,28 @@ impl Watch {
     /// the held statements get `failure` (a later one may have committed them before the
     /// loss, so it says they may have run).
     pub(super) fn abandon(&mut self, failure: impl Fn() -> Error) {
+        // A statement whose answer came is answered, whatever happens to the probe after it.
+        self.deliver_stashed();
         self.end_open(failure);
     }
 
     fn end_open(&mut self, error: impl Fn() -> Error) {
         for h in self.open.take().unwrap_or_default() {
             if !h.reply.complete(Err(error())) {
+                self.undelivered += 1;
+            }
+        }
+    }
+
+    /// Keeps a probed statement's answer until the probe after it has answered.
+    pub(super) fn stash(&mut self, reply: &Arc<Reply<Answer>>, answer: Answer) {
+        self.deliver_stashed();
+        self.stashed = Some((reply.clone(), answer));
+    }
+
+    fn deliver_stashed(&mut self) {
+        if let Some((reply, answer)) = self.stashed.take() {
+            if !reply.complete(answer) {
                 self.undelivered += 1;
             }
         }
@@ -243,6 +263,7 @@ impl Watch {
                 false
             }
             Probe::After => {
+                self.deliver_stashed();
                 let before = self.before.take();
                 if self.changed || (text.is_some() && text == before) {
                     return false;

@@ -55,6 +55,8 @@ pub(crate) enum Refusal {
     /// A `BEGIN ATOMIC … END` routine body: its semicolons do not end the statement, and the
     /// statements in it are not checked.
     AtomicBody,
+    /// A text longer than [`super::verdicts::MAX_READ`]: not read at all.
+    TooLong,
 }
 
 impl fmt::Display for Refusal {
@@ -69,6 +71,7 @@ impl fmt::Display for Refusal {
             Refusal::AtomicBody => {
                 f.write_str("a BEGIN ATOMIC body is not checked statement by statement")
             }
+            Refusal::TooLong => f.write_str("a text over 1 MiB is not read"),
         }
     }
 }

@@ -19,7 +19,7 @@ mod verdicts;
 
 #[allow(unused_imports)]
 pub(crate) use classify::{classify, Class, Refusal};
-pub(crate) use verdicts::{verdict, Verdict};
+pub(crate) use verdicts::{class, verdict, Verdict};
 
 #[cfg(test)]
 mod proof;

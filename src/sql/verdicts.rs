@@ -15,6 +15,12 @@ use super::classify::{classify, Class};
 const SHARDS: usize = 16;
 /// Texts kept per shard.
 const PER_SHARD: usize = 256;
+/// The longest text kept (longer ones are classified at each use): the cache holds at most
+/// `SHARDS * PER_SHARD * MAX_KEPT` bytes of text.
+const MAX_KEPT: usize = 4096;
+/// The longest text classified at all; a longer one is refused on the pipelined path and
+/// not proven clean (its session is reset), without being read.
+pub(crate) const MAX_READ: usize = 1024 * 1024;
 
 /// A statement text and what the classifier found in it.
 #[derive(Debug)]
@@ -41,6 +47,38 @@ fn cache() -> &'static Cache {
 
 /// The verdict on `sql`: from the cache, or classified now and kept.
 pub(crate) fn verdict(sql: &str) -> Arc<Verdict> {
+    if sql.len() > MAX_KEPT {
+        return Arc::new(Verdict {
+            sql: Arc::from(sql),
+            class: uncached(sql),
+        });
+    }
+    cached(sql)
+}
+
+/// What the classifier finds in `sql`, without keeping a copy of a long text.
+pub(crate) fn class(sql: &str) -> Class {
+    if sql.len() > MAX_KEPT {
+        uncached(sql)
+    } else {
+        cached(sql).class
+    }
+}
+
+fn uncached(sql: &str) -> Class {
+    if sql.len() > MAX_READ {
+        Class {
+            statements: 1,
+            refusal: Some(super::Refusal::TooLong),
+            session_clean: false,
+            operation: None,
+        }
+    } else {
+        classify(sql)
+    }
+}
+
+fn cached(sql: &str) -> Arc<Verdict> {
     let c = cache();
     let mut h = c.hasher.build_hasher();
     sql.hash(&mut h);
@@ -72,6 +110,16 @@ mod tests {
         assert!(std::sync::Arc::ptr_eq(&a, &b));
         assert!(a.class.session_clean);
         assert!(verdict("SET search_path = x").class.refusal.is_some());
+    }
+
+    #[test]
+    fn a_text_over_the_limit_is_not_read() {
+        let sql = format!("SELECT '{}'", "x".repeat(super::MAX_READ));
+        let c = super::class(&sql);
+        assert!(!c.session_clean);
+        assert_eq!(c.refusal, Some(crate::sql::Refusal::TooLong));
+        let long_but_read = format!("SELECT '{}'", "x".repeat(super::MAX_KEPT));
+        assert!(verdict(&long_but_read).class.session_clean);
     }
 
     #[test]
