@@ -25,9 +25,7 @@ async fn pool(pg: &Cluster, max: usize, tune: impl FnOnce(&mut PoolConfig)) -> P
 /// Ids in `t` as another session sees them.
 fn committed(pg: &Cluster) -> Vec<i64> {
     let out = pg.psql("SELECT id FROM t ORDER BY id").unwrap();
-    out.lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    out.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +84,10 @@ async fn a_transaction_left_open_is_rolled_back_and_nothing_inside_it_is_reporte
     let mut seen = committed(&pg);
     acknowledged.sort_unstable();
     seen.sort_unstable();
-    assert_eq!(seen, acknowledged, "every acknowledged write, and nothing else");
+    assert_eq!(
+        seen, acknowledged,
+        "every acknowledged write, and nothing else"
+    );
     for id in &rolled_back {
         assert!(!seen.contains(id));
     }
@@ -110,7 +111,10 @@ async fn a_function_that_sets_search_path_takes_its_connection_out_for_a_reset()
          $$ BEGIN PERFORM set_config('search_path', 'other', false); RETURN 1; END $$",
     )
     .unwrap();
-    for policy in [wirepool::SessionReset::WhenDirty, wirepool::SessionReset::Never] {
+    for policy in [
+        wirepool::SessionReset::WhenDirty,
+        wirepool::SessionReset::Never,
+    ] {
         let pool = pool(&pg, 1, |c| c.session_reset = policy).await;
         let owner = |p: Pool| async move {
             let row = p.query_one("SELECT owner FROM accounts", &[]).await?;

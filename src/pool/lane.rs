@@ -582,7 +582,9 @@ fn dispatch(
                 match judged {
                     // Its probe's answer comes next: the caller gets this one with it.
                     Judged::Deliver(answer)
-                        if inflight.front().is_some_and(|n| n.probe == Some(Probe::After)) =>
+                        if inflight
+                            .front()
+                            .is_some_and(|n| n.probe == Some(Probe::After)) =>
                     {
                         watch.stash(&e.reply, answer)
                     }

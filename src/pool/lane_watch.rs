@@ -71,9 +71,8 @@ const PROBE_SQL: &str = "SELECT pg_catalog.concat_ws('|', \
 /// Writes a session probe: the unnamed statement, its portal described (so its one text
 /// column decodes), Sync.
 pub(super) fn write_probe(out: &mut bytes::BytesMut) {
-    let r = crate::protocol::extended::write_parse("", PROBE_SQL, &[], &[], out).and_then(|()| {
-        crate::protocol::extended::write_bind_execute("", &[], &[], true, out)
-    });
+    let r = crate::protocol::extended::write_parse("", PROBE_SQL, &[], &[], out)
+        .and_then(|()| crate::protocol::extended::write_bind_execute("", &[], &[], true, out));
     debug_assert!(r.is_ok(), "the probe has no parameters to convert");
 }
 
