@@ -3,7 +3,7 @@
 //! shard that fills is emptied (a text classified again costs a few microseconds).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -80,9 +80,7 @@ fn uncached(sql: &str) -> Class {
 
 fn cached(sql: &str) -> Arc<Verdict> {
     let c = cache();
-    let mut h = c.hasher.build_hasher();
-    sql.hash(&mut h);
-    let shard = &c.shards[(h.finish() as usize) & (SHARDS - 1)];
+    let shard = &c.shards[(c.hasher.hash_one(sql) as usize) & (SHARDS - 1)];
     if let Some(v) = shard.lock().get(sql) {
         return v.clone();
     }
