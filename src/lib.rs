@@ -139,9 +139,20 @@
 //! has no counterpart:
 //!
 //! - Statements that change or depend on the session (SET, transactions, LISTEN, cursors,
-//!   PREPARE, temporary tables, advisory locks, COPY, DO) are refused with an
-//!   [`ErrorKind::InvalidInput`] error naming `acquire()`; functions that do so inside
-//!   cannot be detected (the operator's guide lists what is).
+//!   PREPARE, temporary objects, advisory locks, `lastval()`, COPY, DO, CALL, more than one
+//!   statement) are refused with an [`ErrorKind::InvalidInput`] error naming `acquire()`.
+//!   The text is read by a scanner that follows PostgreSQL's own token for token (so
+//!   `;BEGIN`, comments, `U&"..."` names and quoted or qualified spellings are seen for
+//!   what they are), once per distinct text.
+//! - Beneath the refusal, the server's answers decide: a statement that leaves a transaction
+//!   open is rolled back, and the statements that ran inside it fail with
+//!   [`ErrorKind::TransactionRolledBack`] (`may_have_run() == Some(false)`), never `Ok`; a
+//!   reported setting that changes, or a session probe sent around a statement that calls
+//!   a function the scanner does not know (in the same write, no round trip of its own),
+//!   takes the connection out for a reset. Rows are decoded only with the description of
+//!   the connection that runs the statement.
+//! - Pipelined callers and callers of [`Pool::acquire`] wait in one FIFO: a returned
+//!   connection serves the oldest of either kind.
 //! - A dropped future or a command timeout abandons the statement: not sent if it was not,
 //!   its answer discarded if it was; a CancelRequest goes out only when every statement in
 //!   flight on that connection is abandoned, so no other caller's statement is cancelled;

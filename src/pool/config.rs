@@ -108,17 +108,22 @@ pub enum SessionReset {
     /// Never reset: a caller's session state reaches the next caller. For applications
     /// that never change session state, or that reset it themselves.
     Never,
-    /// Reset only a session that saw something which changes session state, as told by
-    /// the server's answers without a round trip: the command tags `SET` (with `SET ROLE`,
-    /// `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`, `LISTEN`, `UNLISTEN`,
-    /// `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`, `DISCARD`, and any change of a
-    /// setting the server reports (`is_superuser`, `session_authorization`, `TimeZone`,
-    /// `DateStyle`, `application_name`, ...). A clean return costs nothing.
+    /// Reset only a session that saw something which changes session state: the command
+    /// tags `SET` (with `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`,
+    /// `LISTEN`, `UNLISTEN`, `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`,
+    /// `DISCARD`, any change of a setting the server reports (`is_superuser`,
+    /// `session_authorization`, `TimeZone`, `DateStyle`, `application_name`, ...), and any
+    /// statement whose text is not *proven clean*: one `SELECT`, `VALUES`, `TABLE`,
+    /// `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `SHOW` or transaction-control statement that
+    /// calls only built-in functions known to leave the session alone (read by a scanner
+    /// that follows PostgreSQL's own; see the operator's guide). So a `DO` block, a call of
+    /// the application's own function, `CREATE TEMP VIEW` or a function in `pg_temp` are
+    /// reset after. A clean return costs nothing; a dirty one a round trip in a pool task.
     ///
-    /// It cannot see what runs inside a `SELECT`: `set_config(..., false)` of a setting the
-    /// server does not report (`search_path` before PostgreSQL 18, say),
-    /// `pg_advisory_lock()`, and a temporary table made by `CREATE TEMP TABLE ... AS
-    /// SELECT` (its tag is `SELECT`). Use [`SessionReset::Always`] for those.
+    /// It cannot see a user-defined operator whose function changes the session, nor an
+    /// application function that shadows a built-in of the clean list by name and argument
+    /// types ahead of `pg_catalog` on the `search_path`. Use [`SessionReset::Always`] for
+    /// those.
     #[default]
     WhenDirty,
     /// Reset every returned connection (one round trip per return).
