@@ -1,7 +1,10 @@
 //! [`Listener`]: LISTEN on a connection of its own that survives a reconnect.
 //!
-//! After a connection loss the listener reconnects on the pool's reconnection schedule,
-//! listens to every channel again, and yields [`ListenerEvent::Reconnected`]: the
+//! After a connection loss the listener reconnects on the pool's reconnection schedule, in
+//! a task of its own (so it goes on while nobody polls [`Listener::recv`], and a `recv()`
+//! dropped by a `select!` or a timeout does not start the schedule again), and sooner when
+//! the pool it came from has just reached the database again. It listens to every channel
+//! again and yields [`ListenerEvent::Reconnected`]: the
 //! notifications sent while it was away are lost (PostgreSQL keeps none for a session that
 //! is gone), so the application resynchronises then (re-reads what it caches, re-scans a
 //! job table).
@@ -39,7 +42,13 @@ pub(crate) struct ListenerCounts {
     pub(crate) connected: AtomicUsize,
     pub(crate) reconnects: AtomicU64,
     pub(crate) notifications: AtomicU64,
+    /// The pool opened a connection after connect failures: the database is back, so a
+    /// listener waiting out its schedule tries at once.
+    pub(crate) database_back: tokio::sync::Notify,
 }
+
+/// A reconnect under way: the connection (listening to the channels it names) once made.
+type Reconnecting = tokio::task::JoinHandle<(Connection, BTreeSet<String>)>;
 
 /// Listens to channels on a dedicated connection; see the module docs. Made by
 /// [`Pool::listener`](crate::Pool::listener) or [`Listener::connect`].
@@ -49,6 +58,7 @@ pub struct Listener {
     channels: BTreeSet<String>,
     backoff: Backoff,
     counts: Arc<ListenerCounts>,
+    reconnecting: Option<Reconnecting>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -86,6 +96,7 @@ impl Listener {
             channels: BTreeSet::new(),
             backoff,
             counts,
+            reconnecting: None,
         })
     }
 
@@ -176,7 +187,15 @@ impl Listener {
 
     /// The next notification, or [`ListenerEvent::Reconnected`] after a connection loss
     /// once the listener is back and listening again. Waits as long as it takes; reconnects
-    /// on the schedule meanwhile. Cancel-safe.
+    /// on the schedule meanwhile.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a notification is taken from the connection only when this future
+    /// returns it; a reconnect runs in a task of its own, which goes on (on its schedule)
+    /// when this future is dropped, and the next `recv()` waits for that same task. So
+    /// `recv()` under a `select!` or a `timeout` with any tick loses nothing and does not
+    /// start the schedule again.
     ///
     /// # Errors
     ///
@@ -185,7 +204,39 @@ impl Listener {
     pub async fn recv(&mut self) -> Result<ListenerEvent> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
-                self.reconnect().await;
+                let task = self.reconnecting.get_or_insert_with(|| {
+                    reconnect(
+                        self.config.clone(),
+                        self.channels.clone(),
+                        self.backoff.clone(),
+                        self.counts.clone(),
+                    )
+                });
+                // The task goes on if this future is dropped here; the next recv() waits
+                // for the same task.
+                let joined = task.await;
+                self.reconnecting = None;
+                let (conn, listened) = match joined {
+                    Ok(x) => x,
+                    Err(e) => {
+                        return Err(Error::closed(format!(
+                            "the listener's reconnect task ended: {e}"
+                        )))
+                    }
+                };
+                self.conn = Some(conn);
+                self.counts.connected.fetch_add(1, Ordering::Relaxed);
+                // Channels listened to or left while it reconnected.
+                let mut sql = Vec::new();
+                for c in self.channels.difference(&listened) {
+                    sql.push(format!("LISTEN {}", quote_ident(c)));
+                }
+                for c in listened.difference(&self.channels) {
+                    sql.push(format!("UNLISTEN {}", quote_ident(c)));
+                }
+                if !sql.is_empty() {
+                    self.run(&sql.join("; ")).await?;
+                }
                 return Ok(ListenerEvent::Reconnected);
             };
             match conn.next_notification().await {
@@ -198,26 +249,35 @@ impl Listener {
             }
         }
     }
+}
 
-    /// Connects and listens again, trying on the schedule until it works.
-    async fn reconnect(&mut self) {
+/// Connects and listens to `channels` again, trying on the schedule (and at once when the
+/// pool says the database is back) until it works, in a task of its own.
+fn reconnect(
+    config: ConnectConfig,
+    channels: BTreeSet<String>,
+    backoff: Backoff,
+    counts: Arc<ListenerCounts>,
+) -> Reconnecting {
+    tokio::spawn(async move {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let delay = self.backoff.delay(attempt, crate::random::fraction());
-            tokio::time::sleep(delay).await;
-            self.counts.reconnects.fetch_add(1, Ordering::Relaxed);
-            match self.try_reconnect().await {
+            let delay = backoff.delay(attempt, crate::random::fraction());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = counts.database_back.notified() => {}
+            }
+            counts.reconnects.fetch_add(1, Ordering::Relaxed);
+            match try_reconnect(&config, &channels).await {
                 Ok(conn) => {
                     tracing::info!(
                         target: "wirepool::listener",
-                        channels = self.channels.len(),
+                        channels = channels.len(),
                         "Listener reconnected after {attempt} attempt(s); listening to {} channel(s) again",
-                        self.channels.len()
+                        channels.len()
                     );
-                    self.conn = Some(conn);
-                    self.counts.connected.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return (conn, channels);
                 }
                 Err(e) => tracing::warn!(
                     target: "wirepool::listener",
@@ -227,24 +287,26 @@ impl Listener {
                 ),
             }
         }
-    }
+    })
+}
 
-    async fn try_reconnect(&self) -> Result<Connection> {
-        let mut conn = Connection::connect(&self.config).await?;
-        if !self.channels.is_empty() {
-            let sql: Vec<String> = self
-                .channels
-                .iter()
-                .map(|c| format!("LISTEN {}", quote_ident(c)))
-                .collect();
-            conn.batch_execute(&sql.join("; ")).await?;
-        }
-        Ok(conn)
+async fn try_reconnect(config: &ConnectConfig, channels: &BTreeSet<String>) -> Result<Connection> {
+    let mut conn = Connection::connect(config).await?;
+    if !channels.is_empty() {
+        let sql: Vec<String> = channels
+            .iter()
+            .map(|c| format!("LISTEN {}", quote_ident(c)))
+            .collect();
+        conn.batch_execute(&sql.join("; ")).await?;
     }
+    Ok(conn)
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if let Some(task) = self.reconnecting.take() {
+            task.abort();
+        }
         self.counts.open.fetch_sub(1, Ordering::Relaxed);
         if self.conn.is_some() {
             self.counts.connected.fetch_sub(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ pub struct Counters {
     pub(crate) created: AtomicU64,
     pub(crate) leaks: AtomicU64,
     pub(crate) reconnect_attempts: AtomicU64,
+    pub(crate) reconnect_probes: AtomicU64,
     closed: [AtomicU64; 8],
     errors: [AtomicU64; 5],
     wait_sum_nanos: AtomicU64,
@@ -65,6 +66,7 @@ impl Counters {
             created: AtomicU64::new(0),
             leaks: AtomicU64::new(0),
             reconnect_attempts: AtomicU64::new(0),
+            reconnect_probes: AtomicU64::new(0),
             closed: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             wait_sum_nanos: AtomicU64::new(0),
@@ -191,6 +193,7 @@ impl Counters {
         s.connections_created = r(&self.created);
         s.leaks_detected = r(&self.leaks);
         s.reconnect_attempts = r(&self.reconnect_attempts);
+        s.reconnect_probes = r(&self.reconnect_probes);
         for (i, c) in self.closed.iter().enumerate() {
             s.connections_closed[i] = (CloseReason::ALL[i], r(c));
         }

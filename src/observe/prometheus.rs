@@ -291,6 +291,12 @@ pub fn render_as(
         "Reconnection attempts while the database was unreachable.",
         s.reconnect_attempts,
     );
+    counter(
+        &mut o,
+        "reconnect_probes",
+        "Connections tried at the probe interval while the database was unreachable and callers waited.",
+        s.reconnect_probes,
+    );
     gauge(
         &mut o,
         "listeners",

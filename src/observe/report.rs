@@ -183,7 +183,7 @@ impl PoolStatistics {
         );
         let _ = write!(
             o,
-            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"pipelined_connections\":{},\"statements_in_flight\":{},\"pipeline_depth\":{},\"pipeline_waiting\":{},\"pipelined_statements\":{},\"pipelined_session_changes\":{},\"latency_ms\":{}",
+            ",\"min_size\":{},\"max_size\":{},\"opening_connections\":{},\"maintenance_connections\":{},\"encrypted_connections\":{},\"acquisitions_waited\":{},\"acquire_timeouts\":{},\"acquires_cancelled\":{},\"connections_created\":{},\"leaks_detected\":{},\"reconnect_attempts\":{},\"reconnect_probes\":{},\"listeners\":{},\"listeners_connected\":{},\"listener_reconnects\":{},\"notifications_received\":{},\"pipelined_connections\":{},\"statements_in_flight\":{},\"pipeline_depth\":{},\"pipeline_waiting\":{},\"pipelined_statements\":{},\"pipelined_session_changes\":{},\"latency_ms\":{}",
             self.min_size,
             self.max_size,
             self.opening_connections,
@@ -195,6 +195,7 @@ impl PoolStatistics {
             self.connections_created,
             self.leaks_detected,
             self.reconnect_attempts,
+            self.reconnect_probes,
             self.listeners,
             self.listeners_connected,
             self.listener_reconnects,

@@ -193,6 +193,10 @@ pub struct PoolStatistics {
     pub leaks_detected: u64,
     /// Reconnection attempts made while the database was unreachable.
     pub reconnect_attempts: u64,
+    /// Connections tried while the database was unreachable and callers waited, at the
+    /// probe interval rather than the schedule's (one at a time; see
+    /// `PoolConfig::reconnect_probe_interval`). Not counted in `reconnect_attempts`.
+    pub reconnect_probes: u64,
     /// Open [`Listener`](crate::Listener)s of the pool (their connections are outside
     /// `max_size`).
     pub listeners: usize,
@@ -292,6 +296,7 @@ impl PoolStatistics {
             errors: ErrorType::ALL.map(|t| (t, 0)),
             leaks_detected: 0,
             reconnect_attempts: 0,
+            reconnect_probes: 0,
             statement_cache_hits: 0,
             statement_cache_misses: 0,
             acquisition_histogram: [0; 21],

@@ -135,6 +135,13 @@ impl Builder {
         self.cfg.reconnect_jitter = yes;
         self
     }
+    /// While the database is down and callers wait, try one connection at a time at this
+    /// interval besides the schedule (`None`: the schedule alone; see
+    /// [`PoolConfig::reconnect_probe_interval`]). Default: 250 ms.
+    pub fn reconnect_probe_interval(mut self, every: Option<Duration>) -> Self {
+        self.cfg.reconnect_probe_interval = every;
+        self
+    }
     /// Fail callers at once with the connect error while the database is unreachable.
     /// Default: false.
     pub fn fail_fast(mut self, yes: bool) -> Self {

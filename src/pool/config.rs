@@ -55,6 +55,15 @@ pub struct PoolConfig {
     pub reconnect_delays: Vec<Duration>,
     /// Spread each reconnection delay at random over [delay/2, delay]. Default: false.
     pub reconnect_jitter: bool,
+    /// While the database is unreachable and a caller waits for a connection, try one
+    /// connection at a time at this interval (a *probe*), besides the schedule of
+    /// `reconnect_delays`: the first that succeeds serves the oldest waiter and starts the
+    /// refill at once, so a restart shorter than the acquire timeout costs the waiting
+    /// callers nothing. Only while the last connect error says the server is down or
+    /// starting (refused, reset, timed out, `57P03`); a server that refuses for another
+    /// reason (too many connections, authentication) is tried on the schedule alone.
+    /// `None` turns probes off. Default: 250 ms.
+    pub reconnect_probe_interval: Option<Duration>,
     /// While the database is unreachable, fail callers that would have to wait at once
     /// with the last connect error instead of letting them wait out `acquire_timeout`.
     /// Default: false.
@@ -172,6 +181,7 @@ impl Default for PoolConfig {
             leak_backtrace: false,
             reconnect_delays: [1, 2, 4, 8, 16].map(Duration::from_secs).to_vec(),
             reconnect_jitter: false,
+            reconnect_probe_interval: Some(Duration::from_millis(250)),
             fail_fast: false,
             start_without_database: false,
             monitor_interval: Duration::from_millis(250),

@@ -172,6 +172,11 @@ impl Pool {
             shared.first_waiter.notify_one();
         }
         let failing = shared.connect_failures.load(Ordering::Acquire) > 0;
+        if failing {
+            // A caller waits while the database is unreachable: the reconnector probes for
+            // it (see `monitor.rs`).
+            shared.wake_monitor.notify_one();
+        }
         if let Some(permit) = open {
             if failing {
                 // The reconnector alone retries while the database is unreachable.

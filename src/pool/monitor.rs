@@ -28,6 +28,8 @@ pub(super) fn spawn(shared: &Arc<Shared>) {
 struct Reconnect {
     attempt: u32,
     next_at: Option<Instant>,
+    /// When the last probe (a connection tried for waiting callers) began.
+    last_probe: Option<Instant>,
 }
 
 async fn run(weak: Weak<Shared>) {
@@ -42,12 +44,17 @@ async fn run(weak: Weak<Shared>) {
         refill_or_reconnect(&s, &mut rc);
         retire(&s);
         keepalive(&s);
-        let wait = match rc.next_at {
+        let mut wait = match rc.next_at {
             Some(t) => t
                 .saturating_duration_since(Instant::now())
                 .min(s.cfg.monitor_interval),
             None => s.cfg.monitor_interval,
         };
+        if let (Some(every), Some(at)) = (s.cfg.reconnect_probe_interval, rc.last_probe) {
+            if s.connect_failures.load(Ordering::Acquire) > 0 {
+                wait = wait.min((at + every).saturating_duration_since(Instant::now()));
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = s.wake_monitor.notified() => {}
@@ -72,6 +79,9 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
     }
     if s.core.gauges().opening > 0 {
         return; // an attempt is under way
+    }
+    if probe(s, rc) {
+        return;
     }
     let backoff = Backoff::new(s.cfg.reconnect_delays.clone(), s.cfg.reconnect_jitter);
     match rc.next_at {
@@ -133,6 +143,50 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
             }
         }
         Some(_) => {}
+    }
+}
+
+/// While callers wait and the server is down (not refusing for another reason), tries one
+/// connection every `reconnect_probe_interval`, besides the schedule: the first that
+/// succeeds goes to the oldest waiter, and clears the failures, so the next tick refills at
+/// once. True if a probe was started.
+fn probe(s: &Arc<Shared>, rc: &mut Reconnect) -> bool {
+    let Some(every) = s.cfg.reconnect_probe_interval else {
+        return false;
+    };
+    if s.core.gauges().waiting == 0 || rc.last_probe.is_some_and(|t| t.elapsed() < every) {
+        return false;
+    }
+    let down = s
+        .last_connect_error
+        .lock()
+        .as_ref()
+        .is_some_and(|(e, _)| server_down(e));
+    if !down {
+        return false;
+    }
+    let Some(permit) = s.core.want_open(0) else {
+        return false;
+    };
+    rc.last_probe = Some(Instant::now());
+    s.counters.reconnect_probes.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(target: "wirepool::reconnect", "Probing the database for waiting callers");
+    s.spawn_open(permit);
+    true
+}
+
+/// Whether a connect error says the server is down or starting up (refused, reset, timed
+/// out, closed, `57P03`), as opposed to refusing this client (too many connections,
+/// authentication, an unknown database), which no faster retry helps.
+fn server_down(e: &crate::Error) -> bool {
+    use crate::ErrorKind as K;
+    match e.kind() {
+        K::Io | K::ConnectTimeout | K::Closed => true,
+        K::Db => e.as_db_error().is_some_and(|d| d.code() == "57P03"),
+        K::AllHostsFailed => std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<crate::Error>())
+            .is_some_and(server_down),
+        _ => false,
     }
 }
 

@@ -312,7 +312,11 @@ impl Shared {
         self.runtime.spawn(async move {
             match open_validated(&shared).await {
                 Ok(conn) => {
-                    shared.connect_failures.store(0, Ordering::Release);
+                    if shared.connect_failures.swap(0, Ordering::AcqRel) > 0 {
+                        // The database is back: listeners waiting out their schedule try
+                        // at once.
+                        shared.listeners.database_back.notify_waiters();
+                    }
                     shared.add_opened(permit, conn);
                     shared.wake_monitor.notify_one();
                 }

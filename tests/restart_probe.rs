@@ -1,0 +1,212 @@
+//! A restart shorter than the acquire timeout is invisible to callers waiting for a
+//! connection: while the database is down and callers wait, the pool probes it one
+//! connection at a time (every 250 ms by default) besides the guide's schedule (1, 2, 4,
+//! 8, 16 s), and the first probe that succeeds serves the oldest waiter and starts the
+//! refill; the listener comes back on the same signal. A restart longer than the acquire
+//! timeout fails the waiting callers with the connect error, as the guide describes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wirepool::{ErrorKind, ListenerEvent, Pool, TimeoutPhase};
+use wirepool_testkit::{cluster, Cluster, Role};
+
+const TASKS: usize = 50;
+
+/// What the callers saw: failed acquires (never allowed while the outage is shorter than
+/// the acquire timeout), queries cut mid-flight (allowed), and when each query succeeded.
+#[derive(Default)]
+struct Seen {
+    acquire_errors: Mutex<Vec<wirepool::Error>>,
+    cut: AtomicU64,
+    successes: Mutex<Vec<Instant>>,
+}
+
+async fn pool(pg: &Cluster) -> Pool {
+    Pool::builder(pg.config(Role::Admin))
+        .min_size(10)
+        .max_size(10)
+        .acquire_timeout(Duration::from_secs(5))
+        .monitor_interval(Duration::from_millis(250))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn callers(pool: &Pool, seen: &Arc<Seen>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..TASKS)
+        .map(|_| {
+            let (pool, seen, stop) = (pool.clone(), seen.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut c = match pool.acquire().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            seen.acquire_errors.lock().unwrap().push(e);
+                            continue;
+                        }
+                    };
+                    match c.query_one("SELECT 1", &[]).await {
+                        Ok(row) => {
+                            assert_eq!(row.get::<_, i32>(0), 1);
+                            seen.successes.lock().unwrap().push(Instant::now());
+                        }
+                        Err(_) => {
+                            seen.cut.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    drop(c);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// The first success at or after `t`.
+fn first_after(seen: &Seen, t: Instant) -> Option<Duration> {
+    seen.successes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| **s >= t)
+        .min()
+        .map(|s| *s - t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_shorter_than_the_acquire_timeout_fails_no_waiting_caller() {
+    let mut pg = cluster();
+    let pool = pool(&pg).await;
+    let mut listener = pool.listener().await.unwrap();
+    listener.listen("probe_events").await.unwrap();
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = callers(&pool, &seen, &stop);
+    // The listener is polled with a short tick, as an application with other work polls it.
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let listen_stop = stop.clone();
+    let listening = tokio::spawn(async move {
+        while !listen_stop.load(Ordering::Relaxed) {
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
+            {
+                let _ = events_tx.send((Instant::now(), r.unwrap()));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = pool.statistics();
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    let accepting = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Notifications after the restart reach the listener.
+    for i in 0..5 {
+        pool.notify("probe_events", &i.to_string()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    listening.await.unwrap();
+    let after = pool.statistics();
+
+    let errors = seen.acquire_errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} waiting callers failed, e.g. {}",
+        errors.len(),
+        errors[0]
+    );
+    let first = first_after(&seen, accepting).expect("queries succeed after the restart");
+    let attempts = (after.reconnect_attempts - before.reconnect_attempts)
+        + (after.reconnect_probes - before.reconnect_probes);
+    println!(
+        "first query {first:?} after the server accepted connections; {} queries cut mid-flight; \
+         {} connection attempts during the outage ({} probes, {} on the schedule)",
+        seen.cut.load(Ordering::Relaxed),
+        attempts,
+        after.reconnect_probes - before.reconnect_probes,
+        after.reconnect_attempts - before.reconnect_attempts
+    );
+    assert!(first < Duration::from_secs(1), "{first:?}");
+    // One at a time, every 250 ms, for about 3 s (and the schedule's own): bounded.
+    assert!(after.reconnect_probes > before.reconnect_probes);
+    assert!(attempts <= 30, "{attempts} attempts");
+    // The listener came back on the same signal, and got what was sent after.
+    let mut reconnected = None;
+    let mut payloads = Vec::new();
+    while let Ok((at, ev)) = events.try_recv() {
+        match ev {
+            ListenerEvent::Reconnected => {
+                reconnected.get_or_insert(at);
+            }
+            ListenerEvent::Notification(n) => payloads.push(n.payload().to_string()),
+            _ => {}
+        }
+    }
+    let back = reconnected.expect("the listener reconnected") - accepting;
+    println!("listener back {back:?} after the server accepted connections");
+    assert!(back < Duration::from_secs(1), "{back:?}");
+    assert_eq!(payloads, ["0", "1", "2", "3", "4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_longer_than_the_acquire_timeout_fails_waiting_callers_with_the_connect_error() {
+    let mut pg = cluster();
+    let pool = pool(&pg).await;
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    let tasks = callers(&pool, &seen, &stop);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    let accepting = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let errors = seen.acquire_errors.lock().unwrap();
+    assert!(!errors.is_empty(), "callers waited longer than the acquire timeout");
+    for e in errors.iter() {
+        assert_eq!(e.kind(), ErrorKind::PoolTimeout, "{e}");
+        assert_eq!(e.timeout_phase(), Some(TimeoutPhase::Connect), "{e}");
+        let chain = wirepool::error::chain(e);
+        assert!(
+            chain.contains("waiting for a new connection to be opened after"),
+            "{chain}"
+        );
+        // The cause is the connect error, as the guide's troubleshooting says.
+        assert!(std::error::Error::source(e).is_some(), "{chain}");
+    }
+    let first = first_after(&seen, accepting).expect("queries succeed after the restart");
+    println!(
+        "{} callers timed out during a 10 s outage; first query {first:?} after the server accepted connections",
+        errors.len()
+    );
+    assert!(first < Duration::from_secs(1), "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_can_be_turned_off() {
+    let mut pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(2)
+        .max_size(2)
+        .acquire_timeout(Duration::from_secs(3))
+        .reconnect_probe_interval(None)
+        .build()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    // The monitor notices the closed idle connections within a tick or two.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = pool.acquire().await;
+    assert!(r.is_err());
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    assert_eq!(pool.statistics().reconnect_probes, 0);
+}
