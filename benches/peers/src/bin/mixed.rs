@@ -59,7 +59,7 @@ async fn transaction(pool: &Pool, s: &Shared) -> Result<Duration, wirepool::Erro
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let t = Instant::now();
     let mut c = pool.acquire().await?;
-    let tx = c.transaction().await?;
+    let mut tx = c.transaction().await?;
     tx.execute("INSERT INTO events (id, kind) VALUES ($1, 'tx')", &[&id])
         .await?;
     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -178,7 +178,7 @@ fn main() {
                         Ok(Ok(ListenerEvent::Notification(n))) => {
                             seen.insert(n.payload().parse::<i64>().unwrap());
                         }
-                        Ok(Ok(ListenerEvent::Reconnected)) | Err(_) => {}
+                        Ok(Ok(_)) | Err(_) => {}
                         Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
