@@ -33,6 +33,7 @@ struct Kind {
     latencies: Vec<Duration>,
     errors: u64,
     after_restart: u64,
+    first_error: Option<String>,
 }
 
 struct Shared {
@@ -51,7 +52,10 @@ fn record(k: &mut Kind, s: &Shared, r: Result<Duration, wirepool::Error>) {
                 k.after_restart += 1;
             }
         }
-        Err(_) => k.errors += 1,
+        Err(e) => {
+            k.errors += 1;
+            k.first_error.get_or_insert_with(|| e.to_string());
+        }
     }
 }
 
@@ -138,6 +142,10 @@ fn main() {
     let mut pg = Cluster::start().expect("throwaway PostgreSQL");
     pg.psql("CREATE TABLE events (id int8 PRIMARY KEY, kind text NOT NULL)")
         .unwrap();
+    // The throwaway cluster acknowledges commits before they are flushed (it is a test
+    // cluster); an acknowledged write must survive the restart, as on a real server.
+    pg.psql("ALTER SYSTEM SET synchronous_commit = on").unwrap();
+    pg.psql("SELECT pg_reload_conf()").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -158,7 +166,7 @@ fn main() {
     });
     let pool = rt
         .block_on(
-            Pool::builder(pg.config(Role::Trust))
+            Pool::builder(pg.config(Role::Admin))
                 .min_size(4)
                 .max_size(4)
                 .acquire_timeout(Duration::from_secs(5))
@@ -260,6 +268,9 @@ fn main() {
             kinds[i].latencies.extend(k.latencies);
             kinds[i].errors += k.errors;
             kinds[i].after_restart += k.after_restart;
+            if kinds[i].first_error.is_none() {
+                kinds[i].first_error = k.first_error;
+            }
         }
         let (k, sent) = notifier.await.unwrap();
         kinds[3] = k;
@@ -279,6 +290,11 @@ fn main() {
     ];
     for (name, k) in names.iter().zip(&kinds) {
         row(name, k, total);
+    }
+    for (name, k) in names.iter().zip(&kinds) {
+        if let Some(e) = &k.first_error {
+            println!("first error of {name}: {e}");
+        }
     }
     let (ex, pi) = (kinds[0].latencies.len(), kinds[1].latencies.len());
     println!();
