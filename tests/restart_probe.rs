@@ -34,7 +34,11 @@ async fn pool(pg: &Cluster) -> Pool {
         .unwrap()
 }
 
-fn callers(pool: &Pool, seen: &Arc<Seen>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn callers(
+    pool: &Pool,
+    seen: &Arc<Seen>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..TASKS)
         .map(|_| {
             let (pool, seen, stop) = (pool.clone(), seen.clone(), stop.clone());
@@ -89,8 +93,7 @@ async fn a_restart_shorter_than_the_acquire_timeout_fails_no_waiting_caller() {
     let listen_stop = stop.clone();
     let listening = tokio::spawn(async move {
         while !listen_stop.load(Ordering::Relaxed) {
-            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
-            {
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await {
                 let _ = events_tx.send((Instant::now(), r.unwrap()));
             }
         }
@@ -171,7 +174,10 @@ async fn a_restart_longer_than_the_acquire_timeout_fails_waiting_callers_with_th
         t.await.unwrap();
     }
     let errors = seen.acquire_errors.lock().unwrap();
-    assert!(!errors.is_empty(), "callers waited longer than the acquire timeout");
+    assert!(
+        !errors.is_empty(),
+        "callers waited longer than the acquire timeout"
+    );
     for e in errors.iter() {
         assert_eq!(e.kind(), ErrorKind::PoolTimeout, "{e}");
         assert_eq!(e.timeout_phase(), Some(TimeoutPhase::Connect), "{e}");
@@ -209,4 +215,36 @@ async fn probes_can_be_turned_off() {
     assert!(r.is_err());
     tokio::task::block_in_place(|| pg.start_again().unwrap());
     assert_eq!(pool.statistics().reconnect_probes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_password_is_not_probed() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Scram))
+        .min_size(1)
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    // The password changes and the pool's session ends: every new connection is refused
+    // (28P01), which no faster retry helps.
+    pg.psql("ALTER ROLE scram_user PASSWORD 'rotated'").unwrap();
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'scram_user'")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting: Vec<_> = (0..5)
+        .map(|_| {
+            let p = pool.clone();
+            tokio::spawn(async move { p.acquire().await.map(drop) })
+        })
+        .collect();
+    for w in waiting {
+        let e = w.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolTimeout, "{e}");
+    }
+    let s = pool.statistics();
+    assert_eq!(s.reconnect_probes, 0, "{s:?}");
+    pg.psql("ALTER ROLE scram_user PASSWORD 'scram_secret'")
+        .unwrap();
 }
