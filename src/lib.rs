@@ -272,8 +272,9 @@ struct ReadmeDoctests;
 
 pub use config::ConnectConfig;
 pub use conn::{
-    CancelToken, Connection, CopyInSink, CopyOutStream, IsolationLevel, Notification, Portal,
-    RowStream, Statement, ToStatement, Transaction, TransactionBuilder,
+    Batch, BatchResult, CancelToken, Connection, CopyInSink, CopyOutStream, IsolationLevel,
+    Notification, Portal, RowParams, RowStream, Statement, ToStatement, Transaction,
+    TransactionBuilder,
 };
 pub use error::{DbError, Error, ErrorKind, Result, TimeoutPhase};
 pub use listener::{Listener, ListenerEvent};

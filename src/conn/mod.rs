@@ -2,6 +2,7 @@
 //! (`simple.rs`), the extended protocol with typed values and a statement cache
 //! (`query.rs`, `cache.rs`), transactions (`transaction.rs`).
 
+mod batch;
 mod cache;
 mod cancel;
 mod copy;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
+pub use batch::{Batch, BatchResult, RowParams};
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
@@ -103,6 +105,9 @@ pub struct Connection {
     extended: u64,
     /// A first extended exchange (ending in Flush) was sent; a Sync must follow.
     owes_sync: bool,
+    /// An atomic batch was written without its Sync (its caller left): the next request
+    /// aborts it before the Sync, so none of it takes effect.
+    batch_open: bool,
     /// A caller's query is under way (a queued ROLLBACK is not): a reset cancels it.
     in_flight: bool,
     broken: bool,
@@ -230,6 +235,7 @@ impl Connection {
             big_buffers: false,
             extended: 0,
             owes_sync: false,
+            batch_open: false,
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,
@@ -360,6 +366,9 @@ impl Connection {
         }
         while self.is_busy() {
             if self.owes_sync {
+                if std::mem::take(&mut self.batch_open) {
+                    crate::protocol::extended::write_abort(&mut self.write_buf);
+                }
                 crate::protocol::extended::write_sync(&mut self.write_buf);
                 self.owes_sync = false;
                 self.owe_ready(true);

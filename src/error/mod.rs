@@ -119,6 +119,8 @@ struct Inner {
     /// For a statement of the pool's shared path whose connection was lost: whether it was
     /// sent (and may have run) or not.
     sent: Option<bool>,
+    /// For a statement of a batch: its place in the batch.
+    batch_index: Option<usize>,
 }
 
 impl Error {
@@ -131,6 +133,7 @@ impl Error {
             source: None,
             transient: false,
             sent: None,
+            batch_index: None,
         }))
     }
 
@@ -292,6 +295,7 @@ impl Error {
             source,
             transient: self.0.transient,
             sent: self.0.sent,
+            batch_index: self.0.batch_index,
         }))
     }
 
@@ -299,6 +303,18 @@ impl Error {
     /// before its answer: marks whether the statement had been sent.
     pub(crate) fn with_sent(mut self, sent: bool) -> Self {
         self.0.sent = Some(sent);
+        self
+    }
+
+    /// The statement of a batch this error is about: its index in the batch (0 for the
+    /// first statement added; for [`Connection::execute_many`](crate::Connection::execute_many),
+    /// the index of the row). `None` for an error not about one statement of a batch.
+    pub fn batch_index(&self) -> Option<usize> {
+        self.0.batch_index
+    }
+
+    pub(crate) fn with_batch_index(mut self, i: usize) -> Self {
+        self.0.batch_index = Some(i);
         self
     }
 

@@ -245,6 +245,47 @@ pub fn write_bind_execute(
     r
 }
 
+/// `Bind` of statement `name` with `params` to the unnamed portal, `Describe` of it when
+/// `describe`, `Execute`, and `Sync` only when `sync`: the statements of a batch that are
+/// to take effect together share the one Sync after the last.
+///
+/// # Errors
+///
+/// As [`write_execute`]; nothing is written then.
+pub fn write_bind_execute_in(
+    name: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    describe: bool,
+    sync: bool,
+    out: &mut BytesMut,
+) -> Result<()> {
+    let mark = out.len();
+    let r = (|| {
+        write_bind("", name, types, params, out)?;
+        if describe {
+            frontend::describe(b'P', "", out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
+        }
+        frontend::execute("", 0, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
+        if sync {
+            frontend::sync(out);
+        }
+        Ok(())
+    })();
+    if r.is_err() {
+        out.truncate(mark);
+    }
+    r
+}
+
+/// `Execute` of a portal no statement ever names, to make the server fail the implicit
+/// transaction of the statements before it (a batch whose next value did not convert):
+/// everything up to the next `Sync` is then rolled back.
+pub fn write_abort(out: &mut BytesMut) {
+    // Fails only for a name with a NUL byte, which this one has not.
+    let _ = frontend::execute("wirepool_abort", 0, out);
+}
+
 /// `Bind` of statement `name` with `params` to the named `portal`, then `Sync`: the
 /// portal lasts until the transaction ends (or it is closed).
 ///
@@ -328,6 +369,12 @@ fn columns_like(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]
             Column::new(f.name, type_)
         })
         .collect()
+}
+
+/// The columns of a RowDescription, keeping the types of `known` where the OIDs match (see
+/// `columns_like`).
+pub(crate) fn columns_like_known(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]> {
+    columns_like(fields, known)
 }
 
 /// What the driver of an exchange should do after a message.

@@ -1,0 +1,693 @@
+//! Batches on a connection: [`Batch`] (several statements with their parameters, sent in
+//! one write and answered in one round trip) and [`Connection::execute_many`] (one
+//! statement over many parameter rows, streamed in bounded chunks).
+//!
+//! Two modes. **Atomic** (the default): one Sync after the last statement, so the
+//! statements are one transaction (the server's implicit one, or part of the caller's
+//! transaction): all take effect or none, and the error names the failing statement's
+//! index ([`Error::batch_index`]). **Independent**: a Sync after each statement, so each
+//! succeeds or fails alone; the results say which.
+//!
+//! Statements are prepared once per connection (the statement cache), each in an exchange
+//! of its own the first time; the execution of the whole batch is one write and one round
+//! trip. Writing and reading go on together, so a batch larger than the socket buffers
+//! cannot stall the server.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use postgres_types::ToSql;
+
+use super::{bounded, Connection};
+use crate::error::{DbError, Error, Result};
+use crate::protocol::extended::{write_abort, write_bind_execute_in, write_parse, Described};
+use crate::protocol::{BackendMessage, Row};
+
+/// How much of a batch is written ahead of the answers read.
+const WRITE_AHEAD: usize = 256 * 1024;
+
+/// Statements to run together; made by [`Connection::batch`].
+///
+/// ```no_run
+/// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
+/// let results = conn
+///     .batch()
+///     .execute("INSERT INTO chunks (file_id, body) VALUES ($1, $2)", &[&7i64, &"fn main() {}"])
+///     .execute("UPDATE files SET chunks = chunks + 1 WHERE id = $1", &[&7i64])
+///     .query("SELECT count(*) FROM chunks WHERE file_id = $1", &[&7i64])
+///     .run()
+///     .await?;
+/// assert_eq!(results[0].count(), 1);
+/// let n: i64 = results[2].rows().expect("a query")[0].get(0);
+/// # Ok(()) }
+/// ```
+#[must_use = "a batch does nothing until run"]
+pub struct Batch<'a> {
+    conn: &'a mut Connection,
+    items: Vec<Item<'a>>,
+    atomic: bool,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("statements", &self.items.len())
+            .field("atomic", &self.atomic)
+            .finish()
+    }
+}
+
+struct Item<'a> {
+    sql: &'a str,
+    params: &'a [&'a (dyn ToSql + Sync)],
+    rows: bool,
+}
+
+/// One row of parameters for [`Connection::execute_many`]: a slice or array of
+/// `&(dyn ToSql + Sync)`, or a tuple of up to eight owned values (so that rows can be made
+/// as they are sent, `(0..n).map(|i| (i, format!("row {i}")))`, without a collection).
+pub trait RowParams {
+    /// Calls `f` with the row's values.
+    fn with_params<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R;
+}
+
+impl RowParams for &[&(dyn ToSql + Sync)] {
+    fn with_params<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+        f(self)
+    }
+}
+
+impl<const N: usize> RowParams for [&(dyn ToSql + Sync); N] {
+    fn with_params<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+        f(self)
+    }
+}
+
+impl RowParams for Vec<&(dyn ToSql + Sync)> {
+    fn with_params<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+        f(self)
+    }
+}
+
+macro_rules! tuple_params {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: ToSql + Sync),+> RowParams for ($($t,)+) {
+            fn with_params<R>(&self, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+                f(&[$(&self.$i),+])
+            }
+        }
+    };
+}
+
+tuple_params!(A 0);
+tuple_params!(A 0, B 1);
+tuple_params!(A 0, B 1, C 2);
+tuple_params!(A 0, B 1, C 2, D 3);
+tuple_params!(A 0, B 1, C 2, D 3, E 4);
+tuple_params!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_params!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_params!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// One statement's result in a batch.
+#[derive(Debug)]
+pub struct BatchResult {
+    rows: Option<Vec<Row>>,
+    count: u64,
+    error: Option<Error>,
+}
+
+impl BatchResult {
+    /// The rows of a statement added with [`Batch::query`]; `None` for one added with
+    /// [`Batch::execute`], or one that failed.
+    pub fn rows(&self) -> Option<&[Row]> {
+        self.rows.as_deref()
+    }
+
+    /// The rows it affected (inserted, updated, deleted) or returned, from its command
+    /// tag; 0 if it failed.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// In an independent batch, the error of a statement that failed alone (its
+    /// [`Error::batch_index`] is set); `None` for one that succeeded. An atomic batch
+    /// returns its error from [`Batch::run`] instead.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(conn: &'a mut Connection) -> Batch<'a> {
+        Batch {
+            conn,
+            items: Vec::new(),
+            atomic: true,
+        }
+    }
+
+    /// Adds a statement whose rows are wanted ([`BatchResult::rows`]).
+    pub fn query(mut self, statement: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Self {
+        self.items.push(Item {
+            sql: statement,
+            params,
+            rows: true,
+        });
+        self
+    }
+
+    /// Adds a statement whose row count is wanted ([`BatchResult::count`]).
+    pub fn execute(mut self, statement: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Self {
+        self.items.push(Item {
+            sql: statement,
+            params,
+            rows: false,
+        });
+        self
+    }
+
+    /// Atomic (`true`, the default: one Sync, all take effect or none) or independent
+    /// (`false`: a Sync per statement, each succeeds or fails alone).
+    pub fn atomic(mut self, atomic: bool) -> Self {
+        self.atomic = atomic;
+        self
+    }
+
+    /// Runs the batch: one result per statement, in the order they were added.
+    ///
+    /// # Errors
+    ///
+    /// In an atomic batch, the first failing statement's error, with
+    /// [`Error::batch_index`] set; nothing of the batch took effect then (inside the
+    /// caller's transaction, the transaction has failed). A parameter that does not
+    /// convert is an error before anything is sent. In either mode, a lost connection or
+    /// a command timeout (which bounds the whole batch).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is safe for the connection, as for any query: the next call
+    /// finishes what was sent first. An atomic batch whose Sync was not sent when it was
+    /// dropped is rolled back by that Sync's absence (the connection's next request
+    /// aborts it); one whose Sync was sent may have taken effect.
+    pub async fn run(self) -> Result<Vec<BatchResult>> {
+        let Batch {
+            conn,
+            items,
+            atomic,
+        } = self;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = items.first().map_or("", |i| i.sql);
+        let traced = conn.trace_start(sql);
+        for i in &items[1..] {
+            // Each statement counts for the session's reset as if run alone.
+            let _ = conn.trace_start(i.sql);
+        }
+        let r = bounded!(conn, conn.run_batch(&items, atomic));
+        conn.trace_end(traced, sql, &r);
+        r
+    }
+}
+
+impl Connection {
+    /// A batch of statements on this connection (see [`Batch`]): sent in one write,
+    /// answered in one round trip, atomic by default.
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    /// Runs `statement` once for each row of parameters, atomically: all rows take effect
+    /// or none (one Sync after the last). Rows are encoded and sent in chunks while the
+    /// answers are read, so memory does not grow with the number of rows. Returns the rows
+    /// affected in all. [`Connection::execute_many_independent`] commits chunk by chunk.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut wirepool::Connection, chunks: &[(i64, String)]) -> wirepool::Result<()> {
+    /// use wirepool::ToSql;
+    /// // Rows borrowed from a collection...
+    /// let n = conn
+    ///     .execute_many(
+    ///         "INSERT INTO chunks (file_id, body) VALUES ($1, $2)",
+    ///         chunks.iter().map(|(f, b)| [f as &(dyn ToSql + Sync), b]),
+    ///     )
+    ///     .await?;
+    /// // ...or made as they are sent, as tuples of owned values.
+    /// let n = conn
+    ///     .execute_many(
+    ///         "INSERT INTO numbers (n, label) VALUES ($1, $2)",
+    ///         (0..1_000_000i64).map(|i| (i, format!("n{i}"))),
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first failing row's error, with [`Error::batch_index`] the row's index; nothing
+    /// took effect then. A row that does not convert fails the whole batch the same way
+    /// (what was sent before it is rolled back).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Batch::run`]: a future dropped before the last row was sent leaves nothing
+    /// applied.
+    pub async fn execute_many<I, P>(&mut self, statement: &str, rows: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = P>,
+        P: RowParams,
+    {
+        self.execute_many_in(statement, rows, true).await
+    }
+
+    /// As [`Connection::execute_many`], with a Sync after every row: each row succeeds or
+    /// fails alone (outside a transaction, each is its own). Returns the rows affected by
+    /// those that succeeded.
+    ///
+    /// # Errors
+    ///
+    /// The first failing row's error, with [`Error::batch_index`] its index, once every
+    /// row has been answered (the rows after it still ran).
+    ///
+    /// # Cancel safety
+    ///
+    /// Rows sent before the future was dropped may have taken effect.
+    pub async fn execute_many_independent<I, P>(&mut self, statement: &str, rows: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = P>,
+        P: RowParams,
+    {
+        self.execute_many_in(statement, rows, false).await
+    }
+
+    async fn execute_many_in<I, P>(&mut self, statement: &str, rows: I, atomic: bool) -> Result<u64>
+    where
+        I: IntoIterator<Item = P>,
+        P: RowParams,
+    {
+        let traced = self.trace_start(statement);
+        let r = bounded!(self, self.run_many(statement, rows.into_iter(), atomic));
+        self.trace_end(traced, statement, &r);
+        r
+    }
+
+    async fn run_many<I, P>(&mut self, sql: &str, mut rows: I, atomic: bool) -> Result<u64>
+    where
+        I: Iterator<Item = P>,
+        P: RowParams,
+    {
+        self.finish_pending().await?;
+        let (name, described) = self.prepared(sql).await?;
+        let unnamed = name.is_empty();
+        let mut answers = Answers::new(atomic);
+        let mut sent = 0usize;
+        let mut done = false;
+        while !done || !answers.complete(sent) {
+            while !done && self.write_buf.len() < WRITE_AHEAD {
+                let Some(row) = rows.next() else {
+                    done = true;
+                    if atomic && sent > 0 {
+                        crate::protocol::extended::write_sync(&mut self.write_buf);
+                        self.owe_ready(true);
+                        self.owes_sync = false;
+                        self.batch_open = false;
+                    }
+                    break;
+                };
+                let written = row.with_params(|params| {
+                    self.write_one(sql, &name, &described, params, unnamed, !atomic)
+                });
+                if let Err(e) = written {
+                    let e = Error::from(e).with_batch_index(sent);
+                    return Err(self.abandon_batch(atomic, sent, answers, e).await);
+                }
+                if !atomic {
+                    self.owe_ready(true);
+                }
+                answers.expect(described.columns.clone());
+                sent += 1;
+            }
+            if done && sent == 0 {
+                break;
+            }
+            self.pump(&mut answers).await?;
+            // A batch of a million rows shares its worker: the socket may never say
+            // "later" while the server keeps up.
+            if !done {
+                tokio::task::yield_now().await;
+            }
+        }
+        self.in_flight = false;
+        self.check_encoding()?;
+        answers.into_count()
+    }
+
+    /// One statement's Bind/Execute (with Parse first for the unnamed statement), and its
+    /// Sync when `sync`.
+    fn write_one(
+        &mut self,
+        sql: &str,
+        name: &str,
+        described: &Described,
+        params: &[&(dyn ToSql + Sync)],
+        reparse: bool,
+        sync: bool,
+    ) -> crate::protocol::Result<()> {
+        let mark = self.write_buf.len();
+        if reparse {
+            write_parse("", sql, &described.params, &[], &mut self.write_buf)?;
+        }
+        let r = write_bind_execute_in(
+            name,
+            &described.params,
+            params,
+            reparse,
+            sync,
+            &mut self.write_buf,
+        );
+        if r.is_err() {
+            self.write_buf.truncate(mark);
+        }
+        self.in_flight = true;
+        self.owes_sync = !sync;
+        // Until its Sync, an atomic batch is open: if the caller leaves now, the next
+        // request aborts it rather than committing half of it.
+        self.batch_open = !sync;
+        r
+    }
+
+    /// The statement prepared on this connection (cached), or prepared now.
+    /// The prepare's Sync is owed: it comes with the batch's.
+    async fn prepared(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
+        match self.statements.get(sql) {
+            Some(hit) => Ok(hit),
+            None => self.prepare_exchange(sql).await,
+        }
+    }
+
+    async fn run_batch(&mut self, items: &[Item<'_>], atomic: bool) -> Result<Vec<BatchResult>> {
+        self.finish_pending().await?;
+        // Prepared first, each distinct statement once; with more distinct statements
+        // than the cache holds (or none cached), each is parsed again as the unnamed one.
+        let mut prepared: HashMap<&str, (Arc<str>, Described)> = HashMap::new();
+        let distinct: std::collections::HashSet<&str> = items.iter().map(|i| i.sql).collect();
+        let reparse_all = distinct.len() > self.statements.capacity();
+        for (k, item) in items.iter().enumerate() {
+            if prepared.contains_key(item.sql) {
+                continue;
+            }
+            match self.prepared(item.sql).await {
+                Ok(p) => {
+                    prepared.insert(item.sql, p);
+                }
+                Err(e) => {
+                    self.finish_pending().await?;
+                    return Err(e.with_batch_index(k));
+                }
+            }
+        }
+        // Every value converted before anything is sent.
+        let mark = self.write_buf.len();
+        for (k, item) in items.iter().enumerate() {
+            let (name, described) = &prepared[item.sql];
+            let unnamed = reparse_all || name.is_empty();
+            let name = if unnamed { "" } else { name };
+            let sync = !atomic || k + 1 == items.len();
+            if let Err(e) = self.write_one(item.sql, name, described, item.params, unnamed, sync) {
+                self.write_buf.truncate(mark);
+                self.finish_pending().await?;
+                return Err(Error::from(e).with_batch_index(k));
+            }
+            if sync {
+                self.owe_ready(true);
+            }
+        }
+        self.owes_sync = false;
+        self.batch_open = false;
+        let mut answers = Answers::new(atomic);
+        for item in items {
+            let (_, described) = &prepared[item.sql];
+            answers.expect_rows(described.columns.clone(), item.rows);
+        }
+        while !answers.complete(items.len()) {
+            self.pump(&mut answers).await?;
+        }
+        self.in_flight = false;
+        self.check_encoding()?;
+        answers.into_results()
+    }
+
+    /// Writes what is buffered and reads what came, feeding the answers.
+    async fn pump(&mut self, answers: &mut Answers) -> Result<()> {
+        poll_fn(|cx| self.poll_pipeline(cx)).await?;
+        while let Some(msg) = self.pipeline_message()? {
+            match msg {
+                BackendMessage::NoticeResponse(n) => self.notice(&n),
+                BackendMessage::CopyInResponse => {
+                    // COPY runs through copy_in: CopyFail ends it with an error (the
+                    // statement's own Sync, already sent, ends its exchange).
+                    answers.copy_refused();
+                    postgres_protocol::message::frontend::copy_fail(
+                        "COPY is not supported in a batch",
+                        &mut self.write_buf,
+                    )
+                    .map_err(Error::io)?;
+                }
+                other => {
+                    if let Err(e) = answers.feed(other) {
+                        self.broken = true;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A row of an atomic `execute_many` did not convert after others were sent: the
+    /// server is made to fail the implicit transaction, so what was sent is rolled back.
+    async fn abandon_batch(
+        &mut self,
+        atomic: bool,
+        sent: usize,
+        mut answers: Answers,
+        e: Error,
+    ) -> Error {
+        if sent == 0 {
+            self.owes_sync = false;
+            if let Err(x) = self.finish_pending().await {
+                return x;
+            }
+            return e;
+        }
+        if atomic {
+            write_abort(&mut self.write_buf);
+        }
+        crate::protocol::extended::write_sync(&mut self.write_buf);
+        self.owe_ready(true);
+        self.owes_sync = false;
+        self.batch_open = false;
+        answers.abort_expected();
+        while !answers.complete(sent) {
+            if let Err(x) = self.pump(&mut answers).await {
+                return x;
+            }
+        }
+        self.in_flight = false;
+        e
+    }
+}
+
+/// The answers of a batch, assembled as they come.
+struct Answers {
+    atomic: bool,
+    /// Per statement sent: its columns (empty: no rows wanted) and whether rows are wanted.
+    expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool)>,
+    results: Vec<BatchResult>,
+    /// Statements answered so far (a result or an error, or skipped after an error).
+    answered: usize,
+    rows: Vec<Row>,
+    first_error: Option<Error>,
+    /// ReadyForQuery still owed (independent: one per statement; atomic: one).
+    readies: usize,
+    aborting: bool,
+    total: u64,
+    copy: bool,
+}
+
+impl Answers {
+    fn new(atomic: bool) -> Answers {
+        Answers {
+            atomic,
+            expected: Default::default(),
+            results: Vec::new(),
+            answered: 0,
+            rows: Vec::new(),
+            first_error: None,
+            readies: 0,
+            aborting: false,
+            total: 0,
+            copy: false,
+        }
+    }
+
+    fn expect(&mut self, columns: Arc<[crate::protocol::Column]>) {
+        self.expect_rows(columns, false);
+    }
+
+    fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {
+        self.expected.push_back((columns, rows));
+        if !self.atomic {
+            self.readies += 1;
+        } else if self.readies == 0 {
+            self.readies = 1;
+        }
+    }
+
+    fn abort_expected(&mut self) {
+        self.aborting = true;
+        if !self.atomic {
+            self.readies += 1;
+        }
+    }
+
+    fn copy_refused(&mut self) {
+        self.copy = true;
+    }
+
+    /// Whether every statement of `n` is answered and every ReadyForQuery read.
+    fn complete(&self, n: usize) -> bool {
+        self.answered >= n && self.readies == 0
+    }
+
+    fn feed(&mut self, msg: BackendMessage) -> Result<()> {
+        match msg {
+            BackendMessage::ParseComplete
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete
+            | BackendMessage::NoData
+            | BackendMessage::PortalSuspended
+            | BackendMessage::ParameterStatus { .. }
+            | BackendMessage::NotificationResponse { .. } => {}
+            BackendMessage::RowDescription(fields) => {
+                if let Some((cols, _)) = self.expected.front_mut() {
+                    *cols = crate::protocol::extended::columns_like_known(fields, cols);
+                }
+            }
+            BackendMessage::DataRow(body) => {
+                let Some((cols, wanted)) = self.expected.front() else {
+                    return Err(Error::protocol("a row with no batch statement waiting"));
+                };
+                if body.len() != cols.len() {
+                    return Err(Error::protocol(format!(
+                        "DataRow has {} values for {} columns",
+                        body.len(),
+                        cols.len()
+                    )));
+                }
+                if *wanted {
+                    self.rows.push(Row::new(cols.clone(), body));
+                }
+            }
+            BackendMessage::CommandComplete(tag) => {
+                let count = tag
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.finish(Some(count));
+            }
+            BackendMessage::EmptyQueryResponse => self.finish(Some(0)),
+            BackendMessage::CopyOutResponse => self.copy = true,
+            BackendMessage::CopyData(_) | BackendMessage::CopyDone if self.copy => {}
+            BackendMessage::ErrorResponse(db) => {
+                let index = self.answered;
+                self.fail(index, db);
+            }
+            BackendMessage::ReadyForQuery(_) => {
+                self.readies = self.readies.saturating_sub(1);
+                if self.atomic {
+                    // Everything after an error was skipped by the server.
+                    while !self.expected.is_empty() {
+                        self.expected.pop_front();
+                        self.answered += 1;
+                    }
+                }
+            }
+            other => {
+                return Err(Error::protocol(format!(
+                    "unexpected {} in the answer to a batch",
+                    other.name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, count: Option<u64>) {
+        let Some((_, wanted)) = self.expected.pop_front() else {
+            return;
+        };
+        let rows = std::mem::take(&mut self.rows);
+        let count = count.unwrap_or(0);
+        if self.copy {
+            self.copy = false;
+            let e = Error::copy_unsupported().with_batch_index(self.answered);
+            self.record_error(e);
+        } else {
+            self.total += count;
+            self.results.push(BatchResult {
+                rows: wanted.then_some(rows),
+                count,
+                error: None,
+            });
+        }
+        self.answered += 1;
+    }
+
+    fn fail(&mut self, index: usize, db: Box<DbError>) {
+        if self.aborting && db.code() == "34000" && self.expected.is_empty() {
+            // The abort's own error: the batch's error was recorded before it.
+            return;
+        }
+        self.copy = false;
+        self.rows.clear();
+        let e = Error::db_boxed(db).with_batch_index(index);
+        if self.expected.pop_front().is_some() {
+            self.answered += 1;
+        }
+        self.record_error(e);
+    }
+
+    fn record_error(&mut self, e: Error) {
+        if self.atomic {
+            if self.first_error.is_none() {
+                self.first_error = Some(e);
+            }
+        } else {
+            if self.first_error.is_none() {
+                self.first_error = Some(e.duplicate());
+            }
+            self.results.push(BatchResult {
+                rows: None,
+                count: 0,
+                error: Some(e),
+            });
+        }
+    }
+
+    fn into_results(self) -> Result<Vec<BatchResult>> {
+        match (self.atomic, self.first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(self.results),
+        }
+    }
+
+    fn into_count(self) -> Result<u64> {
+        match self.first_error {
+            Some(e) => Err(e),
+            None => Ok(self.total),
+        }
+    }
+}

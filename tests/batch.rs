@@ -1,0 +1,257 @@
+//! Batches on a connection against a real server: atomic (one Sync: all or nothing, the
+//! error naming the failing statement's index) and independent (a Sync per statement),
+//! typed results, `execute_many` over a million rows with bounded memory, a failing row,
+//! a batch dropped at every await, and a batch inside a transaction.
+
+use std::time::Duration;
+
+use wirepool::{Connection, ErrorKind};
+use wirepool_testkit::{cluster, Cluster, Role};
+
+async fn connect(pg: &Cluster) -> Connection {
+    let mut c = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY, label text, n int4)")
+        .await
+        .unwrap();
+    c.batch_execute("TRUNCATE t").await.unwrap();
+    c
+}
+
+async fn ids(c: &mut Connection) -> Vec<i64> {
+    c.query("SELECT id FROM t ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+const INSERT: &str = "INSERT INTO t (id, label, n) VALUES ($1, $2, $3)";
+
+#[tokio::test]
+async fn an_atomic_batch_with_a_failing_statement_applies_nothing_and_names_it() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    c.execute(INSERT, &[&2i64, &"there", &0i32]).await.unwrap();
+    let e = c
+        .batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"duplicate", &2i32])
+        .execute(INSERT, &[&3i64, &"c", &3i32])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"), "{e}");
+    assert_eq!(ids(&mut c).await, [2]);
+    // The connection goes on.
+    let r = c
+        .batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .query("SELECT id, label FROM t ORDER BY id", &[])
+        .execute("UPDATE t SET n = n + 1", &[])
+        .query("SELECT sum(n)::int8 FROM t", &[])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 4);
+    assert_eq!(r[0].count(), 1);
+    assert!(r[0].rows().is_none());
+    let rows = r[1].rows().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    assert_eq!(rows[1].get::<_, &str>("label"), "there");
+    assert_eq!(r[2].count(), 2);
+    assert_eq!(r[3].rows().unwrap()[0].get::<_, i64>(0), 3);
+}
+
+#[tokio::test]
+async fn an_independent_batch_applies_each_statement_alone() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    c.execute(INSERT, &[&2i64, &"there", &0i32]).await.unwrap();
+    let r = c
+        .batch()
+        .atomic(false)
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"duplicate", &2i32])
+        .query("SELECT count(*) FROM t", &[])
+        .execute(INSERT, &[&3i64, &"c", &3i32])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 4);
+    assert!(r[0].error().is_none());
+    let e = r[1].error().expect("the duplicate failed");
+    assert_eq!(e.batch_index(), Some(1));
+    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"));
+    assert_eq!(r[2].rows().unwrap()[0].get::<_, i64>(0), 2);
+    assert_eq!(r[3].count(), 1);
+    assert_eq!(ids(&mut c).await, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_convert_sends_nothing() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    let e = c
+        .batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"b", &"not an int4"])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Conversion, "{e}");
+    assert!(ids(&mut c).await.is_empty());
+}
+
+#[tokio::test]
+async fn inside_a_transaction_a_batch_is_part_of_it() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    let mut tx = c.transaction().await.unwrap();
+    tx.batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"b", &2i32])
+        .run()
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(ids(&mut c).await.is_empty());
+    let mut tx = c.transaction().await.unwrap();
+    tx.batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .run()
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ids(&mut c).await, [1]);
+}
+
+#[tokio::test]
+async fn execute_many_of_a_million_rows_with_bounded_memory() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    let rss = || -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let n = c
+        .execute_many(
+            INSERT,
+            (0..1_000_000i64).map(|i| (i, format!("row {i}"), (i % 1000) as i32)),
+        )
+        .await
+        .unwrap();
+    let grown_kib = rss().saturating_sub(before);
+    println!("execute_many of 1,000,000 rows: RSS grew {grown_kib} KiB");
+    assert_eq!(n, 1_000_000);
+    let row = c
+        .query_one("SELECT count(*), sum(n)::int8 FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1_000_000);
+    assert_eq!(row.get::<_, i64>(1), 1000 * (999 * 1000 / 2));
+    // The rows are made as they are sent: memory does not grow with them (a collection of
+    // a million rows would be well over 50 MiB).
+    assert!(grown_kib < 48 * 1024, "{grown_kib} KiB");
+}
+
+#[tokio::test]
+async fn execute_many_with_a_failing_row() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    c.execute(INSERT, &[&5_000i64, &"there", &0i32])
+        .await
+        .unwrap();
+    let rows = || (0..10_000i64).map(|i| (i, "x", 1i32));
+    let e = c.execute_many(INSERT, rows()).await.unwrap_err();
+    assert_eq!(e.batch_index(), Some(5_000), "{e}");
+    assert_eq!(ids(&mut c).await, [5_000], "atomic: nothing of it applied");
+    let e = c
+        .execute_many_independent(INSERT, rows())
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(5_000), "{e}");
+    assert_eq!(
+        ids(&mut c).await.len(),
+        10_000,
+        "independent: every other row applied"
+    );
+    // A value that does not convert half-way, after rows were sent: nothing applied.
+    c.batch_execute("TRUNCATE t").await.unwrap();
+    let mixed: Vec<[&(dyn wirepool::ToSql + Sync); 3]> = (0..20_000i64)
+        .map(|i| {
+            let id: &(dyn wirepool::ToSql + Sync) = Box::leak(Box::new(i));
+            let n: &(dyn wirepool::ToSql + Sync) = if i == 15_000 { &"bad" } else { &1i32 };
+            [id, &"x", n]
+        })
+        .collect();
+    let e = c
+        .execute_many(INSERT, mixed.iter().map(|r| &r[..]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(15_000), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Conversion, "{e}");
+    assert!(
+        ids(&mut c).await.is_empty(),
+        "what was sent before it was rolled back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    // Dropped after some rows were sent and before the Sync (more rows than are written
+    // ahead of the answers), and dropped under timeouts at any moment.
+    for pulled in [1usize, 2_000, 10_000, 25_000] {
+        c.batch_execute("TRUNCATE t").await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut tx = Some(tx);
+        let rows = (0..30_000i64).map(move |i| {
+            if i as usize == pulled {
+                let _ = tx.take().map(|t| t.send(()));
+            }
+            (i, "x", 1i32)
+        });
+        tokio::select! {
+            r = c.execute_many(INSERT, rows) => panic!("finished before the drop: {r:?}"),
+            _ = rx => {}
+        }
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            n, 0,
+            "a batch dropped after {pulled} rows were made applied {n}"
+        );
+    }
+    let mut all = 0;
+    let mut none = 0;
+    for k in 0..12u64 {
+        c.batch_execute("TRUNCATE t").await.unwrap();
+        let limit = Duration::from_millis(k * 8);
+        let rows = (0..30_000i64).map(|i| (i, "x", 1i32));
+        let _ = tokio::time::timeout(limit, c.execute_many(INSERT, rows)).await;
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        match n {
+            0 => none += 1,
+            30_000 => all += 1,
+            n => panic!("{n} of 30,000 rows applied after a drop at {limit:?}"),
+        }
+    }
+    println!("batches dropped under timeouts: {none} applied nothing, {all} applied everything");
+}
