@@ -50,9 +50,15 @@ async fn run(weak: Weak<Shared>) {
                 .min(s.cfg.monitor_interval),
             None => s.cfg.monitor_interval,
         };
+        // The next probe's time, while one is due (callers wait on a database that is
+        // down); never a wait of zero, which would spin.
         if let (Some(every), Some(at)) = (s.cfg.reconnect_probe_interval, rc.last_probe) {
-            if s.connect_failures.load(Ordering::Acquire) > 0 {
-                wait = wait.min((at + every).saturating_duration_since(Instant::now()));
+            let next = at + every;
+            if s.connect_failures.load(Ordering::Acquire) > 0
+                && s.core.gauges().waiting > 0
+                && next > Instant::now()
+            {
+                wait = wait.min(next.saturating_duration_since(Instant::now()));
             }
         }
         tokio::select! {
