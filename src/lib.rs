@@ -260,8 +260,6 @@ internal_mod! {
     protocol
 }
 mod random;
-// Not yet read by the pipelined path; its tests and the differential proof exercise it.
-#[allow(dead_code)]
 pub(crate) mod sql;
 mod sync;
 
