@@ -74,8 +74,11 @@ impl Connection {
     /// 28000, unknown database 3D000, ...), a TLS, authentication or protocol error, or a
     /// server-mismatch error (the server is not of the kind asked for). With several, an
     /// error listing each host and why it was not used; its source is the last host's
-    /// error.
+    /// error. A configuration error, before any socket is opened, for a user, database,
+    /// password, `application_name` or `options` holding a NUL byte.
     pub async fn connect(cfg: &ConnectConfig) -> Result<Connection> {
+        // Settings given through the setters are checked here, before any socket.
+        cfg.refuse_nul_bytes()?;
         let target = cfg.target_session_attrs();
         let passes: &[TargetSessionAttrs] = match target {
             // A standby if there is one, else any server.

@@ -178,8 +178,12 @@ impl Startup {
     ///
     /// # Errors
     ///
-    /// A configuration error if a parameter contains a NUL byte.
+    /// A configuration error if a parameter or the password contains a NUL byte (the
+    /// password is refused here for every method, not only when sent in clear text).
     pub fn start(params: &StartupParams<'_>, out: &mut BytesMut) -> Result<Startup> {
+        if params.password.is_some_and(|p| p.contains(&0)) {
+            return Err(ProtocolError::config("the password contains a NUL byte"));
+        }
         let mut kv: Vec<(&str, &str)> = vec![
             ("user", params.user),
             ("database", params.database),
