@@ -233,6 +233,42 @@ impl Startup {
         })
     }
 
+    /// If the exchange waits for the server's SCRAM challenge (AuthenticationSASLContinue),
+    /// takes the SCRAM state out, for the caller to run its expensive step
+    /// ([`ScramSha256::update`]: PBKDF2 with as many iterations as the server asks)
+    /// where it blocks no async worker, and to hand back through
+    /// [`Startup::scram_updated`]. `None` otherwise (then feed [`Startup::handle`]).
+    pub fn take_scram(&mut self) -> Option<ScramSha256> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::SaslContinue(scram) => Some(scram),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Goes on after [`ScramSha256::update`] ran on the state [`Startup::take_scram`]
+    /// gave, with its result: writes the SASLResponse into `out`.
+    ///
+    /// # Errors
+    ///
+    /// An authentication error for an invalid server-first-message (a bad nonce, an
+    /// iteration count over postgres-protocol's limit, ...); the connection must be closed.
+    pub fn scram_updated(
+        &mut self,
+        scram: ScramSha256,
+        updated: std::io::Result<()>,
+        out: &mut BytesMut,
+    ) -> Result<StartupStatus> {
+        updated
+            .map_err(|e| ProtocolError::auth(format!("invalid SCRAM server-first-message: {e}")))?;
+        frontend::sasl_response(scram.message(), out)
+            .map_err(|e| ProtocolError::protocol(format!("encoding SASLResponse: {e}")))?;
+        self.state = State::SaslFinal(scram);
+        Ok(StartupStatus::Continue)
+    }
+
     /// Feeds one server message; anything to send back is appended to `out`.
     ///
     /// # Errors
@@ -324,14 +360,14 @@ impl Startup {
                         } else {
                             format!(
                                 "channel_binding=require, but the server offers [{}], not SCRAM-SHA-256-PLUS; nothing was sent",
-                                mechanisms.join(", ")
+                                crate::error::Escaped(&mechanisms.join(", "))
                             )
                         }));
                     }
                     if !offers(SCRAM_SHA_256) {
                         return Err(ProtocolError::auth(format!(
                             "the server offers SASL mechanisms [{}]; wirepool supports {SCRAM_SHA_256} and {SCRAM_SHA_256_PLUS}",
-                            mechanisms.join(", ")
+                            crate::error::Escaped(&mechanisms.join(", "))
                         )));
                     }
                 }
@@ -362,13 +398,8 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::SaslContinue(mut scram), BackendMessage::AuthenticationSaslContinue(data)) => {
-                scram
-                    .update(&data)
-                    .map_err(|e| ProtocolError::auth(format!("invalid SCRAM server-first-message: {e}")))?;
-                frontend::sasl_response(scram.message(), out)
-                    .map_err(|e| ProtocolError::protocol(format!("encoding SASLResponse: {e}")))?;
-                self.state = State::SaslFinal(scram);
-                Ok(StartupStatus::Continue)
+                let r = scram.update(&data);
+                self.scram_updated(scram, r, out)
             }
             (State::SaslFinal(mut scram), BackendMessage::AuthenticationSaslFinal(data)) => {
                 scram.finish(&data).map_err(|e| {
