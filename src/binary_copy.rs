@@ -326,22 +326,13 @@ impl BinaryCopyOutRow {
                 self.ranges.len()
             )));
         };
+        let about = || format!("of type {ty}, read as {}", std::any::type_name::<T>());
         if !T::accepts(ty) {
-            return Err(Error::conversion_msg(format!(
-                "column {idx} is of type {ty}, which cannot be read as a {}",
-                std::any::type_name::<T>()
-            )));
+            let wrong = postgres_types::WrongType::new::<T>(ty.clone());
+            return Err(Error::from_sql(idx, about(), wrong));
         }
         let raw = range.clone().map(|r| &self.buf[r]);
-        T::from_sql_nullable(ty, raw).map_err(|e| {
-            Error::conversion(
-                format!(
-                    "column {idx} (of type {ty}) as a {}",
-                    std::any::type_name::<T>()
-                ),
-                e,
-            )
-        })
+        T::from_sql_nullable(ty, raw).map_err(|e| Error::from_sql(idx, about(), e))
     }
 
     /// Value `idx` as a `T`.

@@ -162,6 +162,15 @@
 //! - A connection serving the shared path counts as active; its free share of the depth
 //!   counts as idle capacity for the health classification. It returns to the pool after
 //!   20 ms without statements, or at once when a caller of [`Pool::acquire`] waits.
+//! - tokio-postgres's `pipelined_prepare` (two `prepare` futures of one `Client`, joined)
+//!   has no counterpart on a [`Connection`]: its methods take `&mut self`, so one request
+//!   is in flight at a time, and `Connection::prepare` is a round trip of its own. What a
+//!   tokio-postgres user does instead: hand the statements to the shared path, which needs
+//!   no `prepare` at all (joined `pool.query(...)` futures are pipelined onto the pool's
+//!   connections; a text the pool has not seen yet is described once, that description
+//!   itself pipelined behind other statements, then kept by text); prepare in sequence on
+//!   one connection (a round trip each, once per text while the connection's statement
+//!   cache keeps it); or prepare on two connections at once, each its own.
 //!
 //! # Types that are not built in
 //!

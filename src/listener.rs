@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::ConnectConfig;
-use crate::conn::{quote_ident, Connection, Notification};
+use crate::conn::{check_channel, quote_ident, Connection, Notification};
 use crate::error::{Error, Result};
 use crate::pool::Backoff;
 
@@ -59,6 +59,9 @@ pub struct Listener {
     backoff: Backoff,
     counts: Arc<ListenerCounts>,
     reconnecting: Option<Reconnecting>,
+    /// A `listen` or `unlisten` was dropped before its answer: `channels` may not be what
+    /// the server has until it is asked again.
+    unsure: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -97,18 +100,27 @@ impl Listener {
             backoff,
             counts,
             reconnecting: None,
+            unsure: false,
         })
     }
 
-    /// Listens to `channel` (any text: it is quoted as an identifier). While the
-    /// connection is down, the channel is noted and listened to at the reconnect.
+    /// Listens to `channel` (any text of at most
+    /// [`MAX_CHANNEL_NAME`](crate::conn::MAX_CHANNEL_NAME) bytes: it is quoted as an
+    /// identifier). While the connection is down, the channel is noted and listened to at
+    /// the reconnect.
     ///
     /// # Errors
     ///
-    /// The server's error; an invalid-input error for a name with a NUL byte.
+    /// The server's error (the channel is not added then); an invalid-input error, with
+    /// nothing sent, for a name of more than 63 bytes (the server would cut it, and two
+    /// names would become one channel) or with a NUL byte.
     pub async fn listen(&mut self, channel: &str) -> Result<()> {
-        self.run(&format!("LISTEN {}", quote_ident(channel)))
-            .await?;
+        check_channel(channel)?;
+        self.settle().await?;
+        self.unsure = true;
+        let r = self.run(&format!("LISTEN {}", quote_ident(channel))).await;
+        self.unsure = false;
+        r?;
         self.channels.insert(channel.to_string());
         Ok(())
     }
@@ -117,21 +129,34 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// As [`Listener::listen`].
+    /// As [`Listener::listen`]; after an error the channel is still listened to (and still
+    /// in [`Listener::channels`]).
     pub async fn unlisten(&mut self, channel: &str) -> Result<()> {
+        check_channel(channel)?;
+        self.settle().await?;
+        self.unsure = true;
+        let r = self
+            .run(&format!("UNLISTEN {}", quote_ident(channel)))
+            .await;
+        self.unsure = false;
+        r?;
         self.channels.remove(channel);
-        self.run(&format!("UNLISTEN {}", quote_ident(channel)))
-            .await
+        Ok(())
     }
 
     /// Stops listening to every channel.
     ///
     /// # Errors
     ///
-    /// As [`Listener::listen`].
+    /// As [`Listener::listen`]; after an error the channels are kept.
     pub async fn unlisten_all(&mut self) -> Result<()> {
+        self.settle().await?;
+        self.unsure = true;
+        let r = self.run("UNLISTEN *").await;
+        self.unsure = false;
+        r?;
         self.channels.clear();
-        self.run("UNLISTEN *").await
+        Ok(())
     }
 
     /// The channels its session listens to, as the server says (`pg_listening_channels()`).
@@ -144,10 +169,30 @@ impl Listener {
             return Err(Error::closed("the listener is reconnecting"));
         };
         let rows = conn.simple_query("SELECT pg_listening_channels()").await?;
-        Ok(rows
+        let names: Vec<String> = rows
             .iter()
             .filter_map(|r| r.get(0).map(str::to_string))
-            .collect())
+            .collect();
+        if self.unsure {
+            self.channels = names.iter().cloned().collect();
+            self.unsure = false;
+        }
+        Ok(names)
+    }
+
+    /// After a `listen` or `unlisten` whose future was dropped before its answer (the
+    /// statement may or may not have run), takes the channels from the server again, so
+    /// that [`Listener::channels`] and the reconnect agree with it.
+    async fn settle(&mut self) -> Result<()> {
+        if self.unsure && self.conn.is_some() {
+            match self.listening_channels().await {
+                Err(e) if lost(&e) => self.down(&e),
+                r => {
+                    r?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The process id of its session's backend; `None` while reconnecting.
@@ -155,7 +200,8 @@ impl Listener {
         self.conn.as_ref().map(Connection::process_id)
     }
 
-    /// The channels listened to.
+    /// The channels listened to: those the server listens to (`pg_listening_channels()`),
+    /// or, while the connection is down, those the reconnect will listen to.
     pub fn channels(&self) -> impl Iterator<Item = &str> {
         self.channels.iter().map(String::as_str)
     }

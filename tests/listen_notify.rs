@@ -2,13 +2,14 @@
 //! payload of 7,999 bytes whole; channel names quoted; a listener that survives
 //! `pg_terminate_backend` and a server restart, listening again; a pooled connection's
 //! LISTEN and unread notifications gone for the next caller; notifications kept while rows
-//! stream.
+//! stream; channel names of 64 bytes or more refused before anything is sent, and
+//! `channels()` agreeing with the server's `pg_listening_channels()`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use wirepool::{Connection, ListenerEvent, Pool};
+use wirepool::{Connection, ErrorKind, Listener, ListenerEvent, Pool};
 use wirepool_testkit::{cluster, eventually, fast_config, Role};
 
 async fn recv_notification(l: &mut wirepool::Listener) -> wirepool::Notification {
@@ -275,4 +276,75 @@ async fn eventually_async(conn: &mut Connection, want: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the notifications did not arrive");
+}
+
+/// `channels()` and the server's `pg_listening_channels()`, both sorted.
+async fn both_views(l: &mut Listener) -> (Vec<String>, Vec<String>) {
+    let mut ours: Vec<String> = l.channels().map(str::to_string).collect();
+    let mut server = l.listening_channels().await.unwrap();
+    ours.sort();
+    server.sort();
+    (ours, server)
+}
+
+#[tokio::test]
+async fn channel_names_the_server_would_cut_are_refused_and_channels_agree_with_the_server() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Scram))
+        .min_size(1)
+        .build()
+        .await
+        .unwrap();
+    let mut l = Listener::connect(pg.config(Role::Scram)).await.unwrap();
+    // 63 bytes is what the server keeps (NAMEDATALEN - 1); one more and it would cut the
+    // name, so that these two would be one channel.
+    let at_limit = "a".repeat(63);
+    let over_b = format!("{at_limit}b");
+    let over_c = format!("{at_limit}c");
+    // Bytes of UTF-8, not characters: 32 characters, 64 bytes.
+    let multibyte = "\u{e9}".repeat(32);
+    for name in [&over_b, &over_c, &multibyte] {
+        let e = l
+            .listen(name)
+            .await
+            .expect_err("listen of a name over 63 bytes");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+        let e = l
+            .unlisten(name)
+            .await
+            .expect_err("unlisten of a name over 63 bytes");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+        let e = pool
+            .notify(name, "x")
+            .await
+            .expect_err("notify on a name over 63 bytes");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+    }
+    let (ours, server) = both_views(&mut l).await;
+    assert!(ours.is_empty() && server.is_empty(), "{ours:?} {server:?}");
+
+    l.listen(&at_limit).await.unwrap();
+    l.listen("short").await.unwrap();
+    pool.notify(&at_limit, "p").await.unwrap();
+    let n = recv_notification(&mut l).await;
+    assert_eq!(n.channel(), at_limit);
+    let (ours, server) = both_views(&mut l).await;
+    assert_eq!(ours, server);
+    assert_eq!(ours, vec![at_limit.clone(), "short".to_string()]);
+
+    l.unlisten(&at_limit).await.unwrap();
+    let (ours, server) = both_views(&mut l).await;
+    assert_eq!(ours, server);
+    assert_eq!(ours, vec!["short".to_string()]);
+
+    // A LISTEN whose future is dropped after it was sent: the server listens; the next
+    // call takes the channels from the server again.
+    let _ = tokio::time::timeout(Duration::ZERO, l.listen("dropped")).await;
+    l.listen("after").await.unwrap();
+    let (ours, server) = both_views(&mut l).await;
+    assert_eq!(ours, server);
+
+    l.unlisten_all().await.unwrap();
+    let (ours, server) = both_views(&mut l).await;
+    assert!(ours.is_empty() && server.is_empty(), "{ours:?} {server:?}");
 }

@@ -25,6 +25,10 @@
 //! as in libpq.
 //!
 //! The password and the certificate paths never appear in `Debug` or `Display` output.
+//!
+//! A user, database, password, `application_name` or `options` holding a NUL byte (`%00`
+//! in a URL) is a configuration error naming the setting, when parsed, and for values given
+//! through the setters when a connection or pool is opened with them, before any socket.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -35,6 +39,7 @@ use crate::error::{Error, Result};
 
 mod key_value;
 mod keywords;
+mod nul;
 mod url;
 
 use key_value::parse_key_value;
@@ -568,7 +573,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             hosts.len()
         )));
     }
-    Ok(ConnectConfig {
+    let cfg = ConnectConfig {
         hosts,
         ports,
         user,
@@ -590,7 +595,9 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
         load_balance_hosts,
         tcp: p.tcp,
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-    })
+    };
+    cfg.refuse_nul_bytes()?;
+    Ok(cfg)
 }
 
 /// A comma-separated port list; empty entries are the default port.

@@ -6,7 +6,7 @@
 use crate::config::{ConnectConfig, LoadBalanceHosts, TargetSessionAttrs};
 use crate::error::{Error, Result};
 
-use super::Connection;
+use super::{Connection, NoticeHandler};
 
 /// How long a connection of the wrong kind gets to say goodbye.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -74,8 +74,20 @@ impl Connection {
     /// 28000, unknown database 3D000, ...), a TLS, authentication or protocol error, or a
     /// server-mismatch error (the server is not of the kind asked for). With several, an
     /// error listing each host and why it was not used; its source is the last host's
-    /// error.
+    /// error. A configuration error, before any socket is opened, for a user, database,
+    /// password, `application_name` or `options` holding a NUL byte.
     pub async fn connect(cfg: &ConnectConfig) -> Result<Connection> {
+        Self::connect_noticed(cfg, None).await
+    }
+
+    /// As [`Connection::connect`], with the server's notices (those of the startup too)
+    /// going to `notices` (a pool's handler).
+    pub(crate) async fn connect_noticed(
+        cfg: &ConnectConfig,
+        notices: Option<NoticeHandler>,
+    ) -> Result<Connection> {
+        // Settings given through the setters are checked here, before any socket.
+        cfg.refuse_nul_bytes()?;
         let target = cfg.target_session_attrs();
         let passes: &[TargetSessionAttrs] = match target {
             // A standby if there is one, else any server.
@@ -93,7 +105,7 @@ impl Connection {
                 // The connect timeout bounds each host: its socket, TLS, startup, and the
                 // question what kind of server it is.
                 let attempt = async {
-                    let mut conn = Self::connect_host(cfg, i, host).await?;
+                    let mut conn = Self::connect_host(cfg, i, host, notices.as_ref()).await?;
                     if want == TargetSessionAttrs::Any {
                         return Ok((conn, None));
                     }

@@ -2,12 +2,14 @@
 //! (`simple.rs`), the extended protocol with typed values and a statement cache
 //! (`query.rs`, `cache.rs`), transactions (`transaction.rs`).
 
+mod auth_step;
 mod batch;
 mod cache;
 mod cancel;
 mod copy;
 mod hosts;
 mod negotiate;
+mod notices;
 mod notify;
 mod pipeline;
 mod portal;
@@ -36,8 +38,10 @@ pub use batch::{Batch, BatchResult, RowParams};
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};
+pub use notices::STARTUP_NOTICES;
+pub(crate) use notify::check_channel;
 pub(crate) use notify::quote_ident;
-pub use notify::{Notification, NOTIFICATION_QUEUE};
+pub use notify::{Notification, MAX_CHANNEL_NAME, NOTIFICATION_QUEUE};
 pub(crate) use pipeline::{Assembler, Fed, Named, Outcome, PipelineNames};
 pub use portal::Portal;
 pub(crate) use query::{stale as stale_statement, MAX_PARAMETERS};
@@ -165,34 +169,43 @@ pub struct Connection {
     dropped_portals: portal::DroppedPortals,
     /// Notifications not yet read.
     notifications: notify::Notifications,
+    /// Notices of the startup, kept until a handler is set (see [`notices`]).
+    startup_notices: Vec<DbError>,
 }
 
 impl Connection {
     /// One host, with the sslmode's order of attempts: `allow` tries plain, then TLS if
     /// the server refuses; `prefer` tries TLS, then plain if the handshake fails (a server
-    /// answering `N` to SSLRequest goes on in plain at once).
-    async fn connect_host(cfg: &ConnectConfig, i: usize, host: &Host) -> Result<Connection> {
+    /// answering `N` to SSLRequest goes on in plain at once). An ErrorResponse in answer to
+    /// SSLRequest is a closed error under every mode, never a reason to go on in plain.
+    async fn connect_host(
+        cfg: &ConnectConfig,
+        i: usize,
+        host: &Host,
+        notices: Option<&NoticeHandler>,
+    ) -> Result<Connection> {
         use negotiate::Want;
         match cfg.tls().mode {
-            SslMode::Disable => Self::start_session(cfg, i, host, Want::Plain).await,
-            SslMode::Allow => match Self::start_session(cfg, i, host, Want::Plain).await {
+            SslMode::Disable => Self::start_session(cfg, i, host, notices, Want::Plain).await,
+            SslMode::Allow => match Self::start_session(cfg, i, host, notices, Want::Plain).await {
                 Err(e)
                     if cfg!(feature = "tls")
                         && e.as_db_error().is_some()
                         && matches!(host, Host::Tcp(_)) =>
                 {
-                    Self::start_session(cfg, i, host, Want::Tls).await
+                    Self::start_session(cfg, i, host, notices, Want::Tls).await
                 }
                 r => r,
             },
-            SslMode::Prefer => match Self::start_session(cfg, i, host, Want::TryTls).await {
+            SslMode::Prefer => match Self::start_session(cfg, i, host, notices, Want::TryTls).await
+            {
                 Err(e) if e.kind() == crate::ErrorKind::Tls => {
                     tracing::debug!(target: "wirepool::conn", "TLS failed, connecting in plain text (sslmode=prefer): {}", crate::error::chain(&e));
-                    Self::start_session(cfg, i, host, Want::Plain).await
+                    Self::start_session(cfg, i, host, notices, Want::Plain).await
                 }
                 r => r,
             },
-            _ => Self::start_session(cfg, i, host, Want::Tls).await,
+            _ => Self::start_session(cfg, i, host, notices, Want::Tls).await,
         }
     }
 
@@ -201,6 +214,7 @@ impl Connection {
         cfg: &ConnectConfig,
         i: usize,
         host: &Host,
+        notices: Option<&NoticeHandler>,
         want: negotiate::Want,
     ) -> Result<Connection> {
         let port = cfg.ports()[i];
@@ -258,12 +272,20 @@ impl Connection {
             server_addr: format!("{host}:{port}"),
             dbname: cfg.dbname().into(),
             host_name: host.to_string().into(),
-            trace: std::sync::Arc::default(),
+            // The handler the connection is opened for gets the startup's notices too.
+            trace: match notices {
+                Some(h) => Arc::new(TraceSettings {
+                    notices: Some(h.clone()),
+                    ..TraceSettings::default()
+                }),
+                None => Arc::default(),
+            },
             checkout: None,
             abandoned: false,
             portal_seq: 0,
             dropped_portals: Default::default(),
             notifications: Default::default(),
+            startup_notices: Vec::new(),
             target: crate::config::TargetSessionAttrs::Any,
             cancel: CancelToken {
                 host: host.clone(),
@@ -279,11 +301,11 @@ impl Connection {
         conn.flush().await?;
         let mut msg = conn.first_startup_message(host, port).await?;
         loop {
-            match startup.handle(msg, &mut conn.write_buf) {
+            match auth_step::step(&mut startup, msg, &mut conn.write_buf).await {
                 Ok(StartupStatus::Continue) => conn.flush().await?,
                 Ok(StartupStatus::Ready(info)) => {
-                    for n in &info.notices {
-                        log_notice(n);
+                    for n in info.notices {
+                        conn.startup_notice(n);
                     }
                     conn.transaction_status = info.transaction_status;
                     conn.auth_method = info.auth_method;
@@ -292,7 +314,8 @@ impl Connection {
                     }
                     if let Some(enc) = conn.foreign_encoding.take() {
                         return Err(Error::encoding(format!(
-                            "the server set client_encoding to {enc} for this session (role, database or options setting); wirepool reads and writes only UTF8"
+                            "the server set client_encoding to {} for this session (role, database or options setting); wirepool reads and writes only UTF8",
+                            crate::error::Escaped(&enc)
                         )));
                     }
                     conn.cancel.process_id = info.process_id;
@@ -305,7 +328,7 @@ impl Connection {
                 }
                 Err(e) => {
                     conn.broken = true;
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
             msg = conn.read_message().await?;
@@ -704,6 +727,7 @@ impl Connection {
 
     pub(crate) fn set_trace(&mut self, trace: std::sync::Arc<TraceSettings>) {
         self.trace = trace;
+        self.deliver_startup_notices();
     }
 
     pub(crate) fn set_checkout(&mut self, checkout: Option<Checkout>) {
@@ -834,7 +858,8 @@ impl Connection {
             Some(enc) => {
                 self.broken = true;
                 Err(Error::encoding(format!(
-                    "client_encoding was set to {enc}; wirepool reads and writes only UTF8, so the connection is closed rather than corrupt text"
+                    "client_encoding was set to {}; wirepool reads and writes only UTF8, so the connection is closed rather than corrupt text",
+                    crate::error::Escaped(enc)
                 )))
             }
         }
@@ -1019,54 +1044,3 @@ impl<F: std::future::Future> std::future::Future for BeforeDeadline<'_, F> {
     }
 }
 pub(crate) use bounded;
-
-impl Connection {
-    /// A notice of the server's (RAISE NOTICE, a warning): to the handler if one is set,
-    /// else to the log. Handled as it arrives, never queued, so a flood of notices takes no
-    /// memory.
-    #[inline]
-    pub(crate) fn notice(&self, n: &DbError) {
-        match &self.trace.notices {
-            Some(h) => (h.0)(n),
-            None => log_notice(n),
-        }
-    }
-
-    /// Sends the server's notices (RAISE NOTICE, warnings; [`DbError`]s with severity
-    /// NOTICE, WARNING, INFO, ...) to `handler` as they arrive, instead of the log (target
-    /// `wirepool::notice`, INFO, with the SQLSTATE). A pool applies its own setting
-    /// ([`Builder::notice_handler`](crate::pool::Builder::notice_handler)) again when the
-    /// connection comes back.
-    pub fn set_notice_handler(&mut self, handler: impl Fn(&DbError) + Send + Sync + 'static) {
-        Arc::make_mut(&mut self.trace).notices = Some(NoticeHandler(Arc::new(handler)));
-        self.settings_changed = true;
-    }
-
-    /// Logs the server's notices again (undoes [`Connection::set_notice_handler`]).
-    pub fn log_notices(&mut self) {
-        Arc::make_mut(&mut self.trace).notices = None;
-        self.settings_changed = true;
-    }
-}
-
-pub(crate) fn log_notice(n: &DbError) {
-    // Class 57 (operator intervention: shutdown, terminated backend) comes just before the
-    // session ends; the pool reports the lost connection itself.
-    if n.code().starts_with(sqlstate::OPERATOR_INTERVENTION_CLASS) {
-        tracing::debug!(
-            target: "wirepool::notice",
-            severity = n.severity(),
-            code = n.code(),
-            "server notice: {}",
-            n.message()
-        );
-        return;
-    }
-    tracing::info!(
-        target: "wirepool::notice",
-        severity = n.severity(),
-        code = n.code(),
-        "server notice: {}",
-        n.message()
-    );
-}

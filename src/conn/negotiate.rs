@@ -4,7 +4,9 @@
 //! exactly one byte: `S` starts the handshake, `N` goes on in plain text (or fails, when
 //! TLS is required). Bytes the server sent with that answer are never read as plain text:
 //! they reach the TLS handshake, which refuses them (CVE-2021-23222). With
-//! `sslnegotiation=direct` the handshake starts at once, with ALPN `postgresql`.
+//! `sslnegotiation=direct` the handshake starts at once, with ALPN `postgresql`. An `E`
+//! (an ErrorResponse where the answer belongs) ends the attempt under every sslmode: its
+//! text is not read and there is no plain-text retry (libpq 17.2, CVE-2024-10977).
 
 use crate::config::{ConnectConfig, Host};
 use crate::error::{Error, Result};
@@ -104,6 +106,14 @@ async fn secure(
                 Error::io_context("reading the answer to SSLRequest", e)
             }
         })?;
+        if answer[0] == b'E' {
+            // As libpq (17.2 and later, CVE-2024-10977): the server has not authenticated
+            // itself, so its message is neither read nor shown, and no sslmode (not
+            // `prefer`, not `allow`) goes on in plain text after it.
+            return Err(Error::closed(format!(
+                "the server at {host}:{port} sent an error response during SSL exchange (its text is not read: the server is not authenticated yet); not retried in plain text"
+            )));
+        }
         let answer = match ssl_answer(answer[0]) {
             Ok(a) => a,
             Err(ProtocolError::Violation(_)) => {

@@ -43,6 +43,28 @@ pub(crate) struct Notifications {
     dropped: u64,
 }
 
+/// The longest channel name, in bytes of UTF-8: the server keeps NAMEDATALEN - 1 = 63
+/// bytes of an identifier and cuts the rest, so two longer names that agree in their first
+/// 63 bytes would be one channel (and `pg_notify` refuses them with 22023).
+pub const MAX_CHANNEL_NAME: usize = 63;
+
+/// Refuses a channel name the server would not keep as it is: over [`MAX_CHANNEL_NAME`]
+/// bytes, or holding a NUL byte. Nothing is sent then.
+pub(crate) fn check_channel(name: &str) -> crate::error::Result<()> {
+    if name.len() > MAX_CHANNEL_NAME {
+        return Err(crate::error::Error::invalid_input(format!(
+            "a channel name of {} bytes: the server keeps {MAX_CHANNEL_NAME} bytes of a name and would cut the rest, so that two names become one; nothing was sent",
+            name.len()
+        )));
+    }
+    if name.contains('\0') {
+        return Err(crate::error::Error::invalid_input(
+            "a channel name with a NUL byte; nothing was sent",
+        ));
+    }
+    Ok(())
+}
+
 /// `name` as an SQL identifier: in double quotes, inner quotes doubled, so any text is
 /// just a name (`"Mixed Case"`, `x"; DROP TABLE t; --`).
 pub(crate) fn quote_ident(name: &str) -> String {

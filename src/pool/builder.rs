@@ -272,6 +272,7 @@ impl Builder {
     /// error met opening the initial connections (wrong password, database down, ...).
     pub async fn build(self) -> Result<Pool> {
         self.cfg.validate()?;
+        self.connect.refuse_nul_bytes()?;
         let runtime = Handle::try_current()
             .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
         #[cfg(feature = "otel")]

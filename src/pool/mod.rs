@@ -288,7 +288,9 @@ impl Pool {
     /// # Errors
     ///
     /// As [`Pool::acquire`] and [`Connection::execute`]; the server refuses a payload of
-    /// 8,000 bytes or more.
+    /// 8,000 bytes or more. An invalid-input error, before a connection is taken, for a
+    /// channel name of more than [`MAX_CHANNEL_NAME`](crate::conn::MAX_CHANNEL_NAME) bytes
+    /// (as [`Listener::listen`](crate::Listener::listen) refuses it).
     #[track_caller]
     pub fn notify<'a>(
         &'a self,
@@ -297,6 +299,7 @@ impl Pool {
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
         let acquire = self.acquire();
         async move {
+            crate::conn::check_channel(channel)?;
             let mut conn = acquire.await?;
             conn.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
                 .await

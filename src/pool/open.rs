@@ -12,15 +12,16 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
     let began = SystemTime::now();
     #[cfg(feature = "otel")]
     let began_at = Instant::now();
-    let mut conn = match Connection::connect(&shared.connect).await {
-        Ok(c) => c,
-        Err(e) => {
-            shared
-                .counters
-                .record_error(ErrorType::Connect, connect_error_message(&e), began);
-            return Err(e);
-        }
-    };
+    let mut conn =
+        match Connection::connect_noticed(&shared.connect, shared.trace.notices.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                shared
+                    .counters
+                    .record_error(ErrorType::Connect, connect_error_message(&e), began);
+                return Err(e);
+            }
+        };
     shared.configure(&mut conn);
     let t = Instant::now();
     // Validation is the pool's own query: bounded like the connect, not by the callers'

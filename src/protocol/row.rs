@@ -148,24 +148,19 @@ impl Row {
         };
         let col = &self.columns[i];
         let ty = col.type_();
-        if !T::accepts(ty) {
-            return Err(Error::conversion_msg(format!(
-                "column {} is of type {ty}, which cannot be read as a {}",
+        let about = || {
+            format!(
+                "column \"{}\" of type {ty}, read as {}",
                 col.name,
                 std::any::type_name::<T>()
-            )));
+            )
+        };
+        if !T::accepts(ty) {
+            let wrong = postgres_types::WrongType::new::<T>(ty.clone());
+            return Err(Error::from_sql(i, about(), wrong));
         }
         let raw = self.body.get(i).flatten();
-        T::from_sql_nullable(ty, raw).map_err(|e| {
-            Error::conversion(
-                format!(
-                    "column {} (of type {ty}) as a {}",
-                    col.name,
-                    std::any::type_name::<T>()
-                ),
-                e,
-            )
-        })
+        T::from_sql_nullable(ty, raw).map_err(|e| Error::from_sql(i, about(), e))
     }
 }
 

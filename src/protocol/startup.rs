@@ -178,8 +178,12 @@ impl Startup {
     ///
     /// # Errors
     ///
-    /// A configuration error if a parameter contains a NUL byte.
+    /// A configuration error if a parameter or the password contains a NUL byte (the
+    /// password is refused here for every method, not only when sent in clear text).
     pub fn start(params: &StartupParams<'_>, out: &mut BytesMut) -> Result<Startup> {
+        if params.password.is_some_and(|p| p.contains(&0)) {
+            return Err(ProtocolError::config("the password contains a NUL byte"));
+        }
         let mut kv: Vec<(&str, &str)> = vec![
             ("user", params.user),
             ("database", params.database),
@@ -227,6 +231,42 @@ impl Startup {
                 "the server asks for a password ({method} authentication) but none is configured"
             ))
         })
+    }
+
+    /// If the exchange waits for the server's SCRAM challenge (AuthenticationSASLContinue),
+    /// takes the SCRAM state out, for the caller to run its expensive step
+    /// ([`ScramSha256::update`]: PBKDF2 with as many iterations as the server asks)
+    /// where it blocks no async worker, and to hand back through
+    /// [`Startup::scram_updated`]. `None` otherwise (then feed [`Startup::handle`]).
+    pub fn take_scram(&mut self) -> Option<ScramSha256> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::SaslContinue(scram) => Some(scram),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Goes on after [`ScramSha256::update`] ran on the state [`Startup::take_scram`]
+    /// gave, with its result: writes the SASLResponse into `out`.
+    ///
+    /// # Errors
+    ///
+    /// An authentication error for an invalid server-first-message (a bad nonce, an
+    /// iteration count over postgres-protocol's limit, ...); the connection must be closed.
+    pub fn scram_updated(
+        &mut self,
+        scram: ScramSha256,
+        updated: std::io::Result<()>,
+        out: &mut BytesMut,
+    ) -> Result<StartupStatus> {
+        updated
+            .map_err(|e| ProtocolError::auth(format!("invalid SCRAM server-first-message: {e}")))?;
+        frontend::sasl_response(scram.message(), out)
+            .map_err(|e| ProtocolError::protocol(format!("encoding SASLResponse: {e}")))?;
+        self.state = State::SaslFinal(scram);
+        Ok(StartupStatus::Continue)
     }
 
     /// Feeds one server message; anything to send back is appended to `out`.
@@ -320,14 +360,14 @@ impl Startup {
                         } else {
                             format!(
                                 "channel_binding=require, but the server offers [{}], not SCRAM-SHA-256-PLUS; nothing was sent",
-                                mechanisms.join(", ")
+                                crate::error::Escaped(&mechanisms.join(", "))
                             )
                         }));
                     }
                     if !offers(SCRAM_SHA_256) {
                         return Err(ProtocolError::auth(format!(
                             "the server offers SASL mechanisms [{}]; wirepool supports {SCRAM_SHA_256} and {SCRAM_SHA_256_PLUS}",
-                            mechanisms.join(", ")
+                            crate::error::Escaped(&mechanisms.join(", "))
                         )));
                     }
                 }
@@ -358,13 +398,8 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::SaslContinue(mut scram), BackendMessage::AuthenticationSaslContinue(data)) => {
-                scram
-                    .update(&data)
-                    .map_err(|e| ProtocolError::auth(format!("invalid SCRAM server-first-message: {e}")))?;
-                frontend::sasl_response(scram.message(), out)
-                    .map_err(|e| ProtocolError::protocol(format!("encoding SASLResponse: {e}")))?;
-                self.state = State::SaslFinal(scram);
-                Ok(StartupStatus::Continue)
+                let r = scram.update(&data);
+                self.scram_updated(scram, r, out)
             }
             (State::SaslFinal(mut scram), BackendMessage::AuthenticationSaslFinal(data)) => {
                 scram.finish(&data).map_err(|e| {
