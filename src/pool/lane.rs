@@ -553,6 +553,13 @@ fn dispatch(
                     if watch.probed(side, &outcome, &e.sql) {
                         path.count_session_change();
                     }
+                    if !watch.takes_requests() {
+                        // Before anyone hears an answer: a caller who runs its next
+                        // statement at once must not be placed here.
+                        lane.accepting.store(false, Ordering::Release);
+                    }
+                    watch.deliver_stashed();
+                    settle(lane, watch.take_undelivered(), path);
                     if ready {
                         conn.pipeline_check()?;
                     }
@@ -577,6 +584,9 @@ fn dispatch(
                 );
                 if !was_open && watch.in_transaction() {
                     path.count_session_change();
+                }
+                if !watch.takes_requests() {
+                    lane.accepting.store(false, Ordering::Release);
                 }
                 path.release(lane);
                 match judged {

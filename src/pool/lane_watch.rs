@@ -237,7 +237,9 @@ impl Watch {
         self.stashed = Some((reply.clone(), answer));
     }
 
-    fn deliver_stashed(&mut self) {
+    /// Gives the kept answer to its caller (once the lane has stopped taking statements,
+    /// if the probe showed a change).
+    pub(super) fn deliver_stashed(&mut self) {
         if let Some((reply, answer)) = self.stashed.take() {
             if !reply.complete(answer) {
                 self.undelivered += 1;
@@ -262,7 +264,6 @@ impl Watch {
                 false
             }
             Probe::After => {
-                self.deliver_stashed();
                 let before = self.before.take();
                 if self.changed || (text.is_some() && text == before) {
                     return false;

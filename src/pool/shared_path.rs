@@ -584,9 +584,20 @@ impl Pool {
                     return Err(e);
                 }
             };
-            let executed = match self.answer(pending).await? {
-                Outcome::Executed(x) => x,
-                Outcome::Described(_) => {
+            let executed = match self.answer(pending).await {
+                Ok(Outcome::Executed(x)) => x,
+                // Not sent: its lane stopped taking statements before it went out (another
+                // caller's statement changed that session). Placed again, once.
+                Err(e)
+                    if attempt == 0
+                        && e.kind() == crate::ErrorKind::Closed
+                        && e.may_have_run() == Some(false)
+                        && !shared.closing.load(Ordering::Acquire) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(Outcome::Described(_)) => {
                     return Err(Error::protocol(
                         "a description answered a pipelined statement",
                     ))
