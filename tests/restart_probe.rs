@@ -34,7 +34,11 @@ async fn pool(pg: &Cluster) -> Pool {
         .unwrap()
 }
 
-fn callers(pool: &Pool, seen: &Arc<Seen>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn callers(
+    pool: &Pool,
+    seen: &Arc<Seen>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..TASKS)
         .map(|_| {
             let (pool, seen, stop) = (pool.clone(), seen.clone(), stop.clone());
@@ -89,8 +93,7 @@ async fn a_restart_shorter_than_the_acquire_timeout_fails_no_waiting_caller() {
     let listen_stop = stop.clone();
     let listening = tokio::spawn(async move {
         while !listen_stop.load(Ordering::Relaxed) {
-            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
-            {
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await {
                 let _ = events_tx.send((Instant::now(), r.unwrap()));
             }
         }
@@ -171,7 +174,10 @@ async fn a_restart_longer_than_the_acquire_timeout_fails_waiting_callers_with_th
         t.await.unwrap();
     }
     let errors = seen.acquire_errors.lock().unwrap();
-    assert!(!errors.is_empty(), "callers waited longer than the acquire timeout");
+    assert!(
+        !errors.is_empty(),
+        "callers waited longer than the acquire timeout"
+    );
     for e in errors.iter() {
         assert_eq!(e.kind(), ErrorKind::PoolTimeout, "{e}");
         assert_eq!(e.timeout_phase(), Some(TimeoutPhase::Connect), "{e}");

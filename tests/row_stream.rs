@@ -89,11 +89,9 @@ async fn a_dropped_stream_is_cancelled_not_read_to_its_end() {
 async fn a_stream_dropped_inside_a_transaction_leaves_the_transaction_usable() {
     let pg = cluster();
     let mut conn = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
-    conn.batch_execute(
-        "DROP TABLE IF EXISTS stream_in_tx; CREATE TABLE stream_in_tx (i int)",
-    )
-    .await
-    .unwrap();
+    conn.batch_execute("DROP TABLE IF EXISTS stream_in_tx; CREATE TABLE stream_in_tx (i int)")
+        .await
+        .unwrap();
     let mut tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO stream_in_tx VALUES (1)", &[])
         .await
@@ -134,7 +132,10 @@ async fn a_stream_dropped_inside_a_transaction_leaves_the_transaction_usable() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, [1, 2]);
-    other.batch_execute("DROP TABLE stream_in_tx").await.unwrap();
+    other
+        .batch_execute("DROP TABLE stream_in_tx")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

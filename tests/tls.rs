@@ -373,8 +373,8 @@ async fn the_cancel_request_of_an_encrypted_connection_is_encrypted_too() {
     // The provider the crate features name (ring, the only one built here).
     let config = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+        .with_single_cert(certs, key)
+        .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
