@@ -343,34 +343,37 @@ async fn an_oversized_query_is_refused_before_anything_is_written() {
     assert_no_protocol_errors(&pg);
 }
 
-/// The TCP options of this process's socket whose local port is `port`, read back with
-/// getsockopt: (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT).
-fn socket_options(port: u16) -> (bool, u32, u32, u32, u32) {
+/// The TCP options of this process's socket whose local port is `port` and whose peer's
+/// port is `server_port`, read back with getsockopt: (SO_KEEPALIVE, TCP_KEEPIDLE,
+/// TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT). The socket is found among this process's
+/// own descriptors by its addresses (getsockname, getpeername), never in the machine's
+/// socket table, which lists every process's sockets.
+fn socket_options(port: u16, server_port: u16) -> (bool, u32, u32, u32, u32) {
     use std::os::fd::BorrowedFd;
-    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f.get(1)?.rsplit(':').next()?;
-            (u16::from_str_radix(local_port, 16).ok()? == port && f.get(3) == Some(&"01"))
-                .then(|| f.get(9).map(|s| s.to_string()))
-                .flatten()
-        })
-        .unwrap_or_else(|| panic!("no established socket on local port {port}"));
-    let target = format!("socket:[{inode}]");
-    let fd = std::fs::read_dir("/proc/self/fd")
+    let ports = |fd: i32| {
+        // SAFETY: `fd` was listed in /proc/self/fd as a socket an instant ago; it is only
+        // borrowed to read its addresses, and a descriptor closed meanwhile fails the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let s = socket2::SockRef::from(&fd);
+        let local = s.local_addr().ok()?.as_socket()?.port();
+        let peer = s.peer_addr().ok()?.as_socket()?.port();
+        Some((local, peer))
+    };
+    let mut found: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == target))
-        .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .expect("the socket is one of this process's descriptors");
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| ports(fd) == Some((port, server_port)))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one of this process's sockets is connected from port {port} to port {server_port}"
+    );
+    let fd = found.pop().expect("one");
     // SAFETY: `fd` is an open socket of this process (the connection under test holds it
     // for the whole call), borrowed only to read options.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -405,18 +408,18 @@ async fn tcp_keepalives_are_set_as_configured() {
     .unwrap();
     let mut c = Connection::connect(&cfg).await.unwrap();
     let port = client_port(&mut c).await;
-    assert_eq!(socket_options(port), (true, 7, 3, 4, 9000));
+    assert_eq!(socket_options(port, pg.port()), (true, 7, 3, 4, 9000));
 
     // Default: on, with the system's timings.
     let mut c = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
     let port = client_port(&mut c).await;
-    let (on, ..) = socket_options(port);
+    let (on, ..) = socket_options(port, pg.port());
     assert!(on, "keepalives are on by default, as in libpq");
 
     let cfg: ConnectConfig = format!("{url}&keepalives=0").parse().unwrap();
     let mut c = Connection::connect(&cfg).await.unwrap();
     let port = client_port(&mut c).await;
-    assert!(!socket_options(port).0);
+    assert!(!socket_options(port, pg.port()).0);
 }
 
 #[tokio::test]

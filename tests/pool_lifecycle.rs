@@ -1,7 +1,7 @@
 //! The pool's less-travelled paths against a real server: retirement by idle timeout and
 //! lifetime, detach and discard, cancelled acquires, a reset that fails, the drain timeout,
-//! a cancelled close(), fail_fast, and the rule that only the reconnector opens connections
-//! while the database is unreachable.
+//! a cancelled close() and one with the shared path busy, fail_fast, and the rule that only
+//! the reconnector opens connections while the database is unreachable.
 
 mod common;
 
@@ -416,4 +416,102 @@ async fn while_the_database_is_unreachable_only_the_reconnector_connects() {
         assert!(t.elapsed() < Duration::from_secs(10), "did not recover");
     }
     pool.close().await;
+}
+
+/// The ids in `close_log`, as another session sees them.
+fn logged(pg: &Cluster) -> Vec<i64> {
+    pg.psql("SELECT id FROM close_log ORDER BY id")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_the_shared_path_within_the_drain_timeout() {
+    let pg = cluster();
+    pg.psql("CREATE TABLE close_log (id int8)").unwrap();
+    let mut cfg = fast_config();
+    cfg.min_size = 2;
+    cfg.max_size = 2;
+    cfg.pipeline_depth = 16;
+    cfg.command_timeout = None;
+    let drain = Duration::from_millis(500);
+    cfg.drain_timeout = drain;
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    // Each statement logs its id after a second: two lanes of 16 in flight run for 16 s,
+    // and 8 more callers wait for room.
+    let sql = "INSERT INTO close_log SELECT $1 FROM pg_sleep(1)";
+    let callers: Vec<_> = (1..=40i64)
+        .map(|id| {
+            let pool = pool.clone();
+            tokio::spawn(async move { (id, pool.execute(sql, &[&id]).await) })
+        })
+        .collect();
+    // Statements are running once the first has logged its id.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while logged(&pg).is_empty() {
+        assert!(Instant::now() < deadline, "no statement ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let t = Instant::now();
+    pool.close().await;
+    let took = t.elapsed();
+    let at_close = logged(&pg);
+    // Serving everything would take 15 s more; the drain timeout is half a second (and
+    // the cancels of what the server runs, bounded by a second, come after it).
+    assert!(took < Duration::from_secs(8), "close() took {took:?}");
+    assert_eq!(pool.state(), LifecycleState::Terminated);
+
+    // Every caller has its answer once close() returned.
+    let (mut ok, mut sent, mut unsent) = (Vec::new(), Vec::new(), Vec::new());
+    for c in callers {
+        let (id, r) = tokio::time::timeout(Duration::from_secs(1), c)
+            .await
+            .expect("each caller is answered by the time close() returns")
+            .unwrap();
+        match r {
+            Ok(n) => {
+                assert_eq!(n, 1);
+                ok.push(id);
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), wirepool::ErrorKind::PoolClosed, "{e}");
+                match e.may_have_run() {
+                    Some(true) => sent.push(id),
+                    Some(false) => unsent.push(id),
+                    None => panic!("caller {id} cannot tell whether its statement ran: {e}"),
+                }
+            }
+        }
+    }
+    assert!(
+        !sent.is_empty(),
+        "statements were in flight at the drain timeout"
+    );
+    assert!(!unsent.is_empty(), "callers were waiting for room at close");
+
+    // Nothing runs after close() returned: the server logs no more ids (each statement
+    // takes a second; three pass).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = logged(&pg);
+    assert_eq!(later, at_close, "statements ran after close() returned");
+    // What was answered ran; what was not sent did not.
+    for id in &ok {
+        assert!(later.contains(id), "{id} was answered but is not logged");
+    }
+    for id in &unsent {
+        assert!(!later.contains(id), "{id} was not sent but is logged");
+    }
+    for id in &later {
+        assert!(
+            ok.contains(id) || sent.contains(id),
+            "{id} is logged but its caller was told it was not sent"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! `query_raw`: rows read as they are consumed. The same rows as `query`; a gigabyte
 //! read in bounded memory (peak RSS of a child process); an error after some rows; a
-//! stream dropped part-way on a bare connection and, 1,000 times at random points,
-//! through the pool; the command timeout bounding each wait.
+//! stream dropped part-way on a bare connection (cancelled), inside a transaction (the
+//! rest read, the transaction goes on) and, 1,000 times at random points, through the
+//! pool; the command timeout bounding each wait.
 
 use std::time::Duration;
 
@@ -82,6 +83,59 @@ async fn a_dropped_stream_is_cancelled_not_read_to_its_end() {
         "the rest was read instead of cancelled: {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_stream_dropped_inside_a_transaction_leaves_the_transaction_usable() {
+    let pg = cluster();
+    let mut conn = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    conn.batch_execute("DROP TABLE IF EXISTS stream_in_tx; CREATE TABLE stream_in_tx (i int)")
+        .await
+        .unwrap();
+    let mut tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO stream_in_tx VALUES (1)", &[])
+        .await
+        .unwrap();
+    // Fifty megabytes: far more than the sockets' buffers hold, so the server is still
+    // sending when the stream is dropped (a cancel would hit the statement).
+    let mut stream = tx
+        .query_raw(
+            "SELECT g, repeat('x', 1000) FROM generate_series(1, 50000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        stream.next().await.unwrap().unwrap();
+    }
+    drop(stream);
+    // The transaction goes on: no "current transaction is aborted" (25P02).
+    tx.execute("INSERT INTO stream_in_tx VALUES (2)", &[])
+        .await
+        .unwrap();
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM stream_in_tx", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    tx.commit().await.unwrap();
+    drop(conn);
+
+    // The commit took effect: another session sees both rows.
+    let mut other = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    let rows: Vec<i32> = other
+        .query("SELECT i FROM stream_in_tx ORDER BY i", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [1, 2]);
+    other
+        .batch_execute("DROP TABLE stream_in_tx")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

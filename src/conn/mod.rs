@@ -21,6 +21,8 @@ mod stream;
 #[cfg(feature = "tls")]
 mod tls;
 mod tls_info;
+#[cfg(feature = "tls")]
+mod tls_provider;
 mod trace;
 mod transaction;
 mod type_cache;

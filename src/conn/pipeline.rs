@@ -285,6 +285,11 @@ impl Connection {
     pub(crate) fn mark_broken(&mut self) {
         self.broken = true;
     }
+
+    /// Makes the close of this connection a TCP reset (see `Stream::reset_on_close`).
+    pub(crate) fn reset_on_drop(&mut self) {
+        self.stream.reset_on_close();
+    }
 }
 
 #[cfg(test)]

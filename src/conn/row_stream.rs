@@ -21,9 +21,13 @@ use crate::protocol::Row;
 /// The rows of a statement, read from the socket as they are consumed; see
 /// [`Connection::query_raw`].
 ///
-/// Dropping it before the end leaves the statement to be cancelled (CancelRequest) and
-/// its answer drained before the connection's next use; a pooled connection does that
-/// before anyone else gets it.
+/// Dropping it before the end leaves the rest of its answer to be dealt with before the
+/// connection's next use. Inside a transaction the rest is read and discarded (bounded by
+/// the command timeout of that next use), so the transaction goes on, as in
+/// tokio-postgres: a cancel would fail the statement and, with it, the transaction.
+/// Outside one the statement is cancelled (CancelRequest) and what it had sent drained. A
+/// pooled connection returned with a stream left unfinished is cancelled and drained (and
+/// its transaction rolled back) before anyone else gets it.
 #[must_use = "a stream does nothing unless polled"]
 pub struct RowStream<'a> {
     conn: &'a mut Connection,
@@ -265,9 +269,12 @@ impl Stream for RowStream<'_> {
 impl Drop for RowStream<'_> {
     fn drop(&mut self) {
         if !self.done {
-            // The rest of the answer is not wanted: cancel the statement rather than
-            // read it all.
-            self.conn.abandoned = true;
+            // The rest of the answer is not wanted. Outside a transaction, cancel the
+            // statement rather than read it all; inside one, a cancel would abort the
+            // transaction: the next use reads the rest instead (the answer stays pending).
+            if self.conn.transaction_status() == crate::protocol::TransactionStatus::Idle {
+                self.conn.abandoned = true;
+            }
             if let Some(t) = self.traced.take() {
                 let r: Result<()> = Err(Error::closed("the row stream was dropped"));
                 self.conn.trace_end(t, &self.sql, &r);

@@ -212,6 +212,19 @@ impl Stream {
         }
     }
 
+    /// Makes the socket's close a reset (SO_LINGER 0) rather than an orderly end: the
+    /// peer's next write fails at once. A Unix socket's peer sees its writes fail anyway.
+    pub(crate) fn reset_on_close(&self) {
+        let tcp = match self {
+            Stream::Tcp(s) => s,
+            #[cfg(unix)]
+            Stream::Unix(_) => return,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_ref().0,
+        };
+        let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     /// The TCP socket, for the TLS handshake.
     #[cfg(feature = "tls")]
     pub(crate) fn into_tcp(self) -> Option<TcpStream> {

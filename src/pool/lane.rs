@@ -24,7 +24,8 @@
 //!
 //! When the connection is lost, each request sent and not answered fails with
 //! [`Error::may_have_run`] `Some(true)`, each request not sent with `Some(false)`. Nothing
-//! is resent.
+//! is resent. So does each when the pool's drain timeout passes at `close()` (see
+//! `lane_close.rs`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
+use super::lane_close::{self, Cancel, RECANCEL};
 use super::lane_watch::{Judged, Probe, Watch};
 use super::shared_path::SharedPath;
 use super::PooledConnection;
@@ -290,7 +292,13 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
     // A session changed before the lane took the connection (the pool's policy is to
     // reset never) is the policy's; only what happens on the lane is the watch's.
     let changed_before = conn.server_saw_session_change();
+    // The pool's drain timeout passed at close: the lane fails its callers and ends.
+    let mut aborted = false;
     let failure = loop {
+        if path.lane_tasks().is_aborted() {
+            aborted = true;
+            break lane_close::aborted();
+        }
         if !draining {
             if shared.closing.load(Ordering::Acquire) {
                 draining = true;
@@ -320,8 +328,13 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
             if inflight.is_empty() && cancel.is_none() {
                 if watch.in_transaction() {
                     // Every statement that ran inside the transaction has answered.
-                    if let Err(e) = roll_back(conn).await {
-                        break e;
+                    match lane_close::unless_aborted(&path, roll_back(conn)).await {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => break e,
+                        None => {
+                            aborted = true;
+                            break lane_close::aborted();
+                        }
                     }
                     watch.rolled_back();
                     settle(&lane, watch.take_undelivered(), &path);
@@ -398,6 +411,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
             tokio::select! {
                 _ = lane.work.notified() => tokio::task::yield_now().await,
                 _ = tokio::time::sleep(LINGER) => {}
+                () = path.lane_tasks().until_aborted() => {}
             }
             continue;
         }
@@ -421,9 +435,14 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                 tokio::task::yield_now().await;
             }
             _ = grace => {}
+            () = path.lane_tasks().until_aborted() => {}
         }
     };
-    let retired = failure.kind() == crate::ErrorKind::PoolClosed && inflight.is_empty();
+    let retired = !aborted && failure.kind() == crate::ErrorKind::PoolClosed && inflight.is_empty();
+    // Closed at once; the statement the server runs is cancelled once it is.
+    let cancel_token = aborted
+        .then(|| lane_close::reset_connection(conn, !inflight.is_empty()))
+        .flatten();
     if !retired {
         tracing::debug!(target: "wirepool::pool", "a lane of the shared path ended: {failure}");
         watch.abandon(|| lost(&failure, true));
@@ -437,6 +456,10 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
         path.drained();
     }
     drop(guard);
+    if let Some(token) = cancel_token {
+        lane_close::cancel_after_abort(token).await;
+    }
+    path.lane_tasks().done();
 }
 
 /// Moves what callers queued into the connection's write buffer (leaving out requests
@@ -705,7 +728,13 @@ fn lost(failure: &Error, sent: bool) -> Error {
     } else {
         "the statement was not sent: it did not run"
     };
-    Error::closed(format!("{words} ({})", crate::error::chain(failure))).with_sent(sent)
+    let detail = format!("{words} ({})", crate::error::chain(failure));
+    let e = if failure.kind() == crate::ErrorKind::PoolClosed {
+        Error::pool_closed().with_detail(detail)
+    } else {
+        Error::closed(detail)
+    };
+    e.with_sent(sent)
 }
 
 /// Gives the connection back if nothing is placed on the lane: true if it retired.
@@ -728,66 +757,4 @@ fn retire(lane: &Lane) -> bool {
     }
     q.closed = true;
     true
-}
-
-/// A CancelRequest on its way (see the module docs).
-struct Cancel {
-    /// When the statements in flight last made progress (one was answered).
-    progress: Instant,
-    /// How many were in flight then.
-    left: usize,
-    /// When this cancel was seen delivered.
-    delivered_at: Option<Instant>,
-    done: Arc<AtomicUsize>,
-}
-
-/// How long after a delivered cancel the next abandoned statement is cancelled in turn.
-const RECANCEL: Duration = Duration::from_millis(50);
-
-const CANCEL_PENDING: usize = 0;
-const CANCEL_DELIVERED: usize = 1;
-/// The cancel may still arrive later, when another statement runs: the connection is not
-/// used again.
-const CANCEL_FAILED: usize = 2;
-
-impl Cancel {
-    fn start(conn: &Connection, progress: Instant, left: usize) -> Cancel {
-        let token = conn.cancel_token();
-        let done = Arc::new(AtomicUsize::new(CANCEL_PENDING));
-        let d = done.clone();
-        tokio::spawn(async move {
-            let r = match token.cancel().await {
-                Ok(()) => CANCEL_DELIVERED,
-                Err(e) => {
-                    tracing::debug!(target: "wirepool::pool", "cancel of abandoned pipelined statements failed: {e}");
-                    CANCEL_FAILED
-                }
-            };
-            d.store(r, Ordering::Release);
-        });
-        Cancel {
-            progress,
-            left,
-            delivered_at: None,
-            done,
-        }
-    }
-
-    /// When the lane's task must look at this cancel again.
-    fn next_check(&self) -> Instant {
-        let give_up = self.progress + crate::conn::CANCEL_GRACE;
-        match self.delivered_at {
-            Some(at) => give_up.min(at + RECANCEL),
-            None => give_up.min(Instant::now() + RECANCEL),
-        }
-    }
-
-    /// The server has closed the cancel connection: the signal is delivered (what it hit
-    /// was one of the abandoned statements, or nothing).
-    fn finished(&self) -> Option<bool> {
-        match self.done.load(Ordering::Acquire) {
-            CANCEL_PENDING => None,
-            r => Some(r == CANCEL_DELIVERED),
-        }
-    }
 }

@@ -13,12 +13,14 @@ mod config;
 mod environment;
 mod guard;
 mod lane;
+mod lane_close;
 mod lane_watch;
 mod leak_task;
 mod monitor;
 mod open;
 mod shared;
 mod shared_path;
+mod shared_write;
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -356,6 +358,14 @@ impl Pool {
     /// connections are closed, checked-out ones are waited for up to `drain_timeout` and
     /// closed as they come back, then the pool is TERMINATED.
     ///
+    /// The shared path ([`Pool::query`] and the rest) takes no new statement (its callers
+    /// get `PoolClosed` with [`Error::may_have_run`] `Some(false)`) and finishes the ones
+    /// in flight within `drain_timeout` too. Past it, each still unanswered fails with
+    /// `PoolClosed` and `may_have_run()` `Some(true)` if it was sent (it may have run),
+    /// `Some(false)` if not; its connection is closed and a CancelRequest sent for what the
+    /// server runs. `close()` returns once that is done (a second at most past the drain
+    /// timeout, for the cancels): no statement of the shared path is answered after it.
+    ///
     /// Idempotent; concurrent calls all return once the pool is terminated.
     ///
     /// # Cancel safety
@@ -415,6 +425,16 @@ impl Shared {
             });
             let _ = tokio::time::timeout(tick, self.drained.notified()).await;
         }
+        // Statements of the shared path still in flight: their callers fail now (each told
+        // whether its statement was sent), and the lanes' connections close.
+        let lanes = self.path.lane_tasks().running();
+        if lanes > 0 {
+            tracing::warn!(
+                target: "wirepool::pool",
+                "{lanes} connections of the shared path still serving statements after the drain timeout; their statements fail and the connections close"
+            );
+            self.path.lane_tasks().abort(LANE_ABORT_BOUND).await;
+        }
         let left = self.core.gauges().size;
         if left > 0 {
             tracing::warn!(
@@ -437,6 +457,10 @@ impl Shared {
 
 /// How often the drain looks at the pool's size when nothing woke it.
 const DRAIN_TICK: Duration = Duration::from_millis(250);
+
+/// How long the drain waits for aborted lanes to end (a backstop: each ends within the
+/// delivery of its CancelRequest, bounded by a second).
+const LANE_ABORT_BOUND: Duration = Duration::from_secs(2);
 
 /// Counts an acquire abandoned by its caller while it waited.
 struct CancelCount<'a>(Option<&'a Arc<Shared>>);

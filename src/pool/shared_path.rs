@@ -32,9 +32,11 @@ use std::task::{Context, Poll};
 
 use postgres_types::{ToSql, Type};
 
-use super::lane::{self, Lane, Pending, Plan, Queue};
+use super::lane::{self, Lane, Pending, Plan};
+use super::lane_close::Lanes;
+use super::shared_write::{enqueue_execute, with_closes};
 use super::{Pool, Shared};
-use crate::conn::{stale_statement, Assembler, Named, Outcome, ToStatement};
+use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};
 use crate::error::{Error, Result};
 use crate::pool_core::reply::{Left, Reply};
 use crate::protocol::extended::{
@@ -79,6 +81,8 @@ pub(crate) struct SharedPath {
     pub(crate) refusal_off: AtomicBool,
     /// Descriptions of the statements run here (parameter and column types), by SQL.
     described: Mutex<HashMap<Arc<str>, Described>>,
+    /// The lanes' tasks, and their abort when the drain timeout passes at close.
+    lane_tasks: Lanes,
 }
 
 impl std::fmt::Debug for SharedPath {
@@ -117,6 +121,7 @@ impl SharedPath {
             session_changes: AtomicU64::new(0),
             refusal_off: AtomicBool::new(false),
             described: Mutex::new(HashMap::new()),
+            lane_tasks: Lanes::default(),
         }
     }
 
@@ -147,10 +152,15 @@ impl SharedPath {
         self.described.lock().clear();
     }
 
+    /// The lanes' tasks (see `lane_close.rs`).
+    pub(crate) fn lane_tasks(&self) -> &Lanes {
+        &self.lane_tasks
+    }
+
     /// A place for one statement: a lane with room, now or in arrival order.
     async fn place(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
         if shared.closing.load(Ordering::Acquire) {
-            return Err(Error::pool_closed());
+            return Err(Error::pool_closed().with_sent(false));
         }
         if self.waiting.load(Ordering::Acquire) == 0 {
             if let Some(l) = self.try_place(shared) {
@@ -272,6 +282,7 @@ impl SharedPath {
                         path.lanes.write().push(lane.clone());
                         path.opening.store(0, Ordering::Release);
                         path.serve_waiters(&lane);
+                        path.lane_tasks.started();
                         shared
                             .runtime
                             .spawn(lane::run(lane, guard, path.clone()));
@@ -382,11 +393,12 @@ impl SharedPath {
         self.lanes.write().retain(|l| !Arc::ptr_eq(l, lane));
     }
 
-    /// The pool is closing: callers still waiting get `PoolClosed`.
+    /// The pool is closing: callers still waiting get `PoolClosed` (their statement was
+    /// not sent).
     pub(crate) fn fail_waiters(&self) {
         let mut q = self.waiters.lock();
         for w in q.drain(..) {
-            w.complete(Err(Error::pool_closed()));
+            w.complete(Err(Error::pool_closed().with_sent(false)));
         }
         self.waiting.store(0, Ordering::Release);
     }
@@ -437,20 +449,6 @@ impl Drop for WaitForLane {
             self.path.release(&lane);
         }
     }
-}
-
-/// Writes the Closes of forgotten statements (before this request's Sync); on an error
-/// they are kept for the next request.
-fn with_closes<T>(q: &mut Queue, write: impl FnOnce(&mut Queue) -> Result<T>) -> Result<T> {
-    let closes = std::mem::take(&mut q.to_close);
-    for n in &closes {
-        write_close_statement(n, &mut q.out);
-    }
-    let r = write(q);
-    if r.is_err() {
-        q.to_close = closes;
-    }
-    r
 }
 
 impl Pool {
@@ -743,83 +741,4 @@ impl SharedPath {
             _ => Ok(()),
         }
     }
-}
-
-/// Queues `sql`'s Bind/Execute/Sync on `lane`, with its Parse first where the connection
-/// has not prepared it. Rows are decoded with the columns this connection's server
-/// described: where it has not yet (a statement prepared here for the first time, or
-/// whose description is still on its way), the request asks for the portal's description
-/// and its answer brings the columns, so a description made on another connection, or
-/// before a schema change, never decodes a value.
-fn enqueue_execute(
-    lane: &Arc<Lane>,
-    sql: &Arc<str>,
-    probe: bool,
-    described: &Described,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Pending> {
-    lane.enqueue(sql, probe, |q| {
-        with_closes(q, |q| match q.names.lookup(sql) {
-            Some(Named {
-                name,
-                params: Some(types),
-                columns: Some(columns),
-            }) => {
-                write_bind_execute(&name, &types, params, false, &mut q.out)?;
-                let plan = Plan {
-                    uses: Some(name),
-                    ..Plan::default()
-                };
-                Ok((Assembler::Execute(Execute::new(columns)), plan))
-            }
-            Some(Named {
-                name,
-                params: Some(types),
-                columns: None,
-            }) => {
-                write_bind_execute(&name, &types, params, true, &mut q.out)?;
-                let plan = Plan {
-                    uses: Some(name.clone()),
-                    confirms: Some(name),
-                    ..Plan::default()
-                };
-                Ok((assembler(described), plan))
-            }
-            Some(Named { params: None, .. }) => {
-                // Being described on this connection: the unnamed statement, this once.
-                write_parse("", sql, &described.params, &[], &mut q.out)?;
-                write_bind_execute("", &described.params, params, true, &mut q.out)?;
-                Ok((assembler(described), Plan::default()))
-            }
-            None => {
-                let (name, evicted) =
-                    q.names
-                        .make(sql, lane.capacity, Some(described.params.clone()));
-                if let Some(ev) = evicted {
-                    write_close_statement(&ev, &mut q.out);
-                }
-                let written =
-                    write_parse(&name, sql, &described.params, &[], &mut q.out).and_then(|()| {
-                        write_bind_execute(&name, &described.params, params, true, &mut q.out)
-                    });
-                if let Err(e) = written {
-                    q.names.forget(sql, &name);
-                    return Err(e.into());
-                }
-                let named = (!name.is_empty()).then(|| name.clone());
-                let plan = Plan {
-                    prepares: named.clone().map(|n| (sql.clone(), n)),
-                    uses: named.clone(),
-                    confirms: named,
-                };
-                Ok((assembler(described), plan))
-            }
-        })
-    })
-}
-
-/// The assembler of an answer that brings its own description: `described` only lends the
-/// types looked up in the catalog, to the columns whose type OID is the same.
-fn assembler(described: &Described) -> Assembler {
-    Assembler::Execute(Execute::new(described.columns.clone()))
 }
