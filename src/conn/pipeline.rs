@@ -55,13 +55,15 @@ impl PipelineNames {
         &mut self,
         name: &str,
         params: Option<&Arc<[Type]>>,
-        columns: &Arc<[Column]>,
+        columns: Option<&Arc<[Column]>>,
     ) {
         if let Some(n) = self.names.values_mut().find(|n| &*n.name == name) {
             if let Some(p) = params {
                 n.params = Some(p.clone());
             }
-            n.columns = Some(columns.clone());
+            if let Some(c) = columns {
+                n.columns = Some(c.clone());
+            }
         }
     }
 

@@ -456,6 +456,9 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
         path.drained();
     }
     drop(guard);
+    // Callers waiting for room on this lane (it stopped taking statements: a drain, a
+    // changed session) ask for a lane of their own, at their turn in the pool's queue.
+    path.open_lane_for_waiters(&shared);
     if let Some(token) = cancel_token {
         lane_close::cancel_after_abort(token).await;
     }
@@ -646,9 +649,11 @@ fn dispatch(
 /// keeps them, and later requests on the connection decode with them.
 fn confirm(lane: &Lane, e: &Entry, outcome: &Outcome) {
     let Some(name) = &e.plan.confirms else { return };
+    // A Describe of the statement confirms its parameters; its columns come from the
+    // first execution's portal description, with the types the pool looked up kept.
     let (params, columns) = match outcome {
-        Outcome::Executed(x) if x.error.is_none() => (None, &x.columns),
-        Outcome::Described(Ok(d)) => (Some(&d.params), &d.columns),
+        Outcome::Executed(x) if x.error.is_none() => (None, Some(&x.columns)),
+        Outcome::Described(Ok(d)) => (Some(&d.params), None),
         _ => return,
     };
     lane.queue.lock().names.confirm(name, params, columns);

@@ -315,6 +315,14 @@ impl SharedPath {
         });
     }
 
+    /// A lane ended: if callers still wait for room, a lane is asked for on their behalf
+    /// (the ended lane was counted among the lanes while it drained).
+    pub(super) fn open_lane_for_waiters(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.open_lane(shared);
+        }
+    }
+
     /// Whether the shared path waits in the pool's queue for a connection (it is one of
     /// the pool's waiters then).
     pub(crate) fn asking(&self) -> bool {
