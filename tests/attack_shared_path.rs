@@ -17,6 +17,14 @@
 //! failure here is a finding, not a flaky test.
 
 use std::sync::{Arc, Mutex};
+
+/// A statement, what it leaves, a later caller's check and the judge of its answer.
+type ResetCase<'a> = (
+    &'a str,
+    String,
+    &'a str,
+    Box<dyn Fn(Result<String, String>) -> Option<String>>,
+);
 use std::time::{Duration, Instant};
 
 use wirepool::{Connection, Error, ErrorKind, Pool, SessionReset};
@@ -821,12 +829,7 @@ async fn session_state_the_reset_does_not_undo() {
         pg.port()
     );
 
-    let cases: Vec<(
-        &str,
-        String,
-        &str,
-        Box<dyn Fn(Result<String, String>) -> Option<String>>,
-    )> = vec![
+    let cases: Vec<ResetCase<'_>> = vec![
         (
             "setseed",
             "SELECT setseed(0.42)::text".to_string(),
@@ -984,7 +987,7 @@ async fn statements_prepared_elsewhere_passed_to_the_shared_path() {
         if pg.psql("SELECT pg_try_advisory_lock(4242)").unwrap() != "t" {
             problems.push("advisory lock 4242 is held by the pool's connection".to_string());
         }
-        if matches!(&outcome, Ok(_)) && sql == "BEGIN" {
+        if outcome.is_ok() && sql == "BEGIN" {
             problems.push("a prepared BEGIN was reported done on the shared path".to_string());
         }
         if !problems.is_empty() {
@@ -1451,7 +1454,7 @@ async fn values_are_never_decoded_with_a_stale_description() {
         reads += r.await.unwrap();
     }
     println!("{reads} reads of flip");
-    let w = wrong.lock().unwrap();
+    let w = std::mem::take(&mut *wrong.lock().unwrap());
     if !w.is_empty() {
         report.push(format!(
             "flip: {} reads decoded wrongly, e.g. {}",
@@ -1591,7 +1594,7 @@ async fn a_restart_under_mixed_load_loses_nothing_acknowledged() {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
-    let outcomes = outcomes.lock().unwrap();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let mut report = Vec::new();
     let (mut acked, mut notrun) = (0, 0);
     for (id, o) in outcomes.iter() {
