@@ -376,3 +376,31 @@ async fn through_a_pool_a_cancelled_transaction_never_rolls_back_later_writes() 
     assert_eq!(s.total_acquisitions, s.total_releases);
     pool.close().await;
 }
+
+/// What no reset undoes (a random seed, a loaded library, a dblink connection) closes the
+/// connection that ran it: the next caller gets another backend, under every policy.
+#[tokio::test]
+async fn what_no_reset_undoes_closes_the_connection() {
+    let pg = cluster();
+    for policy in [
+        SessionReset::WhenDirty,
+        SessionReset::Always,
+        SessionReset::Never,
+    ] {
+        for change in [
+            "SELECT setseed(0.42)",
+            "LOAD 'passwordcheck'",
+            "SELECT pg_catalog.setseed(0.5)",
+        ] {
+            let pool = one_connection(&pg, Role::Admin, policy).await;
+            let mut c = pool.acquire().await.unwrap();
+            let pid = c.process_id();
+            c.simple_query(change).await.unwrap();
+            drop(c);
+            let c = pool.acquire().await.unwrap();
+            assert_ne!(c.process_id(), pid, "after `{change}` under {policy:?}");
+            drop(c);
+            pool.close().await;
+        }
+    }
+}

@@ -28,6 +28,9 @@ impl Dirt {
     /// The pool took the connection out of the pipelined path because a statement there
     /// changed the session: reset whatever the policy.
     const DEMANDED: u8 = 16;
+    /// Something no reset undoes (`LOAD`, `setseed()`, a dblink connection): the
+    /// connection is closed instead of handed on.
+    const LASTING: u8 = 32;
 
     /// Notes a CommandComplete tag. The tags that change a session:
     /// `SET` (also `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`,
@@ -40,7 +43,12 @@ impl Dirt {
         let hit = match b.first() {
             Some(b'S') => b == b"SET",
             Some(b'R') => b == b"RESET",
-            Some(b'L') => b == b"LISTEN" || b == b"LOAD",
+            Some(b'L') => {
+                if b == b"LOAD" {
+                    self.0 |= Self::LASTING;
+                }
+                b == b"LISTEN" || b == b"LOAD"
+            }
             Some(b'U') => b == b"UNLISTEN",
             Some(b'D') => b == b"DECLARE CURSOR" || b.starts_with(b"DISCARD"),
             Some(b'C') => {
@@ -80,6 +88,16 @@ impl Dirt {
     /// pool's policy.
     pub(crate) fn demand_reset(&mut self) {
         self.0 |= Self::DEMANDED;
+    }
+
+    /// Something ran that no reset undoes.
+    pub(crate) fn note_lasting(&mut self) {
+        self.0 |= Self::LASTING | Self::UNPROVEN;
+    }
+
+    /// True once something ran that no reset undoes.
+    pub(crate) fn outlives_reset(self) -> bool {
+        self.0 & Self::LASTING != 0
     }
 
     /// True if nothing that changes the session was seen.
@@ -171,6 +189,17 @@ impl Connection {
     #[inline]
     pub(crate) fn note_unproven(&mut self) {
         self.dirt.note_unproven();
+    }
+
+    /// A statement ran whose effect no reset undoes (see [`Dirt::outlives_reset`]).
+    pub(crate) fn note_lasting(&mut self) {
+        self.dirt.note_lasting();
+    }
+
+    /// True if the session holds something no reset undoes: the pool closes the
+    /// connection instead of handing it on, whatever its reset policy.
+    pub(crate) fn outlives_reset(&self) -> bool {
+        self.dirt.outlives_reset()
     }
 
     /// True if the session must be reset whatever the pool's policy.

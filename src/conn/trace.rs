@@ -159,6 +159,9 @@ impl Connection {
         if !class.session_clean {
             self.note_unproven();
         }
+        if class.refusal.is_some_and(|r| r.outlives_reset()) {
+            self.note_lasting();
+        }
         // `db.operation.name`: the keyword the statement starts with (the main statement's
         // for `WITH ...`), a static string, never the caller's text.
         let operation = class.operation.unwrap_or("OTHER");

@@ -202,6 +202,12 @@ impl Drop for PooledConnection {
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }
+        // What no reset undoes (LOAD, setseed(), a dblink connection): closed, not handed
+        // on, whatever the reset policy.
+        if p.conn.outlives_reset() {
+            shared.discard(p, Holder::Caller, CloseReason::ResetFailed);
+            return;
+        }
         // What the caller left unread is not the next caller's.
         p.conn.clear_notifications();
         // A caller changed a setting the pool applies: the pool's own again (no round trip).

@@ -59,6 +59,18 @@ pub(crate) enum Refusal {
     TooLong,
 }
 
+impl Refusal {
+    /// What the refused text leaves, no session reset undoes (a `LOAD`ed library, a
+    /// random seed, a dblink connection): the connection that ran it must be closed.
+    pub(crate) fn outlives_reset(&self) -> bool {
+        match self {
+            Refusal::Statement(s) => s.keyword == "LOAD",
+            Refusal::SessionFunction(f) => f.outlives_reset,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -81,10 +81,25 @@ pub(crate) struct SessionFunction {
     pub(crate) name: &'static str,
     /// What it does to the session (the refusal's text follows `name()`).
     pub(crate) reason: &'static str,
+    /// What it leaves no session reset undoes (a seed, a connection or cursor of its
+    /// own): the pool closes a connection that ran it rather than hand it on.
+    pub(crate) outlives_reset: bool,
 }
 
 const fn session(name: &'static str, reason: &'static str) -> SessionFunction {
-    SessionFunction { name, reason }
+    SessionFunction {
+        name,
+        reason,
+        outlives_reset: false,
+    }
+}
+
+const fn lasting(name: &'static str, reason: &'static str) -> SessionFunction {
+    SessionFunction {
+        name,
+        reason,
+        outlives_reset: true,
+    }
 }
 
 /// Functions whose call anywhere in a text refuses it on the pipelined path, however the
@@ -102,16 +117,16 @@ pub(crate) const SESSION_FUNCTIONS: &[SessionFunction] = &[
     session("pg_advisory_unlock_all", "releases the session's locks"),
     session("lastval", "reads the session's last sequence value"),
     session("currval", "reads the session's sequence values"),
-    session("setseed", "seeds the session's random numbers"),
+    lasting("setseed", "seeds the session's random numbers"),
     session("pg_listening_channels", "reads the session's subscriptions"),
     session("set_limit", "changes the session's pg_trgm threshold"),
-    session("dblink_connect", "opens a connection kept by the session"),
-    session("dblink_connect_u", "opens a connection kept by the session"),
+    lasting("dblink_connect", "opens a connection kept by the session"),
+    lasting("dblink_connect_u", "opens a connection kept by the session"),
     session(
         "dblink_disconnect",
         "closes a connection kept by the session",
     ),
-    session(
+    lasting(
         "dblink_open",
         "opens a cursor on a connection kept by the session",
     ),
