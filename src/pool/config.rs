@@ -129,10 +129,12 @@ pub enum SessionReset {
     /// the application's own function, `CREATE TEMP VIEW` or a function in `pg_temp` are
     /// reset after. A clean return costs nothing; a dirty one a round trip in a pool task.
     ///
-    /// It cannot see a user-defined operator whose function changes the session, nor an
-    /// application function that shadows a built-in of the clean list by name and argument
-    /// types ahead of `pg_catalog` on the `search_path`. Use [`SessionReset::Always`] for
-    /// those.
+    /// It cannot see a function of the application reached without being named in the
+    /// statement (through a view, a trigger, a rule, a default, a check, a domain, a cast
+    /// or an operator), a built-in name of the clean list overloaded by an application
+    /// function, nor the `currval`/`lastval` a `nextval` leaves. Use
+    /// [`SessionReset::Always`] for those. What no reset undoes (`LOAD`, `setseed()`, a
+    /// dblink connection) closes the connection instead, under every policy.
     #[default]
     WhenDirty,
     /// Reset every returned connection (one round trip per return).
