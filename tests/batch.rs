@@ -215,7 +215,9 @@ async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
         c.batch_execute("TRUNCATE t").await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tx = Some(tx);
-        let rows = (0..30_000i64).map(move |i| {
+        // Far more rows after `pulled` than are written ahead (about 4,000 a chunk), so
+        // the drop comes before the Sync is written.
+        let rows = (0..60_000i64).map(move |i| {
             if i as usize == pulled {
                 let _ = tx.take().map(|t| t.send(()));
             }
