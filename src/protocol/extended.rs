@@ -229,20 +229,7 @@ pub fn write_bind_execute(
     describe: bool,
     out: &mut BytesMut,
 ) -> Result<()> {
-    let mark = out.len();
-    let r = (|| {
-        write_bind("", name, types, params, out)?;
-        if describe {
-            frontend::describe(b'P', "", out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
-        }
-        frontend::execute("", 0, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
-        frontend::sync(out);
-        Ok(())
-    })();
-    if r.is_err() {
-        out.truncate(mark);
-    }
-    r
+    write_bind_execute_in(name, types, params, describe, true, out)
 }
 
 /// `Bind` of statement `name` with `params` to the unnamed portal, `Describe` of it when
