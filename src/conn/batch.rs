@@ -203,7 +203,7 @@ impl<'a> Batch<'a> {
         let traced = conn.trace_start(sql);
         for i in &items[1..] {
             // Each statement counts for the session's reset as if run alone.
-            let _ = conn.trace_start(i.sql);
+            conn.note_statement(i.sql);
         }
         let r = bounded!(conn, conn.run_batch(&items, atomic));
         conn.trace_end(traced, sql, &r);
@@ -325,7 +325,7 @@ impl Connection {
                 if !atomic {
                     self.owe_ready(true);
                 }
-                answers.expect(described.columns.clone());
+                answers.expect_rows(described.columns.clone(), false);
                 sent += 1;
             }
             if done && sent == 0 {
@@ -530,10 +530,6 @@ impl Answers {
             total: 0,
             copy: false,
         }
-    }
-
-    fn expect(&mut self, columns: Arc<[crate::protocol::Column]>) {
-        self.expect_rows(columns, false);
     }
 
     fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {

@@ -185,15 +185,18 @@ impl Connection {
         self.dirt.demand_reset();
     }
 
-    /// A statement the classifier could not prove harmless to the session ran.
-    #[inline]
-    pub(crate) fn note_unproven(&mut self) {
-        self.dirt.note_unproven();
-    }
-
-    /// A statement ran whose effect no reset undoes (see [`Dirt::outlives_reset`]).
-    pub(crate) fn note_lasting(&mut self) {
-        self.dirt.note_lasting();
+    /// Notes what the classifier finds in a statement about to run (its verdict is kept
+    /// per text): one it cannot prove harmless to the session marks it for a reset, one
+    /// whose effect no reset undoes marks the connection to be closed. Returns the class.
+    pub(crate) fn note_statement(&mut self, sql: &str) -> crate::sql::Class {
+        let class = crate::sql::class(sql);
+        if !class.session_clean {
+            self.dirt.note_unproven();
+        }
+        if class.refusal.is_some_and(|r| r.outlives_reset()) {
+            self.dirt.note_lasting();
+        }
+        class
     }
 
     /// True if the session holds something no reset undoes: the pool closes the

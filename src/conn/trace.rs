@@ -151,17 +151,10 @@ fn truncated(sql: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Connection {
-    /// Opens the span of a statement, and notes on the session a statement the classifier
-    /// cannot prove harmless to it (see [`crate::sql::Class::session_clean`]): the pool
-    /// resets such a session when the connection comes back.
+    /// Opens the span of a statement (and notes what it does to the session: see
+    /// [`Connection::note_statement`]).
     pub(crate) fn trace_start(&mut self, sql: &str) -> Traced {
-        let class = crate::sql::class(sql);
-        if !class.session_clean {
-            self.note_unproven();
-        }
-        if class.refusal.is_some_and(|r| r.outlives_reset()) {
-            self.note_lasting();
-        }
+        let class = self.note_statement(sql);
         // `db.operation.name`: the keyword the statement starts with (the main statement's
         // for `WITH ...`), a static string, never the caller's text.
         let operation = class.operation.unwrap_or("OTHER");

@@ -53,12 +53,12 @@ async fn run(weak: Weak<Shared>) {
         // The next probe's time, while one is due (callers wait on a database that is
         // down); never a wait of zero, which would spin.
         if let (Some(every), Some(at)) = (s.cfg.reconnect_probe_interval, rc.last_probe) {
-            let next = at + every;
+            let due = (at + every).saturating_duration_since(Instant::now());
             if s.connect_failures.load(Ordering::Acquire) > 0
                 && s.core.gauges().waiting > 0
-                && next > Instant::now()
+                && !due.is_zero()
             {
-                wait = wait.min(next.saturating_duration_since(Instant::now()));
+                wait = wait.min(due);
             }
         }
         tokio::select! {
