@@ -147,10 +147,11 @@
 //! - Beneath the refusal, the server's answers decide: a statement that leaves a transaction
 //!   open is rolled back, and the statements that ran inside it fail with
 //!   [`ErrorKind::TransactionRolledBack`] (`may_have_run() == Some(false)`), never `Ok`; a
-//!   reported setting that changes, or a session probe sent around a statement that calls
-//!   a function the scanner does not know (in the same write, no round trip of its own),
-//!   takes the connection out for a reset. Rows are decoded only with the description of
-//!   the connection that runs the statement.
+//!   reported setting that changes takes the connection out for a reset; and a statement
+//!   the scanner cannot prove harmless (one that names a table, whose views, triggers or
+//!   defaults may run the application's functions) is followed, in the same write, by a
+//!   session reset, so the next caller's statement runs in the session as it started.
+//!   Rows are decoded only with the description of the connection that runs the statement.
 //! - Pipelined callers and callers of [`Pool::acquire`] wait in one FIFO: a returned
 //!   connection serves the oldest of either kind.
 //! - A dropped future or a command timeout abandons the statement: not sent if it was not,

@@ -403,7 +403,6 @@ async fn hidden_shared_case(pg: &Cluster, sql: &str, n: usize) -> Vec<String> {
 
 /// Claim 1: a statement whose text is clean but which changes the session through the
 /// schema must be caught (the connection taken out and reset): no later caller may see it.
-#[ignore = "open finding: a function reached through a view, trigger, rule, default, check, domain, cast or operator changes the session unseen on the shared path (PostgreSQL 15 reports no search_path; the session probe runs only around calls the scanner sees)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_calls_on_the_shared_path_never_reach_another_caller() {
     let pg = setup();
@@ -469,7 +468,6 @@ async fn hidden_exclusive_case(pg: &Cluster, sql: &str) -> Vec<String> {
 
 /// Claim 2: under `WhenDirty` the session reset must follow every change a caller made,
 /// including those made by functions the statement's text does not name.
-#[ignore = "open finding: the same hidden calls through acquire() are not marked for a reset under when_dirty"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_calls_through_acquire_never_reach_the_next_caller() {
     let pg = setup();
@@ -736,7 +734,6 @@ async fn a_role_with_standard_conforming_strings_off_reads_strings_differently()
 /// view reads the sequence state another pipelined caller left on the shared connection.
 /// Claim 2: `nextval` is on the clean list, so an `acquire()` caller's sequence state is
 /// never reset, and the next caller's `currval` reads it.
-#[ignore = "open finding: nextval counts as clean, so currval/lastval of one caller reach the next"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequence_state_of_one_caller_is_read_by_another() {
     let pg = setup();
@@ -810,7 +807,7 @@ async fn sequence_state_of_one_caller_is_read_by_another() {
 
 /// Claim 2: what the documented reset (`RESET ALL`, `DISCARD TEMP`, ...) cannot undo:
 /// the random seed, a loaded library, dblink's named connections.
-#[ignore = "open finding: a function of the application that opens a dblink connection, called on the shared path, leaves it for the next caller (the session probe does not read dblink connections)"]
+#[ignore = "open finding: a function of the application that opens a dblink connection, called on the shared path, leaves it for the next caller (the session reset between statements does not close dblink connections)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_the_reset_does_not_undo() {
     let pg = setup();

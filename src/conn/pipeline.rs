@@ -135,6 +135,16 @@ pub(crate) enum Assembler {
     },
     /// [Parse,] Bind, Execute, Sync.
     Execute(Execute),
+    /// A simple query the pool sent on its own between two callers' statements (the
+    /// session reset of the shared path): its answer is only whether it succeeded, and
+    /// whether its first statement returned a row.
+    Reset {
+        /// Statements completed so far.
+        completed: usize,
+        /// The first statement returned a row.
+        first_row: bool,
+        error: Option<Box<DbError>>,
+    },
 }
 
 /// A request's answer, complete.
@@ -142,6 +152,11 @@ pub(crate) enum Assembler {
 pub(crate) enum Outcome {
     Described(std::result::Result<Described, Box<DbError>>),
     Executed(Executed),
+    /// The answer to [`Assembler::Reset`].
+    Reset {
+        first_row: bool,
+        error: Option<Box<DbError>>,
+    },
 }
 
 /// What one message did to a request's answer.
@@ -153,6 +168,14 @@ pub(crate) enum Fed {
 }
 
 impl Assembler {
+    pub(crate) fn reset() -> Assembler {
+        Assembler::Reset {
+            completed: 0,
+            first_row: false,
+            error: None,
+        }
+    }
+
     pub(crate) fn describe() -> Assembler {
         Assembler::Describe {
             prepare: Prepare::new(),
@@ -202,6 +225,37 @@ impl Assembler {
                     )),
                 }
             }
+            Assembler::Reset {
+                completed,
+                first_row,
+                error,
+            } => match msg {
+                BackendMessage::ReadyForQuery(_) => Ok(Fed::Done(Outcome::Reset {
+                    first_row: *first_row,
+                    error: error.take(),
+                })),
+                BackendMessage::DataRow(_) => {
+                    *first_row |= *completed == 0;
+                    Ok(Fed::Continue)
+                }
+                BackendMessage::CommandComplete(_) => {
+                    *completed += 1;
+                    Ok(Fed::Continue)
+                }
+                BackendMessage::ErrorResponse(e) => {
+                    error.get_or_insert(e);
+                    Ok(Fed::Continue)
+                }
+                BackendMessage::NoticeResponse(n) => Ok(Fed::Notice(n)),
+                BackendMessage::RowDescription(_)
+                | BackendMessage::EmptyQueryResponse
+                | BackendMessage::ParameterStatus { .. }
+                | BackendMessage::NotificationResponse { .. } => Ok(Fed::Continue),
+                other => Err(ProtocolError::protocol(format!(
+                    "unexpected {} in the answer to the pool's session reset",
+                    other.name()
+                ))),
+            },
             Assembler::Execute(e) => match e.handle(msg)? {
                 Step::Continue => Ok(Fed::Continue),
                 Step::Notice(n) => Ok(Fed::Notice(n)),

@@ -95,6 +95,11 @@ impl Dirt {
         self.0 |= Self::LASTING | Self::UNPROVEN;
     }
 
+    /// Forgets what a reset undid (see [`Connection::session_was_reset`]).
+    pub(crate) fn keep_only_lasting(&mut self) {
+        self.0 &= Self::LASTING | Self::DEMANDED;
+    }
+
     /// True once something ran that no reset undoes.
     pub(crate) fn outlives_reset(self) -> bool {
         self.0 & Self::LASTING != 0
@@ -215,6 +220,42 @@ impl Connection {
     /// set-up of a new or reset connection).
     pub(crate) fn mark_session_clean(&mut self) {
         self.dirt = Dirt::CLEAN;
+    }
+
+    /// The session was just reset by statements the pool sent on the shared path (see
+    /// `pool/lane_watch.rs`): what the server said about the session before is over, but
+    /// not what no reset undoes, nor a reset the pool demands.
+    pub(crate) fn session_was_reset(&mut self) {
+        self.dirt.keep_only_lasting();
+    }
+
+    /// Statements that apply again, after `RESET ALL`, what the pool's connect hooks set
+    /// (`None` when the pool has none).
+    pub(crate) fn session_restore(&self) -> Option<std::sync::Arc<str>> {
+        self.session_restore.clone()
+    }
+
+    /// Reads the settings the session holds now (what the connect hooks set), as
+    /// `set_config` calls that apply them again; once per connection. Never logged: a
+    /// setting may hold something private.
+    pub(crate) async fn capture_session_restore(&mut self) -> Result<()> {
+        if self.restore_captured {
+            return Ok(());
+        }
+        let rows = self
+            .simple_query_untraced(
+                "SELECT pg_catalog.string_agg(pg_catalog.format(\
+                 'SELECT pg_catalog.set_config(%L, %L, false)', name, setting), '; ' \
+                 ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'",
+            )
+            .await?;
+        self.session_restore = rows
+            .iter()
+            .find_map(|r| r.get(0))
+            .filter(|s| !s.is_empty())
+            .map(std::sync::Arc::from);
+        self.restore_captured = true;
+        Ok(())
     }
 
     /// True (once) if a setting the pool applies was changed since the last call.

@@ -122,19 +122,20 @@ pub enum SessionReset {
     /// `LISTEN`, `UNLISTEN`, `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`,
     /// `DISCARD`, any change of a setting the server reports (`is_superuser`,
     /// `session_authorization`, `TimeZone`, `DateStyle`, `application_name`, ...), and any
-    /// statement whose text is not *proven clean*: one `SELECT`, `VALUES`, `TABLE`,
-    /// `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `SHOW` or transaction-control statement that
-    /// calls only built-in functions known to leave the session alone (read by a scanner
-    /// that follows PostgreSQL's own; see the operator's guide). So a `DO` block, a call of
-    /// the application's own function, `CREATE TEMP VIEW` or a function in `pg_temp` are
-    /// reset after. A clean return costs nothing; a dirty one a round trip in a pool task.
+    /// statement whose text is not *proven clean*: one `SELECT`, `VALUES`, `SHOW` or
+    /// transaction-control statement that names no relation and only what PostgreSQL
+    /// itself defines (built-in functions known to leave the session alone, qualified with
+    /// `pg_catalog` or called without arguments; built-in types and operators), read by a
+    /// scanner that follows PostgreSQL's own (see the operator's guide). A statement that
+    /// names a table is not: a view, a trigger, a rule, a default, a check, a domain, a
+    /// cast or an operator may run the application's functions where the text shows none.
+    /// So in practice a checkout that ran the application's queries is reset on return,
+    /// one round trip in a pool task (the next caller does not wait for it); a checkout
+    /// that ran only `SELECT 1`-like statements costs nothing.
     ///
-    /// It cannot see a function of the application reached without being named in the
-    /// statement (through a view, a trigger, a rule, a default, a check, a domain, a cast
-    /// or an operator), a built-in name of the clean list overloaded by an application
-    /// function, nor the `currval`/`lastval` a `nextval` leaves. Use
-    /// [`SessionReset::Always`] for those. What no reset undoes (`LOAD`, `setseed()`, a
-    /// dblink connection) closes the connection instead, under every policy.
+    /// What no reset undoes (`LOAD`, `setseed()`, a dblink connection) closes the
+    /// connection instead, under every policy, when the statement's text shows it; inside
+    /// a function it is not seen.
     #[default]
     WhenDirty,
     /// Reset every returned connection (one round trip per return).

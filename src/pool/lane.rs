@@ -38,7 +38,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::lane_close::{self, Cancel, RECANCEL};
-use super::lane_watch::{Judged, Probe, Watch};
+use super::lane_watch::{Judged, Watch};
 use super::shared_path::SharedPath;
 use super::PooledConnection;
 use crate::conn::{Assembler, Connection, Fed, Outcome, PipelineNames};
@@ -77,8 +77,8 @@ pub(super) struct Entry {
     plan: Plan,
     /// The statement's text, for the log when the server says it changed the session.
     sql: Arc<str>,
-    /// A session probe the lane sent around a statement (no caller waits for it).
-    probe: Option<Probe>,
+    /// The session reset the lane sent after a statement (no caller waits for it).
+    reset: bool,
     /// Where its bytes are in the queue's buffer.
     start: usize,
     end: usize,
@@ -94,22 +94,22 @@ pub(super) struct Queue {
     pub(super) to_close: Vec<Arc<str>>,
     /// The lane is gone: nothing more is taken; callers place their requests elsewhere.
     closed: bool,
+    /// What the pool's connect hooks set, for the session reset to apply again.
+    restore: Option<Arc<str>>,
 }
 
 impl Queue {
-    /// Queues a session probe (no caller waits for its answer).
-    fn push_probe(&mut self, sql: &Arc<str>, side: Probe) {
+    /// Queues the session reset (no caller waits for its answer).
+    fn push_reset(&mut self, sql: &Arc<str>) {
         let start = self.out.len();
-        super::lane_watch::write_probe(&mut self.out);
+        super::lane_watch::write_reset(&mut self.out, self.restore.as_deref());
         let end = self.out.len();
         self.entries.push(Entry {
             reply: Arc::new(Reply::new()),
-            assembler: Assembler::Execute(crate::protocol::extended::Execute::new(Arc::from(
-                Vec::new(),
-            ))),
+            assembler: Assembler::reset(),
             plan: Plan::default(),
             sql: sql.clone(),
-            probe: Some(side),
+            reset: true,
             start,
             end,
         });
@@ -183,6 +183,7 @@ impl Lane {
                 names: conn.take_pipeline_names(),
                 to_close: Vec::new(),
                 closed: false,
+                restore: conn.session_restore(),
             }),
             work: Notify::new(),
             depth: AtomicUsize::new(0),
@@ -225,13 +226,12 @@ impl Lane {
     /// the assembler of its answer. On an error from `write` (a value that does not
     /// convert) nothing is queued.
     ///
-    /// With `probe`, the request goes out between two session probes (see
-    /// `lane_watch.rs`), in the same write: the statement was not proven to leave the
-    /// session alone.
+    /// With `reset_after`, the session reset follows the request (see `lane_watch.rs`), in
+    /// the same write: the statement was not proven to leave the session alone.
     pub(super) fn enqueue(
         self: &Arc<Self>,
         sql: &Arc<str>,
-        probe: bool,
+        reset_after: bool,
         write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plan)>,
     ) -> Result<Pending> {
         let reply = Arc::new(Reply::new());
@@ -241,9 +241,6 @@ impl Lane {
                 return Err(Error::closed("the connection was lost").with_sent(false));
             }
             let mark = (q.out.len(), q.entries.len());
-            if probe {
-                q.push_probe(sql, Probe::Before);
-            }
             let start = q.out.len();
             let (assembler, plan) = match write(&mut q) {
                 Ok(x) => x,
@@ -259,12 +256,12 @@ impl Lane {
                 assembler,
                 plan,
                 sql: sql.clone(),
-                probe: None,
+                reset: false,
                 start,
                 end,
             });
-            if probe {
-                q.push_probe(sql, Probe::After);
+            if reset_after {
+                q.push_reset(sql);
             }
         }
         self.work.notify_one();
@@ -390,10 +387,8 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                     "a cancelled statement did not end; the connection was closed",
                 );
             }
-        } else if inflight.iter().any(|e| e.probe.is_none())
-            && inflight
-                .iter()
-                .all(|e| e.probe.is_some() || e.reply.is_abandoned())
+        } else if inflight.iter().any(|e| !e.reset)
+            && inflight.iter().all(|e| e.reset || e.reply.is_abandoned())
         {
             // Everything in flight is abandoned: a cancel can only hit one of them.
             lane.accepting.store(false, Ordering::Release);
@@ -575,17 +570,14 @@ fn dispatch(
             Ok(Fed::Notice(n)) => conn.notice(&n),
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
-                if let Some(side) = e.probe {
-                    if watch.probed(side, &outcome, &e.sql) {
+                if e.reset {
+                    if watch.reset_done(&outcome, &e.sql) {
                         path.count_session_change();
-                    }
-                    if !watch.takes_requests() {
-                        // Before anyone hears an answer: a caller who runs its next
-                        // statement at once must not be placed here.
                         lane.accepting.store(false, Ordering::Release);
+                    } else if !watch.session_changed() && !changed_before {
+                        // What the reset itself reported (settings put back) is no change.
+                        conn.session_was_reset();
                     }
-                    watch.deliver_stashed();
-                    settle(lane, watch.take_undelivered(), path);
                     if ready {
                         conn.pipeline_check()?;
                     }
@@ -616,14 +608,6 @@ fn dispatch(
                 }
                 path.release(lane);
                 match judged {
-                    // Its probe's answer comes next: the caller gets this one with it.
-                    Judged::Deliver(answer)
-                        if inflight
-                            .front()
-                            .is_some_and(|n| n.probe == Some(Probe::After)) =>
-                    {
-                        watch.stash(&e.reply, answer)
-                    }
                     Judged::Deliver(answer) => {
                         if !e.reply.complete(answer) {
                             settle(lane, 1, path);
@@ -690,7 +674,7 @@ fn forget_stale(lane: &Lane, e: &Entry, outcome: &Outcome) {
     let err = match outcome {
         Outcome::Described(Err(db)) => Some(&**db),
         Outcome::Executed(x) => x.error.as_deref(),
-        Outcome::Described(Ok(_)) => None,
+        Outcome::Described(Ok(_)) | Outcome::Reset { .. } => None,
     };
     let Some(err) = err else { return };
     if let Some((sql, name)) = &e.plan.prepares {
@@ -717,11 +701,11 @@ fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, fai
         q.out.clear();
         std::mem::take(&mut q.entries)
     };
-    for e in inflight.drain(..).filter(|e| e.probe.is_none()) {
+    for e in inflight.drain(..).filter(|e| !e.reset) {
         e.reply.complete(Err(lost(failure, true)));
         path.release(lane);
     }
-    for e in queued.into_iter().filter(|e| e.probe.is_none()) {
+    for e in queued.into_iter().filter(|e| !e.reset) {
         e.reply.complete(Err(lost(failure, false)));
         path.release(lane);
     }

@@ -18,18 +18,25 @@
 //!   callers get an error that says they may have run; the connection leaves the shared
 //!   path and is reset before anyone uses it again, whatever the pool's reset policy. The
 //!   event is counted (`pipelined_session_changes`) and logged with the statement's text.
-//! - **The session probe.** The server reports only some settings (on PostgreSQL 15 and
-//!   18: `application_name`, `client_encoding`, `DateStyle`, `default_transaction_read_only`,
-//!   `in_hot_standby`, `integer_datetimes`, `IntervalStyle`, `is_superuser`,
-//!   `server_encoding`, `server_version`, `session_authorization`,
-//!   `standard_conforming_strings`, `TimeZone`; 18 adds `search_path`), and no tag says
-//!   what a function did inside. So a statement the classifier cannot prove harmless (it
-//!   calls a function that is not a known built-in) goes out between two probes, in the
-//!   same write (no round trip of its own): one query that reads the session's own
-//!   settings, its advisory locks, LISTEN channels, SQL-prepared statements, open cursors,
-//!   temporary objects and role. If the two answers differ, the session changed, as above.
-//!   What even the probe cannot see: `setseed()` inside a function, and a sequence's
-//!   `currval` (the refusal sees both when they are called in the text).
+//! - **The session reset after every statement not proven clean.** The server reports
+//!   only some settings (on PostgreSQL 15 and 18: `application_name`, `client_encoding`,
+//!   `DateStyle`, `default_transaction_read_only`, `in_hot_standby`, `integer_datetimes`,
+//!   `IntervalStyle`, `is_superuser`, `server_encoding`, `server_version`,
+//!   `session_authorization`, `standard_conforming_strings`, `TimeZone`; 18 adds
+//!   `search_path`), and no tag says what a function did inside: a view, a trigger, a rule,
+//!   a default, a check, a domain, a cast or an operator runs the application's functions
+//!   where the text shows none. So a statement the classifier cannot prove harmless (one
+//!   that names a relation, or calls what may be the application's) is followed, in the
+//!   same write, by the session reset: `CLOSE ALL`, `SET SESSION AUTHORIZATION DEFAULT`,
+//!   `RESET ALL` (then the settings the pool's connect hooks made, again), `UNLISTEN *`,
+//!   `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD SEQUENCES`. The next statement on
+//!   the connection, another caller's, runs in the session as it started, whatever the
+//!   statement before it did; the reset costs the server a few microseconds and no round
+//!   trip. Its first statement asks whether the session holds a statement prepared in SQL
+//!   (which only `DISCARD ALL` removes, with the lane's own): if it does, or the reset
+//!   fails, the session changed, as above. What no reset undoes: `setseed()` and a dblink
+//!   connection opened inside a function (the refusal sees both when they are called in
+//!   the text).
 //!
 //! [`ErrorKind::TransactionRolledBack`]: crate::ErrorKind::TransactionRolledBack
 
@@ -42,38 +49,25 @@ use crate::protocol::TransactionStatus;
 
 use super::lane::Answer;
 
-/// Which side of its statement a session probe is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Probe {
-    Before,
-    After,
-}
+/// The session reset sent after a statement not proven clean (see the module docs); its
+/// first statement returns a row if the session holds a statement prepared in SQL.
+const RESET_SQL: &str = "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql LIMIT 1; \
+     CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; ";
+const RESET_SQL_TAIL: &str = "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); \
+     DISCARD TEMP; DISCARD SEQUENCES";
 
-/// The session probe: one text that changes when the session does (its own settings,
-/// advisory locks, LISTEN channels, prepared statements, cursors, temporary objects, role).
-/// Never logged (a setting may hold something private): only compared.
-const PROBE_SQL: &str = "SELECT pg_catalog.concat_ws('|', \
-     (SELECT pg_catalog.string_agg(name || '=' || setting, ',' ORDER BY name) \
-        FROM pg_catalog.pg_settings WHERE source = 'session'), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks \
-        WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class \
-        WHERE relnamespace = pg_catalog.pg_my_temp_schema()), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc \
-        WHERE pronamespace = pg_catalog.pg_my_temp_schema()), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type \
-        WHERE typnamespace = pg_catalog.pg_my_temp_schema()), \
-     current_user, session_user)";
-
-/// Writes a session probe: the unnamed statement, its portal described (so its one text
-/// column decodes), Sync.
-pub(super) fn write_probe(out: &mut bytes::BytesMut) {
-    let r = crate::protocol::extended::write_parse("", PROBE_SQL, &[], &[], out)
-        .and_then(|()| crate::protocol::extended::write_bind_execute("", &[], &[], true, out));
-    debug_assert!(r.is_ok(), "the probe has no parameters to convert");
+/// Writes the session reset as one simple query; `restore` re-applies what the pool's
+/// connect hooks set (statements, never logged: a setting may hold something private).
+pub(super) fn write_reset(out: &mut bytes::BytesMut, restore: Option<&str>) {
+    let mut sql = String::with_capacity(RESET_SQL.len() + RESET_SQL_TAIL.len() + 2);
+    sql.push_str(RESET_SQL);
+    if let Some(r) = restore {
+        sql.push_str(r);
+        sql.push_str("; ");
+    }
+    sql.push_str(RESET_SQL_TAIL);
+    let r = crate::protocol::SimpleQuery::start(&sql, out);
+    debug_assert!(r.is_ok(), "the reset has no NUL byte");
 }
 
 /// A statement's answer the lane holds until the transaction it ran in is over.
@@ -99,12 +93,6 @@ pub(super) struct Watch {
     changed: bool,
     /// Held answers completed whose callers had left: the lane settles them.
     undelivered: usize,
-    /// The session probe's answer before the statement it surrounds.
-    before: Option<String>,
-    /// The answer of a probed statement, given to its caller once the probe after it has
-    /// answered (so that a caller who runs its next statement at once does not place it
-    /// behind a change the probe is about to report).
-    stashed: Option<(Arc<Reply<Answer>>, Answer)>,
 }
 
 impl Watch {
@@ -218,8 +206,6 @@ impl Watch {
     /// the held statements get `failure` (a later one may have committed them before the
     /// loss, so it says they may have run).
     pub(super) fn abandon(&mut self, failure: impl Fn() -> Error) {
-        // A statement whose answer came is answered, whatever happens to the probe after it.
-        self.deliver_stashed();
         self.end_open(failure);
     }
 
@@ -231,52 +217,27 @@ impl Watch {
         }
     }
 
-    /// Keeps a probed statement's answer until the probe after it has answered.
-    pub(super) fn stash(&mut self, reply: &Arc<Reply<Answer>>, answer: Answer) {
-        self.deliver_stashed();
-        self.stashed = Some((reply.clone(), answer));
-    }
-
-    /// Gives the kept answer to its caller (once the lane has stopped taking statements,
-    /// if the probe showed a change).
-    pub(super) fn deliver_stashed(&mut self) {
-        if let Some((reply, answer)) = self.stashed.take() {
-            if !reply.complete(answer) {
-                self.undelivered += 1;
+    /// The session reset after `sql` answered. True if it shows, for the first time on this
+    /// lane, that the session changed in a way the reset does not undo (a statement
+    /// prepared in SQL), or the reset failed.
+    pub(super) fn reset_done(&mut self, outcome: &Outcome, sql: &str) -> bool {
+        let clean = matches!(
+            outcome,
+            Outcome::Reset {
+                first_row: false,
+                error: None
             }
+        );
+        if clean || self.changed {
+            return false;
         }
-    }
-
-    /// A session probe answered. True if it shows, for the first time on this lane, that
-    /// the statement before it changed the session (a probe that failed counts as that).
-    pub(super) fn probed(&mut self, side: Probe, outcome: &Outcome, sql: &str) -> bool {
-        let text = match outcome {
-            Outcome::Executed(x) if x.error.is_none() => x
-                .rows
-                .first()
-                .and_then(|r| r.try_get::<_, Option<String>>(0).ok())
-                .flatten(),
-            _ => None,
-        };
-        match side {
-            Probe::Before => {
-                self.before = text;
-                false
-            }
-            Probe::After => {
-                let before = self.before.take();
-                if self.changed || (text.is_some() && text == before) {
-                    return false;
-                }
-                self.changed = true;
-                tracing::warn!(
-                    target: "wirepool::pool",
-                    statement = sql,
-                    "A statement on the shared path changed the session (seen by the session probe); its connection leaves the shared path and is reset: {sql}"
-                );
-                true
-            }
-        }
+        self.changed = true;
+        tracing::warn!(
+            target: "wirepool::pool",
+            statement = sql,
+            "A statement on the shared path left the session in a state the reset between statements does not undo (or the reset failed); its connection leaves the shared path and is reset: {sql}"
+        );
+        true
     }
 
     /// How many held answers were completed for callers who had left (once).

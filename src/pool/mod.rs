@@ -303,7 +303,7 @@ impl Pool {
         async move {
             crate::conn::check_channel(channel)?;
             let mut conn = acquire.await?;
-            conn.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+            conn.execute("SELECT pg_catalog.pg_notify($1, $2)", &[&channel, &payload])
                 .await
                 .map(|_| ())
         }

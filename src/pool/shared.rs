@@ -228,6 +228,10 @@ impl Shared {
                 "a connect hook left the connection inside a transaction",
             ));
         }
+        if !self.hooks.sql.is_empty() || self.hooks.after_connect.is_some() {
+            // The shared path's reset between statements puts these back after RESET ALL.
+            conn.capture_session_restore().await?;
+        }
         conn.mark_session_clean();
         Ok(())
     }

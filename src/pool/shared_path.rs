@@ -582,8 +582,8 @@ impl Pool {
             };
             let lane = path.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
-            let probe = !verdict.class.session_clean;
-            let pending = match enqueue_execute(&lane, sql, probe, &described, params) {
+            let reset_after = !verdict.class.session_clean;
+            let pending = match enqueue_execute(&lane, sql, reset_after, &described, params) {
                 Ok(p) => p,
                 Err(e) => {
                     path.release(&lane);
@@ -603,7 +603,7 @@ impl Pool {
                     continue;
                 }
                 Err(e) => return Err(e),
-                Ok(Outcome::Described(_)) => {
+                Ok(Outcome::Described(_) | Outcome::Reset { .. }) => {
                     return Err(Error::protocol(
                         "a description answered a pipelined statement",
                     ))
@@ -680,7 +680,7 @@ impl Pool {
         };
         let mut described = match self.answer(pending).await? {
             Outcome::Described(r) => r.map_err(Error::db_boxed)?,
-            Outcome::Executed(_) => {
+            Outcome::Executed(_) | Outcome::Reset { .. } => {
                 return Err(Error::protocol("rows answered a pipelined Describe"))
             }
         };
@@ -722,7 +722,7 @@ impl Pool {
         };
         let executed = match self.answer(pending).await? {
             Outcome::Executed(x) => x,
-            Outcome::Described(_) => {
+            Outcome::Described(_) | Outcome::Reset { .. } => {
                 return Err(Error::protocol("a description answered a catalog query"))
             }
         };

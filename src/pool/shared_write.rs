@@ -39,11 +39,11 @@ pub(super) fn with_closes<T>(
 pub(super) fn enqueue_execute(
     lane: &Arc<Lane>,
     sql: &Arc<str>,
-    probe: bool,
+    reset_after: bool,
     described: &Described,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Pending> {
-    lane.enqueue(sql, probe, |q| {
+    lane.enqueue(sql, reset_after, |q| {
         with_closes(q, |q| match q.names.lookup(sql) {
             Some(Named {
                 name,

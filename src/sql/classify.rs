@@ -11,8 +11,8 @@ use std::fmt;
 use super::keywords::Category;
 use super::lexer::{lex, StringKind, Token, TokenKind};
 use super::lists::{
-    RefusedStatement, SessionFunction, CLEAN_FUNCTIONS, CLEAN_OPERATIONS, OPERATIONS,
-    REFUSED_STATEMENTS, SESSION_FUNCTIONS,
+    RefusedStatement, SessionFunction, BUILTIN_OPERATORS, BUILTIN_TYPES, CLEAN_FUNCTIONS,
+    CLEAN_OPERATIONS, OPERATIONS, REFUSED_STATEMENTS, SESSION_FUNCTIONS,
 };
 
 /// What [`classify`] finds in a SQL text.
@@ -24,9 +24,12 @@ pub(crate) struct Class {
     pub(crate) refusal: Option<Refusal>,
     /// True only when the text is proven to leave no session state behind: one statement,
     /// refused for nothing but transaction control (which the pool sees in the transaction
-    /// status of ReadyForQuery), an operation in [`CLEAN_OPERATIONS`], and every function it
-    /// calls in [`CLEAN_FUNCTIONS`] (or a transaction-local `set_config`), unqualified or
-    /// qualified with `pg_catalog`.
+    /// status of ReadyForQuery), an operation in [`CLEAN_OPERATIONS`] that names no
+    /// relation, every function it calls in [`CLEAN_FUNCTIONS`] (or a transaction-local
+    /// `set_config`) and qualified with `pg_catalog` or called without arguments, every type
+    /// it names PostgreSQL's own ([`BUILTIN_TYPES`]) and every operator too
+    /// ([`BUILTIN_OPERATORS`]). Anything else may run a function of the application, and
+    /// what that does to the session no text shows.
     pub(crate) session_clean: bool,
     /// The statement's operation keyword, upper case (`SELECT`, `INSERT`, `CREATE`, …; for
     /// `WITH …` the main statement's keyword if determinable, else `WITH`; `EXPLAIN` for an
@@ -186,7 +189,9 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
     {
         refusal = refusal.or(Some(Refusal::PgSettings));
     }
-    for call in calls(&sig) {
+    let calls = calls(&sig);
+    let names_clean = names_only_builtins(&sig, &calls);
+    for call in &calls {
         let name = call.name;
         let builtin = call.schema.is_none_or(|s| s == "pg_catalog");
         if let Some(f) = SESSION_FUNCTIONS
@@ -205,7 +210,10 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
                 refusal = refusal.or(Some(Refusal::SessionFunction(f)));
             }
         }
-        calls_clean &= builtin && CLEAN_FUNCTIONS.binary_search(&name).is_ok();
+        let no_arguments = sig.get(call.open + 1).is_some_and(|t| is_char(t, b')'));
+        calls_clean &= builtin
+            && (call.schema.is_some() || no_arguments)
+            && CLEAN_FUNCTIONS.binary_search(&name).is_ok();
     }
     if absorbed {
         refusal = refusal.or(Some(Refusal::AtomicBody));
@@ -221,9 +229,87 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
     Class {
         statements: statements.len(),
         refusal,
-        session_clean: statements.len() == 1 && refusal_ok && op_clean && calls_clean,
+        session_clean: statements.len() == 1
+            && refusal_ok
+            && op_clean
+            && calls_clean
+            // SHOW names a setting, nothing that runs code.
+            && (transaction || explained_op == Some("SHOW") || names_clean),
         operation,
     }
+}
+
+/// Whether a text names nothing but what PostgreSQL defines: no relation (no `FROM`,
+/// `INTO`, `JOIN`, nor a statement that writes one), and every other name a function
+/// call (judged by its caller), a `pg_catalog` qualifier, a column alias, or a type of
+/// [`BUILTIN_TYPES`] (or a type keyword); every operator of [`BUILTIN_OPERATORS`] or one
+/// character long.
+fn names_only_builtins(sig: &[&Token<'_>], calls: &[Call<'_>]) -> bool {
+    const RELATION_KEYWORDS: [&str; 9] = [
+        "from", "into", "join", "table", "update", "insert", "delete", "merge", "using",
+    ];
+    let typed = |k: usize| {
+        let mut p = k;
+        // `pg_catalog.name`
+        if p >= 2 && is_char(sig[p - 1], b'.') && sig[p - 2].name() == Some("pg_catalog") {
+            p -= 2;
+        }
+        p.checked_sub(1).map(|b| sig[b])
+    };
+    for (k, t) in sig.iter().enumerate() {
+        match t.kind {
+            TokenKind::Keyword(c) => {
+                if RELATION_KEYWORDS.iter().any(|w| t.is_keyword(w)) {
+                    return false;
+                }
+                // A keyword in a type's place: the grammar's type keywords are built in, an
+                // unreserved one may name an application's type.
+                let in_type_place = typed(k).is_some_and(|b| b.kind == TokenKind::Typecast);
+                if in_type_place
+                    && c != Category::ColName
+                    && BUILTIN_TYPES
+                        .binary_search(&t.text.as_deref().unwrap_or(""))
+                        .is_err()
+                {
+                    return false;
+                }
+            }
+            TokenKind::Ident | TokenKind::QuotedIdent | TokenKind::UnicodeIdent => {
+                let name = t.text.as_deref().unwrap_or("");
+                if calls.iter().any(|c| c.open == k + 1) {
+                    continue;
+                }
+                if name == "pg_catalog" && sig.get(k + 1).is_some_and(|n| is_char(n, b'.')) {
+                    continue;
+                }
+                let builtin_type = BUILTIN_TYPES.binary_search(&name).is_ok();
+                match typed(k) {
+                    Some(b) if b.kind == TokenKind::Typecast => {
+                        if !builtin_type {
+                            return false;
+                        }
+                    }
+                    // `AS x` is an alias, unless it closes a CAST (or a subquery: both read
+                    // as a type, to err on the safe side).
+                    Some(b) if b.is_keyword("as") => {
+                        let closes = sig.get(k + 1).is_some_and(|n| is_char(n, b')'));
+                        if closes && !builtin_type {
+                            return false;
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+            TokenKind::Op => {
+                let op = t.text.as_deref().unwrap_or("");
+                if op.len() > 1 && BUILTIN_OPERATORS.binary_search(&op).is_err() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// The non-empty statements (ranges of `sig`), split at semicolons except inside a
@@ -558,19 +644,41 @@ mod tests {
     #[test]
     fn clean() {
         for s in [
-            "SELECT count(*) FROM t WHERE a = $1",
-            "INSERT INTO t (a, b) VALUES ($1, now()) ON CONFLICT (a) DO NOTHING",
-            "SELECT sum(x) FILTER (WHERE x > 0) OVER (PARTITION BY y) FROM t",
-            "SELECT pg_catalog.lower(name) FROM t",
+            "SELECT $1::int4",
+            "SELECT $1::pg_catalog.int8 + 1, $2::text || 'x'",
+            "SELECT CAST($1 AS integer) AS n",
+            "SELECT now(), pg_backend_pid()",
+            "SELECT pg_catalog.lower($1) AS l",
+            "SELECT '{\"a\": 1}'::jsonb -> 'a'",
+            "VALUES (1, 'a')",
             "COMMIT",
-            "EXPLAIN ANALYZE UPDATE t SET a = 1",
             "SELECT set_config('a.b', 'c', true)",
-            "SELECT * FROM f AS x(a int)",
+            "SHOW search_path",
         ] {
             let c = classify(s);
             assert!(c.session_clean, "{s}: {c:?}");
         }
         for s in [
+            // Relations: a view, trigger, rule, default, check or index expression may call
+            // the application's functions.
+            "SELECT count(*) FROM t WHERE a = $1",
+            "SELECT h FROM v_hop",
+            "TABLE v_hop",
+            "VALUES ((SELECT h FROM v_hop))",
+            "INSERT INTO t (a, b) VALUES ($1, now()) ON CONFLICT (a) DO NOTHING",
+            "EXPLAIN ANALYZE UPDATE t SET a = 1",
+            "SELECT * FROM f AS x(a int)",
+            // Types, operators and overloads that may be the application's.
+            "SELECT 1::hopdom AS v",
+            "SELECT CAST(2 AS hopdom) AS v",
+            "SELECT (5::hopbox).v",
+            "SELECT 1::data",
+            "SELECT 1 ### 1",
+            "SELECT now(1)",
+            "SELECT lower(42)",
+            // Sequence state.
+            "SELECT nextval('s')",
+            "SELECT pg_catalog.setval('s', 1)",
             "SELECT my_func(1)",
             "SELECT myschema.lower(1)",
             "SELECT \"COUNT\"(1) FROM t",

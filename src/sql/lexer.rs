@@ -106,7 +106,7 @@ pub(crate) struct Token<'a> {
     pub(crate) end: usize,
     /// Identifiers: the name (case-folded if unquoted, de-quoted, unescaped, truncated to 63
     /// bytes); keywords: the keyword in lower case; string constants other than bit strings:
-    /// the value. `None` when it cannot be decoded (then `error` says why).
+    /// the value; [`TokenKind::Op`]: the operator. `None` when it cannot be decoded (then `error` says why).
     pub(crate) text: Option<Cow<'a, str>>,
     /// Why PostgreSQL would reject this token, if it would.
     pub(crate) error: Option<&'static str>,
@@ -480,7 +480,8 @@ impl<'a> Lexer<'a> {
             _ => TokenKind::Op,
         };
         let error = (n >= NAMEDATALEN).then_some("operator too long");
-        self.push(kind, i, i + n, None, error);
+        let text = (kind == TokenKind::Op).then(|| Cow::Borrowed(&self.sql[i..i + n]));
+        self.push(kind, i, i + n, text, error);
         i + n
     }
 }

@@ -152,10 +152,13 @@ pub(crate) const SESSION_FUNCTIONS: &[SessionFunction] = &[
     ),
 ];
 
-/// Built-in functions (PostgreSQL's own, unqualified or in `pg_catalog`) that leave no
-/// session state, for [`Class::session_clean`]; sorted. `nextval` is here though it sets
-/// what `currval`/`lastval` return (those are refused). Any other call, every user function
-/// among them, makes a text not clean.
+/// Built-in functions (PostgreSQL's own, in `pg_catalog`) that leave no session state, for
+/// [`Class::session_clean`]; sorted. A call counts only when it is qualified with
+/// `pg_catalog` or has no arguments: an unqualified call with arguments may resolve to an
+/// application's function of the same name (`lower(42)` finds a `public.lower(int)` before
+/// `pg_catalog.lower(text)`). `nextval` and `setval` are not here: they set what
+/// `currval`/`lastval` return. Any other call, every user function among them, makes a
+/// text not clean.
 #[rustfmt::skip]
 pub(crate) const CLEAN_FUNCTIONS: &[&str] = &[
     "abs", "age", "array_agg", "array_append", "array_cat", "array_length", "array_lower",
@@ -179,7 +182,7 @@ pub(crate) const CLEAN_FUNCTIONS: &[&str] = &[
     "jsonb_set", "jsonb_strip_nulls", "jsonb_to_record", "jsonb_to_recordset", "jsonb_typeof",
     "justify_days", "justify_hours", "justify_interval", "lag", "last_value", "lcm", "lead", "left",
     "length", "ln", "log", "lower", "lpad", "ltrim", "make_date", "make_interval", "make_time",
-    "make_timestamp", "make_timestamptz", "max", "md5", "min", "mod", "nextval", "now", "nth_value",
+    "make_timestamp", "make_timestamptz", "max", "md5", "min", "mod", "now", "nth_value",
     "ntile", "num_nonnulls", "num_nulls", "octet_length", "overlay", "percent_rank", "percentile_cont",
     "percentile_disc", "pg_backend_pid", "pg_notify", "pg_sleep", "pg_typeof", "phraseto_tsquery", "pi",
     "plainto_tsquery", "position", "power", "quote_ident", "quote_literal", "quote_nullable", "radians",
@@ -196,9 +199,29 @@ pub(crate) const CLEAN_FUNCTIONS: &[&str] = &[
 
 /// Operations that can be clean ([`Class::session_clean`]), besides the transaction control
 /// of [`REFUSED_STATEMENTS`]; a `WITH` counts as its main statement, an `EXPLAIN` as the
-/// statement it explains.
-pub(crate) const CLEAN_OPERATIONS: &[&str] = &[
-    "SELECT", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE", "SHOW",
+/// statement it explains. No statement that names a relation is: a view, a trigger, a
+/// rule, a column default, a check or an index expression runs the application's
+/// functions where the text shows none.
+pub(crate) const CLEAN_OPERATIONS: &[&str] = &["SELECT", "VALUES", "SHOW"];
+
+/// Type names (after `::`, or in `CAST(… AS …)`) that are PostgreSQL's own, for
+/// [`Class::session_clean`]; sorted. A type keyword of the grammar (`INT`, `NUMERIC`,
+/// `VARCHAR`, …) always is; any other name may be an application's domain, whose check
+/// runs its functions.
+#[rustfmt::skip]
+pub(crate) const BUILTIN_TYPES: &[&str] = &[
+    "bool", "bpchar", "bytea", "date", "float4", "float8", "int2", "int4", "int8", "interval",
+    "json", "jsonb", "name", "numeric", "oid", "regclass", "regtype", "text", "time", "timestamp",
+    "timestamptz", "timetz", "uuid", "varchar",
+];
+
+/// Operators of more than one character that only PostgreSQL's own types define, for
+/// [`Class::session_clean`] (one-character operators and the comparison operators count
+/// too); sorted. Any other one may be an application's.
+#[rustfmt::skip]
+pub(crate) const BUILTIN_OPERATORS: &[&str] = &[
+    "!~", "!~*", "!~~", "!~~*", "#>", "#>>", "&&", "->", "->>", "<<", "<@", ">>", "?&", "?|",
+    "@>", "@@", "||", "~*", "~~", "~~*",
 ];
 
 /// Keywords that start a statement, upper case: what [`Class::operation`] reports.

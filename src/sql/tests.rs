@@ -246,12 +246,13 @@ fn statement_counts() {
 #[test]
 fn fast_enough() {
     // A 200-byte statement, classified many times: a rough guard, generous for debug builds.
+    // It names relations, so it is not proven clean.
     let sql = "SELECT a.id, lower(a.name), count(*) FILTER (WHERE b.x > 0) FROM accounts a \
                JOIN balances b ON b.account = a.id WHERE a.name LIKE $1 AND b.t > now() - interval '1 day' \
                GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10";
     let start = std::time::Instant::now();
     for _ in 0..1000 {
-        assert!(classify(std::hint::black_box(sql)).session_clean);
+        assert!(!classify(std::hint::black_box(sql)).session_clean);
     }
     let per = start.elapsed() / 1000;
     assert!(
