@@ -154,8 +154,9 @@ fn within(t: Option<SystemTime>, now: SystemTime, window: Duration) -> bool {
 }
 
 /// The share of `max_size` a new caller can have without waiting: idle connections, those
-/// being opened that no caller waits for, and the capacity not yet opened,
-/// `(idle + max(opening - waiting, 0) + max_size - open - opening) / max_size`; a
+/// the pool holds for a moment to validate or reset them, those being opened that no
+/// caller waits for, and the capacity not yet opened,
+/// `(idle + maintenance + max(opening - waiting, 0) + max_size - open - opening) / max_size`; a
 /// connection serving the shared path (`pool.query`) counts as the free share of its
 /// `pipeline_depth` (one with 4 of 16 statements in flight as three quarters of an idle
 /// connection), so a pool whose every connection is pipelining with room to spare is
@@ -174,7 +175,10 @@ pub fn headroom(s: &PoolStatistics) -> f64 {
     // meanwhile): it is room, not load.
     let unclaimed = s.opening_connections.saturating_sub(s.waiting_requests);
     let lanes = s.pipeline_free_slots as f64 / s.pipeline_depth.max(1) as f64;
-    ((s.idle_connections + unclaimed + (cap - used)) as f64 + lanes).min(cap as f64) / cap as f64
+    // A connection being reset on its return (most returns, under the default policy) is
+    // idle again after one round trip: room too.
+    let free = s.idle_connections + s.maintenance_connections + unclaimed + (cap - used);
+    (free as f64 + lanes).min(cap as f64) / cap as f64
 }
 
 /// `idle_connections / total_connections`, the literal share (0 with no
@@ -256,6 +260,21 @@ mod tests {
         s.idle_connections = idle;
         s.active_connections = total - idle;
         s
+    }
+
+    #[test]
+    fn connections_being_reset_are_room() {
+        let t = HealthThresholds::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // Two callers busy on a pool of ten with four open: one idle, one being reset.
+        let mut s = stats(4, 1);
+        s.active_connections = 2;
+        s.maintenance_connections = 1;
+        assert!((headroom(&s) - 0.8).abs() < 1e-9);
+        assert_eq!(
+            classify(&s, LifecycleState::Healthy, &t, now),
+            HealthStatus::Healthy
+        );
     }
 
     #[test]
