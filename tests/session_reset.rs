@@ -383,6 +383,7 @@ async fn through_a_pool_a_cancelled_transaction_never_rolls_back_later_writes() 
 async fn what_no_reset_undoes_closes_the_connection() {
     let pg = cluster();
     for policy in [
+        SessionReset::UnlessProvenClean,
         SessionReset::WhenDirty,
         SessionReset::Always,
         SessionReset::Never,

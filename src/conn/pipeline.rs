@@ -136,15 +136,8 @@ pub(crate) enum Assembler {
     /// [Parse,] Bind, Execute, Sync.
     Execute(Execute),
     /// A simple query the pool sent on its own between two callers' statements (the
-    /// session reset of the shared path): its answer is only whether it succeeded, and
-    /// whether its first statement returned a row.
-    Reset {
-        /// Statements completed so far.
-        completed: usize,
-        /// The first statement returned a row.
-        first_row: bool,
-        error: Option<Box<DbError>>,
-    },
+    /// session reset of the shared path): its answer is only whether it succeeded.
+    Reset { error: Option<Box<DbError>> },
 }
 
 /// A request's answer, complete.
@@ -154,7 +147,6 @@ pub(crate) enum Outcome {
     Executed(Executed),
     /// The answer to [`Assembler::Reset`].
     Reset {
-        first_row: bool,
         error: Option<Box<DbError>>,
     },
 }
@@ -169,11 +161,7 @@ pub(crate) enum Fed {
 
 impl Assembler {
     pub(crate) fn reset() -> Assembler {
-        Assembler::Reset {
-            completed: 0,
-            first_row: false,
-            error: None,
-        }
+        Assembler::Reset { error: None }
     }
 
     pub(crate) fn describe() -> Assembler {
@@ -225,29 +213,18 @@ impl Assembler {
                     )),
                 }
             }
-            Assembler::Reset {
-                completed,
-                first_row,
-                error,
-            } => match msg {
+            Assembler::Reset { error } => match msg {
                 BackendMessage::ReadyForQuery(_) => Ok(Fed::Done(Outcome::Reset {
-                    first_row: *first_row,
                     error: error.take(),
                 })),
-                BackendMessage::DataRow(_) => {
-                    *first_row |= *completed == 0;
-                    Ok(Fed::Continue)
-                }
-                BackendMessage::CommandComplete(_) => {
-                    *completed += 1;
-                    Ok(Fed::Continue)
-                }
                 BackendMessage::ErrorResponse(e) => {
                     error.get_or_insert(e);
                     Ok(Fed::Continue)
                 }
                 BackendMessage::NoticeResponse(n) => Ok(Fed::Notice(n)),
                 BackendMessage::RowDescription(_)
+                | BackendMessage::DataRow(_)
+                | BackendMessage::CommandComplete(_)
                 | BackendMessage::EmptyQueryResponse
                 | BackendMessage::ParameterStatus { .. }
                 | BackendMessage::NotificationResponse { .. } => Ok(Fed::Continue),

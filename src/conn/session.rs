@@ -22,9 +22,14 @@ impl Dirt {
     const PREPARED: u8 = 2;
     /// A `CREATE TABLE`, which may have been a temporary one.
     const TABLE: u8 = 4;
-    /// A statement the classifier could not prove harmless to the session (a function
-    /// call, a `DO` block, a temporary object of another kind, ...).
+    /// A statement the classifier could not prove harmless to the session (one that names
+    /// a relation, a function call, a `DO` block, ...): what
+    /// [`SessionReset::UnlessProvenClean`](crate::SessionReset::UnlessProvenClean) resets.
     const UNPROVEN: u8 = 8;
+    /// A statement that calls what the classifier does not know (a function of the
+    /// application, a `DO` block, a temporary object of another kind, ...): what
+    /// [`SessionReset::WhenDirty`](crate::SessionReset::WhenDirty) resets too.
+    const UNKNOWN_CALL: u8 = 64;
     /// The pool took the connection out of the pipelined path because a statement there
     /// changed the session: reset whatever the policy.
     const DEMANDED: u8 = 16;
@@ -84,6 +89,12 @@ impl Dirt {
         self.0 |= Self::UNPROVEN;
     }
 
+    /// Notes a statement that calls what the classifier does not know.
+    #[inline]
+    pub(crate) fn note_unknown_call(&mut self) {
+        self.0 |= Self::UNKNOWN_CALL | Self::UNPROVEN;
+    }
+
     /// The session must be reset before anyone uses the connection again, whatever the
     /// pool's policy.
     pub(crate) fn demand_reset(&mut self) {
@@ -95,9 +106,9 @@ impl Dirt {
         self.0 |= Self::LASTING | Self::UNPROVEN;
     }
 
-    /// Forgets what a reset undid (see [`Connection::session_was_reset`]).
-    pub(crate) fn keep_only_lasting(&mut self) {
-        self.0 &= Self::LASTING | Self::DEMANDED;
+    /// Forgets what the shared path's reset undid (see [`Connection::session_was_reset`]).
+    pub(crate) fn after_shared_reset(&mut self) {
+        self.0 = (self.0 & (Self::LASTING | Self::DEMANDED)) | Self::UNKNOWN_CALL | Self::UNPROVEN;
     }
 
     /// True once something ran that no reset undoes.
@@ -105,9 +116,17 @@ impl Dirt {
         self.0 & Self::LASTING != 0
     }
 
-    /// True if nothing that changes the session was seen.
+    /// True if nothing that changes the session was seen, and no statement called what
+    /// the classifier does not know (the reading of `WhenDirty`).
     #[inline]
     pub(crate) fn is_clean(self) -> bool {
+        self.0 & !Self::UNPROVEN == 0
+    }
+
+    /// True if every statement was proven clean, and the server saw no change (the reading
+    /// of `UnlessProvenClean`).
+    #[inline]
+    pub(crate) fn is_proven_clean(self) -> bool {
         self.0 == 0
     }
 
@@ -140,7 +159,7 @@ impl Dirt {
     pub(crate) fn reset_sql(self) -> &'static str {
         if self.0 & Self::PREPARED != 0 {
             "DISCARD ALL"
-        } else if self.0 & (Self::UNPROVEN | Self::DEMANDED) != 0 {
+        } else if self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0 {
             "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
              SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
              SELECT 'prepared in SQL' FROM pg_catalog.pg_prepared_statements WHERE from_sql LIMIT 1"
@@ -152,10 +171,18 @@ impl Dirt {
 }
 
 impl Connection {
-    /// True if this session saw something the next user would inherit (see [`Dirt`]).
+    /// True if this session saw something the next user would inherit, or called what the
+    /// classifier does not know (see [`Dirt::is_clean`]).
     #[inline]
     pub(crate) fn session_dirty(&self) -> bool {
         !self.dirt.is_clean()
+    }
+
+    /// True unless every statement of this session was proven clean and the server saw no
+    /// change (see [`Dirt::is_proven_clean`]).
+    #[inline]
+    pub(crate) fn session_unproven(&self) -> bool {
+        !self.dirt.is_proven_clean()
     }
 
     /// Puts the session back as it started (see [`Dirt::reset_sql`]), whatever was seen.
@@ -195,7 +222,9 @@ impl Connection {
     /// whose effect no reset undoes marks the connection to be closed. Returns the class.
     pub(crate) fn note_statement(&mut self, sql: &str) -> crate::sql::Class {
         let class = crate::sql::class(sql);
-        if !class.session_clean {
+        if !class.known_calls_only {
+            self.dirt.note_unknown_call();
+        } else if !class.session_clean {
             self.dirt.note_unproven();
         }
         if class.refusal.is_some_and(|r| r.outlives_reset()) {
@@ -222,11 +251,14 @@ impl Connection {
         self.dirt = Dirt::CLEAN;
     }
 
-    /// The session was just reset by statements the pool sent on the shared path (see
-    /// `pool/lane_watch.rs`): what the server said about the session before is over, but
-    /// not what no reset undoes, nor a reset the pool demands.
+    /// The session was just reset by the statements the shared path sends between two
+    /// callers' statements (see `pool/lane_watch.rs`): what the server said about the
+    /// session before is over (the reset's own reports among it). That reset leaves
+    /// LISTENs, cursors and statements prepared in SQL for the full reset the connection
+    /// gets when it goes back to the pool, so it still counts as having run what was not
+    /// proven clean.
     pub(crate) fn session_was_reset(&mut self) {
-        self.dirt.keep_only_lasting();
+        self.dirt.after_shared_reset();
     }
 
     /// Statements that apply again, after `RESET ALL`, what the pool's connect hooks set

@@ -97,7 +97,7 @@ impl Builder {
     }
     /// When a returned connection's session is reset, so that one caller's role,
     /// settings, LISTENs, cursors, temporary tables or locks never reach the next (see
-    /// [`SessionReset`]). Default: [`SessionReset::WhenDirty`].
+    /// [`SessionReset`]). Default: [`SessionReset::UnlessProvenClean`].
     pub fn session_reset(mut self, policy: SessionReset) -> Self {
         self.cfg.session_reset = policy;
         self

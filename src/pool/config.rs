@@ -81,7 +81,7 @@ pub struct PoolConfig {
     /// Prefix of the Prometheus metric names. Default: `codebase_mcp_pool`.
     pub metrics_prefix: String,
     /// When a returned connection's session is put back as it started, so that nothing
-    /// one caller set reaches the next. Default: [`SessionReset::WhenDirty`].
+    /// one caller set reaches the next. Default: [`SessionReset::UnlessProvenClean`].
     /// `POOL_SESSION_RESET` (`when_dirty`, `always`, `never`).
     pub session_reset: SessionReset,
     /// A statement that takes at least this long is logged at WARN (target
@@ -117,26 +117,43 @@ pub enum SessionReset {
     /// Never reset: a caller's session state reaches the next caller. For applications
     /// that never change session state, or that reset it themselves.
     Never,
-    /// Reset only a session that saw something which changes session state: the command
-    /// tags `SET` (with `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`,
-    /// `LISTEN`, `UNLISTEN`, `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`,
-    /// `DISCARD`, any change of a setting the server reports (`is_superuser`,
-    /// `session_authorization`, `TimeZone`, `DateStyle`, `application_name`, ...), and any
-    /// statement whose text is not *proven clean*: one `SELECT`, `VALUES`, `SHOW` or
-    /// transaction-control statement that names no relation and only what PostgreSQL
-    /// itself defines (built-in functions known to leave the session alone, qualified with
-    /// `pg_catalog` or called without arguments; built-in types and operators), read by a
-    /// scanner that follows PostgreSQL's own (see the operator's guide). A statement that
-    /// names a table is not: a view, a trigger, a rule, a default, a check, a domain, a
-    /// cast or an operator may run the application's functions where the text shows none.
-    /// So in practice a checkout that ran the application's queries is reset on return,
-    /// one round trip in a pool task (the next caller does not wait for it); a checkout
-    /// that ran only `SELECT 1`-like statements costs nothing.
+    /// Reset a session unless every statement it ran was *proven clean* and the server
+    /// saw no change. The server's answers say what changed: the command tags `SET` (with
+    /// `SET ROLE`, `SET SESSION AUTHORIZATION`, `SET LOCAL`), `RESET`, `LISTEN`,
+    /// `UNLISTEN`, `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `LOAD`, `DISCARD`, and any
+    /// change of a setting the server reports (`is_superuser`, `session_authorization`,
+    /// `TimeZone`, `DateStyle`, `application_name`, ...). A statement is proven clean when
+    /// it is one `SELECT`, `VALUES`, `SHOW` or transaction-control statement that names no
+    /// relation and only what PostgreSQL itself defines (built-in functions known to leave
+    /// the session alone, qualified with `pg_catalog` or called without arguments;
+    /// built-in types and operators), read by a scanner that follows PostgreSQL's own (see
+    /// the operator's guide). A statement that names a table is not: a view, a trigger, a
+    /// rule, a default, a check, a domain, a cast or an operator may run the application's
+    /// functions where the text shows none. So a checkout that ran the application's
+    /// queries is reset on return (one round trip, in a pool task: the next caller does not
+    /// wait for it), and one that ran only statements like `SELECT 1` costs nothing. On the
+    /// shared path (`pool.query`, ...) the same reading decides which statements are
+    /// followed by the session reset, pipelined behind them.
     ///
-    /// What no reset undoes (`LOAD`, `setseed()`, a dblink connection) closes the
-    /// connection instead, under every policy, when the statement's text shows it; inside
-    /// a function it is not seen.
+    /// The default: no session change of any kind reaches the next caller, whatever
+    /// function ran it, but for what no reset undoes (`LOAD`, `setseed()`, a dblink
+    /// connection): that closes the connection instead, under every policy, when the
+    /// statement's text shows it. See `docs/benchmarks.md` for the cost.
     #[default]
+    UnlessProvenClean,
+    /// Reset a session whose answers showed a change (the tags and reported settings
+    /// above), or that ran a statement calling what the scanner does not know: a function
+    /// that is not on the clean list of built-ins (unqualified or in `pg_catalog`), a `DO`
+    /// block, a temporary object. Statements that read and write tables through built-in
+    /// functions leave the connection as clean, and on the shared path go out with no
+    /// reset behind them: cheaper than [`SessionReset::UnlessProvenClean`] where
+    /// statements take microseconds.
+    ///
+    /// Its blind spots: a function of the application reached without being named in the
+    /// statement (through a view, a trigger, a rule, a default, a check, a domain, a cast
+    /// or an operator), and a built-in name overloaded by an application function (same
+    /// name, other argument types). A session change made there reaches the next caller
+    /// (on the shared path, the next statement) unless the server reports it.
     WhenDirty,
     /// Reset every returned connection (one round trip per return).
     Always,
@@ -145,6 +162,7 @@ pub enum SessionReset {
 impl Keyword for SessionReset {
     const SETTING: &'static str = "session reset policy";
     const TABLE: &'static [(Self, &'static str)] = &[
+        (SessionReset::UnlessProvenClean, "unless_proven_clean"),
         (SessionReset::WhenDirty, "when_dirty"),
         (SessionReset::Always, "always"),
         (SessionReset::Never, "never"),
@@ -152,9 +170,20 @@ impl Keyword for SessionReset {
 }
 
 impl SessionReset {
-    /// The name used by `POOL_SESSION_RESET`: `never`, `when_dirty` or `always`.
+    /// The name used by `POOL_SESSION_RESET`: `never`, `when_dirty`,
+    /// `unless_proven_clean` or `always`.
     pub fn as_str(self) -> &'static str {
         Keyword::as_str(self)
+    }
+
+    /// Whether a statement of this class leaves the session as it found it, in this
+    /// policy's reading: proven clean for `UnlessProvenClean` and `Always`, calling only
+    /// known built-ins for `WhenDirty` and `Never`.
+    pub(crate) fn takes_as_clean(self, class: &crate::sql::Class) -> bool {
+        match self {
+            SessionReset::UnlessProvenClean | SessionReset::Always => class.session_clean,
+            SessionReset::WhenDirty | SessionReset::Never => class.known_calls_only,
+        }
     }
 }
 
@@ -190,7 +219,7 @@ impl Default for PoolConfig {
             monitor_interval: Duration::from_millis(250),
             health: HealthThresholds::default(),
             metrics_prefix: "codebase_mcp_pool".to_string(),
-            session_reset: SessionReset::WhenDirty,
+            session_reset: SessionReset::UnlessProvenClean,
             slow_query_threshold: None,
             query_span_level: tracing::Level::DEBUG,
             query_text_in_spans: true,
@@ -313,13 +342,14 @@ mod tests {
         assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
         assert!(c.leak_detection);
         assert_eq!(c.leak_detection_timeout, Duration::from_secs(30));
-        assert_eq!(c.session_reset, SessionReset::WhenDirty);
+        assert_eq!(c.session_reset, SessionReset::UnlessProvenClean);
     }
 
     #[test]
     fn session_reset_from_the_environment() {
         for (v, want) in [
             ("when_dirty", SessionReset::WhenDirty),
+            ("unless_proven_clean", SessionReset::UnlessProvenClean),
             ("always", SessionReset::Always),
             ("NEVER", SessionReset::Never),
         ] {

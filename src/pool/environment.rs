@@ -134,8 +134,8 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     },
     EnvVar {
         name: "POOL_SESSION_RESET",
-        default: "when_dirty",
-        meaning: "reset a returned session: when_dirty, always or never",
+        default: "unless_proven_clean",
+        meaning: "reset a returned session: unless_proven_clean, when_dirty, always or never",
         apply: |c, var, v| {
             c.session_reset = v
                 .parse::<SessionReset>()

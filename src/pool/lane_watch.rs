@@ -27,16 +27,17 @@
 //!   a default, a check, a domain, a cast or an operator runs the application's functions
 //!   where the text shows none. So a statement the classifier cannot prove harmless (one
 //!   that names a relation, or calls what may be the application's) is followed, in the
-//!   same write, by the session reset: `CLOSE ALL`, `SET SESSION AUTHORIZATION DEFAULT`,
-//!   `RESET ALL` (then the settings the pool's connect hooks made, again), `UNLISTEN *`,
-//!   `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD SEQUENCES`. The next statement on
-//!   the connection, another caller's, runs in the session as it started, whatever the
-//!   statement before it did; the reset costs the server a few microseconds and no round
-//!   trip. Its first statement asks whether the session holds a statement prepared in SQL
-//!   (which only `DISCARD ALL` removes, with the lane's own): if it does, or the reset
-//!   fails, the session changed, as above. What no reset undoes: `setseed()` and a dblink
-//!   connection opened inside a function (the refusal sees both when they are called in
-//!   the text).
+//!   same write, by the session reset: `SET SESSION AUTHORIZATION DEFAULT` (which ends a
+//!   `SET ROLE` too), `RESET ALL` (then the settings the pool's connect hooks made, again),
+//!   `pg_advisory_unlock_all()`, `DISCARD TEMP` (a temporary table would shadow another
+//!   caller's) and `DISCARD SEQUENCES` (`currval` through a view). The next statement on the
+//!   connection, another caller's, runs in the session as it started, whatever the
+//!   statement before it did; the reset costs the server some microseconds and no round
+//!   trip. What cannot reach another pipelined statement (a LISTEN, a cursor, a statement
+//!   prepared in SQL: the shared path refuses whatever would use them) is left for the
+//!   full reset the connection gets when the lane gives it back. If the reset fails, the
+//!   session changed, as above. What no reset undoes: `setseed()` and a dblink connection
+//!   opened inside a function (the refusal sees both when they are called in the text).
 //!
 //! [`ErrorKind::TransactionRolledBack`]: crate::ErrorKind::TransactionRolledBack
 
@@ -49,12 +50,11 @@ use crate::protocol::TransactionStatus;
 
 use super::lane::Answer;
 
-/// The session reset sent after a statement not proven clean (see the module docs); its
-/// first statement returns a row if the session holds a statement prepared in SQL.
-const RESET_SQL: &str = "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql LIMIT 1; \
-     CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; ";
-const RESET_SQL_TAIL: &str = "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); \
-     DISCARD TEMP; DISCARD SEQUENCES";
+/// The session reset sent after a statement not proven clean (see the module docs): what
+/// the next statement on the connection, another caller's, would otherwise run under.
+const RESET_SQL: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; ";
+const RESET_SQL_TAIL: &str =
+    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// Writes the session reset as one simple query; `restore` re-applies what the pool's
 /// connect hooks set (statements, never logged: a setting may hold something private).
@@ -217,17 +217,10 @@ impl Watch {
         }
     }
 
-    /// The session reset after `sql` answered. True if it shows, for the first time on this
-    /// lane, that the session changed in a way the reset does not undo (a statement
-    /// prepared in SQL), or the reset failed.
+    /// The session reset after `sql` answered. True if it failed, for the first time on
+    /// this lane: the session may be as the statement left it.
     pub(super) fn reset_done(&mut self, outcome: &Outcome, sql: &str) -> bool {
-        let clean = matches!(
-            outcome,
-            Outcome::Reset {
-                first_row: false,
-                error: None
-            }
-        );
+        let clean = matches!(outcome, Outcome::Reset { error: None });
         if clean || self.changed {
             return false;
         }
@@ -235,7 +228,7 @@ impl Watch {
         tracing::warn!(
             target: "wirepool::pool",
             statement = sql,
-            "A statement on the shared path left the session in a state the reset between statements does not undo (or the reset failed); its connection leaves the shared path and is reset: {sql}"
+            "The session reset after a statement on the shared path failed; its connection leaves the shared path and is reset: {sql}"
         );
         true
     }

@@ -210,6 +210,7 @@ impl Shared {
         match self.cfg.session_reset {
             SessionReset::Never => false,
             SessionReset::WhenDirty => conn.session_dirty(),
+            SessionReset::UnlessProvenClean => conn.session_unproven(),
             SessionReset::Always => true,
         }
     }

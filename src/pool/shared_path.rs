@@ -582,7 +582,7 @@ impl Pool {
             };
             let lane = path.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
-            let reset_after = !verdict.class.session_clean;
+            let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
             let pending = match enqueue_execute(&lane, sql, reset_after, &described, params) {
                 Ok(p) => p,
                 Err(e) => {

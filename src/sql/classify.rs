@@ -12,7 +12,7 @@ use super::keywords::Category;
 use super::lexer::{lex, StringKind, Token, TokenKind};
 use super::lists::{
     RefusedStatement, SessionFunction, BUILTIN_OPERATORS, BUILTIN_TYPES, CLEAN_FUNCTIONS,
-    CLEAN_OPERATIONS, OPERATIONS, REFUSED_STATEMENTS, SESSION_FUNCTIONS,
+    CLEAN_OPERATIONS, OPERATIONS, REFUSED_STATEMENTS, SESSION_FUNCTIONS, SESSION_VIEWS,
 };
 
 /// What [`classify`] finds in a SQL text.
@@ -31,6 +31,12 @@ pub(crate) struct Class {
     /// ([`BUILTIN_OPERATORS`]). Anything else may run a function of the application, and
     /// what that does to the session no text shows.
     pub(crate) session_clean: bool,
+    /// The weaker reading [`SessionReset::WhenDirty`](crate::SessionReset::WhenDirty)
+    /// takes: one statement, refused for nothing but transaction control, an operation in
+    /// [`CLEAN_OPERATIONS`] (relations allowed), and every function the text calls in
+    /// [`CLEAN_FUNCTIONS`], unqualified or in `pg_catalog`. Blind to what a relation, a
+    /// type, an operator or an overload runs.
+    pub(crate) known_calls_only: bool,
     /// The statement's operation keyword, upper case (`SELECT`, `INSERT`, `CREATE`, …; for
     /// `WITH …` the main statement's keyword if determinable, else `WITH`; `EXPLAIN` for an
     /// `EXPLAIN`). `None` for an empty text or one whose first word starts no statement.
@@ -55,6 +61,8 @@ pub(crate) enum Refusal {
     /// `pg_settings` named by anything but a plain `SELECT` (its update rule calls
     /// `set_config(…, false)`).
     PgSettings,
+    /// A view of [`SESSION_VIEWS`]: the session's own prepared statements or cursors.
+    SessionView(&'static str),
     /// A `BEGIN ATOMIC … END` routine body: its semicolons do not end the statement, and the
     /// statements in it are not checked.
     AtomicBody,
@@ -83,6 +91,7 @@ impl fmt::Display for Refusal {
             Refusal::TemporaryObject => f.write_str("a temporary object belongs to the session"),
             Refusal::SessionFunction(s) => write!(f, "{}() {}", s.name, s.reason),
             Refusal::PgSettings => f.write_str("writing pg_settings changes the session"),
+            Refusal::SessionView(v) => write!(f, "{v} reads the session's own objects"),
             Refusal::AtomicBody => {
                 f.write_str("a BEGIN ATOMIC body is not checked statement by statement")
             }
@@ -98,6 +107,7 @@ pub(crate) fn classify(sql: &str) -> Class {
     if sql.contains('\0') {
         class.refusal = Some(Refusal::Unscannable("a NUL byte in the text"));
         class.session_clean = false;
+        class.known_calls_only = false;
     }
     // With standard_conforming_strings off (a server setting the pool does not control), a
     // backslash in '…' escapes: such a text must pass both readings. A text that does not
@@ -110,6 +120,7 @@ pub(crate) fn classify(sql: &str) -> Class {
         if !matches!(other.refusal, Some(Refusal::Unscannable(_))) {
             class.refusal = class.refusal.or(other.refusal);
             class.session_clean &= other.session_clean && other.refusal.is_none();
+            class.known_calls_only &= other.known_calls_only && other.refusal.is_none();
         }
         if other.statements > 1 && class.refusal.is_none() {
             class.refusal = Some(Refusal::MultipleStatements);
@@ -167,6 +178,7 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
     let explained_op = lead(explained).1;
 
     let mut calls_clean = true;
+    let mut calls_known = true;
     let mut refusal = unscannable.map(Refusal::Unscannable);
     if statements.len() > 1 {
         refusal = refusal.or(Some(Refusal::MultipleStatements));
@@ -191,6 +203,15 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
     }
     let calls = calls(&sig);
     let names_clean = names_only_builtins(&sig, &calls);
+    if let Some(v) = sig.iter().find_map(|t| {
+        let n = t.name()?;
+        SESSION_VIEWS
+            .iter()
+            .find(|v| v.eq_ignore_ascii_case(n))
+            .copied()
+    }) {
+        refusal = refusal.or(Some(Refusal::SessionView(v)));
+    }
     for call in &calls {
         let name = call.name;
         let builtin = call.schema.is_none_or(|s| s == "pg_catalog");
@@ -210,10 +231,10 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
                 refusal = refusal.or(Some(Refusal::SessionFunction(f)));
             }
         }
+        let listed = builtin && CLEAN_FUNCTIONS.binary_search(&name).is_ok();
         let no_arguments = sig.get(call.open + 1).is_some_and(|t| is_char(t, b')'));
-        calls_clean &= builtin
-            && (call.schema.is_some() || no_arguments)
-            && CLEAN_FUNCTIONS.binary_search(&name).is_ok();
+        calls_known &= listed;
+        calls_clean &= listed && (call.schema.is_some() || no_arguments);
     }
     if absorbed {
         refusal = refusal.or(Some(Refusal::AtomicBody));
@@ -229,6 +250,7 @@ fn analyze(tokens: &[Token<'_>]) -> Class {
     Class {
         statements: statements.len(),
         refusal,
+        known_calls_only: statements.len() == 1 && refusal_ok && op_clean && calls_known,
         session_clean: statements.len() == 1
             && refusal_ok
             && op_clean

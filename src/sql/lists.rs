@@ -102,6 +102,12 @@ const fn lasting(name: &'static str, reason: &'static str) -> SessionFunction {
     }
 }
 
+/// Views of the session's own objects: named anywhere in a text (any spelling, any
+/// schema), they refuse it on the pipelined path, where the session is shared. The
+/// statements that make such objects are refused there too; these catch one a function
+/// made where no text shows it, until the connection's full reset.
+pub(crate) const SESSION_VIEWS: &[&str] = &["pg_cursors", "pg_prepared_statements"];
+
 /// Functions whose call anywhere in a text refuses it on the pipelined path, however the
 /// name is spelled (any case, quoted, `U&` escapes) and whatever schema qualifies it.
 /// `set_config` is allowed when its third argument is the literal `true` or `'true'`
@@ -119,6 +125,11 @@ pub(crate) const SESSION_FUNCTIONS: &[SessionFunction] = &[
     session("currval", "reads the session's sequence values"),
     lasting("setseed", "seeds the session's random numbers"),
     session("pg_listening_channels", "reads the session's subscriptions"),
+    session(
+        "pg_prepared_statement",
+        "reads the session's prepared statements",
+    ),
+    session("pg_cursor", "reads the session's cursors"),
     session("set_limit", "changes the session's pg_trgm threshold"),
     lasting("dblink_connect", "opens a connection kept by the session"),
     lasting("dblink_connect_u", "opens a connection kept by the session"),
@@ -153,9 +164,10 @@ pub(crate) const SESSION_FUNCTIONS: &[SessionFunction] = &[
 ];
 
 /// Built-in functions (PostgreSQL's own, in `pg_catalog`) that leave no session state, for
-/// [`Class::session_clean`]; sorted. A call counts only when it is qualified with
-/// `pg_catalog` or has no arguments: an unqualified call with arguments may resolve to an
-/// application's function of the same name (`lower(42)` finds a `public.lower(int)` before
+/// [`Class::session_clean`] and [`Class::known_calls_only`]; sorted. For
+/// [`Class::session_clean`] a call counts only when it is qualified with `pg_catalog` or
+/// has no arguments: an unqualified call with arguments may resolve to an application's
+/// function of the same name (`lower(42)` finds a `public.lower(int)` before
 /// `pg_catalog.lower(text)`). `nextval` and `setval` are not here: they set what
 /// `currval`/`lastval` return. Any other call, every user function among them, makes a
 /// text not clean.
@@ -197,12 +209,14 @@ pub(crate) const CLEAN_FUNCTIONS: &[&str] = &[
     "websearch_to_tsquery", "width_bucket",
 ];
 
-/// Operations that can be clean ([`Class::session_clean`]), besides the transaction control
-/// of [`REFUSED_STATEMENTS`]; a `WITH` counts as its main statement, an `EXPLAIN` as the
-/// statement it explains. No statement that names a relation is: a view, a trigger, a
-/// rule, a column default, a check or an index expression runs the application's
-/// functions where the text shows none.
-pub(crate) const CLEAN_OPERATIONS: &[&str] = &["SELECT", "VALUES", "SHOW"];
+/// Operations that can be clean ([`Class::session_clean`], [`Class::known_calls_only`]),
+/// besides the transaction control of [`REFUSED_STATEMENTS`]; a `WITH` counts as its main
+/// statement, an `EXPLAIN` as the statement it explains. [`Class::session_clean`] further
+/// takes none that names a relation: a view, a trigger, a rule, a column default, a check
+/// or an index expression runs the application's functions where the text shows none.
+pub(crate) const CLEAN_OPERATIONS: &[&str] = &[
+    "SELECT", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE", "MERGE", "SHOW",
+];
 
 /// Type names (after `::`, or in `CAST(… AS …)`) that are PostgreSQL's own, for
 /// [`Class::session_clean`]; sorted. A type keyword of the grammar (`INT`, `NUMERIC`,

@@ -71,6 +71,7 @@ fn uncached(sql: &str) -> Class {
             statements: 1,
             refusal: Some(super::Refusal::TooLong),
             session_clean: false,
+            known_calls_only: false,
             operation: None,
         }
     } else {
