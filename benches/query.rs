@@ -4,8 +4,8 @@
 //!   connection is always there; leak detection on, as by default), one task, timed inside
 //!   one `block_on`; and, on its own, the checkout's check that the server has not closed
 //!   the idle connection (`Connection::check_idle`); a clean return under the default
-//!   `SessionReset::WhenDirty` against `SessionReset::Never` (with and without a `SELECT 1`
-//!   between acquire and release), and a return after a `SET`
+//!   `SessionReset::UnlessProvenClean` against `SessionReset::Never` (with and without a
+//!   `SELECT 1` between acquire and release), and a return after a `SET`
 //!   (a dirty session, reset with one round trip) under each;
 //! - `extended_vs_simple`: a cached parameterized query (`query("SELECT $1::int4")`) against
 //!   `simple_query("SELECT 1")` on the same connection, and (printed) the throughput of 100
@@ -48,11 +48,11 @@ fn query(c: &mut Criterion) {
             })
         })
     });
-    // The session-reset policy on a clean return: WhenDirty (the default) against Never,
+    // The session-reset policy on a clean return: UnlessProvenClean (the default) against Never,
     // same run; and a dirty return (a SET before it), which costs the reset's round trip,
     // against the same return under Never.
     for (name, policy) in [
-        ("acquire_release_clean_when_dirty", SessionReset::WhenDirty),
+        ("acquire_release_clean_default", SessionReset::UnlessProvenClean),
         ("acquire_release_clean_never", SessionReset::Never),
     ] {
         let with_query = name.replace("acquire_release_clean", "acquire_select_1_release");
@@ -96,7 +96,7 @@ fn query(c: &mut Criterion) {
         rt.block_on(pool.close());
     }
     for (name, policy) in [
-        ("set_then_release_when_dirty", SessionReset::WhenDirty),
+        ("set_then_release_default", SessionReset::UnlessProvenClean),
         ("set_then_release_never", SessionReset::Never),
     ] {
         let pool = rt
