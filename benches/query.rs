@@ -52,7 +52,10 @@ fn query(c: &mut Criterion) {
     // same run; and a dirty return (a SET before it), which costs the reset's round trip,
     // against the same return under Never.
     for (name, policy) in [
-        ("acquire_release_clean_default", SessionReset::UnlessProvenClean),
+        (
+            "acquire_release_clean_default",
+            SessionReset::UnlessProvenClean,
+        ),
         ("acquire_release_clean_never", SessionReset::Never),
     ] {
         let with_query = name.replace("acquire_release_clean", "acquire_select_1_release");

@@ -369,17 +369,24 @@ async fn shared_case(pg: &Cluster, c: &Case, n: i64) -> (Vec<String>, bool) {
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let seen = pg
-        .psql(&format!(
-            "SELECT pg_try_advisory_lock(1) AND pg_try_advisory_lock(42), \
-             (SELECT count(*) FROM public.ledger WHERE id IN ({}))",
-            if list.is_empty() {
-                "NULL".to_string()
-            } else {
-                list
-            }
-        ))
-        .unwrap();
+    let check = format!(
+        "SELECT pg_try_advisory_lock(1) AND pg_try_advisory_lock(42), \
+         (SELECT count(*) FROM public.ledger WHERE id IN ({}))",
+        if list.is_empty() {
+            "NULL".to_string()
+        } else {
+            list
+        }
+    );
+    // The backends of the previous case's pool end a moment after it closed them, and
+    // release their locks only then; this case's own connection stays open meanwhile, so a
+    // lock it holds is still seen.
+    let mut seen = pg.psql(&check).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.starts_with("t|") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        seen = pg.psql(&check).unwrap();
+    }
     let (locks_free, visible) = seen.split_once('|').unwrap();
     if locks_free != "t" {
         problems.push("another session cannot take advisory lock 1 or 42".to_string());
