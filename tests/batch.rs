@@ -257,3 +257,106 @@ async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
     }
     println!("batches dropped under timeouts: {none} applied nothing, {all} applied everything");
 }
+
+async fn pool(pg: &Cluster) -> wirepool::Pool {
+    let mut c = connect(pg).await;
+    c.close().await.ok();
+    wirepool::Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(2)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// `pool.batch()`: an independent batch runs on the shared path (no checkout), each
+/// statement alone; a failing one names its index and costs no other its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_pool_batch_runs_each_statement_alone() {
+    let pg = cluster();
+    let pool = pool(&pg).await;
+    pool.execute(INSERT, &[&2i64, &"there", &0i32])
+        .await
+        .unwrap();
+    let r = pool
+        .batch()
+        .atomic(false)
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"duplicate", &2i32])
+        .execute(INSERT, &[&3i64, &"c", &3i32])
+        .query("SELECT id, label FROM t WHERE id = $1", &[&2i64])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 4);
+    assert_eq!((r[0].count(), r[2].count()), (1, 1));
+    assert!(r[0].error().is_none() && r[2].error().is_none());
+    let e = r[1].error().expect("the duplicate fails");
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"), "{e}");
+    let rows = r[3].rows().expect("a query's rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, &str>(1), "there");
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(ids(&mut c).await, [1, 2, 3]);
+    drop(c);
+    assert_eq!(pool.statistics().pipelined_statements, 5);
+    pool.close().await;
+}
+
+/// An atomic pool batch: all or nothing, the error naming the failing statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_pool_batch_applies_nothing_when_one_statement_fails() {
+    let pg = cluster();
+    let pool = pool(&pg).await;
+    pool.execute(INSERT, &[&2i64, &"there", &0i32])
+        .await
+        .unwrap();
+    let e = pool
+        .batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .execute(INSERT, &[&2i64, &"duplicate", &2i32])
+        .execute(INSERT, &[&3i64, &"c", &3i32])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    let r = pool
+        .batch()
+        .execute(INSERT, &[&1i64, &"a", &1i32])
+        .query("SELECT count(*) FROM t", &[])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r[0].count(), 1);
+    assert_eq!(r[1].rows().unwrap()[0].get::<_, i64>(0), 2);
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(ids(&mut c).await, [1, 2]);
+    drop(c);
+    pool.close().await;
+}
+
+/// The shared path's refusals hold for every statement of a pool batch, in either mode,
+/// and nothing of a refused batch is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_batch_with_a_session_statement_is_refused_before_anything_is_sent() {
+    let pg = cluster();
+    let pool = pool(&pg).await;
+    for atomic in [true, false] {
+        let e = pool
+            .batch()
+            .atomic(atomic)
+            .execute(INSERT, &[&1i64, &"a", &1i32])
+            .execute(";SET search_path = other", &[])
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("acquire()"), "{e}");
+        assert_eq!(e.batch_index(), Some(1), "{e}");
+    }
+    let mut c = pool.acquire().await.unwrap();
+    assert!(ids(&mut c).await.is_empty());
+    drop(c);
+    pool.close().await;
+}

@@ -1,6 +1,7 @@
-//! Batches on a connection: [`Batch`] (several statements with their parameters, sent in
-//! one write and answered in one round trip) and [`Connection::execute_many`] (one
-//! statement over many parameter rows, streamed in bounded chunks).
+//! Batches on a connection or on the pool: [`Batch`] (several statements with their
+//! parameters, sent in one write and answered in one round trip) and
+//! [`Connection::execute_many`] (one statement over many parameter rows, streamed in
+//! bounded chunks).
 //!
 //! Two modes. **Atomic** (the default): one Sync after the last statement, so the
 //! statements are one transaction (the server's implicit one, or part of the caller's
@@ -27,7 +28,8 @@ use crate::protocol::{BackendMessage, Row};
 /// How much of a batch is written ahead of the answers read.
 const WRITE_AHEAD: usize = 256 * 1024;
 
-/// Statements to run together; made by [`Connection::batch`].
+/// Statements to run together; made by [`Connection::batch`] or
+/// [`Pool::batch`](crate::Pool::batch).
 ///
 /// ```no_run
 /// # async fn f(conn: &mut wirepool::Connection) -> wirepool::Result<()> {
@@ -44,9 +46,15 @@ const WRITE_AHEAD: usize = 256 * 1024;
 /// ```
 #[must_use = "a batch does nothing until run"]
 pub struct Batch<'a> {
-    conn: &'a mut Connection,
+    on: On<'a>,
     items: Vec<Item<'a>>,
     atomic: bool,
+}
+
+/// Where a batch runs.
+enum On<'a> {
+    Connection(&'a mut Connection),
+    Pool(&'a crate::Pool),
 }
 
 impl std::fmt::Debug for Batch<'_> {
@@ -141,7 +149,15 @@ impl BatchResult {
 impl<'a> Batch<'a> {
     pub(super) fn new(conn: &'a mut Connection) -> Batch<'a> {
         Batch {
-            conn,
+            on: On::Connection(conn),
+            items: Vec::new(),
+            atomic: true,
+        }
+    }
+
+    pub(crate) fn on_pool(pool: &'a crate::Pool) -> Batch<'a> {
+        Batch {
+            on: On::Pool(pool),
             items: Vec::new(),
             atomic: true,
         }
@@ -191,24 +207,92 @@ impl<'a> Batch<'a> {
     /// dropped is rolled back by that Sync's absence (the connection's next request
     /// aborts it); one whose Sync was sent may have taken effect.
     pub async fn run(self) -> Result<Vec<BatchResult>> {
-        let Batch {
-            conn,
-            items,
-            atomic,
-        } = self;
+        let Batch { on, items, atomic } = self;
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = items.first().map_or("", |i| i.sql);
-        let traced = conn.trace_start(sql);
-        for i in &items[1..] {
-            // Each statement counts for the session's reset as if run alone.
-            conn.note_statement(i.sql);
+        match on {
+            On::Connection(conn) => run_on(conn, &items, atomic).await,
+            On::Pool(pool) => {
+                // The shared path's refusals, for every statement, before anything is sent.
+                for (k, i) in items.iter().enumerate() {
+                    pool.check_shared(i.sql)
+                        .map_err(|e| e.with_batch_index(k))?;
+                }
+                if atomic {
+                    // One Sync for all: one connection for the batch's round trip.
+                    let mut conn = pool.acquire().await?;
+                    run_on(&mut conn, &items, true).await
+                } else {
+                    Ok(independent_on_pool(pool, &items).await)
+                }
+            }
         }
-        let r = bounded!(conn, conn.run_batch(&items, atomic));
-        conn.trace_end(traced, sql, &r);
-        r
     }
+}
+
+async fn run_on(
+    conn: &mut Connection,
+    items: &[Item<'_>],
+    atomic: bool,
+) -> Result<Vec<BatchResult>> {
+    let sql = items.first().map_or("", |i| i.sql);
+    let traced = conn.trace_start(sql);
+    for i in &items[1..] {
+        // Each statement counts for the session's reset as if run alone.
+        conn.note_statement(i.sql);
+    }
+    let r = bounded!(conn, conn.run_batch(items, atomic));
+    conn.trace_end(traced, sql, &r);
+    r
+}
+
+/// An independent batch on the pool: every statement on the shared path, each with its
+/// Sync, all in flight together (placed in order, as the pool's lanes take them).
+async fn independent_on_pool(pool: &crate::Pool, items: &[Item<'_>]) -> Vec<BatchResult> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    type Run<'f> = Pin<Box<dyn Future<Output = BatchResult> + Send + 'f>>;
+    let mut runs: Vec<Run<'_>> = items
+        .iter()
+        .enumerate()
+        .map(|(k, i)| -> Run<'_> {
+            Box::pin(async move {
+                match pool.run_shared(i.sql, i.params).await {
+                    Ok(x) => BatchResult {
+                        count: x.rows_affected(),
+                        rows: i.rows.then_some(x.rows),
+                        error: None,
+                    },
+                    Err(e) => BatchResult {
+                        rows: None,
+                        count: 0,
+                        error: Some(e.with_batch_index(k)),
+                    },
+                }
+            })
+        })
+        .collect();
+    let mut out: Vec<Option<BatchResult>> = items.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (run, slot) in runs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match run.as_mut().poll(cx) {
+                    Poll::Ready(r) => *slot = Some(r),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 impl Connection {

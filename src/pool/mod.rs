@@ -310,9 +310,13 @@ impl Pool {
     }
 
     /// Forgets the types the pool's connections looked up in the catalog (enums,
-    /// composites, domains, extensions' types): after `ALTER TYPE ... ADD VALUE` or
-    /// `ALTER TYPE ... ADD ATTRIBUTE`, which keep a type's OID, so that the next statement
-    /// prepared sees the new labels or fields. A type dropped and created again needs
+    /// composites, domains, extensions' types): after `ALTER TYPE ... ADD VALUE`,
+    /// `ALTER TYPE ... ADD ATTRIBUTE`, `... DROP ATTRIBUTE` or `... RENAME ATTRIBUTE`,
+    /// which keep a type's OID, so that the next statement prepared sees the new labels or
+    /// fields. Until then a composite is decoded with the fields it had when first looked
+    /// up, as tokio-postgres does with its own type cache: the server sends a composite's
+    /// field types on the wire but not their names, so attributes of one type renamed
+    /// into each other's places cannot be told apart from the answer. A type dropped and created again needs
     /// nothing: it has a new OID, and statements cached with the old one are prepared
     /// again.
     pub fn clear_type_cache(&self) {

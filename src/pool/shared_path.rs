@@ -553,7 +553,38 @@ impl Pool {
         Ok(self.run_shared(statement, params).await?.rows_affected())
     }
 
-    async fn run_shared<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Executed>
+    /// A batch of statements on the pool (see [`Batch`](crate::Batch)), under the same
+    /// refusals as [`Pool::query`]. An independent batch (`.atomic(false)`) runs on the
+    /// shared path: every statement pipelined with its own Sync, no checkout, each
+    /// succeeding or failing alone. An atomic batch (the default) needs its statements
+    /// under one Sync on one connection, so it takes a connection from the pool for its
+    /// round trip, as [`Pool::acquire`] does, and gives it back at once.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: &wirepool::Pool) -> wirepool::Result<()> {
+    /// let results = pool
+    ///     .batch()
+    ///     .execute("INSERT INTO chunks (file_id, body) VALUES ($1, $2)", &[&7i64, &"fn main() {}"])
+    ///     .query("SELECT count(*) FROM chunks WHERE file_id = $1", &[&7i64])
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(results[0].count(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn batch(&self) -> crate::Batch<'_> {
+        crate::Batch::on_pool(self)
+    }
+
+    /// Refuses, as the shared path does, a statement that needs a session of its own.
+    pub(crate) fn check_shared(&self, sql: &str) -> Result<()> {
+        self.shared.path.check_allowed(&crate::sql::verdict(sql))
+    }
+
+    pub(crate) async fn run_shared<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Executed>
     where
         T: ?Sized + ToStatement,
     {
