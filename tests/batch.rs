@@ -259,7 +259,7 @@ async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
 }
 
 async fn pool(pg: &Cluster) -> wirepool::Pool {
-    let mut c = connect(pg).await;
+    let c = connect(pg).await;
     c.close().await.ok();
     wirepool::Pool::builder(pg.config(Role::Admin))
         .min_size(1)
