@@ -244,7 +244,8 @@ async fn a_column_whose_type_changed_is_never_decoded_with_the_old_type() {
 }
 
 /// The reset between statements puts back what the pool's connect hooks set (here
-/// `search_path` and `application_name`), not the server's defaults.
+/// `search_path`, `application_name` and two custom settings, one from `init_sql` and one
+/// from `after_connect`), not the server's defaults.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
     let pg = cluster();
@@ -263,22 +264,31 @@ async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
         .config(c)
         .init_sql([
             "SET search_path = app, public",
-            "SET application_name = 'hooked'",
+            "SET application_name = 'hooked'; SET app.tenant = 'seven'",
         ])
+        .after_connect(|conn| {
+            Box::pin(async move {
+                conn.execute("SELECT set_config('app.region', $1, false)", &[&"north"])
+                    .await?;
+                Ok(())
+            })
+        })
         .build()
         .await
         .unwrap();
     let owner = || async {
         let row = pool
             .query_one(
-                "SELECT owner, current_setting('application_name') FROM accounts",
+                "SELECT owner, current_setting('application_name') || ' ' \
+                 || current_setting('app.tenant') || ' ' || current_setting('app.region') \
+                 FROM accounts",
                 &[],
             )
             .await
             .unwrap();
         (row.get::<_, String>(0), row.get::<_, String>(1))
     };
-    let hooked = ("app".to_string(), "hooked".to_string());
+    let hooked = ("app".to_string(), "hooked seven north".to_string());
     assert_eq!(owner().await, hooked);
     // Both names a relation and calls the application's function: a reset follows each.
     assert_eq!(

@@ -125,12 +125,15 @@ pub struct Connection {
     /// A setting the pool applies (command timeout, statement cache) was changed on this
     /// connection; a pool applies its own again when the connection comes back.
     settings_changed: bool,
-    /// Statements that apply again what the pool's connect hooks set, after a `RESET ALL`
+    /// The statement that applies again what the pool's connect hooks set, after a `RESET ALL`
     /// (see [`Connection::capture_session_restore`]).
     session_restore: Option<std::sync::Arc<str>>,
     /// [`Connection::capture_session_restore`] ran (once per connection: the hooks set the
     /// same again after every reset).
     restore_captured: bool,
+    /// While the pool's connect hooks run: the custom settings (`app.tenant`) their
+    /// statements set, which `pg_settings` does not list.
+    hook_settings: Option<Vec<String>>,
     /// The server reported `in_hot_standby` or `default_transaction_read_only` since the
     /// last ReadyForQuery: its kind is checked against `target` there.
     kind_reported: bool,
@@ -265,6 +268,7 @@ impl Connection {
             settings_changed: false,
             session_restore: None,
             restore_captured: false,
+            hook_settings: None,
             kind_reported: false,
             kind_changed: false,
             command_timeout: None,

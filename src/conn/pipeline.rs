@@ -26,6 +26,9 @@ pub(crate) struct PipelineNames {
     /// The SQL in the order the names were made: the oldest is closed first.
     order: VecDeque<Arc<str>>,
     next: u64,
+    /// The shared path's session reset is prepared on the connection (see
+    /// `pool/lane_watch.rs`).
+    pub(crate) reset_parsed: bool,
 }
 
 /// A statement prepared on the connection: its name, and its parameter and result types as
@@ -122,6 +125,7 @@ impl PipelineNames {
     pub(crate) fn clear(&mut self) {
         self.names.clear();
         self.order.clear();
+        self.reset_parsed = false;
     }
 }
 
@@ -135,8 +139,8 @@ pub(crate) enum Assembler {
     },
     /// [Parse,] Bind, Execute, Sync.
     Execute(Execute),
-    /// A simple query the pool sent on its own between two callers' statements (the
-    /// session reset of the shared path): its answer is only whether it succeeded.
+    /// Statements the pool sent on its own between two callers' statements, under one Sync
+    /// (the session reset of the shared path): its answer is only whether they succeeded.
     Reset { error: Option<Box<DbError>> },
 }
 
@@ -225,6 +229,10 @@ impl Assembler {
                 BackendMessage::RowDescription(_)
                 | BackendMessage::DataRow(_)
                 | BackendMessage::CommandComplete(_)
+                | BackendMessage::ParseComplete
+                | BackendMessage::BindComplete
+                | BackendMessage::CloseComplete
+                | BackendMessage::NoData
                 | BackendMessage::EmptyQueryResponse
                 | BackendMessage::ParameterStatus { .. }
                 | BackendMessage::NotificationResponse { .. } => Ok(Fed::Continue),

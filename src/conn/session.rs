@@ -222,6 +222,9 @@ impl Connection {
     /// whose effect no reset undoes marks the connection to be closed. Returns the class.
     pub(crate) fn note_statement(&mut self, sql: &str) -> crate::sql::Class {
         let class = crate::sql::class(sql);
+        if let Some(names) = &mut self.hook_settings {
+            names.extend(crate::sql::custom_settings(sql));
+        }
         if !class.known_calls_only {
             self.dirt.note_unknown_call();
         } else if !class.session_clean {
@@ -261,26 +264,45 @@ impl Connection {
         self.dirt.after_shared_reset();
     }
 
-    /// Statements that apply again, after `RESET ALL`, what the pool's connect hooks set
-    /// (`None` when the pool has none).
+    /// The statement that applies again, after `RESET ALL`, what the pool's connect hooks
+    /// set (`None` when the pool has none, or they set nothing).
     pub(crate) fn session_restore(&self) -> Option<std::sync::Arc<str>> {
         self.session_restore.clone()
     }
 
-    /// Reads the settings the session holds now (what the connect hooks set), as
-    /// `set_config` calls that apply them again; once per connection. Never logged: a
-    /// setting may hold something private.
+    /// The pool's connect hooks are about to run: the custom settings their statements set
+    /// are noted (see [`Connection::capture_session_restore`]).
+    pub(crate) fn hooks_begin(&mut self) {
+        self.hook_settings.get_or_insert_with(Vec::new);
+    }
+
+    /// Reads the settings the session holds now (what the connect hooks set: those
+    /// `pg_settings` lists, and the custom ones their statements set), as one statement of
+    /// `set_config` calls that applies them again; once per connection. Ends the noting
+    /// [`Connection::hooks_begin`] started. Never logged: a setting may hold something
+    /// private.
     pub(crate) async fn capture_session_restore(&mut self) -> Result<()> {
+        let mut custom = self.hook_settings.take().unwrap_or_default();
         if self.restore_captured {
             return Ok(());
         }
-        let rows = self
-            .simple_query_untraced(
-                "SELECT pg_catalog.string_agg(pg_catalog.format(\
-                 'SELECT pg_catalog.set_config(%L, %L, false)', name, setting), '; ' \
-                 ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'",
-            )
-            .await?;
+        custom.sort();
+        custom.dedup();
+        // Names from the lexer, without quotes or backslashes: safe in a '' literal.
+        let names = custom
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT 'SELECT ' || pg_catalog.string_agg(pg_catalog.format(\
+             'pg_catalog.set_config(%L, %L, false)', name, setting), ', ' ORDER BY name) \
+             FROM (SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' \
+             UNION ALL SELECT n, pg_catalog.current_setting(n, true) \
+             FROM pg_catalog.unnest(ARRAY[{names}]::text[]) n \
+             WHERE pg_catalog.current_setting(n, true) IS NOT NULL) s"
+        );
+        let rows = self.simple_query_untraced(&sql).await?;
         self.session_restore = rows
             .iter()
             .find_map(|r| r.get(0))

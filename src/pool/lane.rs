@@ -102,7 +102,12 @@ impl Queue {
     /// Queues the session reset (no caller waits for its answer).
     fn push_reset(&mut self, sql: &Arc<str>) {
         let start = self.out.len();
-        super::lane_watch::write_reset(&mut self.out, self.restore.as_deref());
+        super::lane_watch::write_reset(
+            &mut self.out,
+            self.restore.as_deref(),
+            self.names.reset_parsed,
+        );
+        self.names.reset_parsed = true;
         let end = self.out.len();
         self.entries.push(Entry {
             reply: Arc::new(Reply::new()),
@@ -571,6 +576,10 @@ fn dispatch(
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
                 if e.reset {
+                    if matches!(&outcome, Outcome::Reset { error: Some(_) }) {
+                        // Prepared again (after a Close) by the next reset.
+                        lane.queue.lock().names.reset_parsed = false;
+                    }
                     if watch.reset_done(&outcome, &e.sql) {
                         path.count_session_change();
                         lane.accepting.store(false, Ordering::Release);

@@ -51,23 +51,49 @@ use crate::protocol::TransactionStatus;
 use super::lane::Answer;
 
 /// The session reset sent after a statement not proven clean (see the module docs): what
-/// the next statement on the connection, another caller's, would otherwise run under.
-const RESET_SQL: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; ";
-const RESET_SQL_TAIL: &str =
-    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+/// the next statement on the connection, another caller's, would otherwise run under. The
+/// statements are prepared once per connection (under names of their own), then bound and
+/// executed under one Sync; the settings of the pool's connect hooks are applied again
+/// after `RESET ALL`.
+const RESET: [(&str, &str); 5] = [
+    ("wirepool.reset.1", "SET SESSION AUTHORIZATION DEFAULT"),
+    ("wirepool.reset.2", "RESET ALL"),
+    (
+        "wirepool.reset.4",
+        "SELECT pg_catalog.pg_advisory_unlock_all()",
+    ),
+    ("wirepool.reset.5", "DISCARD TEMP"),
+    ("wirepool.reset.6", "DISCARD SEQUENCES"),
+];
+/// The name of the statement that applies the connect hooks' settings again.
+const RESTORE: &str = "wirepool.reset.3";
 
-/// Writes the session reset as one simple query; `restore` re-applies what the pool's
-/// connect hooks set (statements, never logged: a setting may hold something private).
-pub(super) fn write_reset(out: &mut bytes::BytesMut, restore: Option<&str>) {
-    let mut sql = String::with_capacity(RESET_SQL.len() + RESET_SQL_TAIL.len() + 2);
-    sql.push_str(RESET_SQL);
-    if let Some(r) = restore {
-        sql.push_str(r);
-        sql.push_str("; ");
-    }
-    sql.push_str(RESET_SQL_TAIL);
-    let r = crate::protocol::SimpleQuery::start(&sql, out);
-    debug_assert!(r.is_ok(), "the reset has no NUL byte");
+/// Writes the session reset: the statements' Parse first when `parsed` is false (after a
+/// Close of each, in case a failed reset left some), then a Bind and Execute of each, and
+/// one Sync. `restore` is one statement that applies the connect hooks' settings again
+/// (never logged: a setting may hold something private).
+pub(super) fn write_reset(out: &mut bytes::BytesMut, restore: Option<&str>, parsed: bool) {
+    use crate::protocol::extended::{write_bind_execute_in, write_parse, write_sync};
+    let statements = || {
+        RESET[..2]
+            .iter()
+            .copied()
+            .chain(restore.map(|r| (RESTORE, r)))
+            .chain(RESET[2..].iter().copied())
+    };
+    let r = (|| {
+        if !parsed {
+            for (name, sql) in statements() {
+                write_parse(name, sql, &[], &[name.to_string()], out)?;
+            }
+        }
+        for (name, _) in statements() {
+            write_bind_execute_in(name, &[], &[], false, false, out)?;
+        }
+        write_sync(out);
+        Ok::<_, crate::protocol::ProtocolError>(())
+    })();
+    debug_assert!(r.is_ok(), "the reset has no parameters and no NUL byte");
 }
 
 /// A statement's answer the lane holds until the transaction it ran in is over.

@@ -218,6 +218,10 @@ impl Shared {
     /// Runs the connect hooks: the SQL statements, then the closure. What they set is the
     /// session's starting point: a reset puts it back, then runs them again.
     pub(crate) async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
+        let hooked = !self.hooks.sql.is_empty() || self.hooks.after_connect.is_some();
+        if hooked {
+            conn.hooks_begin();
+        }
         for sql in &self.hooks.sql {
             conn.simple_query(sql).await?;
         }
@@ -229,7 +233,7 @@ impl Shared {
                 "a connect hook left the connection inside a transaction",
             ));
         }
-        if !self.hooks.sql.is_empty() || self.hooks.after_connect.is_some() {
+        if hooked {
             // The shared path's reset between statements puts these back after RESET ALL.
             conn.capture_session_restore().await?;
         }

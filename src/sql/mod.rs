@@ -6,6 +6,7 @@
 //!   connection's next statement is another caller's) and whether it is proven to leave the
 //!   session clean.
 //! - [`verdicts`]: the verdicts, kept per distinct text for the process.
+//! - [`settings`]: the custom settings a text sets (the pool's connect hooks' own).
 //!
 //! Both are checked against PostgreSQL's own scanner and grammar (libpg_query) by the
 //! differential test in `proof.rs`. Self-contained: nothing else of the crate is used.
@@ -15,10 +16,12 @@ mod keywords;
 pub(crate) mod lexer;
 pub(crate) mod lists;
 mod quoted;
+mod settings;
 mod verdicts;
 
 #[allow(unused_imports)]
 pub(crate) use classify::{classify, Class, Refusal};
+pub(crate) use settings::custom_settings;
 pub(crate) use verdicts::{class, verdict, Verdict};
 
 #[cfg(test)]
