@@ -244,8 +244,8 @@ async fn a_column_whose_type_changed_is_never_decoded_with_the_old_type() {
 }
 
 /// The reset between statements puts back what the pool's connect hooks set (here
-/// `search_path`, `application_name` and two custom settings, one from `init_sql` and one
-/// from `after_connect`), not the server's defaults.
+/// `search_path`, `application_name`, the role, and two custom settings, one from
+/// `init_sql` and one from `after_connect`), not the server's defaults.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
     let pg = cluster();
@@ -254,7 +254,9 @@ async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
          CREATE TABLE app.accounts (owner text); INSERT INTO app.accounts VALUES ('app'); \
          CREATE TABLE other.accounts (owner text); INSERT INTO other.accounts VALUES ('other'); \
          CREATE FUNCTION public.hop() RETURNS int LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM set_config('search_path', 'other', false); RETURN 1; END $$",
+         $$ BEGIN PERFORM set_config('search_path', 'other', false); RETURN 1; END $$; \
+         CREATE ROLE app_reader; GRANT USAGE ON SCHEMA app, other TO app_reader; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA app, other TO app_reader",
     )
     .unwrap();
     let mut c = wirepool_testkit::fast_config();
@@ -265,6 +267,7 @@ async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
         .init_sql([
             "SET search_path = app, public",
             "SET application_name = 'hooked'; SET app.tenant = 'seven'",
+            "SET ROLE app_reader",
         ])
         .after_connect(|conn| {
             Box::pin(async move {
@@ -281,14 +284,17 @@ async fn the_reset_between_statements_keeps_what_the_connect_hooks_set() {
             .query_one(
                 "SELECT owner, current_setting('application_name') || ' ' \
                  || current_setting('app.tenant') || ' ' || current_setting('app.region') \
-                 FROM accounts",
+                 || ' ' || current_user FROM accounts",
                 &[],
             )
             .await
             .unwrap();
         (row.get::<_, String>(0), row.get::<_, String>(1))
     };
-    let hooked = ("app".to_string(), "hooked seven north".to_string());
+    let hooked = (
+        "app".to_string(),
+        "hooked seven north app_reader".to_string(),
+    );
     assert_eq!(owner().await, hooked);
     // Both names a relation and calls the application's function: a reset follows each.
     assert_eq!(

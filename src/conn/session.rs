@@ -294,13 +294,20 @@ impl Connection {
             .map(|n| format!("'{n}'"))
             .collect::<Vec<_>>()
             .join(", ");
+        // `role` and `session_authorization` are not in pg_settings either; the session's
+        // authorization goes back first, the role last.
         let sql = format!(
             "SELECT 'SELECT ' || pg_catalog.string_agg(pg_catalog.format(\
-             'pg_catalog.set_config(%L, %L, false)', name, setting), ', ' ORDER BY name) \
+             'pg_catalog.set_config(%L, %L, false)', name, setting), ', ' \
+             ORDER BY name = 'role', name <> 'session_authorization', name) \
              FROM (SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' \
              UNION ALL SELECT n, pg_catalog.current_setting(n, true) \
              FROM pg_catalog.unnest(ARRAY[{names}]::text[]) n \
-             WHERE pg_catalog.current_setting(n, true) IS NOT NULL) s"
+             WHERE pg_catalog.current_setting(n, true) IS NOT NULL \
+             UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization') \
+             WHERE pg_catalog.current_setting('session_authorization') <> session_user \
+             UNION ALL SELECT 'role', pg_catalog.current_setting('role') \
+             WHERE pg_catalog.current_setting('role') <> 'none') s"
         );
         let rows = self.simple_query_untraced(&sql).await?;
         self.session_restore = rows
