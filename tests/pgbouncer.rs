@@ -209,3 +209,51 @@ async fn transaction_mode_shared_path() {
     let log = bouncer.log();
     assert!(!log.contains("does not exist"), "{log}");
 }
+
+/// Statements not proven clean (they name a table) are followed on the shared path by the
+/// session reset; behind PgBouncer in transaction mode, with the statement cache off (as
+/// this setup wants), it goes out unnamed with them, and no answer is lost to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_shared_path_with_the_reset_between_statements() {
+    let pg = wirepool_testkit::cluster();
+    pg.psql(
+        "CREATE TABLE bt (id int4 PRIMARY KEY, v text); \
+         INSERT INTO bt SELECT g, 'v' || g FROM generate_series(1, 100) g; \
+         GRANT SELECT ON bt TO PUBLIC",
+    )
+    .unwrap();
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(2)
+        .max_size(6)
+        .statement_cache_capacity(0)
+        .build()
+        .await
+        .unwrap();
+    let handles: Vec<_> = (0..20)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for q in 0..50i32 {
+                    let id = (t * 50 + q) % 100 + 1;
+                    let row = pool
+                        .query_one("SELECT v FROM bt WHERE id = $1", &[&id])
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} query {q}: {e}"));
+                    assert_eq!(row.get::<_, String>(0), format!("v{id}"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("no hang")
+            .unwrap();
+    }
+    let s = pool.statistics();
+    assert_eq!(s.pipelined_session_changes, 0);
+    assert!(s.pipelined_statements >= 1000);
+    pool.close().await;
+}

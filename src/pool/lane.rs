@@ -100,14 +100,15 @@ pub(super) struct Queue {
 
 impl Queue {
     /// Queues the session reset (no caller waits for its answer).
-    fn push_reset(&mut self, sql: &Arc<str>) {
+    fn push_reset(&mut self, sql: &Arc<str>, named: bool) {
         let start = self.out.len();
         super::lane_watch::write_reset(
             &mut self.out,
             self.restore.as_deref(),
             self.names.reset_parsed,
+            named,
         );
-        self.names.reset_parsed = true;
+        self.names.reset_parsed = named;
         let end = self.out.len();
         self.entries.push(Entry {
             reply: Arc::new(Reply::new()),
@@ -266,7 +267,7 @@ impl Lane {
                 end,
             });
             if reset_after {
-                q.push_reset(sql);
+                q.push_reset(sql, self.capacity > 0);
             }
         }
         self.work.notify_one();

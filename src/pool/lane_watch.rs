@@ -72,7 +72,16 @@ const RESTORE: &str = "wirepool.reset.3";
 /// Close of each, in case a failed reset left some), then a Bind and Execute of each, and
 /// one Sync. `restore` is one statement that applies the connect hooks' settings again
 /// (never logged: a setting may hold something private).
-pub(super) fn write_reset(out: &mut bytes::BytesMut, restore: Option<&str>, parsed: bool) {
+///
+/// With `named` false (the pool makes no named statements: its statement cache is off, as
+/// behind PgBouncer in transaction mode) each statement is parsed as the unnamed one, every
+/// time.
+pub(super) fn write_reset(
+    out: &mut bytes::BytesMut,
+    restore: Option<&str>,
+    parsed: bool,
+    named: bool,
+) {
     use crate::protocol::extended::{write_bind_execute_in, write_parse, write_sync};
     let statements = || {
         RESET[..2]
@@ -82,6 +91,14 @@ pub(super) fn write_reset(out: &mut bytes::BytesMut, restore: Option<&str>, pars
             .chain(RESET[2..].iter().copied())
     };
     let r = (|| {
+        if !named {
+            for (_, sql) in statements() {
+                write_parse("", sql, &[], &[], out)?;
+                write_bind_execute_in("", &[], &[], false, false, out)?;
+            }
+            write_sync(out);
+            return Ok(());
+        }
         if !parsed {
             for (name, sql) in statements() {
                 write_parse(name, sql, &[], &[name.to_string()], out)?;
