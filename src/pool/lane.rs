@@ -96,6 +96,9 @@ pub(super) struct Queue {
     closed: bool,
     /// What the pool's connect hooks set, for the session reset to apply again.
     restore: Option<Arc<str>>,
+    /// This lane wrote the session reset's Parse, or the connection had it (the
+    /// connection's own flag, `names.reset_parsed`, is set only once a reset answered).
+    reset_written: bool,
 }
 
 impl Queue {
@@ -105,10 +108,10 @@ impl Queue {
         super::lane_watch::write_reset(
             &mut self.out,
             self.restore.as_deref(),
-            self.names.reset_parsed,
+            self.reset_written,
             named,
         );
-        self.names.reset_parsed = named;
+        self.reset_written = named;
         let end = self.out.len();
         self.entries.push(Entry {
             reply: Arc::new(Reply::new()),
@@ -182,11 +185,13 @@ impl Drop for Pending {
 
 impl Lane {
     pub(super) fn new(conn: &mut Connection, capacity: usize) -> Lane {
+        let names = conn.take_pipeline_names();
         Lane {
             queue: Mutex::new(Queue {
                 out: BytesMut::with_capacity(4096),
                 entries: Vec::new(),
-                names: conn.take_pipeline_names(),
+                reset_written: names.reset_parsed,
+                names,
                 to_close: Vec::new(),
                 closed: false,
                 restore: conn.session_restore(),
@@ -577,9 +582,13 @@ fn dispatch(
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
                 if e.reset {
-                    if matches!(&outcome, Outcome::Reset { error: Some(_) }) {
-                        // Prepared again (after a Close) by the next reset.
-                        lane.queue.lock().names.reset_parsed = false;
+                    {
+                        let mut q = lane.queue.lock();
+                        let ok = matches!(&outcome, Outcome::Reset { error: None });
+                        // Once a reset answered, the connection has its statements; after
+                        // one failed, the next prepares them again (after a Close).
+                        q.names.reset_parsed = ok && q.reset_written;
+                        q.reset_written &= ok;
                     }
                     if watch.reset_done(&outcome, &e.sql) {
                         path.count_session_change();
