@@ -31,6 +31,8 @@ enum Client {
     Shared,
     Exclusive,
     Deadpool,
+    /// `pool.batch()` of 10 statements (a result per statement; statements/s counted).
+    Batch { atomic: bool },
 }
 
 impl Client {
@@ -39,6 +41,10 @@ impl Client {
             Client::Shared => "wirepool pool.query_one (pipelined)",
             Client::Exclusive => "wirepool acquire + query_one",
             Client::Deadpool => "deadpool-postgres get + query_one",
+            Client::Batch { atomic: true } => "wirepool pool.batch() of 10, atomic (a checkout, one Sync)",
+            Client::Batch { atomic: false } => {
+                "wirepool pool.batch() of 10, independent (pipelined, a Sync each)"
+            }
         }
     }
 }
@@ -46,6 +52,43 @@ impl Client {
 async fn round(client: Client, url: &str, secs: Duration) -> (f64, Lat) {
     let next = Arc::new(AtomicI32::new(0));
     match client {
+        Client::Batch { atomic } => {
+            let pool = wirepool::Pool::builder(url.parse().unwrap())
+                .min_size(CONNECTIONS)
+                .max_size(CONNECTIONS)
+                .build()
+                .await
+                .unwrap();
+            for _ in 0..CONNECTIONS * 4 {
+                pool.query_one(SQL, &[&1i32]).await.unwrap();
+                let mut c = pool.acquire().await.unwrap();
+                c.query_one(SQL, &[&1i32]).await.unwrap();
+            }
+            let p = pool.clone();
+            let (o, l) = run_tasks(TASKS, secs, move || {
+                let (p, next) = (p.clone(), next.clone());
+                async move {
+                    let base = next.fetch_add(1, Ordering::Relaxed).wrapping_mul(10);
+                    let vals: Vec<i32> = (0..10).map(|k| base.wrapping_add(k)).collect();
+                    let params: Vec<[&(dyn wirepool::ToSql + Sync); 1]> =
+                        vals.iter().map(|v| [v as _]).collect();
+                    let t = Instant::now();
+                    let mut b = p.batch().atomic(atomic);
+                    for ps in &params {
+                        b = b.query(SQL, ps);
+                    }
+                    let results = b.run().await.unwrap();
+                    for (r, v) in results.iter().zip(&vals) {
+                        assert_eq!(r.rows().unwrap()[0].get::<_, i32>(0), *v);
+                    }
+                    t.elapsed()
+                }
+            })
+            .await;
+            pool.close().await;
+            // Ten statements a batch.
+            (o * 10.0, l)
+        }
         Client::Shared | Client::Exclusive => {
             let mut b = wirepool::Pool::builder(url.parse().unwrap())
                 .min_size(CONNECTIONS)
@@ -146,7 +189,13 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         pg.psql("SHOW server_version").unwrap_or_default()
     );
-    let clients = [Client::Shared, Client::Exclusive, Client::Deadpool];
+    let clients = [
+        Client::Shared,
+        Client::Exclusive,
+        Client::Deadpool,
+        Client::Batch { atomic: true },
+        Client::Batch { atomic: false },
+    ];
     let mut two: Vec<Vec<(f64, Lat)>> = vec![Vec::new(); clients.len()];
     let mut one: Vec<Vec<(f64, Lat)>> = vec![Vec::new(); 2];
     let mut bare = Vec::new();
@@ -224,6 +273,15 @@ fn main() {
             .unwrap()
     };
     println!();
+    for atomic in [true, false] {
+        let (b, l) = get(Client::Batch { atomic }, 2);
+        println!(
+            "pool.batch() of 10 ({}) / pgbench pipelined: {:.2}x (target 0.8x for atomic); p99 of a batch {}",
+            if atomic { "atomic" } else { "independent" },
+            b / pipe,
+            us(l.p99)
+        );
+    }
     for t in [2, 1] {
         let (shared, sl) = get(Client::Shared, t);
         let (_, el) = get(Client::Exclusive, t);
