@@ -93,7 +93,11 @@ async fn pipelined(pool: &Pool, s: &Shared, write: bool) -> Result<Duration, wir
         }
     } else {
         let row = pool.query_one("SELECT $1::int8 + 1", &[&id]).await?;
-        assert_eq!(row.get::<_, i64>(0), id + 1, "a pipelined caller's own answer");
+        assert_eq!(
+            row.get::<_, i64>(0),
+            id + 1,
+            "a pipelined caller's own answer"
+        );
     }
     Ok(t.elapsed())
 }
@@ -181,8 +185,7 @@ fn main() {
             tokio::spawn(async move {
                 let mut seen = std::collections::BTreeSet::new();
                 while !s.stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
-                    {
+                    match tokio::time::timeout(Duration::from_millis(200), listener.recv()).await {
                         Ok(Ok(ListenerEvent::Notification(n))) => {
                             seen.insert(n.payload().parse::<i64>().unwrap());
                         }
@@ -239,7 +242,10 @@ fn main() {
                 while !s.stop.load(Ordering::Relaxed) {
                     n += 1;
                     let t = Instant::now();
-                    let r = p.notify(CHANNEL, &n.to_string()).await.map(|()| t.elapsed());
+                    let r = p
+                        .notify(CHANNEL, &n.to_string())
+                        .await
+                        .map(|()| t.elapsed());
                     if r.is_ok() {
                         sent.push(n);
                     }
@@ -317,7 +323,10 @@ fn main() {
         .filter_map(|l| l.trim().parse().ok())
         .collect();
     let acknowledged = s.acknowledged.lock().unwrap();
-    let missing = acknowledged.iter().filter(|i| !in_table.contains(i)).count();
+    let missing = acknowledged
+        .iter()
+        .filter(|i| !in_table.contains(i))
+        .count();
     let not_run = s.not_run.lock().unwrap();
     let ran_anyway = not_run.iter().filter(|i| in_table.contains(i)).count();
     println!(
@@ -327,7 +336,10 @@ fn main() {
     if restart {
         println!(
             "completed after the restart: transactions {}, pipelined {}, COPY {}, notify {}",
-            kinds[0].after_restart, kinds[1].after_restart, kinds[2].after_restart, kinds[3].after_restart
+            kinds[0].after_restart,
+            kinds[1].after_restart,
+            kinds[2].after_restart,
+            kinds[3].after_restart
         );
     }
     let slowest = kinds

@@ -32,7 +32,9 @@ enum Client {
     Exclusive,
     Deadpool,
     /// `pool.batch()` of 10 statements (a result per statement; statements/s counted).
-    Batch { atomic: bool },
+    Batch {
+        atomic: bool,
+    },
 }
 
 impl Client {
@@ -41,7 +43,9 @@ impl Client {
             Client::Shared => "wirepool pool.query_one (pipelined)",
             Client::Exclusive => "wirepool acquire + query_one",
             Client::Deadpool => "deadpool-postgres get + query_one",
-            Client::Batch { atomic: true } => "wirepool pool.batch() of 10, atomic (a checkout, one Sync)",
+            Client::Batch { atomic: true } => {
+                "wirepool pool.batch() of 10, atomic (a checkout, one Sync)"
+            }
             Client::Batch { atomic: false } => {
                 "wirepool pool.batch() of 10, independent (pipelined, a Sync each)"
             }

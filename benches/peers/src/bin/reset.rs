@@ -47,7 +47,9 @@ impl Client {
 
     fn name(self) -> &'static str {
         match self {
-            Client::SharedDefault => "pool.query_one, unless_proven_clean (default: reset after each)",
+            Client::SharedDefault => {
+                "pool.query_one, unless_proven_clean (default: reset after each)"
+            }
             Client::SharedWhenDirty => "pool.query_one, when_dirty (no reset)",
             Client::ExclusiveDefault => {
                 "acquire + query_one + release, unless_proven_clean (default: reset on return)"
@@ -115,7 +117,8 @@ fn main() {
          INSERT INTO bench_t SELECT g, 'v' || g FROM generate_series(1, {ROWS}) g"
     ))
     .expect("the table");
-    pg.psql("GRANT SELECT ON bench_t TO PUBLIC").expect("the grant");
+    pg.psql("GRANT SELECT ON bench_t TO PUBLIC")
+        .expect("the grant");
     pg.psql("VACUUM ANALYZE bench_t").expect("vacuum");
     let url = pg.url(Role::Trust) + "&sslmode=disable";
     println!(
