@@ -7,6 +7,17 @@ use std::time::Duration;
 use wirepool::Pool;
 use wirepool_testkit::{Bouncer, Cluster, PoolMode, Role};
 
+/// Waits for every task, each within two minutes (a hang fails the test), and passes on
+/// a task's panic.
+async fn join_all_within(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("no hang")
+            .unwrap();
+    }
+}
+
 async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -37,12 +48,7 @@ async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
             })
         })
         .collect();
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
+    join_all_within(handles).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,12 +152,7 @@ async fn transaction_mode_with_custom_types() {
             })
         })
         .collect();
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
+    join_all_within(handles).await;
     let s = pool.statistics();
     assert_eq!(s.total_acquisitions, s.total_releases);
     assert_eq!(s.total_acquisitions, 400);
@@ -197,12 +198,7 @@ async fn transaction_mode_shared_path() {
             })
         })
         .collect();
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
+    join_all_within(handles).await;
     let s = pool.statistics();
     assert!(s.pipelined_statements >= 4000, "{s:?}");
     pool.close().await;
@@ -246,12 +242,7 @@ async fn transaction_mode_shared_path_with_the_reset_between_statements() {
             })
         })
         .collect();
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
+    join_all_within(handles).await;
     let s = pool.statistics();
     assert_eq!(s.pipelined_session_changes, 0);
     assert!(s.pipelined_statements >= 1000);
