@@ -101,7 +101,12 @@ async fn healthy_within_30_s_of_the_databases_return_with_the_cause_shown_meanwh
         let v: Value = serde_json::from_str(&pool.health().to_json()).unwrap();
         if v["state"] == "RECOVERING" {
             seen_recovering = true;
-            assert_eq!(v["status"], "unhealthy", "{v}");
+            // Unhealthy, unless the pool still holds an idle connection it has not yet
+            // found dead (the next checkout does): then the error keeps it degraded.
+            let stale_idle = v["database"]["pool"]["idle"].as_u64().unwrap_or(0) > 0;
+            if !(stale_idle && v["status"] == "degraded") {
+                assert_eq!(v["status"], "unhealthy", "{v}");
+            }
             let err = v["database"]["last_error"].as_str().unwrap_or_default();
             // The connect error (refused, or reset while the server went down), never the
             // callers' acquisition timeouts.
