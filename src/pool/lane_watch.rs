@@ -1,5 +1,5 @@
 //! What the server says after each statement on a lane, and what the lane does about it.
-//! The refusal (`shared_refusal.rs`) keeps statements that change the session off the
+//! The refusal (`crate::sql`) keeps statements that change the session off the
 //! shared path; this is the net under it, decided from the server's answers alone:
 //!
 //! - **The transaction status in ReadyForQuery.** Every statement on a lane is its own
