@@ -1,6 +1,6 @@
 //! wirepool behind a real PgBouncer in transaction mode (Debian's `pgbouncer`, started by
-//! the test on a free loopback port): parameterized queries from many tasks, whose
-//! statements land on whichever server connection PgBouncer picks.
+//! the test on a free loopback port): parameterized queries and batches from many tasks,
+//! whose statements land on whichever server connection PgBouncer picks.
 
 use std::time::Duration;
 
@@ -247,4 +247,119 @@ async fn transaction_mode_shared_path_with_the_reset_between_statements() {
     assert_eq!(s.pipelined_session_changes, 0);
     assert!(s.pipelined_statements >= 1000);
     pool.close().await;
+}
+
+/// Batches behind PgBouncer in transaction mode, with the statement cache off: an atomic
+/// pool batch is one transaction (one Sync) and so stays on one server connection; an
+/// independent one is a transaction per statement; a failing statement in the middle
+/// names its index; a batch and `execute_many` on a checked-out connection, inside a
+/// transaction too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_batches() {
+    let pg = wirepool_testkit::cluster();
+    pg.psql("CREATE TABLE bb (id int8 PRIMARY KEY, task int4, v text); GRANT ALL ON bb TO PUBLIC")
+        .unwrap();
+    let bouncer =
+        Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
+        .min_size(2)
+        .max_size(6)
+        .statement_cache_capacity(0)
+        .build()
+        .await
+        .unwrap();
+    const INSERT: &str = "INSERT INTO bb (id, task, v) VALUES ($1, $2, $3)";
+    let handles: Vec<_> = (0..20i32)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for q in 0..20i64 {
+                    let id = i64::from(t) * 1000 + q * 2;
+                    let next = id + 1;
+                    if q % 5 == 4 {
+                        // The second statement repeats an id already there: nothing applies.
+                        let before = id - 2;
+                        let e = pool
+                            .batch()
+                            .execute(INSERT, &[&id, &t, &"x"])
+                            .execute(INSERT, &[&before, &t, &"dup"])
+                            .run()
+                            .await
+                            .unwrap_err();
+                        assert_eq!(e.batch_index(), Some(1), "{e}");
+                        assert_eq!(e.code(), Some("23505"), "{e}");
+                        continue;
+                    }
+                    let r = pool
+                        .batch()
+                        .execute(INSERT, &[&id, &t, &"a"])
+                        .execute(INSERT, &[&next, &t, &"b"])
+                        .query(
+                            "SELECT v FROM bb WHERE id IN ($1, $2) ORDER BY id",
+                            &[&id, &next],
+                        )
+                        .run()
+                        .await
+                        .unwrap_or_else(|e| panic!("task {t} batch {q}: {e}"));
+                    assert_eq!((r[0].count(), r[1].count()), (1, 1));
+                    let v: Vec<String> = r[2].rows().unwrap().iter().map(|r| r.get(0)).collect();
+                    assert_eq!(v, ["a", "b"], "one transaction sees its own rows");
+                }
+                // Independent: each statement alone, the failing one named.
+                let (a, dup) = (i64::from(t) * 1000 + 900, i64::from(t) * 1000);
+                let r = pool
+                    .batch()
+                    .atomic(false)
+                    .execute(INSERT, &[&a, &t, &"i"])
+                    .execute(INSERT, &[&dup, &t, &"dup"])
+                    .query("SELECT count(*) FROM bb WHERE task = $1", &[&t])
+                    .run()
+                    .await
+                    .unwrap();
+                assert_eq!(r[0].count(), 1);
+                assert_eq!(r[1].error().and_then(|e| e.batch_index()), Some(1));
+                assert!(r[2].rows().is_some());
+            })
+        })
+        .collect();
+    join_all_within(handles).await;
+    // 16 atomic batches of 2 rows and one independent row per task.
+    let n: i64 = pool
+        .query_one("SELECT count(*) FROM bb", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 20 * (16 * 2 + 1));
+    // On a checked-out connection: execute_many atomically, and a batch inside a
+    // transaction that is rolled back with it.
+    let mut c = pool.acquire().await.unwrap();
+    let added = c
+        .execute_many(INSERT, (0..10_000i64).map(|i| (100_000 + i, -1i32, "m")))
+        .await
+        .unwrap();
+    assert_eq!(added, 10_000);
+    c.batch_execute("BEGIN").await.unwrap();
+    let r = c
+        .batch()
+        .execute("DELETE FROM bb WHERE task = $1", &[&-1i32])
+        .query("SELECT count(*) FROM bb WHERE task = $1", &[&-1i32])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r[0].count(), 10_000);
+    assert_eq!(r[1].rows().unwrap()[0].get::<_, i64>(0), 0);
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM bb WHERE task = -1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 10_000,
+        "the batch was part of the transaction rolled back"
+    );
+    drop(c);
+    pool.close().await;
+    let log = bouncer.log();
+    assert!(!log.contains("does not exist"), "{log}");
 }

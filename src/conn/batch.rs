@@ -66,10 +66,12 @@ impl std::fmt::Debug for Batch<'_> {
     }
 }
 
-struct Item<'a> {
-    sql: &'a str,
-    params: &'a [&'a (dyn ToSql + Sync)],
-    rows: bool,
+/// One statement of a batch, with its parameters.
+pub(crate) struct Item<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) params: &'a [&'a (dyn ToSql + Sync)],
+    /// Its rows are wanted ([`Batch::query`]), not only its count.
+    pub(crate) rows: bool,
 }
 
 /// One row of parameters for [`Connection::execute_many`]: a slice or array of
@@ -213,19 +215,15 @@ impl<'a> Batch<'a> {
         }
         match on {
             On::Connection(conn) => run_on(conn, &items, atomic).await,
+            // One Sync for all, as one request on a lane of the shared path.
+            On::Pool(pool) if atomic => pool.atomic_batch(&items).await,
             On::Pool(pool) => {
                 // The shared path's refusals, for every statement, before anything is sent.
                 for (k, i) in items.iter().enumerate() {
                     pool.check_shared(i.sql)
                         .map_err(|e| e.with_batch_index(k))?;
                 }
-                if atomic {
-                    // One Sync for all: one connection for the batch's round trip.
-                    let mut conn = pool.acquire().await?;
-                    run_on(&mut conn, &items, true).await
-                } else {
-                    Ok(independent_on_pool(pool, &items).await)
-                }
+                Ok(independent_on_pool(pool, &items).await)
             }
         }
     }
@@ -584,7 +582,8 @@ impl Connection {
 }
 
 /// The answers of a batch, assembled as they come.
-struct Answers {
+#[derive(Debug)]
+pub(crate) struct Answers {
     atomic: bool,
     /// Per statement sent: its columns (empty: no rows wanted) and whether rows are wanted.
     expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool)>,
@@ -598,9 +597,38 @@ struct Answers {
     aborting: bool,
     total: u64,
     copy: bool,
+    /// Per statement answered, the columns its rows came with (`None`: it failed or was
+    /// skipped); kept only for [`Answers::keeping_columns`].
+    columns: Option<Vec<Option<Arc<[crate::protocol::Column]>>>>,
 }
 
 impl Answers {
+    /// The answers of an atomic batch that keep each statement's columns (a lane confirms
+    /// them for its prepared statements).
+    pub(crate) fn keeping_columns() -> Answers {
+        Answers {
+            columns: Some(Vec::new()),
+            ..Answers::new(true)
+        }
+    }
+
+    /// Each statement's columns as its answer brought them, in order (see
+    /// [`Answers::keeping_columns`]).
+    pub(crate) fn columns(&self) -> &[Option<Arc<[crate::protocol::Column]>>] {
+        self.columns.as_deref().unwrap_or(&[])
+    }
+
+    /// The first error the batch met (with its statement's index).
+    pub(crate) fn error(&self) -> Option<&Error> {
+        self.first_error.as_ref()
+    }
+
+    fn keep_columns(&mut self, c: Option<Arc<[crate::protocol::Column]>>) {
+        if let Some(all) = &mut self.columns {
+            all.push(c);
+        }
+    }
+
     fn new(atomic: bool) -> Answers {
         Answers {
             atomic,
@@ -613,10 +641,11 @@ impl Answers {
             aborting: false,
             total: 0,
             copy: false,
+            columns: None,
         }
     }
 
-    fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {
+    pub(crate) fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {
         self.expected.push_back((columns, rows));
         if !self.atomic {
             self.readies += 1;
@@ -637,11 +666,11 @@ impl Answers {
     }
 
     /// Whether every statement of `n` is answered and every ReadyForQuery read.
-    fn complete(&self, n: usize) -> bool {
+    pub(crate) fn complete(&self, n: usize) -> bool {
         self.answered >= n && self.readies == 0
     }
 
-    fn feed(&mut self, msg: BackendMessage) -> Result<()> {
+    pub(crate) fn feed(&mut self, msg: BackendMessage) -> Result<()> {
         match msg {
             BackendMessage::ParseComplete
             | BackendMessage::BindComplete
@@ -692,6 +721,7 @@ impl Answers {
                     while !self.expected.is_empty() {
                         self.expected.pop_front();
                         self.answered += 1;
+                        self.keep_columns(None);
                     }
                 }
             }
@@ -706,9 +736,10 @@ impl Answers {
     }
 
     fn finish(&mut self, count: Option<u64>) {
-        let Some((_, wanted)) = self.expected.pop_front() else {
+        let Some((columns, wanted)) = self.expected.pop_front() else {
             return;
         };
+        self.keep_columns((!self.copy).then_some(columns));
         let rows = std::mem::take(&mut self.rows);
         let count = count.unwrap_or(0);
         if self.copy {
@@ -736,6 +767,7 @@ impl Answers {
         let e = Error::db_boxed(db).with_batch_index(index);
         if self.expected.pop_front().is_some() {
             self.answered += 1;
+            self.keep_columns(None);
         }
         self.record_error(e);
     }
@@ -757,7 +789,7 @@ impl Answers {
         }
     }
 
-    fn into_results(self) -> Result<Vec<BatchResult>> {
+    pub(crate) fn into_results(self) -> Result<Vec<BatchResult>> {
         match (self.atomic, self.first_error) {
             (true, Some(e)) => Err(e),
             _ => Ok(self.results),

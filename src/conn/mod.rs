@@ -36,6 +36,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
+pub(crate) use batch::{Answers, Item as BatchItem};
 pub use batch::{Batch, BatchResult, RowParams};
 pub use cache::CacheStats;
 pub use cancel::CancelToken;

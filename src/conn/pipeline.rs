@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 
-use super::{Connection, READ_CHUNK, SHRINK_ABOVE};
+use super::{Answers, Connection, READ_CHUNK, SHRINK_ABOVE};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::extended::{Described, Execute, Executed, Prepare, Step};
 use crate::protocol::Column;
@@ -142,6 +142,11 @@ pub(crate) enum Assembler {
     /// Statements the pool sent on its own between two callers' statements, under one Sync
     /// (the session reset of the shared path): its answer is only whether they succeeded.
     Reset { error: Option<Box<DbError>> },
+    /// An atomic batch: `statements` times [Parse,] Bind, Execute, then one Sync.
+    Batch {
+        answers: Option<Box<Answers>>,
+        statements: usize,
+    },
 }
 
 /// A request's answer, complete.
@@ -153,6 +158,8 @@ pub(crate) enum Outcome {
     Reset {
         error: Option<Box<DbError>>,
     },
+    /// The answers to [`Assembler::Batch`].
+    Batch(Box<Answers>),
 }
 
 /// What one message did to a request's answer.
@@ -166,6 +173,13 @@ pub(crate) enum Fed {
 impl Assembler {
     pub(crate) fn reset() -> Assembler {
         Assembler::Reset { error: None }
+    }
+
+    pub(crate) fn batch(answers: Answers, statements: usize) -> Assembler {
+        Assembler::Batch {
+            answers: Some(Box::new(answers)),
+            statements,
+        }
     }
 
     pub(crate) fn describe() -> Assembler {
@@ -241,6 +255,31 @@ impl Assembler {
                     other.name()
                 ))),
             },
+            Assembler::Batch {
+                answers,
+                statements,
+            } => {
+                let Some(a) = answers.as_mut() else {
+                    return Err(ProtocolError::protocol("a message after a batch's answer"));
+                };
+                let ready = match msg {
+                    BackendMessage::NoticeResponse(n) => return Ok(Fed::Notice(n)),
+                    BackendMessage::CopyInResponse => {
+                        return Err(ProtocolError::protocol(
+                            "a COPY started in a pipelined batch",
+                        ))
+                    }
+                    BackendMessage::ReadyForQuery(_) => true,
+                    _ => false,
+                };
+                a.feed(msg)
+                    .map_err(|e| ProtocolError::protocol(e.to_string()))?;
+                if ready && a.complete(*statements) {
+                    let done = answers.take().expect("checked above");
+                    return Ok(Fed::Done(Outcome::Batch(done)));
+                }
+                Ok(Fed::Continue)
+            }
             Assembler::Execute(e) => match e.handle(msg)? {
                 Step::Continue => Ok(Fed::Continue),
                 Step::Notice(n) => Ok(Fed::Notice(n)),

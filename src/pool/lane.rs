@@ -70,11 +70,47 @@ pub(super) struct Plan {
     pub(super) confirms: Option<Arc<str>>,
 }
 
+/// The plans of a request's statements: one, or one per statement of a batch.
+#[derive(Debug, Default)]
+pub(super) struct Plans {
+    first: Plan,
+    more: Vec<Plan>,
+}
+
+impl From<Plan> for Plans {
+    fn from(first: Plan) -> Plans {
+        Plans {
+            first,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl Plans {
+    /// One plan per statement, in order.
+    pub(super) fn many(plans: Vec<Plan>) -> Plans {
+        let mut it = plans.into_iter();
+        Plans {
+            first: it.next().unwrap_or_default(),
+            more: it.collect(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.first).chain(&self.more)
+    }
+
+    /// Whether a statement of the request runs the statement named `name`.
+    fn uses(&self, name: &Arc<str>) -> bool {
+        self.iter().any(|p| p.uses.as_ref() == Some(name))
+    }
+}
+
 /// A request's answer, on its way to its caller.
 pub(super) struct Entry {
     reply: Arc<Reply<Answer>>,
     assembler: Assembler,
-    plan: Plan,
+    plans: Plans,
     /// The statement's text, for the log when the server says it changed the session.
     sql: Arc<str>,
     /// The session reset the lane sent after a statement (no caller waits for it).
@@ -116,7 +152,7 @@ impl Queue {
         self.entries.push(Entry {
             reply: Arc::new(Reply::new()),
             assembler: Assembler::reset(),
-            plan: Plan::default(),
+            plans: Plans::default(),
             sql: sql.clone(),
             reset: true,
             start,
@@ -243,7 +279,7 @@ impl Lane {
         self: &Arc<Self>,
         sql: &Arc<str>,
         reset_after: bool,
-        write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plan)>,
+        write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plans)>,
     ) -> Result<Pending> {
         let reply = Arc::new(Reply::new());
         {
@@ -253,7 +289,7 @@ impl Lane {
             }
             let mark = (q.out.len(), q.entries.len());
             let start = q.out.len();
-            let (assembler, plan) = match write(&mut q) {
+            let (assembler, plans) = match write(&mut q) {
                 Ok(x) => x,
                 Err(e) => {
                     q.out.truncate(mark.0);
@@ -265,7 +301,7 @@ impl Lane {
             q.entries.push(Entry {
                 reply: reply.clone(),
                 assembler,
-                plan,
+                plans,
                 sql: sql.clone(),
                 reset: false,
                 start,
@@ -491,12 +527,10 @@ fn take(
         .enumerate()
         .map(|(i, e)| {
             e.reply.is_abandoned()
-                && match &e.plan.prepares {
+                && e.plans.iter().all(|p| match &p.prepares {
                     None => true,
-                    Some((_, name)) => !entries[i + 1..]
-                        .iter()
-                        .any(|l| l.plan.uses.as_ref() == Some(name)),
-                }
+                    Some((_, name)) => !entries[i + 1..].iter().any(|l| l.plans.uses(name)),
+                })
         })
         .collect();
     let out = conn.pipeline_out();
@@ -515,7 +549,7 @@ fn take(
     for (e, &s) in entries.iter().zip(&skip) {
         if s {
             skipped += 1;
-            if let Some((sql, name)) = &e.plan.prepares {
+            for (sql, name) in e.plans.iter().filter_map(|p| p.prepares.as_ref()) {
                 // Never parsed.
                 q.names.forget(sql, name);
             }
@@ -648,10 +682,23 @@ fn dispatch(
     Ok(())
 }
 
-/// A request that described its statement's result columns: the connection's name for it
-/// keeps them, and later requests on the connection decode with them.
+/// A request that described its statements' result columns: the connection's names for
+/// them keep them, and later requests on the connection decode with them.
 fn confirm(lane: &Lane, e: &Entry, outcome: &Outcome) {
-    let Some(name) = &e.plan.confirms else { return };
+    if let Outcome::Batch(answers) = outcome {
+        let mut q = None;
+        for (plan, columns) in e.plans.iter().zip(answers.columns()) {
+            if let (Some(name), Some(columns)) = (&plan.confirms, columns) {
+                q.get_or_insert_with(|| lane.queue.lock())
+                    .names
+                    .confirm(name, None, Some(columns));
+            }
+        }
+        return;
+    }
+    let Some(name) = &e.plans.first.confirms else {
+        return;
+    };
     // A Describe of the statement confirms its parameters; its columns come from the
     // first execution's portal description, with the types the pool looked up kept.
     let (params, columns) = match outcome {
@@ -688,22 +735,36 @@ async fn roll_back(conn: &mut Connection) -> Result<()> {
 
 /// A request that prepared a statement and failed, or that ran one the server no longer
 /// knows (or whose plan is stale): its name is forgotten, and closed with the next request
-/// when the server may still hold it.
+/// when the server may still hold it. A batch that failed forgets every statement it
+/// prepared (those after the failure were never parsed; closing them is harmless).
 fn forget_stale(lane: &Lane, e: &Entry, outcome: &Outcome) {
-    let err = match outcome {
-        Outcome::Described(Err(db)) => Some(&**db),
-        Outcome::Executed(x) => x.error.as_deref(),
-        Outcome::Described(Ok(_)) | Outcome::Reset { .. } => None,
+    let (err, failed) = match outcome {
+        Outcome::Described(Err(db)) => (Some(&**db), 0),
+        Outcome::Executed(x) => (x.error.as_deref(), 0),
+        Outcome::Batch(a) => match a.error() {
+            Some(x) => (x.as_db_error(), x.batch_index().unwrap_or(0)),
+            None => return,
+        },
+        Outcome::Described(Ok(_)) | Outcome::Reset { .. } => (None, 0),
     };
-    let Some(err) = err else { return };
-    if let Some((sql, name)) = &e.plan.prepares {
-        let mut q = lane.queue.lock();
+    let batch = matches!(outcome, Outcome::Batch(_));
+    if err.is_none() && !batch {
+        return;
+    }
+    let mut q = lane.queue.lock();
+    let mut prepared = false;
+    for (sql, name) in e.plans.iter().filter_map(|p| p.prepares.as_ref()) {
+        prepared = true;
         q.names.forget(sql, name);
         // The Parse may have succeeded and the Bind failed: close it either way.
         q.to_close.push(name.clone());
-    } else if let Some(name) = &e.plan.uses {
-        if crate::conn::stale_statement(err) {
-            let mut q = lane.queue.lock();
+    }
+    if prepared && !batch {
+        return;
+    }
+    let failing = e.plans.iter().nth(failed);
+    if let (Some(err), Some(name)) = (err, failing.and_then(|p| p.uses.as_ref())) {
+        if crate::conn::stale_statement(err) && !q.to_close.contains(name) {
             q.names.forget_name(name);
             q.to_close.push(name.clone());
         }

@@ -19,6 +19,7 @@ mod leak_task;
 mod monitor;
 mod open;
 mod shared;
+mod shared_batch;
 mod shared_path;
 mod shared_write;
 

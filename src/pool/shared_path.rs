@@ -74,7 +74,7 @@ pub(crate) struct SharedPath {
     /// Statements placed and not answered.
     in_flight: AtomicUsize,
     /// Statements run through the shared path.
-    statements: AtomicU64,
+    pub(super) statements: AtomicU64,
     /// Statements after which the server said the session changed (see `lane_watch.rs`).
     session_changes: AtomicU64,
     /// The refusal is off: the tests of the net under it (`internals` only).
@@ -158,7 +158,7 @@ impl SharedPath {
     }
 
     /// A place for one statement: a lane with room, now or in arrival order.
-    async fn place(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
+    pub(super) async fn place(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
         if shared.closing.load(Ordering::Acquire) {
             return Err(Error::pool_closed().with_sent(false));
         }
@@ -411,7 +411,7 @@ impl SharedPath {
         self.waiting.store(0, Ordering::Release);
     }
 
-    fn described(&self, sql: &str) -> Option<Described> {
+    pub(super) fn described(&self, sql: &str) -> Option<Described> {
         self.described.lock().get(sql).cloned()
     }
 
@@ -423,7 +423,7 @@ impl SharedPath {
         m.insert(Arc::from(sql), d.clone());
     }
 
-    fn forget(&self, sql: &str) {
+    pub(super) fn forget(&self, sql: &str) {
         self.described.lock().remove(sql);
     }
 }
@@ -553,12 +553,17 @@ impl Pool {
         Ok(self.run_shared(statement, params).await?.rows_affected())
     }
 
-    /// A batch of statements on the pool (see [`Batch`](crate::Batch)), under the same
-    /// refusals as [`Pool::query`]. An independent batch (`.atomic(false)`) runs on the
-    /// shared path: every statement pipelined with its own Sync, no checkout, each
-    /// succeeding or failing alone. An atomic batch (the default) needs its statements
-    /// under one Sync on one connection, so it takes a connection from the pool for its
-    /// round trip, as [`Pool::acquire`] does, and gives it back at once.
+    /// A batch of statements on the pool (see [`Batch`](crate::Batch)), on the shared path
+    /// with no checkout, under the same refusals as [`Pool::query`]. An atomic batch (the
+    /// default) is one request on one of the shared path's connections: its statements
+    /// written back to back with one Sync after the last, so all take effect or none, in
+    /// one round trip, pipelined with other callers' statements. An independent batch
+    /// (`.atomic(false)`) places every statement on its own with its own Sync, each
+    /// succeeding or failing alone.
+    ///
+    /// Dropping an atomic batch's future, or its command timeout, abandons it as
+    /// [`Pool::query`] does one statement. When its connection is lost,
+    /// [`Error::may_have_run`] answers for the batch as a whole.
     ///
     /// ```no_run
     /// # async fn f(pool: &wirepool::Pool) -> wirepool::Result<()> {
@@ -634,7 +639,7 @@ impl Pool {
                     continue;
                 }
                 Err(e) => return Err(e),
-                Ok(Outcome::Described(_) | Outcome::Reset { .. }) => {
+                Ok(Outcome::Described(_) | Outcome::Reset { .. } | Outcome::Batch(_)) => {
                     return Err(Error::protocol(
                         "a description answered a pipelined statement",
                     ))
@@ -655,7 +660,7 @@ impl Pool {
     }
 
     /// Waits for a request's answer, bounded by the command timeout.
-    async fn answer(&self, pending: Pending) -> Result<Outcome> {
+    pub(super) async fn answer(&self, pending: Pending) -> Result<Outcome> {
         match self.shared.cfg.command_timeout {
             Some(limit) => match tokio::time::timeout(limit, pending).await {
                 Ok(r) => r,
@@ -669,7 +674,7 @@ impl Pool {
     }
 
     /// Describes `sql` on a lane (preparing it there), with its types looked up.
-    async fn describe_shared(&self, sql: &Arc<str>) -> Result<Described> {
+    pub(super) async fn describe_shared(&self, sql: &Arc<str>) -> Result<Described> {
         let shared = &self.shared;
         let path = &shared.path;
         let lane = path.place(shared).await?;
@@ -682,7 +687,7 @@ impl Pool {
                         confirms: Some(name),
                         ..Plan::default()
                     };
-                    Ok((Assembler::describe(), plan))
+                    Ok((Assembler::describe(), plan.into()))
                 }
                 None => {
                     let (name, evicted) = q.names.make(sql, lane.capacity, None);
@@ -699,7 +704,7 @@ impl Pool {
                         confirms: named,
                         ..Plan::default()
                     };
-                    Ok((Assembler::describe(), plan))
+                    Ok((Assembler::describe(), plan.into()))
                 }
             })
         }) {
@@ -711,7 +716,7 @@ impl Pool {
         };
         let mut described = match self.answer(pending).await? {
             Outcome::Described(r) => r.map_err(Error::db_boxed)?,
-            Outcome::Executed(_) | Outcome::Reset { .. } => {
+            Outcome::Executed(_) | Outcome::Reset { .. } | Outcome::Batch(_) => {
                 return Err(Error::protocol("rows answered a pipelined Describe"))
             }
         };
@@ -741,7 +746,7 @@ impl Pool {
                 write_bind_execute("", &param, &[&values], true, &mut q.out)?;
                 Ok((
                     Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
-                    Plan::default(),
+                    Plan::default().into(),
                 ))
             })
         }) {
@@ -753,7 +758,7 @@ impl Pool {
         };
         let executed = match self.answer(pending).await? {
             Outcome::Executed(x) => x,
-            Outcome::Described(_) | Outcome::Reset { .. } => {
+            Outcome::Described(_) | Outcome::Reset { .. } | Outcome::Batch(_) => {
                 return Err(Error::protocol("a description answered a catalog query"))
             }
         };
@@ -769,7 +774,7 @@ impl Pool {
 
 impl SharedPath {
     /// Refuses a statement that needs a session of its own (see `crate::sql::classify`).
-    fn check_allowed(&self, verdict: &crate::sql::Verdict) -> Result<()> {
+    pub(super) fn check_allowed(&self, verdict: &crate::sql::Verdict) -> Result<()> {
         match verdict.class.refusal {
             Some(why) if !self.refusal_off.load(Ordering::Relaxed) => {
                 Err(Error::invalid_input(format!(

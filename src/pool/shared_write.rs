@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use postgres_types::ToSql;
 
-use super::lane::{Lane, Pending, Plan, Queue};
-use crate::conn::{Assembler, Named};
-use crate::error::Result;
+use super::lane::{Lane, Pending, Plan, Plans, Queue};
+use crate::conn::{Answers, Assembler, BatchItem, Named};
+use crate::error::{Error, Result};
 use crate::protocol::extended::{
-    write_bind_execute, write_close_statement, write_parse, Described, Execute,
+    write_bind_execute, write_bind_execute_in, write_close_statement, write_parse, Described,
+    Execute,
 };
 
 /// Writes the Closes of forgotten statements (before this request's Sync); on an error
@@ -25,6 +26,10 @@ pub(super) fn with_closes<T>(
     }
     let r = write(q);
     if r.is_err() {
+        // Kept, with what `write` left to close (names it evicted, whose Closes were not
+        // sent either).
+        let mut closes = closes;
+        closes.append(&mut q.to_close);
         q.to_close = closes;
     }
     r
@@ -55,7 +60,7 @@ pub(super) fn enqueue_execute(
                     uses: Some(name),
                     ..Plan::default()
                 };
-                Ok((Assembler::Execute(Execute::new(columns)), plan))
+                Ok((Assembler::Execute(Execute::new(columns)), plan.into()))
             }
             Some(Named {
                 name,
@@ -68,13 +73,13 @@ pub(super) fn enqueue_execute(
                     confirms: Some(name),
                     ..Plan::default()
                 };
-                Ok((assembler(described), plan))
+                Ok((assembler(described), plan.into()))
             }
             Some(Named { params: None, .. }) => {
                 // Being described on this connection: the unnamed statement, this once.
                 write_parse("", sql, &described.params, &[], &mut q.out)?;
                 write_bind_execute("", &described.params, params, true, &mut q.out)?;
-                Ok((assembler(described), Plan::default()))
+                Ok((assembler(described), Plan::default().into()))
             }
             None => {
                 let (name, evicted) =
@@ -97,10 +102,127 @@ pub(super) fn enqueue_execute(
                     uses: named.clone(),
                     confirms: named,
                 };
-                Ok((assembler(described), plan))
+                Ok((assembler(described), plan.into()))
             }
         })
     })
+}
+
+/// Queues an atomic batch on `lane` as one request: each statement's Bind/Execute (its
+/// Parse first where the connection has not prepared it), and one Sync after the last, so
+/// that all take effect or none. `described[k]` is `items[k]`'s description. A value that
+/// does not convert queues nothing; its error names the statement's index.
+pub(super) fn enqueue_batch(
+    lane: &Arc<Lane>,
+    label: &Arc<str>,
+    sqls: &[Arc<str>],
+    reset_after: bool,
+    items: &[BatchItem<'_>],
+    described: &[Described],
+) -> Result<Pending> {
+    lane.enqueue(label, reset_after, |q| {
+        with_closes(q, |q| {
+            let mut answers = Answers::keeping_columns();
+            let mut plans = Vec::with_capacity(items.len());
+            let mut evicted = Vec::new();
+            for (k, ((item, sql), described)) in items.iter().zip(sqls).zip(described).enumerate() {
+                let sync = k + 1 == items.len();
+                match write_batch_statement(
+                    q,
+                    lane,
+                    sql,
+                    described,
+                    item.params,
+                    sync,
+                    &mut evicted,
+                ) {
+                    Ok((columns, plan)) => {
+                        answers.expect_rows(columns, item.rows);
+                        plans.push(plan);
+                    }
+                    Err(e) => {
+                        // Names made for statements before it were never sent.
+                        for (sql, name) in plans.iter().filter_map(|p: &Plan| p.prepares.as_ref()) {
+                            q.names.forget(sql, name);
+                        }
+                        q.to_close.append(&mut evicted);
+                        return Err(e.with_batch_index(k));
+                    }
+                }
+            }
+            Ok((Assembler::batch(answers, items.len()), Plans::many(plans)))
+        })
+    })
+}
+
+/// One statement of a batch, as `enqueue_execute` writes one alone, with a Sync only after
+/// the last: the columns its rows decode with (until its answer describes them), and its
+/// plan.
+fn write_batch_statement(
+    q: &mut Queue,
+    lane: &Lane,
+    sql: &Arc<str>,
+    described: &Described,
+    params: &[&(dyn ToSql + Sync)],
+    sync: bool,
+    evicted: &mut Vec<Arc<str>>,
+) -> Result<(Arc<[crate::protocol::Column]>, Plan)> {
+    match q.names.lookup(sql) {
+        Some(Named {
+            name,
+            params: Some(types),
+            columns: Some(columns),
+        }) => {
+            write_bind_execute_in(&name, &types, params, false, sync, &mut q.out)?;
+            let plan = Plan {
+                uses: Some(name),
+                ..Plan::default()
+            };
+            Ok((columns, plan))
+        }
+        Some(Named {
+            name,
+            params: Some(types),
+            columns: None,
+        }) => {
+            write_bind_execute_in(&name, &types, params, true, sync, &mut q.out)?;
+            let plan = Plan {
+                uses: Some(name.clone()),
+                confirms: Some(name),
+                ..Plan::default()
+            };
+            Ok((described.columns.clone(), plan))
+        }
+        Some(Named { params: None, .. }) => {
+            write_parse("", sql, &described.params, &[], &mut q.out)?;
+            write_bind_execute_in("", &described.params, params, true, sync, &mut q.out)?;
+            Ok((described.columns.clone(), Plan::default()))
+        }
+        None => {
+            let (name, evicted_now) =
+                q.names
+                    .make(sql, lane.capacity, Some(described.params.clone()));
+            if let Some(ev) = evicted_now {
+                write_close_statement(&ev, &mut q.out);
+                evicted.push(ev);
+            }
+            let written =
+                write_parse(&name, sql, &described.params, &[], &mut q.out).and_then(|()| {
+                    write_bind_execute_in(&name, &described.params, params, true, sync, &mut q.out)
+                });
+            if let Err(e) = written {
+                q.names.forget(sql, &name);
+                return Err(Error::from(e));
+            }
+            let named = (!name.is_empty()).then(|| name.clone());
+            let plan = Plan {
+                prepares: named.clone().map(|n| (sql.clone(), n)),
+                uses: named.clone(),
+                confirms: named,
+            };
+            Ok((described.columns.clone(), plan))
+        }
+    }
 }
 
 /// The assembler of an answer that brings its own description: `described` only lends the
