@@ -382,7 +382,7 @@ impl Connection {
         self.finish_pending().await?;
         let (name, described) = self.prepared(sql).await?;
         let unnamed = name.is_empty();
-        let mut answers = Answers::new(atomic);
+        let mut answers = Answers::counting(atomic);
         let mut sent = 0usize;
         let mut done = false;
         while !done || !answers.complete(sent) {
@@ -597,6 +597,9 @@ pub(crate) struct Answers {
     aborting: bool,
     total: u64,
     copy: bool,
+    /// Each statement's [`BatchResult`] is kept (a batch); `execute_many` keeps only the
+    /// total, so that its memory does not grow with its rows.
+    keep_results: bool,
     /// Per statement answered, the columns its rows came with (`None`: it failed or was
     /// skipped); kept only for [`Answers::keeping_columns`].
     columns: Option<Vec<Option<Arc<[crate::protocol::Column]>>>>,
@@ -641,7 +644,17 @@ impl Answers {
             aborting: false,
             total: 0,
             copy: false,
+            keep_results: true,
             columns: None,
+        }
+    }
+
+    /// The answers of `execute_many`: the total count and the first error, nothing kept
+    /// per row.
+    fn counting(atomic: bool) -> Answers {
+        Answers {
+            keep_results: false,
+            ..Answers::new(atomic)
         }
     }
 
@@ -748,11 +761,13 @@ impl Answers {
             self.record_error(e);
         } else {
             self.total += count;
-            self.results.push(BatchResult {
-                rows: wanted.then_some(rows),
-                count,
-                error: None,
-            });
+            if self.keep_results {
+                self.results.push(BatchResult {
+                    rows: wanted.then_some(rows),
+                    count,
+                    error: None,
+                });
+            }
         }
         self.answered += 1;
     }
@@ -778,6 +793,10 @@ impl Answers {
                 self.first_error = Some(e);
             }
         } else {
+            if !self.keep_results {
+                self.first_error.get_or_insert(e);
+                return;
+            }
             if self.first_error.is_none() {
                 self.first_error = Some(e.duplicate());
             }
