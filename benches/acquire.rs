@@ -60,7 +60,7 @@ fn uncontended(c: &mut Criterion) {
             };
             counters.record_immediate_acquire();
             black_box(&conn);
-            counters.record_release();
+            counters.record_use(Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -92,7 +92,7 @@ fn uncontended(c: &mut Criterion) {
             detector.checkout(&slot, site, 0);
             black_box(&conn);
             black_box(LeakDetector::checkin(&slot, 0));
-            counters.record_release();
+            counters.record_use(Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -141,7 +141,7 @@ fn contended(c: &mut Criterion) {
                                         TryAcquire::Closed => unreachable!(),
                                     };
                                     tokio::task::yield_now().await;
-                                    counters.record_release();
+                                    counters.record_use(Duration::from_nanos(100));
                                     let _ = core.release(conn, Holder::Caller);
                                 }
                             }));

@@ -12,7 +12,6 @@ pub struct Counters {
     /// Acquisitions served at once; the total is this plus `waited` (one atomic add per
     /// acquisition on the fast path, and the first histogram bucket is derived from it).
     pub(crate) immediate: AtomicU64,
-    pub(crate) releases: AtomicU64,
     pub(crate) waited: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) cancelled: AtomicU64,
@@ -59,7 +58,6 @@ impl Counters {
     pub fn new(slow_threshold: Duration) -> Counters {
         Counters {
             immediate: AtomicU64::new(0),
-            releases: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
@@ -109,13 +107,8 @@ impl Counters {
         }
     }
 
-    /// A connection handed back.
-    #[inline]
-    pub fn record_release(&self) {
-        self.releases.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A caller held its connection for `held` (checkout to return).
+    /// A caller held its connection for `held` (checkout to return); it counts the
+    /// release too.
     #[inline]
     pub fn record_use(&self, held: Duration) {
         let nanos = held.as_nanos().min(u64::MAX as u128) as u64;
@@ -187,7 +180,6 @@ impl Counters {
         s.acquisitions_waited = r(&self.waited);
         // Both parts only grow, so the sum never goes back between snapshots.
         s.total_acquisitions = immediate + s.acquisitions_waited;
-        s.total_releases = r(&self.releases);
         s.acquire_timeouts = r(&self.timeouts);
         s.acquires_cancelled = r(&self.cancelled);
         s.connections_created = r(&self.created);
@@ -218,7 +210,10 @@ impl Counters {
         }
         let use_sum = r(&self.use_sum_nanos);
         s.use_time_sum_seconds = use_sum as f64 / 1e9;
+        // Every release records its use: the histogram's count is the releases' (one
+        // counter fewer on the checkout path).
         let uses: u64 = s.use_histogram.iter().sum();
+        s.total_releases = uses;
         s.avg_use_time_ms = if uses == 0 {
             0.0
         } else {

@@ -55,8 +55,18 @@ impl fmt::Debug for PooledConnection {
 impl PooledConnection {
     pub(super) fn new(
         shared: Arc<Shared>,
+        conn: Box<Pooled>,
+        site: &'static Location<'static>,
+    ) -> Self {
+        Self::new_at(shared, conn, site, std::time::Instant::now())
+    }
+
+    /// As [`PooledConnection::new`], checked out at `now` (a clock the caller read anyway).
+    pub(super) fn new_at(
+        shared: Arc<Shared>,
         mut conn: Box<Pooled>,
         site: &'static Location<'static>,
+        now_instant: std::time::Instant,
     ) -> Self {
         let id = conn.id;
         conn.conn
@@ -74,7 +84,7 @@ impl PooledConnection {
             conn: Some(conn),
             site,
             checked_out_ms: now,
-            checked_out: std::time::Instant::now(),
+            checked_out: now_instant,
             leak_tracked,
         }
     }
@@ -156,7 +166,6 @@ impl PooledConnection {
             .expect("the connection is present until drop");
         self.end_checkout(&p);
         let held = self.checked_out.elapsed();
-        self.shared.counters.record_release();
         self.shared.counters.record_use(held);
         #[cfg(feature = "otel")]
         if let Some(o) = &self.shared.otel {

@@ -200,13 +200,15 @@ impl Pool {
         cancel_guard.0 = None;
         match r {
             Ok(p) => {
-                let waited = start.elapsed();
+                // One clock reading ends the wait and starts the checkout.
+                let now = Instant::now();
+                let waited = now.saturating_duration_since(start);
                 shared.counters.record_waited_acquire(waited);
                 #[cfg(feature = "otel")]
                 if let Some(o) = &shared.otel {
                     o.waited(waited);
                 }
-                Ok(PooledConnection::new(shared.clone(), p, site))
+                Ok(PooledConnection::new_at(shared.clone(), p, site, now))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
             Err(Unserved::TimedOut) => {

@@ -189,6 +189,8 @@ struct State<C> {
     maintenance: usize,
     peak_active: usize,
     closed: bool,
+    /// The deadline of the last caller queued (see [`Core::try_acquire_until`]).
+    last_deadline: u64,
 }
 
 struct AtomicGauges {
@@ -310,6 +312,7 @@ impl<C> Core<C> {
                 maintenance: 0,
                 peak_active: 0,
                 closed: false,
+                last_deadline: 0,
             }),
             gauges: AtomicGauges {
                 size: AtomicUsize::new(0),
@@ -350,6 +353,15 @@ impl<C> Core<C> {
     /// earliest.
     #[inline]
     pub fn try_acquire_until(&self, deadline: impl FnOnce() -> u64) -> TryAcquire<C> {
+        // The clock is read outside the lock (under contention it would lengthen every
+        // other caller's wait for it): first when no connection looks idle, else only
+        // when the one that looked idle was taken meanwhile.
+        if self.0.gauges.idle.load(Ordering::Relaxed) > 0 {
+            if let Some(r) = self.try_take() {
+                return r;
+            }
+        }
+        let deadline = deadline();
         let mut l = self.lock();
         if l.st.closed {
             return TryAcquire::Closed;
@@ -359,10 +371,14 @@ impl<C> Core<C> {
             l.publish_idle_active();
             return TryAcquire::Ready(conn);
         }
+        // Read before the lock, a deadline may be earlier than that of a caller queued
+        // meanwhile: it is not, so the queue's deadlines stay in order.
+        let deadline = deadline.max(l.st.last_deadline);
+        l.st.last_deadline = deadline;
         let id = l.st.slots.insert(Slot {
             state: SlotState::Waiting,
             waker: None,
-            deadline: deadline(),
+            deadline,
         });
         let first = l.st.queue.is_empty();
         l.st.queue.push_back(id);
@@ -378,6 +394,19 @@ impl<C> Core<C> {
             open,
             first,
         }
+    }
+
+    /// An idle connection, or the pool's closing; `None` when the caller has to wait.
+    #[inline]
+    fn try_take(&self) -> Option<TryAcquire<C>> {
+        let mut l = self.lock();
+        if l.st.closed {
+            return Some(TryAcquire::Closed);
+        }
+        let conn = l.st.idle.pop_back()?;
+        l.st.active += 1;
+        l.publish_idle_active();
+        Some(TryAcquire::Ready(conn))
     }
 
     /// Ends the waits whose deadline is at or before `now`: they leave the queue and

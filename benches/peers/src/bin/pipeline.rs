@@ -44,7 +44,7 @@ impl Client {
             Client::Exclusive => "wirepool acquire + query_one",
             Client::Deadpool => "deadpool-postgres get + query_one",
             Client::Batch { atomic: true } => {
-                "wirepool pool.batch() of 10, atomic (a checkout, one Sync)"
+                "wirepool pool.batch() of 10, atomic (on a lane, one Sync)"
             }
             Client::Batch { atomic: false } => {
                 "wirepool pool.batch() of 10, independent (pipelined, a Sync each)"
