@@ -4,6 +4,7 @@
 
 mod auth_step;
 mod batch;
+mod batch_answers;
 mod cache;
 mod cancel;
 mod copy;
@@ -36,8 +37,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
-pub(crate) use batch::{Answers, Item as BatchItem};
+pub(crate) use batch::Item as BatchItem;
 pub use batch::{Batch, BatchResult, RowParams};
+pub(crate) use batch_answers::Answers;
 pub use cache::CacheStats;
 pub use cancel::CancelToken;
 pub use copy::{CopyInSink, CopyOutStream};

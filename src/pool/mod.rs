@@ -14,6 +14,7 @@ mod environment;
 mod guard;
 mod lane;
 mod lane_close;
+mod lane_plan;
 mod lane_watch;
 mod leak_task;
 mod monitor;

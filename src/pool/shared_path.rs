@@ -32,8 +32,9 @@ use std::task::{Context, Poll};
 
 use postgres_types::{ToSql, Type};
 
-use super::lane::{self, Lane, Pending, Plan};
+use super::lane::{self, Lane, Pending};
 use super::lane_close::Lanes;
+use super::lane_plan::Plan;
 use super::shared_write::{enqueue_execute, with_closes};
 use super::{Pool, Shared};
 use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use postgres_types::ToSql;
 
-use super::lane::{Lane, Pending, Plan, Plans, Queue};
+use super::lane::{Lane, Pending, Queue};
+use super::lane_plan::{Plan, Plans};
 use crate::conn::{Answers, Assembler, BatchItem, Named};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{

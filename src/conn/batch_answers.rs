@@ -1,0 +1,251 @@
+//! The answers of a batch or of `execute_many`, assembled message by message: each
+//! statement's rows or count, the first error with its statement's index, and the
+//! ReadyForQuery messages still owed (one per Sync).
+
+use std::sync::Arc;
+
+use super::batch::BatchResult;
+use crate::error::{DbError, Error, Result};
+use crate::protocol::{BackendMessage, Row};
+
+/// The answers of a batch, assembled as they come.
+#[derive(Debug)]
+pub(crate) struct Answers {
+    atomic: bool,
+    /// Per statement sent: its columns (empty: no rows wanted) and whether rows are wanted.
+    expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool)>,
+    results: Vec<BatchResult>,
+    /// Statements answered so far (a result or an error, or skipped after an error).
+    answered: usize,
+    rows: Vec<Row>,
+    first_error: Option<Error>,
+    /// ReadyForQuery still owed (independent: one per statement; atomic: one).
+    readies: usize,
+    aborting: bool,
+    total: u64,
+    copy: bool,
+    /// Each statement's [`BatchResult`] is kept (a batch); `execute_many` keeps only the
+    /// total, so that its memory does not grow with its rows.
+    keep_results: bool,
+    /// Per statement answered, the columns its rows came with (`None`: it failed or was
+    /// skipped); kept only for [`Answers::keeping_columns`].
+    columns: Option<Vec<Option<Arc<[crate::protocol::Column]>>>>,
+}
+
+impl Answers {
+    /// The answers of an atomic batch that keep each statement's columns (a lane confirms
+    /// them for its prepared statements).
+    pub(crate) fn keeping_columns() -> Answers {
+        Answers {
+            columns: Some(Vec::new()),
+            ..Answers::new(true)
+        }
+    }
+
+    /// Each statement's columns as its answer brought them, in order (see
+    /// [`Answers::keeping_columns`]).
+    pub(crate) fn columns(&self) -> &[Option<Arc<[crate::protocol::Column]>>] {
+        self.columns.as_deref().unwrap_or(&[])
+    }
+
+    /// The first error the batch met (with its statement's index).
+    pub(crate) fn error(&self) -> Option<&Error> {
+        self.first_error.as_ref()
+    }
+
+    fn keep_columns(&mut self, c: Option<Arc<[crate::protocol::Column]>>) {
+        if let Some(all) = &mut self.columns {
+            all.push(c);
+        }
+    }
+
+    pub(super) fn new(atomic: bool) -> Answers {
+        Answers {
+            atomic,
+            expected: Default::default(),
+            results: Vec::new(),
+            answered: 0,
+            rows: Vec::new(),
+            first_error: None,
+            readies: 0,
+            aborting: false,
+            total: 0,
+            copy: false,
+            keep_results: true,
+            columns: None,
+        }
+    }
+
+    /// The answers of `execute_many`: the total count and the first error, nothing kept
+    /// per row.
+    pub(super) fn counting(atomic: bool) -> Answers {
+        Answers {
+            keep_results: false,
+            ..Answers::new(atomic)
+        }
+    }
+
+    pub(crate) fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {
+        self.expected.push_back((columns, rows));
+        if !self.atomic {
+            self.readies += 1;
+        } else if self.readies == 0 {
+            self.readies = 1;
+        }
+    }
+
+    pub(super) fn abort_expected(&mut self) {
+        self.aborting = true;
+        if !self.atomic {
+            self.readies += 1;
+        }
+    }
+
+    pub(super) fn copy_refused(&mut self) {
+        self.copy = true;
+    }
+
+    /// Whether every statement of `n` is answered and every ReadyForQuery read.
+    pub(crate) fn complete(&self, n: usize) -> bool {
+        self.answered >= n && self.readies == 0
+    }
+
+    pub(crate) fn feed(&mut self, msg: BackendMessage) -> Result<()> {
+        match msg {
+            BackendMessage::ParseComplete
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete
+            | BackendMessage::NoData
+            | BackendMessage::PortalSuspended
+            | BackendMessage::ParameterStatus { .. }
+            | BackendMessage::NotificationResponse { .. } => {}
+            BackendMessage::RowDescription(fields) => {
+                if let Some((cols, _)) = self.expected.front_mut() {
+                    *cols = crate::protocol::extended::columns_like_known(fields, cols);
+                }
+            }
+            BackendMessage::DataRow(body) => {
+                let Some((cols, wanted)) = self.expected.front() else {
+                    return Err(Error::protocol("a row with no batch statement waiting"));
+                };
+                if body.len() != cols.len() {
+                    return Err(Error::protocol(format!(
+                        "DataRow has {} values for {} columns",
+                        body.len(),
+                        cols.len()
+                    )));
+                }
+                if *wanted {
+                    self.rows.push(Row::new(cols.clone(), body));
+                }
+            }
+            BackendMessage::CommandComplete(tag) => {
+                let count = tag
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.finish(Some(count));
+            }
+            BackendMessage::EmptyQueryResponse => self.finish(Some(0)),
+            BackendMessage::CopyOutResponse => self.copy = true,
+            BackendMessage::CopyData(_) | BackendMessage::CopyDone if self.copy => {}
+            BackendMessage::ErrorResponse(db) => {
+                let index = self.answered;
+                self.fail(index, db);
+            }
+            BackendMessage::ReadyForQuery(_) => {
+                self.readies = self.readies.saturating_sub(1);
+                if self.atomic {
+                    // Everything after an error was skipped by the server.
+                    while !self.expected.is_empty() {
+                        self.expected.pop_front();
+                        self.answered += 1;
+                        self.keep_columns(None);
+                    }
+                }
+            }
+            other => {
+                return Err(Error::protocol(format!(
+                    "unexpected {} in the answer to a batch",
+                    other.name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, count: Option<u64>) {
+        let Some((columns, wanted)) = self.expected.pop_front() else {
+            return;
+        };
+        self.keep_columns((!self.copy).then_some(columns));
+        let rows = std::mem::take(&mut self.rows);
+        let count = count.unwrap_or(0);
+        if self.copy {
+            self.copy = false;
+            let e = Error::copy_unsupported().with_batch_index(self.answered);
+            self.record_error(e);
+        } else {
+            self.total += count;
+            if self.keep_results {
+                self.results.push(BatchResult {
+                    rows: wanted.then_some(rows),
+                    count,
+                    error: None,
+                });
+            }
+        }
+        self.answered += 1;
+    }
+
+    fn fail(&mut self, index: usize, db: Box<DbError>) {
+        if self.aborting && db.code() == "34000" && self.expected.is_empty() {
+            // The abort's own error: the batch's error was recorded before it.
+            return;
+        }
+        self.copy = false;
+        self.rows.clear();
+        let e = Error::db_boxed(db).with_batch_index(index);
+        if self.expected.pop_front().is_some() {
+            self.answered += 1;
+            self.keep_columns(None);
+        }
+        self.record_error(e);
+    }
+
+    fn record_error(&mut self, e: Error) {
+        if self.atomic {
+            if self.first_error.is_none() {
+                self.first_error = Some(e);
+            }
+        } else {
+            if !self.keep_results {
+                self.first_error.get_or_insert(e);
+                return;
+            }
+            if self.first_error.is_none() {
+                self.first_error = Some(e.duplicate());
+            }
+            self.results.push(BatchResult {
+                rows: None,
+                count: 0,
+                error: Some(e),
+            });
+        }
+    }
+
+    pub(crate) fn into_results(self) -> Result<Vec<BatchResult>> {
+        match (self.atomic, self.first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(self.results),
+        }
+    }
+
+    pub(super) fn into_count(self) -> Result<u64> {
+        match self.first_error {
+            Some(e) => Err(e),
+            None => Ok(self.total),
+        }
+    }
+}
