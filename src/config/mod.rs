@@ -575,7 +575,5 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
     Ok(cfg)
 }
 
-/// A comma-separated port list; empty entries are the default port.
-
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,7 @@ pub(super) struct Partial {
     pub(super) after_password: bool,
 }
 
+/// A comma-separated port list; empty entries are the default port.
 pub(super) fn port_list(v: &str, what: &str) -> Result<Vec<Option<u16>>> {
     v.split(',')
         .map(|p| {
