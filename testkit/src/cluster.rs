@@ -22,7 +22,7 @@
 //! [`Cluster::start_standby`] makes a streaming standby of a cluster (`pg_basebackup -R`),
 //! [`Cluster::promote`] promotes it, for failover tests.
 //!
-//! [`Bouncer`] puts a PgBouncer (Debian's `pgbouncer` package) in front of a cluster, on
+//! [`Bouncer`](crate::Bouncer) puts a PgBouncer (Debian's `pgbouncer` package) in front of a cluster, on
 //! another free loopback port, for tests of pools behind it.
 //!
 //! [`Cluster::kill`] stops the server the hard way (`pg_ctl stop -m immediate`),
@@ -100,23 +100,23 @@ impl fmt::Display for ClusterError {
 
 impl std::error::Error for ClusterError {}
 
-fn err(msg: impl Into<String>) -> ClusterError {
+pub(crate) fn err(msg: impl Into<String>) -> ClusterError {
     ClusterError(msg.into())
 }
 
 /// A running (or deliberately stopped) throwaway PostgreSQL cluster.
 #[derive(Debug)]
 pub struct Cluster {
-    root: PathBuf,
-    bin: PathBuf,
-    port: u16,
-    owner: Option<(u32, u32)>,
-    running: bool,
-    tls: bool,
-    watchdog: Option<std::process::Child>,
+    pub(crate) root: PathBuf,
+    pub(crate) bin: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) owner: Option<(u32, u32)>,
+    pub(crate) running: bool,
+    pub(crate) tls: bool,
+    pub(crate) watchdog: Option<std::process::Child>,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(crate) static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Cluster {
     /// Creates, configures and starts a cluster.
@@ -143,7 +143,7 @@ impl Cluster {
         Self::start_with(true)
     }
 
-    fn start_with(tls: bool) -> Result<Cluster, ClusterError> {
+    pub(crate) fn start_with(tls: bool) -> Result<Cluster, ClusterError> {
         let bin = find_bin_dir()?;
         let owner = if is_root() {
             Some(postgres_ids()?)
@@ -386,7 +386,7 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    fn init(&self) -> Result<(), ClusterError> {
+    pub(crate) fn init(&self) -> Result<(), ClusterError> {
         let data = self.data_dir();
         self.run(
             "initdb",
@@ -413,125 +413,14 @@ impl Cluster {
         self.make_socket_dir()
     }
 
-    fn make_socket_dir(&self) -> Result<(), ClusterError> {
+    pub(crate) fn make_socket_dir(&self) -> Result<(), ClusterError> {
         let sock = self.socket_dir();
         std::fs::create_dir_all(&sock).map_err(|e| err(format!("creating socket dir: {e}")))?;
         self.chown(&sock)?;
         Ok(())
     }
 
-    /// A test CA, a server certificate for localhost and 127.0.0.1 signed by it, a client
-    /// certificate for `cert_user`, and an unrelated CA; EC P-256 keys.
-    fn make_certificates(&self) -> Result<(), ClusterError> {
-        let dir = self.root.join("tls");
-        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating the TLS dir: {e}")))?;
-        let openssl = |args: &[&str]| -> Result<(), ClusterError> {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| {
-                    err(format!(
-                        "running openssl: {e} (install it: `apt-get install openssl`)"
-                    ))
-                })?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(err(format!(
-                    "openssl {} failed: {}",
-                    args.first().copied().unwrap_or(""),
-                    String::from_utf8_lossy(&out.stderr)
-                )))
-            }
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        for ca in ["ca", "other_ca"] {
-            let (key, crt, subj) = (
-                format!("{ca}.key"),
-                format!("{ca}.crt"),
-                format!("/CN=wirepool test {ca}"),
-            );
-            let mut args = vec!["req", "-x509"];
-            args.extend_from_slice(&ec);
-            args.extend_from_slice(&[
-                "-keyout",
-                &key,
-                "-out",
-                &crt,
-                "-days",
-                "3",
-                "-subj",
-                &subj,
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ]);
-            openssl(&args)?;
-        }
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .map_err(|e| err(format!("writing server.ext: {e}")))?;
-        std::fs::write(
-            dir.join("client.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-        )
-        .map_err(|e| err(format!("writing client.ext: {e}")))?;
-        for (name, cn) in [("server", "localhost"), ("client", "cert_user")] {
-            let (key, csr, crt, ext, subj) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.crt"),
-                format!("{name}.ext"),
-                format!("/CN={cn}"),
-            );
-            let mut args = vec!["req"];
-            args.extend_from_slice(&ec);
-            args.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subj]);
-            openssl(&args)?;
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "3",
-                "-extfile",
-                &ext,
-            ])?;
-        }
-        // The server reads its key as its own user, and only from a private file.
-        for f in ["server.key", "server.crt", "ca.crt"] {
-            self.chown(&dir.join(f))?;
-        }
-        std::fs::set_permissions(
-            dir.join("server.key"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .map_err(|e| err(format!("chmod server.key: {e}")))?;
-        self.chown(&dir)?;
-        Ok(())
-    }
-
-    fn write_config(&self) -> Result<(), ClusterError> {
+    pub(crate) fn write_config(&self) -> Result<(), ClusterError> {
         let data = self.data_dir();
         let mut conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1,::1'\nunix_socket_directories = '{}'\n\
@@ -582,7 +471,7 @@ impl Cluster {
 
     /// Picks a free port, writes the configuration and starts the server; up to three
     /// tries, since another process may take the port between the pick and the start.
-    fn start_on_a_free_port(&mut self) -> Result<(), ClusterError> {
+    pub(crate) fn start_on_a_free_port(&mut self) -> Result<(), ClusterError> {
         let mut tries = 1;
         loop {
             self.port = free_port()?;
@@ -594,7 +483,7 @@ impl Cluster {
         }
     }
 
-    fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {
+    pub(crate) fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {
         let log = self.root.join("server.log");
         let log = log
             .to_str()
@@ -605,7 +494,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn pg_ctl(&self, args: &[&str]) -> Result<(), ClusterError> {
+    pub(crate) fn pg_ctl(&self, args: &[&str]) -> Result<(), ClusterError> {
         let data = self.data_dir();
         let mut all = vec![
             "-D",
@@ -623,7 +512,7 @@ impl Cluster {
         })
     }
 
-    fn create_roles(&self) -> Result<(), ClusterError> {
+    pub(crate) fn create_roles(&self) -> Result<(), ClusterError> {
         self.psql(
             "CREATE ROLE trust_user LOGIN; \
              CREATE ROLE password_user LOGIN PASSWORD 'password_secret'; \
@@ -640,7 +529,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> Result<Output, ClusterError> {
+    pub(crate) fn run(&self, tool: &str, args: &[&str]) -> Result<Output, ClusterError> {
         let mut cmd = Command::new(self.bin.join(tool));
         cmd.args(args).current_dir(&self.root).stdin(Stdio::null());
         cmd.env_remove("PGHOST")
@@ -664,7 +553,7 @@ impl Cluster {
         Ok(out)
     }
 
-    fn chown(&self, path: &Path) -> Result<(), ClusterError> {
+    pub(crate) fn chown(&self, path: &Path) -> Result<(), ClusterError> {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
                 .map_err(|e| err(format!("chown {path:?}: {e}")))?;
@@ -674,7 +563,7 @@ impl Cluster {
 
     /// A process that stops the server and removes the directory once the owning process
     /// is gone, in case it exits without dropping the cluster.
-    fn spawn_watchdog(&mut self) {
+    pub(crate) fn spawn_watchdog(&mut self) {
         let data = self.data_dir();
         let pg_ctl = self.bin.join("pg_ctl");
         let as_owner = if self.owner.is_some() {
@@ -713,14 +602,14 @@ impl Drop for Cluster {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // The owner of /proc/self is this process's effective uid.
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
 
-fn postgres_ids() -> Result<(u32, u32), ClusterError> {
+pub(crate) fn postgres_ids() -> Result<(u32, u32), ClusterError> {
     let passwd = std::fs::read_to_string("/etc/passwd")
         .map_err(|e| err(format!("reading /etc/passwd: {e}")))?;
     for line in passwd.lines() {
@@ -742,7 +631,7 @@ fn postgres_ids() -> Result<(u32, u32), ClusterError> {
 }
 
 /// A new, empty temporary directory for one cluster.
-fn fresh_root() -> Result<PathBuf, ClusterError> {
+pub(crate) fn fresh_root() -> Result<PathBuf, ClusterError> {
     let root = std::env::temp_dir().join(format!(
         "wirepool-{}-{}",
         std::process::id(),
@@ -753,7 +642,7 @@ fn fresh_root() -> Result<PathBuf, ClusterError> {
     Ok(root)
 }
 
-fn free_port() -> Result<u16, ClusterError> {
+pub(crate) fn free_port() -> Result<u16, ClusterError> {
     let l =
         TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("finding a free port: {e}")))?;
     l.local_addr()
@@ -761,7 +650,7 @@ fn free_port() -> Result<u16, ClusterError> {
         .map_err(|e| err(format!("finding a free port: {e}")))
 }
 
-fn has_server(dir: &Path) -> bool {
+pub(crate) fn has_server(dir: &Path) -> bool {
     ["initdb", "pg_ctl", "postgres", "psql"]
         .iter()
         .all(|t| dir.join(t).is_file())
@@ -814,146 +703,4 @@ pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
         "PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found; \
          install them (Debian/Ubuntu: `apt-get install postgresql`) or set PG_BIN to their directory",
     ))
-}
-
-/// PgBouncer's pooling mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PoolMode {
-    /// A server connection per client session.
-    Session,
-    /// A server connection per transaction: statements of one client may run on
-    /// different server connections.
-    Transaction,
-}
-
-/// A PgBouncer in front of a [`Cluster`], on a free loopback port, stopped and removed on
-/// drop. Every role of the cluster is let in (`auth_type = trust`); the database is
-/// `postgres`.
-#[derive(Debug)]
-pub struct Bouncer {
-    dir: PathBuf,
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Bouncer {
-    /// Starts PgBouncer (`PGBOUNCER`, else `pgbouncer` on PATH or in /usr/sbin) in `mode`,
-    /// with `server_connections` server connections at most.
-    ///
-    /// # Errors
-    ///
-    /// When PgBouncer is not installed (the message says how to install it), or does not
-    /// start listening within 30 s (the message carries its log).
-    pub fn start(
-        cluster: &Cluster,
-        mode: PoolMode,
-        server_connections: usize,
-    ) -> Result<Bouncer, ClusterError> {
-        let bin = find_pgbouncer()?;
-        let dir = cluster.root.join(format!(
-            "pgbouncer-{}",
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {dir:?}: {e}")))?;
-        cluster.chown(&dir)?;
-        let port = free_port()?;
-        let users: String = [
-            Role::Admin,
-            Role::Trust,
-            Role::Password,
-            Role::Md5,
-            Role::Scram,
-        ]
-        .iter()
-        .map(|r| format!("\"{}\" \"\"\n", r.name()))
-        .collect();
-        let mode = match mode {
-            PoolMode::Session => "session",
-            PoolMode::Transaction => "transaction",
-        };
-        let ini = format!(
-            "[databases]\npostgres = host=127.0.0.1 port={pg} dbname=postgres\n\
-             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-             auth_type = trust\nauth_file = {dir}/userlist.txt\npool_mode = {mode}\n\
-             default_pool_size = {server_connections}\nmax_client_conn = 1000\n\
-             server_reset_query =\nlogfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
-            pg = cluster.port,
-            dir = dir.display(),
-        );
-        for (name, text) in [("userlist.txt", users), ("pgbouncer.ini", ini)] {
-            std::fs::write(dir.join(name), text)
-                .map_err(|e| err(format!("writing {name}: {e}")))?;
-            cluster.chown(&dir.join(name))?;
-        }
-        let mut cmd = Command::new(&bin);
-        cmd.arg(dir.join("pgbouncer.ini"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = cluster.owner {
-            cmd.uid(uid).gid(gid);
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| err(format!("running {}: {e}", bin.display())))?;
-        let mut bouncer = Bouncer { dir, port, child };
-        let t = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = bouncer.child.try_wait() {
-                return Err(err(format!(
-                    "pgbouncer exited ({status}):\n{}",
-                    bouncer.log()
-                )));
-            }
-            if t.elapsed() > std::time::Duration::from_secs(30) {
-                return Err(err(format!(
-                    "pgbouncer did not listen within 30 s:\n{}",
-                    bouncer.log()
-                )));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Ok(bouncer)
-    }
-
-    /// The port PgBouncer listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Connection settings for `role` through PgBouncer.
-    pub fn config(&self, cluster: &Cluster, role: Role) -> ConnectConfig {
-        cluster.config(role).with_port(self.port)
-    }
-
-    /// What PgBouncer has logged.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Bouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn find_pgbouncer() -> Result<PathBuf, ClusterError> {
-    if let Ok(p) = std::env::var("PGBOUNCER") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.push(PathBuf::from("/usr/sbin"));
-    dirs.into_iter()
-        .map(|d| d.join("pgbouncer"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            err("pgbouncer not found; install it (Debian/Ubuntu: `apt-get install pgbouncer`) or set PGBOUNCER to its path")
-        })
 }

@@ -6,13 +6,16 @@
 //! `with-postgres COMMAND...` (a binary of this crate) runs a command with `DATABASE_URL`
 //! set to a throwaway cluster's, for the doc tests.
 
+mod bouncer;
+mod certificates;
 mod cluster;
 pub mod http;
 pub mod process;
 
 use std::time::{Duration, Instant};
 
-pub use cluster::{find_bin_dir, Bouncer, Cluster, ClusterError, PoolMode, Role};
+pub use bouncer::{Bouncer, PoolMode};
+pub use cluster::{find_bin_dir, Cluster, ClusterError, Role};
 use wirepool::PoolConfig;
 
 /// A throwaway cluster, or a panic that says why there is none (never a silent skip).

@@ -1,0 +1,153 @@
+//! A PgBouncer in front of a throwaway cluster, on another free loopback port, for tests of
+//! pools behind it.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+
+use wirepool::ConnectConfig;
+
+use super::cluster::*;
+
+/// PgBouncer's pooling mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolMode {
+    /// A server connection per client session.
+    Session,
+    /// A server connection per transaction: statements of one client may run on
+    /// different server connections.
+    Transaction,
+}
+
+/// A PgBouncer in front of a [`Cluster`], on a free loopback port, stopped and removed on
+/// drop. Every role of the cluster is let in (`auth_type = trust`); the database is
+/// `postgres`.
+#[derive(Debug)]
+pub struct Bouncer {
+    dir: PathBuf,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Bouncer {
+    /// Starts PgBouncer (`PGBOUNCER`, else `pgbouncer` on PATH or in /usr/sbin) in `mode`,
+    /// with `server_connections` server connections at most.
+    ///
+    /// # Errors
+    ///
+    /// When PgBouncer is not installed (the message says how to install it), or does not
+    /// start listening within 30 s (the message carries its log).
+    pub fn start(
+        cluster: &Cluster,
+        mode: PoolMode,
+        server_connections: usize,
+    ) -> Result<Bouncer, ClusterError> {
+        let bin = find_pgbouncer()?;
+        let dir = cluster.root.join(format!(
+            "pgbouncer-{}",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {dir:?}: {e}")))?;
+        cluster.chown(&dir)?;
+        let port = free_port()?;
+        let users: String = [
+            Role::Admin,
+            Role::Trust,
+            Role::Password,
+            Role::Md5,
+            Role::Scram,
+        ]
+        .iter()
+        .map(|r| format!("\"{}\" \"\"\n", r.name()))
+        .collect();
+        let mode = match mode {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        };
+        let ini = format!(
+            "[databases]\npostgres = host=127.0.0.1 port={pg} dbname=postgres\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {dir}/userlist.txt\npool_mode = {mode}\n\
+             default_pool_size = {server_connections}\nmax_client_conn = 1000\n\
+             server_reset_query =\nlogfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+            pg = cluster.port,
+            dir = dir.display(),
+        );
+        for (name, text) in [("userlist.txt", users), ("pgbouncer.ini", ini)] {
+            std::fs::write(dir.join(name), text)
+                .map_err(|e| err(format!("writing {name}: {e}")))?;
+            cluster.chown(&dir.join(name))?;
+        }
+        let mut cmd = Command::new(&bin);
+        cmd.arg(dir.join("pgbouncer.ini"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = cluster.owner {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| err(format!("running {}: {e}", bin.display())))?;
+        let mut bouncer = Bouncer { dir, port, child };
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = bouncer.child.try_wait() {
+                return Err(err(format!(
+                    "pgbouncer exited ({status}):\n{}",
+                    bouncer.log()
+                )));
+            }
+            if t.elapsed() > std::time::Duration::from_secs(30) {
+                return Err(err(format!(
+                    "pgbouncer did not listen within 30 s:\n{}",
+                    bouncer.log()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(bouncer)
+    }
+
+    /// The port PgBouncer listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connection settings for `role` through PgBouncer.
+    pub fn config(&self, cluster: &Cluster, role: Role) -> ConnectConfig {
+        cluster.config(role).with_port(self.port)
+    }
+
+    /// What PgBouncer has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn find_pgbouncer() -> Result<PathBuf, ClusterError> {
+    if let Ok(p) = std::env::var("PGBOUNCER") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/sbin"));
+    dirs.into_iter()
+        .map(|d| d.join("pgbouncer"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            err("pgbouncer not found; install it (Debian/Ubuntu: `apt-get install pgbouncer`) or set PGBOUNCER to its path")
+        })
+}
