@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -122,16 +121,6 @@ struct SessionCap {
     cap: usize,
 }
 
-/// The answer to a request for a new MCP session past the cap.
-pub(crate) fn too_many_sessions() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "10")],
-        "too many MCP sessions are open; retry later",
-    )
-        .into_response()
-}
-
 /// Refuses a request that would open a new streamable-HTTP session (one without an
 /// `Mcp-Session-Id`) while the cap's number of sessions are open.
 async fn cap_new_sessions(
@@ -147,7 +136,7 @@ async fn cap_new_sessions(
             Err(_) => 0,
         };
         if open >= cap.cap {
-            return too_many_sessions();
+            return sse::too_many_sessions();
         }
     }
     next.run(req).await

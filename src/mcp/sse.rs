@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -75,7 +75,7 @@ async fn open_session<S: ServerHandler + Send + Sync + 'static>(
     State(s): State<Arc<Sessions<S>>>,
 ) -> Response {
     if s.open.lock().len() >= s.cap {
-        return super::routes::too_many_sessions();
+        return too_many_sessions();
     }
     let Some(id) = session_id() else {
         return (
@@ -215,4 +215,14 @@ impl Transport<RoleServer> for ChannelTransport {
         self.incoming.close();
         Ok(())
     }
+}
+
+/// The answer to a request for a new MCP session past the cap.
+pub(crate) fn too_many_sessions() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "10")],
+        "too many MCP sessions are open; retry later",
+    )
+        .into_response()
 }

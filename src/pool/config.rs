@@ -228,33 +228,14 @@ impl Default for PoolConfig {
     }
 }
 
+/// The largest `POOL_MIN_SIZE` / `POOL_MAX_SIZE` (and `min_size` / `max_size`) accepted:
+/// far more connections than one PostgreSQL server serves.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
+/// The most shared-path statements in flight per connection accepted.
+pub(crate) const MAX_PIPELINE_DEPTH: usize = 1024;
+
 impl PoolConfig {
-    /// The defaults, overridden by the `POOL_*` environment variables that are set (the
-    /// list, with each default: [`ENVIRONMENT`](crate::pool::ENVIRONMENT)).
-    ///
-    /// # Errors
-    ///
-    /// A configuration error naming the variable whose value is malformed.
-    pub fn from_env() -> Result<PoolConfig> {
-        Self::from_env_with(|k| std::env::var(k).ok())
-    }
-
-    /// As [`PoolConfig::from_env`], reading variables through `env`.
-    ///
-    /// # Errors
-    ///
-    /// A configuration error naming the variable whose value is malformed.
-    pub fn from_env_with(env: impl Fn(&str) -> Option<String>) -> Result<PoolConfig> {
-        let mut c = PoolConfig::default();
-        for var in super::environment::ENVIRONMENT {
-            if let Some(v) = env(var.name) {
-                var.apply(&mut c, &v)?;
-            }
-        }
-        c.validate()?;
-        Ok(c)
-    }
-
     /// Checks that the settings fit together.
     ///
     /// # Errors
@@ -264,11 +245,10 @@ impl PoolConfig {
         if self.max_size == 0 {
             return Err(Error::config("max_size (POOL_MAX_SIZE) must be at least 1"));
         }
-        if self.max_size > super::environment::MAX_POOL_SIZE {
+        if self.max_size > MAX_POOL_SIZE {
             return Err(Error::config(format!(
                 "max_size (POOL_MAX_SIZE={}) is more than the largest accepted, {}",
-                self.max_size,
-                super::environment::MAX_POOL_SIZE
+                self.max_size, MAX_POOL_SIZE
             )));
         }
         if self.min_size > self.max_size {
@@ -277,12 +257,10 @@ impl PoolConfig {
                 self.min_size, self.max_size
             )));
         }
-        if self.pipeline_depth == 0 || self.pipeline_depth > super::environment::MAX_PIPELINE_DEPTH
-        {
+        if self.pipeline_depth == 0 || self.pipeline_depth > MAX_PIPELINE_DEPTH {
             return Err(Error::config(format!(
                 "pipeline_depth (POOL_PIPELINE_DEPTH={}) must be from 1 to {}",
-                self.pipeline_depth,
-                super::environment::MAX_PIPELINE_DEPTH
+                self.pipeline_depth, MAX_PIPELINE_DEPTH
             )));
         }
         if self.acquire_timeout.is_zero() {

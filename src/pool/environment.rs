@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::config::{PoolConfig, SessionReset};
+use super::config::{PoolConfig, SessionReset, MAX_PIPELINE_DEPTH, MAX_POOL_SIZE};
 use crate::error::{Error, Result};
 
 /// One environment variable the pool reads (see [`ENVIRONMENT`]).
@@ -30,15 +30,8 @@ impl EnvVar {
     }
 }
 
-/// The largest `POOL_MIN_SIZE` / `POOL_MAX_SIZE` (and `min_size` / `max_size`) accepted:
-/// far more connections than one PostgreSQL server serves.
-pub const MAX_POOL_SIZE: usize = 10_000;
-
 /// The largest statement cache accepted per connection.
 const MAX_STATEMENT_CACHE: usize = 100_000;
-
-/// The most shared-path statements in flight per connection accepted.
-pub(crate) const MAX_PIPELINE_DEPTH: usize = 1024;
 
 /// Every `POOL_*` variable [`PoolConfig::from_env`] reads, with its default.
 pub const ENVIRONMENT: &[EnvVar] = &[
@@ -198,6 +191,34 @@ fn parse_bool(var: &str, v: &str) -> Result<bool> {
         _ => Err(Error::config(format!(
             "{var}: `{v}` is not a boolean (true or false)"
         ))),
+    }
+}
+
+impl PoolConfig {
+    /// The defaults, overridden by the `POOL_*` environment variables that are set (the
+    /// list, with each default: [`ENVIRONMENT`](crate::pool::ENVIRONMENT)).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable whose value is malformed.
+    pub fn from_env() -> Result<PoolConfig> {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// As [`PoolConfig::from_env`], reading variables through `env`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable whose value is malformed.
+    pub fn from_env_with(env: impl Fn(&str) -> Option<String>) -> Result<PoolConfig> {
+        let mut c = PoolConfig::default();
+        for var in ENVIRONMENT {
+            if let Some(v) = env(var.name) {
+                var.apply(&mut c, &v)?;
+            }
+        }
+        c.validate()?;
+        Ok(c)
     }
 }
 

@@ -38,8 +38,9 @@ pub(crate) use clock::millis;
 use clock::nanos;
 #[cfg(feature = "axum")]
 pub(crate) use config::check_metrics_prefix;
+pub use config::MAX_POOL_SIZE;
 pub use config::{PoolConfig, SessionReset};
-pub use environment::{EnvVar, ENVIRONMENT, MAX_POOL_SIZE};
+pub use environment::{EnvVar, ENVIRONMENT};
 pub use guard::PooledConnection;
 pub(crate) use open::open_validated;
 pub(crate) use shared::{Pooled, Shared};

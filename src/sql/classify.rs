@@ -9,11 +9,12 @@
 use std::fmt;
 
 use super::keywords::Category;
-use super::lexer::{lex, StringKind, Token, TokenKind};
+use super::lexer::{StringKind, Token, TokenKind};
 use super::lists::{
     RefusedStatement, SessionFunction, BUILTIN_OPERATORS, BUILTIN_TYPES, CLEAN_FUNCTIONS,
     CLEAN_OPERATIONS, OPERATIONS, REFUSED_STATEMENTS, SESSION_FUNCTIONS, SESSION_VIEWS,
 };
+use super::tokens::lex;
 
 /// What [`classify`] finds in a SQL text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

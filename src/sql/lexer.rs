@@ -14,7 +14,6 @@
 use std::borrow::Cow;
 
 use super::keywords::{self, Category};
-use super::quoted::apply_uescape;
 
 /// PostgreSQL's `NAMEDATALEN`: names are truncated to one byte less.
 pub(super) const NAMEDATALEN: usize = 64;
@@ -172,22 +171,6 @@ fn is_self(c: u8) -> bool {
     b",()[].;:+-*/%^<>=".contains(&c)
 }
 
-/// Splits `sql` into PostgreSQL's tokens. `standard_conforming_strings` is the server
-/// setting of that name (on by default since PostgreSQL 9.1): off, `'…'` takes backslash
-/// escapes.
-pub(crate) fn lex(sql: &str, standard_conforming_strings: bool) -> Vec<Token<'_>> {
-    let mut lexer = Lexer {
-        sql,
-        b: sql.as_bytes(),
-        scs: standard_conforming_strings,
-        out: Vec::new(),
-    };
-    lexer.out.reserve(sql.len() / 4 + 4);
-    lexer.run();
-    apply_uescape(&mut lexer.out);
-    lexer.out
-}
-
 pub(super) struct Lexer<'a> {
     pub(super) sql: &'a str,
     pub(super) b: &'a [u8],
@@ -217,7 +200,7 @@ impl<'a> Lexer<'a> {
         });
     }
 
-    fn run(&mut self) {
+    pub(super) fn run(&mut self) {
         let b = self.b;
         let mut i = 0;
         while i < b.len() {

@@ -17,6 +17,7 @@ pub(crate) mod lexer;
 pub(crate) mod lists;
 mod quoted;
 mod settings;
+mod tokens;
 mod verdicts;
 
 #[allow(unused_imports)]

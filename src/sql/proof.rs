@@ -12,8 +12,9 @@ use pg_query::protobuf::{self, a_const, node::Node as N, KeywordKind, Token as P
 use pg_query::{NodeRef, ParserOptions};
 
 use super::keywords::Category;
-use super::lexer::{lex, StringKind, TokenKind};
+use super::lexer::{StringKind, TokenKind};
 use super::lists::SESSION_FUNCTIONS;
+use super::tokens::lex;
 use super::{classify, tests::TABLE};
 
 /// A token's kind as both sides can say it.

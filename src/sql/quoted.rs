@@ -405,7 +405,8 @@ fn udeescape(raw: &str, e: u8) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lexer::{lex, StringKind, TokenKind};
+    use super::super::lexer::{StringKind, TokenKind};
+    use super::super::tokens::lex;
 
     #[test]
     fn strings_and_continuations() {

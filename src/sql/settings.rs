@@ -2,7 +2,8 @@
 //! them nowhere a query can read (they are not in `pg_settings`), so the pool notes the
 //! ones its connect hooks set, to apply them again after the shared path's `RESET ALL`.
 
-use super::lexer::{lex, StringKind, Token, TokenKind};
+use super::lexer::{StringKind, Token, TokenKind};
+use super::tokens::lex;
 
 /// The dotted names set by `SET [SESSION] a.b ...` and `set_config('a.b', ...)` in `sql`.
 pub(crate) fn custom_settings(sql: &str) -> Vec<String> {
