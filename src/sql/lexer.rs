@@ -497,6 +497,7 @@ pub(super) fn truncate(name: Cow<'_, str>) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::tokens::lex;
 
     fn kinds(sql: &str) -> Vec<(TokenKind, &str)> {
         lex(sql, true)
