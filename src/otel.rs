@@ -33,22 +33,26 @@
 //! `used` counts connections checked out and those the pool holds to reset or validate.
 //! No attribute carries SQL text or a parameter's value.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::conn::{Operation, OperationSink};
-use crate::pool::Shared;
+use crate::observe::PoolStatistics;
+
+/// The pool's statistics when the SDK collects; `None` once the pool is gone.
+pub(crate) type StatisticsSource = Arc<dyn Fn() -> Option<PoolStatistics> + Send + Sync>;
 
 /// The buckets the conventions advise for durations, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 10.0,
 ];
 
-/// Reads a gauge's values from the pool, each with its `db.client.connection.state`.
-type Reading = fn(&Shared) -> Vec<(i64, Option<&'static str>)>;
+/// Reads a gauge's values from the pool's statistics, each with its
+/// `db.client.connection.state`.
+type Reading = fn(&PoolStatistics) -> Vec<(i64, Option<&'static str>)>;
 
 /// The instruments a pool records into.
 pub(crate) struct Instruments {
@@ -77,9 +81,9 @@ fn histogram(meter: &Meter, name: &'static str, description: &'static str) -> Hi
 }
 
 impl Instruments {
-    /// Registers the instruments with `meter`; the asynchronous ones read `pool` when the
-    /// SDK collects (and report nothing once it is gone).
-    pub(crate) fn new(meter: &Meter, pool: Weak<Shared>, name: String) -> Instruments {
+    /// Registers the instruments with `meter`; the asynchronous ones read `pool`'s
+    /// statistics when the SDK collects (and report nothing once it is gone).
+    pub(crate) fn new(meter: &Meter, pool: StatisticsSource, name: String) -> Instruments {
         let pool_attr = KeyValue::new("db.client.connection.pool.name", name);
         let gauge =
             |metric: &'static str, unit: &'static str, description: &'static str, read: Reading| {
@@ -90,7 +94,7 @@ impl Instruments {
                     .with_unit(unit)
                     .with_description(description)
                     .with_callback(move |o| {
-                        let Some(s) = pool.upgrade() else { return };
+                        let Some(s) = pool() else { return };
                         for (v, state) in read(&s) {
                             match state {
                                 Some(st) => o.observe(
@@ -111,9 +115,8 @@ impl Instruments {
             "{connection}",
             "The number of connections that are currently in the state described by the state attribute.",
             |s| {
-                let g = s.core.gauges();
-                let idle = g.idle as i64;
-                let used = g.open().saturating_sub(g.idle) as i64;
+                let idle = s.idle_connections as i64;
+                let used = s.total_connections.saturating_sub(s.idle_connections) as i64;
                 vec![(idle, Some("idle")), (used, Some("used"))]
             },
         );
@@ -121,25 +124,25 @@ impl Instruments {
             "db.client.connection.idle.max",
             "{connection}",
             "The maximum number of idle open connections allowed.",
-            |s| vec![(s.cfg.max_size as i64, None)],
+            |s| vec![(s.max_size as i64, None)],
         );
         gauge(
             "db.client.connection.idle.min",
             "{connection}",
             "The minimum number of idle open connections allowed.",
-            |s| vec![(s.cfg.min_size as i64, None)],
+            |s| vec![(s.min_size as i64, None)],
         );
         gauge(
             "db.client.connection.max",
             "{connection}",
             "The maximum number of open connections allowed.",
-            |s| vec![(s.cfg.max_size as i64, None)],
+            |s| vec![(s.max_size as i64, None)],
         );
         gauge(
             "db.client.connection.pending_requests",
             "{request}",
             "The number of current pending requests for an open connection.",
-            |s| vec![(s.core.gauges().waiting as i64, None)],
+            |s| vec![(s.waiting_requests as i64, None)],
         );
         {
             let pool = pool.clone();
@@ -151,11 +154,8 @@ impl Instruments {
                     "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
                 )
                 .with_callback(move |o| {
-                    if let Some(s) = pool.upgrade() {
-                        o.observe(
-                            s.counters.timeouts.load(crate::sync::Ordering::Relaxed),
-                            std::slice::from_ref(&attr),
-                        );
+                    if let Some(s) = pool() {
+                        o.observe(s.acquire_timeouts, std::slice::from_ref(&attr));
                     }
                 })
                 .build();

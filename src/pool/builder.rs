@@ -286,7 +286,10 @@ impl Builder {
                     .pool_name
                     .clone()
                     .unwrap_or_else(|| default_pool_name(&connect));
-                Arc::new(crate::otel::Instruments::new(&m, weak.clone(), name))
+                let weak = weak.clone();
+                let stats: crate::otel::StatisticsSource =
+                    Arc::new(move || weak.upgrade().map(|s| s.statistics()));
+                Arc::new(crate::otel::Instruments::new(&m, stats, name))
             });
             let trace = Arc::new(crate::conn::TraceSettings {
                 span_level: self.cfg.query_span_level,
