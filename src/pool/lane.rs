@@ -37,12 +37,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
+use super::lane_close::Lanes;
 use super::lane_close::{self, Cancel, RECANCEL};
 use super::lane_plan::Plans;
-use super::lane_plan::{confirm, forget_stale};
+use super::lane_plan::{self, changes_names};
+use super::lane_watch::Answer;
 use super::lane_watch::{Judged, Watch};
-use super::shared_path::SharedPath;
 use super::PooledConnection;
+use super::Shared;
 use crate::conn::{Assembler, Connection, Fed, Outcome, PipelineNames};
 use crate::error::{Error, Result};
 use crate::pool_core::reply::{Left, Reply};
@@ -55,8 +57,6 @@ const LINGER: Duration = Duration::from_millis(20);
 
 /// A lane's `depth` once it retired: no request can be placed on it any more.
 const RETIRED: usize = usize::MAX / 2;
-
-pub(super) type Answer = Result<Outcome>;
 
 /// A request's answer, on its way to its caller.
 pub(super) struct Entry {
@@ -272,9 +272,35 @@ impl Lane {
     }
 }
 
+/// What a lane needs of the path that places requests on it (the pool's shared path): each
+/// request's slot given back as its answer goes out, room announced, the drain it may be
+/// asked for, its end. The lane owns its queue and its count of requests; the path owns
+/// who waits for room.
+pub(super) trait Placer: Send + Sync + 'static {
+    /// A request on `lane` is over (answered, skipped or failed): its slot goes to the
+    /// oldest caller waiting for room, or back to the lane.
+    fn release(&self, lane: &Arc<Lane>);
+    /// `lane` takes requests again.
+    fn lane_has_room(&self, lane: &Arc<Lane>);
+    /// The server said a statement changed the session.
+    fn count_session_change(&self);
+    /// Whether a busy lane should stop taking requests and drain (at most one at a time).
+    fn should_drain(&self, shared: &Shared) -> bool;
+    /// Whether an idle lane should give its connection back now.
+    fn should_release(&self, shared: &Shared) -> bool;
+    /// The lane that drained is done.
+    fn drained(&self);
+    /// The lane's task ended: it takes no more requests.
+    fn remove_lane(&self, lane: &Arc<Lane>);
+    /// A lane ended: callers still waiting for room ask for another.
+    fn open_lane_for_waiters(self: &Arc<Self>, shared: &Arc<Shared>);
+    /// The lanes' tasks, and their abort at close.
+    fn lane_tasks(&self) -> &Lanes;
+}
+
 /// The lane's task: sends what is queued, reads the answers, until the lane retires (the
 /// connection then goes back to the pool) or its connection is lost.
-pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<SharedPath>) {
+pub(super) async fn run<P: Placer>(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<P>) {
     let shared = guard.shared().clone();
     let mut inflight: VecDeque<Entry> = VecDeque::new();
     let mut cancel: Option<Cancel> = None;
@@ -307,13 +333,13 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
             }
         }
         if cancel.is_none() && watch.takes_requests() {
-            take(&lane, conn, &mut inflight, &path);
+            take(&lane, conn, &mut inflight, &*path);
         }
         if let Err(e) = dispatch(
             &lane,
             conn,
             &mut inflight,
-            &path,
+            &*path,
             &mut watch,
             changed_before,
         ) {
@@ -324,7 +350,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
             if inflight.is_empty() && cancel.is_none() {
                 if watch.in_transaction() {
                     // Every statement that ran inside the transaction has answered.
-                    match lane_close::unless_aborted(&path, roll_back(conn)).await {
+                    match lane_close::unless_aborted(path.lane_tasks(), roll_back(conn)).await {
                         Some(Ok(())) => {}
                         Some(Err(e)) => break e,
                         None => {
@@ -333,7 +359,7 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
                         }
                     }
                     watch.rolled_back();
-                    settle(&lane, watch.take_undelivered(), &path);
+                    settle(&lane, watch.take_undelivered(), &*path);
                 }
                 if watch.session_changed() {
                     // Reset before anyone uses it again; what was queued behind (not sent)
@@ -440,8 +466,8 @@ pub(super) async fn run(lane: Arc<Lane>, mut guard: PooledConnection, path: Arc<
     if !retired {
         tracing::debug!(target: "wirepool::pool", "a lane of the shared path ended: {failure}");
         watch.abandon(|| lost(&failure, true));
-        settle(&lane, watch.take_undelivered(), &path);
-        fail(&lane, &mut inflight, &path, &failure);
+        settle(&lane, watch.take_undelivered(), &*path);
+        fail(&lane, &mut inflight, &*path, &failure);
     }
     let names = std::mem::take(&mut lane.queue.lock().names);
     conn.restore_pipeline_names(names);
@@ -465,7 +491,7 @@ fn take(
     lane: &Arc<Lane>,
     conn: &mut Connection,
     inflight: &mut VecDeque<Entry>,
-    path: &SharedPath,
+    path: &impl Placer,
 ) {
     let mut q = lane.queue.lock();
     if q.entries.is_empty() {
@@ -525,7 +551,7 @@ fn take(
 }
 
 /// `n` requests whose callers left are off the lane: once none is left, it takes new ones.
-fn settle(lane: &Arc<Lane>, n: usize, path: &SharedPath) {
+fn settle(lane: &Arc<Lane>, n: usize, path: &impl Placer) {
     if n > 0 && lane.abandoned.fetch_sub(n, Ordering::AcqRel) == n {
         path.lane_has_room(lane);
     }
@@ -536,7 +562,7 @@ fn dispatch(
     lane: &Arc<Lane>,
     conn: &mut Connection,
     inflight: &mut VecDeque<Entry>,
-    path: &SharedPath,
+    path: &impl Placer,
     watch: &mut Watch,
     changed_before: bool,
 ) -> Result<()> {
@@ -588,8 +614,11 @@ fn dispatch(
                     }
                     continue;
                 }
-                forget_stale(lane, &e.plans, &outcome);
-                confirm(lane, &e.plans, &outcome);
+                if changes_names(&e.plans, &outcome) {
+                    let mut q = lane.queue.lock();
+                    let q = &mut *q;
+                    lane_plan::apply(&mut q.names, &mut q.to_close, &e.plans, &outcome);
+                }
                 let changed = (!changed_before
                     && !watch.session_changed()
                     && conn.server_saw_session_change())
@@ -660,7 +689,7 @@ async fn roll_back(conn: &mut Connection) -> Result<()> {
 
 /// The lane is done with its connection: every caller still waiting gets `failure`, sent
 /// or not.
-fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &SharedPath, failure: &Error) {
+fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &impl Placer, failure: &Error) {
     lane.accepting.store(false, Ordering::Release);
     let queued = {
         let mut q = lane.queue.lock();

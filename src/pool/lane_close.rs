@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::shared_path::SharedPath;
 use crate::conn::{CancelToken, Connection};
 use crate::error::Error;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
@@ -113,10 +112,10 @@ pub(super) async fn cancel_after_abort(token: CancelToken) {
 }
 
 /// Runs `f` unless the lanes are aborted first (`None` then).
-pub(super) async fn unless_aborted<T>(path: &SharedPath, f: impl Future<Output = T>) -> Option<T> {
+pub(super) async fn unless_aborted<T>(lanes: &Lanes, f: impl Future<Output = T>) -> Option<T> {
     tokio::select! {
         r = f => Some(r),
-        () = path.lane_tasks().until_aborted() => None,
+        () = lanes.until_aborted() => None,
     }
 }
 

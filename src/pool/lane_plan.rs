@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use super::lane::Lane;
-use crate::conn::Outcome;
+use crate::conn::{Outcome, PipelineNames};
 
 /// What a request does with the connection's prepared statements.
 #[derive(Debug, Default)]
@@ -58,16 +57,39 @@ impl Plans {
     }
 }
 
+/// Whether `outcome` changes what the connection's names say: a description to keep, a
+/// statement to forget. Only then is the lane's queue locked for [`apply`].
+pub(super) fn changes_names(plans: &Plans, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Batch(_) => true,
+        Outcome::Executed(x) if x.error.is_some() => true,
+        Outcome::Described(Err(_)) => true,
+        Outcome::Executed(_) | Outcome::Described(Ok(_)) => {
+            plans.iter().any(|p| p.confirms.is_some())
+        }
+        Outcome::Reset { .. } => false,
+    }
+}
+
+/// What `outcome` says of the statements `plans` prepared and ran, applied to the
+/// connection's `names`; names to close with the next request go to `to_close`.
+pub(super) fn apply(
+    names: &mut PipelineNames,
+    to_close: &mut Vec<Arc<str>>,
+    plans: &Plans,
+    outcome: &Outcome,
+) {
+    forget_stale(names, to_close, plans, outcome);
+    confirm(names, plans, outcome);
+}
+
 /// A request that described its statements' result columns: the connection's names for
 /// them keep them, and later requests on the connection decode with them.
-pub(super) fn confirm(lane: &Lane, plans: &Plans, outcome: &Outcome) {
+fn confirm(names: &mut PipelineNames, plans: &Plans, outcome: &Outcome) {
     if let Outcome::Batch(answers) = outcome {
-        let mut q = None;
         for (plan, columns) in plans.iter().zip(answers.columns()) {
             if let (Some(name), Some(columns)) = (&plan.confirms, columns) {
-                q.get_or_insert_with(|| lane.queue.lock())
-                    .names
-                    .confirm(name, None, Some(columns));
+                names.confirm(name, None, Some(columns));
             }
         }
         return;
@@ -82,14 +104,19 @@ pub(super) fn confirm(lane: &Lane, plans: &Plans, outcome: &Outcome) {
         Outcome::Described(Ok(d)) => (Some(&d.params), None),
         _ => return,
     };
-    lane.queue.lock().names.confirm(name, params, columns);
+    names.confirm(name, params, columns);
 }
 
 /// A request that prepared a statement and failed, or that ran one the server no longer
 /// knows (or whose plan is stale): its name is forgotten, and closed with the next request
 /// when the server may still hold it. A batch that failed forgets every statement it
 /// prepared (those after the failure were never parsed; closing them is harmless).
-pub(super) fn forget_stale(lane: &Lane, plans: &Plans, outcome: &Outcome) {
+fn forget_stale(
+    names: &mut PipelineNames,
+    to_close: &mut Vec<Arc<str>>,
+    plans: &Plans,
+    outcome: &Outcome,
+) {
     let (err, failed) = match outcome {
         Outcome::Described(Err(db)) => (Some(&**db), 0),
         Outcome::Executed(x) => (x.error.as_deref(), 0),
@@ -103,22 +130,21 @@ pub(super) fn forget_stale(lane: &Lane, plans: &Plans, outcome: &Outcome) {
     if err.is_none() && !batch {
         return;
     }
-    let mut q = lane.queue.lock();
     let mut prepared = false;
     for (sql, name) in plans.iter().filter_map(|p| p.prepares.as_ref()) {
         prepared = true;
-        q.names.forget(sql, name);
+        names.forget(sql, name);
         // The Parse may have succeeded and the Bind failed: close it either way.
-        q.to_close.push(name.clone());
+        to_close.push(name.clone());
     }
     if prepared && !batch {
         return;
     }
     let failing = plans.iter().nth(failed);
     if let (Some(err), Some(name)) = (err, failing.and_then(|p| p.uses.as_ref())) {
-        if crate::conn::stale_statement(err) && !q.to_close.contains(name) {
-            q.names.forget_name(name);
-            q.to_close.push(name.clone());
+        if crate::conn::stale_statement(err) && !to_close.contains(name) {
+            names.forget_name(name);
+            to_close.push(name.clone());
         }
     }
 }

@@ -48,7 +48,8 @@ use crate::error::Error;
 use crate::pool_core::reply::Reply;
 use crate::protocol::TransactionStatus;
 
-use super::lane::Answer;
+/// A request's answer, as its caller gets it.
+pub(super) type Answer = crate::error::Result<Outcome>;
 
 /// The session reset sent after a statement not proven clean (see the module docs): what
 /// the next statement on the connection, another caller's, would otherwise run under. The

@@ -32,7 +32,7 @@ use std::task::{Context, Poll};
 
 use postgres_types::{ToSql, Type};
 
-use super::lane::{self, Lane, Pending};
+use super::lane::{self, Lane, Pending, Placer};
 use super::lane_close::Lanes;
 use super::lane_plan::Plan;
 use super::shared_write::{enqueue_execute, with_closes};
@@ -140,12 +140,6 @@ impl SharedPath {
             statements: self.statements.load(Ordering::Relaxed),
             session_changes: self.session_changes.load(Ordering::Relaxed),
         }
-    }
-
-    /// The server said a statement changed the session (a transaction left open, a
-    /// reported setting changed).
-    pub(super) fn count_session_change(&self) {
-        self.session_changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets the statements described (the pool switched servers).
@@ -316,14 +310,6 @@ impl SharedPath {
         });
     }
 
-    /// A lane ended: if callers still wait for room, a lane is asked for on their behalf
-    /// (the ended lane was counted among the lanes while it drained).
-    pub(super) fn open_lane_for_waiters(self: &Arc<Self>, shared: &Arc<Shared>) {
-        if self.waiting.load(Ordering::Acquire) > 0 {
-            self.open_lane(shared);
-        }
-    }
-
     /// Whether the shared path waits in the pool's queue for a connection (it is one of
     /// the pool's waiters then).
     pub(crate) fn asking(&self) -> bool {
@@ -364,42 +350,10 @@ impl SharedPath {
         lane.depth.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// `lane` takes requests again (a cancel is over, or the last request whose caller
-    /// left is off it).
-    pub(super) fn lane_has_room(&self, lane: &Arc<Lane>) {
-        self.serve_waiters(lane);
-    }
-
-    /// Whether an idle lane should give its connection back now: the pool is closing, or
-    /// a caller of `acquire()` waits (one lane at a time drains for it).
-    pub(super) fn should_release(&self, shared: &Shared) -> bool {
-        shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared)
-    }
-
     /// Callers of `acquire()` wait in the pool's queue (besides the shared path's own
     /// request for a connection).
     fn exclusive_waiting(&self, shared: &Shared) -> bool {
         shared.core.gauges().waiting > usize::from(self.asking())
-    }
-
-    /// A busy lane asks whether it should stop taking statements and drain, so that its
-    /// connection goes to a waiting caller of `acquire()`.
-    pub(super) fn should_drain(&self, shared: &Shared) -> bool {
-        (shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared))
-            && self
-                .draining
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    /// A lane retired, or ended its drain.
-    pub(super) fn drained(&self) {
-        self.draining.store(false, Ordering::Release);
-    }
-
-    /// The lane's task ended: it takes no more statements.
-    pub(super) fn remove_lane(&self, lane: &Arc<Lane>) {
-        self.lanes.write().retain(|l| !Arc::ptr_eq(l, lane));
     }
 
     /// The pool is closing: callers still waiting get `PoolClosed` (their statement was
@@ -426,6 +380,62 @@ impl SharedPath {
 
     pub(super) fn forget(&self, sql: &str) {
         self.described.lock().remove(sql);
+    }
+}
+
+impl Placer for SharedPath {
+    fn release(&self, lane: &Arc<Lane>) {
+        SharedPath::release(self, lane);
+    }
+
+    fn lane_tasks(&self) -> &Lanes {
+        SharedPath::lane_tasks(self)
+    }
+
+    /// The server said a statement changed the session (a transaction left open, a
+    /// reported setting changed).
+    fn count_session_change(&self) {
+        self.session_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lane ended: if callers still wait for room, a lane is asked for on their behalf
+    /// (the ended lane was counted among the lanes while it drained).
+    fn open_lane_for_waiters(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.open_lane(shared);
+        }
+    }
+
+    /// `lane` takes requests again (a cancel is over, or the last request whose caller
+    /// left is off it).
+    fn lane_has_room(&self, lane: &Arc<Lane>) {
+        self.serve_waiters(lane);
+    }
+
+    /// Whether an idle lane should give its connection back now: the pool is closing, or
+    /// a caller of `acquire()` waits (one lane at a time drains for it).
+    fn should_release(&self, shared: &Shared) -> bool {
+        shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared)
+    }
+
+    /// A busy lane asks whether it should stop taking statements and drain, so that its
+    /// connection goes to a waiting caller of `acquire()`.
+    fn should_drain(&self, shared: &Shared) -> bool {
+        (shared.closing.load(Ordering::Acquire) || self.exclusive_waiting(shared))
+            && self
+                .draining
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// A lane retired, or ended its drain.
+    fn drained(&self) {
+        self.draining.store(false, Ordering::Release);
+    }
+
+    /// The lane's task ended: it takes no more statements.
+    fn remove_lane(&self, lane: &Arc<Lane>) {
+        self.lanes.write().retain(|l| !Arc::ptr_eq(l, lane));
     }
 }
 
