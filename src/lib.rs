@@ -270,6 +270,7 @@ internal_mod! {
     protocol
 }
 mod random;
+mod row_values;
 pub(crate) mod sql;
 mod sync;
 

@@ -7,11 +7,8 @@
 //! server's words in full, `ERROR 42P01: relation "x" does not exist`, since that is what
 //! `{}` is used for; its fields are in [`Error::as_db_error`].
 
-mod db;
-pub mod sqlstate;
-
-pub(crate) use db::Escaped;
-pub use db::{DbError, ErrorPosition};
+pub(crate) use crate::protocol::Escaped;
+pub use crate::protocol::{sqlstate, DbError, ErrorPosition};
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -8,7 +8,7 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
 
 use super::error::{ProtocolError, Result};
-use crate::error::DbError;
+use super::DbError;
 
 /// The transaction status a ReadyForQuery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::error::DbError;
+use super::DbError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

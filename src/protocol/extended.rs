@@ -25,7 +25,7 @@ use super::backend::{BackendMessage, FieldDescription, TransactionStatus};
 use super::frontend::{append, append_checked, MAX_FRONTEND_MESSAGE};
 use super::row::{Column, Row};
 use super::error::{ProtocolError, Result};
-use crate::error::DbError;
+use super::DbError;
 
 /// What the server said about a statement: its parameter types and result columns.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@
 //! [`ProtocolError`]s, which know nothing of sockets, pools or timeouts.
 
 mod backend;
+mod db_error;
 pub mod copy;
 mod error;
 pub mod extended;
@@ -15,8 +16,11 @@ mod frame;
 mod frontend;
 mod row;
 mod simple_query;
+pub mod sqlstate;
 mod startup;
 
+pub(crate) use db_error::Escaped;
+pub use db_error::{DbError, ErrorPosition};
 pub use error::{ProtocolError, Result};
 pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};

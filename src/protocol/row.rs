@@ -4,10 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use postgres_types::{FromSql, Type};
+use postgres_types::Type;
 
 use super::backend::DataRowBody;
-use crate::error::{Error, Result};
 
 /// A result column: its name and type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +99,12 @@ impl Row {
         &self.columns
     }
 
+    /// Column `i`'s bytes as the server sent them: `None` past the last column,
+    /// `Some(None)` for NULL.
+    pub(crate) fn value_bytes(&self, i: usize) -> Option<Option<&[u8]>> {
+        self.body.get(i)
+    }
+
     /// The number of values.
     pub fn len(&self) -> usize {
         self.columns.len()
@@ -108,59 +113,6 @@ impl Row {
     /// True for a row without columns.
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
-    }
-
-    /// The value of column `idx` (an index or a name) as a `T`.
-    ///
-    /// # Panics
-    ///
-    /// If there is no such column, or its value cannot be read as a `T` (the message names
-    /// the column and both types), as tokio-postgres does. [`Row::try_get`] returns an error
-    /// instead.
-    #[track_caller]
-    pub fn get<'a, I, T>(&'a self, idx: I) -> T
-    where
-        I: RowIndex + fmt::Display,
-        T: FromSql<'a>,
-    {
-        match self.try_get(&idx) {
-            Ok(v) => v,
-            Err(e) => panic!("error retrieving column {idx}: {}", crate::error::chain(&e)),
-        }
-    }
-
-    /// The value of column `idx` (an index or a name) as a `T`.
-    ///
-    /// # Errors
-    ///
-    /// A conversion error when there is no such column, when its type cannot be read as a
-    /// `T` (an `i32` from a `text` column, say), when it is NULL and `T` is not an
-    /// `Option`, or when its bytes are malformed for the type.
-    pub fn try_get<'a, I, T>(&'a self, idx: I) -> Result<T>
-    where
-        I: RowIndex + fmt::Display,
-        T: FromSql<'a>,
-    {
-        let Some(i) = idx.index(&self.columns) else {
-            return Err(Error::conversion_msg(format!(
-                "no column {idx} in this row"
-            )));
-        };
-        let col = &self.columns[i];
-        let ty = col.type_();
-        let about = || {
-            format!(
-                "column \"{}\" of type {ty}, read as {}",
-                col.name,
-                std::any::type_name::<T>()
-            )
-        };
-        if !T::accepts(ty) {
-            let wrong = postgres_types::WrongType::new::<T>(ty.clone());
-            return Err(Error::from_sql(i, about(), wrong));
-        }
-        let raw = self.body.get(i).flatten();
-        T::from_sql_nullable(ty, raw).map_err(|e| Error::from_sql(i, about(), e))
     }
 }
 

@@ -15,7 +15,7 @@ use super::backend::{BackendMessage, TransactionStatus};
 use super::extended::columns_of;
 use super::row::{Column, SimpleRow};
 use super::error::{ProtocolError, Result};
-use crate::error::DbError;
+use super::DbError;
 
 /// The outcome of one statement in a simple query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

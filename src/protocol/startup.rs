@@ -29,7 +29,7 @@ pub enum BindingMode {
     Require,
 }
 use super::error::{ProtocolError, Result};
-use crate::error::DbError;
+use super::DbError;
 
 /// What the server's one-byte answer to an SSLRequest means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,14 +360,14 @@ impl Startup {
                         } else {
                             format!(
                                 "channel_binding=require, but the server offers [{}], not SCRAM-SHA-256-PLUS; nothing was sent",
-                                crate::error::Escaped(&mechanisms.join(", "))
+                                super::Escaped(&mechanisms.join(", "))
                             )
                         }));
                     }
                     if !offers(SCRAM_SHA_256) {
                         return Err(ProtocolError::auth(format!(
                             "the server offers SASL mechanisms [{}]; wirepool supports {SCRAM_SHA_256} and {SCRAM_SHA_256_PLUS}",
-                            crate::error::Escaped(&mechanisms.join(", "))
+                            super::Escaped(&mechanisms.join(", "))
                         )));
                     }
                 }
