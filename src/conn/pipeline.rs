@@ -27,7 +27,7 @@ pub(crate) struct PipelineNames {
     order: VecDeque<Arc<str>>,
     next: u64,
     /// The shared path's session reset is prepared on the connection (see
-    /// `pool/lane_watch.rs`).
+    /// `pool/pipelined/lane_watch.rs`).
     pub(crate) reset_parsed: bool,
 }
 

@@ -255,7 +255,7 @@ impl Connection {
     }
 
     /// The session was just reset by the statements the shared path sends between two
-    /// callers' statements (see `pool/lane_watch.rs`): what the server said about the
+    /// callers' statements (see `pool/pipelined/lane_watch.rs`): what the server said about the
     /// session before is over (the reset's own reports among it). That reset leaves
     /// LISTENs, cursors and statements prepared in SQL for the full reset the connection
     /// gets when it goes back to the pool, so it still counts as having run what was not

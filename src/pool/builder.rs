@@ -309,7 +309,7 @@ impl Builder {
                 timeout_hook: timeout_hook(weak.clone()),
                 statement_stats: Arc::new(CacheStats::default()),
                 types: Arc::default(),
-                path: Arc::new(super::shared_path::SharedPath::new(
+                path: Arc::new(super::pipelined::SharedPath::new(
                     self.cfg.pipeline_depth,
                     self.cfg.max_size,
                 )),

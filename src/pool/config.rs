@@ -203,7 +203,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(30),
             command_timeout: Some(Duration::from_secs(60)),
             statement_cache_capacity: 100,
-            pipeline_depth: super::shared_path::DEFAULT_PIPELINE_DEPTH,
+            pipeline_depth: super::pipelined::DEFAULT_PIPELINE_DEPTH,
             max_lifetime: Some(Duration::from_secs(3600)),
             idle_timeout: Some(Duration::from_secs(600)),
             keepalive_interval: Some(Duration::from_secs(30)),

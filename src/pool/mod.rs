@@ -12,17 +12,11 @@ mod clock;
 mod config;
 mod environment;
 mod guard;
-mod lane;
-mod lane_close;
-mod lane_plan;
-mod lane_watch;
 mod leak_task;
 mod monitor;
 mod open;
+mod pipelined;
 mod shared;
-mod shared_batch;
-mod shared_path;
-mod shared_write;
 
 use std::panic::Location;
 use std::sync::Arc;

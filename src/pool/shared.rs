@@ -134,7 +134,7 @@ pub(crate) struct Shared {
     /// The types its connections looked up in the catalog.
     pub(crate) types: Arc<crate::conn::TypeCache>,
     /// `pool.query` and the rest: statements pipelined on the pool's connections.
-    pub(crate) path: Arc<super::shared_path::SharedPath>,
+    pub(crate) path: Arc<super::pipelined::SharedPath>,
     /// Open connections that are encrypted.
     pub(super) encrypted: Arc<AtomicUsize>,
     /// Open connections per server.

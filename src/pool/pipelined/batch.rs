@@ -2,14 +2,14 @@
 //! request on one lane, Bind/Execute after Bind/Execute and one Sync after the last, so
 //! that all take effect or none, with no connection checked out for the caller. It waits
 //! for room, is refused, abandoned and failed as one statement of `pool.query` is (see
-//! `shared_path.rs` and `lane.rs`).
+//! the module docs and `lane.rs`).
 
 use std::sync::Arc;
 
-use super::shared_write::enqueue_batch;
-use super::Pool;
+use super::write::enqueue_batch;
 use crate::conn::{BatchItem, Outcome};
 use crate::error::{Error, Result};
+use crate::pool::Pool;
 use crate::protocol::extended::Described;
 use crate::sync::Ordering;
 use crate::BatchResult;
