@@ -244,6 +244,7 @@ macro_rules! internal_mod {
 }
 pub(crate) use internal_mod;
 
+mod backoff;
 pub mod binary_copy;
 pub mod config;
 pub mod conn;

@@ -19,10 +19,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::backoff::Backoff;
 use crate::config::ConnectConfig;
 use crate::conn::{check_channel, quote_ident, Connection, Notification};
 use crate::error::{Error, Result};
-use crate::pool::Backoff;
 
 /// What [`Listener::recv`] brings.
 #[derive(Debug, Clone, PartialEq, Eq)]

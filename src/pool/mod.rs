@@ -6,7 +6,6 @@
 //! reconnection with backoff, retirement, keepalive, health).
 
 mod acquire_timeout;
-mod backoff;
 mod builder;
 mod clock;
 mod config;
@@ -25,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-pub(crate) use backoff::Backoff;
+pub(crate) use crate::backoff::Backoff;
 use builder::ConnectHooks;
 pub use builder::{Builder, ConnectHook};
 pub(crate) use clock::millis;
