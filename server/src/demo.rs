@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::throwaway::{self, Throwaway};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wirepool::{ConnectConfig, Pool, PoolConfig};
-use wirepool_testkit::{Cluster, Role};
 
 use crate::serve::{build_pool, shutdown_signal, Http, Listen};
 use wirepool::mcp::HEALTH_URI;
@@ -54,15 +54,14 @@ pub(crate) async fn run(
         Some(c) => (c, None),
         None => {
             outln!("Starting a throwaway PostgreSQL (initdb into a temporary directory)...");
-            let pg = tokio::task::spawn_blocking(Cluster::start)
+            let (pg, cfg) = tokio::task::spawn_blocking(throwaway::start)
                 .await
-                .map_err(|e| format!("starting PostgreSQL: {e}"))?
-                .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+                .map_err(|e| format!("starting PostgreSQL: {e}"))??;
             outln!(
                 "PostgreSQL is up on 127.0.0.1:{} (removed when the demo ends)",
                 pg.port()
             );
-            (pg.config(Role::Scram), Some(pg))
+            (cfg, Some(pg))
         }
     };
     // Demo-sized timings, unless set in the environment.
@@ -138,6 +137,8 @@ pub(crate) async fn run(
     );
     pool.close().await;
     http.stop().await;
+    // Stops the throwaway server (there is none in a build without the `demo` feature).
+    #[cfg_attr(not(feature = "demo"), allow(clippy::drop_non_drop))]
     drop(cluster);
     outln!("Demo finished.");
     Ok(())
@@ -150,7 +151,7 @@ const BURST_QUERY: &str = "SELECT pg_sleep(0.3)";
 /// Runs the phases in order.
 async fn phases(
     pool: &Pool,
-    cluster: Option<&mut Cluster>,
+    cluster: Option<&mut Throwaway>,
     opts: &DemoOptions,
     leak_timeout: Duration,
     tally: &Arc<Tally>,
@@ -233,13 +234,14 @@ async fn phases(
     Ok(())
 }
 
-async fn kill(pg: &mut Cluster) -> Result<(), String> {
+async fn kill(pg: &mut Throwaway) -> Result<(), String> {
     // pg_ctl blocks; keep the runtime's workers free.
-    tokio::task::block_in_place(|| pg.kill()).map_err(|e| format!("stopping PostgreSQL: {e}"))
+    tokio::task::block_in_place(|| throwaway::kill(pg))
+        .map_err(|e| format!("stopping PostgreSQL: {e}"))
 }
 
-async fn start_again(pg: &mut Cluster) -> Result<(), String> {
-    tokio::task::block_in_place(|| pg.start_again())
+async fn start_again(pg: &mut Throwaway) -> Result<(), String> {
+    tokio::task::block_in_place(|| throwaway::start_again(pg))
         .map_err(|e| format!("starting PostgreSQL again: {e}"))
 }
 

@@ -38,6 +38,7 @@ mod mcp;
 mod probe;
 mod serve;
 mod settings;
+mod throwaway;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
