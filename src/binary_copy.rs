@@ -83,6 +83,12 @@ impl<'a> BinaryCopyInWriter<'a> {
     /// An invalid-input error when `values` does not have one value per column (nothing
     /// of the row is written); a conversion error when a value cannot be a column's type;
     /// an I/O error from the connection.
+    ///
+    /// # Cancel safety
+    ///
+    /// The row is encoded before the first await. Dropping the future (while the
+    /// connection has no room, say) loses nothing: that row and every row before it stay
+    /// in the writer or on the connection, and go out with the next write or `finish`.
     pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<()> {
         encode_row(&mut self.buf, &self.types, values)?;
         if self.buf.len() >= FLUSH_AT {
@@ -91,9 +97,12 @@ impl<'a> BinaryCopyInWriter<'a> {
         Ok(())
     }
 
+    /// Hands what is buffered to the connection once it has room, and flushes. The rows
+    /// leave this writer's buffer only when the connection takes them (no await between
+    /// the two): a future dropped while waiting for room loses none of them.
     async fn send_buf(&mut self) -> Result<()> {
-        let chunk = self.buf.split().freeze();
         std::future::poll_fn(|cx| Pin::new(&mut self.sink).poll_ready(cx)).await?;
+        let chunk = self.buf.split().freeze();
         Pin::new(&mut self.sink).start_send(chunk)?;
         std::future::poll_fn(|cx| Pin::new(&mut self.sink).poll_flush(cx)).await
     }
@@ -103,6 +112,13 @@ impl<'a> BinaryCopyInWriter<'a> {
     /// # Errors
     ///
     /// The server's error about the data, as [`CopyInSink::finish`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the server's answer leaves the COPY's outcome unknown
+    /// (as for any statement whose answer was not read); the connection's next call reads
+    /// the answer first. Dropped before the trailer was handed to the connection, the
+    /// writer's sink is dropped with it and the COPY is rolled back.
     pub async fn finish(mut self) -> Result<u64> {
         self.buf.put_i16(-1);
         self.send_buf().await?;

@@ -1,8 +1,9 @@
 //! COPY through `copy_in` and `copy_out`: a million CSV rows in, checked by count and
 //! checksum, in text format too; a malformed line's error with its line number and a
 //! usable connection after it; a dropped sink rolled back; COPY out equal to a query, and
-//! dropped part-way through the pool; statements that are not the right COPY refused; and
-//! both through PgBouncer in transaction mode.
+//! dropped part-way through the pool; statements that are not the right COPY refused; both
+//! through PgBouncer in transaction mode; a binary row write dropped while the connection
+//! has no room.
 
 use std::io::Write;
 
@@ -10,6 +11,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use wirepool::{Connection, Pool};
 use wirepool_testkit::{cluster, Bouncer, PoolMode, Role};
+
+mod common;
+use common::proxy::{Mode, Proxy};
 
 /// A CSV file of `n` rows `id,name,score`, with its id sum and name-length sum.
 fn csv_file(dir: &std::path::Path, n: u64) -> (std::path::PathBuf, u64, u64) {
@@ -313,4 +317,63 @@ async fn a_million_binary_rows_in_and_out_typed() {
         .unwrap()
         .get(0);
     assert_eq!(v, 1_000_000);
+}
+
+/// A `BinaryCopyInWriter::write` dropped while the connection has no room (the server
+/// reads nothing meanwhile) loses no row: neither its own, encoded before its first await,
+/// nor those written before it that were waiting for room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_write_dropped_while_the_connection_is_full_loses_no_row() {
+    use wirepool::binary_copy::BinaryCopyInWriter;
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let cfg = pg.config(Role::Trust).with_port(proxy.port());
+    let mut c = Connection::connect(&cfg).await.unwrap();
+    c.batch_execute("CREATE TEMP TABLE held (id int8, body text)")
+        .await
+        .unwrap();
+    let sink = c
+        .copy_in("COPY held FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let mut w = BinaryCopyInWriter::new(sink, &[wirepool::Type::INT8, wirepool::Type::TEXT]);
+    proxy.set(Mode::Hold);
+    let body = "x".repeat(200);
+    let mut acknowledged = 0i64;
+    let mut dropped = 0i64;
+    let mut id = 0i64;
+    // Writes until three have waited and been dropped: the kernel's buffers fill, then
+    // the connection's (a write that waits for the socket to take what was handed to it),
+    // then the next hand-over waits for the connection to have room.
+    while dropped < 3 && id < 2_000_000 {
+        let row: [&(dyn wirepool::ToSql + Sync); 2] = [&id, &body];
+        match tokio::time::timeout(std::time::Duration::from_millis(300), w.write(&row)).await {
+            Ok(r) => {
+                r.unwrap();
+                acknowledged += 1;
+            }
+            Err(_) => dropped += 1,
+        }
+        id += 1;
+    }
+    assert_eq!(dropped, 3, "writes that waited for room");
+    proxy.set(Mode::Pass);
+    for _ in 0..10 {
+        let row: [&(dyn wirepool::ToSql + Sync); 2] = [&id, &body];
+        w.write(&row).await.unwrap();
+        id += 1;
+    }
+    let copied = w.finish().await.unwrap();
+    let count: i64 = c
+        .query_one("SELECT count(*) FROM held", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(copied as i64, count);
+    assert_eq!(
+        count,
+        acknowledged + dropped + 10,
+        "{acknowledged} rows acknowledged under the stall, {dropped} dropped writes' own \
+         rows (encoded before their first await), 10 after"
+    );
 }
