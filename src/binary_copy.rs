@@ -166,6 +166,12 @@ fn encode_row(buf: &mut BytesMut, types: &[Type], values: &[&(dyn ToSql + Sync)]
 }
 
 /// The rows of a binary `COPY ... TO STDOUT`, decoded by their columns' types.
+///
+/// # Cancel safety
+///
+/// As [`CopyOutStream`](crate::CopyOutStream), which it reads: a `next()` dropped while
+/// waiting loses no data (what was read stays buffered), and the stream dropped before its
+/// end has its COPY cancelled before the connection's next use.
 #[must_use = "a stream does nothing unless polled"]
 pub struct BinaryCopyOutStream<'a> {
     stream: CopyOutStream<'a>,

@@ -80,6 +80,11 @@ impl Listener {
     /// # Errors
     ///
     /// The connect error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection being opened (its socket is closed);
+    /// nothing is left behind.
     pub async fn connect(config: ConnectConfig) -> Result<Listener> {
         let delays = crate::PoolConfig::default().reconnect_delays;
         Listener::open(config, Backoff::new(delays, false), Arc::default()).await
@@ -114,6 +119,13 @@ impl Listener {
     /// The server's error (the channel is not added then); an invalid-input error, with
     /// nothing sent, for a name of more than 63 bytes (the server would cut it, and two
     /// names would become one channel) or with a NUL byte.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the server's answer, it is unknown whether the LISTEN ran: the next
+    /// call on this listener first asks the server which channels its session listens to
+    /// (`pg_listening_channels()`), so [`Listener::channels`] and the reconnect agree with
+    /// the server. A notification already delivered is never lost to a drop.
     pub async fn listen(&mut self, channel: &str) -> Result<()> {
         check_channel(channel)?;
         self.settle().await?;
@@ -131,6 +143,11 @@ impl Listener {
     ///
     /// As [`Listener::listen`]; after an error the channel is still listened to (and still
     /// in [`Listener::channels`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Listener::listen`]: after a drop, the next call takes the channels from the
+    /// server again.
     pub async fn unlisten(&mut self, channel: &str) -> Result<()> {
         check_channel(channel)?;
         self.settle().await?;
@@ -149,6 +166,11 @@ impl Listener {
     /// # Errors
     ///
     /// As [`Listener::listen`]; after an error the channels are kept.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Listener::listen`]: after a drop, the next call takes the channels from the
+    /// server again.
     pub async fn unlisten_all(&mut self) -> Result<()> {
         self.settle().await?;
         self.unsure = true;
@@ -164,6 +186,11 @@ impl Listener {
     /// # Errors
     ///
     /// The query's error; a closed error while the listener is reconnecting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves its answer unread; the next call on the listener reads it
+    /// first, as for any query.
     pub async fn listening_channels(&mut self) -> Result<Vec<String>> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::closed("the listener is reconnecting"));

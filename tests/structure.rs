@@ -402,3 +402,47 @@ fn no_import_circle_in_any_crate() {
         found.join("\n  ")
     );
 }
+
+/// Every public async function of the library says what happens when its future is
+/// dropped (a `# Cancel safety` section, or "Cancel-safe").
+#[test]
+fn every_public_async_fn_says_what_a_drop_does() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut silent = Vec::new();
+    let mut seen = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            let future_fn = t.starts_with("pub async fn ")
+                || (t.starts_with("pub fn ") && t.contains("-> impl") && t.contains("Future"));
+            if !future_fn {
+                continue;
+            }
+            seen += 1;
+            let doc: Vec<&str> = lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim_start())
+                .take_while(|l| l.starts_with("///") || l.starts_with("#["))
+                .collect();
+            if !doc
+                .iter()
+                .any(|d| d.contains("# Cancel safety") || d.contains("Cancel-safe"))
+            {
+                silent.push(format!("{}:{}: {}", f.display(), i + 1, t));
+            }
+        }
+    }
+    assert!(
+        seen > 30,
+        "the walk found the public async functions: {seen}"
+    );
+    assert!(
+        silent.is_empty(),
+        "public async functions that do not say what a drop does:\n  {}",
+        silent.join("\n  ")
+    );
+}

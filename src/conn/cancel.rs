@@ -50,6 +50,11 @@ impl CancelToken {
     /// # Errors
     ///
     /// An I/O error if the server cannot be reached, a connect timeout if it does not answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the CancelRequest's own connection; the request may or may
+    /// not have reached the server. The connection it cancels for is not touched.
     pub async fn cancel(&self) -> Result<()> {
         let work = async {
             let mut stream =

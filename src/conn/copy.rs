@@ -38,6 +38,11 @@ impl Connection {
     ///
     /// The first statement's error that failed (the rest are not run); the others as
     /// [`Connection::simple_query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::simple_query`]: the answer left unread is read by the next call
+    /// first; the statements after the one running when it was dropped still run.
     pub async fn batch_execute(&mut self, sql: &str) -> Result<()> {
         self.simple_query_sets(sql).await.map(|_| ())
     }
@@ -65,6 +70,12 @@ impl Connection {
     ///
     /// The server's error (a missing table, no permission); an invalid-input error when
     /// `sql` is not a `COPY ... FROM STDIN` (it was run, and its answer read).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the sink is returned leaves the connection consistent: a
+    /// COPY the server already started is failed (nothing copied) by the connection's next
+    /// call, before its own statement.
     pub async fn copy_in(&mut self, sql: &str) -> Result<CopyInSink<'_>> {
         bounded!(self, self.start_copy(sql, Direction::In))?;
         Ok(CopyInSink {
@@ -95,6 +106,11 @@ impl Connection {
     ///
     /// The server's error; an invalid-input error when `sql` is not a `COPY ... TO
     /// STDOUT`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the stream is returned leaves the connection consistent:
+    /// the next call reads past what the COPY sends, to its end, before its own statement.
     pub async fn copy_out(&mut self, sql: &str) -> Result<CopyOutStream<'_>> {
         bounded!(self, self.start_copy(sql, Direction::Out))?;
         let limit = self.command_timeout;
@@ -227,6 +243,15 @@ enum CopyOut {
 /// The data of a `COPY ... FROM STDIN`, as a [`Sink`] of [`Bytes`]; see
 /// [`Connection::copy_in`]. The chunks need not be whole rows: the server parses the
 /// concatenation.
+///
+/// # Cancel safety
+///
+/// A chunk taken by `start_send` is whole in the connection's buffer: a `flush` or `close`
+/// future dropped while waiting for the socket loses nothing, the bytes go out with the
+/// next call. A `SinkExt::send` future holds its chunk until the sink has room: dropped
+/// before that, the chunk is dropped with it, as with any `Sink` (`feed` hands it over
+/// in the same way). The sink dropped without [`finish`](CopyInSink::finish) sends
+/// CopyFail: the COPY is rolled back.
 #[must_use = "the COPY is rolled back unless finish() is awaited"]
 pub struct CopyInSink<'a> {
     conn: &'a mut Connection,
@@ -249,6 +274,11 @@ impl CopyInSink<'_> {
     /// The server's error about the data (`invalid input syntax for type integer`, with
     /// its line in [`DbError::where_`](crate::DbError::where_): `COPY t, line 3`); the
     /// connection stays usable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the server's answer leaves the COPY's outcome unknown to
+    /// this caller; the connection's next call reads the answer first.
     pub async fn finish(mut self) -> Result<u64> {
         self.done = true;
         let conn = &mut *self.conn;

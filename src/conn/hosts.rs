@@ -76,6 +76,11 @@ impl Connection {
     /// error listing each host and why it was not used; its source is the last host's
     /// error. A configuration error, before any socket is opened, for a user, database,
     /// password, `application_name` or `options` holding a NUL byte.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection being opened (its socket is closed);
+    /// nothing is left behind.
     pub async fn connect(cfg: &ConnectConfig) -> Result<Connection> {
         Self::connect_noticed(cfg, None).await
     }

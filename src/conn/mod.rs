@@ -253,6 +253,11 @@ impl Connection {
     /// # Errors
     ///
     /// An I/O error if the goodbye could not be written (the socket is closed regardless).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the connection: its socket is closed without the
+    /// Terminate message, which the server treats the same way.
     pub async fn close(mut self) -> Result<()> {
         frontend::terminate(&mut self.write_buf);
         let r = self.flush().await;
@@ -270,6 +275,11 @@ impl Connection {
     /// # Errors
     ///
     /// As [`CancelToken::cancel`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`CancelToken::cancel`]: dropping the future abandons the CancelRequest's own
+    /// connection; the request may or may not have reached the server.
     pub async fn cancel(&self) -> Result<()> {
         self.cancel.cancel().await
     }

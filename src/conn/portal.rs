@@ -87,6 +87,11 @@ impl Connection {
     ///
     /// An invalid-input error outside a transaction (a portal would end with the
     /// statement); otherwise as [`Connection::query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::query`]: the next call reads the Bind's answer first. The portal
+    /// lives in the transaction, which a drop of the transaction ends.
     pub async fn bind<T>(&mut self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Portal>
     where
         T: ?Sized + ToStatement,
@@ -143,6 +148,11 @@ impl Connection {
     ///
     /// An invalid-input error for a portal of another connection; the server's error
     /// (`34000` once the transaction that bound it has ended); as [`Connection::query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future mid-way leaves the connection consistent: the next call on it
+    /// finishes what was sent and reads its answer first.
     pub async fn query_portal(&mut self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>> {
         if !Arc::ptr_eq(&portal.dropped, &self.dropped_portals) {
             return Err(Error::invalid_input(

@@ -118,6 +118,12 @@ impl Connection {
     ///
     /// The server's error (a syntax error, an unknown table), a command timeout, or an
     /// I/O, closed or protocol error. The connection stays usable after a server error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the connection consistent: the next call reads the
+    /// prepare's answer first, and a statement prepared meanwhile is kept in the cache or
+    /// closed.
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement> {
         bounded!(self, self.prepare_inner(sql))
     }
@@ -189,6 +195,10 @@ impl Connection {
     /// # Errors
     ///
     /// As [`Connection::query`], or a row-count error if it returned no row or several.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::query`].
     pub async fn query_one<T>(
         &mut self,
         statement: &T,
@@ -211,6 +221,10 @@ impl Connection {
     /// # Errors
     ///
     /// As [`Connection::query`], or a row-count error if it returned several rows.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::query`].
     pub async fn query_opt<T>(
         &mut self,
         statement: &T,
@@ -233,6 +247,10 @@ impl Connection {
     /// deleted; or returned, for a SELECT).
     ///
     /// # Errors
+    ///
+    /// As [`Connection::query`].
+    ///
+    /// # Cancel safety
     ///
     /// As [`Connection::query`].
     pub async fn execute<T>(&mut self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
@@ -258,6 +276,10 @@ impl Connection {
     /// ```
     ///
     /// # Errors
+    ///
+    /// As [`Connection::query`].
+    ///
+    /// # Cancel safety
     ///
     /// As [`Connection::query`].
     pub async fn query_typed(

@@ -89,6 +89,13 @@ impl Connection {
     /// As [`Connection::query`]; the server's error may also come as the stream's item,
     /// after some rows. A cached statement that went stale (its table altered) is not
     /// prepared again here: the error is the stream's, and the next call prepares anew.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the stream is returned, or the stream part-way, leaves
+    /// the connection consistent: the rest of the statement's answer is dealt with before
+    /// the connection's next use, as [`RowStream`] says (read inside a transaction,
+    /// cancelled outside one).
     pub async fn query_raw<T>(
         &mut self,
         statement: &T,

@@ -37,6 +37,11 @@ impl Connection {
     /// # Errors
     ///
     /// As for [`Connection::simple_query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::simple_query`]: the answer left unread is read by the next call
+    /// first.
     pub async fn simple_query_sets(&mut self, sql: &str) -> Result<Vec<ResultSet>> {
         self.traced_simple(sql, SimpleQuery::finish).await
     }

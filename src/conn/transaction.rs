@@ -72,6 +72,11 @@ impl<'a> TransactionBuilder<'a> {
     /// # Errors
     ///
     /// As [`Connection::transaction`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::transaction`]: dropped once BEGIN is queued, the transaction's
+    /// ROLLBACK is queued too.
     pub async fn start(self) -> Result<Transaction<'a>> {
         let mut modes = Vec::new();
         if let Some(l) = self.isolation_level {
@@ -195,6 +200,14 @@ impl Transaction<'_> {
     /// timeout, or an I/O error. A transaction that had already failed is rolled back by
     /// the server instead (its answer to COMMIT is ROLLBACK): that is an error of kind
     /// [`TransactionRolledBack`](crate::ErrorKind::TransactionRolledBack), never a commit.
+    ///
+    /// # Cancel safety
+    ///
+    /// COMMIT (or RELEASE) is queued before the first await: dropped after that, it still
+    /// runs, and the connection's next call reads its answer first; whether it committed is
+    /// then unknown to this caller, as when a connection is lost after COMMIT was sent.
+    /// Dropped before (nothing awaited yet), the transaction rolls back as any dropped
+    /// transaction does.
     pub async fn commit(mut self) -> Result<()> {
         let sql = match &self.savepoint {
             Some(name) => format!("RELEASE SAVEPOINT {name}"),
@@ -212,6 +225,11 @@ impl Transaction<'_> {
     /// # Errors
     ///
     /// A command timeout or an I/O error.
+    ///
+    /// # Cancel safety
+    ///
+    /// ROLLBACK is queued before the first await (or, dropped before that, by the
+    /// transaction's drop): the transaction is rolled back either way.
     pub async fn rollback(mut self) -> Result<()> {
         let sql = self.rollback_sql();
         self.end(&sql).await.map(|_| ())
@@ -231,6 +249,12 @@ impl Transaction<'_> {
     /// # Errors
     ///
     /// As [`Connection::transaction`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::transaction`]: SAVEPOINT is queued and the nested transaction
+    /// made before anything is awaited; dropped after that, it rolls back to the savepoint
+    /// as any dropped nested transaction does.
     pub async fn savepoint(&mut self, name: &str) -> Result<Transaction<'_>> {
         let quoted = quote_ident(name);
         let sql = format!("SAVEPOINT {quoted}");
@@ -243,6 +267,10 @@ impl Transaction<'_> {
     /// # Errors
     ///
     /// As [`Connection::transaction`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Transaction::savepoint`].
     pub async fn transaction(&mut self) -> Result<Transaction<'_>> {
         self.depth += 1;
         let name = match &self.savepoint {

@@ -270,6 +270,11 @@ impl Builder {
     ///
     /// A configuration error for settings that do not fit together; otherwise the first
     /// error met opening the initial connections (wrong password, database down, ...).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the pool being built: the connections opened so far are
+    /// closed with it.
     pub async fn build(self) -> Result<Pool> {
         self.cfg.validate()?;
         self.connect.refuse_nul_bytes()?;

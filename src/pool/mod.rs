@@ -98,6 +98,10 @@ impl Pool {
     ///
     /// A configuration error naming the variable that is missing or malformed, or an error
     /// opening the initial connections.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Builder::build`].
     pub async fn from_env() -> Result<Pool> {
         let url = std::env::var("DATABASE_URL").map_err(|_| {
             Error::config("DATABASE_URL is not set (e.g. postgres://user:pass@host:5432/db)")
@@ -269,6 +273,10 @@ impl Pool {
     /// # Errors
     ///
     /// The connect error.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Listener::connect`](crate::Listener::connect).
     pub async fn listener(&self) -> Result<crate::Listener> {
         crate::Listener::open(
             self.shared.connect.clone(),

@@ -23,7 +23,7 @@ use crate::sync::Ordering;
 impl Pool {
     /// Runs `statement` with `params` on one of the pool's open connections, alongside
     /// other callers' statements (pipelined, up to
-    /// [`pipeline_depth`](super::Builder::pipeline_depth) in flight on each connection), and
+    /// [`pipeline_depth`](crate::pool::Builder::pipeline_depth) in flight on each connection), and
     /// returns its rows. No connection is checked out for the caller: this is for one
     /// autocommit statement that needs no session of its own. The parameters and rows are
     /// those of [`Connection::query`](crate::Connection::query).
@@ -64,6 +64,11 @@ impl Pool {
     /// # Errors
     ///
     /// As [`Pool::query`], or a row-count error if it returned no row or several.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Pool::query`]: the statement is abandoned, and no other caller's statement is
+    /// cancelled or loses its answer.
     pub async fn query_one<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Row>
     where
         T: ?Sized + ToStatement,
@@ -83,6 +88,11 @@ impl Pool {
     /// # Errors
     ///
     /// As [`Pool::query`], or a row-count error if it returned several rows.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Pool::query`]: the statement is abandoned, and no other caller's statement is
+    /// cancelled or loses its answer.
     pub async fn query_opt<T>(
         &self,
         statement: &T,
@@ -107,6 +117,11 @@ impl Pool {
     /// # Errors
     ///
     /// As [`Pool::query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Pool::query`]: the statement is abandoned, and no other caller's statement is
+    /// cancelled or loses its answer.
     pub async fn execute<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
     where
         T: ?Sized + ToStatement,
