@@ -207,13 +207,7 @@ impl Connection {
     where
         T: ?Sized + ToStatement,
     {
-        let mut rows = self.query(statement, params).await?;
-        match rows.len() {
-            1 => Ok(rows.pop().expect("one row")),
-            n => Err(Error::row_count(format!(
-                "query_one expected one row, the query returned {n}"
-            ))),
-        }
+        crate::conn::only_row(self.query(statement, params).await?)
     }
 
     /// Runs `statement` and returns its row, if it returned one.
@@ -233,14 +227,7 @@ impl Connection {
     where
         T: ?Sized + ToStatement,
     {
-        let mut rows = self.query(statement, params).await?;
-        match rows.len() {
-            0 => Ok(None),
-            1 => Ok(rows.pop()),
-            n => Err(Error::row_count(format!(
-                "query_opt expected at most one row, the query returned {n}"
-            ))),
-        }
+        crate::conn::at_most_one_row(self.query(statement, params).await?)
     }
 
     /// Runs `statement` and returns the number of rows it affected (inserted, updated,
@@ -529,5 +516,26 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// The one row `query_one` returns (of the connection or of the pool's shared path).
+pub(crate) fn only_row(mut rows: Vec<Row>) -> Result<Row> {
+    match rows.len() {
+        1 => Ok(rows.pop().expect("one row")),
+        n => Err(Error::row_count(format!(
+            "query_one expected one row, the query returned {n}"
+        ))),
+    }
+}
+
+/// The row, if any, `query_opt` returns (of the connection or of the pool's shared path).
+pub(crate) fn at_most_one_row(mut rows: Vec<Row>) -> Result<Option<Row>> {
+    match rows.len() {
+        0 => Ok(None),
+        1 => Ok(rows.pop()),
+        n => Err(Error::row_count(format!(
+            "query_opt expected at most one row, the query returned {n}"
+        ))),
     }
 }

@@ -57,25 +57,16 @@ impl Pool {
             let lane = path.place(shared).await?;
             path.statements
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
-            let pending = match enqueue_batch(&lane, &label, &sqls, reset_after, items, &described)
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    path.release(&lane);
-                    return Err(e);
-                }
-            };
+            let pending = path.queued(
+                &lane,
+                enqueue_batch(&lane, &label, &sqls, reset_after, items, &described),
+            )?;
             drop(lane);
             let answers = match self.answer(pending).await {
                 Ok(Outcome::Batch(a)) => a,
                 // Not sent: its lane stopped taking statements before it went out. Placed
                 // again, once.
-                Err(e)
-                    if attempt == 0
-                        && e.kind() == crate::ErrorKind::Closed
-                        && e.may_have_run() == Some(false)
-                        && !shared.closing.load(Ordering::Acquire) =>
-                {
+                Err(e) if attempt == 0 && path.may_place_again(shared, &e) => {
                     continue;
                 }
                 Err(e) => return Err(e),

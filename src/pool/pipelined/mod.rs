@@ -141,6 +141,24 @@ impl SharedPath {
         }
     }
 
+    /// A request queued on `lane` on the caller's reservation, or the error that kept it
+    /// out, its slot given back then.
+    fn queued(&self, lane: &Arc<Lane>, queued: Result<lane::Pending>) -> Result<lane::Pending> {
+        if queued.is_err() {
+            self.release(lane);
+        }
+        queued
+    }
+
+    /// Whether a request that failed with `e` was never sent (its lane stopped taking
+    /// statements before it went out) and may be placed again: once, and not while the
+    /// pool closes.
+    fn may_place_again(&self, shared: &Shared, e: &Error) -> bool {
+        e.kind() == crate::ErrorKind::Closed
+            && e.may_have_run() == Some(false)
+            && !shared.closing.load(Ordering::Acquire)
+    }
+
     /// Forgets the statements described (the pool switched servers).
     pub(crate) fn clear_described(&self) {
         self.described.lock().clear();

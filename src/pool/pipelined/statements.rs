@@ -73,13 +73,7 @@ impl Pool {
     where
         T: ?Sized + ToStatement,
     {
-        let mut rows = self.query(statement, params).await?;
-        match rows.len() {
-            1 => Ok(rows.pop().expect("one row")),
-            n => Err(Error::row_count(format!(
-                "query_one expected one row, the query returned {n}"
-            ))),
-        }
+        crate::conn::only_row(self.query(statement, params).await?)
     }
 
     /// Runs `statement` on the shared path (see [`Pool::query`]) and returns its row, if it
@@ -101,14 +95,7 @@ impl Pool {
     where
         T: ?Sized + ToStatement,
     {
-        let mut rows = self.query(statement, params).await?;
-        match rows.len() {
-            0 => Ok(None),
-            1 => Ok(rows.pop()),
-            n => Err(Error::row_count(format!(
-                "query_opt expected at most one row, the query returned {n}"
-            ))),
-        }
+        crate::conn::at_most_one_row(self.query(statement, params).await?)
     }
 
     /// Runs `statement` on the shared path (see [`Pool::query`]) and returns the number of
@@ -195,23 +182,15 @@ impl Pool {
             let lane = path.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
             let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
-            let pending = match enqueue_execute(&lane, sql, reset_after, &described, params) {
-                Ok(p) => p,
-                Err(e) => {
-                    path.release(&lane);
-                    return Err(e);
-                }
-            };
+            let pending = path.queued(
+                &lane,
+                enqueue_execute(&lane, sql, reset_after, &described, params),
+            )?;
             let executed = match self.answer(pending).await {
                 Ok(Outcome::Executed(x)) => x,
                 // Not sent: its lane stopped taking statements before it went out (another
                 // caller's statement changed that session). Placed again, once.
-                Err(e)
-                    if attempt == 0
-                        && e.kind() == crate::ErrorKind::Closed
-                        && e.may_have_run() == Some(false)
-                        && !shared.closing.load(Ordering::Acquire) =>
-                {
+                Err(e) if attempt == 0 && path.may_place_again(shared, &e) => {
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -254,42 +233,39 @@ impl Pool {
         let shared = &self.shared;
         let path = &shared.path;
         let lane = path.place(shared).await?;
-        let pending = match lane.enqueue(sql, false, |q| {
-            with_closes(q, |q| match q.names.get(sql) {
-                Some(name) => {
-                    write_describe(&name, sql, false, &mut q.out)?;
-                    let plan = Plan {
-                        uses: Some(name.clone()),
-                        confirms: Some(name),
-                        ..Plan::default()
-                    };
-                    Ok((Assembler::describe(), plan.into()))
-                }
-                None => {
-                    let (name, evicted) = q.names.make(sql, lane.capacity, None);
-                    if let Some(ev) = evicted {
-                        write_close_statement(&ev, &mut q.out);
+        let pending = path.queued(
+            &lane,
+            lane.enqueue(sql, false, |q| {
+                with_closes(q, |q| match q.names.get(sql) {
+                    Some(name) => {
+                        write_describe(&name, sql, false, &mut q.out)?;
+                        let plan = Plan {
+                            uses: Some(name.clone()),
+                            confirms: Some(name),
+                            ..Plan::default()
+                        };
+                        Ok((Assembler::describe(), plan.into()))
                     }
-                    if let Err(e) = write_describe(&name, sql, true, &mut q.out) {
-                        q.names.forget(sql, &name);
-                        return Err(e.into());
+                    None => {
+                        let (name, evicted) = q.names.make(sql, lane.capacity, None);
+                        if let Some(ev) = evicted {
+                            write_close_statement(&ev, &mut q.out);
+                        }
+                        if let Err(e) = write_describe(&name, sql, true, &mut q.out) {
+                            q.names.forget(sql, &name);
+                            return Err(e.into());
+                        }
+                        let named = (!name.is_empty()).then_some(name);
+                        let plan = Plan {
+                            prepares: named.clone().map(|n| (sql.clone(), n)),
+                            confirms: named,
+                            ..Plan::default()
+                        };
+                        Ok((Assembler::describe(), plan.into()))
                     }
-                    let named = (!name.is_empty()).then_some(name);
-                    let plan = Plan {
-                        prepares: named.clone().map(|n| (sql.clone(), n)),
-                        confirms: named,
-                        ..Plan::default()
-                    };
-                    Ok((Assembler::describe(), plan.into()))
-                }
-            })
-        }) {
-            Ok(p) => p,
-            Err(e) => {
-                path.release(&lane);
-                return Err(e);
-            }
-        };
+                })
+            }),
+        )?;
         let mut described = match self.answer(pending).await? {
             Outcome::Described(r) => r.map_err(Error::db_boxed)?,
             Outcome::Executed(_) | Outcome::Reset { .. } | Outcome::Batch(_) => {
@@ -316,22 +292,19 @@ impl Pool {
         let param = [Type::OID_ARRAY];
         let values = oids.to_vec();
         let lookup: Arc<str> = Arc::from(crate::conn::type_lookup::LOOKUP_SQL);
-        let pending = match lane.enqueue(&lookup, false, |q| {
-            with_closes(q, |q| {
-                write_parse("", &lookup, &param, &[], &mut q.out)?;
-                write_bind_execute("", &param, &[&values], true, &mut q.out)?;
-                Ok((
-                    Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
-                    Plan::default().into(),
-                ))
-            })
-        }) {
-            Ok(p) => p,
-            Err(e) => {
-                path.release(&lane);
-                return Err(e);
-            }
-        };
+        let pending = path.queued(
+            &lane,
+            lane.enqueue(&lookup, false, |q| {
+                with_closes(q, |q| {
+                    write_parse("", &lookup, &param, &[], &mut q.out)?;
+                    write_bind_execute("", &param, &[&values], true, &mut q.out)?;
+                    Ok((
+                        Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
+                        Plan::default().into(),
+                    ))
+                })
+            }),
+        )?;
         let executed = match self.answer(pending).await? {
             Outcome::Executed(x) => x,
             Outcome::Described(_) | Outcome::Reset { .. } | Outcome::Batch(_) => {
