@@ -21,13 +21,13 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tracing_subscriber::layer::SubscriberExt;
 use wirepool::Pool;
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 const ROUNDS: usize = 25;
 const PER_ROUND: usize = 2_000;
 
 fn main() {
-    let pg = Cluster::start().expect("throwaway PostgreSQL");
+    let pg = wirepool_testkit::cluster();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

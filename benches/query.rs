@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use wirepool::{Connection, Pool, SessionReset};
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 fn query(c: &mut Criterion) {
-    let pg = Cluster::start().expect("throwaway PostgreSQL");
+    let pg = wirepool_testkit::cluster();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

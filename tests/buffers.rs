@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use wirepool::{ErrorKind, Pool};
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 /// The process's resident memory, in bytes (`VmRSS` of `/proc/self/status`).
 fn rss() -> u64 {
@@ -24,7 +24,7 @@ const MIB: usize = 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_leave_no_large_buffers_behind() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
         .min_size(1)
         .max_size(1)

@@ -152,12 +152,7 @@ async fn a_malformed_line_names_its_line_and_a_dropped_sink_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_out_matches_a_query_and_a_dropped_one_leaves_the_connection_clean() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Scram, 1, 1).await;
     let mut conn = pool.acquire().await.unwrap();
     let mut out = conn
         .copy_out("COPY (SELECT g, g * 2 FROM generate_series(1, 1000) g) TO STDOUT (FORMAT csv)")

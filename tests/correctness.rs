@@ -303,12 +303,7 @@ async fn a_client_encoding_other_than_utf8_closes_the_connection() {
     assert!(c.is_broken());
 
     // Through the pool: the connection is discarded and the next caller gets UTF8.
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 1, 1).await;
     let mut g = pool.acquire().await.unwrap();
     let first = g.process_id();
     let e = g.simple_query("SET client_encoding TO 'SQL_ASCII'").await;

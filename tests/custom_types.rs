@@ -419,12 +419,7 @@ async fn a_type_dropped_and_created_again() {
     let pg = cluster();
     pg.psql("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
         .unwrap();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 1).await;
     let sql = "SELECT $1::mood AS m";
     let mut c = pool.acquire().await.unwrap();
     let first = c.query_one(sql, &[&Mood::Ok]).await.unwrap();

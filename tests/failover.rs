@@ -20,7 +20,7 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let primary = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let primary = wirepool_testkit::cluster();
     primary
         .psql("CREATE TABLE writes (task int, at timestamptz DEFAULT now()); GRANT ALL ON writes TO trust_user")
         .unwrap();

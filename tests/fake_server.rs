@@ -190,7 +190,7 @@ async fn the_connect_timeout_applies_to_each_host() {
     // The first host accepts and then says nothing; the second is a real server. With a
     // timeout for all hosts together, the first would use it all up.
     let silent = fake(Vec::new(), true).await;
-    let pg = wirepool_testkit::Cluster::start().unwrap();
+    let pg = wirepool_testkit::cluster();
     let cfg: ConnectConfig = format!(
         "postgres://trust_user@127.0.0.1:{},127.0.0.1:{}/postgres?connect_timeout=1&sslmode=disable",
         silent.port(),

@@ -15,12 +15,7 @@ use common::Logs;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_busy_callers_on_min_2_max_10_stay_healthy() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(2)
-        .max_size(10)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 2, 10).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let workers: Vec<_> = (0..2)
         .map(|_| {

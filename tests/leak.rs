@@ -7,14 +7,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use wirepool::Pool;
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 use common::Logs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_connection_is_reported_once_with_its_acquisition_site() {
     let logs = Logs::capture();
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
         .min_size(1)
         .max_size(4)
@@ -72,7 +72,7 @@ async fn a_held_connection_is_reported_once_with_its_acquisition_site() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reports_when_detection_is_off() {
     let _logs = Logs::capture();
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let pool = Pool::builder(pg.config(Role::Trust))
         .min_size(1)
         .leak_detection(false, Duration::from_millis(50))

@@ -104,12 +104,7 @@ async fn running(probe: &mut Connection, sql: &str) -> i64 {
 async fn a_statement_abandoned_inside_a_transaction_is_cancelled_on_return() {
     let pg = cluster();
     let mut probe = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 1, 1).await;
     let sleep = "SELECT pg_sleep(60)";
     let mut c = pool.acquire().await.unwrap();
     let pid = c.process_id();

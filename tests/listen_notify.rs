@@ -26,12 +26,7 @@ async fn recv_notification(l: &mut wirepool::Listener) -> wirepool::Notification
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_senders_three_listeners_everything_in_order() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(2)
-        .max_size(10)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Scram, 2, 10).await;
     let mut listeners = Vec::new();
     for _ in 0..3 {
         let mut l = pool.listener().await.unwrap();
@@ -188,12 +183,7 @@ async fn a_listener_reconnects_and_listens_again() {
 #[tokio::test]
 async fn a_returned_connection_forgets_its_listens_and_its_queue() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Scram, 1, 1).await;
     let mut c = pool.acquire().await.unwrap();
     let pid = c.process_id();
     c.batch_execute("LISTEN x").await.unwrap();

@@ -6,14 +6,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use wirepool::{LifecycleState, Pool, PoolConfig};
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 use common::Logs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_under_load() {
     let logs = Logs::capture();
-    let mut pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let mut pg = wirepool_testkit::cluster();
     let mut cfg = PoolConfig::default();
     cfg.min_size = 2;
     cfg.max_size = 10;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use wirepool::Pool;
-use wirepool_testkit::{Bouncer, Cluster, PoolMode, Role};
+use wirepool_testkit::{Bouncer, PoolMode, Role};
 
 /// Waits for every task, each within two minutes (a hang fails the test), and passes on
 /// a task's panic.
@@ -53,7 +53,7 @@ async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_mode_with_unnamed_statements() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 5).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
     let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
@@ -82,7 +82,7 @@ async fn transaction_mode_with_unnamed_statements() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_mode_with_the_cache_on_prepares_again_where_needed() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
     let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
@@ -116,7 +116,7 @@ async fn transaction_mode_with_custom_types() {
         #[postgres(name = "green")]
         Green,
     }
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     pg.psql("CREATE TYPE traffic_light AS ENUM ('red', 'amber', 'green'); CREATE EXTENSION hstore")
         .unwrap();
     let bouncer =
@@ -164,7 +164,7 @@ async fn transaction_mode_with_custom_types() {
 /// picks; an error in one leaves the others alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_mode_shared_path() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
     let pool = Pool::builder(bouncer.config(&pg, Role::Trust))

@@ -10,12 +10,7 @@ use wirepool_testkit::{cluster, eventually, fast_config, Role};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_opens_and_validates_min_size() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(3)
-        .max_size(5)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Scram, 3, 5).await;
     let s = pool.statistics();
     assert_eq!(
         (
@@ -107,12 +102,7 @@ async fn hundred_tasks_on_ten_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_served_in_arrival_order() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 1, 1).await;
     let held = pool.acquire().await.unwrap();
     let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -301,12 +291,7 @@ async fn command_timeout_cancels_the_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_drains_checked_out_connections() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(2)
-        .max_size(2)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 2, 2).await;
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
     let waiter = {

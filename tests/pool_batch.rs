@@ -36,12 +36,7 @@ async fn pool_of(pg: &Cluster, max: usize) -> Pool {
     .await
     .unwrap();
     c.close().await.ok();
-    Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(max)
-        .build()
-        .await
-        .unwrap()
+    wirepool_testkit::pool(pg, Role::Admin, 1, max).await
 }
 
 /// `pool.batch()`: an independent batch runs on the shared path (no checkout), each

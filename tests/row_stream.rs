@@ -163,12 +163,7 @@ async fn the_command_timeout_bounds_each_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_dropped_at_random_points_through_the_pool_leave_nothing_behind() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(4)
-        .max_size(4)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Scram, 4, 4).await;
     // A small deterministic generator: the same rounds in every run.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: u64| {

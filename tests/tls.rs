@@ -130,7 +130,7 @@ async fn every_sslmode_against_a_tls_server() {
 
 #[tokio::test]
 async fn against_a_server_without_tls() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let e = Connection::connect(&cfg(&url(&pg, Role::Scram, "sslmode=require")))
         .await
         .unwrap_err();

@@ -354,12 +354,7 @@ async fn transactions_commit_roll_back_and_roll_back_when_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_transactions_and_guards_dropped_mid_query_never_leak() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 1).await;
     pool.acquire()
         .await
         .unwrap()

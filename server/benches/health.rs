@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -35,7 +35,7 @@ fn main() {
     };
     let conns = env_u64("BENCH_CONNECTIONS", 32) as usize;
 
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wirepool"))
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("DATABASE_URL", pg.url(Role::Trust))

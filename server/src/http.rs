@@ -46,7 +46,7 @@ pub(crate) fn metrics_router(pool: Pool) -> Router {
 mod tests {
     use std::time::Duration;
 
-    use wirepool_testkit::{Cluster, Role};
+    use wirepool_testkit::Role;
 
     use wirepool::LifecycleState;
 
@@ -56,7 +56,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn health_is_503_while_draining_and_after() {
-        let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+        let pg = wirepool_testkit::cluster();
         let pool = Pool::builder(pg.config(Role::Trust))
             .drain_timeout(Duration::from_secs(10))
             .build()

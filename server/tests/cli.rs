@@ -111,7 +111,7 @@ fn a_bad_or_missing_database_url_is_named_without_its_password() {
 
 #[test]
 fn check_reports_version_auth_and_latency() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let (code, out, err) = run(&["check"], &[("DATABASE_URL", &pg.url(Role::Scram))]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("connected: scram_user@127.0.0.1:"), "{out}");
@@ -134,7 +134,7 @@ fn check_reports_version_auth_and_latency() {
 
 #[test]
 fn check_explains_failures() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let port = pg.port();
     let cases = [
         (
@@ -167,7 +167,7 @@ fn check_explains_failures() {
 
 #[test]
 fn check_says_when_the_password_is_missing() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     for role in ["scram_user", "md5_user"] {
         let url = format!("postgres://{role}@127.0.0.1:{}/postgres", pg.port());
         let (code, out, err) = run(&["check"], &[("DATABASE_URL", &url)]);
@@ -183,7 +183,7 @@ fn check_says_when_the_password_is_missing() {
 
 #[test]
 fn check_into_a_closed_pipe_exits_quietly() {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let mut cmd = command(&["check"], &[("DATABASE_URL", &pg.url(Role::Trust))]);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -257,7 +257,7 @@ fn check_reports_the_encryption() {
 
 #[test]
 fn check_lists_each_host_and_its_role() {
-    let primary = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let primary = wirepool_testkit::cluster();
     let standby = primary.start_standby().unwrap();
     let gone = closed_port();
     let url = format!(

@@ -77,7 +77,7 @@ fn check_report(v: &Value) {
 
 /// A throwaway cluster and `wirepool serve` on a free port with a pool of 5 against it.
 fn serving() -> (Cluster, Proc, std::net::SocketAddr) {
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     let mut p = Proc::spawn(command(
         &["serve", "--bind", "127.0.0.1:0"],
         &[
@@ -149,7 +149,7 @@ fn python_sdk_reads_the_resources_over_sse() {
 #[test]
 fn python_sdk_reads_the_resources_over_stdio() {
     let py = python();
-    let pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let pg = wirepool_testkit::cluster();
     // The SDK launches `wirepool mcp` itself, with the settings in its env block (the
     // client script copies DATABASE_URL, POOL_* and LOG_* into it).
     let mut cmd = Command::new(&py);

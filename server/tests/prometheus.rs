@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use wirepool_testkit::{Cluster, Role};
+use wirepool_testkit::Role;
 
 use common::{command, get, Proc};
 
@@ -132,7 +132,7 @@ fn urlencode(s: &str) -> String {
 
 #[test]
 fn prometheus_scrapes_the_health_gauge_through_an_outage() {
-    let mut pg = Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"));
+    let mut pg = wirepool_testkit::cluster();
     let mut p = Proc::spawn(command(
         &["serve"],
         &[

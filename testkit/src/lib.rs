@@ -43,6 +43,21 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The usual pool of the tests: on `pg` as `role`, from `min` to `max` connections, the
+/// rest the pool's defaults.
+///
+/// # Panics
+///
+/// When the pool cannot be built (the panic says why).
+pub async fn pool(pg: &Cluster, role: Role, min: usize, max: usize) -> wirepool::Pool {
+    wirepool::Pool::builder(pg.config(role))
+        .min_size(min)
+        .max_size(max)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("pool on the throwaway PostgreSQL: {e}"))
+}
+
 /// The pool's defaults with a fast monitor (20 ms) and no keepalive validation, so that
 /// tests see the pool's background work within a few ticks.
 pub fn fast_config() -> PoolConfig {
