@@ -260,3 +260,43 @@ fn fast_enough() {
         "{per:?} per classification"
     );
 }
+
+/// The operator's guide lists the statements the shared path refuses: the same as
+/// `REFUSED_STATEMENTS`, both ways.
+#[test]
+fn the_operators_guide_lists_the_refused_statements_of_the_code() {
+    let guide = include_str!("../../docs/operators-guide.md");
+    let start = guide
+        .find("- **Refused statements.**")
+        .expect("the guide's paragraph on refused statements");
+    let para = &guide[start..];
+    let para = &para[..para[2..].find("\n- **").map_or(para.len(), |e| e + 2)];
+    let list_start = para.find("more than one statement;").expect("its list");
+    let list_end = para[list_start..]
+        .find("(also after")
+        .expect("the end of its list")
+        + list_start;
+    let list = para[list_start..list_end].replace('\n', " ");
+    let listed: Vec<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|w| w.split_whitespace().next().unwrap_or("").to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    for s in super::lists::REFUSED_STATEMENTS {
+        assert!(
+            listed.iter().any(|w| w == s.keyword),
+            "{} is refused by the code and missing from the guide's list: {listed:?}",
+            s.keyword
+        );
+    }
+    for w in &listed {
+        assert!(
+            super::lists::REFUSED_STATEMENTS
+                .iter()
+                .any(|s| s.keyword == w),
+            "the guide lists {w} as refused; the code does not refuse it"
+        );
+    }
+}
