@@ -63,26 +63,6 @@ struct Cli {
     command: Command,
 }
 
-/// The variables the binary reads besides `DATABASE_URL` and the pool's own
-/// ([`wirepool::pool::ENVIRONMENT`]): name, default, meaning.
-const SERVER_ENVIRONMENT: &[(&str, &str, &str)] = &[
-    ("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-    ("LOG_FILE", "stderr", "append logs to this file"),
-    ("LOG_FORMAT", "json", "json or text"),
-    ("WIREPOOL_BIND", "127.0.0.1:3000", "same as --bind"),
-    ("WIREPOOL_METRICS_BIND", "", "same as --metrics-bind"),
-    (
-        "WIREPOOL_MCP_ALLOWED_HOSTS",
-        "",
-        "same as --mcp-allowed-hosts",
-    ),
-    (
-        "WIREPOOL_FAIL_FAST_START",
-        "false",
-        "same as --fail-fast-start",
-    ),
-];
-
 /// The environment variables `serve` and `mcp` read, for their `--help`: the pool's from
 /// the library's table, then the binary's own.
 fn environment_help() -> String {
@@ -93,7 +73,7 @@ fn environment_help() -> String {
     for v in wirepool::pool::ENVIRONMENT {
         rows.push((v.name, format!("{} ({})", v.meaning, v.default)));
     }
-    for (name, default, meaning) in SERVER_ENVIRONMENT {
+    for (name, default, meaning) in settings::SERVER_ENVIRONMENT {
         let text = if default.is_empty() {
             meaning.to_string()
         } else {
@@ -155,24 +135,24 @@ enum Command {
 struct StartArgs {
     /// Exit at start if the database cannot be reached (by default the server starts,
     /// answers /health with 503 and reconnects on its schedule).
-    #[arg(long, env = "WIREPOOL_FAIL_FAST_START", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::SetTrue)]
+    #[arg(long, env = settings::FAIL_FAST_START, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::SetTrue)]
     fail_fast_start: bool,
 }
 
 #[derive(Debug, clap::Args)]
 struct HttpArgs {
     /// Address for /health, /metrics and /mcp.
-    #[arg(long, env = "WIREPOOL_BIND", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = settings::BIND, default_value = "127.0.0.1:3000")]
     bind: SocketAddr,
     /// Also serve /metrics on this address (e.g. 127.0.0.1:9090).
-    #[arg(long, env = "WIREPOOL_METRICS_BIND")]
+    #[arg(long, env = settings::METRICS_BIND)]
     metrics_bind: Option<SocketAddr>,
     /// Do not serve MCP at /mcp.
     #[arg(long)]
     no_mcp: bool,
     /// Host names /mcp accepts in the Host header besides loopback and the bind address
     /// (a guard against DNS rebinding), comma-separated; e.g. pool.internal,pool.internal:3000.
-    #[arg(long, env = "WIREPOOL_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(long, env = settings::MCP_ALLOWED_HOSTS, value_delimiter = ',')]
     mcp_allowed_hosts: Vec<String>,
 }
 

@@ -13,6 +13,27 @@ use wirepool::{ConnectConfig, PoolConfig};
 
 use crate::logging::{self, LogFormat, LogSettings};
 
+pub(crate) const LOG_LEVEL: &str = "LOG_LEVEL";
+pub(crate) const LOG_FILE: &str = "LOG_FILE";
+pub(crate) const LOG_FORMAT: &str = "LOG_FORMAT";
+pub(crate) const BIND: &str = "WIREPOOL_BIND";
+pub(crate) const METRICS_BIND: &str = "WIREPOOL_METRICS_BIND";
+pub(crate) const MCP_ALLOWED_HOSTS: &str = "WIREPOOL_MCP_ALLOWED_HOSTS";
+pub(crate) const FAIL_FAST_START: &str = "WIREPOOL_FAIL_FAST_START";
+
+/// The variables the binary reads besides `DATABASE_URL` and the pool's own
+/// ([`wirepool::pool::ENVIRONMENT`]): name, default (empty: none), meaning. The `--help` of
+/// `serve` and `mcp` and the operator's guide list them (a test checks the guide).
+pub(crate) const SERVER_ENVIRONMENT: &[(&str, &str, &str)] = &[
+    (LOG_LEVEL, "INFO", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    (LOG_FILE, "stderr", "append logs to this file"),
+    (LOG_FORMAT, "json", "json or text"),
+    (BIND, "127.0.0.1:3000", "same as --bind"),
+    (METRICS_BIND, "", "same as --metrics-bind"),
+    (MCP_ALLOWED_HOSTS, "", "same as --mcp-allowed-hosts"),
+    (FAIL_FAST_START, "false", "same as --fail-fast-start"),
+];
+
 /// Everything read from the environment.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -28,15 +49,15 @@ pub(crate) fn read(
     env: impl Fn(&str) -> Option<String>,
     default_format: LogFormat,
 ) -> Result<Settings, String> {
-    let level = match env("LOG_LEVEL") {
+    let level = match env(LOG_LEVEL) {
         Some(v) => logging::parse_level(&v)?,
         None => LevelFilter::INFO,
     };
-    let format = match env("LOG_FORMAT") {
+    let format = match env(LOG_FORMAT) {
         Some(v) => logging::parse_format(&v)?,
         None => default_format,
     };
-    let file = match env("LOG_FILE") {
+    let file = match env(LOG_FILE) {
         Some(v) if v.trim().is_empty() => return Err("LOG_FILE: empty path".into()),
         Some(v) => Some(PathBuf::from(v)),
         None => None,
@@ -73,6 +94,20 @@ pub(crate) fn chain(e: &wirepool::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The operator's guide has a row per variable of the binary, with its default.
+    #[test]
+    fn the_operators_guide_lists_each_variable_with_its_default() {
+        let guide = include_str!("../../docs/operators-guide.md");
+        for (name, default, _) in super::SERVER_ENVIRONMENT {
+            let default = if default.is_empty() { "none" } else { default };
+            let row = format!("| `{name}` | {default} |");
+            assert!(
+                guide.lines().any(|l| l.starts_with(&row)),
+                "no row `{row}` in docs/operators-guide.md"
+            );
+        }
+    }
+
     use super::*;
 
     fn read_with(pairs: &[(&str, &str)]) -> Result<Settings, String> {
