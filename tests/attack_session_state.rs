@@ -15,6 +15,7 @@
 //!
 //! Each test collects every problem it finds and fails once, at the end, with the list: a
 
+use wirepool::error::sqlstate;
 use wirepool::{Pool, SessionReset};
 use wirepool_testkit::Role;
 
@@ -47,7 +48,7 @@ async fn sequence_state_of_one_caller_is_read_by_another() {
              pipelined caller's nextval: {} (theirs was {a}); expected a refusal or SQLSTATE 55000",
             row.get::<_, i64>(0)
         )),
-        Err(e) if refused(&e) || e.code() == Some("55000") => {}
+        Err(e) if refused(&e) || e.code() == Some(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE) => {}
         Err(e) => report.push(format!("v_lastval: unexpected error {}", describe(&e))),
     }
     pool.close().await;
@@ -71,7 +72,7 @@ async fn sequence_state_of_one_caller_is_read_by_another() {
                  ({what} is not reset under the default policy)",
                 row.get::<_, i64>(0)
             )),
-            Err(e) if e.code() == Some("55000") => {}
+            Err(e) if e.code() == Some(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE) => {}
             Err(e) => report.push(format!("currval: unexpected error {}", describe(&e))),
         }
         drop(c);
@@ -92,7 +93,7 @@ async fn sequence_state_of_one_caller_is_read_by_another() {
              nextval was {v}) instead of SQLSTATE 55000",
             row.get::<_, i64>(0)
         )),
-        Err(e) if e.code() == Some("55000") => {}
+        Err(e) if e.code() == Some(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE) => {}
         Err(e) => report.push(format!("lastval: unexpected error {}", describe(&e))),
     }
     drop(c);

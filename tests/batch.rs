@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, ErrorKind};
 use wirepool_testkit::{cluster, Cluster, Role};
 
@@ -42,7 +43,11 @@ async fn an_atomic_batch_with_a_failing_statement_applies_nothing_and_names_it()
         .await
         .unwrap_err();
     assert_eq!(e.batch_index(), Some(1), "{e}");
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::UNIQUE_VIOLATION),
+        "{e}"
+    );
     assert_eq!(ids(&mut c).await, [2]);
     // The connection goes on.
     let r = c
@@ -84,7 +89,10 @@ async fn an_independent_batch_applies_each_statement_alone() {
     assert!(r[0].error().is_none());
     let e = r[1].error().expect("the duplicate failed");
     assert_eq!(e.batch_index(), Some(1));
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"));
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::UNIQUE_VIOLATION)
+    );
     assert_eq!(r[2].rows().unwrap()[0].get::<_, i64>(0), 2);
     assert_eq!(r[3].count(), 1);
     assert_eq!(ids(&mut c).await, [1, 2, 3]);

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use wirepool::error::sqlstate;
 use wirepool::protocol::AuthMethod;
 use wirepool::{Connection, ErrorKind, TransactionStatus};
 use wirepool_testkit::{cluster, Role};
@@ -44,7 +45,7 @@ async fn login_failures_have_their_own_sqlstates() {
         let cfg = pg.config(role).with_password(Some("wrong"));
         let err = Connection::connect(&cfg).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Db, "{role:?}: {err:?}");
-        assert_eq!(err.code(), Some("28P01"), "{role:?}");
+        assert_eq!(err.code(), Some(sqlstate::INVALID_PASSWORD), "{role:?}");
         assert!(
             !format!("{err} {err:?}").contains("wrong\""),
             "no password in errors"
@@ -58,11 +59,15 @@ async fn login_failures_have_their_own_sqlstates() {
     // Unknown role (the catch-all pg_hba line is trust, so the role check itself fails).
     let unknown = pg.config(Role::Trust).with_user("nobody_here");
     let err = Connection::connect(&unknown).await.unwrap_err();
-    assert_eq!(err.code(), Some("28000"), "{err:?}");
+    assert_eq!(
+        err.code(),
+        Some(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{err:?}"
+    );
 
     let missing_db = pg.config(Role::Trust).with_dbname("no_such_db");
     let err = Connection::connect(&missing_db).await.unwrap_err();
-    assert_eq!(err.code(), Some("3D000"), "{err:?}");
+    assert_eq!(err.code(), Some(sqlstate::INVALID_CATALOG_NAME), "{err:?}");
 }
 
 #[tokio::test]
@@ -108,7 +113,7 @@ async fn multi_statement_strings_errors_and_empty_queries() {
         .simple_query("SELECT 1; SELECT 1/0; INSERT INTO t VALUES (3)")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("22012"));
+    assert_eq!(err.code(), Some(sqlstate::DIVISION_BY_ZERO));
     let db = err.as_db_error().unwrap();
     assert_eq!(db.severity(), "ERROR");
     assert!(!c.is_broken());
@@ -121,7 +126,7 @@ async fn multi_statement_strings_errors_and_empty_queries() {
 
     // Syntax errors carry a position.
     let err = c.simple_query("SELECT * FROM").await.unwrap_err();
-    assert_eq!(err.code(), Some("42601"));
+    assert_eq!(err.code(), Some(sqlstate::SYNTAX_ERROR));
     assert!(err.as_db_error().unwrap().position().is_some());
 
     // Empty and whitespace-only queries.
@@ -176,7 +181,7 @@ async fn cancel_stops_a_running_query() {
     });
     let t = Instant::now();
     let err = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
-    assert_eq!(err.code(), Some("57014"), "{err:?}");
+    assert_eq!(err.code(), Some(sqlstate::QUERY_CANCELED), "{err:?}");
     assert!(t.elapsed() < Duration::from_secs(20));
     canceller.await.unwrap().unwrap();
     assert_eq!(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::observe::CloseReason;
 use wirepool::protocol::MAX_FRONTEND_MESSAGE;
 use wirepool::{ConnectConfig, Connection, ErrorKind, Pool, PoolConfig};
@@ -36,7 +37,7 @@ fn assert_no_protocol_errors(pg: &Cluster) {
         "invalid message length",
         "unexpected EOF",
         "incomplete message",
-        "08P01",
+        sqlstate::PROTOCOL_VIOLATION,
     ] {
         assert!(!log.contains(bad), "server log shows `{bad}`:\n{log}");
     }

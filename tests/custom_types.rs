@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BufMut;
+use wirepool::error::sqlstate;
 use wirepool::internals::type_cache_counts;
 use wirepool::postgres_types::{IsNull, Kind};
 use wirepool::{Connection, ErrorKind, FromSql, Pool, ToSql, Type};
@@ -96,7 +97,7 @@ async fn enum_and_array_of_it_through_the_derive() {
     assert!(matches!(arr.kind(), Kind::Array(e) if e == t), "{arr:?}");
     // A value the enum does not have is refused by the server, typed.
     let e = c.query_one("SELECT 'angry'::mood", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some("22P02"), "{e}");
+    assert_eq!(e.code(), Some(sqlstate::INVALID_TEXT_REPRESENTATION), "{e}");
     // Reading the enum as a wrong Rust type names the column and both types.
     let e = row.try_get::<_, i32>("feeling").unwrap_err();
     let msg = e.to_string();
@@ -181,7 +182,7 @@ async fn domain_with_a_check_constraint() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Db);
-    assert_eq!(e.code(), Some("23514"), "{e}");
+    assert_eq!(e.code(), Some(sqlstate::CHECK_VIOLATION), "{e}");
     assert!(e.to_string().contains("positive"), "{e}");
     let n: i64 = c
         .query_one("SELECT count(*) FROM stock", &[])

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use wirepool::error::sqlstate;
 use wirepool::{ConnectConfig, Connection, ErrorKind, Pool, PoolConfig};
 use wirepool_testkit::{Cluster, Role};
 
@@ -61,7 +62,7 @@ async fn the_standby_replays_and_refuses_writes() {
         .execute("INSERT INTO writes VALUES ($1)", &[&2i32])
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("25006"), "{e:?}");
+    assert_eq!(e.code(), Some(sqlstate::READ_ONLY_SQL_TRANSACTION), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +324,7 @@ async fn a_write_refused_as_read_only_breaks_a_read_write_connection() {
         .execute("INSERT INTO writes (task) VALUES ($1)", &[&1i32])
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("25006"));
+    assert_eq!(e.code(), Some(sqlstate::READ_ONLY_SQL_TRANSACTION));
     drop(tx);
     assert!(c.is_broken());
     drop(c);
@@ -337,7 +338,7 @@ async fn a_write_refused_as_read_only_breaks_a_read_write_connection() {
         .execute("INSERT INTO writes (task) VALUES ($1)", &[&1i32])
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("25006"));
+    assert_eq!(e.code(), Some(sqlstate::READ_ONLY_SQL_TRANSACTION));
     assert!(!c.is_broken());
     pool.close().await;
 }

@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use wirepool::error::sqlstate;
 use wirepool::observe::CloseReason;
 use wirepool::{ConnectConfig, ErrorKind, Pool, PoolConfig};
 use wirepool_testkit::{cluster, Cluster, Role};
@@ -320,7 +321,7 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
                 let code = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<wirepool::Error>())
                     .and_then(|s| s.code().map(str::to_string));
-                if code.as_deref() == Some("28P01") {
+                if code.as_deref() == Some(sqlstate::INVALID_PASSWORD) {
                     auth_errors += 1;
                 }
                 let text = format!("{e} {e:?}");
@@ -336,7 +337,7 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
     let refusals = logs.lines_with("Database refused the pool's connection");
     assert!(!refusals.is_empty(), "{}", logs.text());
     for (_, line) in &refusals {
-        assert!(line.contains("28P01"), "{line}");
+        assert!(line.contains(sqlstate::INVALID_PASSWORD), "{line}");
         assert!(
             line.contains("retrying every 0.4s"),
             "the slowest pace: {line}"
@@ -378,7 +379,11 @@ async fn too_many_connections_is_transient_and_retried_until_it_passes() {
     let cause = std::error::Error::source(&err)
         .and_then(|s| s.downcast_ref::<wirepool::Error>())
         .unwrap_or_else(|| panic!("no cause: {err:?}"));
-    assert_eq!(cause.code(), Some("53300"), "{cause:?}");
+    assert_eq!(
+        cause.code(),
+        Some(sqlstate::TOO_MANY_CONNECTIONS),
+        "{cause:?}"
+    );
     assert!(cause.is_transient());
     pg.psql("ALTER ROLE limited_user CONNECTION LIMIT 10")
         .unwrap();

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wirepool::error::sqlstate;
 use wirepool::protocol::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 use wirepool::{ConnectConfig, Connection, DbError, ErrorKind, Pool};
 
@@ -56,7 +57,11 @@ async fn an_error_answer_to_ssl_request_is_not_followed_by_plain_text() {
                 let s = s.clone();
                 tokio::spawn(async move {
                     let (code, _) = read_first(&mut sock).await;
-                    let error = DbError::new("FATAL", "28000", "injected pre-authentication text");
+                    let error = DbError::new(
+                        "FATAL",
+                        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                        "injected pre-authentication text",
+                    );
                     let reply = msgs(&[BackendMessage::ErrorResponse(Box::new(error))]);
                     if code != SSL_REQUEST {
                         // A plain-text startup (allow's first try, or a fallback).
@@ -114,7 +119,7 @@ async fn scripted(script: Vec<u8>) -> ConnectConfig {
 async fn control_characters_of_server_text_are_escaped_in_errors() {
     let mut error = DbError::new(
         "FATAL",
-        "28000",
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
         "role \x1b[31mred\x1b[0m refused\nforged line",
     );
     error = DbError::from_fields(
@@ -170,7 +175,11 @@ async fn scram_server(iterations: u32) -> u16 {
                 sock.write_all(&msgs(&[cont])).await.unwrap();
                 let (tag, _) = read_tagged(&mut sock).await;
                 assert_eq!(tag, b'p', "the SASLResponse");
-                let refusal = DbError::new("FATAL", "28P01", "password authentication failed");
+                let refusal = DbError::new(
+                    "FATAL",
+                    sqlstate::INVALID_PASSWORD,
+                    "password authentication failed",
+                );
                 let _ = sock
                     .write_all(&msgs(&[BackendMessage::ErrorResponse(Box::new(refusal))]))
                     .await;
@@ -221,7 +230,7 @@ async fn scram_hashing_does_not_stall_the_runtime() {
             .expect_err("the server refuses every password");
         assert_eq!(
             e.code(),
-            Some("28P01"),
+            Some(sqlstate::INVALID_PASSWORD),
             "the proof was computed and sent: {e:?}"
         );
     }
@@ -237,7 +246,7 @@ async fn scram_hashing_does_not_stall_the_runtime() {
 /// What a server sends for a session with a notice during its startup, and the answer to
 /// the pool's validation query `SELECT 1`.
 fn startup_with_notice() -> Vec<u8> {
-    let notice = DbError::new("WARNING", "01000", "sent during the startup");
+    let notice = DbError::new("WARNING", sqlstate::WARNING, "sent during the startup");
     msgs(&[
         BackendMessage::AuthenticationOk,
         BackendMessage::NoticeResponse(Box::new(notice)),

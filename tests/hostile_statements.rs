@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, Error, ErrorKind, Pool};
 use wirepool_testkit::{cluster, Cluster, Role};
 
@@ -178,12 +179,12 @@ const SHARED_CASES: &[Case] = &[
     case("EXPLAIN ANALYZE CREATE TEMP TABLE t2 AS SELECT 1"),
     // Reading another caller's session state.
     Case {
-        expect: Expect::RefusedOrError("55000"),
+        expect: Expect::RefusedOrError(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE),
         before: Some("SELECT nextval('public.seq')::text"),
         ..case("SELECT lastval()")
     },
     Case {
-        expect: Expect::RefusedOrError("55000"),
+        expect: Expect::RefusedOrError(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE),
         before: Some("SELECT nextval('public.seq')::text"),
         ..case("SELECT currval('public.seq')")
     },

@@ -8,6 +8,7 @@ use std::time::Duration;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use wirepool::error::sqlstate;
 use wirepool::Pool;
 use wirepool_testkit::{cluster, eventually, fast_config, Role};
 
@@ -240,9 +241,12 @@ async fn every_convention_metric_after_a_burst_and_an_outage() {
     assert!(ok.value >= 80.0 * 0.005, "{ok:?}");
     let failed = ops
         .iter()
-        .find(|p| p.attrs.get("error.type").map(String::as_str) == Some("22012"))
+        .find(|p| p.attrs.get("error.type").map(String::as_str) == Some(sqlstate::DIVISION_BY_ZERO))
         .expect("the failed operation");
-    assert_eq!(failed.attrs["db.response.status_code"], "22012");
+    assert_eq!(
+        failed.attrs["db.response.status_code"],
+        sqlstate::DIVISION_BY_ZERO
+    );
     assert_eq!(failed.count, 1);
 
     let all = format!("{:?}", seen.metrics);

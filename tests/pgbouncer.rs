@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::Pool;
 use wirepool_testkit::{Bouncer, PoolMode, Role};
 
@@ -184,7 +185,7 @@ async fn transaction_mode_shared_path() {
                             .query_one("SELECT 1 / $1::int4", &[&0i32])
                             .await
                             .unwrap_err();
-                        assert_eq!(e.code(), Some("22012"), "{e}");
+                        assert_eq!(e.code(), Some(sqlstate::DIVISION_BY_ZERO), "{e}");
                         continue;
                     }
                     let label = format!("{t}/{q}");
@@ -287,7 +288,7 @@ async fn transaction_mode_batches() {
                             .await
                             .unwrap_err();
                         assert_eq!(e.batch_index(), Some(1), "{e}");
-                        assert_eq!(e.code(), Some("23505"), "{e}");
+                        assert_eq!(e.code(), Some(sqlstate::UNIQUE_VIOLATION), "{e}");
                         continue;
                     }
                     let r = pool

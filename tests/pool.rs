@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::observe::CloseReason;
 use wirepool::{ErrorKind, HealthStatus, LifecycleState, Pool, TimeoutPhase, TransactionStatus};
 use wirepool_testkit::{cluster, eventually, fast_config, Role};
@@ -49,7 +50,7 @@ async fn build_fails_with_the_real_error() {
     let pg = cluster();
     let cfg = pg.config(Role::Scram).with_password(Some("wrong"));
     let err = Pool::builder(cfg).build().await.unwrap_err();
-    assert_eq!(err.code(), Some("28P01"), "{err:?}");
+    assert_eq!(err.code(), Some(sqlstate::INVALID_PASSWORD), "{err:?}");
     let err = Pool::builder(pg.config(Role::Trust))
         .min_size(5)
         .max_size(2)

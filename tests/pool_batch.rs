@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, ErrorKind, Pool, ToSql};
 use wirepool_testkit::{cluster, Cluster, Role};
 
@@ -63,7 +64,11 @@ async fn an_independent_pool_batch_runs_each_statement_alone() {
     assert!(r[0].error().is_none() && r[2].error().is_none());
     let e = r[1].error().expect("the duplicate fails");
     assert_eq!(e.batch_index(), Some(1), "{e}");
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("23505"), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::UNIQUE_VIOLATION),
+        "{e}"
+    );
     let rows = r[3].rows().expect("a query's rows");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, &str>(1), "there");

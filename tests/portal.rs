@@ -1,6 +1,7 @@
 //! Portals: 100,000 rows paged 1,000 at a time inside a transaction; a portal dropped
 //! early is closed; outside a transaction, and on another connection, a clear error.
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, ErrorKind};
 use wirepool_testkit::{cluster, Role};
 
@@ -60,7 +61,11 @@ async fn a_portal_pages_through_a_hundred_thousand_rows() {
 
     // After the transaction, the portal is gone: the server says so.
     let e = conn.query_portal(&portal, 10).await.unwrap_err();
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("34000"), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::INVALID_CURSOR_NAME),
+        "{e}"
+    );
     drop(portal);
 
     // A portal of another connection is refused.

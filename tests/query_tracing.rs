@@ -13,6 +13,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+use wirepool::error::sqlstate;
 use wirepool::Pool;
 use wirepool_testkit::{cluster, Role};
 
@@ -145,11 +146,15 @@ async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
         .query("SELECT 1 / $1::int4", &[&0i32])
         .await
         .unwrap_err();
-    assert_eq!(e.as_db_error().unwrap().code(), "22012");
+    assert_eq!(e.as_db_error().unwrap().code(), sqlstate::DIVISION_BY_ZERO);
     let spans = capture.query_spans();
     let f = &spans.last().unwrap().fields;
-    assert_eq!(f["db.response.status_code"], "22012", "{f:?}");
-    assert_eq!(f["error.type"], "22012", "{f:?}");
+    assert_eq!(
+        f["db.response.status_code"],
+        sqlstate::DIVISION_BY_ZERO,
+        "{f:?}"
+    );
+    assert_eq!(f["error.type"], sqlstate::DIVISION_BY_ZERO, "{f:?}");
 
     // A simple query gets a span too.
     conn.simple_query("SELECT 1").await.unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::{ErrorKind, Pool, PoolConfig};
 use wirepool_testkit::{cluster, eventually, Cluster, Role};
 
@@ -75,13 +76,13 @@ async fn one_statement(
                         .query_one("SELECT 10 / $1::int4", &[&0i32])
                         .await
                         .unwrap_err();
-                    assert_eq!(e.code(), Some("22012"), "{e}");
+                    assert_eq!(e.code(), Some(sqlstate::DIVISION_BY_ZERO), "{e}");
                 } else {
                     let e = pool
                         .execute("INSERT INTO items VALUES ($1, 'dup')", &[&0i64])
                         .await
                         .unwrap_err();
-                    assert_eq!(e.code(), Some("23505"), "{e}");
+                    assert_eq!(e.code(), Some(sqlstate::UNIQUE_VIOLATION), "{e}");
                 }
                 Err(())
             }
@@ -340,7 +341,7 @@ async fn killed_server_and_terminated_backends_under_load() {
                             // Never sent, timed out waiting for a connection, refused by
                             // the server (a terminated backend): not committed.
                             _ => {
-                                assert!(e.code() != Some("23505"), "{e}");
+                                assert!(e.code() != Some(sqlstate::UNIQUE_VIOLATION), "{e}");
                                 not_run.lock().push(id);
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
@@ -440,7 +441,7 @@ async fn session_statements_are_refused_naming_acquire() {
         .query_one("SELECT * FROM no_such_table", &[])
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("42P01"), "{e}");
+    assert_eq!(e.code(), Some(sqlstate::UNDEFINED_TABLE), "{e}");
     let e = pool
         .query_one("SELECT 1 UNION SELECT 2", &[])
         .await

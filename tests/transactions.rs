@@ -5,6 +5,7 @@
 
 mod common;
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, ErrorKind, IsolationLevel};
 use wirepool_testkit::{cluster, Role};
 
@@ -49,7 +50,11 @@ async fn serializable_conflict_then_a_retry_and_read_only() {
             e
         }
     };
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("40001"), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::SERIALIZATION_FAILURE),
+        "{e}"
+    );
     // The retry sees the committed state and succeeds (it changes nothing now).
     let mut tb = b
         .build_transaction()
@@ -84,7 +89,11 @@ async fn serializable_conflict_then_a_retry_and_read_only() {
         .execute("UPDATE doctors SET on_call = true", &[])
         .await
         .unwrap_err();
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("25006"), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::READ_ONLY_SQL_TRANSACTION),
+        "{e}"
+    );
     drop(ro);
     // The dropped transaction was rolled back before the next statement.
     a.execute("SELECT 1", &[]).await.unwrap();
@@ -130,7 +139,10 @@ async fn savepoints_nested_transactions_and_a_failed_commit() {
             .execute("INSERT INTO t VALUES (1/0)", &[])
             .await
             .unwrap_err();
-        assert_eq!(e.as_db_error().map(|d| d.code()), Some("22012"));
+        assert_eq!(
+            e.as_db_error().map(|d| d.code()),
+            Some(sqlstate::DIVISION_BY_ZERO)
+        );
         kept.rollback().await.unwrap();
     }
     tx.execute("INSERT INTO t VALUES (7)", &[]).await.unwrap();
@@ -160,7 +172,7 @@ async fn ten_thousand_notices_are_logged_not_kept() {
     assert_eq!(seen, 10_000, "every notice logged");
     let line = logs.lines_with("notice number 10000");
     assert!(
-        line[0].1.contains("00000"),
+        line[0].1.contains(sqlstate::SUCCESSFUL_COMPLETION),
         "with its SQLSTATE: {}",
         line[0].1
     );

@@ -8,6 +8,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use wirepool::error::sqlstate;
 use wirepool::{Connection, ErrorKind, Pool, ToSql, TransactionStatus, Type};
 use wirepool_testkit::{cluster, Cluster, Role};
 
@@ -179,11 +180,11 @@ async fn errors_are_typed_and_the_connection_stays_usable() {
     assert_eq!(null.get::<_, Option<i32>>(0), None);
 
     let e = c.query("SELEKT 1", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some("42601"), "{e:?}");
+    assert_eq!(e.code(), Some(sqlstate::SYNTAX_ERROR), "{e:?}");
     still_fine(&mut c).await;
 
     let e = c.query("SELECT 1 / $1::int4", &[&0i32]).await.unwrap_err();
-    assert_eq!(e.code(), Some("22012"), "{e:?}");
+    assert_eq!(e.code(), Some(sqlstate::DIVISION_BY_ZERO), "{e:?}");
     still_fine(&mut c).await;
 
     let e = c.query("SELECT * FROM nope", &[]).await.unwrap_err();
@@ -253,7 +254,11 @@ async fn the_statement_cache_hits_and_survives_discard_and_alter() {
         .simple_query("DEALLOCATE ALL; SELECT 1/0")
         .await
         .unwrap_err();
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("22012"), "{e:?}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::DIVISION_BY_ZERO),
+        "{e:?}"
+    );
     c.simple_query("BEGIN").await.unwrap();
     assert_eq!(c.query(sql, &[&1i32]).await.unwrap().len(), 1);
     c.simple_query("COMMIT").await.unwrap();
@@ -345,7 +350,7 @@ async fn transactions_commit_roll_back_and_roll_back_when_dropped() {
         .execute("INSERT INTO acct VALUES ($1, $2)", &[&1i32, &5i32])
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("23505"));
+    assert_eq!(e.code(), Some(sqlstate::UNIQUE_VIOLATION));
     let e = tx.commit().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
     assert_eq!(c.transaction_status(), TransactionStatus::Idle);
@@ -496,7 +501,7 @@ async fn connect_hooks_run_on_every_new_connection() {
         .build()
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("42704"), "{e:?}");
+    assert_eq!(e.code(), Some(sqlstate::UNDEFINED_OBJECT), "{e:?}");
 }
 
 #[tokio::test]
@@ -549,7 +554,10 @@ async fn query_typed_runs_in_one_exchange_without_preparing() {
         .query_typed("SELECT 1 / $1", &[(&0i32, wirepool::Type::INT4)])
         .await
         .unwrap_err();
-    assert_eq!(e.as_db_error().map(|d| d.code()), Some("22012"));
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::DIVISION_BY_ZERO)
+    );
     let rows = c.query_typed("SELECT 5", &[]).await.unwrap();
     assert_eq!(rows[0].get::<_, i32>(0), 5);
 }

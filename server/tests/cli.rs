@@ -6,6 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use wirepool::error::sqlstate;
 use wirepool_testkit::{Cluster, Role};
 
 use common::command;
@@ -139,12 +140,12 @@ fn check_explains_failures() {
     let cases = [
         (
             format!("postgres://scram_user:wrong-guess@127.0.0.1:{port}/postgres"),
-            "28P01",
+            sqlstate::INVALID_PASSWORD,
             "wrong password",
         ),
         (
             format!("postgres://trust_user@127.0.0.1:{port}/no_such_db"),
-            "3D000",
+            sqlstate::INVALID_CATALOG_NAME,
             "database does not exist",
         ),
         (

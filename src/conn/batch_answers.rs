@@ -200,7 +200,10 @@ impl Answers {
     }
 
     fn fail(&mut self, index: usize, db: Box<DbError>) {
-        if self.aborting && db.code() == "34000" && self.expected.is_empty() {
+        if self.aborting
+            && db.code() == crate::error::sqlstate::INVALID_CURSOR_NAME
+            && self.expected.is_empty()
+        {
             // The abort's own error: the batch's error was recorded before it.
             return;
         }

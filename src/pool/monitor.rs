@@ -188,7 +188,9 @@ fn server_down(e: &crate::Error) -> bool {
     use crate::ErrorKind as K;
     match e.kind() {
         K::Io | K::ConnectTimeout | K::Closed => true,
-        K::Db => e.as_db_error().is_some_and(|d| d.code() == "57P03"),
+        K::Db => e
+            .as_db_error()
+            .is_some_and(|d| d.code() == crate::error::sqlstate::CANNOT_CONNECT_NOW),
         K::AllHostsFailed => std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<crate::Error>())
             .is_some_and(server_down),

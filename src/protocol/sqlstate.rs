@@ -1,4 +1,5 @@
-//! The SQLSTATE codes wirepool itself tests for, by name (PostgreSQL's Appendix A). A
+//! SQLSTATE codes by name (PostgreSQL's Appendix A): those wirepool itself tests for, and
+//! those an application commonly checks (a unique violation, a serialization failure). A
 //! server error's code is a string ([`DbError::code`](crate::DbError::code), as in
 //! tokio-postgres), so these compare with it directly: `e.code() == Some(sqlstate::...)`.
 
@@ -34,3 +35,31 @@ pub const OPERATOR_INTERVENTION_CLASS: &str = "57";
 /// `XX000` internal_error (also "cache lookup failed for type": a cached statement's
 /// type was dropped and created again).
 pub const INTERNAL_ERROR: &str = "XX000";
+/// `00000` successful_completion (a notice's or log line's code when nothing failed).
+pub const SUCCESSFUL_COMPLETION: &str = "00000";
+/// `01000` warning.
+pub const WARNING: &str = "01000";
+/// `08P01` protocol_violation.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
+/// `22012` division_by_zero.
+pub const DIVISION_BY_ZERO: &str = "22012";
+/// `22P02` invalid_text_representation: a value the type cannot read (`'x'::int`, a COPY field).
+pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// `23505` unique_violation.
+pub const UNIQUE_VIOLATION: &str = "23505";
+/// `23514` check_violation.
+pub const CHECK_VIOLATION: &str = "23514";
+/// `34000` invalid_cursor_name: a portal or cursor the server does not know.
+pub const INVALID_CURSOR_NAME: &str = "34000";
+/// `40001` serialization_failure: retry the transaction.
+pub const SERIALIZATION_FAILURE: &str = "40001";
+/// `42601` syntax_error.
+pub const SYNTAX_ERROR: &str = "42601";
+/// `42704` undefined_object.
+pub const UNDEFINED_OBJECT: &str = "42704";
+/// `42P01` undefined_table.
+pub const UNDEFINED_TABLE: &str = "42P01";
+/// `55000` object_not_in_prerequisite_state (`currval` before `nextval`, say).
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+/// `57014` query_canceled: a CancelRequest or `statement_timeout` ended the statement.
+pub const QUERY_CANCELED: &str = "57014";
