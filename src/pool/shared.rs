@@ -9,14 +9,14 @@ use super::*;
 /// A pooled connection with the pool's bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Pooled {
-    pub(crate) conn: Connection,
-    pub(crate) id: u64,
+    pub(super) conn: Connection,
+    pub(super) id: u64,
     /// Monitor-clock milliseconds at which the connection retires.
-    pub(crate) expires_ms: u64,
+    pub(super) expires_ms: u64,
     /// Monitor-clock milliseconds of its last return (or creation).
-    pub(crate) last_used_ms: u64,
+    pub(super) last_used_ms: u64,
     /// Its checkout state, for the leak detector.
-    pub(crate) leak_slot: crate::sync::Arc<LeakSlot>,
+    pub(super) leak_slot: crate::sync::Arc<LeakSlot>,
     /// Counts it among the encrypted connections while it exists.
     _encrypted: Option<EncryptedMark>,
     /// Counts it among its server's connections while it exists.
@@ -88,53 +88,53 @@ impl Drop for EncryptedMark {
 pub(crate) struct Shared {
     /// Connections are boxed: in and out of the idle list, into guards and through
     /// futures, a move is a pointer, not the whole connection.
-    pub(crate) core: Core<Box<Pooled>>,
-    pub(crate) connect: ConnectConfig,
-    pub(crate) cfg: PoolConfig,
-    pub(crate) counters: Counters,
-    pub(crate) state: AtomicU8,
-    pub(crate) created_at: SystemTime,
+    pub(super) core: Core<Box<Pooled>>,
+    pub(super) connect: ConnectConfig,
+    pub(super) cfg: PoolConfig,
+    pub(super) counters: Counters,
+    pub(super) state: AtomicU8,
+    pub(super) created_at: SystemTime,
     pub(super) started: Instant,
     /// Milliseconds since `started`, advanced by the monitor (and by slow paths): the cheap
     /// clock of the hot path.
     pub(super) clock_ms: AtomicU64,
-    pub(crate) runtime: Handle,
+    pub(super) runtime: Handle,
     pub(super) next_id: AtomicU64,
     /// Consecutive failed connects; 0 while the database answers.
-    pub(crate) connect_failures: AtomicU64,
-    pub(crate) last_connect_error: Mutex<Option<(Error, Instant)>>,
-    pub(crate) wake_monitor: Notify,
+    pub(super) connect_failures: AtomicU64,
+    pub(super) last_connect_error: Mutex<Option<(Error, Instant)>>,
+    pub(super) wake_monitor: Notify,
     /// A caller joined an empty queue: the acquire-timeout task learns its deadline.
-    pub(crate) first_waiter: Arc<Notify>,
+    pub(super) first_waiter: Arc<Notify>,
     /// The origin of waiters' deadlines (tokio's clock, so that paused-time tests work).
     pub(super) deadline_origin: tokio::time::Instant,
-    pub(crate) stop_monitor: Notify,
-    pub(crate) closing: AtomicBool,
+    pub(super) stop_monitor: Notify,
+    pub(super) closing: AtomicBool,
     pub(super) terminated: Notify,
     /// During `close()`: the last connection is gone (the drain waits on it).
     pub(super) drained: Notify,
     /// Set from the start of the reconnection schedule until `min_size` validated
     /// connections are back (the pool is RECOVERING meanwhile).
-    pub(crate) reconnecting: AtomicBool,
+    pub(super) reconnecting: AtomicBool,
     /// Unix milliseconds of the last recovery from an outage; 0 before any.
     pub(super) recovered_at_ms: AtomicU64,
     /// The leak detector's registration side, when leak detection is on.
-    pub(crate) leak: Option<LeakDetector>,
+    pub(super) leak: Option<LeakDetector>,
     /// Counts command timeouts; set on every connection.
     pub(super) timeout_hook: TimeoutHook,
     /// The pool's listeners, counted.
-    pub(crate) listeners: Arc<crate::listener::ListenerCounts>,
+    pub(super) listeners: Arc<crate::listener::ListenerCounts>,
     /// How the connections trace their statements.
     pub(super) trace: Arc<crate::conn::TraceSettings>,
     /// The OpenTelemetry instruments, when the builder was given a meter.
     #[cfg(feature = "otel")]
-    pub(crate) otel: Option<Arc<crate::otel::Instruments>>,
+    pub(super) otel: Option<Arc<crate::otel::Instruments>>,
     /// Statement-cache hits and misses of all the pool's connections.
-    pub(crate) statement_stats: Arc<CacheStats>,
+    pub(super) statement_stats: Arc<CacheStats>,
     /// The types its connections looked up in the catalog.
-    pub(crate) types: Arc<crate::conn::TypeCache>,
+    pub(super) types: Arc<crate::conn::TypeCache>,
     /// `pool.query` and the rest: statements pipelined on the pool's connections.
-    pub(crate) path: Arc<super::pipelined::SharedPath>,
+    pub(super) path: Arc<super::pipelined::SharedPath>,
     /// Open connections that are encrypted.
     pub(super) encrypted: Arc<AtomicUsize>,
     /// Open connections per server.
@@ -190,7 +190,7 @@ impl Shared {
 
     /// The pool's settings on a connection: command timeout, statement cache. Applied to
     /// a new connection, and again to a returned one whose settings a caller changed.
-    pub(crate) fn configure(&self, conn: &mut Connection) {
+    pub(super) fn configure(&self, conn: &mut Connection) {
         conn.set_command_timeout(self.cfg.command_timeout);
         conn.set_timeout_hook(Some(self.timeout_hook.clone()));
         conn.set_trace(self.trace.clone());
@@ -203,7 +203,7 @@ impl Shared {
     /// True if a returned connection's session must be reset before it is handed out
     /// again, under the pool's [`SessionReset`] policy.
     #[inline]
-    pub(crate) fn needs_session_reset(&self, conn: &Connection) -> bool {
+    pub(super) fn needs_session_reset(&self, conn: &Connection) -> bool {
         if conn.reset_demanded() {
             return true;
         }
@@ -217,7 +217,7 @@ impl Shared {
 
     /// Runs the connect hooks: the SQL statements, then the closure. What they set is the
     /// session's starting point: a reset puts it back, then runs them again.
-    pub(crate) async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
+    pub(super) async fn run_hooks(&self, conn: &mut Connection) -> Result<()> {
         let hooked = !self.hooks.sql.is_empty() || self.hooks.after_connect.is_some();
         if hooked {
             conn.hooks_begin();
@@ -243,7 +243,7 @@ impl Shared {
 
     /// The reconnector has restored `min_size` validated connections: the outage is over.
     /// Errors and slow acquisitions that began before now stop counting against health.
-    pub(crate) fn mark_recovered(&self) {
+    pub(super) fn mark_recovered(&self) {
         let now = SystemTime::now();
         let ms = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -260,12 +260,12 @@ impl Shared {
         self.evaluate_health();
     }
 
-    pub(crate) fn state(&self) -> LifecycleState {
+    pub(super) fn state(&self) -> LifecycleState {
         LifecycleState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     /// Moves to `new`, logging the transition once.
-    pub(crate) fn set_state(&self, new: LifecycleState) {
+    pub(super) fn set_state(&self, new: LifecycleState) {
         let old = LifecycleState::from_u8(self.state.swap(new as u8, Ordering::AcqRel));
         if old != new {
             if new == LifecycleState::Unhealthy {
@@ -276,7 +276,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn wrap(&self, conn: Connection) -> Box<Pooled> {
+    pub(super) fn wrap(&self, conn: Connection) -> Box<Pooled> {
         let now = self.tick_clock();
         let expires_ms = match self.cfg.max_lifetime {
             Some(l) => {
@@ -316,7 +316,7 @@ impl Shared {
     }
 
     /// Opens a connection in a pool-owned task and hands it over with `permit`.
-    pub(crate) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) {
+    pub(super) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) {
         let shared = self.clone();
         self.runtime.spawn(async move {
             match open_validated(&shared).await {
@@ -346,7 +346,7 @@ impl Shared {
     /// (`target_session_attrs`: a standby promoted, a primary demoted): the pool's idle
     /// connections to that server are closed too, before anyone gets them; new connections
     /// look for a server of the right kind.
-    pub(crate) fn server_kind_changed(self: &Arc<Self>, conn: &Connection) {
+    pub(super) fn server_kind_changed(self: &Arc<Self>, conn: &Connection) {
         let addr = conn.server_addr().to_string();
         let kind = match conn.in_recovery() {
             Some(true) => "a standby",
@@ -364,7 +364,7 @@ impl Shared {
     }
 
     /// Removes a connection held by `holder` from the pool and closes it in the background.
-    pub(crate) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
+    pub(super) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
         // The core first: once the close is counted, the sizes already leave it out.
         self.forget(holder);
         self.close_conn(p, reason);
@@ -373,7 +373,7 @@ impl Shared {
     /// Gives back the capacity of a connection held by `holder` that is gone (closed or
     /// detached): a waiter gets a replacement opened, unless the database is unreachable,
     /// when the reconnector alone opens connections.
-    pub(crate) fn forget(self: &Arc<Self>, holder: Holder) {
+    pub(super) fn forget(self: &Arc<Self>, holder: Holder) {
         if let Some(permit) = self.core.discard(holder) {
             if self.connect_failures.load(Ordering::Acquire) == 0 {
                 self.spawn_open(permit);
@@ -391,7 +391,7 @@ impl Shared {
     }
 
     /// Closes a connection no longer counted by the core (Terminate, in the background).
-    pub(crate) fn close_conn(&self, p: Box<Pooled>, reason: CloseReason) {
+    pub(super) fn close_conn(&self, p: Box<Pooled>, reason: CloseReason) {
         self.counters.record_closed(reason);
         self.note_drained();
         let conn = p.conn;
@@ -403,7 +403,7 @@ impl Shared {
         });
     }
 
-    pub(crate) fn statistics(&self) -> PoolStatistics {
+    pub(super) fn statistics(&self) -> PoolStatistics {
         let g = self.core.gauges();
         let mut s = PoolStatistics::empty(self.created_at);
         s.total_connections = g.open();
@@ -467,7 +467,7 @@ impl Shared {
     }
 
     /// Classifies the current state and moves the lifecycle state accordingly.
-    pub(crate) fn evaluate_health(&self) -> (PoolStatistics, HealthStatus, LifecycleState) {
+    pub(super) fn evaluate_health(&self) -> (PoolStatistics, HealthStatus, LifecycleState) {
         let now = SystemTime::now();
         let stats = self.statistics();
         let state = self.state();
