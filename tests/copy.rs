@@ -10,7 +10,7 @@ use std::io::Write;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use wirepool::error::sqlstate;
-use wirepool::{Connection, Pool};
+use wirepool::Connection;
 use wirepool_testkit::{cluster, Bouncer, PoolMode, Role};
 
 mod common;
@@ -198,13 +198,7 @@ async fn copy_in_and_out_through_pgbouncer_in_transaction_mode() {
     let pg = cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(1)
-        .max_size(2)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 1, 2).await;
     pg.psql("CREATE TABLE bounced (id int4, v text); GRANT ALL ON bounced TO trust_user")
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();

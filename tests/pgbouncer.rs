@@ -57,13 +57,7 @@ async fn transaction_mode_with_unnamed_statements() {
     let pg = wirepool_testkit::cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 5).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(5)
-        .max_size(20)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 5, 20).await;
     hammer(&pool, 50, 100).await;
     let s = pool.statistics();
     assert_eq!(s.total_acquisitions, s.total_releases);
@@ -122,13 +116,7 @@ async fn transaction_mode_with_custom_types() {
         .unwrap();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(2)
-        .max_size(8)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 2, 8).await;
     let lights = [Light::Red, Light::Amber, Light::Green];
     let handles: Vec<_> = (0..8)
         .map(|t| {
@@ -168,13 +156,7 @@ async fn transaction_mode_shared_path() {
     let pg = wirepool_testkit::cluster();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(2)
-        .max_size(6)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 2, 6).await;
     let handles: Vec<_> = (0..40)
         .map(|t| {
             let pool = pool.clone();
@@ -221,13 +203,7 @@ async fn transaction_mode_shared_path_with_the_reset_between_statements() {
     .unwrap();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(2)
-        .max_size(6)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 2, 6).await;
     let handles: Vec<_> = (0..20)
         .map(|t| {
             let pool = pool.clone();
@@ -262,13 +238,7 @@ async fn transaction_mode_batches() {
         .unwrap();
     let bouncer =
         Bouncer::start(&pg, PoolMode::Transaction, 3).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
-    let pool = Pool::builder(bouncer.config(&pg, Role::Trust))
-        .min_size(2)
-        .max_size(6)
-        .statement_cache_capacity(0)
-        .build()
-        .await
-        .unwrap();
+    let pool = bouncer.pool(&pg, 2, 6).await;
     const INSERT: &str = "INSERT INTO bb (id, task, v) VALUES ($1, $2, $3)";
     let handles: Vec<_> = (0..20i32)
         .map(|t| {

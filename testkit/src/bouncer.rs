@@ -117,6 +117,23 @@ impl Bouncer {
         self.port
     }
 
+    /// The usual pool behind this PgBouncer as `trust_user`: from `min` to `max`
+    /// connections, with the statement cache off (unnamed statements, as transaction mode
+    /// wants with PgBouncer before 1.21).
+    ///
+    /// # Panics
+    ///
+    /// When the pool cannot be built (the panic says why).
+    pub async fn pool(&self, cluster: &Cluster, min: usize, max: usize) -> wirepool::Pool {
+        wirepool::Pool::builder(self.config(cluster, Role::Trust))
+            .min_size(min)
+            .max_size(max)
+            .statement_cache_capacity(0)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("pool behind PgBouncer: {e}"))
+    }
+
     /// Connection settings for `role` through PgBouncer.
     pub fn config(&self, cluster: &Cluster, role: Role) -> ConnectConfig {
         cluster.config(role).with_port(self.port)
