@@ -52,7 +52,9 @@ pub(crate) use notify::quote_ident;
 pub use notify::{Notification, MAX_CHANNEL_NAME, NOTIFICATION_QUEUE};
 pub(crate) use pipeline::{Assembler, Fed, Named, Outcome, PipelineNames};
 pub use portal::Portal;
-pub(crate) use query::{at_most_one_row, only_row, stale as stale_statement, MAX_PARAMETERS};
+pub(crate) use query::{
+    at_most_one_row, check_parameter_count, only_row, stale as stale_statement,
+};
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
 use stream::Stream;

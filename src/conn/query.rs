@@ -16,7 +16,18 @@ use crate::protocol::{self, BackendMessage, Column, Row, TransactionStatus};
 
 /// The most parameters a statement can take (Bind and ParameterDescription count them in
 /// 16 bits).
-pub(crate) const MAX_PARAMETERS: usize = u16::MAX as usize;
+const MAX_PARAMETERS: usize = u16::MAX as usize;
+
+/// Refuses more parameters than a Bind can carry (it counts its values in 16 bits), before
+/// anything is written.
+pub(crate) fn check_parameter_count(n: usize) -> Result<()> {
+    if n > MAX_PARAMETERS {
+        return Err(Error::invalid_input(format!(
+            "{n} parameters given; the protocol allows at most {MAX_PARAMETERS}"
+        )));
+    }
+    Ok(())
+}
 
 /// A prepared statement: its SQL, parameter types and result columns.
 ///
@@ -289,12 +300,7 @@ impl Connection {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>> {
-        if params.len() > MAX_PARAMETERS {
-            return Err(Error::invalid_input(format!(
-                "{} parameters given; the protocol allows at most {MAX_PARAMETERS}",
-                params.len()
-            )));
-        }
+        check_parameter_count(params.len())?;
         self.finish_pending().await?;
         let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
@@ -351,13 +357,7 @@ impl Connection {
         known: Option<&Described>,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Executed> {
-        if params.len() > MAX_PARAMETERS {
-            // Bind counts its values in 16 bits: refused before anything is written.
-            return Err(Error::invalid_input(format!(
-                "{} parameters given; the protocol allows at most {MAX_PARAMETERS}",
-                params.len()
-            )));
-        }
+        check_parameter_count(params.len())?;
         self.finish_pending().await?;
         for attempt in 0..2 {
             let (name, described) = self.send_bound(sql, known, params).await?;

@@ -255,6 +255,18 @@ impl<C> Locked<'_, C> {
 
     /// Gives `conn` (not counted anywhere yet) to the oldest waiter, or to the idle list.
     /// Returns the waiter's waker to wake once the lock is released.
+    /// An idle connection, or the pool's closing; `None` when the caller has to wait.
+    #[inline]
+    fn take(&mut self) -> Option<TryAcquire<C>> {
+        if self.st.closed {
+            return Some(TryAcquire::Closed);
+        }
+        let conn = self.st.idle.pop_back()?;
+        self.st.active += 1;
+        self.publish_idle_active();
+        Some(TryAcquire::Ready(conn))
+    }
+
     fn hand_off(&mut self, conn: C) -> Option<Waker> {
         while let Some(id) = self.st.queue.pop_front() {
             if let Some(slot) = self.st.slots.get_mut(id) {
@@ -357,19 +369,14 @@ impl<C> Core<C> {
         // other caller's wait for it): first when no connection looks idle, else only
         // when the one that looked idle was taken meanwhile.
         if self.0.gauges.idle.load(Ordering::Relaxed) > 0 {
-            if let Some(r) = self.try_take() {
+            if let Some(r) = self.lock().take() {
                 return r;
             }
         }
         let deadline = deadline();
         let mut l = self.lock();
-        if l.st.closed {
-            return TryAcquire::Closed;
-        }
-        if let Some(conn) = l.st.idle.pop_back() {
-            l.st.active += 1;
-            l.publish_idle_active();
-            return TryAcquire::Ready(conn);
+        if let Some(r) = l.take() {
+            return r;
         }
         // Read before the lock, a deadline may be earlier than that of a caller queued
         // meanwhile: it is not, so the queue's deadlines stay in order.
@@ -394,19 +401,6 @@ impl<C> Core<C> {
             open,
             first,
         }
-    }
-
-    /// An idle connection, or the pool's closing; `None` when the caller has to wait.
-    #[inline]
-    fn try_take(&self) -> Option<TryAcquire<C>> {
-        let mut l = self.lock();
-        if l.st.closed {
-            return Some(TryAcquire::Closed);
-        }
-        let conn = l.st.idle.pop_back()?;
-        l.st.active += 1;
-        l.publish_idle_active();
-        Some(TryAcquire::Ready(conn))
     }
 
     /// Ends the waits whose deadline is at or before `now`: they leave the queue and

@@ -26,14 +26,8 @@ impl Pool {
             let verdict = crate::sql::verdict(item.sql);
             path.check_allowed(&verdict)
                 .map_err(|e| e.with_batch_index(k))?;
-            if item.params.len() > crate::conn::MAX_PARAMETERS {
-                return Err(Error::invalid_input(format!(
-                    "{} parameters given; the protocol allows at most {}",
-                    item.params.len(),
-                    crate::conn::MAX_PARAMETERS
-                ))
-                .with_batch_index(k));
-            }
+            crate::conn::check_parameter_count(item.params.len())
+                .map_err(|e| e.with_batch_index(k))?;
             reset_after |= !shared.cfg.session_reset.takes_as_clean(&verdict.class);
             sqls.push(verdict.sql.clone());
         }

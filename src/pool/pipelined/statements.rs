@@ -160,13 +160,7 @@ impl Pool {
         let path = &shared.path;
         let verdict = crate::sql::verdict(statement.sql());
         let sql = &verdict.sql;
-        if params.len() > crate::conn::MAX_PARAMETERS {
-            return Err(Error::invalid_input(format!(
-                "{} parameters given; the protocol allows at most {}",
-                params.len(),
-                crate::conn::MAX_PARAMETERS
-            )));
-        }
+        crate::conn::check_parameter_count(params.len())?;
         for attempt in 0..2 {
             let known = match (attempt, statement.described()) {
                 (0, Some(d)) => Some(d.clone()),

@@ -11,8 +11,7 @@ use super::lane_plan::{Plan, Plans};
 use crate::conn::{Answers, Assembler, BatchItem, Named};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{
-    write_bind_execute, write_bind_execute_in, write_close_statement, write_parse, Described,
-    Execute,
+    write_bind_execute_in, write_close_statement, write_parse, Described, Execute,
 };
 
 /// Writes the Closes of forgotten statements (before this request's Sync); on an error
@@ -50,60 +49,14 @@ pub(super) fn enqueue_execute(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Pending> {
     lane.enqueue(sql, reset_after, |q| {
-        with_closes(q, |q| match q.names.lookup(sql) {
-            Some(Named {
-                name,
-                params: Some(types),
-                columns: Some(columns),
-            }) => {
-                write_bind_execute(&name, &types, params, false, &mut q.out)?;
-                let plan = Plan {
-                    uses: Some(name),
-                    ..Plan::default()
-                };
-                Ok((Assembler::Execute(Execute::new(columns)), plan.into()))
-            }
-            Some(Named {
-                name,
-                params: Some(types),
-                columns: None,
-            }) => {
-                write_bind_execute(&name, &types, params, true, &mut q.out)?;
-                let plan = Plan {
-                    uses: Some(name.clone()),
-                    confirms: Some(name),
-                    ..Plan::default()
-                };
-                Ok((assembler(described), plan.into()))
-            }
-            Some(Named { params: None, .. }) => {
-                // Being described on this connection: the unnamed statement, this once.
-                write_parse("", sql, &described.params, &[], &mut q.out)?;
-                write_bind_execute("", &described.params, params, true, &mut q.out)?;
-                Ok((assembler(described), Plan::default().into()))
-            }
-            None => {
-                let (name, evicted) =
-                    q.names
-                        .make(sql, lane.capacity, Some(described.params.clone()));
-                if let Some(ev) = evicted {
-                    write_close_statement(&ev, &mut q.out);
+        with_closes(q, |q| {
+            let mut evicted = Vec::new();
+            match write_statement(q, lane, sql, described, params, true, &mut evicted) {
+                Ok((columns, plan)) => Ok((Assembler::Execute(Execute::new(columns)), plan.into())),
+                Err(e) => {
+                    q.to_close.append(&mut evicted);
+                    Err(e)
                 }
-                let written =
-                    write_parse(&name, sql, &described.params, &[], &mut q.out).and_then(|()| {
-                        write_bind_execute(&name, &described.params, params, true, &mut q.out)
-                    });
-                if let Err(e) = written {
-                    q.names.forget(sql, &name);
-                    return Err(e.into());
-                }
-                let named = (!name.is_empty()).then(|| name.clone());
-                let plan = Plan {
-                    prepares: named.clone().map(|n| (sql.clone(), n)),
-                    uses: named.clone(),
-                    confirms: named,
-                };
-                Ok((assembler(described), plan.into()))
             }
         })
     })
@@ -128,15 +81,7 @@ pub(super) fn enqueue_batch(
             let mut evicted = Vec::new();
             for (k, ((item, sql), described)) in items.iter().zip(sqls).zip(described).enumerate() {
                 let sync = k + 1 == items.len();
-                match write_batch_statement(
-                    q,
-                    lane,
-                    sql,
-                    described,
-                    item.params,
-                    sync,
-                    &mut evicted,
-                ) {
+                match write_statement(q, lane, sql, described, item.params, sync, &mut evicted) {
                     Ok((columns, plan)) => {
                         answers.expect_rows(columns, item.rows);
                         plans.push(plan);
@@ -156,10 +101,12 @@ pub(super) fn enqueue_batch(
     })
 }
 
-/// One statement of a batch, as `enqueue_execute` writes one alone, with a Sync only after
-/// the last: the columns its rows decode with (until its answer describes them), and its
-/// plan.
-fn write_batch_statement(
+/// One statement's Bind/Execute, with its Parse first where the connection has not
+/// prepared it, and its Sync when `sync` (a statement alone, or a batch's last): the
+/// columns its rows decode with (until its answer describes them, where this connection's
+/// server has not yet), and its plan. Names evicted to make room go to `evicted` (their
+/// Closes are written here; the caller keeps them to close later if the write fails).
+fn write_statement(
     q: &mut Queue,
     lane: &Lane,
     sql: &Arc<str>,
@@ -224,10 +171,4 @@ fn write_batch_statement(
             Ok((described.columns.clone(), plan))
         }
     }
-}
-
-/// The assembler of an answer that brings its own description: `described` only lends the
-/// types looked up in the catalog, to the columns whose type OID is the same.
-fn assembler(described: &Described) -> Assembler {
-    Assembler::Execute(Execute::new(described.columns.clone()))
 }
