@@ -280,7 +280,7 @@ mod sync;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use config::ConnectConfig;
+pub use config::{ConnectConfig, PasswordProvider, ProtocolVersion, RequireAuth};
 pub use conn::{
     Batch, BatchResult, CancelToken, Connection, CopyInSink, CopyOutStream, IsolationLevel,
     Notification, Portal, RowParams, RowStream, Statement, ToStatement, Transaction,

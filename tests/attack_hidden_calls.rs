@@ -169,7 +169,7 @@ async fn hidden_shared_case(pg: &Cluster, sql: &str, n: usize) -> Vec<String> {
             ));
         }
     }
-    let lock = pg.psql("SELECT pg_try_advisory_lock(4242)").unwrap();
+    let lock = pg.psql(FREE_4242).unwrap();
     if lock != "t" {
         problems.push(
             "advisory lock 4242 is held by the pool's connection after the attack".to_string(),
@@ -236,7 +236,7 @@ async fn hidden_exclusive_case(pg: &Cluster, sql: &str) -> Vec<String> {
             if same { "same" } else { "another" }
         ));
     }
-    let lock = pg.psql("SELECT pg_try_advisory_lock(4242)").unwrap();
+    let lock = pg.psql(FREE_4242).unwrap();
     if lock != "t" {
         problems.push("advisory lock 4242 is still held by the pool's connection".to_string());
     }

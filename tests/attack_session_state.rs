@@ -281,7 +281,7 @@ async fn statements_prepared_elsewhere_passed_to_the_shared_path() {
                 "the next acquire() caller is in a transaction ({txn:?})"
             ));
         }
-        if pg.psql("SELECT pg_try_advisory_lock(4242)").unwrap() != "t" {
+        if pg.psql(FREE_4242).unwrap() != "t" {
             problems.push("advisory lock 4242 is held by the pool's connection".to_string());
         }
         if outcome.is_ok() && sql == "BEGIN" {

@@ -183,7 +183,7 @@ async fn spelling_case(pg: &Cluster, role: Role, sql: &str) -> (Vec<String>, &'s
             "the next acquire() caller is in a transaction: {txn:?}"
         ));
     }
-    if pg.psql("SELECT pg_try_advisory_lock(4242)").unwrap() != "t" {
+    if pg.psql(FREE_4242).unwrap() != "t" {
         problems.push("advisory lock 4242 is held by the pool's connection".to_string());
     }
     if !problems.is_empty() {

@@ -210,3 +210,81 @@ async fn the_connect_timeout_applies_to_each_host() {
         Some("1")
     );
 }
+
+/// A peer that speaks protocol 3.0 only (an older server or pooler): it reads the startup
+/// message, hands its version to the test, then plays `script`.
+async fn three_oh_peer(script: Vec<u8>) -> (ConnectConfig, tokio::sync::oneshot::Receiver<u32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut len = [0u8; 4];
+        sock.read_exact(&mut len).await.unwrap();
+        let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+        sock.read_exact(&mut rest).await.unwrap();
+        let _ = tx.send(u32::from_be_bytes(rest[..4].try_into().unwrap()));
+        sock.write_all(&script).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let cfg = format!(
+        "postgres://u@127.0.0.1:{port}/d?connect_timeout=3&sslmode=disable&max_protocol_version=3.2"
+    )
+    .parse()
+    .unwrap();
+    (cfg, rx)
+}
+
+#[tokio::test]
+async fn a_3_0_peer_answers_negotiate_protocol_version_and_the_session_goes_on_in_3_0() {
+    let (cfg, asked) = three_oh_peer(msgs(&[
+        BackendMessage::NegotiateProtocolVersion {
+            newest_version: 0x0003_0000,
+            unrecognized: vec![],
+        },
+        BackendMessage::AuthenticationOk,
+        BackendMessage::BackendKeyData {
+            process_id: 9,
+            secret_key: bytes::Bytes::from_static(b"abcd"),
+        },
+        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+    ]))
+    .await;
+    let conn = Connection::connect(&cfg).await.unwrap();
+    assert_eq!(asked.await.unwrap(), 0x0003_0002, "3.2 was asked for");
+    assert_eq!(conn.protocol_version(), wirepool::ProtocolVersion::V3_0);
+    assert_eq!(conn.process_id(), 9);
+}
+
+#[tokio::test]
+async fn a_3_0_peer_that_refuses_3_2_outright_gives_its_error() {
+    // What a peer that knows no NegotiateProtocolVersion says, as PostgreSQL 9.x did.
+    let refusal = wirepool::protocol::DbError::new(
+        "FATAL",
+        "0A000",
+        "unsupported frontend protocol 3.2: server supports 3.0 to 3.0",
+    );
+    let (cfg, _) = three_oh_peer(msgs(&[BackendMessage::ErrorResponse(Box::new(refusal))])).await;
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    assert!(
+        e.to_string().contains("unsupported frontend protocol"),
+        "{e}"
+    );
+    // With 3.0 asked for, as by default, nothing is negotiated.
+    let (cfg, asked) = three_oh_peer(msgs(&[
+        BackendMessage::AuthenticationOk,
+        BackendMessage::BackendKeyData {
+            process_id: 9,
+            secret_key: bytes::Bytes::from_static(b"abcd"),
+        },
+        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+    ]))
+    .await;
+    let cfg = cfg.with_protocol_versions(
+        wirepool::ProtocolVersion::V3_0,
+        wirepool::ProtocolVersion::V3_0,
+    );
+    let conn = Connection::connect(&cfg).await.unwrap();
+    assert_eq!(asked.await.unwrap(), 0x0003_0000);
+    assert_eq!(conn.protocol_version(), wirepool::ProtocolVersion::V3_0);
+}

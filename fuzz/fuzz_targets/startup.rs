@@ -1,6 +1,7 @@
 //! Server bytes into the start of a session: the one-byte answer to SSLRequest, then the
 //! startup and authentication state machine, with and without TLS channel-binding data and
-//! under each channel_binding setting (chosen by the input). Nothing may panic (SCRAM
+//! under each channel_binding setting, protocol version and require_auth set (chosen by
+//! the input). Nothing may panic (SCRAM
 //! included), the SSL answer is read from its one byte alone, and the machine must end in
 //! an error or in a ready session.
 #![no_main]
@@ -9,7 +10,8 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wirepool::protocol::BindingMode as ChannelBinding;
 use wirepool::protocol::{
-    ssl_answer, FrameDecoder, SslAnswer, Startup, StartupParams, StartupStatus,
+    ssl_answer, FrameDecoder, ProtocolVersion, RequireAuth, SslAnswer, Startup, StartupParams,
+    StartupStatus,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -40,8 +42,30 @@ fuzz_target!(|data: &[u8]| {
         },
         tls_end_point: (settings & 4 != 0).then_some(&end_point[..]),
         encrypted: settings & 8 != 0,
+        max_protocol: if settings & 16 != 0 {
+            ProtocolVersion::V3_2
+        } else {
+            ProtocolVersion::V3_0
+        },
+        min_protocol: if settings & 32 != 0 {
+            ProtocolVersion::V3_2
+        } else {
+            ProtocolVersion::V3_0
+        },
+        require_auth: match (settings >> 6) & 3 {
+            0 => RequireAuth::ANY,
+            1 => RequireAuth::parse("scram-sha-256").expect("a valid list"),
+            2 => RequireAuth::parse("!md5,!password").expect("a valid list"),
+            _ => RequireAuth::parse("none").expect("a valid list"),
+        },
     };
-    let mut startup = Startup::start(&params, &mut out).expect("valid parameters");
+    let mut startup = match Startup::start(&params, &mut out) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(params.min_protocol > params.max_protocol, "{e}");
+            return;
+        }
+    };
     let decoder = FrameDecoder::default();
     let mut buf = BytesMut::from(data);
     loop {

@@ -24,6 +24,20 @@
 //! feature, `require` and stricter are configuration errors. Unknown keywords are errors,
 //! as in libpq.
 //!
+//! Protocol versions as libpq 18: `min_protocol_version` and `max_protocol_version` (`3.0`,
+//! `3.2` or `latest`; also `PGMINPROTOCOLVERSION`, `PGMAXPROTOCOLVERSION`). 3.0 is asked
+//! for unless `max_protocol_version` says otherwise or `min_protocol_version` is above 3.0;
+//! a server that speaks only an older version answers with NegotiateProtocolVersion, and
+//! the connection goes on in that version if `min_protocol_version` allows it. 3.2
+//! (PostgreSQL 18) brings cancel keys of up to 256 bytes.
+//!
+//! `require_auth` (also `PGREQUIREAUTH`), as libpq 16: the methods the server may use
+//! (`password`, `md5`, `gss`, `sspi`, `scram-sha-256`, `none`), or a list of negated ones
+//! (`!md5,!password`). A request for any other method fails before a password, or
+//! anything derived from one, is sent, and the error names what the server asked for.
+//! A [`PasswordProvider`] fetches the password for each new connection instead (a
+//! rotating token); see `Builder::password_provider` on the pool.
+//!
 //! The password and the certificate paths never appear in `Debug` or `Display` output.
 //!
 //! A user, database, password, `application_name` or `options` holding a NUL byte (`%00`
@@ -36,11 +50,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+pub use crate::protocol::{ProtocolVersion, RequireAuth};
 
 mod key_value;
 mod keywords;
 mod nul;
 mod partial;
+mod password_provider;
 mod url;
 
 use key_value::parse_key_value;
@@ -49,6 +65,7 @@ pub use keywords::{
     ChannelBinding, Keyword, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs,
 };
 use partial::*;
+pub use password_provider::PasswordProvider;
 use url::{parse_url, percent_encode};
 
 /// Default cap on the size of one long server message (DataRow, RowDescription, CopyData,
@@ -135,6 +152,10 @@ pub struct ConnectConfig {
     load_balance_hosts: LoadBalanceHosts,
     tcp: TcpSettings,
     max_message_size: usize,
+    min_protocol: ProtocolVersion,
+    max_protocol: ProtocolVersion,
+    require_auth: RequireAuth,
+    password_provider: Option<PasswordProvider>,
 }
 
 /// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
@@ -362,6 +383,49 @@ impl ConnectConfig {
         self.tls.channel_binding = cb;
         self
     }
+    /// `min_protocol_version`: the oldest protocol version accepted when the server
+    /// answers with an older one than asked for. Default 3.0.
+    pub fn min_protocol_version(&self) -> ProtocolVersion {
+        self.min_protocol
+    }
+
+    /// `max_protocol_version`: the version asked for. Default 3.0 (as libpq 18), or the
+    /// newest when `min_protocol_version` is above 3.0.
+    pub fn max_protocol_version(&self) -> ProtocolVersion {
+        self.max_protocol
+    }
+
+    /// Sets `min_protocol_version` and `max_protocol_version`; a minimum above the
+    /// maximum fails when a connection is opened.
+    pub fn with_protocol_versions(mut self, min: ProtocolVersion, max: ProtocolVersion) -> Self {
+        self.min_protocol = min;
+        self.max_protocol = max;
+        self
+    }
+
+    /// `require_auth`: the authentication methods the server may use.
+    pub fn require_auth(&self) -> RequireAuth {
+        self.require_auth
+    }
+
+    /// Sets `require_auth`.
+    pub fn with_require_auth(mut self, allowed: RequireAuth) -> Self {
+        self.require_auth = allowed;
+        self
+    }
+
+    /// The password provider, if one is set.
+    pub fn password_provider(&self) -> Option<&PasswordProvider> {
+        self.password_provider.as_ref()
+    }
+
+    /// Sets a provider called for the password of each new connection (it takes the
+    /// place of `password`); see [`PasswordProvider`].
+    pub fn with_password_provider(mut self, provider: Option<PasswordProvider>) -> Self {
+        self.password_provider = provider;
+        self
+    }
+
     /// Sets the cap on one long server message.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
@@ -399,6 +463,10 @@ impl fmt::Debug for ConnectConfig {
             .field("load_balance_hosts", &self.load_balance_hosts)
             .field("tcp", &self.tcp)
             .field("max_message_size", &self.max_message_size)
+            .field("min_protocol_version", &self.min_protocol)
+            .field("max_protocol_version", &self.max_protocol)
+            .field("require_auth", &self.require_auth)
+            .field("password_provider", &self.password_provider.is_some())
             .finish()
     }
 }
@@ -548,6 +616,37 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             hosts.len()
         )));
     }
+    let min_protocol = match p.min_protocol {
+        Some(v) => v,
+        None => match env_nonempty("PGMINPROTOCOLVERSION") {
+            Some(v) => ProtocolVersion::parse("PGMINPROTOCOLVERSION", &v)?,
+            None => ProtocolVersion::V3_0,
+        },
+    };
+    // As libpq 18: without a maximum, 3.0 (poolers and old servers that do not answer
+    // NegotiateProtocolVersion can serve it), unless the minimum asks for more.
+    let max_protocol = match p.max_protocol {
+        Some(v) => v,
+        None => match env_nonempty("PGMAXPROTOCOLVERSION") {
+            Some(v) => ProtocolVersion::parse("PGMAXPROTOCOLVERSION", &v)?,
+            None if min_protocol > ProtocolVersion::V3_0 => ProtocolVersion::LATEST,
+            None => ProtocolVersion::V3_0,
+        },
+    };
+    if min_protocol > max_protocol {
+        return Err(Error::config(format!(
+            "min_protocol_version {min_protocol} is greater than max_protocol_version {max_protocol}"
+        )));
+    }
+    let require_auth = match p.require_auth {
+        Some(r) => r,
+        None => match env_nonempty("PGREQUIREAUTH") {
+            Some(v) => {
+                RequireAuth::parse(&v).map_err(|e| Error::config(format!("PGREQUIREAUTH: {e}")))?
+            }
+            None => RequireAuth::ANY,
+        },
+    };
     let cfg = ConnectConfig {
         hosts,
         ports,
@@ -570,6 +669,10 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
         load_balance_hosts,
         tcp: p.tcp,
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        min_protocol,
+        max_protocol,
+        require_auth,
+        password_provider: None,
     };
     cfg.refuse_nul_bytes()?;
     Ok(cfg)

@@ -24,6 +24,9 @@ pub(super) struct Partial {
     pub(super) client_key: Option<PathBuf>,
     pub(super) negotiation: Option<SslNegotiation>,
     pub(super) channel_binding: Option<ChannelBinding>,
+    pub(super) min_protocol: Option<ProtocolVersion>,
+    pub(super) max_protocol: Option<ProtocolVersion>,
+    pub(super) require_auth: Option<RequireAuth>,
     pub(super) hostaddrs: Vec<std::net::IpAddr>,
     pub(super) tcp: TcpSettings,
     /// The previous keyword was `password`: errors must not echo the next token, which
@@ -155,6 +158,9 @@ pub(super) const KEYWORDS: &[&str] = &[
     "sslkey",
     "sslnegotiation",
     "channel_binding",
+    "min_protocol_version",
+    "max_protocol_version",
+    "require_auth",
     "client_encoding",
     "keepalives",
     "keepalives_idle",
@@ -212,6 +218,15 @@ pub(super) fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
             p.channel_binding =
                 Some(parse_keyword::<ChannelBinding>(&value).map_err(Error::config)?)
         }
+        "min_protocol_version" | "max_protocol_version" => {
+            let v = Some(ProtocolVersion::parse(key, &value)?);
+            if key == "min_protocol_version" {
+                p.min_protocol = v;
+            } else {
+                p.max_protocol = v;
+            }
+        }
+        "require_auth" => p.require_auth = Some(RequireAuth::parse(&value)?),
         "client_encoding" => {
             if !value.eq_ignore_ascii_case("UTF8") && !value.eq_ignore_ascii_case("UTF-8") {
                 return Err(Error::config(format!(

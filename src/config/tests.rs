@@ -328,3 +328,38 @@ fn password_never_printed() {
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("<redacted>"));
 }
+
+#[test]
+fn protocol_versions_as_libpq_18() {
+    let c = parse("host=h").unwrap();
+    assert_eq!(c.min_protocol_version(), ProtocolVersion::V3_0);
+    assert_eq!(c.max_protocol_version(), ProtocolVersion::V3_0);
+    // A minimum above 3.0 raises the default maximum to the newest.
+    let c = parse("host=h min_protocol_version=3.2").unwrap();
+    assert_eq!(c.max_protocol_version(), ProtocolVersion::V3_2);
+    let c = parse("postgres://u@h/d?max_protocol_version=latest").unwrap();
+    assert_eq!(c.max_protocol_version(), ProtocolVersion::LATEST);
+    let e = parse("host=h min_protocol_version=3.2 max_protocol_version=3.0").unwrap_err();
+    assert!(e.to_string().contains("greater than"), "{e}");
+    let e = parse("host=h max_protocol_version=3.1").unwrap_err();
+    assert!(e.to_string().contains("max_protocol_version `3.1`"), "{e}");
+    let env = |k: &str| match k {
+        "USER" => Some("osuser".to_string()),
+        "PGMAXPROTOCOLVERSION" => Some("3.2".to_string()),
+        "PGREQUIREAUTH" => Some("!md5".to_string()),
+        _ => None,
+    };
+    let c = ConnectConfig::parse_with_env("host=h", env).unwrap();
+    assert_eq!(c.max_protocol_version(), ProtocolVersion::V3_2);
+    assert!(!c.require_auth().allows_md5() && c.require_auth().allows_scram());
+    // The string beats the environment.
+    let c = ConnectConfig::parse_with_env("host=h require_auth=md5 max_protocol_version=3.0", env)
+        .unwrap();
+    assert!(c.require_auth().allows_md5() && !c.require_auth().allows_scram());
+    assert_eq!(c.max_protocol_version(), ProtocolVersion::V3_0);
+    let e = ConnectConfig::parse_with_env("host=h user=u", |k| {
+        (k == "PGREQUIREAUTH").then(|| "md5,!scram-sha-256".to_string())
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("PGREQUIREAUTH"), "{e}");
+}

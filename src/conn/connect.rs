@@ -48,6 +48,12 @@ impl Connection {
         want: negotiate::Want,
     ) -> Result<Connection> {
         let port = cfg.ports()[i];
+        // A provider's password is fetched for this attempt and dropped with `startup`.
+        let provided = match cfg.password_provider() {
+            Some(p) => Some(p.fetch().await?),
+            None => None,
+        };
+        let password = provided.as_deref().or(cfg.password());
         let opened = negotiate::open(cfg, i, host, port, want).await?;
         let stream = opened.stream;
         let tls_end_point = opened.end_point;
@@ -56,7 +62,7 @@ impl Connection {
             &StartupParams {
                 user: cfg.user(),
                 database: cfg.dbname(),
-                password: cfg.password().map(str::as_bytes),
+                password: password.map(str::as_bytes),
                 application_name: cfg.application_name(),
                 options: cfg.options(),
                 channel_binding: match cfg.tls().channel_binding {
@@ -66,6 +72,9 @@ impl Connection {
                 },
                 tls_end_point: tls_end_point.as_deref(),
                 encrypted: opened.info.is_some(),
+                max_protocol: cfg.max_protocol_version(),
+                min_protocol: cfg.min_protocol_version(),
+                require_auth: cfg.require_auth(),
             },
             &mut write_buf,
         )?;
@@ -100,6 +109,7 @@ impl Connection {
             last_description: None,
             foreign_encoding: None,
             auth_method: AuthMethod::Trust,
+            protocol_version: cfg.max_protocol_version(),
             parameters: HashMap::new(),
             tls_info: opened.info,
             server_addr: format!("{host}:{port}"),
@@ -142,6 +152,7 @@ impl Connection {
                     }
                     conn.transaction_status = info.transaction_status;
                     conn.auth_method = info.auth_method;
+                    conn.protocol_version = info.protocol_version;
                     for (name, value) in info.parameters {
                         conn.note_parameter(name, value);
                     }

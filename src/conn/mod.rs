@@ -171,6 +171,7 @@ pub struct Connection {
     /// one (a write refused as read-only on a read-write connection) breaks it.
     target: crate::config::TargetSessionAttrs,
     auth_method: AuthMethod,
+    protocol_version: crate::protocol::ProtocolVersion,
     parameters: HashMap<String, String>,
     cancel: CancelToken,
     /// The database and the server's host, for the query spans and metrics.
@@ -622,6 +623,12 @@ impl Connection {
     /// How the server authenticated this connection.
     pub fn auth_method(&self) -> AuthMethod {
         self.auth_method
+    }
+
+    /// The protocol version in use: `max_protocol_version`, or the older one the server
+    /// answered with.
+    pub fn protocol_version(&self) -> crate::protocol::ProtocolVersion {
+        self.protocol_version
     }
 
     /// The backend's process id.

@@ -15,7 +15,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// One line for an error and its causes, `a: b: c`. [`Error`]'s `Display` prints its own
 /// level only (the cause is its `source()`); this is the whole story, for logs and
@@ -195,6 +195,13 @@ impl Error {
 
     pub(crate) fn auth(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Authentication).with_detail(detail)
+    }
+
+    /// The password provider failed: the attempt ends before the startup message.
+    pub(crate) fn password_provider(e: BoxError) -> Self {
+        Error::new(ErrorKind::Authentication)
+            .with_detail("the password provider failed")
+            .with_source(e)
     }
 
     pub(crate) fn closed(detail: impl Into<String>) -> Self {

@@ -43,6 +43,37 @@ impl std::fmt::Debug for ConnectHooks {
 }
 
 impl Builder {
+    /// Fetches the password for each new connection from `f` instead of the settings: a
+    /// rotating credential such as an AWS RDS IAM or Azure Entra token. It is called once
+    /// per connection attempt (the pool's connections, the reconnector's, a
+    /// [`Pool::listener`]'s, each host tried in failover), before the startup message;
+    /// what it returns serves that handshake only and is never logged. Its error fails
+    /// the attempt as an authentication error naming the provider, and the pool retries
+    /// on its reconnection schedule. Sessions already open are not touched: PostgreSQL
+    /// checks a password when a session starts, not afterwards.
+    ///
+    /// ```no_run
+    /// # async fn f(url: &str) -> wirepool::Result<()> {
+    /// let pool = wirepool::Pool::builder(url.parse()?)
+    ///     .password_provider(|| async {
+    ///         // Ask the cloud provider's SDK for a fresh token here.
+    ///         Ok::<_, std::io::Error>(std::env::var("DB_TOKEN").unwrap_or_default())
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn password_provider<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<String, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let provider = crate::config::PasswordProvider::new(f);
+        self.connect = self.connect.with_password_provider(Some(provider));
+        self
+    }
+
     /// Replaces every pool setting.
     pub fn config(mut self, cfg: PoolConfig) -> Self {
         self.cfg = cfg;

@@ -17,7 +17,9 @@ mod frontend;
 mod row;
 mod simple_query;
 pub mod sqlstate;
+mod require_auth;
 mod startup;
+mod version;
 
 pub(crate) use db_error::Escaped;
 pub use db_error::{DbError, ErrorPosition};
@@ -27,6 +29,8 @@ pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
 pub use row::{Column, Row, RowIndex, SimpleRow};
 pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
+pub use require_auth::RequireAuth;
+pub use version::ProtocolVersion;
 pub use startup::{
     ssl_answer, AuthMethod, BindingMode, SessionInfo, SslAnswer, Startup, StartupParams,
     StartupStatus,

@@ -17,6 +17,8 @@ use postgres_protocol::authentication::sasl::{
 use postgres_protocol::message::frontend;
 
 use super::backend::{BackendMessage, TransactionStatus};
+use super::require_auth::RequireAuth;
+use super::version::ProtocolVersion;
 
 /// Whether SCRAM binds to the TLS channel (the connection layer's `channel_binding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +61,6 @@ pub fn ssl_answer(byte: u8) -> Result<SslAnswer> {
         ))),
     }
 }
-
-/// The protocol version wirepool requests: 3.0.
-const PROTOCOL_3_0: u32 = 0x0003_0000;
 
 /// How the server authenticated us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +112,13 @@ pub struct StartupParams<'a> {
     /// The connection is encrypted (TLS), whether or not `tls_end_point` could be computed
     /// (it cannot for a certificate signed with Ed25519 or RSASSA-PSS).
     pub encrypted: bool,
+    /// The version asked for (`max_protocol_version`).
+    pub max_protocol: ProtocolVersion,
+    /// The oldest version accepted when the server offers an older one
+    /// (`min_protocol_version`).
+    pub min_protocol: ProtocolVersion,
+    /// The authentication methods the server may use (`require_auth`).
+    pub require_auth: RequireAuth,
 }
 
 /// What the server told us during startup.
@@ -128,6 +134,9 @@ pub struct SessionInfo {
     pub parameters: HashMap<String, String>,
     /// The transaction status of the first ReadyForQuery.
     pub transaction_status: TransactionStatus,
+    /// The protocol version in use: the one asked for, or the older one the server
+    /// answered with in NegotiateProtocolVersion.
+    pub protocol_version: ProtocolVersion,
     /// Notices sent during startup.
     pub notices: Vec<DbError>,
 }
@@ -158,6 +167,11 @@ pub struct Startup {
     binding: BindingMode,
     end_point: Option<Vec<u8>>,
     encrypted: bool,
+    require_auth: RequireAuth,
+    /// The version asked for, then the one the server answered with.
+    protocol: ProtocolVersion,
+    min_protocol: ProtocolVersion,
+    negotiated: bool,
     method: AuthMethod,
     process_id: Option<i32>,
     secret_key: Bytes,
@@ -195,8 +209,13 @@ impl Startup {
         if let Some(o) = params.options {
             kv.push(("options", o));
         }
-        frontend::startup_message(kv, out)
-            .map_err(|_| ProtocolError::config("a connection parameter contains a NUL byte"))?;
+        if params.min_protocol > params.max_protocol {
+            return Err(ProtocolError::config(format!(
+                "min_protocol_version {} is greater than max_protocol_version {}",
+                params.min_protocol, params.max_protocol
+            )));
+        }
+        startup_message(params.max_protocol, &kv, out)?;
         Ok(Startup {
             state: State::Auth,
             user: params.user.as_bytes().to_vec(),
@@ -204,6 +223,10 @@ impl Startup {
             binding: params.channel_binding,
             end_point: params.tls_end_point.map(<[u8]>::to_vec),
             encrypted: params.encrypted || params.tls_end_point.is_some(),
+            require_auth: params.require_auth,
+            protocol: params.max_protocol,
+            min_protocol: params.min_protocol,
+            negotiated: false,
             method: AuthMethod::Trust,
             process_id: None,
             secret_key: Bytes::new(),
@@ -289,20 +312,23 @@ impl Startup {
                 self.state = state;
                 Ok(StartupStatus::Continue)
             }
-            (state, BackendMessage::NegotiateProtocolVersion { newest_version, .. }) => {
-                // We request 3.0 and no `_pq_` options, so any server can serve us; anything
-                // older than 3.0 cannot.
-                if newest_version < PROTOCOL_3_0 {
-                    return Err(ProtocolError::protocol(format!(
-                        "server supports only protocol {}.{}",
-                        newest_version >> 16,
-                        newest_version & 0xffff
-                    )));
-                }
-                self.state = state;
+            (
+                State::Auth,
+                BackendMessage::NegotiateProtocolVersion {
+                    newest_version,
+                    unrecognized,
+                },
+            ) => {
+                self.negotiate(ProtocolVersion::from_code(newest_version), &unrecognized)?;
+                self.state = State::Auth;
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationOk) => {
+                if self.method == AuthMethod::Trust && !self.require_auth.allows_none() {
+                    return Err(self
+                        .require_auth
+                        .refusal("no authentication (it let the client in without one)"));
+                }
                 if self.method != AuthMethod::ScramSha256Plus {
                     // The server let us in without authenticating itself through the
                     // channel binding.
@@ -312,6 +338,9 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationCleartextPassword) => {
+                if !self.require_auth.allows_password() {
+                    return Err(self.require_auth.refusal("a cleartext password (password)"));
+                }
                 self.refuse_unbound("a cleartext password")?;
                 let pw = self.password("password")?.to_vec();
                 frontend::password_message(&pw, out)
@@ -321,6 +350,9 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationMd5Password { salt }) => {
+                if !self.require_auth.allows_md5() {
+                    return Err(self.require_auth.refusal("an MD5-hashed password (md5)"));
+                }
                 self.refuse_unbound("md5")?;
                 let hash = md5_hash(&self.user, self.password("md5")?, salt);
                 frontend::password_message(hash.as_bytes(), out)
@@ -330,6 +362,12 @@ impl Startup {
                 Ok(StartupStatus::Continue)
             }
             (State::Auth, BackendMessage::AuthenticationSasl { mechanisms }) => {
+                if !self.require_auth.allows_scram() {
+                    return Err(self.require_auth.refusal(&format!(
+                        "SASL authentication ({})",
+                        super::Escaped(&mechanisms.join(", "))
+                    )));
+                }
                 let offers = |m: &str| mechanisms.iter().any(|x| x == m);
                 let bound = match (&self.end_point, self.binding) {
                     (Some(hash), BindingMode::Prefer | BindingMode::Require)
@@ -408,7 +446,16 @@ impl Startup {
                 self.state = State::Auth;
                 Ok(StartupStatus::Continue)
             }
-            (State::Auth, BackendMessage::AuthenticationUnsupported { method, .. }) => {
+            (State::Auth, BackendMessage::AuthenticationUnsupported { method, code }) => {
+                // GSSAPI (7, 8) and SSPI (9) are methods require_auth names.
+                let refused = match code {
+                    7 | 8 => !self.require_auth.allows_gss(),
+                    9 => !self.require_auth.allows_sspi(),
+                    _ => false,
+                };
+                if refused {
+                    return Err(self.require_auth.refusal(method));
+                }
                 Err(ProtocolError::auth(format!(
                     "the server asks for {method} authentication, which wirepool does not support"
                 )))
@@ -425,6 +472,12 @@ impl Startup {
                     secret_key,
                 },
             ) => {
+                if self.protocol == ProtocolVersion::V3_0 && secret_key.len() != 4 {
+                    return Err(ProtocolError::protocol(format!(
+                        "BackendKeyData: a cancel key of {} bytes under protocol 3.0 (it has 4)",
+                        secret_key.len()
+                    )));
+                }
                 self.process_id = Some(process_id);
                 self.secret_key = secret_key;
                 self.state = State::AwaitReady;
@@ -437,12 +490,86 @@ impl Startup {
                     secret_key: std::mem::take(&mut self.secret_key),
                     parameters: std::mem::take(&mut self.parameters),
                     transaction_status: status,
+                    protocol_version: self.protocol,
                     notices: std::mem::take(&mut self.notices),
                 }))
             }
             (_, m) => Err(unexpected(&m)),
         }
     }
+}
+
+impl Startup {
+    /// The server answered NegotiateProtocolVersion: it speaks an older minor version than
+    /// the one asked for (or did not recognise an option). As libpq 18: a newer version,
+    /// one older than 3.0, the never-released 3.1, one older than `min_protocol_version`,
+    /// an option that was never sent, or a second answer, end the startup.
+    fn negotiate(&mut self, offered: ProtocolVersion, unrecognized: &[String]) -> Result<()> {
+        let violation = |what: String| {
+            Err(ProtocolError::protocol(format!(
+                "invalid NegotiateProtocolVersion: {what}"
+            )))
+        };
+        if self.negotiated {
+            return violation("sent twice".into());
+        }
+        self.negotiated = true;
+        if let Some(name) = unrecognized.first() {
+            // No `_pq_.` option is ever sent.
+            return violation(format!(
+                "the server names option `{}`, which was not sent",
+                super::Escaped(name)
+            ));
+        }
+        if offered >= self.protocol {
+            return violation(format!(
+                "the server offers {offered}, and {} was asked for",
+                self.protocol
+            ));
+        }
+        if offered < ProtocolVersion::V3_0 {
+            return violation(format!("the server offers {offered}, older than 3.0"));
+        }
+        if offered.minor() == 1 && offered.major() == 3 {
+            return violation("the server offers 3.1, which never existed".into());
+        }
+        if offered < self.min_protocol {
+            return Err(ProtocolError::protocol(format!(
+                "the server speaks protocol {offered} at most, and min_protocol_version is {}",
+                self.min_protocol
+            )));
+        }
+        self.protocol = offered;
+        Ok(())
+    }
+}
+
+/// The StartupMessage: length, version, then `name\0value\0` pairs and a closing NUL.
+fn startup_message(
+    version: ProtocolVersion,
+    params: &[(&str, &str)],
+    out: &mut BytesMut,
+) -> Result<()> {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u32(version.code());
+    for (k, v) in params {
+        for s in [k, v] {
+            if s.as_bytes().contains(&0) {
+                out.truncate(start);
+                return Err(ProtocolError::config(
+                    "a connection parameter contains a NUL byte",
+                ));
+            }
+            out.put_slice(s.as_bytes());
+            out.put_u8(0);
+        }
+    }
+    out.put_u8(0);
+    let len = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -461,6 +588,9 @@ mod tests {
                 channel_binding: BindingMode::Prefer,
                 tls_end_point: None,
                 encrypted: false,
+                max_protocol: ProtocolVersion::V3_0,
+                min_protocol: ProtocolVersion::V3_0,
+                require_auth: RequireAuth::ANY,
             },
             &mut out,
         )
@@ -582,5 +712,166 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.is_protocol());
+    }
+
+    fn start_with(
+        max: ProtocolVersion,
+        min: ProtocolVersion,
+        require: &str,
+    ) -> (Startup, BytesMut) {
+        let mut out = BytesMut::new();
+        let s = Startup::start(
+            &StartupParams {
+                user: "u",
+                database: "d",
+                password: Some(b"pw"),
+                application_name: None,
+                options: None,
+                channel_binding: BindingMode::Prefer,
+                tls_end_point: None,
+                encrypted: false,
+                max_protocol: max,
+                min_protocol: min,
+                require_auth: RequireAuth::parse(require).unwrap(),
+            },
+            &mut out,
+        )
+        .unwrap();
+        (s, out)
+    }
+
+    fn npv(version: u32, options: &[&str]) -> BackendMessage {
+        BackendMessage::NegotiateProtocolVersion {
+            newest_version: version,
+            unrecognized: options.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    fn ready(s: &mut Startup, key: &[u8]) -> Result<SessionInfo> {
+        let mut out = BytesMut::new();
+        s.handle(BackendMessage::AuthenticationOk, &mut out)?;
+        s.handle(
+            BackendMessage::BackendKeyData {
+                process_id: 1,
+                secret_key: Bytes::copy_from_slice(key),
+            },
+            &mut out,
+        )?;
+        match s.handle(
+            BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+            &mut out,
+        )? {
+            StartupStatus::Ready(info) => Ok(info),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_startup_message_carries_the_version_asked_for() {
+        let (_, out) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
+        assert_eq!(&out[4..8], &[0, 3, 0, 2]);
+        assert_eq!(u32::from_be_bytes(out[..4].try_into().unwrap()) as usize, out.len());
+        let (_, out) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "");
+        assert_eq!(&out[4..8], &[0, 3, 0, 0]);
+        assert!(Startup::start(
+            &StartupParams {
+                user: "u\0x",
+                database: "d",
+                password: None,
+                application_name: None,
+                options: None,
+                channel_binding: BindingMode::Prefer,
+                tls_end_point: None,
+                encrypted: false,
+                max_protocol: ProtocolVersion::V3_0,
+                min_protocol: ProtocolVersion::V3_0,
+                require_auth: RequireAuth::ANY,
+            },
+            &mut BytesMut::new(),
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_server_that_speaks_3_0_is_followed_down() {
+        let (mut s, _) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
+        s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap();
+        let info = ready(&mut s, b"abcd").unwrap();
+        assert_eq!(info.protocol_version, ProtocolVersion::V3_0);
+        // 3.2 accepted as asked, with a long key.
+        let (mut s, _) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
+        let info = ready(&mut s, &[9u8; 32]).unwrap();
+        assert_eq!(info.protocol_version, ProtocolVersion::V3_2);
+        assert_eq!(info.secret_key.len(), 32);
+    }
+
+    #[test]
+    fn negotiation_answers_libpq_refuses() {
+        let cases: &[(ProtocolVersion, ProtocolVersion, BackendMessage, &str)] = &[
+            (ProtocolVersion::V3_2, ProtocolVersion::V3_2, npv(0x0003_0000, &[]), "min_protocol_version is 3.2"),
+            (ProtocolVersion::V3_0, ProtocolVersion::V3_0, npv(0x0003_0000, &[]), "3.0 was asked for"),
+            (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0003_0001, &[]), "3.1"),
+            (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0002_0000, &[]), "older than 3.0"),
+            (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0003_0000, &["_pq_.x"]), "was not sent"),
+        ];
+        for (max, min, msg, says) in cases {
+            let (mut s, _) = start_with(*max, *min, "");
+            let e = s.handle(msg.clone(), &mut BytesMut::new()).unwrap_err();
+            assert!(e.is_protocol() && e.to_string().contains(says), "{says}: {e}");
+        }
+        let (mut s, _) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
+        s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap();
+        let e = s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // A long key under 3.0 is not what 3.0 allows.
+        let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "");
+        assert!(ready(&mut s, &[1u8; 32]).unwrap_err().is_protocol());
+    }
+
+    #[test]
+    fn require_auth_refuses_before_anything_is_sent() {
+        let asks = [
+            (BackendMessage::AuthenticationCleartextPassword, "password"),
+            (BackendMessage::AuthenticationMd5Password { salt: [1; 4] }, "md5"),
+            (
+                BackendMessage::AuthenticationSasl {
+                    mechanisms: vec!["SCRAM-SHA-256".into()],
+                },
+                "scram-sha-256",
+            ),
+        ];
+        for (msg, method) in &asks {
+            // Refused when not listed, and when negated.
+            for require in ["none".to_string(), format!("!{method}")] {
+                let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, &require);
+                let mut out = BytesMut::new();
+                let e = s.handle(msg.clone(), &mut out).unwrap_err();
+                assert!(out.is_empty(), "{require}: something was sent");
+                assert!(
+                    matches!(e, ProtocolError::Authentication(_)) && e.to_string().contains("require_auth"),
+                    "{require}: {e}"
+                );
+            }
+            // Allowed when listed.
+            let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, method);
+            let mut out = BytesMut::new();
+            s.handle(msg.clone(), &mut out).unwrap();
+            assert!(!out.is_empty(), "{method}: nothing sent");
+        }
+        // A server that lets the client in without asking, when `none` is not allowed.
+        let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "scram-sha-256");
+        let e = s.handle(BackendMessage::AuthenticationOk, &mut BytesMut::new()).unwrap_err();
+        assert!(e.to_string().contains("no authentication"), "{e}");
+        let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "!none");
+        assert!(ready(&mut s, b"abcd").is_err());
+        // GSSAPI is named by require_auth before it is called unsupported.
+        let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "md5");
+        let e = s
+            .handle(
+                BackendMessage::AuthenticationUnsupported { method: "GSSAPI", code: 7 },
+                &mut BytesMut::new(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("require_auth=md5"), "{e}");
     }
 }

@@ -442,13 +442,21 @@ impl Cluster {
             .map_err(|e| err(format!("writing wirepool.conf: {e}")))?;
         let mut hba = String::from("local all all trust\nlocal replication all trust\n");
         for addr in ["127.0.0.1/32", "::1/128"] {
-            for (kind, role, method) in [
-                ("hostnossl", "tls_user", "reject"),
-                ("hostnossl", "cert_user", "reject"),
-                ("hostssl", "tls_user", "scram-sha-256"),
-                ("hostssl", "cert_user", "cert"),
-            ] {
-                hba.push_str(&format!("{kind} all {role} {addr} {method}\n"));
+            if self.tls {
+                for (kind, role, method) in [
+                    ("hostnossl", "tls_user", "reject"),
+                    ("hostnossl", "cert_user", "reject"),
+                    ("hostssl", "tls_user", "scram-sha-256"),
+                    ("hostssl", "cert_user", "cert"),
+                ] {
+                    hba.push_str(&format!("{kind} all {role} {addr} {method}\n"));
+                }
+            } else {
+                // A server built without OpenSSL (PostgreSQL 18 from the PyPI wheel)
+                // refuses `hostssl` lines and the `cert` method outright.
+                for role in ["tls_user", "cert_user"] {
+                    hba.push_str(&format!("host all {role} {addr} reject\n"));
+                }
             }
             for (role, method) in [
                 ("wirepool_admin", "trust"),

@@ -125,6 +125,12 @@ pub(crate) const SCHEMA: &str = r#"
 "#;
 
 /// What another caller reads: (name, SQL returning one text value).
+/// Whether advisory lock 4242 is free: "t" when it is. The lock is released again before
+/// psql's session ends, so that its backend, which exits after psql returns, cannot be the
+/// holder the next check finds.
+pub(crate) const FREE_4242: &str =
+    "SELECT CASE WHEN pg_try_advisory_lock(4242) THEN pg_advisory_unlock(4242) ELSE false END";
+
 pub(crate) const PROBES: &[(&str, &str)] = &[
     ("search_path", "SELECT current_setting('search_path')"),
     ("unqualified `who`", "SELECT owner FROM who"),
