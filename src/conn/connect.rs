@@ -56,7 +56,12 @@ impl Connection {
             &StartupParams {
                 user: cfg.user(),
                 database: cfg.dbname(),
-                password: cfg.password().map(str::as_bytes),
+                password: cfg
+                    .password()
+                    .map(str::to_owned)
+                    .or_else(|| cfg.passfile_password(i))
+                    .as_deref()
+                    .map(str::as_bytes),
                 application_name: cfg.application_name(),
                 options: cfg.options(),
                 channel_binding: match cfg.tls().channel_binding {
