@@ -118,7 +118,7 @@ fn failure(target: &str, e: &Error) -> String {
 /// A sentence an operator can act on.
 pub(crate) fn likely_cause(e: &Error) -> &'static str {
     match e.code() {
-        Some(sqlstate::INVALID_PASSWORD) => "wrong password for this role (check DATABASE_URL or PGPASSWORD)",
+        Some(sqlstate::INVALID_PASSWORD) => "wrong password for this role (check DATABASE_URL, PGPASSWORD or the password file)",
         Some(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION) => {
             "the role does not exist or pg_hba.conf does not allow it from this host"
         }
@@ -139,7 +139,7 @@ pub(crate) fn likely_cause(e: &Error) -> &'static str {
             "nothing accepted the connection: is PostgreSQL running and listening on that host and port?"
         }
         None if e.kind() == ErrorKind::MissingPassword => {
-            "the role needs a password and none is configured: put it in DATABASE_URL or set PGPASSWORD"
+            "the role needs a password and none is configured: put it in DATABASE_URL, set PGPASSWORD, or add it to the password file (~/.pgpass or PGPASSFILE, readable by its owner only)"
         }
         None if e.kind() == ErrorKind::Encoding => {
             "the role or database sets client_encoding to something other than UTF8"

@@ -10,10 +10,40 @@
 //! - `host=localhost port=5432 user=app password='a b' dbname=app` (values may be quoted with
 //!   `'`, with `\'` and `\\` escapes).
 //!
-//! What a string does not give is taken from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT` and the TLS variables below; what neither gives has
-//! libpq's default (host `localhost`, port 5432, the OS user, database = user), except
-//! `connect_timeout`, which defaults to 10 s rather than "wait forever".
+//! What a string does not give is taken from its service (below), then from `PGHOST`,
+//! `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`,
+//! `PGTARGETSESSIONATTRS`, `PGLOADBALANCEHOSTS`, `PGPASSFILE` and the TLS variables below;
+//! what none gives has libpq's default (host `localhost`, port 5432, the OS user from `USER`
+//! or `LOGNAME`, database = user), except `connect_timeout`, which defaults to 10 s rather
+//! than "wait forever".
+//!
+//! # Password file and service file
+//!
+//! As in libpq:
+//!
+//! - **`passfile`** (or `PGPASSFILE`; default `.pgpass` in the home directory, `HOME`):
+//!   when no password is given (neither `password` nor `PGPASSWORD`), each connection to a
+//!   host reads the file and takes the password of its first line
+//!   `hostname:port:database:username:password` that matches the host, its port, the
+//!   database and the user. A field `*` matches anything; `\:` and `\\` stand for `:` and
+//!   `\`; a line starting with `#` is a comment. A Unix-socket connection through a
+//!   default socket directory (`/tmp`, `/var/run/postgresql`, `/run/postgresql`) matches
+//!   `localhost`, one through another directory matches that directory's path. The file
+//!   is read again for each new connection, so a changed password is used without a
+//!   restart. It is ignored, with a warning, when it is not a plain file, or, on Unix,
+//!   when the group or others have any access to it (permissions beyond `0600`).
+//! - **`service`** (or `PGSERVICE`): the settings of the section `[name]` of the user's
+//!   service file (`PGSERVICEFILE`, default `.pg_service.conf` in the home directory),
+//!   or, when that file has no such section, of the system's, `pg_service.conf` in the
+//!   directory `PGSYSCONFDIR` (there is no compiled-in system directory: without
+//!   `PGSYSCONFDIR`, no system file). Its lines are `keyword=value` (no space around
+//!   `=`), with `#` for comments; any keyword of a connection string may be set there but
+//!   `service`. The file is read when the string is parsed; a service found in no file
+//!   is a configuration error naming the files searched, a malformed line one naming the
+//!   file and the line.
+//!
+//! Precedence: what the string gives, then what its service gives, then the environment,
+//! then the defaults.
 //!
 //! TLS is configured as in libpq: `sslmode` (`disable`, `allow`, `prefer` by default,
 //! `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file, or `system`),
@@ -56,7 +86,9 @@ mod key_value;
 mod keywords;
 mod nul;
 mod partial;
+mod passfile;
 mod password_provider;
+mod service;
 mod url;
 
 use key_value::parse_key_value;
@@ -122,6 +154,12 @@ pub struct TlsSettings {
 
 /// Settings for one PostgreSQL connection.
 ///
+/// From a URL or key=value string (or the environment alone), completed as libpq completes
+/// them: by the string's `service` (the service file), then the `PG*` environment
+/// variables, then the defaults. With no password, one is looked up in the password file
+/// (`passfile`, `PGPASSFILE`, `~/.pgpass`, which must not be open to the group or others)
+/// each time a connection is opened. See the [module documentation](crate::config).
+///
 /// # Examples
 ///
 /// ```
@@ -156,6 +194,9 @@ pub struct ConnectConfig {
     max_protocol: ProtocolVersion,
     require_auth: RequireAuth,
     password_provider: Option<PasswordProvider>,
+    /// The password file, resolved when parsed (`passfile`, `PGPASSFILE`, `~/.pgpass`),
+    /// read when a connection without a password is opened.
+    passfile: Option<PathBuf>,
 }
 
 /// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
@@ -291,6 +332,11 @@ impl ConnectConfig {
     pub fn tcp(&self) -> &TcpSettings {
         &self.tcp
     }
+    /// The password file, read when a connection is opened without a password:
+    /// `passfile`, else `PGPASSFILE`, else `.pgpass` in the home directory (`HOME`).
+    pub fn passfile(&self) -> Option<&std::path::Path> {
+        self.passfile.as_deref()
+    }
     /// The largest long message (DataRow, ErrorResponse, ...) accepted from the server.
     /// Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
     pub fn max_message_size(&self) -> usize {
@@ -345,6 +391,11 @@ impl ConnectConfig {
     /// Sets (or clears) the password.
     pub fn with_password(mut self, password: Option<impl Into<String>>) -> Self {
         self.password = password.map(Into::into);
+        self
+    }
+    /// Sets (or, with `None`, turns off) the password file.
+    pub fn with_passfile(mut self, path: Option<impl Into<PathBuf>>) -> Self {
+        self.passfile = path.map(Into::into);
         self
     }
     /// Sets the database name.
@@ -462,6 +513,7 @@ impl fmt::Debug for ConnectConfig {
             .field("target_session_attrs", &self.target_session_attrs)
             .field("load_balance_hosts", &self.load_balance_hosts)
             .field("tcp", &self.tcp)
+            .field("passfile", &self.passfile.as_ref().map(|_| "<set>"))
             .field("max_message_size", &self.max_message_size)
             .field("min_protocol_version", &self.min_protocol)
             .field("max_protocol_version", &self.max_protocol)
@@ -506,7 +558,10 @@ fn keyword_or_env<T: Keyword>(
     }
 }
 
-fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectConfig> {
+/// The settings from the string `p`, then those of its service (if any), then the
+/// environment's, then the defaults.
+fn finish(mut p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectConfig> {
+    service::apply_service(&mut p, env)?;
     let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
     let hosts = if p.hosts.is_empty() {
         match env_nonempty("PGHOST") {
@@ -557,6 +612,15 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
             })?,
     };
     let password = p.password.or_else(|| env("PGPASSWORD"));
+    // libpq: an empty `passfile` is the default file, and the default is ~/.pgpass.
+    let home_passfile = || env_nonempty("HOME").map(|h| PathBuf::from(h).join(".pgpass"));
+    let passfile = match p.passfile {
+        Some(f) if f.as_os_str().is_empty() => home_passfile(),
+        Some(f) => Some(f),
+        None => env_nonempty("PGPASSFILE")
+            .map(PathBuf::from)
+            .or_else(home_passfile),
+    };
     let dbname = p
         .dbname
         .or_else(|| env_nonempty("PGDATABASE"))
@@ -673,6 +737,7 @@ fn finish(p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnectCon
         max_protocol,
         require_auth,
         password_provider: None,
+        passfile,
     };
     cfg.refuse_nul_bytes()?;
     Ok(cfg)

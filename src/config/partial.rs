@@ -29,6 +29,14 @@ pub(super) struct Partial {
     pub(super) require_auth: Option<RequireAuth>,
     pub(super) hostaddrs: Vec<std::net::IpAddr>,
     pub(super) tcp: TcpSettings,
+    /// `service`: the section of the service file whose settings fill what the string
+    /// leaves out.
+    pub(super) service: Option<String>,
+    /// `passfile`, as given (empty: the default file).
+    pub(super) passfile: Option<PathBuf>,
+    /// The keywords set so far, in the order given: a service file's line sets only a
+    /// keyword not in it (so the string wins, and the first of two lines in the service).
+    pub(super) set: Vec<String>,
     /// The previous keyword was `password`: errors must not echo the next token, which
     /// may be the rest of an unquoted password.
     pub(super) after_password: bool,
@@ -169,10 +177,13 @@ pub(super) const KEYWORDS: &[&str] = &[
     "tcp_user_timeout",
     "target_session_attrs",
     "load_balance_hosts",
+    "service",
+    "passfile",
 ];
 
 /// Applies one `keyword = value` pair, from a URL query or a key=value string.
 pub(super) fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
+    p.set.push(key.to_string());
     match key {
         "host" => p.hosts = host_list(&value, "host")?,
         "hostaddr" => {
@@ -261,6 +272,8 @@ pub(super) fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
             p.load_balance_hosts =
                 Some(parse_keyword::<LoadBalanceHosts>(&value).map_err(Error::config)?)
         }
+        "service" => p.service = Some(value),
+        "passfile" => p.passfile = Some(PathBuf::from(value)),
         other => {
             return Err(Error::config(format!(
                 "invalid connection option `{other}`"

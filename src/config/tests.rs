@@ -2,6 +2,38 @@
 
 use super::*;
 
+/// A private directory for one test's files, removed when dropped.
+pub(super) struct TempDir(pub(super) PathBuf);
+
+impl TempDir {
+    pub(super) fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("wirepool-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    /// Writes `text` to `name` in the directory with permissions `mode`.
+    pub(super) fn write(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn no_env(_: &str) -> Option<String> {
     None
 }
@@ -362,4 +394,78 @@ fn protocol_versions_as_libpq_18() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("PGREQUIREAUTH"), "{e}");
+}
+
+#[test]
+fn the_password_file_is_resolved_when_parsed_and_never_printed() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .chain(&[("USER", "u")])
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let home: &'static [(&str, &str)] = &[("HOME", "/home/u")];
+    let both: &'static [(&str, &str)] = &[("HOME", "/home/u"), ("PGPASSFILE", "/env/pgpass")];
+    for (s, vars, want) in [
+        ("host=h", &[][..], None),
+        ("host=h", home, Some("/home/u/.pgpass")),
+        ("host=h", both, Some("/env/pgpass")),
+        ("host=h passfile=/given", both, Some("/given")),
+        ("postgres://h/d?passfile=%2Fgiven", both, Some("/given")),
+        // Empty is libpq's default file, not PGPASSFILE.
+        ("host=h passfile=''", both, Some("/home/u/.pgpass")),
+    ] {
+        let c = ConnectConfig::parse_with_env(s, env(vars)).unwrap();
+        assert_eq!(c.passfile(), want.map(std::path::Path::new), "{s} {vars:?}");
+        let printed = format!("{c} {c:?}");
+        assert!(
+            !printed.contains("pgpass") && !printed.contains("given"),
+            "{printed}"
+        );
+    }
+    let c = parse("host=h").unwrap().with_passfile(None::<PathBuf>);
+    assert_eq!(c.passfile(), None);
+}
+
+/// Every environment variable the settings read is named in this module's documentation
+/// and in the operator's guide.
+#[test]
+fn the_docs_name_each_environment_variable_read() {
+    let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    for (s, user) in [("", true), ("", false), ("service=s", true)] {
+        let _ = ConnectConfig::parse_with_env(s, |k| {
+            read.borrow_mut().insert(k.to_string());
+            (user && k == "USER").then(|| "u".to_string())
+        });
+    }
+    let read = read.into_inner();
+    for var in [
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSYSCONFDIR",
+        "PGPASSFILE",
+        "HOME",
+        "LOGNAME",
+    ] {
+        assert!(read.contains(var), "{var} is read: {read:?}");
+    }
+    let module_docs: String = include_str!("mod.rs")
+        .lines()
+        .filter(|l| l.starts_with("//!"))
+        .collect();
+    let guide = include_str!("../../docs/operators-guide.md");
+    for var in &read {
+        let named = format!("`{var}`");
+        assert!(
+            module_docs.contains(&named),
+            "{var} missing from the config module's docs"
+        );
+        assert!(
+            guide.contains(&named),
+            "{var} missing from docs/operators-guide.md"
+        );
+    }
 }

@@ -38,9 +38,11 @@ pub(super) fn parse_url(s: &str) -> Result<Partial> {
         };
         if !user.is_empty() {
             p.user = Some(percent_decode(user, "user name")?);
+            p.set.push("user".into());
         }
         if let Some(pw) = password {
             p.password = Some(percent_decode(pw, "password")?);
+            p.set.push("password".into());
         }
     }
     if !hostspec.is_empty() {
@@ -66,10 +68,17 @@ pub(super) fn parse_url(s: &str) -> Result<Partial> {
         if p.ports.iter().all(Option::is_none) {
             p.ports.clear();
         }
+        if !p.hosts.is_empty() {
+            p.set.push("host".into());
+        }
+        if !p.ports.is_empty() {
+            p.set.push("port".into());
+        }
     }
     if let Some(path) = path {
         if !path.is_empty() {
             p.dbname = Some(percent_decode(path, "database name")?);
+            p.set.push("dbname".into());
         }
     }
     if let Some(query) = query {

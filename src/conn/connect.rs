@@ -53,7 +53,15 @@ impl Connection {
             Some(p) => Some(p.fetch().await?),
             None => None,
         };
-        let password = provided.as_deref().or(cfg.password());
+        // Else the settings' password, else the password file's line for this host.
+        let from_file = match (&provided, cfg.password()) {
+            (None, None) => cfg.passfile_password(i),
+            _ => None,
+        };
+        let password = provided
+            .as_deref()
+            .or(cfg.password())
+            .or(from_file.as_deref());
         let opened = negotiate::open(cfg, i, host, port, want).await?;
         let stream = opened.stream;
         let tls_end_point = opened.end_point;
