@@ -1,6 +1,6 @@
 //! Test support for wirepool, kept out of the library: throwaway PostgreSQL clusters
-//! ([`Cluster`]: plain, with TLS, a streaming standby; [`Bouncer`]: PgBouncer in front of
-//! one) and the helpers the tests, benchmarks, examples and the `wirepool demo` share:
+//! ([`Cluster`]: plain, with TLS, a streaming standby; [`Bouncer`]: PgBouncer 1.18 or 1.25 in
+//! front of one) and the helpers the tests, benchmarks, examples and the `wirepool demo` share:
 //! [`cluster`], [`eventually`], [`fast_config`].
 //!
 //! `with-postgres COMMAND...` (a binary of this crate) runs a command with `DATABASE_URL`
@@ -14,7 +14,7 @@ pub mod process;
 
 use std::time::{Duration, Instant};
 
-pub use bouncer::{Bouncer, PoolMode};
+pub use bouncer::{Bouncer, BouncerOptions, BouncerVersion, PoolMode};
 pub use cluster::{find_bin_dir, Cluster, ClusterError, Role};
 use wirepool::PoolConfig;
 
