@@ -517,3 +517,50 @@ fn rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/self/status")
 }
+
+/// Custom-typed parameters on the shared path (`pool.query*`), with the statement cache on
+/// and off, the first run and the cached ones: the parameters are bound with the types the
+/// lookup found, as on a checked-out connection.
+#[tokio::test]
+async fn custom_typed_parameters_on_the_shared_path() {
+    let pg = cluster();
+    pg.psql(SCHEMA).unwrap();
+    for capacity in [100, 0] {
+        let pool = pool(&pg, capacity).await;
+        for round in 0..3 {
+            let row = pool
+                .query_one(
+                    "SELECT $1::mood::text AS m, $2::mood[] AS h, ($3::inventory_item).name AS n, $4::positive AS p",
+                    &[
+                        &Mood::Ok,
+                        &vec![Mood::Happy, Mood::Sad],
+                        &Item {
+                            name: format!("widget {round}"),
+                            supplier: Some(Supplier {
+                                id: 7,
+                                country: None,
+                            }),
+                            price: Some(3),
+                        },
+                        &Positive(5),
+                    ],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("capacity {capacity}, round {round}: {e:?}"));
+            assert_eq!(row.get::<_, String>("m"), "ok");
+            assert_eq!(row.get::<_, Vec<Mood>>("h"), vec![Mood::Happy, Mood::Sad]);
+            assert_eq!(row.get::<_, String>("n"), format!("widget {round}"));
+            assert_eq!(row.get::<_, Positive>("p"), Positive(5));
+        }
+        // A batch on the shared path binds them the same way.
+        let n = pool
+            .execute(
+                "INSERT INTO diary (feeling, history) VALUES ($1, $2)",
+                &[&Mood::Sad, &vec![Mood::Ok]],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        pool.close().await;
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use postgres_types::ToSql;
+use postgres_types::{ToSql, Type};
 
 use super::lane::{Lane, Pending, Queue};
 use super::lane_plan::{Plan, Plans};
@@ -121,7 +121,8 @@ fn write_statement(
             params: Some(types),
             columns: Some(columns),
         }) => {
-            write_bind_execute_in(&name, &types, params, false, sync, &mut q.out)?;
+            let types = bind_types(&types, described);
+            write_bind_execute_in(&name, types, params, false, sync, &mut q.out)?;
             let plan = Plan {
                 uses: Some(name),
                 ..Plan::default()
@@ -133,7 +134,8 @@ fn write_statement(
             params: Some(types),
             columns: None,
         }) => {
-            write_bind_execute_in(&name, &types, params, true, sync, &mut q.out)?;
+            let types = bind_types(&types, described);
+            write_bind_execute_in(&name, types, params, true, sync, &mut q.out)?;
             let plan = Plan {
                 uses: Some(name.clone()),
                 confirms: Some(name),
@@ -170,5 +172,23 @@ fn write_statement(
             };
             Ok((described.columns.clone(), plan))
         }
+    }
+}
+
+/// The parameter types to encode with. A statement prepared by a Describe on this
+/// connection knows its parameters by the server's OIDs alone; the description the pool
+/// keeps has the same OIDs with the custom types (enums, composites, domains) looked up,
+/// which `ToSql` needs to accept a value. When the OIDs differ (the statement was prepared
+/// before the description changed), the statement's own types are what the server expects.
+fn bind_types<'a>(prepared: &'a Arc<[Type]>, described: &'a Described) -> &'a Arc<[Type]> {
+    let same = prepared.len() == described.params.len()
+        && prepared
+            .iter()
+            .zip(described.params.iter())
+            .all(|(p, d)| p.oid() == d.oid());
+    if same {
+        &described.params
+    } else {
+        prepared
     }
 }
