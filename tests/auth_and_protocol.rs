@@ -313,3 +313,56 @@ async fn a_failing_provider_is_named_and_the_pool_recovers() {
     };
     c.query_one("SELECT 1", &[]).await.unwrap();
 }
+
+/// PgBouncer in front of the server. Debian's 1.18 knows no NegotiateProtocolVersion and
+/// refuses a request for 3.2 outright (as libpq 18 finds it: hence 3.0 by default); 1.25,
+/// with its statement cache on, answers with the version it speaks, and the connection
+/// works in it, its cancel key included.
+#[tokio::test]
+async fn protocol_3_2_through_pgbouncer() {
+    use wirepool_testkit::{Bouncer, BouncerOptions, PoolMode};
+    let pg = cluster();
+    let old =
+        Bouncer::start(&pg, PoolMode::Transaction, 2).unwrap_or_else(|e| panic!("PgBouncer: {e}"));
+    let cfg = old
+        .config(&pg, Role::Trust)
+        .with_protocol_versions(ProtocolVersion::V3_0, ProtocolVersion::V3_2);
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    assert_eq!(e.code(), Some(sqlstate::PROTOCOL_VIOLATION), "{e}");
+    let conn = Connection::connect(&old.config(&pg, Role::Trust))
+        .await
+        .unwrap();
+    assert_eq!(conn.protocol_version(), ProtocolVersion::V3_0);
+
+    let bouncer = Bouncer::start_with(
+        &pg,
+        PoolMode::Transaction,
+        2,
+        &BouncerOptions::statement_cache(100),
+    )
+    .unwrap_or_else(|e| panic!("PgBouncer 1.25: {e}"));
+    let cfg = bouncer
+        .config(&pg, Role::Trust)
+        .with_protocol_versions(ProtocolVersion::V3_0, ProtocolVersion::V3_2);
+    let mut conn = Connection::connect(&cfg).await.unwrap();
+    // PgBouncer 1.25 answers NegotiateProtocolVersion: it speaks 3.0.
+    assert_eq!(conn.protocol_version(), ProtocolVersion::V3_0);
+    let n: i32 = conn
+        .query_one("SELECT $1::int + 1", &[&1i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let token = conn.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel().await
+    });
+    let e = conn.execute("SELECT pg_sleep(60)", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some(sqlstate::QUERY_CANCELED), "{e}");
+    canceller.await.unwrap().unwrap();
+    // Demanding 3.2 of a pooler that speaks 3.0 is refused, naming the setting.
+    let strict = cfg.with_protocol_versions(ProtocolVersion::V3_2, ProtocolVersion::V3_2);
+    let e = Connection::connect(&strict).await.unwrap_err();
+    assert!(e.to_string().contains("min_protocol_version"), "{e}");
+}
