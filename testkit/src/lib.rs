@@ -15,12 +15,17 @@ pub mod process;
 use std::time::{Duration, Instant};
 
 pub use bouncer::{Bouncer, BouncerOptions, BouncerVersion, PoolMode};
-pub use cluster::{find_bin_dir, Cluster, ClusterError, Role};
+pub use cluster::{find_bin_dir, pg18_bin_dir, Cluster, ClusterError, Role};
 use wirepool::PoolConfig;
 
 /// A throwaway cluster, or a panic that says why there is none (never a silent skip).
 pub fn cluster() -> Cluster {
     Cluster::start().unwrap_or_else(|e| panic!("throwaway PostgreSQL: {e}"))
+}
+
+/// A throwaway PostgreSQL 18 cluster (see [`Cluster::start_18`]), whatever `PG_BIN` says.
+pub fn cluster_18() -> Cluster {
+    Cluster::start_18().unwrap_or_else(|e| panic!("throwaway PostgreSQL 18: {e}"))
 }
 
 /// A throwaway cluster with TLS (see [`Cluster::start_tls`]).
