@@ -67,6 +67,11 @@
 //!   name the line that acquired the connection.
 //! - **Quick to recover**: one reconnector on the schedule 1, 2, 4, 8, 16 s, healthy again
 //!   as soon as `min_size` connections are back.
+//! - **Connects as libpq does**: the same URL and key=value keywords and `PG*` variables,
+//!   the password file and the service file, `require_auth`, `min_protocol_version` /
+//!   `max_protocol_version` (protocol 3.2 with PostgreSQL 18), and for credentials that
+//!   rotate, a [`PasswordProvider`] called for each new connection
+//!   (`Pool::builder(cfg).password_provider(...)`); see [`config`].
 //!
 //! # Cancel safety
 //!

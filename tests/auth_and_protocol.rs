@@ -20,6 +20,18 @@ fn major(conn: &Connection) -> u32 {
         .expect("a version number")
 }
 
+/// The connection's cancel key stops a running statement.
+async fn cancel_a_sleep(conn: &mut Connection) {
+    let token = conn.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel().await
+    });
+    let e = conn.execute("SELECT pg_sleep(60)", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some(sqlstate::QUERY_CANCELED), "{e}");
+    canceller.await.unwrap().unwrap();
+}
+
 fn with(pg: &Cluster, role: Role, extra: &str) -> ConnectConfig {
     let url = pg.url(role);
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -53,14 +65,7 @@ async fn protocol_3_2_where_the_server_speaks_it_and_3_0_where_it_does_not() {
 
     // The cancel key of the version in use (32 bytes from PostgreSQL 18 under 3.2) stops
     // a running statement.
-    let token = conn.cancel_token();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel().await
-    });
-    let e = conn.execute("SELECT pg_sleep(60)", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some(sqlstate::QUERY_CANCELED), "{e}");
-    canceller.await.unwrap().unwrap();
+    cancel_a_sleep(&mut conn).await;
     assert_eq!(
         conn.query_one("SELECT 1", &[])
             .await
@@ -353,14 +358,7 @@ async fn protocol_3_2_through_pgbouncer() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
-    let token = conn.cancel_token();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel().await
-    });
-    let e = conn.execute("SELECT pg_sleep(60)", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some(sqlstate::QUERY_CANCELED), "{e}");
-    canceller.await.unwrap().unwrap();
+    cancel_a_sleep(&mut conn).await;
     // Demanding 3.2 of a pooler that speaks 3.0 is refused, naming the setting.
     let strict = cfg.with_protocol_versions(ProtocolVersion::V3_2, ProtocolVersion::V3_2);
     let e = Connection::connect(&strict).await.unwrap_err();

@@ -211,6 +211,19 @@ async fn the_connect_timeout_applies_to_each_host() {
     );
 }
 
+/// A session's start after authentication: AuthenticationOk, a 4-byte cancel key (process
+/// 9), ReadyForQuery.
+fn logged_in() -> Vec<u8> {
+    msgs(&[
+        BackendMessage::AuthenticationOk,
+        BackendMessage::BackendKeyData {
+            process_id: 9,
+            secret_key: bytes::Bytes::from_static(b"abcd"),
+        },
+        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+    ])
+}
+
 /// A peer that speaks protocol 3.0 only (an older server or pooler): it reads the startup
 /// message, hands its version to the test, then plays `script`.
 async fn three_oh_peer(script: Vec<u8>) -> (ConnectConfig, tokio::sync::oneshot::Receiver<u32>) {
@@ -237,19 +250,12 @@ async fn three_oh_peer(script: Vec<u8>) -> (ConnectConfig, tokio::sync::oneshot:
 
 #[tokio::test]
 async fn a_3_0_peer_answers_negotiate_protocol_version_and_the_session_goes_on_in_3_0() {
-    let (cfg, asked) = three_oh_peer(msgs(&[
-        BackendMessage::NegotiateProtocolVersion {
-            newest_version: 0x0003_0000,
-            unrecognized: vec![],
-        },
-        BackendMessage::AuthenticationOk,
-        BackendMessage::BackendKeyData {
-            process_id: 9,
-            secret_key: bytes::Bytes::from_static(b"abcd"),
-        },
-        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
-    ]))
-    .await;
+    let mut script = msgs(&[BackendMessage::NegotiateProtocolVersion {
+        newest_version: 0x0003_0000,
+        unrecognized: vec![],
+    }]);
+    script.extend(logged_in());
+    let (cfg, asked) = three_oh_peer(script).await;
     let conn = Connection::connect(&cfg).await.unwrap();
     assert_eq!(asked.await.unwrap(), 0x0003_0002, "3.2 was asked for");
     assert_eq!(conn.protocol_version(), wirepool::ProtocolVersion::V3_0);
@@ -271,15 +277,7 @@ async fn a_3_0_peer_that_refuses_3_2_outright_gives_its_error() {
         "{e}"
     );
     // With 3.0 asked for, as by default, nothing is negotiated.
-    let (cfg, asked) = three_oh_peer(msgs(&[
-        BackendMessage::AuthenticationOk,
-        BackendMessage::BackendKeyData {
-            process_id: 9,
-            secret_key: bytes::Bytes::from_static(b"abcd"),
-        },
-        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
-    ]))
-    .await;
+    let (cfg, asked) = three_oh_peer(logged_in()).await;
     let cfg = cfg.with_protocol_versions(
         wirepool::ProtocolVersion::V3_0,
         wirepool::ProtocolVersion::V3_0,

@@ -6,18 +6,7 @@ use std::time::Duration;
 
 use wirepool::error::sqlstate;
 use wirepool::Pool;
-use wirepool_testkit::{Bouncer, PoolMode, Role};
-
-/// Waits for every task, each within two minutes (a hang fails the test), and passes on
-/// a task's panic.
-async fn join_all_within(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
-}
+use wirepool_testkit::{join_all_within, Bouncer, PoolMode, Role};
 
 async fn hammer(pool: &Pool, tasks: i32, queries: i32) {
     let handles: Vec<_> = (0..tasks)

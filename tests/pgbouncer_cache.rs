@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use wirepool::error::sqlstate;
 use wirepool::{FromSql, Pool, ToSql};
-use wirepool_testkit::{Bouncer, BouncerOptions, Cluster, PoolMode, Role};
+use wirepool_testkit::{join_all_within, Bouncer, BouncerOptions, Cluster, PoolMode, Role};
 
 /// PgBouncer 1.25 in transaction mode with `server_connections` server connections and
 /// `max_prepared_statements` at `cache`.
@@ -39,17 +39,6 @@ async fn cached_pool(bouncer: &Bouncer, pg: &Cluster, min: usize, max: usize) ->
         .build()
         .await
         .unwrap_or_else(|e| panic!("pool behind PgBouncer 1.25: {e}"))
-}
-
-/// Waits for every task, each within two minutes (a hang fails the test), and passes on
-/// a task's panic.
-async fn join_all_within(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        tokio::time::timeout(Duration::from_secs(120), h)
-            .await
-            .expect("no hang")
-            .unwrap();
-    }
 }
 
 /// PgBouncer's counters for the database `postgres` (`SHOW STATS`).

@@ -48,6 +48,16 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for every task, each within two minutes; panics when one hangs or panicked.
+pub async fn join_all_within(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("a task hung for two minutes")
+            .unwrap();
+    }
+}
+
 /// The usual pool of the tests: on `pg` as `role`, from `min` to `max` connections, the
 /// rest the pool's defaults.
 ///
