@@ -359,3 +359,18 @@ async fn protocol_3_2_through_pgbouncer() {
     let e = Connection::connect(&strict).await.unwrap_err();
     assert!(e.to_string().contains("min_protocol_version"), "{e}");
 }
+
+/// A provider that never answers is bounded by the connect timeout, as a silent server is.
+#[tokio::test]
+async fn a_provider_that_never_answers_meets_the_connect_timeout() {
+    let pg = cluster();
+    let cfg = pg
+        .config(Role::Scram)
+        .with_password(None::<String>)
+        .with_connect_timeout(Some(Duration::from_millis(500)))
+        .with_password_provider(Some(wirepool::PasswordProvider::new(|| async {
+            std::future::pending::<Result<String, std::io::Error>>().await
+        })));
+    let e = Connection::connect(&cfg).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectTimeout, "{e}");
+}
