@@ -32,6 +32,8 @@ pub(super) struct Partial {
     /// `service`: the section of the service file whose settings fill what the string
     /// leaves out.
     pub(super) service: Option<String>,
+    /// `servicefile` (libpq 18): the user's service file, in place of `PGSERVICEFILE`.
+    pub(super) servicefile: Option<String>,
     /// `passfile`, as given (empty: the default file).
     pub(super) passfile: Option<PathBuf>,
     /// The keywords set so far, in the order given: a service file's line sets only a
@@ -178,6 +180,7 @@ pub(super) const KEYWORDS: &[&str] = &[
     "target_session_attrs",
     "load_balance_hosts",
     "service",
+    "servicefile",
     "passfile",
 ];
 
@@ -273,6 +276,7 @@ pub(super) fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
                 Some(parse_keyword::<LoadBalanceHosts>(&value).map_err(Error::config)?)
         }
         "service" => p.service = Some(value),
+        "servicefile" => p.servicefile = Some(value),
         "passfile" => p.passfile = Some(PathBuf::from(value)),
         other => {
             return Err(Error::config(format!(

@@ -1,5 +1,6 @@
 //! libpq's connection service file: `service=name` (or `PGSERVICE`) takes the settings of
-//! the section `[name]` of `PGSERVICEFILE` (else `~/.pg_service.conf`), or, when that file
+//! the section `[name]` of `servicefile` (libpq 18's keyword), else `PGSERVICEFILE`, else
+//! `~/.pg_service.conf`, or, when that file
 //! has no such section, of `PGSYSCONFDIR/pg_service.conf`. A section's lines are
 //! `keyword=value`, any keyword of a connection string but `service`; they fill only what
 //! the string left out, and the environment fills the rest.
@@ -25,8 +26,10 @@ pub(super) fn apply_service(p: &mut Partial, env: &dyn Fn(&str) -> Option<String
         },
     };
     let mut searched = Vec::new();
-    // The user's file: PGSERVICEFILE, which must exist, else ~/.pg_service.conf, if it does.
-    let user_file = match env_nonempty("PGSERVICEFILE") {
+    // The user's file: `servicefile` or PGSERVICEFILE, which must exist, else
+    // ~/.pg_service.conf, if it does.
+    let named_file = p.servicefile.clone().filter(|f| !f.is_empty());
+    let user_file = match named_file.or_else(|| env_nonempty("PGSERVICEFILE")) {
         Some(f) => Some((PathBuf::from(f), true)),
         None => match env_nonempty("HOME") {
             Some(h) => Some((Path::new(&h).join(".pg_service.conf"), false)),
@@ -51,7 +54,11 @@ pub(super) fn apply_service(p: &mut Partial, env: &dyn Fn(&str) -> Option<String
                 return Err(Error::config(format!(
                     "service file `{}`{} cannot be read: {e}",
                     path.display(),
-                    if named { " (PGSERVICEFILE)" } else { "" }
+                    if named {
+                        " (servicefile or PGSERVICEFILE)"
+                    } else {
+                        ""
+                    }
                 )))
             }
         }
@@ -268,6 +275,11 @@ host=later-host
         ];
         let c = parse("service=both", &env3).unwrap();
         assert_eq!(c.hosts(), &[Host::Tcp("from-named".into())]);
+        // libpq 18's `servicefile` keyword beats PGSERVICEFILE.
+        let kw = dir.write("keyword", "[both]\nhost=from-keyword\n", 0o644);
+        let s = format!("service=both servicefile={}", kw.display());
+        let c = parse(&s, &env3).unwrap();
+        assert_eq!(c.hosts(), &[Host::Tcp("from-keyword".into())]);
     }
 
     #[test]
