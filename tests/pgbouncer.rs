@@ -2,8 +2,6 @@
 //! the test on a free loopback port): parameterized queries and batches from many tasks,
 //! whose statements land on whichever server connection PgBouncer picks.
 
-use std::time::Duration;
-
 use wirepool::error::sqlstate;
 use wirepool::Pool;
 use wirepool_testkit::{join_all_within, Bouncer, PoolMode, Role};
