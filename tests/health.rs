@@ -24,7 +24,7 @@ async fn two_busy_callers_on_min_2_max_10_stay_healthy() {
                 let mut n = 0u32;
                 while Instant::now() < deadline {
                     let mut c = pool.acquire().await.unwrap();
-                    c.simple_query("SELECT pg_sleep(0.002)").await.unwrap();
+                    c.simple_query("SELECT pg_sleep(0.02)").await.unwrap();
                     n += 1;
                 }
                 n
@@ -42,7 +42,9 @@ async fn two_busy_callers_on_min_2_max_10_stay_healthy() {
         );
         assert!(h.ready);
         samples += 1;
-        if h.active == 2 && h.idle == 0 {
+        // Both callers' connections checked out at once (the pool may have opened more,
+        // idle, beside them: a caller that waited a moment makes it grow).
+        if h.active == 2 {
             busy_samples += 1;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
