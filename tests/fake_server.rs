@@ -9,22 +9,32 @@ use tokio::net::TcpListener;
 use wirepool::protocol::{BackendMessage, TransactionStatus};
 use wirepool::{ConnectConfig, Connection, ErrorKind};
 
-/// Starts a one-shot server that reads the startup message, then writes `script` and
-/// closes (or, with `hold`, keeps the socket open).
-async fn fake(script: Vec<u8>, hold: bool) -> ConnectConfig {
+/// A one-shot peer on loopback: it reads the startup message, hands the protocol version it
+/// asked for to the receiver, writes `script`, then closes (or, with `hold`, keeps the
+/// socket open for 30 s). Its port is returned.
+async fn peer(script: Vec<u8>, hold: bool) -> (u16, tokio::sync::oneshot::Receiver<u32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.unwrap();
         let mut len = [0u8; 4];
         sock.read_exact(&mut len).await.unwrap();
         let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
         sock.read_exact(&mut rest).await.unwrap();
+        let _ = tx.send(u32::from_be_bytes(rest[..4].try_into().unwrap()));
         sock.write_all(&script).await.unwrap();
         if hold {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
     });
+    (port, rx)
+}
+
+/// Starts a one-shot server that reads the startup message, then writes `script` and
+/// closes (or, with `hold`, keeps the socket open).
+async fn fake(script: Vec<u8>, hold: bool) -> ConnectConfig {
+    let (port, _) = peer(script, hold).await;
     // Plain text: these servers script the protocol after the startup message.
     format!("postgres://u:pw@127.0.0.1:{port}/d?connect_timeout=3&sslmode=disable")
         .parse()
@@ -224,28 +234,16 @@ fn logged_in() -> Vec<u8> {
     ])
 }
 
-/// A peer that speaks protocol 3.0 only (an older server or pooler): it reads the startup
-/// message, hands its version to the test, then plays `script`.
+/// A peer that speaks protocol 3.0 only (an older server or pooler): it plays `script`
+/// after the startup message, whose version the receiver gets.
 async fn three_oh_peer(script: Vec<u8>) -> (ConnectConfig, tokio::sync::oneshot::Receiver<u32>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut len = [0u8; 4];
-        sock.read_exact(&mut len).await.unwrap();
-        let mut rest = vec![0u8; u32::from_be_bytes(len) as usize - 4];
-        sock.read_exact(&mut rest).await.unwrap();
-        let _ = tx.send(u32::from_be_bytes(rest[..4].try_into().unwrap()));
-        sock.write_all(&script).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    });
+    let (port, asked) = peer(script, true).await;
     let cfg = format!(
         "postgres://u@127.0.0.1:{port}/d?connect_timeout=3&sslmode=disable&max_protocol_version=3.2"
     )
     .parse()
     .unwrap();
-    (cfg, rx)
+    (cfg, asked)
 }
 
 #[tokio::test]
