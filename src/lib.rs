@@ -69,8 +69,9 @@
 //!   as soon as `min_size` connections are back.
 //! - **Connects as libpq does**: the same URL and key=value keywords and `PG*` variables,
 //!   the password file and the service file, `require_auth`, `min_protocol_version` /
-//!   `max_protocol_version` (protocol 3.2 with PostgreSQL 18), and for credentials that
-//!   rotate, a [`PasswordProvider`] called for each new connection
+//!   `max_protocol_version` (protocol 3.2 with PostgreSQL 18), Kerberos (feature
+//!   `gssapi`: `krbsrvname`, the user's ticket), and for credentials that rotate, a
+//!   [`PasswordProvider`] called for each new connection
 //!   (`Pool::builder(cfg).password_provider(...)`); see [`config`].
 //!
 //! # Cancel safety
@@ -222,6 +223,9 @@
 //! - `axum`: [`http`], the health and metrics routes for an axum application.
 //! - `mcp` (with `axum`): [`mcp`], the pool's MCP resources and their HTTP transports.
 //! - `otel`: [`otel`], the pool's metrics through the OpenTelemetry API.
+//! - `gssapi`: GSSAPI (Kerberos) authentication through the system's MIT Kerberos
+//!   library (building needs its headers: Debian's `libkrb5-dev`). Without it, a server
+//!   that asks for GSSAPI gets an authentication error naming the feature.
 //! - `derive`: postgres-types' `#[derive(ToSql, FromSql)]` (see above).
 //! - `with-uuid-1`, `with-chrono-0_4`, `with-time-0_3`, `with-serde_json-1`: those crates'
 //!   types as query parameters and column values.

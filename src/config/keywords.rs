@@ -1,5 +1,5 @@
 //! Settings whose values are keywords (`sslmode`, `channel_binding`, `sslnegotiation`,
-//! `target_session_attrs`, `load_balance_hosts`): each enum has one table of its values
+//! `gssencmode`, `target_session_attrs`, `load_balance_hosts`): each enum has one table of its values
 //! and their keywords, from which both its name ([`Keyword::as_str`]) and its parser
 //! ([`std::str::FromStr`]) come.
 
@@ -141,6 +141,22 @@ pub enum TargetSessionAttrs {
     PreferStandby,
 }
 
+/// libpq's `gssencmode`: whether the connection is encrypted with GSSAPI. wirepool never
+/// asks for GSSAPI encryption (it encrypts with TLS); `prefer` goes on unencrypted by
+/// GSSAPI as libpq's does when no encryption can be had, and `require` is a configuration
+/// error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GssEncMode {
+    /// Never (the default here; libpq's when built without GSSAPI).
+    #[default]
+    Disable,
+    /// If it can be had: with wirepool, never.
+    Prefer,
+    /// Always, or fail: refused when the settings are read.
+    Require,
+}
+
 /// libpq's `load_balance_hosts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -181,6 +197,12 @@ keywords!(TargetSessionAttrs, "target_session_attrs", [
     PreferStandby => "prefer-standby",
 ]);
 
+keywords!(GssEncMode, "gssencmode", [
+    Disable => "disable",
+    Prefer => "prefer",
+    Require => "require",
+]);
+
 keywords!(LoadBalanceHosts, "load_balance_hosts", [
     Disable => "disable",
     Random => "random",
@@ -209,6 +231,7 @@ mod tests {
         round_trips::<SslNegotiation>();
         round_trips::<TargetSessionAttrs>();
         round_trips::<LoadBalanceHosts>();
+        round_trips::<GssEncMode>();
         assert_eq!(
             parse_keyword::<SslMode>("x").unwrap_err(),
             "invalid sslmode `x` (expected disable, allow, prefer, require, verify-ca or verify-full)"

@@ -65,6 +65,13 @@
 //! (`password`, `md5`, `gss`, `sspi`, `scram-sha-256`, `none`), or a list of negated ones
 //! (`!md5,!password`). A request for any other method fails before a password, or
 //! anything derived from one, is sent, and the error names what the server asked for.
+//! GSSAPI (Kerberos) authentication, with the `gssapi` cargo feature: `krbsrvname` (also
+//! `PGKRBSRVNAME`, default `postgres`) names the server's service principal,
+//! `<krbsrvname>/<host>`, with the ticket from the user's credential cache. `gssencmode`
+//! (also `PGGSSENCMODE`) takes `disable` (the default) and `prefer`, which both connect
+//! without GSSAPI encryption (wirepool encrypts with TLS); `require` is a configuration
+//! error.
+//!
 //! A [`PasswordProvider`] fetches the password for each new connection instead (a
 //! rotating token); see `Builder::password_provider` on the pool.
 //!
@@ -94,7 +101,8 @@ mod url;
 use key_value::parse_key_value;
 pub(crate) use keywords::parse_keyword;
 pub use keywords::{
-    ChannelBinding, Keyword, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs,
+    ChannelBinding, GssEncMode, Keyword, LoadBalanceHosts, SslMode, SslNegotiation,
+    TargetSessionAttrs,
 };
 use partial::*;
 pub use password_provider::PasswordProvider;
@@ -193,6 +201,9 @@ pub struct ConnectConfig {
     min_protocol: ProtocolVersion,
     max_protocol: ProtocolVersion,
     require_auth: RequireAuth,
+    /// `krbsrvname`: the Kerberos service name of the server (GSSAPI).
+    krbsrvname: String,
+    gss_enc_mode: GssEncMode,
     password_provider: Option<PasswordProvider>,
     /// The password file, resolved when parsed (`passfile`, `PGPASSFILE`, `~/.pgpass`),
     /// read when a connection without a password is opened.
@@ -465,6 +476,24 @@ impl ConnectConfig {
         self
     }
 
+    /// `krbsrvname`: the Kerberos service name GSSAPI authentication asks a ticket for,
+    /// as `<krbsrvname>@<host>`. Default `postgres`.
+    pub fn krbsrvname(&self) -> &str {
+        &self.krbsrvname
+    }
+
+    /// Sets `krbsrvname`.
+    pub fn with_krbsrvname(mut self, name: impl Into<String>) -> Self {
+        self.krbsrvname = name.into();
+        self
+    }
+
+    /// `gssencmode`: `disable` (the default) or `prefer`; wirepool does not encrypt with
+    /// GSSAPI.
+    pub fn gss_enc_mode(&self) -> GssEncMode {
+        self.gss_enc_mode
+    }
+
     /// The password provider, if one is set.
     pub fn password_provider(&self) -> Option<&PasswordProvider> {
         self.password_provider.as_ref()
@@ -518,6 +547,8 @@ impl fmt::Debug for ConnectConfig {
             .field("min_protocol_version", &self.min_protocol)
             .field("max_protocol_version", &self.max_protocol)
             .field("require_auth", &self.require_auth)
+            .field("krbsrvname", &self.krbsrvname)
+            .field("gssencmode", &self.gss_enc_mode)
             .field("password_provider", &self.password_provider.is_some())
             .finish()
     }
@@ -711,6 +742,21 @@ fn finish(mut p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<Connec
             None => RequireAuth::ANY,
         },
     };
+    let krbsrvname = p
+        .krbsrvname
+        .or_else(|| env_nonempty("PGKRBSRVNAME"))
+        .unwrap_or_else(|| "postgres".to_string());
+    let gss_enc_mode = keyword_or_env(
+        p.gss_enc_mode,
+        "PGGSSENCMODE",
+        GssEncMode::Disable,
+        &env_nonempty,
+    )?;
+    if gss_enc_mode == GssEncMode::Require {
+        return Err(Error::config(
+            "gssencmode=require: wirepool does not encrypt with GSSAPI (it encrypts with TLS: sslmode)",
+        ));
+    }
     let cfg = ConnectConfig {
         hosts,
         ports,
@@ -736,6 +782,8 @@ fn finish(mut p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<Connec
         min_protocol,
         max_protocol,
         require_auth,
+        krbsrvname,
+        gss_enc_mode,
         password_provider: None,
         passfile,
     };

@@ -31,6 +31,7 @@ impl ConnectConfig {
         refuse_nul("dbname", Some(&self.dbname))?;
         refuse_nul("password", self.password.as_deref())?;
         refuse_nul("application_name", self.application_name.as_deref())?;
-        refuse_nul("options", self.options.as_deref())
+        refuse_nul("options", self.options.as_deref())?;
+        refuse_nul("krbsrvname", Some(&self.krbsrvname))
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct Partial {
     pub(super) min_protocol: Option<ProtocolVersion>,
     pub(super) max_protocol: Option<ProtocolVersion>,
     pub(super) require_auth: Option<RequireAuth>,
+    pub(super) krbsrvname: Option<String>,
+    pub(super) gss_enc_mode: Option<GssEncMode>,
     pub(super) hostaddrs: Vec<std::net::IpAddr>,
     pub(super) tcp: TcpSettings,
     /// `service`: the section of the service file whose settings fill what the string
@@ -171,6 +173,8 @@ pub(super) const KEYWORDS: &[&str] = &[
     "min_protocol_version",
     "max_protocol_version",
     "require_auth",
+    "krbsrvname",
+    "gssencmode",
     "client_encoding",
     "keepalives",
     "keepalives_idle",
@@ -241,6 +245,10 @@ pub(super) fn apply(p: &mut Partial, key: &str, value: String) -> Result<()> {
             }
         }
         "require_auth" => p.require_auth = Some(RequireAuth::parse(&value)?),
+        "krbsrvname" => p.krbsrvname = Some(value),
+        "gssencmode" => {
+            p.gss_enc_mode = Some(parse_keyword::<GssEncMode>(&value).map_err(Error::config)?)
+        }
         "client_encoding" => {
             if !value.eq_ignore_ascii_case("UTF8") && !value.eq_ignore_ascii_case("UTF-8") {
                 return Err(Error::config(format!(

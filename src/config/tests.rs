@@ -396,6 +396,44 @@ fn protocol_versions_as_libpq_18() {
     assert!(e.to_string().contains("PGREQUIREAUTH"), "{e}");
 }
 
+/// `krbsrvname` and `gssencmode`, as libpq: keyword, URL and environment, the string
+/// first; `gssencmode=require` is refused, since wirepool does not encrypt with GSSAPI.
+#[test]
+fn kerberos_settings() {
+    let c = parse("host=h").unwrap();
+    assert_eq!(c.krbsrvname(), "postgres");
+    assert_eq!(c.gss_enc_mode(), GssEncMode::Disable);
+    let c = parse("host=h krbsrvname=pgsvc gssencmode=prefer").unwrap();
+    assert_eq!(c.krbsrvname(), "pgsvc");
+    assert_eq!(c.gss_enc_mode(), GssEncMode::Prefer);
+    let c = parse("postgres://u@h/d?krbsrvname=viaurl&gssencmode=disable").unwrap();
+    assert_eq!(c.krbsrvname(), "viaurl");
+    let env = |k: &str| match k {
+        "USER" => Some("osuser".to_string()),
+        "PGKRBSRVNAME" => Some("fromenv".to_string()),
+        "PGGSSENCMODE" => Some("prefer".to_string()),
+        _ => None,
+    };
+    let c = ConnectConfig::parse_with_env("host=h", env).unwrap();
+    assert_eq!(c.krbsrvname(), "fromenv");
+    assert_eq!(c.gss_enc_mode(), GssEncMode::Prefer);
+    let c =
+        ConnectConfig::parse_with_env("host=h krbsrvname=given gssencmode=disable", env).unwrap();
+    assert_eq!(c.krbsrvname(), "given");
+    assert_eq!(c.gss_enc_mode(), GssEncMode::Disable);
+    for bad in ["host=h gssencmode=require", "host=h gssencmode=always"] {
+        let e = parse(bad).unwrap_err();
+        assert!(e.to_string().contains("gssencmode"), "{bad}: {e}");
+    }
+    let e = ConnectConfig::parse_with_env("host=h user=u", |k| {
+        (k == "PGGSSENCMODE").then(|| "require".to_string())
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("gssencmode=require"), "{e}");
+    let e = parse("postgres://u@h/d?krbsrvname=a%00b").unwrap_err();
+    assert!(e.to_string().contains("krbsrvname"), "{e}");
+}
+
 #[test]
 fn the_password_file_is_resolved_when_parsed_and_never_printed() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {

@@ -5,15 +5,33 @@
 //! hundreds of milliseconds of CPU. Run on the runtime's worker it would stall every other
 //! task on that worker for as long, and a few hostile or slow-to-hash servers would stall
 //! them all. It runs in `spawn_blocking` instead (the one answer that works on every
-//! runtime flavour); tokio-postgres runs it inline.
+//! runtime flavour); tokio-postgres runs it inline. A GSSAPI step, which may call the KDC,
+//! runs there too ([`GssAuth`]).
 
 use bytes::BytesMut;
 
+use super::gss::GssAuth;
 use crate::error::{Error, Result};
 use crate::protocol::{BackendMessage, Startup, StartupStatus};
 
-/// Feeds `msg` to `startup`; an AuthenticationSASLContinue is hashed on the blocking pool.
+/// Feeds `msg` to `startup`; an AuthenticationSASLContinue is hashed, and a GSSAPI token
+/// computed, on the blocking pool.
 pub(super) async fn step(
+    startup: &mut Startup,
+    gss: &mut GssAuth,
+    msg: BackendMessage,
+    out: &mut BytesMut,
+) -> Result<StartupStatus> {
+    match scram_or_handle(startup, msg, out).await? {
+        StartupStatus::Gss(token) => {
+            let (token, complete) = gss.step(token).await?;
+            Ok(startup.gss_stepped(&token, complete, out)?)
+        }
+        status => Ok(status),
+    }
+}
+
+async fn scram_or_handle(
     startup: &mut Startup,
     msg: BackendMessage,
     out: &mut BytesMut,

@@ -151,9 +151,10 @@ impl Connection {
         };
         conn.flush().await?;
         let mut msg = conn.first_startup_message(host, port).await?;
+        let mut gss = gss::GssAuth::new(cfg.krbsrvname(), host);
         loop {
-            match auth_step::step(&mut startup, msg, &mut conn.write_buf).await {
-                Ok(StartupStatus::Continue) => conn.flush().await?,
+            match auth_step::step(&mut startup, &mut gss, msg, &mut conn.write_buf).await {
+                Ok(StartupStatus::Continue | StartupStatus::Gss(_)) => conn.flush().await?,
                 Ok(StartupStatus::Ready(info)) => {
                     for n in info.notices {
                         conn.startup_notice(n);
@@ -207,6 +208,7 @@ impl Connection {
                 | BackendMessage::AuthenticationCleartextPassword
                 | BackendMessage::AuthenticationMd5Password { .. }
                 | BackendMessage::AuthenticationSasl { .. }
+                | BackendMessage::AuthenticationGss
                 | BackendMessage::AuthenticationUnsupported { .. }
                 | BackendMessage::ErrorResponse(_)
                 | BackendMessage::NoticeResponse(_)

@@ -9,6 +9,7 @@ mod cache;
 mod cancel;
 mod connect;
 mod copy;
+mod gss;
 mod hosts;
 mod io;
 use io::preview;

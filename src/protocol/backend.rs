@@ -218,7 +218,12 @@ pub enum BackendMessage {
     AuthenticationSaslContinue(Bytes),
     /// SASL outcome data (SCRAM server-final-message).
     AuthenticationSaslFinal(Bytes),
-    /// An authentication method wirepool does not implement (GSS, SSPI, Kerberos, SCM).
+    /// The server asks for GSSAPI authentication (Kerberos): the client's first token
+    /// comes next.
+    AuthenticationGss,
+    /// GSSAPI token data from the server, for the client's next step.
+    AuthenticationGssContinue(Bytes),
+    /// An authentication method wirepool does not implement (SSPI, Kerberos V5, SCM).
     AuthenticationUnsupported {
         /// The method's name.
         method: &'static str,
@@ -306,6 +311,8 @@ impl BackendMessage {
             BackendMessage::AuthenticationSasl { .. } => "AuthenticationSASL",
             BackendMessage::AuthenticationSaslContinue(_) => "AuthenticationSASLContinue",
             BackendMessage::AuthenticationSaslFinal(_) => "AuthenticationSASLFinal",
+            BackendMessage::AuthenticationGss => "AuthenticationGSS",
+            BackendMessage::AuthenticationGssContinue(_) => "AuthenticationGSSContinue",
             BackendMessage::AuthenticationUnsupported { .. } => "Authentication (unsupported)",
             BackendMessage::ParameterStatus { .. } => "ParameterStatus",
             BackendMessage::BackendKeyData { .. } => "BackendKeyData",
@@ -405,14 +412,10 @@ impl BackendMessage {
                 method: "SCM credentials",
                 code: 6,
             },
-            Message::AuthenticationGss => BackendMessage::AuthenticationUnsupported {
-                method: "GSSAPI",
-                code: 7,
-            },
-            Message::AuthenticationGssContinue(_) => BackendMessage::AuthenticationUnsupported {
-                method: "GSSAPI",
-                code: 8,
-            },
+            Message::AuthenticationGss => BackendMessage::AuthenticationGss,
+            Message::AuthenticationGssContinue(b) => {
+                BackendMessage::AuthenticationGssContinue(Bytes::copy_from_slice(b.data()))
+            }
             Message::AuthenticationSspi => BackendMessage::AuthenticationUnsupported {
                 method: "SSPI",
                 code: 9,
@@ -525,6 +528,15 @@ impl BackendMessage {
             }
             BackendMessage::AuthenticationSaslFinal(d) => {
                 b.put_i32(12);
+                b.extend_from_slice(d);
+                b'R'
+            }
+            BackendMessage::AuthenticationGss => {
+                b.put_i32(7);
+                b'R'
+            }
+            BackendMessage::AuthenticationGssContinue(d) => {
+                b.put_i32(8);
                 b.extend_from_slice(d);
                 b'R'
             }

@@ -1,8 +1,10 @@
 //! Startup and authentication as a state machine: messages in, bytes to send out.
 //!
-//! Supported: trust, cleartext password, MD5, SCRAM-SHA-256, and SCRAM-SHA-256-PLUS with
-//! `tls-server-end-point` channel binding over TLS. GSSAPI, SSPI, Kerberos V5, SCM
-//! credentials and other SASL mechanisms end in an authentication error naming the method.
+//! Supported: trust, cleartext password, MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS with
+//! `tls-server-end-point` channel binding over TLS, and GSSAPI, whose tokens the driver
+//! computes with the system's GSSAPI library ([`StartupStatus::Gss`]). SSPI, Kerberos V5,
+//! SCM credentials and other SASL mechanisms end in an authentication error naming the
+//! method.
 //! With `channel_binding=require`, anything but SCRAM-SHA-256-PLUS fails before a password
 //! (or its hash) is sent. wirepool never sends GSSENCRequest; the one-byte answer to an
 //! SSLRequest is read by [`ssl_answer`].
@@ -76,6 +78,8 @@ pub enum AuthMethod {
     ScramSha256,
     /// SCRAM-SHA-256-PLUS: SCRAM bound to the TLS channel.
     ScramSha256Plus,
+    /// GSSAPI (Kerberos).
+    Gss,
 }
 
 impl AuthMethod {
@@ -87,6 +91,7 @@ impl AuthMethod {
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
             AuthMethod::ScramSha256Plus => "scram-sha-256 with channel binding",
+            AuthMethod::Gss => "gss",
         }
     }
 }
@@ -149,6 +154,19 @@ pub enum StartupStatus {
     Continue,
     /// The session is ready.
     Ready(SessionInfo),
+    /// GSSAPI: run the client's next step on the server's token (`None`: the first step,
+    /// from nothing), then hand what it gives to [`Startup::gss_stepped`].
+    Gss(Option<Bytes>),
+}
+
+/// How far a GSSAPI exchange has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GssPhase {
+    NotAsked,
+    /// The client has stepped, and its context needs more from the server.
+    Started,
+    /// The client's context is established (the server authenticated itself too).
+    Complete,
 }
 
 enum State {
@@ -173,6 +191,7 @@ pub struct Startup {
     min_protocol: ProtocolVersion,
     negotiated: bool,
     method: AuthMethod,
+    gss: GssPhase,
     process_id: Option<i32>,
     secret_key: Bytes,
     parameters: HashMap<String, String>,
@@ -228,6 +247,7 @@ impl Startup {
             min_protocol: params.min_protocol,
             negotiated: false,
             method: AuthMethod::Trust,
+            gss: GssPhase::NotAsked,
             process_id: None,
             secret_key: Bytes::new(),
             parameters: HashMap::new(),
@@ -292,6 +312,33 @@ impl Startup {
         Ok(StartupStatus::Continue)
     }
 
+    /// Goes on after the GSSAPI client's step that [`StartupStatus::Gss`] asked for:
+    /// `token` is what it gives for the server (sent as a GSSResponse unless empty),
+    /// `complete` whether its context is now established.
+    ///
+    /// # Errors
+    ///
+    /// A protocol error when no GSSAPI step was asked for.
+    pub fn gss_stepped(
+        &mut self,
+        token: &[u8],
+        complete: bool,
+        out: &mut BytesMut,
+    ) -> Result<StartupStatus> {
+        if self.gss != GssPhase::Started {
+            return Err(ProtocolError::protocol("a GSSAPI token when none was asked for"));
+        }
+        if !token.is_empty() {
+            // GSSResponse is a `p` message whose body is the token, as SASLResponse's.
+            frontend::sasl_response(token, out)
+                .map_err(|e| ProtocolError::protocol(format!("encoding GSSResponse: {e}")))?;
+        }
+        if complete {
+            self.gss = GssPhase::Complete;
+        }
+        Ok(StartupStatus::Continue)
+    }
+
     /// Feeds one server message; anything to send back is appended to `out`.
     ///
     /// # Errors
@@ -328,6 +375,14 @@ impl Startup {
                     return Err(self
                         .require_auth
                         .refusal("no authentication (it let the client in without one)"));
+                }
+                // As libpq: a server that lets the client in before the GSSAPI context is
+                // established has not proven who it is; with require_auth set, that is
+                // not enough.
+                if self.gss == GssPhase::Started && !self.require_auth.allows_none() {
+                    return Err(self.require_auth.refusal(
+                        "GSSAPI, and let the client in before the exchange was complete",
+                    ));
                 }
                 if self.method != AuthMethod::ScramSha256Plus {
                     // The server let us in without authenticating itself through the
@@ -446,13 +501,30 @@ impl Startup {
                 self.state = State::Auth;
                 Ok(StartupStatus::Continue)
             }
+            (State::Auth, BackendMessage::AuthenticationGss) => {
+                if !self.require_auth.allows_gss() {
+                    return Err(self.require_auth.refusal("GSSAPI (gss)"));
+                }
+                self.refuse_unbound("GSSAPI")?;
+                if self.gss != GssPhase::NotAsked || self.method != AuthMethod::Trust {
+                    return Err(ProtocolError::protocol(
+                        "AuthenticationGSS after authentication had begun",
+                    ));
+                }
+                self.method = AuthMethod::Gss;
+                self.gss = GssPhase::Started;
+                self.state = State::Auth;
+                Ok(StartupStatus::Gss(None))
+            }
+            (State::Auth, BackendMessage::AuthenticationGssContinue(token))
+                if self.gss == GssPhase::Started =>
+            {
+                self.state = State::Auth;
+                Ok(StartupStatus::Gss(Some(token)))
+            }
             (State::Auth, BackendMessage::AuthenticationUnsupported { method, code }) => {
-                // GSSAPI (7, 8) and SSPI (9) are methods require_auth names.
-                let refused = match code {
-                    7 | 8 => !self.require_auth.allows_gss(),
-                    9 => !self.require_auth.allows_sspi(),
-                    _ => false,
-                };
+                // SSPI (9) is a method require_auth names.
+                let refused = code == 9 && !self.require_auth.allows_sspi();
                 if refused {
                     return Err(self.require_auth.refusal(method));
                 }

@@ -81,13 +81,13 @@ fn unsupported_methods_are_named() {
     let e = s
         .handle(
             BackendMessage::AuthenticationUnsupported {
-                method: "GSSAPI",
-                code: 7,
+                method: "SSPI",
+                code: 9,
             },
             &mut BytesMut::new(),
         )
         .unwrap_err();
-    assert!(e.to_string().contains("GSSAPI"), "{e}");
+    assert!(e.to_string().contains("SSPI"), "{e}");
     let (mut s, _) = start(Some(b"pw"));
     let e = s
         .handle(
@@ -290,13 +290,78 @@ fn require_auth_refuses_before_anything_is_sent() {
     assert!(e.to_string().contains("no authentication"), "{e}");
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "!none");
     assert!(ready(&mut s, b"abcd").is_err());
-    // GSSAPI is named by require_auth before it is called unsupported.
+    // GSSAPI is refused by require_auth before any token is computed.
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "md5");
     let e = s
-        .handle(
-            BackendMessage::AuthenticationUnsupported { method: "GSSAPI", code: 7 },
-            &mut BytesMut::new(),
-        )
+        .handle(BackendMessage::AuthenticationGss, &mut BytesMut::new())
         .unwrap_err();
     assert!(e.to_string().contains("require_auth=md5"), "{e}");
+    assert!(e.to_string().contains("GSSAPI"), "{e}");
+}
+
+/// GSSAPI: the driver is asked for a step on each server token, its tokens go out as
+/// GSSResponse (`p`), and a server that lets the client in before the context is
+/// established is refused when require_auth is set, as libpq refuses it.
+#[test]
+fn gssapi_steps_are_asked_of_the_driver() {
+    let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "gss");
+    let mut out = BytesMut::new();
+    match s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap() {
+        StartupStatus::Gss(None) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.gss_stepped(b"token-1", false, &mut out).unwrap(),
+        StartupStatus::Continue
+    ));
+    assert_eq!(&out[..], b"p\0\0\0\x0btoken-1");
+    out.clear();
+    match s
+        .handle(BackendMessage::AuthenticationGssContinue(Bytes::from_static(b"srv")), &mut out)
+        .unwrap()
+    {
+        StartupStatus::Gss(Some(t)) => assert_eq!(&t[..], b"srv"),
+        other => panic!("{other:?}"),
+    }
+    // The last step gives nothing to send: nothing is written.
+    s.gss_stepped(b"", true, &mut out).unwrap();
+    assert!(out.is_empty());
+    let info = ready(&mut s, b"abcd").unwrap();
+    assert_eq!(info.auth_method, AuthMethod::Gss);
+
+    // AuthenticationOk before the context is established.
+    let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "gss");
+    s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap();
+    s.gss_stepped(b"token-1", false, &mut out).unwrap();
+    let e = s
+        .handle(BackendMessage::AuthenticationOk, &mut out)
+        .unwrap_err();
+    assert!(e.to_string().contains("before the exchange was complete"), "{e}");
+
+    // A token for the server with no step asked for, and a second AuthenticationGSS.
+    let (mut s, _) = start(None);
+    assert!(s.gss_stepped(b"x", true, &mut out).is_err());
+    s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap();
+    assert!(s.handle(BackendMessage::AuthenticationGss, &mut out).is_err());
+    // channel_binding=require: GSSAPI does not bind to TLS.
+    let mut out = BytesMut::new();
+    let mut s = Startup::start(
+        &StartupParams {
+            user: "u",
+            database: "d",
+            password: None,
+            application_name: None,
+            options: None,
+            channel_binding: BindingMode::Require,
+            tls_end_point: None,
+            encrypted: false,
+            max_protocol: ProtocolVersion::V3_0,
+            min_protocol: ProtocolVersion::V3_0,
+            require_auth: RequireAuth::ANY,
+        },
+        &mut out,
+    )
+    .unwrap();
+    let e = s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap_err();
+    assert!(e.to_string().contains("channel_binding=require"), "{e}");
 }

@@ -10,6 +10,7 @@ mod bouncer;
 mod certificates;
 mod cluster;
 pub mod http;
+pub mod kerberos;
 pub mod process;
 
 use std::time::{Duration, Instant};
