@@ -274,13 +274,15 @@ internal_mod! {
     /// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
     pool_core
 }
-internal_mod! {
-    /// The wire protocol without I/O (framing, startup, the query protocols); its types
-    /// that applications see are re-exported at the crate root.
-    protocol
-}
+/// The wire protocol without I/O (framing, startup, the query protocols): the crate
+/// `wirepool-protocol`. Its types that applications see are re-exported at the root.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use wirepool_protocol as protocol;
+#[cfg(not(feature = "internals"))]
+pub(crate) use wirepool_protocol as protocol;
 mod random;
-mod row_values;
+mod row;
 pub(crate) mod sql;
 mod sync;
 
@@ -303,4 +305,5 @@ pub use pool::{Pool, PoolConfig, PooledConnection, SessionReset};
 /// and the like in hand-written implementations.
 pub use postgres_types;
 pub use postgres_types::{Field, FromSql, Kind, ToSql, Type};
-pub use protocol::{AuthMethod, Column, ResultSet, Row, RowIndex, SimpleRow, TransactionStatus};
+pub use protocol::{AuthMethod, Column, ResultSet, RowIndex, SimpleRow, TransactionStatus};
+pub use row::Row;

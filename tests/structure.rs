@@ -385,7 +385,7 @@ fn the_checker_finds_a_circle() {
 #[test]
 fn no_import_circle_in_any_crate() {
     let mut found = Vec::new();
-    for src in ["src", "server/src", "testkit/src"] {
+    for src in ["src", "protocol/src", "server/src", "testkit/src"] {
         let edges = graph(&root().join(src));
         assert!(
             edges.len() > 3,
@@ -401,6 +401,41 @@ fn no_import_circle_in_any_crate() {
         "import circles:\n  {}",
         found.join("\n  ")
     );
+}
+
+/// The protocol crate (`protocol/`) depends on nothing of wirepool: no wirepool crate among
+/// its dependencies, and no `wirepool` path in its code, so that the fuzz targets and
+/// anything else can build against it alone.
+#[test]
+fn the_protocol_crate_imports_nothing_of_wirepool() {
+    let manifest = std::fs::read_to_string(root().join("protocol/Cargo.toml")).unwrap();
+    let mut section = "";
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line;
+        } else if section.contains("dependencies") && !line.starts_with('#') {
+            assert!(
+                !line.starts_with("wirepool"),
+                "protocol/Cargo.toml {section}: {line}"
+            );
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(&root().join("protocol/src"), &mut files);
+    assert!(files.len() > 5, "the walk found the protocol crate: {}", files.len());
+    for f in &files {
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for p in paths(&code) {
+            assert!(
+                !p[0].starts_with("wirepool"),
+                "{}: {}",
+                f.display(),
+                p.join("::")
+            );
+        }
+        assert!(!code.contains("wirepool::"), "{}", f.display());
+    }
 }
 
 /// Every public async function of the library says what happens when its future is

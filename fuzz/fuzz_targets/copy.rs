@@ -9,14 +9,23 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wirepool::internals::decode_binary_copy;
-use wirepool::protocol::copy::copy_rows;
-use wirepool::protocol::{BackendMessage, FrameDecoder};
 use wirepool::Type;
+use wirepool_protocol::copy::copy_rows;
+use wirepool_protocol::{BackendMessage, FrameDecoder};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the columns' types, so the reader meets every kind.
-    let Some((&pick, data)) = data.split_first() else { return };
-    let all = [Type::INT4, Type::INT8, Type::TEXT, Type::BYTEA, Type::FLOAT8, Type::BOOL];
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let all = [
+        Type::INT4,
+        Type::INT8,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::FLOAT8,
+        Type::BOOL,
+    ];
     let types: Arc<[Type]> = (0..(pick % 4) as usize + 1)
         .map(|i| all[(pick as usize >> 2).wrapping_add(i) % all.len()].clone())
         .collect::<Vec<_>>()
@@ -30,19 +39,21 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) | Err(_) => return,
         };
         match msg {
-            BackendMessage::CopyData(chunk) => match decode_binary_copy(chunk, &mut has_oids, &types) {
-                Ok(Some(row)) => {
-                    for i in 0..row.len() + 1 {
-                        let _ = row.try_get::<Option<i32>>(i);
-                        let _ = row.try_get::<Option<i64>>(i);
-                        let _ = row.try_get::<Option<&str>>(i);
-                        let _ = row.try_get::<Option<Vec<u8>>>(i);
-                        let _ = row.try_get::<Option<f64>>(i);
-                        let _ = row.try_get::<Option<bool>>(i);
+            BackendMessage::CopyData(chunk) => {
+                match decode_binary_copy(chunk, &mut has_oids, &types) {
+                    Ok(Some(row)) => {
+                        for i in 0..row.len() + 1 {
+                            let _ = row.try_get::<Option<i32>>(i);
+                            let _ = row.try_get::<Option<i64>>(i);
+                            let _ = row.try_get::<Option<&str>>(i);
+                            let _ = row.try_get::<Option<Vec<u8>>>(i);
+                            let _ = row.try_get::<Option<f64>>(i);
+                            let _ = row.try_get::<Option<bool>>(i);
+                        }
                     }
+                    Ok(None) | Err(_) => {}
                 }
-                Ok(None) | Err(_) => {}
-            },
+            }
             BackendMessage::CommandComplete(tag) => {
                 let _ = copy_rows(&tag);
             }

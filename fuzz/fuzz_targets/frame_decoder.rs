@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wirepool::protocol::{FrameDecoder, QueryEvent, SimpleQuery};
+use wirepool_protocol::{FrameDecoder, QueryEvent, SimpleQuery};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, data)) = data.split_first() else {

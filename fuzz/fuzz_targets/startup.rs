@@ -8,8 +8,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wirepool::protocol::BindingMode as ChannelBinding;
-use wirepool::protocol::{
+use wirepool_protocol::BindingMode as ChannelBinding;
+use wirepool_protocol::{
     ssl_answer, FrameDecoder, ProtocolVersion, RequireAuth, SslAnswer, Startup, StartupParams,
     StartupStatus,
 };

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::batch::BatchResult;
+use crate::row::Row;
 use crate::error::{DbError, Error, Result};
-use crate::protocol::{BackendMessage, Row};
+use crate::protocol::{BackendMessage, FromDataRow};
 
 /// The answers of a batch, assembled as they come.
 #[derive(Debug)]
@@ -136,7 +137,7 @@ impl Answers {
                     )));
                 }
                 if *wanted {
-                    self.rows.push(Row::new(cols.clone(), body));
+                    self.rows.push(Row::from_data_row(cols.clone(), body));
                 }
             }
             BackendMessage::CommandComplete(tag) => {

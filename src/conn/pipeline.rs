@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 
 use super::{Answers, Connection, READ_CHUNK, SHRINK_ABOVE};
+use crate::row::{Execute, Executed};
 use crate::error::{DbError, Error, Result};
-use crate::protocol::extended::{Described, Execute, Executed, Prepare, Step};
+use crate::protocol::extended::{Described, Prepare, Step};
 use crate::protocol::Column;
 use crate::protocol::{self, BackendMessage, ProtocolError};
 use postgres_types::Type;

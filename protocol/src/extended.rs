@@ -23,7 +23,7 @@ use postgres_types::{Format, IsNull, ToSql, Type};
 
 use super::backend::{BackendMessage, FieldDescription, TransactionStatus};
 use super::frontend::{append, append_checked, MAX_FRONTEND_MESSAGE};
-use super::row::{Column, Row};
+use super::row::{Column, FromDataRow};
 use super::error::{ProtocolError, Result};
 use super::DbError;
 
@@ -337,7 +337,8 @@ pub fn type_of(oid: u32) -> Type {
     })
 }
 
-pub(crate) fn columns_of(fields: Vec<FieldDescription>) -> Arc<[Column]> {
+#[doc(hidden)]
+pub fn columns_of(fields: Vec<FieldDescription>) -> Arc<[Column]> {
     columns_like(fields, &[])
 }
 
@@ -360,13 +361,13 @@ fn columns_like(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]
 
 /// The columns of a RowDescription, keeping the types of `known` where the OIDs match (see
 /// `columns_like`).
-pub(crate) fn columns_like_known(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]> {
+#[doc(hidden)]
+pub fn columns_like_known(fields: Vec<FieldDescription>, known: &[Column]) -> Arc<[Column]> {
     columns_like(fields, known)
 }
 
 /// What the driver of an exchange should do after a message.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Step<T> {
     /// Send what was written to the output buffer (if anything), feed the next message.
     Continue,
@@ -437,9 +438,9 @@ impl Prepare {
 
 /// The outcome of an executed statement.
 #[derive(Debug)]
-pub struct Executed {
+pub struct Executed<R> {
     /// The rows, in order.
-    pub rows: Vec<Row>,
+    pub rows: Vec<R>,
     /// The columns the rows were decoded with: the portal's own description when the
     /// request asked for it, else those the statement was described with.
     pub columns: Arc<[Column]>,
@@ -454,7 +455,7 @@ pub struct Executed {
     pub copy_refused: bool,
 }
 
-impl Executed {
+impl<R> Executed<R> {
     /// The number of rows the command affected or returned (from its tag), 0 if none.
     pub fn rows_affected(&self) -> u64 {
         self.command_tag
@@ -467,17 +468,17 @@ impl Executed {
 
 /// Assembles the answer to [`write_execute`], up to ReadyForQuery.
 #[derive(Debug)]
-pub struct Execute {
+pub struct Execute<R> {
     columns: Arc<[Column]>,
-    rows: Vec<Row>,
+    rows: Vec<R>,
     command_tag: Option<String>,
     error: Option<Box<DbError>>,
     copy_refused: bool,
 }
 
-impl Execute {
+impl<R: FromDataRow> Execute<R> {
     /// An assembler for a statement whose result columns are `columns`.
-    pub fn new(columns: Arc<[Column]>) -> Execute {
+    pub fn new(columns: Arc<[Column]>) -> Execute<R> {
         Execute {
             columns,
             rows: Vec::new(),
@@ -488,7 +489,7 @@ impl Execute {
     }
 
     /// The row the last message brought, for a caller that streams rows one at a time.
-    pub fn take_row(&mut self) -> Option<Row> {
+    pub fn take_row(&mut self) -> Option<R> {
         self.rows.pop()
     }
 
@@ -498,7 +499,7 @@ impl Execute {
     ///
     /// A protocol error for a message that does not belong here, or a row that does not
     /// match the statement's columns.
-    pub fn handle(&mut self, msg: BackendMessage) -> Result<Step<Executed>> {
+    pub fn handle(&mut self, msg: BackendMessage) -> Result<Step<Executed<R>>> {
         match msg {
             BackendMessage::ParseComplete
             | BackendMessage::BindComplete
@@ -517,7 +518,7 @@ impl Execute {
                         self.columns.len()
                     )));
                 }
-                self.rows.push(Row::new(self.columns.clone(), body));
+                self.rows.push(R::from_data_row(self.columns.clone(), body));
             }
             BackendMessage::CommandComplete(tag) => self.command_tag = Some(tag),
             BackendMessage::EmptyQueryResponse | BackendMessage::PortalSuspended => {}
@@ -566,7 +567,16 @@ pub fn write_sync(out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{DataRowBody, FrameDecoder};
+    use crate::{DataRowBody, FrameDecoder};
+
+    /// A row as the tests see it: the columns and the body, untouched.
+    struct RawRow(Arc<[Column]>, DataRowBody);
+
+    impl FromDataRow for RawRow {
+        fn from_data_row(columns: Arc<[Column]>, body: DataRowBody) -> RawRow {
+            RawRow(columns, body)
+        }
+    }
 
     #[test]
     fn a_wrong_parameter_count_writes_nothing() {
@@ -615,7 +625,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(&d.params[..], &[Type::INT4]);
-        let mut e = Execute::new(d.columns);
+        let mut e = Execute::<RawRow>::new(d.columns);
         let mut wire = BytesMut::new();
         for m in [
             BackendMessage::BindComplete,
@@ -633,8 +643,10 @@ mod tests {
             }
         }
         let x = done.unwrap();
-        assert_eq!(x.rows[0].get::<_, i32>(0), 42);
-        assert_eq!(x.rows[0].get::<_, i32>("n"), 42);
+        let RawRow(columns, body) = &x.rows[0];
+        assert_eq!(columns[0].name(), "n");
+        assert_eq!(columns[0].type_(), &Type::INT4);
+        assert_eq!(body.get(0), Some(Some(&[0u8, 0, 0, 42][..])));
         assert_eq!(x.rows_affected(), 1);
     }
 }

@@ -1,7 +1,7 @@
-//! Result rows: typed rows of the extended protocol ([`Row`], values in binary, read with
-//! `FromSql`), and text rows of the simple query protocol ([`SimpleRow`]).
+//! Result rows: the columns of a result ([`Column`], named by [`RowIndex`]), what the
+//! rows of the extended protocol are made into ([`FromDataRow`]: the connection layer's
+//! typed row), and the text rows of the simple query protocol ([`SimpleRow`]).
 
-use std::fmt;
 use std::sync::Arc;
 
 use postgres_types::Type;
@@ -16,7 +16,8 @@ pub struct Column {
 }
 
 impl Column {
-    pub(crate) fn new(name: String, type_: Type) -> Column {
+    /// A column named `name` of type `type_`.
+    pub fn new(name: String, type_: Type) -> Column {
         Column { name, type_ }
     }
     /// The column's name.
@@ -64,56 +65,11 @@ impl<T: ?Sized + RowIndex> RowIndex for &T {
     }
 }
 
-/// One row of an extended query's result, values in PostgreSQL's binary format.
-#[derive(Clone)]
-pub struct Row {
-    columns: Arc<[Column]>,
-    body: DataRowBody,
-}
-
-impl fmt::Debug for Row {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Row")
-            .field("columns", &self.columns)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Row {
-    pub(crate) fn new(columns: Arc<[Column]>, body: DataRowBody) -> Row {
-        Row { columns, body }
-    }
-
-    pub(crate) fn columns_arc(&self) -> Arc<[Column]> {
-        self.columns.clone()
-    }
-
-    /// The same values under other columns: the same names, types now known.
-    pub(crate) fn set_columns(&mut self, columns: Arc<[Column]>) {
-        debug_assert_eq!(columns.len(), self.columns.len());
-        self.columns = columns;
-    }
-
-    /// The columns.
-    pub fn columns(&self) -> &[Column] {
-        &self.columns
-    }
-
-    /// Column `i`'s bytes as the server sent them: `None` past the last column,
-    /// `Some(None)` for NULL.
-    pub(crate) fn value_bytes(&self, i: usize) -> Option<Option<&[u8]>> {
-        self.body.get(i)
-    }
-
-    /// The number of values.
-    pub fn len(&self) -> usize {
-        self.columns.len()
-    }
-
-    /// True for a row without columns.
-    pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
-    }
+/// What an extended query's rows are made into: the connection layer's row type, built
+/// from the columns the values are decoded by and the DataRow's body.
+pub trait FromDataRow {
+    /// A row of `body`'s values under `columns` (as many as it has values).
+    fn from_data_row(columns: Arc<[Column]>, body: DataRowBody) -> Self;
 }
 
 /// One row of a simple query's result, in text format.

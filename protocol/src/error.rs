@@ -3,7 +3,7 @@
 //! to send cannot be encoded.
 //!
 //! The layer knows nothing of sockets, pools or timeouts; the connection layer turns a
-//! [`ProtocolError`] into the crate's [`Error`](crate::Error) (with `?`, through `From`),
+//! [`ProtocolError`] into its own error type (wirepool's `Error`, with `?`, through `From`),
 //! keeping the kind and the words.
 
 use std::fmt;
@@ -42,43 +42,53 @@ pub enum ProtocolError {
 pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
 impl ProtocolError {
-    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn protocol(detail: impl Into<String>) -> Self {
         ProtocolError::Violation(detail.into())
     }
 
-    pub(crate) fn db(e: DbError) -> Self {
+    #[doc(hidden)]
+    pub fn db(e: DbError) -> Self {
         ProtocolError::Server(Box::new(e))
     }
 
-    pub(crate) fn db_boxed(e: Box<DbError>) -> Self {
+    #[doc(hidden)]
+    pub fn db_boxed(e: Box<DbError>) -> Self {
         ProtocolError::Server(e)
     }
 
-    pub(crate) fn auth(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn auth(detail: impl Into<String>) -> Self {
         ProtocolError::Authentication(detail.into())
     }
 
-    pub(crate) fn missing_password(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn missing_password(detail: impl Into<String>) -> Self {
         ProtocolError::MissingPassword(detail.into())
     }
 
-    pub(crate) fn invalid_input(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
         ProtocolError::InvalidInput(detail.into())
     }
 
-    pub(crate) fn conversion(detail: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    #[doc(hidden)]
+    pub fn conversion(detail: impl Into<String>, source: impl Into<BoxError>) -> Self {
         ProtocolError::Conversion(detail.into(), Some(source.into()))
     }
 
-    pub(crate) fn tls(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn tls(detail: impl Into<String>) -> Self {
         ProtocolError::Tls(detail.into())
     }
 
-    pub(crate) fn config(detail: impl Into<String>) -> Self {
+    #[doc(hidden)]
+    pub fn config(detail: impl Into<String>) -> Self {
         ProtocolError::Setting(detail.into())
     }
 
-    pub(crate) fn copy_unsupported() -> Self {
+    #[doc(hidden)]
+    pub fn copy_unsupported() -> Self {
         ProtocolError::CopyRefused
     }
 

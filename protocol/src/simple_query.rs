@@ -55,7 +55,6 @@ impl ResultSet {
 
 /// What the driver of a [`SimpleQuery`] should do after a message.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum QueryEvent {
     /// Send what was written to the output buffer (if anything) and feed the next message.
     Continue,

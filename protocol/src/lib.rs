@@ -1,4 +1,6 @@
-//! The PostgreSQL frontend/backend protocol, version 3.0, without I/O.
+//! The PostgreSQL frontend/backend protocol, versions 3.0 and 3.2, without I/O: wirepool's
+//! protocol layer, a crate of its own that imports nothing of the pool, so that the fuzz
+//! targets build against it alone.
 //!
 //! Bytes in, events out: [`FrameDecoder`] splits the server's stream into bounded frames and
 //! decodes them into [`BackendMessage`]s; [`Startup`] drives startup and authentication;
@@ -21,13 +23,14 @@ mod require_auth;
 mod startup;
 mod version;
 
-pub(crate) use db_error::Escaped;
+#[doc(hidden)]
+pub use db_error::Escaped;
 pub use db_error::{DbError, ErrorPosition};
 pub use error::{ProtocolError, Result};
 pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
-pub use row::{Column, Row, RowIndex, SimpleRow};
+pub use row::{Column, FromDataRow, RowIndex, SimpleRow};
 pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
 pub use require_auth::RequireAuth;
 pub use version::ProtocolVersion;

@@ -8,7 +8,7 @@ use std::fmt;
 /// Text from the server, shown with its control characters escaped: `\x1b` for ESC, `\n`
 /// for a newline, and so on, as Rust's escapes spell them; the rest as it is.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Escaped<'a>(pub(crate) &'a str);
+pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

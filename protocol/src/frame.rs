@@ -150,7 +150,7 @@ fn printable(tag: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::backend::TransactionStatus;
+    use crate::backend::TransactionStatus;
 
     #[test]
     fn four_gib_header_is_a_protocol_error_without_allocation() {
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn data_rows_decode_values_and_nulls_and_reject_bad_bodies() {
-        use crate::protocol::backend::DataRowBody;
+        use crate::backend::DataRowBody;
         let d = FrameDecoder::default();
         // "ab", NULL, "" and a negative length other than -1, which is NULL too (libpq).
         let body = b"\x00\x04\x00\x00\x00\x02ab\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xfe";
