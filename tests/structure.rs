@@ -423,7 +423,11 @@ fn the_protocol_crate_imports_nothing_of_wirepool() {
     }
     let mut files = Vec::new();
     rust_files(&root().join("protocol/src"), &mut files);
-    assert!(files.len() > 5, "the walk found the protocol crate: {}", files.len());
+    assert!(
+        files.len() > 5,
+        "the walk found the protocol crate: {}",
+        files.len()
+    );
     for f in &files {
         let code = code_of(&std::fs::read_to_string(f).unwrap());
         for p in paths(&code) {

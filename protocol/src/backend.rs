@@ -357,7 +357,9 @@ impl BackendMessage {
                 Some((0, tag)) if !tag.contains(&0) => std::str::from_utf8(tag)
                     .map(|t| BackendMessage::CommandComplete(t.to_string()))
                     .map_err(|_| {
-                        ProtocolError::protocol("malformed message body: CommandComplete tag is not UTF-8")
+                        ProtocolError::protocol(
+                            "malformed message body: CommandComplete tag is not UTF-8",
+                        )
                     }),
                 _ => Err(ProtocolError::protocol(
                     "malformed message body: CommandComplete is not one NUL-terminated tag",
@@ -705,7 +707,9 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
         unrecognized.push(read_cstr(&mut body)?);
     }
     if !body.is_empty() {
-        return Err(ProtocolError::protocol("NegotiateProtocolVersion: trailing bytes"));
+        return Err(ProtocolError::protocol(
+            "NegotiateProtocolVersion: trailing bytes",
+        ));
     }
     Ok(BackendMessage::NegotiateProtocolVersion {
         newest_version,
@@ -716,7 +720,8 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
 /// DataRow, the message of every row: the body is kept whole (no copy) and the place of
 /// each value is read in one pass. A negative length is SQL NULL, as for libpq.
 fn decode_data_row(mut frame: BytesMut) -> Result<BackendMessage> {
-    let malformed = |what: &str| ProtocolError::protocol(format!("malformed message body: DataRow {what}"));
+    let malformed =
+        |what: &str| ProtocolError::protocol(format!("malformed message body: DataRow {what}"));
     bytes::Buf::advance(&mut frame, 5);
     if frame.len() < 2 {
         return Err(malformed("without its value count"));

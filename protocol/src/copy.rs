@@ -39,7 +39,9 @@ pub fn write_copy_fail(reason: &str, out: &mut BytesMut) {
 pub fn copy_rows(tag: &str) -> Result<u64> {
     tag.strip_prefix("COPY ")
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| ProtocolError::protocol(format!("unexpected command tag {tag:?} after COPY")))
+        .ok_or_else(|| {
+            ProtocolError::protocol(format!("unexpected command tag {tag:?} after COPY"))
+        })
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@ use postgres_protocol::message::frontend;
 use postgres_types::{Format, IsNull, ToSql, Type};
 
 use super::backend::{BackendMessage, FieldDescription, TransactionStatus};
+use super::error::{ProtocolError, Result};
 use super::frontend::{append, append_checked, MAX_FRONTEND_MESSAGE};
 use super::row::{Column, FromDataRow};
-use super::error::{ProtocolError, Result};
 use super::DbError;
 
 /// What the server said about a statement: its parameter types and result columns.
@@ -46,7 +46,8 @@ pub fn write_prepare(name: &str, sql: &str, evicted: &[String], out: &mut BytesM
     let mark = out.len();
     let r = write_parse(name, sql, &[], evicted, out).and_then(|()| {
         append(out, "Describe", name.len() + 2, |out| {
-            frontend::describe(b'S', name, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
+            frontend::describe(b'S', name, out)
+                .map_err(|e| ProtocolError::invalid_input(e.to_string()))
         })?;
         frontend::flush(out);
         Ok(())
@@ -71,7 +72,8 @@ pub fn write_describe(name: &str, sql: &str, parse: bool, out: &mut BytesMut) ->
             write_parse(name, sql, &[], &[], out)?;
         }
         append(out, "Describe", name.len() + 2, |out| {
-            frontend::describe(b'S', name, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
+            frontend::describe(b'S', name, out)
+                .map_err(|e| ProtocolError::invalid_input(e.to_string()))
         })?;
         frontend::sync(out);
         Ok(())
@@ -103,13 +105,16 @@ pub fn write_parse(
     out: &mut BytesMut,
 ) -> Result<()> {
     if sql.as_bytes().contains(&0) {
-        return Err(ProtocolError::invalid_input("query text contains a NUL byte"));
+        return Err(ProtocolError::invalid_input(
+            "query text contains a NUL byte",
+        ));
     }
     let mark = out.len();
     let r = (|| {
         for old in evicted {
             append(out, "Close", old.len() + 2, |out| {
-                frontend::close(b'S', old, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))
+                frontend::close(b'S', old, out)
+                    .map_err(|e| ProtocolError::invalid_input(e.to_string()))
             })?;
         }
         append(
@@ -251,7 +256,8 @@ pub fn write_bind_execute_in(
     let r = (|| {
         write_bind("", name, types, params, out)?;
         if describe {
-            frontend::describe(b'P', "", out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
+            frontend::describe(b'P', "", out)
+                .map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
         }
         frontend::execute("", 0, out).map_err(|e| ProtocolError::invalid_input(e.to_string()))?;
         if sync {
@@ -425,10 +431,9 @@ impl Prepare {
         &mut self,
         columns: Arc<[Column]>,
     ) -> Result<Step<Result<Described, Box<DbError>>>> {
-        let params = self
-            .params
-            .take()
-            .ok_or_else(|| ProtocolError::protocol("the statement's columns came before its parameters"))?;
+        let params = self.params.take().ok_or_else(|| {
+            ProtocolError::protocol("the statement's columns came before its parameters")
+        })?;
         Ok(Step::Done(Ok(Described {
             params: params.into(),
             columns,

@@ -10,31 +10,31 @@
 //! [`ProtocolError`]s, which know nothing of sockets, pools or timeouts.
 
 mod backend;
-mod db_error;
 pub mod copy;
+mod db_error;
 mod error;
 pub mod extended;
 mod frame;
 mod frontend;
+mod require_auth;
 mod row;
 mod simple_query;
 pub mod sqlstate;
-mod require_auth;
 mod startup;
 mod version;
 
+pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 #[doc(hidden)]
 pub use db_error::Escaped;
 pub use db_error::{DbError, ErrorPosition};
 pub use error::{ProtocolError, Result};
-pub use backend::{BackendMessage, DataRowBody, FieldDescription, TransactionStatus};
 pub use frame::{FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, SHORT_MESSAGE_LIMIT};
 pub use frontend::MAX_FRONTEND_MESSAGE;
+pub use require_auth::RequireAuth;
 pub use row::{Column, FromDataRow, RowIndex, SimpleRow};
 pub use simple_query::{QueryEvent, ResultSet, SimpleQuery};
-pub use require_auth::RequireAuth;
-pub use version::ProtocolVersion;
 pub use startup::{
     ssl_answer, AuthMethod, BindingMode, SessionInfo, SslAnswer, Startup, StartupParams,
     StartupStatus,
 };
+pub use version::ProtocolVersion;

@@ -88,7 +88,11 @@ impl RequireAuth {
         }
         let negated = negated.unwrap_or(false);
         Ok(RequireAuth {
-            allowed: if negated { RequireAuth::ALL & !named } else { named },
+            allowed: if negated {
+                RequireAuth::ALL & !named
+            } else {
+                named
+            },
             negated,
         })
     }

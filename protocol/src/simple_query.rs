@@ -12,9 +12,9 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::backend::{BackendMessage, TransactionStatus};
+use super::error::{ProtocolError, Result};
 use super::extended::columns_of;
 use super::row::{Column, SimpleRow};
-use super::error::{ProtocolError, Result};
 use super::DbError;
 
 /// The outcome of one statement in a simple query.
@@ -85,10 +85,13 @@ impl SimpleQuery {
     /// message size limit; nothing is written then.
     pub fn start(sql: &str, out: &mut BytesMut) -> Result<SimpleQuery> {
         if sql.as_bytes().contains(&0) {
-            return Err(ProtocolError::invalid_input("query text contains a NUL byte"));
+            return Err(ProtocolError::invalid_input(
+                "query text contains a NUL byte",
+            ));
         }
         super::frontend::append(out, "query text", sql.len() + 1, |out| {
-            frontend::query(sql, out).map_err(|e| ProtocolError::invalid_input(format!("query: {e}")))
+            frontend::query(sql, out)
+                .map_err(|e| ProtocolError::invalid_input(format!("query: {e}")))
         })?;
         Ok(SimpleQuery::default())
     }

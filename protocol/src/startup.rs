@@ -326,7 +326,9 @@ impl Startup {
         out: &mut BytesMut,
     ) -> Result<StartupStatus> {
         if self.gss != GssPhase::Started {
-            return Err(ProtocolError::protocol("a GSSAPI token when none was asked for"));
+            return Err(ProtocolError::protocol(
+                "a GSSAPI token when none was asked for",
+            ));
         }
         if !token.is_empty() {
             // GSSResponse is a `p` message whose body is the token, as SASLResponse's.
@@ -349,8 +351,9 @@ impl Startup {
     /// connection must be closed.
     pub fn handle(&mut self, msg: BackendMessage, out: &mut BytesMut) -> Result<StartupStatus> {
         let state = std::mem::replace(&mut self.state, State::Done);
-        let unexpected =
-            |m: &BackendMessage| ProtocolError::protocol(format!("unexpected {} during startup", m.name()));
+        let unexpected = |m: &BackendMessage| {
+            ProtocolError::protocol(format!("unexpected {} during startup", m.name()))
+        };
         match (state, msg) {
             (_, BackendMessage::ErrorResponse(e)) => Err(ProtocolError::db(*e)),
             (State::Done, m) => Err(unexpected(&m)),
@@ -484,8 +487,9 @@ impl Startup {
                     ),
                 };
                 let scram = ScramSha256::new(self.password(mechanism)?, binding);
-                frontend::sasl_initial_response(mechanism, scram.message(), out)
-                    .map_err(|e| ProtocolError::protocol(format!("encoding SASLInitialResponse: {e}")))?;
+                frontend::sasl_initial_response(mechanism, scram.message(), out).map_err(|e| {
+                    ProtocolError::protocol(format!("encoding SASLInitialResponse: {e}"))
+                })?;
                 self.method = method;
                 self.state = State::SaslContinue(scram);
                 Ok(StartupStatus::Continue)

@@ -140,11 +140,7 @@ fn unexpected_message_is_protocol_error() {
     assert!(e.is_protocol());
 }
 
-fn start_with(
-    max: ProtocolVersion,
-    min: ProtocolVersion,
-    require: &str,
-) -> (Startup, BytesMut) {
+fn start_with(max: ProtocolVersion, min: ProtocolVersion, require: &str) -> (Startup, BytesMut) {
     let mut out = BytesMut::new();
     let s = Startup::start(
         &StartupParams {
@@ -196,7 +192,10 @@ fn ready(s: &mut Startup, key: &[u8]) -> Result<SessionInfo> {
 fn the_startup_message_carries_the_version_asked_for() {
     let (_, out) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
     assert_eq!(&out[4..8], &[0, 3, 0, 2]);
-    assert_eq!(u32::from_be_bytes(out[..4].try_into().unwrap()) as usize, out.len());
+    assert_eq!(
+        u32::from_be_bytes(out[..4].try_into().unwrap()) as usize,
+        out.len()
+    );
     let (_, out) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "");
     assert_eq!(&out[4..8], &[0, 3, 0, 0]);
     assert!(Startup::start(
@@ -221,7 +220,8 @@ fn the_startup_message_carries_the_version_asked_for() {
 #[test]
 fn a_server_that_speaks_3_0_is_followed_down() {
     let (mut s, _) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
-    s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap();
+    s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new())
+        .unwrap();
     let info = ready(&mut s, b"abcd").unwrap();
     assert_eq!(info.protocol_version, ProtocolVersion::V3_0);
     // 3.2 accepted as asked, with a long key.
@@ -234,20 +234,51 @@ fn a_server_that_speaks_3_0_is_followed_down() {
 #[test]
 fn negotiation_answers_libpq_refuses() {
     let cases: &[(ProtocolVersion, ProtocolVersion, BackendMessage, &str)] = &[
-        (ProtocolVersion::V3_2, ProtocolVersion::V3_2, npv(0x0003_0000, &[]), "min_protocol_version is 3.2"),
-        (ProtocolVersion::V3_0, ProtocolVersion::V3_0, npv(0x0003_0000, &[]), "3.0 was asked for"),
-        (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0003_0001, &[]), "3.1"),
-        (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0002_0000, &[]), "older than 3.0"),
-        (ProtocolVersion::V3_2, ProtocolVersion::V3_0, npv(0x0003_0000, &["_pq_.x"]), "was not sent"),
+        (
+            ProtocolVersion::V3_2,
+            ProtocolVersion::V3_2,
+            npv(0x0003_0000, &[]),
+            "min_protocol_version is 3.2",
+        ),
+        (
+            ProtocolVersion::V3_0,
+            ProtocolVersion::V3_0,
+            npv(0x0003_0000, &[]),
+            "3.0 was asked for",
+        ),
+        (
+            ProtocolVersion::V3_2,
+            ProtocolVersion::V3_0,
+            npv(0x0003_0001, &[]),
+            "3.1",
+        ),
+        (
+            ProtocolVersion::V3_2,
+            ProtocolVersion::V3_0,
+            npv(0x0002_0000, &[]),
+            "older than 3.0",
+        ),
+        (
+            ProtocolVersion::V3_2,
+            ProtocolVersion::V3_0,
+            npv(0x0003_0000, &["_pq_.x"]),
+            "was not sent",
+        ),
     ];
     for (max, min, msg, says) in cases {
         let (mut s, _) = start_with(*max, *min, "");
         let e = s.handle(msg.clone(), &mut BytesMut::new()).unwrap_err();
-        assert!(e.is_protocol() && e.to_string().contains(says), "{says}: {e}");
+        assert!(
+            e.is_protocol() && e.to_string().contains(says),
+            "{says}: {e}"
+        );
     }
     let (mut s, _) = start_with(ProtocolVersion::V3_2, ProtocolVersion::V3_0, "");
-    s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap();
-    let e = s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new()).unwrap_err();
+    s.handle(npv(0x0003_0000, &[]), &mut BytesMut::new())
+        .unwrap();
+    let e = s
+        .handle(npv(0x0003_0000, &[]), &mut BytesMut::new())
+        .unwrap_err();
     assert!(e.to_string().contains("twice"), "{e}");
     // A long key under 3.0 is not what 3.0 allows.
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "");
@@ -258,7 +289,10 @@ fn negotiation_answers_libpq_refuses() {
 fn require_auth_refuses_before_anything_is_sent() {
     let asks = [
         (BackendMessage::AuthenticationCleartextPassword, "password"),
-        (BackendMessage::AuthenticationMd5Password { salt: [1; 4] }, "md5"),
+        (
+            BackendMessage::AuthenticationMd5Password { salt: [1; 4] },
+            "md5",
+        ),
         (
             BackendMessage::AuthenticationSasl {
                 mechanisms: vec!["SCRAM-SHA-256".into()],
@@ -274,7 +308,8 @@ fn require_auth_refuses_before_anything_is_sent() {
             let e = s.handle(msg.clone(), &mut out).unwrap_err();
             assert!(out.is_empty(), "{require}: something was sent");
             assert!(
-                matches!(e, ProtocolError::Authentication(_)) && e.to_string().contains("require_auth"),
+                matches!(e, ProtocolError::Authentication(_))
+                    && e.to_string().contains("require_auth"),
                 "{require}: {e}"
             );
         }
@@ -285,8 +320,14 @@ fn require_auth_refuses_before_anything_is_sent() {
         assert!(!out.is_empty(), "{method}: nothing sent");
     }
     // A server that lets the client in without asking, when `none` is not allowed.
-    let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "scram-sha-256");
-    let e = s.handle(BackendMessage::AuthenticationOk, &mut BytesMut::new()).unwrap_err();
+    let (mut s, _) = start_with(
+        ProtocolVersion::V3_0,
+        ProtocolVersion::V3_0,
+        "scram-sha-256",
+    );
+    let e = s
+        .handle(BackendMessage::AuthenticationOk, &mut BytesMut::new())
+        .unwrap_err();
     assert!(e.to_string().contains("no authentication"), "{e}");
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "!none");
     assert!(ready(&mut s, b"abcd").is_err());
@@ -306,7 +347,10 @@ fn require_auth_refuses_before_anything_is_sent() {
 fn gssapi_steps_are_asked_of_the_driver() {
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "gss");
     let mut out = BytesMut::new();
-    match s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap() {
+    match s
+        .handle(BackendMessage::AuthenticationGss, &mut out)
+        .unwrap()
+    {
         StartupStatus::Gss(None) => {}
         other => panic!("{other:?}"),
     }
@@ -317,7 +361,10 @@ fn gssapi_steps_are_asked_of_the_driver() {
     assert_eq!(&out[..], b"p\0\0\0\x0btoken-1");
     out.clear();
     match s
-        .handle(BackendMessage::AuthenticationGssContinue(Bytes::from_static(b"srv")), &mut out)
+        .handle(
+            BackendMessage::AuthenticationGssContinue(Bytes::from_static(b"srv")),
+            &mut out,
+        )
         .unwrap()
     {
         StartupStatus::Gss(Some(t)) => assert_eq!(&t[..], b"srv"),
@@ -331,18 +378,25 @@ fn gssapi_steps_are_asked_of_the_driver() {
 
     // AuthenticationOk before the context is established.
     let (mut s, _) = start_with(ProtocolVersion::V3_0, ProtocolVersion::V3_0, "gss");
-    s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap();
+    s.handle(BackendMessage::AuthenticationGss, &mut out)
+        .unwrap();
     s.gss_stepped(b"token-1", false, &mut out).unwrap();
     let e = s
         .handle(BackendMessage::AuthenticationOk, &mut out)
         .unwrap_err();
-    assert!(e.to_string().contains("before the exchange was complete"), "{e}");
+    assert!(
+        e.to_string().contains("before the exchange was complete"),
+        "{e}"
+    );
 
     // A token for the server with no step asked for, and a second AuthenticationGSS.
     let (mut s, _) = start(None);
     assert!(s.gss_stepped(b"x", true, &mut out).is_err());
-    s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap();
-    assert!(s.handle(BackendMessage::AuthenticationGss, &mut out).is_err());
+    s.handle(BackendMessage::AuthenticationGss, &mut out)
+        .unwrap();
+    assert!(s
+        .handle(BackendMessage::AuthenticationGss, &mut out)
+        .is_err());
     // channel_binding=require: GSSAPI does not bind to TLS.
     let mut out = BytesMut::new();
     let mut s = Startup::start(
@@ -362,6 +416,8 @@ fn gssapi_steps_are_asked_of_the_driver() {
         &mut out,
     )
     .unwrap();
-    let e = s.handle(BackendMessage::AuthenticationGss, &mut out).unwrap_err();
+    let e = s
+        .handle(BackendMessage::AuthenticationGss, &mut out)
+        .unwrap_err();
     assert!(e.to_string().contains("channel_binding=require"), "{e}");
 }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use postgres_types::ToSql;
 
 use super::{bounded, Answers, Connection};
-use crate::row::Row;
 use crate::error::{Error, Result};
 use crate::protocol::extended::{write_abort, write_bind_execute_in, write_parse, Described};
 use crate::protocol::BackendMessage;
+use crate::row::Row;
 
 /// How much of a batch is written ahead of the answers read.
 const WRITE_AHEAD: usize = 256 * 1024;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::batch::BatchResult;
-use crate::row::Row;
 use crate::error::{DbError, Error, Result};
 use crate::protocol::{BackendMessage, FromDataRow};
+use crate::row::Row;
 
 /// The answers of a batch, assembled as they come.
 #[derive(Debug)]

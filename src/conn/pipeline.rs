@@ -11,11 +11,11 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 
 use super::{Answers, Connection, READ_CHUNK, SHRINK_ABOVE};
-use crate::row::{Execute, Executed};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::extended::{Described, Prepare, Step};
 use crate::protocol::Column;
 use crate::protocol::{self, BackendMessage, ProtocolError};
+use crate::row::{Execute, Executed};
 use postgres_types::Type;
 
 /// The named statements pipelined requests prepared on a connection, by SQL. They outlive

@@ -9,10 +9,10 @@ use postgres_types::ToSql;
 
 use super::query::ToStatement;
 use super::{bounded, Connection};
-use crate::row::{Execute, Row};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{write_bind_portal, write_close_portals, write_execute_portal};
 use crate::protocol::{Column, TransactionStatus};
+use crate::row::{Execute, Row};
 
 /// Portals dropped by the caller, to close with the connection's next request; `any` lets
 /// every request check for them with one relaxed load instead of a lock.

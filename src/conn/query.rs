@@ -8,10 +8,12 @@ use std::sync::Arc;
 use postgres_types::{ToSql, Type};
 
 use super::{bounded, Connection};
-use crate::row::{Execute, Executed, Row};
 use crate::error::{sqlstate, DbError, Error, Result};
-use crate::protocol::extended::{write_bind_execute, write_parse, write_prepare, Described, Prepare, Step};
+use crate::protocol::extended::{
+    write_bind_execute, write_parse, write_prepare, Described, Prepare, Step,
+};
 use crate::protocol::{self, BackendMessage, Column, TransactionStatus};
+use crate::row::{Execute, Executed, Row};
 
 /// The most parameters a statement can take (Bind and ParameterDescription count them in
 /// 16 bits).

@@ -14,10 +14,9 @@ use super::query::{stale, ToStatement};
 use super::trace::Traced;
 use super::wait_timer::WaitTimer;
 use super::{bounded, Connection};
-use crate::row::{Execute, Executed, Row};
 use crate::error::{Error, Result};
 use crate::protocol::extended::Step;
-
+use crate::row::{Execute, Executed, Row};
 
 /// The rows of a statement, read from the socket as they are consumed; see
 /// [`Connection::query_raw`].

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use postgres_types::{Field, Kind, Type};
 
 use super::Connection;
-use crate::row::{Execute, Row};
 use crate::error::{Error, Result};
 use crate::protocol::extended::{type_of, write_bind_execute, write_parse, Described};
 use crate::protocol::Column;
+use crate::row::{Execute, Row};
 
 /// Every type in `$1`, and every type they depend on (element, base, subtype, field
 /// types), with what it takes to build them.

@@ -10,11 +10,13 @@ use postgres_types::{ToSql, Type};
 use super::lane::Pending;
 use super::lane_plan::Plan;
 use super::write::{enqueue_execute, with_closes};
-use crate::row::{Execute, Executed, Row};
 use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::protocol::extended::{write_bind_execute, write_close_statement, write_describe, write_parse, Described};
+use crate::protocol::extended::{
+    write_bind_execute, write_close_statement, write_describe, write_parse, Described,
+};
+use crate::row::{Execute, Executed, Row};
 
 use crate::sync::Ordering;
 

@@ -8,10 +8,12 @@ use postgres_types::{ToSql, Type};
 
 use super::lane::{Lane, Pending, Queue};
 use super::lane_plan::{Plan, Plans};
-use crate::row::Execute;
 use crate::conn::{Answers, Assembler, BatchItem, Named};
 use crate::error::{Error, Result};
-use crate::protocol::extended::{write_bind_execute_in, write_close_statement, write_parse, Described};
+use crate::protocol::extended::{
+    write_bind_execute_in, write_close_statement, write_parse, Described,
+};
+use crate::row::Execute;
 
 /// Writes the Closes of forgotten statements (before this request's Sync); on an error
 /// they are kept for the next request.
