@@ -1,7 +1,9 @@
 //! The state every task of a pool shares ([`Shared`]), a pooled connection with its
 //! bookkeeping ([`Pooled`]), the per-server and encryption counts, and what the pool does
 //! with a connection: wrap, open in the background, apply its settings, discard, close,
-//! and the statistics and health read from it all.
+//! and the statistics and health read from it all; its clocks (the cheap millisecond clock
+//! the hot path reads, advanced by the monitor, and the waiters' deadline clock, tokio's so
+//! that paused-time tests work); and the drain that ends `close()`.
 
 use super::builder::ConnectHooks;
 use super::*;
@@ -489,3 +491,104 @@ impl Shared {
             .map(|(e, _)| e.duplicate())
     }
 }
+
+// The clocks.
+impl Shared {
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
+    }
+
+    /// Advances the cheap clock to the real time.
+    pub(crate) fn tick_clock(&self) -> u64 {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.clock_ms.fetch_max(ms, Ordering::Relaxed);
+        ms
+    }
+
+    /// Nanoseconds on the waiters' deadline clock.
+    pub(crate) fn deadline_clock(&self) -> u64 {
+        nanos(self.deadline_origin.elapsed())
+    }
+
+    /// A deadline-clock reading as an instant (far in the future for "never").
+    pub(crate) fn deadline_instant(&self, d: u64) -> tokio::time::Instant {
+        self.deadline_origin
+            .checked_add(Duration::from_nanos(d))
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365))
+    }
+
+    /// The wall-clock time of a monitor-clock reading.
+    pub(crate) fn wall(&self, ms: u64) -> SystemTime {
+        self.created_at + Duration::from_millis(ms)
+    }
+}
+
+impl Shared {
+    /// The second half of `close()`: waits for checked-out connections, then terminates.
+    pub(super) async fn drain(&self) {
+        let t = Instant::now();
+        let g = self.core.gauges();
+        // Checked out by callers; the pool's own (being reset or validated) are waited for
+        // too, but are not callers' work.
+        if g.active > 0 {
+            tracing::info!(
+                target: "wirepool::pool",
+                "Waiting for {} active connections to complete (timeout: {}s)",
+                g.active,
+                self.cfg.drain_timeout.as_secs()
+            );
+        } else if g.maintenance > 0 {
+            tracing::info!(
+                target: "wirepool::pool",
+                "Waiting for {} connections the pool is resetting or validating (timeout: {}s)",
+                g.maintenance,
+                self.cfg.drain_timeout.as_secs()
+            );
+        }
+        // `None`: a drain timeout too long to add to the clock means "wait for all".
+        let deadline = t.checked_add(self.cfg.drain_timeout);
+        // Woken by the last connection's return or close; the tick is a backstop for a
+        // connection whose opening failed meanwhile (it leaves without passing the pool).
+        while self.core.gauges().size > 0 && deadline.is_none_or(|d| Instant::now() < d) {
+            let tick = deadline.map_or(DRAIN_TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(DRAIN_TICK)
+            });
+            let _ = tokio::time::timeout(tick, self.drained.notified()).await;
+        }
+        // Statements of the shared path still in flight: their callers fail now (each told
+        // whether its statement was sent), and the lanes' connections close.
+        let lanes = self.path.lane_tasks().running();
+        if lanes > 0 {
+            tracing::warn!(
+                target: "wirepool::pool",
+                "{lanes} connections of the shared path still serving statements after the drain timeout; their statements fail and the connections close"
+            );
+            self.path.lane_tasks().abort(LANE_ABORT_BOUND).await;
+        }
+        let left = self.core.gauges().size;
+        if left > 0 {
+            tracing::warn!(
+                target: "wirepool::pool",
+                "{left} connections still in use after the drain timeout; each is closed when it comes back"
+            );
+        } else {
+            tracing::info!(
+                target: "wirepool::pool",
+                "All connections closed gracefully in {:.1}s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        self.stop_monitor.notify_one();
+        self.set_state(LifecycleState::Terminated);
+        tracing::info!(target: "wirepool::pool", "Connection pool terminated");
+        self.terminated.notify_waiters();
+    }
+}
+
+/// How often the drain looks at the pool's size when nothing woke it.
+const DRAIN_TICK: Duration = Duration::from_millis(250);
+
+/// How long the drain waits for aborted lanes to end (a backstop: each ends within the
+/// delivery of its CancelRequest, bounded by a second).
+const LANE_ABORT_BOUND: Duration = Duration::from_secs(2);
