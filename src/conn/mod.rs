@@ -19,6 +19,7 @@ mod notify;
 mod pipeline;
 mod portal;
 mod query;
+pub(crate) mod request;
 mod row_stream;
 mod session;
 mod simple;
@@ -51,7 +52,7 @@ pub use notices::STARTUP_NOTICES;
 pub(crate) use notify::check_channel;
 pub(crate) use notify::quote_ident;
 pub use notify::{Notification, MAX_CHANNEL_NAME, NOTIFICATION_QUEUE};
-pub(crate) use pipeline::{Assembler, Fed, Named, Outcome, PipelineNames};
+pub(crate) use pipeline::{ends_request, Assembler, Fed, Named, Outcome, PipelineNames};
 pub use portal::Portal;
 pub(crate) use query::{
     at_most_one_row, check_parameter_count, only_row, stale as stale_statement,

@@ -293,6 +293,11 @@ impl Assembler {
     }
 }
 
+/// True for the message that ends a pipelined request's answer (ReadyForQuery).
+pub(crate) fn ends_request(msg: &BackendMessage) -> bool {
+    matches!(msg, BackendMessage::ReadyForQuery(_))
+}
+
 impl Connection {
     /// Writes what is buffered and reads what arrived, registering the task for more of
     /// both. `Ready(Ok(()))` when something was read, or the buffer was written out.
@@ -340,6 +345,27 @@ impl Connection {
             self.note_message(msg);
         }
         Ok(m)
+    }
+
+    /// A message the server sent while no pipelined request was in flight: between
+    /// requests the server speaks only to end the session (a FATAL error:
+    /// pg_terminate_backend, a shutdown) or to warn. A notice goes to the connection's
+    /// handler; anything else ends the lane's run with an error.
+    pub(crate) fn unrequested(&mut self, msg: BackendMessage) -> Result<()> {
+        match msg {
+            BackendMessage::NoticeResponse(n) => {
+                self.notice(&n);
+                Ok(())
+            }
+            BackendMessage::ErrorResponse(e) if e.is_fatal() => Err(Error::db_boxed(e)),
+            other => {
+                self.mark_broken();
+                Err(Error::protocol(format!(
+                    "{} with no pipelined request in flight",
+                    other.name()
+                )))
+            }
+        }
     }
 
     /// What to send next: requests are appended here.

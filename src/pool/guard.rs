@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::observe::leak::LeakDetector;
 use crate::observe::{CloseReason, ErrorType};
 use crate::pool_core::Holder;
-use crate::protocol::TransactionStatus;
+use crate::TransactionStatus;
 
 /// How long the pool gives a returned connection to be reset (drain, ROLLBACK) and a
 /// cancelled query to end, before it discards the connection.

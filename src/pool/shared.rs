@@ -230,7 +230,7 @@ impl Shared {
         if let Some(hook) = &self.hooks.after_connect {
             hook(conn).await?;
         }
-        if conn.transaction_status() != crate::protocol::TransactionStatus::Idle || conn.is_busy() {
+        if conn.transaction_status() != crate::TransactionStatus::Idle || conn.is_busy() {
             return Err(Error::invalid_input(
                 "a connect hook left the connection inside a transaction",
             ));

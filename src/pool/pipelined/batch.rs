@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use super::write::enqueue_batch;
+use crate::conn::request::Described;
 use crate::conn::{BatchItem, Outcome};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::protocol::extended::Described;
 use crate::sync::Ordering;
 use crate::BatchResult;
 

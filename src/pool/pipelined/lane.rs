@@ -48,7 +48,6 @@ use crate::error::{Error, Result};
 use crate::pool::PooledConnection;
 use crate::pool::Shared;
 use crate::pool_core::reply::{Left, Reply};
-use crate::protocol::BackendMessage;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
 /// How long a lane with nothing to do keeps its connection before it goes back to the
@@ -568,26 +567,10 @@ fn dispatch(
 ) -> Result<()> {
     while let Some(msg) = conn.pipeline_message()? {
         let Some(front) = inflight.front_mut() else {
-            // Between requests the server speaks only to end the session (a FATAL error:
-            // pg_terminate_backend, a shutdown) or to warn.
-            match msg {
-                BackendMessage::NoticeResponse(n) => {
-                    conn.notice(&n);
-                    continue;
-                }
-                BackendMessage::ErrorResponse(e) if e.is_fatal() => {
-                    return Err(Error::db_boxed(e));
-                }
-                other => {
-                    conn.mark_broken();
-                    return Err(Error::protocol(format!(
-                        "{} with no pipelined request in flight",
-                        other.name()
-                    )));
-                }
-            }
+            conn.unrequested(msg)?;
+            continue;
         };
-        let ready = matches!(msg, BackendMessage::ReadyForQuery(_));
+        let ready = crate::conn::ends_request(&msg);
         match front.assembler.feed(msg) {
             Ok(Fed::Continue) => {}
             Ok(Fed::Notice(n)) => conn.notice(&n),
@@ -673,7 +656,7 @@ async fn roll_back(conn: &mut Connection) -> Result<()> {
     .map_err(|_| Error::closed("the rollback of a transaction left open did not end"))
     .and_then(|r| r);
     match r {
-        Ok(_) if conn.transaction_status() == crate::protocol::TransactionStatus::Idle => Ok(()),
+        Ok(_) if conn.transaction_status() == crate::TransactionStatus::Idle => Ok(()),
         Ok(_) => {
             conn.mark_broken();
             Err(Error::closed(

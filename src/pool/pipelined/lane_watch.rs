@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::conn::Outcome;
 use crate::error::Error;
 use crate::pool_core::reply::Reply;
-use crate::protocol::TransactionStatus;
+use crate::TransactionStatus;
 
 /// A request's answer, as its caller gets it.
 pub(super) type Answer = crate::error::Result<Outcome>;
@@ -83,35 +83,12 @@ pub(super) fn write_reset(
     parsed: bool,
     named: bool,
 ) {
-    use crate::protocol::extended::{write_bind_execute_in, write_parse, write_sync};
-    let statements = || {
-        RESET[..2]
-            .iter()
-            .copied()
-            .chain(restore.map(|r| (RESTORE, r)))
-            .chain(RESET[2..].iter().copied())
-    };
-    let r = (|| {
-        if !named {
-            for (_, sql) in statements() {
-                write_parse("", sql, &[], &[], out)?;
-                write_bind_execute_in("", &[], &[], false, false, out)?;
-            }
-            write_sync(out);
-            return Ok(());
-        }
-        if !parsed {
-            for (name, sql) in statements() {
-                write_parse(name, sql, &[], &[name.to_string()], out)?;
-            }
-        }
-        for (name, _) in statements() {
-            write_bind_execute_in(name, &[], &[], false, false, out)?;
-        }
-        write_sync(out);
-        Ok::<_, crate::protocol::ProtocolError>(())
-    })();
-    debug_assert!(r.is_ok(), "the reset has no parameters and no NUL byte");
+    let statements = RESET[..2]
+        .iter()
+        .copied()
+        .chain(restore.map(|r| (RESTORE, r)))
+        .chain(RESET[2..].iter().copied());
+    crate::conn::request::reset(statements, parsed, named, out);
 }
 
 /// A statement's answer the lane holds until the transaction it ran in is over.

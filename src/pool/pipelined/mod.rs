@@ -40,10 +40,10 @@ use std::task::{Context, Poll};
 
 use self::lane::{Lane, Placer};
 use self::lane_close::Lanes;
+use crate::conn::request::Described;
 use crate::error::{Error, Result};
 use crate::pool::{Pool, Shared};
 use crate::pool_core::reply::{Left, Reply};
-use crate::protocol::extended::Described;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// The default for `pipeline_depth`.

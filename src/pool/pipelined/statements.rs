@@ -10,12 +10,10 @@ use postgres_types::{ToSql, Type};
 use super::lane::Pending;
 use super::lane_plan::Plan;
 use super::write::{enqueue_execute, with_closes};
+use crate::conn::request::{self, Described};
 use crate::conn::{stale_statement, Assembler, Outcome, ToStatement};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::protocol::extended::{
-    write_bind_execute, write_close_statement, write_describe, write_parse, Described,
-};
 use crate::row::{Execute, Executed, Row};
 
 use crate::sync::Ordering;
@@ -232,7 +230,7 @@ impl Pool {
             lane.enqueue(sql, false, |q| {
                 with_closes(q, |q| match q.names.get(sql) {
                     Some(name) => {
-                        write_describe(&name, sql, false, &mut q.out)?;
+                        request::describe(&name, sql, false, &mut q.out)?;
                         let plan = Plan {
                             uses: Some(name.clone()),
                             confirms: Some(name),
@@ -243,11 +241,11 @@ impl Pool {
                     None => {
                         let (name, evicted) = q.names.make(sql, lane.capacity, None);
                         if let Some(ev) = evicted {
-                            write_close_statement(&ev, &mut q.out);
+                            request::close_statement(&ev, &mut q.out);
                         }
-                        if let Err(e) = write_describe(&name, sql, true, &mut q.out) {
+                        if let Err(e) = request::describe(&name, sql, true, &mut q.out) {
                             q.names.forget(sql, &name);
-                            return Err(e.into());
+                            return Err(e);
                         }
                         let named = (!name.is_empty()).then_some(name);
                         let plan = Plan {
@@ -290,8 +288,7 @@ impl Pool {
             &lane,
             lane.enqueue(&lookup, false, |q| {
                 with_closes(q, |q| {
-                    write_parse("", &lookup, &param, &[], &mut q.out)?;
-                    write_bind_execute("", &param, &[&values], true, &mut q.out)?;
+                    request::run_once(&lookup, &param, &[&values], &mut q.out)?;
                     Ok((
                         Assembler::Execute(Execute::new(Arc::from(Vec::new()))),
                         Plan::default().into(),

@@ -1,6 +1,6 @@
-//! What the shared path writes into a lane's queue: a statement's Bind/Execute/Sync (its
-//! Parse first where the connection has not prepared it), and the Closes of statements
-//! the connection forgot.
+//! What the shared path writes into a lane's queue: a statement run (prepared first where
+//! the connection has not prepared it), and the Closes of statements the connection
+//! forgot; spelled as messages by `conn::request`.
 
 use std::sync::Arc;
 
@@ -8,11 +8,9 @@ use postgres_types::{ToSql, Type};
 
 use super::lane::{Lane, Pending, Queue};
 use super::lane_plan::{Plan, Plans};
+use crate::conn::request::{self, Described};
 use crate::conn::{Answers, Assembler, BatchItem, Named};
-use crate::error::{Error, Result};
-use crate::protocol::extended::{
-    write_bind_execute_in, write_close_statement, write_parse, Described,
-};
+use crate::error::Result;
 use crate::row::Execute;
 
 /// Writes the Closes of forgotten statements (before this request's Sync); on an error
@@ -23,7 +21,7 @@ pub(super) fn with_closes<T>(
 ) -> Result<T> {
     let closes = std::mem::take(&mut q.to_close);
     for n in &closes {
-        write_close_statement(n, &mut q.out);
+        request::close_statement(n, &mut q.out);
     }
     let r = write(q);
     if r.is_err() {
@@ -115,7 +113,7 @@ fn write_statement(
     params: &[&(dyn ToSql + Sync)],
     sync: bool,
     evicted: &mut Vec<Arc<str>>,
-) -> Result<(Arc<[crate::protocol::Column]>, Plan)> {
+) -> Result<(Arc<[crate::Column]>, Plan)> {
     match q.names.lookup(sql) {
         Some(Named {
             name,
@@ -123,7 +121,7 @@ fn write_statement(
             columns: Some(columns),
         }) => {
             let types = bind_types(&types, described);
-            write_bind_execute_in(&name, types, params, false, sync, &mut q.out)?;
+            request::execute(&name, types, params, false, sync, &mut q.out)?;
             let plan = Plan {
                 uses: Some(name),
                 ..Plan::default()
@@ -136,7 +134,7 @@ fn write_statement(
             columns: None,
         }) => {
             let types = bind_types(&types, described);
-            write_bind_execute_in(&name, types, params, true, sync, &mut q.out)?;
+            request::execute(&name, types, params, true, sync, &mut q.out)?;
             let plan = Plan {
                 uses: Some(name.clone()),
                 confirms: Some(name),
@@ -145,8 +143,8 @@ fn write_statement(
             Ok((described.columns.clone(), plan))
         }
         Some(Named { params: None, .. }) => {
-            write_parse("", sql, &described.params, &[], &mut q.out)?;
-            write_bind_execute_in("", &described.params, params, true, sync, &mut q.out)?;
+            request::prepare("", sql, &described.params, &mut q.out)?;
+            request::execute("", &described.params, params, true, sync, &mut q.out)?;
             Ok((described.columns.clone(), Plan::default()))
         }
         None => {
@@ -154,16 +152,16 @@ fn write_statement(
                 q.names
                     .make(sql, lane.capacity, Some(described.params.clone()));
             if let Some(ev) = evicted_now {
-                write_close_statement(&ev, &mut q.out);
+                request::close_statement(&ev, &mut q.out);
                 evicted.push(ev);
             }
             let written =
-                write_parse(&name, sql, &described.params, &[], &mut q.out).and_then(|()| {
-                    write_bind_execute_in(&name, &described.params, params, true, sync, &mut q.out)
+                request::prepare(&name, sql, &described.params, &mut q.out).and_then(|()| {
+                    request::execute(&name, &described.params, params, true, sync, &mut q.out)
                 });
             if let Err(e) = written {
                 q.names.forget(sql, &name);
-                return Err(Error::from(e));
+                return Err(e);
             }
             let named = (!name.is_empty()).then(|| name.clone());
             let plan = Plan {
