@@ -17,11 +17,7 @@ async fn failing_pool(jitter: bool) -> Pool {
     cfg.min_size = 0;
     cfg.acquire_timeout = Duration::from_secs(1);
     cfg.reconnect_jitter = jitter;
-    let pool = Pool::builder(connect.socket_dir(&dir).with_port(5432))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(connect.socket_dir(&dir).with_port(5432), cfg).await;
     assert_eq!(pool.config().reconnect_delays.len(), 5);
     pool
 }

@@ -209,11 +209,7 @@ fn no_keepalive(min: usize, max: usize) -> PoolConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_idle_backend_is_not_handed_out() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(no_keepalive(1, 2))
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), no_keepalive(1, 2)).await;
     for round in 0..5 {
         let pid = pool.acquire().await.unwrap().process_id();
         pg.psql(&format!("SELECT pg_terminate_backend({pid})"))
@@ -237,11 +233,7 @@ async fn idle_session_timeout_never_reaches_a_caller() {
     )
     .parse()
     .unwrap();
-    let pool = Pool::builder(cfg)
-        .config(no_keepalive(2, 4))
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(cfg, no_keepalive(2, 4)).await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let mut c = pool.acquire().await.unwrap();
@@ -258,11 +250,7 @@ async fn idle_session_timeout_never_reaches_a_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_quick_restart_ten_callers_see_no_dead_connection() {
     let mut pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(no_keepalive(6, 10))
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), no_keepalive(6, 10)).await;
     for _ in 0..3 {
         let t = std::time::Instant::now();
         tokio::task::block_in_place(|| pg.restart()).unwrap();

@@ -197,14 +197,11 @@ async fn a_read_write_pool_follows_a_failover() {
     cfg.monitor_interval = Duration::from_millis(50);
     cfg.reconnect_delays = [200, 400, 800].map(Duration::from_millis).to_vec();
     let last_step = Duration::from_millis(800);
-    let pool = Pool::builder(url(
-        &[&p.primary, &p.standby],
-        "target_session_attrs=read-write",
-    ))
-    .config(cfg)
-    .build()
-    .await
-    .unwrap();
+    let pool = wirepool_testkit::pool_from(
+        url(&[&p.primary, &p.standby], "target_session_attrs=read-write"),
+        cfg,
+    )
+    .await;
     assert_eq!(
         pool.health().host.as_deref(),
         Some(addr(&p.primary).as_str())
@@ -352,11 +349,8 @@ async fn a_standby_pool_stops_using_its_server_once_it_is_promoted() {
     cfg.max_size = 2;
     cfg.acquire_timeout = Duration::from_millis(500);
     cfg.monitor_interval = Duration::from_millis(50);
-    let pool = Pool::builder(url(&[&p.standby], "target_session_attrs=standby"))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool =
+        wirepool_testkit::pool_from(url(&[&p.standby], "target_session_attrs=standby"), cfg).await;
     let in_recovery = |pool: Pool| async move {
         let mut c = pool.acquire().await?;
         let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await?;

@@ -23,11 +23,7 @@ fn via(pg: &Cluster, proxy: &Proxy) -> ConnectConfig {
 }
 
 async fn pool_via(pg: &Cluster, proxy: &Proxy, cfg: PoolConfig) -> Pool {
-    Pool::builder(via(pg, proxy))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap()
+    wirepool_testkit::pool_from(via(pg, proxy), cfg).await
 }
 
 /// Waits until `sql` succeeds through the pool again.
@@ -294,11 +290,7 @@ async fn password_changed_while_running_bounded_retries_then_recovery() {
     let mut cfg = base_cfg();
     cfg.acquire_timeout = Duration::from_millis(500);
     cfg.reconnect_delays = [50, 100, 200, 400].map(Duration::from_millis).to_vec();
-    let pool = Pool::builder(pg.config(role))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(role), cfg).await;
     let user = role.name();
     let good = role.password().unwrap();
     pg.psql(&format!("ALTER ROLE {user} PASSWORD 'changed-elsewhere'"))
@@ -366,11 +358,8 @@ async fn too_many_connections_is_transient_and_retried_until_it_passes() {
     let mut cfg = base_cfg();
     cfg.min_size = 1;
     cfg.acquire_timeout = Duration::from_millis(400);
-    let pool = Pool::builder(pg.config(Role::Trust).with_user("limited_user"))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool =
+        wirepool_testkit::pool_from(pg.config(Role::Trust).with_user("limited_user"), cfg).await;
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
     // A third connection is refused with 53300 by the server: a timeout naming it.

@@ -68,11 +68,7 @@ async fn healthy_within_30_s_of_the_databases_return_with_the_cause_shown_meanwh
     // The guide's schedule (1, 2, 4, 8, 16 s) and 60 s error window, as by default.
     let mut cfg = PoolConfig::default();
     cfg.acquire_timeout = Duration::from_secs(2);
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     let stop = Instant::now() + Duration::from_secs(60);
     let load: Vec<_> = (0..10)
         .map(|_| {

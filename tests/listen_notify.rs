@@ -109,11 +109,7 @@ async fn a_listener_reconnects_and_listens_again() {
     let mut cfg = fast_config();
     cfg.min_size = 1;
     cfg.reconnect_delays = vec![Duration::from_millis(200), Duration::from_millis(400)];
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Scram), cfg).await;
     let mut l = pool.listener().await.unwrap();
     l.listen("jobs").await.unwrap();
     l.listen("cache").await.unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wirepool::{LifecycleState, Pool, PoolConfig};
+use wirepool::{LifecycleState, PoolConfig};
 use wirepool_testkit::Role;
 
 use common::Logs;
@@ -22,11 +22,7 @@ async fn kill_and_restart_under_load() {
     cfg.keepalive_interval = Some(Duration::from_millis(200));
     cfg.reconnect_delays = [100, 200, 400, 800].map(Duration::from_millis).to_vec();
     cfg.health.error_window = Duration::from_secs(2);
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
 
     let deadline = Instant::now() + Duration::from_secs(6);
     let mut tasks = Vec::new();

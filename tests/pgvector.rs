@@ -33,12 +33,7 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 
 async fn pool() -> (wirepool_testkit::Cluster, Pool) {
     let pg = cluster_18();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(2)
-        .max_size(4)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 2, 4).await;
     let mut c = pool.acquire().await.unwrap();
     c.batch_execute(&format!(
         "CREATE EXTENSION vector;

@@ -288,11 +288,7 @@ async fn durations_too_long_to_add_mean_never() {
     cfg.drain_timeout = Duration::MAX;
     cfg.reconnect_delays = vec![Duration::MAX];
     cfg.leak_detection_timeout = Duration::MAX;
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     let mut g = pool.acquire().await.unwrap();
     g.simple_query("SELECT 1").await.unwrap();
     drop(g);
@@ -312,11 +308,7 @@ async fn fail_fast_returns_the_connect_error_at_once() {
     cfg.acquire_timeout = Duration::from_secs(30);
     cfg.min_size = 1;
     cfg.max_size = 1;
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     tokio::task::block_in_place(|| pg.kill()).unwrap();
     // The first caller finds the dead connection, and a connect fails.
     let p = pool.clone();
@@ -351,11 +343,7 @@ async fn while_the_database_is_unreachable_only_the_reconnector_connects() {
     cfg.max_size = 10;
     cfg.acquire_timeout = Duration::from_millis(200);
     cfg.reconnect_delays = [200, 400].map(Duration::from_millis).to_vec();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     tokio::task::block_in_place(|| pg.kill()).unwrap();
     let p = pool.clone();
     let _ = tokio::time::timeout(Duration::from_secs(5), async move {
@@ -438,11 +426,7 @@ async fn close_ends_the_shared_path_within_the_drain_timeout() {
     cfg.command_timeout = None;
     let drain = Duration::from_millis(500);
     cfg.drain_timeout = drain;
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Admin), cfg).await;
     // Each statement logs its id after a second: two lanes of 16 in flight run for 16 s,
     // and 8 more callers wait for room.
     let sql = "INSERT INTO close_log SELECT $1 FROM pg_sleep(1)";

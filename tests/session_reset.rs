@@ -269,11 +269,7 @@ async fn settings_changed_through_a_guard_are_the_pools_again_at_the_next_checko
     cfg.max_size = 1;
     cfg.command_timeout = Some(Duration::from_secs(7));
     cfg.statement_cache_capacity = 5;
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Scram), cfg).await;
     let mut c = pool.acquire().await.unwrap();
     let pid = c.process_id();
     c.set_command_timeout(None);

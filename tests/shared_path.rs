@@ -34,11 +34,7 @@ impl Rng {
 const SCHEMA: &str = "CREATE TABLE items (id int8 PRIMARY KEY, tag text NOT NULL)";
 
 async fn shared_pool(pg: &Cluster, cfg: PoolConfig) -> Pool {
-    Pool::builder(pg.config(Role::Admin))
-        .config(cfg)
-        .build()
-        .await
-        .unwrap()
+    wirepool_testkit::pool_from(pg.config(Role::Admin), cfg).await
 }
 
 fn config(max: usize) -> PoolConfig {

@@ -15,11 +15,7 @@ async fn pool(pg: &Cluster, max: usize, tune: impl FnOnce(&mut PoolConfig)) -> P
     c.min_size = 1;
     c.max_size = max;
     tune(&mut c);
-    Pool::builder(pg.config(Role::Admin))
-        .config(c)
-        .build()
-        .await
-        .unwrap()
+    wirepool_testkit::pool_from(pg.config(Role::Admin), c).await
 }
 
 /// Ids in `t` as another session sees them.

@@ -74,6 +74,19 @@ pub async fn pool(pg: &Cluster, role: Role, min: usize, max: usize) -> wirepool:
         .unwrap_or_else(|e| panic!("pool on the throwaway PostgreSQL: {e}"))
 }
 
+/// A pool on `cfg` with the pool settings `config`.
+///
+/// # Panics
+///
+/// When the pool cannot be built (the panic says why).
+pub async fn pool_from(cfg: wirepool::ConnectConfig, config: PoolConfig) -> wirepool::Pool {
+    wirepool::Pool::builder(cfg)
+        .config(config)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("pool: {e}"))
+}
+
 /// The pool's defaults with a fast monitor (20 ms) and no keepalive validation, so that
 /// tests see the pool's background work within a few ticks.
 pub fn fast_config() -> PoolConfig {
