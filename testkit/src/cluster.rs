@@ -594,24 +594,32 @@ impl Cluster {
         } else {
             ""
         };
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             if [ -f '{data}/postmaster.pid' ]; then {as_owner}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; fi; \
+        let cleanup = format!(
+            "if [ -f '{data}/postmaster.pid' ]; then {as_owner}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; fi; \
              rm -rf '{root}'",
-            pid = std::process::id(),
             data = data.display(),
             pg_ctl = pg_ctl.display(),
             root = self.root.display(),
         );
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        self.watchdog = watchdog(&cleanup);
     }
+}
+
+/// A shell that runs `cleanup` once this process is gone (checked every second), for what
+/// a test leaves running when it exits without dropping it; killed on drop.
+pub(crate) fn watchdog(cleanup: &str) -> Option<std::process::Child> {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 impl Drop for Cluster {

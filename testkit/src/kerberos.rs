@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{err, free_port, fresh_root, Cluster, ClusterError};
+use crate::cluster::{err, free_port, fresh_root, watchdog, Cluster, ClusterError};
 
 /// The realm's name.
 pub const REALM: &str = "WIREPOOL.TEST";
@@ -219,20 +219,10 @@ impl Kdc {
     }
 
     fn spawn_watchdog(&mut self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             [ -f '{root}/kdc.pid' ] && kill $(cat '{root}/kdc.pid') 2>/dev/null; rm -rf '{root}'",
-            pid = std::process::id(),
+        self.watchdog = watchdog(&format!(
+            "[ -f '{root}/kdc.pid' ] && kill $(cat '{root}/kdc.pid') 2>/dev/null; rm -rf '{root}'",
             root = self.root.display(),
-        );
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        ));
     }
 }
 
