@@ -32,7 +32,7 @@ macro_rules! errln {
 mod check;
 mod demo;
 mod http;
-mod listener;
+mod http_server;
 mod logging;
 mod mcp;
 mod probe;

@@ -50,7 +50,7 @@ impl Http {
         let mut tasks = Vec::new();
         let mcp = listen.mcp.then_some(listen.mcp_allowed_hosts.as_slice());
         let app = http::router(pool.clone(), addr, mcp, cancel.child_token());
-        let cap = crate::listener::connection_cap(pool.config().max_size);
+        let cap = crate::http_server::connection_cap(pool.config().max_size);
         tasks.push(spawn_server(listener, app, cap, cancel.clone()));
         let mut metrics_addr = None;
         if let Some(mb) = listen.metrics_bind {
@@ -105,7 +105,7 @@ fn spawn_server(
     cap: usize,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(crate::listener::serve(
+    tokio::spawn(crate::http_server::serve(
         listener, app, cap, cancel, HTTP_GRACE,
     ))
 }

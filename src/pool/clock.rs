@@ -1,5 +1,5 @@
 //! The saturating conversions of the pool's clocks (`Duration::MAX` means never); the
-//! clocks themselves are the pool state's (`shared.rs`).
+//! clocks themselves are the pool state's (`state.rs`).
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ mod leak_task;
 mod monitor;
 mod open;
 mod pipelined;
-mod shared;
+mod state;
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub use config::{PoolConfig, SessionReset};
 pub use environment::{EnvVar, ENVIRONMENT};
 pub use guard::PooledConnection;
 pub(crate) use open::open_validated;
-pub(crate) use shared::{Pooled, Shared};
+pub(crate) use state::{Pooled, Shared};
 
 use crate::config::ConnectConfig;
 use crate::conn::{CacheStats, Connection, TimeoutHook};
