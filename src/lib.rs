@@ -108,8 +108,9 @@
 //!
 //! # Query tracing
 //!
-//! Every statement a caller runs (`query*`, `execute`, `simple_query*`, and the pool's
-//! `init_sql`) is a `tracing` span named `query`, target `wirepool::query`, with the fields
+//! Every statement a caller runs (`query*`, `execute`, `simple_query*` on a connection,
+//! the pool's pipelined `query*` and `execute`, and the pool's `init_sql`) is a `tracing`
+//! span named `query`, target `wirepool::query`, with the fields
 //! of OpenTelemetry's database semantic conventions:
 //!
 //! | field | value |
@@ -122,6 +123,7 @@
 //! | `db.response.status_code` | the SQLSTATE of a server error |
 //! | `error.type` | the SQLSTATE of a server error, else the error's kind (`command_timeout`, `io`, `closed`, ...) |
 //! | `otel.name`, `otel.kind` | `db.operation.name` and `client`, for `tracing-opentelemetry` |
+//! | `wirepool.lane_wait_ms` | pipelined statements: the time spent waiting for room on a lane |
 //!
 //! The spans are at DEBUG unless [`pool::Builder::query_span_level`] says otherwise, so a
 //! subscriber at INFO builds none and the query path pays nothing for them; an application
@@ -133,7 +135,7 @@
 //! milliseconds) a statement at least that slow is logged at WARN, target
 //! `wirepool::slow_query`, with `duration_ms`, `sql` (cut to
 //! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes), `connection_id` and `acquired_at` (the line of
-//! the `acquire()` call).
+//! the `acquire()` call), or for a pipelined statement `lane_wait_ms`.
 //!
 //! # The shared path: pipelined statements
 //!

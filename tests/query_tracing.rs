@@ -240,3 +240,85 @@ async fn the_sql_can_be_left_out_of_the_spans() {
     assert_eq!(spans.last().unwrap().level, "INFO");
     pool.close().await;
 }
+
+/// The pipelined path (`pool.query*`) traces as the exclusive path does: a span with the
+/// conventions' fields, the server it ran on and the time it waited for room on a lane,
+/// the error fields of a failed statement, and the slow-query line, with no parameter
+/// value anywhere.
+#[tokio::test]
+async fn pipelined_statements_are_traced_as_checked_out_ones() {
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Scram))
+        .min_size(1)
+        .max_size(2)
+        .slow_query_threshold(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+
+    let sql = "SELECT length($1::text) AS n";
+    let n: i32 = pool.query_one(sql, &[&SECRET]).await.unwrap().get("n");
+    assert_eq!(n as usize, SECRET.len());
+    let spans = capture.query_spans();
+    let span = spans
+        .iter()
+        .rev()
+        .find(|s| s.fields.get("db.query.text").map(String::as_str) == Some(sql))
+        .unwrap_or_else(|| panic!("a span of the pipelined statement: {spans:?}"));
+    let f = &span.fields;
+    assert_eq!(span.level, "DEBUG", "the default level");
+    assert_eq!(f["db.system.name"], "postgresql", "{f:?}");
+    assert_eq!(f["db.namespace"], "postgres", "{f:?}");
+    assert_eq!(f["db.operation.name"], "SELECT", "{f:?}");
+    assert_eq!(f["server.address"], "127.0.0.1", "{f:?}");
+    assert_eq!(f["server.port"], pg.port().to_string(), "{f:?}");
+    let wait: f64 = f["wirepool.lane_wait_ms"].parse().unwrap();
+    assert!(wait >= 0.0, "{f:?}");
+    assert!(!f.contains_key("error.type"), "{f:?}");
+    assert!(capture.slow_lines().is_empty(), "below the threshold");
+
+    // A failed statement: the SQLSTATE in both fields.
+    let e = pool
+        .query("SELECT 1 / $1::int4", &[&0i32])
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code(), sqlstate::DIVISION_BY_ZERO);
+    let f = &capture.query_spans().last().unwrap().fields.clone();
+    assert_eq!(f["db.query.text"], "SELECT 1 / $1::int4", "{f:?}");
+    assert_eq!(f["error.type"], sqlstate::DIVISION_BY_ZERO, "{f:?}");
+    assert_eq!(
+        f["db.response.status_code"],
+        sqlstate::DIVISION_BY_ZERO,
+        "{f:?}"
+    );
+
+    // A refused statement never reaches a server: a span with its error all the same.
+    let e = pool
+        .execute("SET work_mem = '64MB'", &[])
+        .await
+        .unwrap_err();
+    let f = &capture.query_spans().last().unwrap().fields.clone();
+    assert_eq!(f["db.query.text"], "SET work_mem = '64MB'", "{e}: {f:?}");
+    assert!(f.contains_key("error.type"), "{f:?}");
+    assert!(!f.contains_key("wirepool.lane_wait_ms"), "{f:?}");
+
+    // Above the threshold: one WARN with the duration, the SQL and the lane wait.
+    let slow_sql = "SELECT pg_sleep(0.4), $1::text";
+    pool.query(slow_sql, &[&SECRET]).await.unwrap();
+    let slow = capture.slow_lines();
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    let s = &slow[0];
+    assert_eq!(s.level, "WARN");
+    let ms: f64 = s.fields["duration_ms"].parse().unwrap();
+    assert!(ms >= 400.0, "{s:?}");
+    assert_eq!(s.fields["sql"], slow_sql);
+    assert!(s.fields.contains_key("lane_wait_ms"), "{s:?}");
+    assert!(!s.fields.contains_key("connection_id"), "{s:?}");
+
+    let all = capture.everything();
+    assert!(!all.contains(SECRET), "a parameter value was traced: {all}");
+    pool.close().await;
+}

@@ -62,7 +62,7 @@ pub use row_stream::RowStream;
 use stream::Stream;
 pub use tls_info::TlsInfo;
 pub use trace::SLOW_QUERY_SQL_LIMIT;
-pub(crate) use trace::{Checkout, NoticeHandler, TraceSettings};
+pub(crate) use trace::{Checkout, NoticeHandler, Runner, Target, TraceSettings, Traced};
 #[cfg(feature = "otel")]
 pub(crate) use trace::{Operation, OperationSink};
 pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};

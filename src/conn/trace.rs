@@ -3,8 +3,10 @@
 //!
 //! The span's fields and levels are in the crate docs ("Query tracing").
 //!
-//! The pool's own statements (validation, keepalive, rollback and reset of a returned
-//! connection) have no span.
+//! Both paths trace alike: a checked-out connection's statements, and the pool's
+//! pipelined ones (`pool.query*`), whose span also says how long the statement waited for
+//! room on a lane (`wirepool.lane_wait_ms`). The pool's own statements (validation,
+//! keepalive, rollback and reset of a returned connection) have no span.
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -150,17 +152,37 @@ fn truncated(sql: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &sql[..end]).into()
 }
 
-impl Connection {
-    /// Opens the span of a statement (and notes what it does to the session: see
-    /// [`Connection::note_statement`]).
-    pub(crate) fn trace_start(&mut self, sql: &str) -> Traced {
-        let class = self.note_statement(sql);
-        // `db.operation.name`: the keyword the statement starts with (the main statement's
-        // for `WITH ...`), a static string, never the caller's text.
-        let operation = class.operation.unwrap_or("OTHER");
-        let text = (!self.trace.hide_query_text).then_some(sql);
-        // One callsite per level (a callsite's level is fixed); every field is given at
-        // creation, so a subscriber formats the span once.
+/// Where a statement runs: the database and the server, for its span and the metrics sink.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) namespace: Arc<str>,
+    pub(crate) address: Arc<str>,
+    pub(crate) port: u16,
+}
+
+/// Who ran a statement, for the slow-query line: the checkout of the exclusive path, or
+/// the time a pipelined statement waited for room on a lane.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Runner {
+    Checkout(Option<Checkout>),
+    Lane { wait: Duration },
+}
+
+impl TraceSettings {
+    /// Opens the span of a statement with the database semantic conventions' fields.
+    /// `server` is where it runs, when already known (a pipelined statement learns it
+    /// when it is placed: [`Traced::placed`]).
+    pub(crate) fn start(
+        &self,
+        sql: &str,
+        operation: &'static str,
+        namespace: &str,
+        server: Option<(&str, u16)>,
+    ) -> Traced {
+        let text = (!self.hide_query_text).then_some(sql);
+        let (address, port) = server.unzip();
+        // One callsite per level (a callsite's level is fixed); every field known now is
+        // given at creation, so a subscriber formats the span once.
         macro_rules! query_span {
             ($level:expr) => {
                 tracing::span!(
@@ -170,17 +192,18 @@ impl Connection {
                     otel.name = operation,
                     otel.kind = "client",
                     db.system.name = "postgresql",
-                    db.namespace = &*self.dbname,
+                    db.namespace = namespace,
                     db.operation.name = operation,
                     db.query.text = text,
-                    server.address = &*self.host_name,
-                    server.port = self.cancel.port,
+                    server.address = address,
+                    server.port = port,
                     db.response.status_code = Empty,
                     error.type = Empty,
+                    wirepool.lane_wait_ms = Empty,
                 )
             };
         }
-        let level = self.trace.span_level;
+        let level = self.span_level;
         let span = if level == Level::DEBUG {
             query_span!(Level::DEBUG)
         } else if level == Level::INFO {
@@ -194,15 +217,14 @@ impl Connection {
         };
         Traced {
             span,
-            started: (self.trace.slow_query.is_some() || self.trace.operations.is_some())
-                .then(Instant::now),
+            started: (self.slow_query.is_some() || self.operations.is_some()).then(Instant::now),
             operation,
         }
     }
 
     /// Closes the span of a statement with its outcome: the error fields, the slow-query
     /// line, the operation for a metrics sink.
-    pub(crate) fn trace_end<T>(&self, t: Traced, sql: &str, r: &Result<T>) {
+    pub(crate) fn end<T>(&self, t: Traced, sql: &str, r: &Result<T>, at: &Target, by: Runner) {
         let (status, error_type) = match r {
             Ok(_) => (None, None),
             Err(e) => (e.as_db_error().map(|db| db.code()), Some(error_type(e))),
@@ -217,11 +239,12 @@ impl Connection {
             return;
         };
         let duration = started.elapsed();
-        if let Some(limit) = self.trace.slow_query {
+        if let Some(limit) = self.slow_query {
             if duration >= limit {
-                let (id, site) = match &self.checkout {
-                    Some(c) => (Some(c.id), Some(c.site.to_string())),
-                    None => (None, None),
+                let (id, site, wait) = match by {
+                    Runner::Checkout(Some(c)) => (Some(c.id), Some(c.site.to_string()), None),
+                    Runner::Checkout(None) => (None, None, None),
+                    Runner::Lane { wait } => (None, None, Some(wait.as_secs_f64() * 1e3)),
                 };
                 let ms = duration.as_secs_f64() * 1e3;
                 let _in_span = t.span.enter();
@@ -231,23 +254,68 @@ impl Connection {
                     threshold_ms = limit.as_millis() as u64,
                     connection_id = id,
                     acquired_at = site.as_deref(),
+                    lane_wait_ms = wait,
                     sql = %truncated(sql),
                     "Slow query: {ms:.1} ms (threshold {} ms)",
                     limit.as_millis()
                 );
             }
         }
-        if let Some(sink) = &self.trace.operations {
+        if let Some(sink) = &self.operations {
             sink(&Operation {
                 duration,
                 name: t.operation,
-                namespace: &self.dbname,
-                server_address: &self.host_name,
-                server_port: self.cancel.port,
+                namespace: &at.namespace,
+                server_address: &at.address,
+                server_port: at.port,
                 status_code: status,
                 error_type,
             });
         }
+    }
+}
+
+impl Traced {
+    /// A pipelined statement was placed on a lane: where it runs, and how long it waited
+    /// for room there.
+    pub(crate) fn placed(&self, at: &Target, wait: Duration) {
+        self.span.record("server.address", &*at.address);
+        self.span.record("server.port", at.port);
+        self.span
+            .record("wirepool.lane_wait_ms", wait.as_secs_f64() * 1e3);
+    }
+}
+
+impl Connection {
+    /// Where this connection's statements run.
+    pub(crate) fn trace_target(&self) -> Target {
+        Target {
+            namespace: self.dbname.clone(),
+            address: self.host_name.clone(),
+            port: self.cancel.port,
+        }
+    }
+
+    /// Opens the span of a statement (and notes what it does to the session: see
+    /// [`Connection::note_statement`]).
+    pub(crate) fn trace_start(&mut self, sql: &str) -> Traced {
+        let class = self.note_statement(sql);
+        // `db.operation.name`: the keyword the statement starts with (the main statement's
+        // for `WITH ...`), a static string, never the caller's text.
+        let operation = class.operation.unwrap_or("OTHER");
+        self.trace.start(
+            sql,
+            operation,
+            &self.dbname,
+            Some((&self.host_name, self.cancel.port)),
+        )
+    }
+
+    /// Closes the span of a statement with its outcome (see [`TraceSettings::end`]).
+    pub(crate) fn trace_end<T>(&self, t: Traced, sql: &str, r: &Result<T>) {
+        let at = self.trace_target();
+        self.trace
+            .end(t, sql, r, &at, Runner::Checkout(self.checkout));
     }
 }
 

@@ -492,6 +492,19 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The first server of the settings: where a statement that never reached one is
+    /// counted (refused, or no connection to be had).
+    pub(crate) fn first_target(&self) -> crate::conn::Target {
+        let cfg = &self.connect;
+        crate::conn::Target {
+            namespace: Arc::from(cfg.dbname()),
+            address: Arc::from(cfg.hosts()[0].to_string()),
+            port: cfg.ports()[0],
+        }
+    }
+}
+
 // The clocks.
 impl Shared {
     #[inline]

@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::row::{Execute, Executed, Row};
 
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::conn::{Runner, Target, Traced};
 use crate::sync::Ordering;
 
 impl Pool {
@@ -146,6 +151,9 @@ impl Pool {
         self.shared.path.check_allowed(&crate::sql::verdict(sql))
     }
 
+    /// One pipelined statement, traced as the exclusive path traces one: a span with the
+    /// database semantic conventions' fields (the server's once the statement is placed,
+    /// and the time it waited for room on a lane), the slow-query line, the metrics sink.
     pub(crate) async fn run_shared<T>(
         &self,
         statement: &T,
@@ -155,8 +163,40 @@ impl Pool {
         T: ?Sized + ToStatement,
     {
         let shared = &self.shared;
-        let path = &shared.path;
         let verdict = crate::sql::verdict(statement.sql());
+        let operation = verdict.class.operation.unwrap_or("OTHER");
+        let traced = shared
+            .trace
+            .start(&verdict.sql, operation, shared.connect.dbname(), None);
+        let mut placed = None;
+        let r = self
+            .run_placed(statement, &verdict, params, &traced, &mut placed)
+            .instrument(traced.span().clone())
+            .await;
+        let (at, wait) = match placed {
+            Some(p) => p,
+            // Refused, or no lane to be had: the first server of the settings.
+            None => (shared.first_target(), Duration::ZERO),
+        };
+        shared
+            .trace
+            .end(traced, &verdict.sql, &r, &at, Runner::Lane { wait });
+        r
+    }
+
+    async fn run_placed<T>(
+        &self,
+        statement: &T,
+        verdict: &crate::sql::Verdict,
+        params: &[&(dyn ToSql + Sync)],
+        traced: &Traced,
+        placed: &mut Option<(Target, Duration)>,
+    ) -> Result<Executed>
+    where
+        T: ?Sized + ToStatement,
+    {
+        let shared = &self.shared;
+        let path = &shared.path;
         let sql = &verdict.sql;
         crate::conn::check_parameter_count(params.len())?;
         for attempt in 0..2 {
@@ -165,13 +205,17 @@ impl Pool {
                 _ => path.described(sql),
             };
             if attempt == 0 {
-                path.check_allowed(&verdict)?;
+                path.check_allowed(verdict)?;
             }
             let described = match known {
                 Some(d) => d,
                 None => self.describe_shared(sql).await?,
             };
+            let waited = Instant::now();
             let lane = path.place(shared).await?;
+            let wait = waited.elapsed();
+            traced.placed(&lane.target, wait);
+            *placed = Some((lane.target.clone(), wait));
             path.statements.fetch_add(1, Ordering::Relaxed);
             let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
             let pending = path.queued(
