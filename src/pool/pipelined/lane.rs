@@ -130,7 +130,7 @@ pub(crate) struct Lane {
     /// Named statements kept per connection (the statement cache's capacity).
     pub(super) capacity: usize,
     /// Where its statements run, for their spans and the metrics sink.
-    pub(super) target: crate::conn::Target,
+    pub(super) target: Arc<crate::conn::Target>,
 }
 
 impl std::fmt::Debug for Lane {
@@ -190,7 +190,7 @@ impl Lane {
             accepting: AtomicBool::new(true),
             abandoned: AtomicUsize::new(0),
             type_scope: conn.type_scope(),
-            target: conn.trace_target(),
+            target: Arc::new(conn.trace_target()),
             capacity,
         }
     }

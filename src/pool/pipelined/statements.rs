@@ -176,7 +176,7 @@ impl Pool {
         let (at, wait) = match placed {
             Some(p) => p,
             // Refused, or no lane to be had: the first server of the settings.
-            None => (shared.first_target(), Duration::ZERO),
+            None => (Arc::new(shared.first_target()), Duration::ZERO),
         };
         shared
             .trace
@@ -190,7 +190,7 @@ impl Pool {
         verdict: &crate::sql::Verdict,
         params: &[&(dyn ToSql + Sync)],
         traced: &Traced,
-        placed: &mut Option<(Target, Duration)>,
+        placed: &mut Option<(Arc<Target>, Duration)>,
     ) -> Result<Executed>
     where
         T: ?Sized + ToStatement,
