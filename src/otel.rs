@@ -210,10 +210,18 @@ impl Instruments {
                 KeyValue::new("server.port", i64::from(op.server_port)),
             ];
             let secs = op.duration.as_secs_f64();
-            match op.error_type {
-                None => me.operation.record(secs, &base),
-                Some(t) => {
+            let summary = op
+                .summary
+                .map(|s| KeyValue::new("db.query.summary", s.clone()));
+            match (op.error_type, summary) {
+                (None, None) => me.operation.record(secs, &base),
+                (None, Some(s)) => {
+                    let [a, b, c, d, e] = base;
+                    me.operation.record(secs, &[a, b, c, d, e, s]);
+                }
+                (Some(t), summary) => {
                     let mut attrs = base.to_vec();
+                    attrs.extend(summary);
                     attrs.push(KeyValue::new("error.type", t.to_string()));
                     if let Some(c) = op.status_code {
                         attrs.push(KeyValue::new("db.response.status_code", c.to_string()));

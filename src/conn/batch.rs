@@ -371,7 +371,8 @@ impl Connection {
     {
         let traced = self.trace_start(statement);
         let r = bounded!(self, self.run_many(statement, rows.into_iter(), atomic));
-        self.trace_end(traced, statement, &r);
+        let count = r.as_ref().ok().copied();
+        self.trace_end_counted(traced, statement, &r, count);
         r
     }
 

@@ -292,7 +292,8 @@ impl Connection {
         let r = async { bounded!(self, self.run_typed(sql, params)) }
             .instrument(span)
             .await;
-        self.trace_end(traced, sql, &r);
+        let rows = r.as_ref().ok().map(|rows| rows.len() as u64);
+        self.trace_end_counted(traced, sql, &r, rows);
         r
     }
 
@@ -348,7 +349,8 @@ impl Connection {
         let r = async { bounded!(self, self.run(sql, statement.described(), params)) }
             .instrument(span)
             .await;
-        self.trace_end(traced, sql, &r);
+        let rows = r.as_ref().ok().map(Executed::rows_affected);
+        self.trace_end_counted(traced, sql, &r, rows);
         r
     }
 

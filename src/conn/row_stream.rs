@@ -206,7 +206,8 @@ impl RowStream<'_> {
     fn end(&mut self, outcome: Result<()>) -> Poll<Option<Result<Row>>> {
         self.done = true;
         if let Some(t) = self.traced.take() {
-            self.conn.trace_end(t, &self.sql, &outcome);
+            let rows = self.rows_affected;
+            self.conn.trace_end_counted(t, &self.sql, &outcome, rows);
         }
         match outcome {
             Ok(()) => Poll::Ready(None),

@@ -17,6 +17,7 @@ use tracing::{Level, Span};
 
 use super::Connection;
 use crate::error::{Error, ErrorKind, Result};
+use crate::observe::statement_metrics::StatementMetrics;
 
 /// The longest SQL text a slow-query line carries, in bytes; longer text is cut at a
 /// character boundary and marked `…`.
@@ -36,6 +37,9 @@ pub(crate) struct Operation<'a> {
     pub(crate) status_code: Option<&'a str>,
     /// `error.type`, on failure.
     pub(crate) error_type: Option<&'a str>,
+    /// `db.query.summary`: the statement's label in the statement metrics (its text, or
+    /// `other` past their bound), when they are on.
+    pub(crate) summary: Option<&'a Arc<str>>,
 }
 
 /// Receives every traced statement's [`Operation`].
@@ -62,6 +66,8 @@ pub(crate) struct TraceSettings {
     /// Log a WARN for a statement that took at least this long.
     pub(crate) slow_query: Option<Duration>,
     pub(crate) operations: Option<OperationSink>,
+    /// The pool's statement metrics.
+    pub(crate) statements: Option<Arc<StatementMetrics>>,
     /// Notices go here, not to the log.
     pub(crate) notices: Option<NoticeHandler>,
 }
@@ -73,6 +79,7 @@ impl Default for TraceSettings {
             hide_query_text: false,
             slow_query: None,
             operations: None,
+            statements: None,
             notices: None,
         }
     }
@@ -85,6 +92,7 @@ impl std::fmt::Debug for TraceSettings {
             .field("hide_query_text", &self.hide_query_text)
             .field("slow_query", &self.slow_query)
             .field("operations", &self.operations.is_some())
+            .field("statements", &self.statements.is_some())
             .field("notices", &self.notices.is_some())
             .finish()
     }
@@ -217,14 +225,26 @@ impl TraceSettings {
         };
         Traced {
             span,
-            started: (self.slow_query.is_some() || self.operations.is_some()).then(Instant::now),
+            started: (self.slow_query.is_some()
+                || self.operations.is_some()
+                || self.statements.is_some())
+            .then(Instant::now),
             operation,
         }
     }
 
     /// Closes the span of a statement with its outcome: the error fields, the slow-query
-    /// line, the operation for a metrics sink.
-    pub(crate) fn end<T>(&self, t: Traced, sql: &str, r: &Result<T>, at: &Target, by: Runner) {
+    /// line, the statement metrics (with `rows`, the rows it returned or affected, where
+    /// known), the operation for a metrics sink.
+    pub(crate) fn end<T>(
+        &self,
+        t: Traced,
+        sql: &str,
+        r: &Result<T>,
+        rows: Option<u64>,
+        at: &Target,
+        by: Runner,
+    ) {
         let (status, error_type) = match r {
             Ok(_) => (None, None),
             Err(e) => (e.as_db_error().map(|db| db.code()), Some(error_type(e))),
@@ -261,8 +281,17 @@ impl TraceSettings {
                 );
             }
         }
+        let wait = match by {
+            Runner::Lane { wait } => wait,
+            Runner::Checkout(_) => Duration::ZERO,
+        };
+        let summary = self
+            .statements
+            .as_ref()
+            .map(|m| m.record(sql, duration, wait, rows, error_type));
         if let Some(sink) = &self.operations {
             sink(&Operation {
+                summary: summary.as_ref(),
                 duration,
                 name: t.operation,
                 namespace: &at.namespace,
@@ -313,9 +342,20 @@ impl Connection {
 
     /// Closes the span of a statement with its outcome (see [`TraceSettings::end`]).
     pub(crate) fn trace_end<T>(&self, t: Traced, sql: &str, r: &Result<T>) {
+        self.trace_end_counted(t, sql, r, None);
+    }
+
+    /// As [`Connection::trace_end`], with the rows the statement returned or affected.
+    pub(crate) fn trace_end_counted<T>(
+        &self,
+        t: Traced,
+        sql: &str,
+        r: &Result<T>,
+        rows: Option<u64>,
+    ) {
         let at = self.trace_target();
         self.trace
-            .end(t, sql, r, &at, Runner::Checkout(self.checkout));
+            .end(t, sql, r, rows, &at, Runner::Checkout(self.checkout));
     }
 }
 

@@ -11,6 +11,7 @@ crate::internal_mod! {
 }
 pub mod prometheus;
 pub mod report;
+pub mod statement_metrics;
 pub mod stats;
 
 pub use health::{

@@ -12,6 +12,7 @@
 use std::fmt::Write as _;
 
 use super::health::{headroom, idle_ratio, HealthStatus, LifecycleState};
+use super::statement_metrics::StatementRow;
 use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 
 /// A text exposition format.
@@ -69,6 +70,21 @@ pub fn render_as(
     state: LifecycleState,
     uptime_seconds: f64,
     prefix: &str,
+) -> String {
+    render_with_statements(format, s, status, state, uptime_seconds, prefix, &[])
+}
+
+/// As [`render_as`], with the statement metrics' families: `statement_calls_total`,
+/// `statement_errors_total` (by `sqlstate`), `statement_duration_seconds` (a histogram),
+/// `statement_rows_total` and `statement_lane_wait_seconds_total`, each by `statement`.
+pub fn render_with_statements(
+    format: Format,
+    s: &PoolStatistics,
+    status: HealthStatus,
+    state: LifecycleState,
+    uptime_seconds: f64,
+    prefix: &str,
+    statements: &[StatementRow],
 ) -> String {
     let om = format == Format::OpenMetrics;
     // The family name in # TYPE / # HELP of a counter.
@@ -384,8 +400,102 @@ pub fn render_as(
     for (ty, n) in &s.errors {
         let _ = writeln!(o, "{p}_errors_total{{error_type=\"{}\"}} {n}", ty.as_str());
     }
+    if !statements.is_empty() {
+        render_statements(&mut o, om, statements, p);
+    }
     if om {
         o.push_str("# EOF\n");
     }
     o
+}
+
+/// The statement metrics' families.
+fn render_statements(o: &mut String, om: bool, rows: &[StatementRow], p: &str) {
+    let family = |name: &str| -> String {
+        if om {
+            name.to_string()
+        } else {
+            format!("{name}_total")
+        }
+    };
+    let labelled: Vec<(String, &StatementRow)> = rows
+        .iter()
+        .map(|r| (label_value(&r.statement), r))
+        .collect();
+    let f = family("statement_calls");
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{f} Statements run, by statement text (the first ones seen; the rest as other).\n# TYPE {p}_{f} counter"
+    );
+    for (l, r) in &labelled {
+        let _ = writeln!(
+            o,
+            "{p}_statement_calls_total{{statement=\"{l}\"}} {}",
+            r.counts.calls
+        );
+    }
+    let f = family("statement_errors");
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{f} Statements that failed, by statement and SQLSTATE (or the error's kind for a failure on the client's side).\n# TYPE {p}_{f} counter"
+    );
+    for (l, r) in &labelled {
+        for (code, n) in &r.counts.errors {
+            let _ = writeln!(
+                o,
+                "{p}_statement_errors_total{{statement=\"{l}\",sqlstate=\"{}\"}} {n}",
+                label_value(code)
+            );
+        }
+    }
+    let f = family("statement_rows");
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{f} Rows returned or affected, by statement.\n# TYPE {p}_{f} counter"
+    );
+    for (l, r) in &labelled {
+        let _ = writeln!(
+            o,
+            "{p}_statement_rows_total{{statement=\"{l}\"}} {}",
+            r.counts.rows
+        );
+    }
+    let f = family("statement_lane_wait_seconds");
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{f} Time pipelined statements waited for room on a lane, by statement.\n# TYPE {p}_{f} counter"
+    );
+    for (l, r) in &labelled {
+        let _ = writeln!(
+            o,
+            "{p}_statement_lane_wait_seconds_total{{statement=\"{l}\"}} {}",
+            r.counts.wait_seconds
+        );
+    }
+    let name = "statement_duration_seconds";
+    let _ = writeln!(
+        o,
+        "# HELP {p}_{name} Statement latency, by statement.\n# TYPE {p}_{name} histogram"
+    );
+    for (l, r) in &labelled {
+        let mut cumulative = 0u64;
+        for (i, le) in ACQUIRE_BUCKETS.iter().enumerate() {
+            cumulative += r.counts.histogram[i];
+            let _ = writeln!(
+                o,
+                "{p}_{name}_bucket{{statement=\"{l}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += r.counts.histogram[20];
+        let _ = writeln!(
+            o,
+            "{p}_{name}_bucket{{statement=\"{l}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            o,
+            "{p}_{name}_sum{{statement=\"{l}\"}} {}",
+            r.counts.duration_seconds
+        );
+        let _ = writeln!(o, "{p}_{name}_count{{statement=\"{l}\"}} {cumulative}");
+    }
 }

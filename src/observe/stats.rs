@@ -12,7 +12,7 @@ pub const ACQUIRE_BUCKETS: [f64; 20] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-pub(super) const BUCKET_NANOS: [u64; 20] = {
+pub(crate) const BUCKET_NANOS: [u64; 20] = {
     let mut out = [0u64; 20];
     let mut i = 0;
     while i < 20 {

@@ -202,6 +202,14 @@ impl Builder {
         self.cfg.slow_query_threshold = Some(threshold).filter(|d| !d.is_zero());
         self
     }
+    /// How many statement texts get metrics of their own (calls, errors by SQLSTATE,
+    /// latency, rows; see [`Pool::statement_metrics`](crate::Pool::statement_metrics)); the
+    /// rest are counted as `other`. 0 turns statement metrics off. Default: 100.
+    /// `POOL_STATEMENT_METRICS_LIMIT`.
+    pub fn statement_metrics_limit(mut self, limit: usize) -> Self {
+        self.cfg.statement_metrics_limit = limit;
+        self
+    }
     /// Sends the server's notices (RAISE NOTICE, warnings, as [`DbError`](crate::DbError)s
     /// with their severity and SQLSTATE) to `handler` as they arrive, on every connection
     /// of the pool, instead of the log. Default: each is logged at INFO, target
@@ -331,6 +339,11 @@ impl Builder {
                 span_level: self.cfg.query_span_level,
                 hide_query_text: !self.cfg.query_text_in_spans,
                 slow_query: self.cfg.slow_query_threshold,
+                statements: (self.cfg.statement_metrics_limit > 0).then(|| {
+                    Arc::new(crate::observe::statement_metrics::StatementMetrics::new(
+                        self.cfg.statement_metrics_limit,
+                    ))
+                }),
                 #[cfg(feature = "otel")]
                 operations: otel.as_ref().map(|i| i.operation_sink()),
                 #[cfg(not(feature = "otel"))]

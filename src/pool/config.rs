@@ -90,6 +90,11 @@ pub struct PoolConfig {
     /// and the line that acquired it; never a parameter's value. Default: none.
     /// `POOL_SLOW_QUERY_THRESHOLD` (milliseconds; 0: none).
     pub slow_query_threshold: Option<Duration>,
+    /// How many statement texts get a row of their own in the statement metrics
+    /// ([`Pool::statement_metrics`](crate::Pool::statement_metrics), the `statement_*`
+    /// families of `/metrics`); the rest are counted as `other`. 0 turns them off.
+    /// Default: 100. `POOL_STATEMENT_METRICS_LIMIT`.
+    pub statement_metrics_limit: usize,
     /// The level of the query spans (target `wirepool::query`). Default: DEBUG, so a
     /// subscriber at INFO builds none.
     pub query_span_level: tracing::Level,
@@ -221,6 +226,7 @@ impl Default for PoolConfig {
             metrics_prefix: "codebase_mcp_pool".to_string(),
             session_reset: SessionReset::UnlessProvenClean,
             slow_query_threshold: None,
+            statement_metrics_limit: 100,
             query_span_level: tracing::Level::DEBUG,
             query_text_in_spans: true,
             pool_name: None,

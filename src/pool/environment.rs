@@ -147,6 +147,15 @@ pub const ENVIRONMENT: &[EnvVar] = &[
             Ok(())
         },
     },
+    EnvVar {
+        name: "POOL_STATEMENT_METRICS_LIMIT",
+        default: "100",
+        meaning: "statement texts with metrics of their own, the rest counted as other (0: no statement metrics)",
+        apply: |c, var, v| {
+            c.statement_metrics_limit = parse_count(var, v, 100_000)?;
+            Ok(())
+        },
+    },
 ];
 
 fn parse_count(var: &str, v: &str, max: usize) -> Result<usize> {

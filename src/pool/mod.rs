@@ -361,7 +361,32 @@ impl Pool {
             .duration_since(self.shared.created_at)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        prometheus::render_as(format, &stats, status, state, uptime, prefix)
+        let statements = self.statement_metrics();
+        prometheus::render_with_statements(
+            format,
+            &stats,
+            status,
+            state,
+            uptime,
+            prefix,
+            &statements,
+        )
+    }
+
+    /// The statement metrics: for each statement text run on the pool (through a
+    /// checked-out connection or the pipelined path), its calls, errors by SQLSTATE,
+    /// latency histogram, rows and time waited for a lane, the busiest (by total time)
+    /// first. The first [`PoolConfig::statement_metrics_limit`] texts seen get a row each;
+    /// the rest are counted in a last row, `other`. The text is taken as written, with its
+    /// `$1` placeholders (never a parameter's value; literals in the text are kept). Empty
+    /// when statement metrics are off.
+    pub fn statement_metrics(&self) -> Vec<crate::observe::statement_metrics::StatementRow> {
+        self.shared
+            .trace
+            .statements
+            .as_ref()
+            .map(|m| m.snapshot())
+            .unwrap_or_default()
     }
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle

@@ -173,6 +173,7 @@ impl Pool {
             .run_placed(statement, &verdict, params, &traced, &mut placed)
             .instrument(traced.span().clone())
             .await;
+        let rows = r.as_ref().ok().map(Executed::rows_affected);
         let (at, wait) = match placed {
             Some(p) => p,
             // Refused, or no lane to be had: the first server of the settings.
@@ -180,7 +181,7 @@ impl Pool {
         };
         shared
             .trace
-            .end(traced, &verdict.sql, &r, &at, Runner::Lane { wait });
+            .end(traced, &verdict.sql, &r, rows, &at, Runner::Lane { wait });
         r
     }
 

@@ -1,0 +1,216 @@
+//! Statement-level metrics: for each statement text, its calls, its errors by SQLSTATE, a
+//! latency histogram, the rows it returned or affected, and the time it waited for room on
+//! a lane of the pipelined path. What `pg_stat_statements` tells, from the client's side
+//! and without rights on the server.
+//!
+//! The text is taken as written, with its `$1` placeholders: parameter values are never
+//! part of it, and literals written into the text are not normalised away (two texts
+//! that differ by a literal are two statements). The table is bounded: the first `limit`
+//! texts seen get a row each, and every other statement is counted under `other`, so the
+//! label set, and the memory, stay bounded however many texts an application makes. A
+//! label longer than [`LABEL_LIMIT`] bytes is cut at a character boundary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::stats::BUCKET_NANOS;
+
+/// The longest statement text kept as a label, in bytes.
+pub const LABEL_LIMIT: usize = 256;
+
+/// The label of the statements over the table's bound.
+pub const OTHER: &str = "other";
+
+/// What one statement's counts are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatementCounts {
+    /// Times it ran (succeeded or failed).
+    pub calls: u64,
+    /// Failures by SQLSTATE (a server error), or by the error's kind for a failure on the
+    /// client's side (`command_timeout`, `io`, ...), in the order first seen.
+    pub errors: Vec<(String, u64)>,
+    /// Rows returned (a query) or affected (a command), over its successful calls.
+    pub rows: u64,
+    /// Its latencies, counted in the buckets of the acquisition histogram (the last one is
+    /// `+Inf`).
+    pub histogram: [u64; 21],
+    /// The sum of its latencies, in seconds.
+    pub duration_seconds: f64,
+    /// The part of that time spent waiting for room on a lane (the pipelined path).
+    pub wait_seconds: f64,
+}
+
+impl StatementCounts {
+    /// The errors in all.
+    pub fn error_count(&self) -> u64 {
+        self.errors.iter().map(|(_, n)| n).sum()
+    }
+
+    fn add(&mut self, d: Duration, wait: Duration, rows: Option<u64>, error: Option<&str>) {
+        self.calls += 1;
+        match error {
+            Some(code) => match self.errors.iter_mut().find(|(c, _)| c == code) {
+                Some((_, n)) => *n += 1,
+                None => self.errors.push((code.to_string(), 1)),
+            },
+            None => self.rows += rows.unwrap_or(0),
+        }
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = BUCKET_NANOS
+            .iter()
+            .position(|&b| nanos <= b)
+            .unwrap_or(BUCKET_NANOS.len());
+        self.histogram[i] += 1;
+        self.duration_seconds += d.as_secs_f64();
+        self.wait_seconds += wait.as_secs_f64();
+    }
+}
+
+/// One row of the table: a statement's label and its counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementRow {
+    /// The statement's text as counted (cut to [`LABEL_LIMIT`] bytes), or [`OTHER`].
+    pub statement: Arc<str>,
+    /// Its counts.
+    pub counts: StatementCounts,
+}
+
+/// The bounded table, shared by a pool's connections and its pipelined path.
+#[derive(Debug)]
+pub(crate) struct StatementMetrics {
+    limit: usize,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// By text: the label (the key, shared) and the counts.
+    rows: HashMap<Arc<str>, (Arc<str>, StatementCounts)>,
+    other: StatementCounts,
+}
+
+impl StatementMetrics {
+    /// A table of at most `limit` statements (and `other`).
+    pub(crate) fn new(limit: usize) -> StatementMetrics {
+        StatementMetrics {
+            limit,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    /// Counts one run of `sql`: its latency, the part of it spent waiting for a lane, the
+    /// rows (on success) and the error's SQLSTATE or kind (on failure). Returns the label
+    /// it was counted under.
+    pub(crate) fn record(
+        &self,
+        sql: &str,
+        d: Duration,
+        wait: Duration,
+        rows: Option<u64>,
+        error: Option<&str>,
+    ) -> Arc<str> {
+        let key = label(sql);
+        let mut t = self.table.lock();
+        if let Some((k, c)) = t.rows.get_mut(key) {
+            c.add(d, wait, rows, error);
+            return k.clone();
+        }
+        if t.rows.len() < self.limit {
+            let k: Arc<str> = Arc::from(key);
+            let mut c = StatementCounts::default();
+            c.add(d, wait, rows, error);
+            t.rows.insert(k.clone(), (k.clone(), c));
+            return k;
+        }
+        t.other.add(d, wait, rows, error);
+        Arc::from(OTHER)
+    }
+
+    /// The table, busiest statements (by total time) first, `other` last when anything
+    /// was counted there.
+    pub(crate) fn snapshot(&self) -> Vec<StatementRow> {
+        let t = self.table.lock();
+        let mut rows: Vec<StatementRow> = t
+            .rows
+            .values()
+            .map(|(k, c)| StatementRow {
+                statement: k.clone(),
+                counts: c.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.counts
+                .duration_seconds
+                .total_cmp(&a.counts.duration_seconds)
+                .then_with(|| a.statement.cmp(&b.statement))
+        });
+        if t.other.calls > 0 {
+            rows.push(StatementRow {
+                statement: Arc::from(OTHER),
+                counts: t.other.clone(),
+            });
+        }
+        rows
+    }
+}
+
+/// `sql` cut to [`LABEL_LIMIT`] bytes at a character boundary.
+fn label(sql: &str) -> &str {
+    if sql.len() <= LABEL_LIMIT {
+        return sql;
+    }
+    let mut end = LABEL_LIMIT;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    &sql[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_stays_at_its_bound_and_counts_the_rest_as_other() {
+        let m = StatementMetrics::new(3);
+        let ms = Duration::from_millis(1);
+        for i in 0..10 {
+            let sql = format!("SELECT {i}");
+            let l = m.record(&sql, ms, Duration::ZERO, Some(1), None);
+            assert_eq!(&*l, if i < 3 { sql.as_str() } else { OTHER });
+        }
+        m.record("SELECT 0", ms, ms, None, Some("22012"));
+        m.record("SELECT 0", ms, ms, None, Some("22012"));
+        m.record("SELECT 0", ms, ms, None, Some("57014"));
+        let rows = m.snapshot();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        let first = &rows[0];
+        assert_eq!(&*first.statement, "SELECT 0");
+        assert_eq!(first.counts.calls, 4);
+        assert_eq!(first.counts.rows, 1);
+        assert_eq!(
+            first.counts.errors,
+            vec![("22012".to_string(), 2), ("57014".to_string(), 1)]
+        );
+        assert_eq!(first.counts.histogram.iter().sum::<u64>(), 4);
+        assert!((first.counts.wait_seconds - 0.003).abs() < 1e-9);
+        let other = rows.last().unwrap();
+        assert_eq!(&*other.statement, OTHER);
+        assert_eq!(other.counts.calls, 7);
+        assert_eq!(other.counts.rows, 7);
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary() {
+        let m = StatementMetrics::new(10);
+        let long = "é".repeat(LABEL_LIMIT);
+        let l = m.record(&long, Duration::ZERO, Duration::ZERO, None, None);
+        assert!(l.len() <= LABEL_LIMIT && long.starts_with(&*l));
+        // The same long text counts under the same label.
+        m.record(&long, Duration::ZERO, Duration::ZERO, None, None);
+        assert_eq!(m.snapshot()[0].counts.calls, 2);
+    }
+}
