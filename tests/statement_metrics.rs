@@ -5,7 +5,7 @@
 
 use wirepool::error::sqlstate;
 use wirepool::observe::statement_metrics::{StatementRow, OTHER};
-use wirepool::{Pool, PoolConfig};
+use wirepool::PoolConfig;
 use wirepool_testkit::{cluster, Role};
 
 const SECRET: &str = "a-parameter-value-never-shown";
