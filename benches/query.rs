@@ -212,6 +212,33 @@ fn query(c: &mut Criterion) {
     });
     g.finish();
 
+    // What the statement metrics cost a statement: the same statement with them on (the
+    // default, 100 texts) and off, on each path, in one run.
+    let mut g = c.benchmark_group("statement_metrics");
+    g.sample_size(30).measurement_time(Duration::from_secs(3));
+    for (limit, state) in [(100usize, "on"), (0, "off")] {
+        let mut pc = wirepool::PoolConfig::default();
+        pc.min_size = 2;
+        pc.max_size = 2;
+        pc.statement_metrics_limit = limit;
+        let p = rt
+            .block_on(Pool::builder(cfg.clone()).config(pc).build())
+            .unwrap();
+        g.bench_function(format!("exclusive_query_one_metrics_{state}"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut c = p.acquire().await.unwrap();
+                    c.query_one("SELECT $1::int4", &[&1i32]).await.unwrap()
+                })
+            })
+        });
+        g.bench_function(format!("pipelined_query_one_metrics_{state}"), |b| {
+            b.iter(|| rt.block_on(p.query_one("SELECT $1::int4", &[&1i32])).unwrap())
+        });
+        rt.block_on(p.close());
+    }
+    g.finish();
+
     // p99 of acquire() with 100 tasks running and idle connections available.
     let busy_pool = rt
         .block_on(Pool::builder(cfg).min_size(110).max_size(120).build())
