@@ -233,7 +233,10 @@ fn query(c: &mut Criterion) {
             })
         });
         g.bench_function(format!("pipelined_query_one_metrics_{state}"), |b| {
-            b.iter(|| rt.block_on(p.query_one("SELECT $1::int4", &[&1i32])).unwrap())
+            b.iter(|| {
+                rt.block_on(p.query_one("SELECT $1::int4", &[&1i32]))
+                    .unwrap()
+            })
         });
         rt.block_on(p.close());
     }

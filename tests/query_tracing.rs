@@ -318,6 +318,22 @@ async fn pipelined_statements_are_traced_as_checked_out_ones() {
     assert!(s.fields.contains_key("lane_wait_ms"), "{s:?}");
     assert!(!s.fields.contains_key("connection_id"), "{s:?}");
 
+    // An atomic batch on the pool: one span, under its first statement's text.
+    let before = capture.query_spans().len();
+    let results = pool
+        .batch()
+        .query("SELECT $1::int4 AS batched", &[&1i32])
+        .query("SELECT 2", &[])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    let spans = capture.query_spans();
+    assert_eq!(spans.len(), before + 1, "{spans:?}");
+    let f = &spans.last().unwrap().fields;
+    assert_eq!(f["db.query.text"], "SELECT $1::int4 AS batched", "{f:?}");
+    assert!(f.contains_key("wirepool.lane_wait_ms"), "{f:?}");
+
     let all = capture.everything();
     assert!(!all.contains(SECRET), "a parameter value was traced: {all}");
     pool.close().await;
