@@ -1,7 +1,7 @@
 //! Statement metrics against a real server: the numbers agree with what the test ran
 //! (calls, errors by SQLSTATE, rows, on both paths), the table stays at its bound however
 //! many texts an application makes, the Prometheus families carry the same figures, and
-//! no parameter value appears anywhere.
+//! no parameter value, nor a constant written into a statement, appears anywhere.
 
 use wirepool::error::sqlstate;
 use wirepool::observe::statement_metrics::{StatementRow, OTHER};
@@ -57,7 +57,18 @@ async fn the_figures_agree_with_what_ran_on_both_paths() {
     );
     drop(conn);
 
+    // A constant written into the text: the label has `?` in its place.
+    let mut conn = pool.acquire().await.unwrap();
+    conn.simple_query("SELECT 'a-literal-secret' AS x")
+        .await
+        .unwrap();
+    drop(conn);
+
+    // Labels: the texts with their constants as `?`.
+    let series = "SELECT generate_series(?, $1::int), $2::text";
+    let divide = "SELECT ? / $1::int";
     let rows = pool.statement_metrics();
+    assert_eq!(row(&rows, "SELECT ? AS x").counts.calls, 1);
     let s = &row(&rows, series).counts;
     assert_eq!((s.calls, s.rows, s.error_count()), (3, 15, 0), "{s:?}");
     assert_eq!(s.histogram.iter().sum::<u64>(), 3);
@@ -117,6 +128,10 @@ async fn the_figures_agree_with_what_ran_on_both_paths() {
     );
     assert!(text.contains("# TYPE codebase_mcp_pool_statement_duration_seconds histogram"));
     assert!(!text.contains(SECRET), "a parameter value in the metrics");
+    assert!(
+        !text.contains("a-literal-secret"),
+        "a constant of the text in the metrics"
+    );
     assert!(!format!("{rows:?}").contains(SECRET));
     promtool_passes(&text);
     let om = pool.render_metrics(wirepool::observe::prometheus::Format::OpenMetrics);
@@ -165,7 +180,10 @@ async fn five_thousand_texts_stay_at_the_bound() {
     let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     let mut conn = pool.acquire().await.unwrap();
     for i in 0..5_000 {
-        conn.simple_query(&format!("SELECT {i}")).await.unwrap();
+        // Distinct after the constants are taken out: the column names differ.
+        conn.simple_query(&format!("SELECT {i} AS c{i}"))
+            .await
+            .unwrap();
     }
     drop(conn);
     let rows = pool.statement_metrics();

@@ -3,12 +3,15 @@
 //! a lane of the pipelined path. What `pg_stat_statements` tells, from the client's side
 //! and without rights on the server.
 //!
-//! The text is taken as written, with its `$1` placeholders: parameter values are never
-//! part of it, and literals written into the text are not normalised away (two texts
-//! that differ by a literal are two statements). The table is bounded: the first `limit`
-//! texts seen get a row each, and every other statement is counted under `other`, so the
-//! label set, and the memory, stay bounded however many texts an application makes. A
-//! label longer than [`LABEL_LIMIT`] bytes is cut at a character boundary.
+//! The label is the statement's text with its constants taken out (`crate::sql::normalize`:
+//! a string or number constant becomes `?`, comments go, spaces collapse), so parameter
+//! values are never part of it, nor a secret written into the text, and texts that differ
+//! by a constant count as one statement. The table is bounded: the first `limit` labels
+//! seen get a row each, and every other statement is counted under `other`, so the label
+//! set, and the memory, stay bounded however many texts an application makes. A label
+//! longer than [`LABEL_LIMIT`] bytes is cut at a character boundary. Each text is
+//! normalised once: the label of the texts seen last is remembered (up to four times the
+//! bound, texts of up to [`REMEMBERED_TEXT_LIMIT`] bytes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,13 @@ pub const LABEL_LIMIT: usize = 256;
 
 /// The label of the statements over the table's bound.
 pub const OTHER: &str = "other";
+
+/// The longest text whose label is remembered, in bytes (a longer one is normalised at
+/// each run).
+pub const REMEMBERED_TEXT_LIMIT: usize = 4096;
+
+/// Where a text is counted: a row of the table, or `other`.
+const OTHER_ROW: usize = usize::MAX;
 
 /// What one statement's counts are.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -87,8 +97,12 @@ pub(crate) struct StatementMetrics {
 
 #[derive(Debug, Default)]
 struct Table {
-    /// By text: the label (the key, shared) and the counts.
-    rows: HashMap<Arc<str>, (Arc<str>, StatementCounts)>,
+    /// The rows: a label and its counts.
+    rows: Vec<(Arc<str>, StatementCounts)>,
+    /// Each row's index by its label.
+    by_label: HashMap<Arc<str>, usize>,
+    /// Texts seen, with the row they count in ([`OTHER_ROW`] for `other`).
+    by_text: HashMap<Arc<str>, usize>,
     other: StatementCounts,
 }
 
@@ -112,21 +126,31 @@ impl StatementMetrics {
         rows: Option<u64>,
         error: Option<&str>,
     ) -> Arc<str> {
-        let key = label(sql);
+        {
+            let mut t = self.table.lock();
+            if let Some(&i) = t.by_text.get(sql) {
+                return t.add(i, d, wait, rows, error);
+            }
+        }
+        // A text not seen (or not remembered): normalised outside the lock.
+        let normalized = crate::sql::normalize::normalize(sql);
+        let label = cut(&normalized);
         let mut t = self.table.lock();
-        if let Some((k, c)) = t.rows.get_mut(key) {
-            c.add(d, wait, rows, error);
-            return k.clone();
+        let i = match t.by_label.get(label) {
+            Some(&i) => i,
+            None if t.rows.len() < self.limit => {
+                let l: Arc<str> = Arc::from(label);
+                t.rows.push((l.clone(), StatementCounts::default()));
+                let i = t.rows.len() - 1;
+                t.by_label.insert(l, i);
+                i
+            }
+            None => OTHER_ROW,
+        };
+        if sql.len() <= REMEMBERED_TEXT_LIMIT && t.by_text.len() < self.limit.saturating_mul(4) {
+            t.by_text.insert(Arc::from(sql), i);
         }
-        if t.rows.len() < self.limit {
-            let k: Arc<str> = Arc::from(key);
-            let mut c = StatementCounts::default();
-            c.add(d, wait, rows, error);
-            t.rows.insert(k.clone(), (k.clone(), c));
-            return k;
-        }
-        t.other.add(d, wait, rows, error);
-        Arc::from(OTHER)
+        t.add(i, d, wait, rows, error)
     }
 
     /// The table, busiest statements (by total time) first, `other` last when anything
@@ -135,7 +159,7 @@ impl StatementMetrics {
         let t = self.table.lock();
         let mut rows: Vec<StatementRow> = t
             .rows
-            .values()
+            .iter()
             .map(|(k, c)| StatementRow {
                 statement: k.clone(),
                 counts: c.clone(),
@@ -157,8 +181,31 @@ impl StatementMetrics {
     }
 }
 
+impl Table {
+    /// Counts a run in row `i` (or `other`); its label.
+    fn add(
+        &mut self,
+        i: usize,
+        d: Duration,
+        wait: Duration,
+        rows: Option<u64>,
+        error: Option<&str>,
+    ) -> Arc<str> {
+        match self.rows.get_mut(i) {
+            Some((l, c)) => {
+                c.add(d, wait, rows, error);
+                l.clone()
+            }
+            None => {
+                self.other.add(d, wait, rows, error);
+                Arc::from(OTHER)
+            }
+        }
+    }
+}
+
 /// `sql` cut to [`LABEL_LIMIT`] bytes at a character boundary.
-fn label(sql: &str) -> &str {
+fn cut(sql: &str) -> &str {
     if sql.len() <= LABEL_LIMIT {
         return sql;
     }
@@ -178,17 +225,17 @@ mod tests {
         let m = StatementMetrics::new(3);
         let ms = Duration::from_millis(1);
         for i in 0..10 {
-            let sql = format!("SELECT {i}");
+            let sql = format!("SELECT a{i}");
             let l = m.record(&sql, ms, Duration::ZERO, Some(1), None);
             assert_eq!(&*l, if i < 3 { sql.as_str() } else { OTHER });
         }
-        m.record("SELECT 0", ms, ms, None, Some("22012"));
-        m.record("SELECT 0", ms, ms, None, Some("22012"));
-        m.record("SELECT 0", ms, ms, None, Some("57014"));
+        m.record("SELECT a0", ms, ms, None, Some("22012"));
+        m.record("SELECT a0", ms, ms, None, Some("22012"));
+        m.record("SELECT a0", ms, ms, None, Some("57014"));
         let rows = m.snapshot();
         assert_eq!(rows.len(), 4, "{rows:?}");
         let first = &rows[0];
-        assert_eq!(&*first.statement, "SELECT 0");
+        assert_eq!(&*first.statement, "SELECT a0");
         assert_eq!(first.counts.calls, 4);
         assert_eq!(first.counts.rows, 1);
         assert_eq!(
@@ -204,9 +251,28 @@ mod tests {
     }
 
     #[test]
+    fn texts_that_differ_by_a_constant_are_one_statement_and_show_none() {
+        let m = StatementMetrics::new(10);
+        for pw in ["hunter2", "s3cr3t", "another one"] {
+            let l = m.record(
+                &format!("ALTER ROLE app PASSWORD '{pw}'"),
+                Duration::ZERO,
+                Duration::ZERO,
+                None,
+                None,
+            );
+            assert_eq!(&*l, "ALTER ROLE app PASSWORD ?");
+        }
+        let rows = m.snapshot();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].counts.calls, 3);
+        assert!(!format!("{rows:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn long_texts_are_cut_at_a_character_boundary() {
         let m = StatementMetrics::new(10);
-        let long = "é".repeat(LABEL_LIMIT);
+        let long = format!("SELECT {}", "é".repeat(LABEL_LIMIT));
         let l = m.record(&long, Duration::ZERO, Duration::ZERO, None, None);
         assert!(l.len() <= LABEL_LIMIT && long.starts_with(&*l));
         // The same long text counts under the same label.

@@ -376,10 +376,11 @@ impl Pool {
     /// The statement metrics: for each statement text run on the pool (through a
     /// checked-out connection or the pipelined path), its calls, errors by SQLSTATE,
     /// latency histogram, rows and time waited for a lane, the busiest (by total time)
-    /// first. The first [`PoolConfig::statement_metrics_limit`] texts seen get a row each;
-    /// the rest are counted in a last row, `other`. The text is taken as written, with its
-    /// `$1` placeholders (never a parameter's value; literals in the text are kept). Empty
-    /// when statement metrics are off.
+    /// first. A statement is labelled by its text with its constants taken out (each
+    /// string or number constant as `?`, comments removed, spaces collapsed; `$1`
+    /// placeholders stay), so no parameter value or constant of the text is shown. The
+    /// first [`PoolConfig::statement_metrics_limit`] labels seen get a row each; the rest
+    /// are counted in a last row, `other`. Empty when statement metrics are off.
     pub fn statement_metrics(&self) -> Vec<crate::observe::statement_metrics::StatementRow> {
         self.shared
             .trace

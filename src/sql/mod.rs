@@ -15,6 +15,7 @@ pub(crate) mod classify;
 mod keywords;
 pub(crate) mod lexer;
 pub(crate) mod lists;
+pub(crate) mod normalize;
 mod quoted;
 mod settings;
 mod tokens;
