@@ -133,7 +133,7 @@ async fn the_figures_agree_with_what_ran_on_both_paths() {
         "a constant of the text in the metrics"
     );
     assert!(!format!("{rows:?}").contains(SECRET));
-    promtool_passes(&text);
+    wirepool_testkit::assert_promtool_passes(&text);
     let om = pool.render_metrics(wirepool::observe::prometheus::Format::OpenMetrics);
     assert!(om.contains("# TYPE codebase_mcp_pool_statement_calls counter"));
     assert!(
@@ -141,33 +141,6 @@ async fn the_figures_agree_with_what_ran_on_both_paths() {
         "the statement families come before # EOF"
     );
     pool.close().await;
-}
-
-/// `promtool check metrics` finds nothing to say about `text`.
-fn promtool_passes(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (apt-get install prometheus; scripts/setup does)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {findings}");
-    assert!(findings.trim().is_empty(), "promtool findings: {findings}");
 }
 
 #[tokio::test]

@@ -5,9 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -229,15 +227,6 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn promtool() -> String {
-    let found = Command::new("promtool").arg("--version").output();
-    assert!(
-        found.is_ok(),
-        "promtool is needed: apt-get install prometheus (scripts/test and .ci/run do)"
-    );
-    "promtool".into()
-}
-
 #[test]
 fn metrics_pass_promtool_in_both_formats() {
     let pg = cluster();
@@ -297,27 +286,7 @@ fn metrics_pass_promtool_in_both_formats() {
             );
         }
     }
-    let mut child = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(r.body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {findings}");
-    assert!(findings.trim().is_empty(), "promtool findings: {findings}");
+    wirepool_testkit::assert_promtool_passes(&r.body);
 
     let om = get(
         addr,

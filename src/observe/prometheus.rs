@@ -422,18 +422,21 @@ fn render_statements(o: &mut String, om: bool, rows: &[StatementRow], p: &str) {
         .iter()
         .map(|r| (label_value(&r.statement), r))
         .collect();
-    let f = family("statement_calls");
-    let _ = writeln!(
+    // A counter family with one sample per statement.
+    let per_statement =
+        |o: &mut String, name: &str, help: &str, v: &dyn Fn(&StatementRow) -> f64| {
+            let f = family(name);
+            let _ = writeln!(o, "# HELP {p}_{f} {help}\n# TYPE {p}_{f} counter");
+            for (l, r) in &labelled {
+                let _ = writeln!(o, "{p}_{name}_total{{statement=\"{l}\"}} {}", v(r));
+            }
+        };
+    per_statement(
         o,
-        "# HELP {p}_{f} Statements run, by statement text (the first ones seen; the rest as other).\n# TYPE {p}_{f} counter"
+        "statement_calls",
+        "Statements run, by statement (its text with constants as ?; past the bound, other).",
+        &|r| r.counts.calls as f64,
     );
-    for (l, r) in &labelled {
-        let _ = writeln!(
-            o,
-            "{p}_statement_calls_total{{statement=\"{l}\"}} {}",
-            r.counts.calls
-        );
-    }
     let f = family("statement_errors");
     let _ = writeln!(
         o,
@@ -448,30 +451,18 @@ fn render_statements(o: &mut String, om: bool, rows: &[StatementRow], p: &str) {
             );
         }
     }
-    let f = family("statement_rows");
-    let _ = writeln!(
+    per_statement(
         o,
-        "# HELP {p}_{f} Rows returned or affected, by statement.\n# TYPE {p}_{f} counter"
+        "statement_rows",
+        "Rows returned or affected, by statement.",
+        &|r| r.counts.rows as f64,
     );
-    for (l, r) in &labelled {
-        let _ = writeln!(
-            o,
-            "{p}_statement_rows_total{{statement=\"{l}\"}} {}",
-            r.counts.rows
-        );
-    }
-    let f = family("statement_lane_wait_seconds");
-    let _ = writeln!(
+    per_statement(
         o,
-        "# HELP {p}_{f} Time pipelined statements waited for room on a lane, by statement.\n# TYPE {p}_{f} counter"
+        "statement_lane_wait_seconds",
+        "Time pipelined statements waited for room on a lane, by statement.",
+        &|r| r.counts.wait_seconds,
     );
-    for (l, r) in &labelled {
-        let _ = writeln!(
-            o,
-            "{p}_statement_lane_wait_seconds_total{{statement=\"{l}\"}} {}",
-            r.counts.wait_seconds
-        );
-    }
     let name = "statement_duration_seconds";
     let _ = writeln!(
         o,

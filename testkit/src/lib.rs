@@ -87,6 +87,36 @@ pub async fn pool_from(cfg: wirepool::ConnectConfig, config: PoolConfig) -> wire
         .unwrap_or_else(|e| panic!("pool: {e}"))
 }
 
+/// Runs `promtool check metrics` over `text` and panics unless it passes with nothing to
+/// say (promtool comes with Debian's `prometheus` package, which `scripts/setup` installs).
+pub fn assert_promtool_passes(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is needed: apt-get install prometheus (scripts/setup does): {e}")
+        });
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {findings}");
+    assert!(findings.trim().is_empty(), "promtool findings: {findings}");
+}
+
 /// The pool's defaults with a fast monitor (20 ms) and no keepalive validation, so that
 /// tests see the pool's background work within a few ticks.
 pub fn fast_config() -> PoolConfig {
