@@ -107,19 +107,24 @@ impl Capture {
     }
 }
 
+/// A pool of up to 2 connections that logs statements of 200 ms or more as slow.
+async fn slow_logging_pool(pg: &wirepool_testkit::Cluster) -> Pool {
+    Pool::builder(pg.config(Role::Scram))
+        .min_size(1)
+        .max_size(2)
+        .slow_query_threshold(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn spans_carry_the_conventions_and_the_slow_query_line_its_site() {
     let capture = Capture::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(1)
-        .max_size(2)
-        .slow_query_threshold(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
+    let pool = slow_logging_pool(&pg).await;
 
     let mut conn = pool.acquire().await.unwrap();
     let line = line!() - 1;
@@ -251,13 +256,7 @@ async fn pipelined_statements_are_traced_as_checked_out_ones() {
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Scram))
-        .min_size(1)
-        .max_size(2)
-        .slow_query_threshold(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
+    let pool = slow_logging_pool(&pg).await;
 
     let sql = "SELECT length($1::text) AS n";
     let n: i32 = pool.query_one(sql, &[&SECRET]).await.unwrap().get("n");
