@@ -239,22 +239,6 @@
 //! workspace's `wirepool-testkit`, which is not published.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// A module public only with the `internals` feature (hidden from the docs, unstable: for
-/// this crate's own benchmarks and loom models), crate-private otherwise.
-macro_rules! internal_mod {
-    ($(#[$m:meta])* $name:ident) => {
-        #[cfg(feature = "internals")]
-        #[doc(hidden)]
-        $(#[$m])*
-        pub mod $name;
-        #[cfg(not(feature = "internals"))]
-        #[allow(unreachable_pub, dead_code, unused_imports)]
-        $(#[$m])*
-        pub(crate) mod $name;
-    };
-}
-pub(crate) use internal_mod;
-
 mod backoff;
 pub mod binary_copy;
 pub mod config;
@@ -272,10 +256,17 @@ pub mod observe;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod pool;
-internal_mod! {
-    /// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
-    pool_core
-}
+// Modules public only with the `internals` feature (hidden from the docs, unstable: for
+// this crate's own benchmarks and loom models), crate-private otherwise. Declared plainly
+// (not through a macro) so that rustfmt reaches their files.
+/// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod pool_core;
+/// The pool core: FIFO hand-off, capacity permits, cancel-safe waiters, the timing wheel.
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code, unused_imports)]
+pub(crate) mod pool_core;
 /// The wire protocol without I/O (framing, startup, the query protocols): the crate
 /// `wirepool-protocol`. Its types that applications see are re-exported at the root.
 #[cfg(feature = "internals")]

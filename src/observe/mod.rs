@@ -1,14 +1,22 @@
 //! Observability: statistics, lifecycle and health, leak detection, the health report, Prometheus text.
 
-crate::internal_mod! {
-    /// The pool's counters (the hot path's atomic adds).
-    counters
-}
+/// The pool's counters (the hot path's atomic adds); public only with `internals`.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod counters;
+/// The pool's counters (the hot path's atomic adds).
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code, unused_imports)]
+pub(crate) mod counters;
 pub mod health;
-crate::internal_mod! {
-    /// The leak detector's checkout slots and timing wheel.
-    leak
-}
+/// The leak detector's checkout slots and timing wheel; public only with `internals`.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod leak;
+/// The leak detector's checkout slots and timing wheel.
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code, unused_imports)]
+pub(crate) mod leak;
 pub mod prometheus;
 pub mod report;
 pub mod statement_metrics;
