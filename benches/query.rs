@@ -216,7 +216,7 @@ fn query(c: &mut Criterion) {
     // default, 100 texts) and off, on each path, in one run.
     let mut g = c.benchmark_group("statement_metrics");
     g.sample_size(30).measurement_time(Duration::from_secs(3));
-    for (limit, state) in [(100usize, "on"), (0, "off")] {
+    for (limit, state) in [(0usize, "off"), (100, "on")] {
         let mut pc = wirepool::PoolConfig::default();
         pc.min_size = 2;
         pc.max_size = 2;
