@@ -64,7 +64,8 @@
 //!   ([`SessionReset`]), and the pool's settings are applied again.
 //! - **Honest about its health**: [`Pool::health`] (status, lifecycle state, statistics,
 //!   the last error), [`Pool::statistics`], [`Pool::render_prometheus`]; leak reports
-//!   name the line that acquired the connection.
+//!   name the line that acquired the connection; [`Pool::statement_metrics`] says which
+//!   statements are slow, failing or frequent.
 //! - **Quick to recover**: one reconnector on the schedule 1, 2, 4, 8, 16 s, healthy again
 //!   as soon as `min_size` connections are back.
 //! - **Connects as libpq does**: the same URL and key=value keywords and `PG*` variables,
