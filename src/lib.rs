@@ -119,7 +119,7 @@
 //! | `db.system.name` | `postgresql` |
 //! | `db.namespace` | the database |
 //! | `db.operation.name` | the statement's first keyword (`SELECT`, `INSERT`, ...; `OTHER` when it is none PostgreSQL knows) |
-//! | `db.query.text` | the SQL as written, with its `$1` placeholders, never a parameter's value; left out with [`pool::Builder::query_text_in_spans`]`(false)` |
+//! | `db.query.text` | the SQL with its constants as `?` (string and number constants; comments removed, spaces collapsed), with its `$1` placeholders, never a parameter's value nor a secret written into the text; left out with [`pool::Builder::query_text_in_spans`]`(false)` |
 //! | `server.address`, `server.port` | the server (for a Unix socket, its directory) |
 //! | `db.response.status_code` | the SQLSTATE of a server error |
 //! | `error.type` | the SQLSTATE of a server error, else the error's kind (`command_timeout`, `io`, `closed`, ...) |
@@ -135,7 +135,7 @@
 //! With [`pool::Builder::slow_query_threshold`] (`POOL_SLOW_QUERY_THRESHOLD`, in
 //! milliseconds) a statement at least that slow is logged at WARN, target
 //! `wirepool::slow_query`, with `duration_ms`, `sql` (cut to
-//! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes), `connection_id` and `acquired_at` (the line of
+//! [`conn::SLOW_QUERY_SQL_LIMIT`] bytes, its constants as `?`), `connection_id` and `acquired_at` (the line of
 //! the `acquire()` call), or for a pipelined statement `lane_wait_ms`.
 //!
 //! # The shared path: pipelined statements

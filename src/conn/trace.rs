@@ -18,6 +18,7 @@ use tracing::{Level, Span};
 use super::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::observe::statement_metrics::StatementMetrics;
+use crate::sql::normalize::normalize;
 
 /// The longest SQL text a slow-query line carries, in bytes; longer text is cut at a
 /// character boundary and marked `…`.
@@ -187,7 +188,9 @@ impl TraceSettings {
         namespace: &str,
         server: Option<(&str, u16)>,
     ) -> Traced {
-        let text = (!self.hide_query_text).then_some(sql);
+        // The text with its constants as `?` (a secret written into a statement stays out
+        // of traces); computed only when the span is built.
+        let text = || (!self.hide_query_text).then(|| normalize(sql));
         let (address, port) = server.unzip();
         // One callsite per level (a callsite's level is fixed); every field known now is
         // given at creation, so a subscriber formats the span once.
@@ -202,7 +205,7 @@ impl TraceSettings {
                     db.system.name = "postgresql",
                     db.namespace = namespace,
                     db.operation.name = operation,
-                    db.query.text = text,
+                    db.query.text = text().as_deref(),
                     server.address = address,
                     server.port = port,
                     db.response.status_code = Empty,
@@ -275,7 +278,7 @@ impl TraceSettings {
                     connection_id = id,
                     acquired_at = site.as_deref(),
                     lane_wait_ms = wait,
-                    sql = %truncated(sql),
+                    sql = %truncated(&normalize(sql)),
                     "Slow query: {ms:.1} ms (threshold {} ms)",
                     limit.as_millis()
                 );
