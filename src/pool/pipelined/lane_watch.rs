@@ -150,6 +150,7 @@ impl Watch {
         if let Some(what) = changed {
             if !self.changed {
                 self.changed = true;
+                let sql = crate::sql::normalize::normalize(sql);
                 tracing::warn!(
                     target: "wirepool::pool",
                     setting = what,
@@ -162,6 +163,7 @@ impl Watch {
             (None, TransactionStatus::Idle) => Judged::Deliver(Ok(outcome)),
             (None, open) => {
                 self.open = Some(Vec::new());
+                let sql = crate::sql::normalize::normalize(sql);
                 tracing::warn!(
                     target: "wirepool::pool",
                     statement = sql,
@@ -246,6 +248,7 @@ impl Watch {
             return false;
         }
         self.changed = true;
+        let sql = crate::sql::normalize::normalize(sql);
         tracing::warn!(
             target: "wirepool::pool",
             statement = sql,
