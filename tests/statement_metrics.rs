@@ -184,3 +184,38 @@ async fn five_thousand_texts_stay_at_the_bound() {
     assert!(!pool.render_prometheus().contains("statement_calls_total"));
     pool.close().await;
 }
+
+/// A checkout that waited for a connection counts the wait against the first statement it
+/// runs (and only that one); a pipelined statement counts its wait for a lane.
+#[tokio::test]
+async fn the_wait_for_a_connection_is_counted_against_the_first_statement() {
+    let pg = cluster();
+    let pool = wirepool_testkit::pool(&pg, Role::Trust, 1, 1).await;
+    let held = pool.acquire().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut c = pool.acquire().await.unwrap();
+            c.query_one("SELECT $1::int AS first", &[&1i32])
+                .await
+                .unwrap();
+            c.query_one("SELECT $1::int AS second", &[&2i32])
+                .await
+                .unwrap();
+        })
+    };
+    // The waiter is queued for the one connection; hold it a while longer.
+    wirepool_testkit::eventually("a caller waiting", || {
+        pool.statistics().waiting_requests == 1
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(held);
+    waiter.await.unwrap();
+    let rows = pool.statement_metrics();
+    let first = &row(&rows, "SELECT $1::int AS first").counts;
+    let second = &row(&rows, "SELECT $1::int AS second").counts;
+    assert!(first.wait_seconds >= 0.3, "{first:?}");
+    assert_eq!(second.wait_seconds, 0.0, "{second:?}");
+    pool.close().await;
+}

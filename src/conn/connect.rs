@@ -132,6 +132,7 @@ impl Connection {
                 None => Arc::default(),
             },
             checkout: None,
+            checkout_wait: Default::default(),
             abandoned: false,
             portal_seq: 0,
             dropped_portals: Default::default(),

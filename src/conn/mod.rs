@@ -183,6 +183,9 @@ pub struct Connection {
     trace: std::sync::Arc<TraceSettings>,
     /// The pool's checkout this connection is in, for the slow-query line.
     checkout: Option<Checkout>,
+    /// Nanoseconds the checkout waited for this connection, not yet counted against a
+    /// statement: the first statement run on the checkout takes them (statement metrics).
+    checkout_wait: std::sync::atomic::AtomicU64,
     /// A stream (rows, COPY) was dropped or timed out before its end: the statement is
     /// cancelled before its answer is drained.
     abandoned: bool,
@@ -572,7 +575,24 @@ impl Connection {
     }
 
     pub(crate) fn set_checkout(&mut self, checkout: Option<Checkout>) {
+        if checkout.is_none() {
+            // Returned without a statement: the wait is no statement's.
+            *self.checkout_wait.get_mut() = 0;
+        }
         self.checkout = checkout;
+    }
+
+    /// The checkout waited `waited` for this connection.
+    pub(crate) fn set_checkout_wait(&mut self, waited: Duration) {
+        *self.checkout_wait.get_mut() = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// The checkout's wait, once: the first statement after the checkout takes it.
+    pub(crate) fn take_checkout_wait(&self) -> Duration {
+        let nanos = self
+            .checkout_wait
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        Duration::from_nanos(nanos)
     }
 
     /// The query ran past the command timeout and its future was dropped: finish what was

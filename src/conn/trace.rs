@@ -173,8 +173,12 @@ pub(crate) struct Target {
 /// the time a pipelined statement waited for room on a lane.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Runner {
-    Checkout(Option<Checkout>),
-    Lane { wait: Duration },
+    /// A checked-out connection's statement, with the wait of its checkout when it is the
+    /// first statement run on it.
+    Checkout(Option<Checkout>, Duration),
+    Lane {
+        wait: Duration,
+    },
 }
 
 impl TraceSettings {
@@ -265,8 +269,8 @@ impl TraceSettings {
         if let Some(limit) = self.slow_query {
             if duration >= limit {
                 let (id, site, wait) = match by {
-                    Runner::Checkout(Some(c)) => (Some(c.id), Some(c.site.to_string()), None),
-                    Runner::Checkout(None) => (None, None, None),
+                    Runner::Checkout(Some(c), _) => (Some(c.id), Some(c.site.to_string()), None),
+                    Runner::Checkout(None, _) => (None, None, None),
                     Runner::Lane { wait } => (None, None, Some(wait.as_secs_f64() * 1e3)),
                 };
                 let ms = duration.as_secs_f64() * 1e3;
@@ -286,7 +290,7 @@ impl TraceSettings {
         }
         let wait = match by {
             Runner::Lane { wait } => wait,
-            Runner::Checkout(_) => Duration::ZERO,
+            Runner::Checkout(_, waited) => waited,
         };
         let summary = self
             .statements
@@ -357,8 +361,14 @@ impl Connection {
         rows: Option<u64>,
     ) {
         let at = self.trace_target();
-        self.trace
-            .end(t, sql, r, rows, &at, Runner::Checkout(self.checkout));
+        self.trace.end(
+            t,
+            sql,
+            r,
+            rows,
+            &at,
+            Runner::Checkout(self.checkout, self.take_checkout_wait()),
+        );
     }
 }
 

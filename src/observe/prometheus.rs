@@ -76,7 +76,7 @@ pub fn render_as(
 
 /// As [`render_as`], with the statement metrics' families: `statement_calls_total`,
 /// `statement_errors_total` (by `sqlstate`), `statement_duration_seconds` (a histogram),
-/// `statement_rows_total` and `statement_lane_wait_seconds_total`, each by `statement`.
+/// `statement_rows_total` and `statement_wait_seconds_total`, each by `statement`.
 pub fn render_with_statements(
     format: Format,
     s: &PoolStatistics,
@@ -459,8 +459,8 @@ fn render_statements(o: &mut String, om: bool, rows: &[StatementRow], p: &str) {
     );
     per_statement(
         o,
-        "statement_lane_wait_seconds",
-        "Time pipelined statements waited for room on a lane, by statement.",
+        "statement_wait_seconds",
+        "Time statements waited for a connection (a checkout, counted on its first statement) or for room on a lane (pipelined), by statement.",
         &|r| r.counts.wait_seconds,
     );
     let name = "statement_duration_seconds";

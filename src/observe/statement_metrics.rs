@@ -1,6 +1,6 @@
 //! Statement-level metrics: for each statement text, its calls, its errors by SQLSTATE, a
-//! latency histogram, the rows it returned or affected, and the time it waited for room on
-//! a lane of the pipelined path. What `pg_stat_statements` tells, from the client's side
+//! latency histogram, the rows it returned or affected, and the time it waited for a
+//! connection or for room on a lane of the pipelined path. What `pg_stat_statements` tells, from the client's side
 //! and without rights on the server.
 //!
 //! The label is the statement's text with its constants taken out (`crate::sql::normalize`:
@@ -49,7 +49,9 @@ pub struct StatementCounts {
     pub histogram: [u64; 21],
     /// The sum of its latencies, in seconds.
     pub duration_seconds: f64,
-    /// The part of that time spent waiting for room on a lane (the pipelined path).
+    /// Time spent waiting before it ran: for room on a lane (the pipelined path, part of
+    /// its latency), or for a connection (the checkout's wait, counted against the first
+    /// statement run on the checked-out connection, before its latency).
     pub wait_seconds: f64,
 }
 

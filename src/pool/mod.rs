@@ -207,6 +207,8 @@ impl Pool {
                 if let Some(o) = &shared.otel {
                     o.waited(waited);
                 }
+                let mut p = p;
+                p.conn.set_checkout_wait(waited);
                 Ok(PooledConnection::new_at(shared.clone(), p, site, now))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
