@@ -361,13 +361,18 @@ impl Connection {
         rows: Option<u64>,
     ) {
         let at = self.trace_target();
+        // Only the statement metrics read the checkout's wait.
+        let waited = match self.trace.statements {
+            Some(_) => self.take_checkout_wait(),
+            None => Duration::ZERO,
+        };
         self.trace.end(
             t,
             sql,
             r,
             rows,
             &at,
-            Runner::Checkout(self.checkout, self.take_checkout_wait()),
+            Runner::Checkout(self.checkout, waited),
         );
     }
 }

@@ -5,13 +5,12 @@
 //! the module docs and `lane.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use tracing::Instrument;
 
+use super::lane_trace::LaneTrace;
 use super::write::enqueue_batch;
 use crate::conn::request::Described;
-use crate::conn::{BatchItem, Outcome, Runner, Target, Traced};
+use crate::conn::{BatchItem, Outcome};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::sync::Ordering;
@@ -21,35 +20,21 @@ impl Pool {
     /// Runs `items` as one atomic request on a lane (see the module docs), traced as a
     /// checked-out connection's batch is: one span under the first statement's text.
     pub(crate) async fn atomic_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<BatchResult>> {
-        let shared = &self.shared;
         let first = items.first().map_or("", |i| i.sql);
-        let operation = crate::sql::verdict(first)
-            .class
-            .operation
-            .unwrap_or("OTHER");
-        let traced = shared
-            .trace
-            .start(first, operation, shared.connect.dbname(), None);
-        let mut placed = None;
+        let mut trace = LaneTrace::start(&self.shared, first);
+        let span = trace.traced.span().clone();
         let r = self
-            .atomic_batch_placed(items, &traced, &mut placed)
-            .instrument(traced.span().clone())
+            .atomic_batch_placed(items, &mut trace)
+            .instrument(span)
             .await;
-        let (at, wait) = match placed {
-            Some(p) => p,
-            None => (Arc::new(shared.first_target()), Duration::ZERO),
-        };
-        shared
-            .trace
-            .end(traced, first, &r, None, &at, Runner::Lane { wait });
+        trace.end(&self.shared, first, &r, None);
         r
     }
 
     async fn atomic_batch_placed(
         &self,
         items: &[BatchItem<'_>],
-        traced: &Traced,
-        placed: &mut Option<(Arc<Target>, Duration)>,
+        trace: &mut LaneTrace,
     ) -> Result<Vec<BatchResult>> {
         let shared = &self.shared;
         let path = &shared.path;
@@ -82,11 +67,7 @@ impl Pool {
                 };
                 described.push(d);
             }
-            let waited = Instant::now();
-            let lane = path.place(shared).await?;
-            let wait = waited.elapsed();
-            traced.placed(&lane.target, wait);
-            *placed = Some((lane.target.clone(), wait));
+            let lane = trace.place(shared).await?;
             path.statements
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
             let pending = path.queued(

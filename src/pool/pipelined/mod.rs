@@ -27,6 +27,7 @@ mod batch;
 mod lane;
 mod lane_close;
 mod lane_plan;
+mod lane_trace;
 mod lane_watch;
 mod statements;
 mod write;

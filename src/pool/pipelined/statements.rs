@@ -16,11 +16,9 @@ use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::row::{Execute, Executed, Row};
 
-use std::time::{Duration, Instant};
-
 use tracing::Instrument;
 
-use crate::conn::{Runner, Target, Traced};
+use super::lane_trace::LaneTrace;
 use crate::sync::Ordering;
 
 impl Pool {
@@ -162,26 +160,15 @@ impl Pool {
     where
         T: ?Sized + ToStatement,
     {
-        let shared = &self.shared;
         let verdict = crate::sql::verdict(statement.sql());
-        let operation = verdict.class.operation.unwrap_or("OTHER");
-        let traced = shared
-            .trace
-            .start(&verdict.sql, operation, shared.connect.dbname(), None);
-        let mut placed = None;
+        let mut trace = LaneTrace::start(&self.shared, &verdict.sql);
+        let span = trace.traced.span().clone();
         let r = self
-            .run_placed(statement, &verdict, params, &traced, &mut placed)
-            .instrument(traced.span().clone())
+            .run_placed(statement, &verdict, params, &mut trace)
+            .instrument(span)
             .await;
         let rows = r.as_ref().ok().map(Executed::rows_affected);
-        let (at, wait) = match placed {
-            Some(p) => p,
-            // Refused, or no lane to be had: the first server of the settings.
-            None => (Arc::new(shared.first_target()), Duration::ZERO),
-        };
-        shared
-            .trace
-            .end(traced, &verdict.sql, &r, rows, &at, Runner::Lane { wait });
+        trace.end(&self.shared, &verdict.sql, &r, rows);
         r
     }
 
@@ -190,8 +177,7 @@ impl Pool {
         statement: &T,
         verdict: &crate::sql::Verdict,
         params: &[&(dyn ToSql + Sync)],
-        traced: &Traced,
-        placed: &mut Option<(Arc<Target>, Duration)>,
+        trace: &mut LaneTrace,
     ) -> Result<Executed>
     where
         T: ?Sized + ToStatement,
@@ -212,11 +198,7 @@ impl Pool {
                 Some(d) => d,
                 None => self.describe_shared(sql).await?,
             };
-            let waited = Instant::now();
-            let lane = path.place(shared).await?;
-            let wait = waited.elapsed();
-            traced.placed(&lane.target, wait);
-            *placed = Some((lane.target.clone(), wait));
+            let lane = trace.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
             let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
             let pending = path.queued(
