@@ -502,7 +502,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hosts.push(bind.ip().to_string());
     }
     let app = axum::Router::new()
-        .merge(wirepool::http::router(pool.clone()))
+        .merge(
+            wirepool::http::Routes::new(pool.clone())
+                .allow_hosts(hosts.clone())
+                .router(),
+        )
         .merge(
             McpRoutes::new(move || handler.clone())
                 .allow_hosts(hosts)

@@ -11,7 +11,7 @@ use wirepool::Pool;
 use wirepool_testkit::{cluster, Role};
 
 async fn call(app: &Router, path: &str, accept: Option<&str>) -> (StatusCode, String, String) {
-    let mut req = Request::get(path);
+    let mut req = Request::get(path).header("host", "localhost");
     if let Some(a) = accept {
         req = req.header("accept", a);
     }
@@ -40,12 +40,21 @@ async fn the_routes_merge_into_an_application() {
         .build()
         .await
         .unwrap();
+    // The application serves `/` itself: the status page moves.
     let app = Router::new()
         .route("/", get(|| async { "the application" }))
-        .merge(wirepool::http::router(pool.clone()));
+        .merge(
+            wirepool::http::Routes::new(pool.clone())
+                .status_path("/pool")
+                .router(),
+        );
 
     let (s, _, body) = call(&app, "/", None).await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, "the application"));
+    let (s, ctype, body) = call(&app, "/pool", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ctype, "text/html; charset=utf-8");
+    assert!(body.contains("/status/data"), "{body}");
     let (s, ctype, body) = call(&app, "/health", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ctype, "application/json");

@@ -97,6 +97,7 @@ pub(crate) async fn run(
     };
     let base = format!("http://{}", http.addr);
     outln!();
+    outln!("  status:  {base}/   (open it in a browser: the pool live, its last 15 minutes)");
     outln!("  health:  {base}/health");
     outln!("  metrics: {base}/metrics");
     if opts.listen.mcp {
@@ -262,10 +263,12 @@ async fn run_load(mut set: JoinSet<()>, d: Duration) {
     while set.join_next().await.is_some() {}
 }
 
-/// `n` steady workers: a short query, then a pause.
+/// `n` steady workers: a short query on a checked-out connection, then a pause; and as
+/// many running pipelined statements (`pool.query_one`, no checkout).
 fn steady(pool: &Pool, tally: &Arc<Tally>, stop: &CancellationToken, n: usize) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for _ in 0..n {
+        set.spawn(pipelined(pool.clone(), tally.clone(), stop.clone()));
         set.spawn(worker(
             pool.clone(),
             tally.clone(),
@@ -275,6 +278,31 @@ fn steady(pool: &Pool, tally: &Arc<Tally>, stop: &CancellationToken, n: usize) -
         ));
     }
     set
+}
+
+/// A pipelined statement every 20 ms.
+async fn pipelined(pool: Pool, tally: Arc<Tally>, stop: CancellationToken) {
+    let mut n = 0i32;
+    while !stop.is_cancelled() {
+        n = n.wrapping_add(1);
+        let pages = n % 10;
+        let params: [&(dyn wirepool::ToSql + Sync); 1] = [&pages];
+        let r = tokio::select! {
+            r = pool.query_one("SELECT count(*) FROM pg_class WHERE relpages > $1", &params) => r,
+            _ = stop.cancelled() => return,
+        };
+        let pause = match r {
+            Ok(_) => {
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                20
+            }
+            Err(_) => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                100
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
 }
 
 async fn worker(

@@ -1,5 +1,5 @@
-//! The binary's HTTP surface, made of the library's parts: `/health` and `/metrics`
-//! ([`wirepool::http`]), and, when MCP is on, the pool's resources over streamable HTTP at
+//! The binary's HTTP surface, made of the library's parts: `/health`, `/metrics` and the
+//! status page at `/` with its data under `/status/` ([`wirepool::http`]), and, when MCP is on, the pool's resources over streamable HTTP at
 //! `/mcp` and HTTP+SSE at `/sse` ([`wirepool::mcp`]).
 
 use std::net::SocketAddr;
@@ -9,25 +9,28 @@ use tokio_util::sync::CancellationToken;
 use wirepool::mcp::{McpRoutes, PoolResources};
 use wirepool::Pool;
 
-/// The routes: `/health` and `/metrics` always; when `mcp` is set, MCP at `/mcp` and `/sse`
-/// (+ `/messages`), accepting requests whose Host (and Origin, when a browser sends one)
-/// names loopback, the bind address or a host `mcp` lists. `cancel` ends the MCP sessions
-/// at shutdown.
+/// The routes: `/health`, `/metrics` and the status page always; when `mcp` is set, MCP at
+/// `/mcp` and `/sse` (+ `/messages`). The status page and MCP accept requests whose Host
+/// (and Origin, when a browser sends one) names loopback, the bind address or a host of
+/// `allowed`. `cancel` ends the MCP sessions at shutdown.
 pub(crate) fn router(
     pool: Pool,
     bind: SocketAddr,
-    mcp: Option<&[String]>,
+    allowed: &[String],
+    mcp: bool,
     cancel: CancellationToken,
 ) -> Router {
-    let r = wirepool::http::router(pool.clone());
-    let Some(extra) = mcp else {
-        return r;
-    };
     let mut hosts = Vec::new();
     if !bind.ip().is_unspecified() {
         hosts.push(bind.ip().to_string());
     }
-    hosts.extend(extra.iter().cloned());
+    hosts.extend(allowed.iter().cloned());
+    let r = wirepool::http::Routes::new(pool.clone())
+        .allow_hosts(hosts.clone())
+        .router();
+    if !mcp {
+        return r;
+    }
     let resources = PoolResources::new(pool);
     r.merge(
         McpRoutes::new(move || resources.clone())
@@ -65,7 +68,8 @@ mod tests {
         let app = router(
             pool.clone(),
             "127.0.0.1:0".parse().unwrap(),
-            None,
+            &[],
+            false,
             CancellationToken::new(),
         );
         let get = |path: &'static str| {

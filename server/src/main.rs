@@ -150,8 +150,9 @@ struct HttpArgs {
     /// Do not serve MCP at /mcp.
     #[arg(long)]
     no_mcp: bool,
-    /// Host names /mcp accepts in the Host header besides loopback and the bind address
-    /// (a guard against DNS rebinding), comma-separated; e.g. pool.internal,pool.internal:3000.
+    /// Host names /mcp and the status page accept in the Host header besides loopback and
+    /// the bind address (a guard against DNS rebinding), comma-separated; e.g.
+    /// pool.internal,pool.internal:3000.
     #[arg(long, env = settings::MCP_ALLOWED_HOSTS, value_delimiter = ',')]
     mcp_allowed_hosts: Vec<String>,
 }

@@ -27,7 +27,7 @@ pub(crate) struct Listen {
     pub(crate) bind: SocketAddr,
     pub(crate) metrics_bind: Option<SocketAddr>,
     pub(crate) mcp: bool,
-    /// Extra Host header values `/mcp` accepts.
+    /// Extra Host header values `/mcp` and the status page accept.
     pub(crate) mcp_allowed_hosts: Vec<String>,
 }
 
@@ -48,8 +48,13 @@ impl Http {
             .map_err(|e| format!("cannot listen on {}: {e}", listen.bind))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut tasks = Vec::new();
-        let mcp = listen.mcp.then_some(listen.mcp_allowed_hosts.as_slice());
-        let app = http::router(pool.clone(), addr, mcp, cancel.child_token());
+        let app = http::router(
+            pool.clone(),
+            addr,
+            &listen.mcp_allowed_hosts,
+            listen.mcp,
+            cancel.child_token(),
+        );
         let cap = crate::http_server::connection_cap(pool.config().max_size);
         tasks.push(spawn_server(listener, app, cap, cancel.clone()));
         let mut metrics_addr = None;
@@ -70,7 +75,7 @@ impl Http {
             target: "wirepool_server::http",
             addr = %addr,
             metrics_addr = metrics_addr.map(|a| a.to_string()),
-            "Listening on http://{addr} (/health, /metrics{mcp})"
+            "Listening on http://{addr} (status page at /, /health, /metrics{mcp})"
         );
         if let Some(m) = metrics_addr {
             tracing::info!(target: "wirepool_server::http", "Metrics also on http://{m}/metrics");

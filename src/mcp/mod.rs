@@ -60,7 +60,6 @@
 //! # }
 //! ```
 
-mod guard;
 mod routes;
 mod sse;
 

@@ -12,8 +12,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::ServerHandler;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::{self, Allowed};
 use super::sse;
+use crate::http::guard::{self, Allowed};
 
 /// The most MCP sessions open at once by default, per transport. A session costs some
 /// 50 KB; a client that opens sessions without end gets 503 past this.

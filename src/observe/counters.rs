@@ -1,10 +1,23 @@
 //! The pool's counters: what the hot path updates (relaxed atomic adds), from which
 //! [`PoolStatistics`] snapshots are filled.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use super::stats::*;
 use crate::sync::{AtomicU64, Mutex, Ordering};
+
+/// How many of the last errors are kept (for the status page).
+pub(crate) const RECENT_ERRORS: usize = 20;
+
+/// One of the last errors: when, what kind, and its message (the same text as the
+/// health report's `last_error`: no parameter value, no secret).
+#[derive(Debug, Clone)]
+pub(crate) struct RecentError {
+    pub(crate) at: SystemTime,
+    pub(crate) kind: ErrorType,
+    pub(crate) message: String,
+}
 
 /// The pool's counters. Every update is a relaxed atomic add (or max).
 #[derive(Debug)]
@@ -39,7 +52,9 @@ pub struct Counters {
     /// Unix milliseconds of that measurement.
     latency_at_ms: AtomicU64,
     last_health_check_ms: AtomicU64,
-    last_error: Mutex<Option<(String, SystemTime)>>,
+    /// The last [`RECENT_ERRORS`] errors, oldest first (the last one is the pool's last
+    /// error).
+    recent_errors: Mutex<VecDeque<RecentError>>,
     slow_threshold_nanos: u64,
 }
 
@@ -78,7 +93,7 @@ impl Counters {
             latency_micros: AtomicU64::new(0),
             latency_at_ms: AtomicU64::new(0),
             last_health_check_ms: AtomicU64::new(0),
-            last_error: Mutex::new(None),
+            recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
             slow_threshold_nanos: slow_threshold.as_nanos() as u64,
         }
     }
@@ -127,7 +142,15 @@ impl Counters {
     /// began before the recovery no longer count against its health.
     pub(crate) fn record_error(&self, ty: ErrorType, message: String, began: SystemTime) {
         self.count_error(ty, began);
-        *self.last_error.lock() = Some((message, SystemTime::now()));
+        let mut recent = self.recent_errors.lock();
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(RecentError {
+            at: SystemTime::now(),
+            kind: ty,
+            message,
+        });
     }
 
     /// Counts an error of `ty` without replacing the last error's message (an acquire
@@ -170,7 +193,15 @@ impl Counters {
     }
 
     pub(crate) fn last_error(&self) -> Option<(String, SystemTime)> {
-        self.last_error.lock().clone()
+        self.recent_errors
+            .lock()
+            .back()
+            .map(|e| (e.message.clone(), e.at))
+    }
+
+    /// The last errors, oldest first.
+    pub(crate) fn recent_errors(&self) -> Vec<RecentError> {
+        self.recent_errors.lock().iter().cloned().collect()
     }
 
     /// Fills the counter part of a snapshot.

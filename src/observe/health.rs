@@ -220,32 +220,126 @@ pub fn classify(
     t: &HealthThresholds,
     now: SystemTime,
 ) -> HealthStatus {
+    classify_with_cause(s, state, t, now).0
+}
+
+/// Why a classification came out as it did: the first rule of [`classify`] that held.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cause {
+    /// Rule 1: `close()` was called.
+    ShuttingDown,
+    /// Rule 2: no open connection.
+    NoConnections,
+    /// Rule 3: headroom (the value) below `unhealthy_headroom`.
+    SevereShortage(f64),
+    /// Rule 4: headroom below `healthy_headroom`.
+    ReducedCapacity(f64),
+    /// Rule 5: an error within the window.
+    RecentError,
+    /// Rule 6: a slow acquisition within the window.
+    SlowAcquire,
+    /// Rule 7.
+    Healthy,
+}
+
+impl Cause {
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // read by the status page
+    /// The reason in the monitoring guide's words, with the figures behind it.
+    pub(crate) fn describe(self, state: LifecycleState, t: &HealthThresholds) -> String {
+        let pct = |v: f64| (v * 100.0).round();
+        let window = t.error_window.as_secs();
+        let why = match self {
+            Cause::ShuttingDown if state == LifecycleState::Terminated => {
+                "Pool closed: all connections closed, resources released".to_string()
+            }
+            Cause::ShuttingDown => {
+                "Graceful shutdown: waiting for active queries to complete".to_string()
+            }
+            Cause::NoConnections => {
+                "Pool cannot serve requests: no connections available (total_connections == 0)"
+                    .to_string()
+            }
+            Cause::SevereShortage(room) => format!(
+                "Severe capacity shortage: idle capacity {}% of the pool (below {}%)",
+                pct(room),
+                pct(t.unhealthy_headroom)
+            ),
+            Cause::ReducedCapacity(room) => format!(
+                "Reduced capacity: idle capacity {}% of the pool ({}-{}%)",
+                pct(room),
+                pct(t.unhealthy_headroom),
+                pct(t.healthy_headroom) - 1.0
+            ),
+            Cause::RecentError => {
+                format!("Recent errors occurred (within the last {window} seconds)")
+            }
+            Cause::SlowAcquire => format!(
+                "Peak wait time above {} ms (within the last {window} seconds)",
+                t.slow_acquire.as_millis()
+            ),
+            Cause::Healthy => "Operating at full capacity with no issues".to_string(),
+        };
+        match state {
+            LifecycleState::Recovering => {
+                format!("Reconnection attempts in progress; {}", lower_first(&why))
+            }
+            LifecycleState::Initializing => {
+                format!(
+                    "Creating the first min_size connections; {}",
+                    lower_first(&why)
+                )
+            }
+            _ => why,
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // read by the status page
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// [`classify`], with the rule that decided it.
+pub(crate) fn classify_with_cause(
+    s: &PoolStatistics,
+    state: LifecycleState,
+    t: &HealthThresholds,
+    now: SystemTime,
+) -> (HealthStatus, Cause) {
     if matches!(
         state,
         LifecycleState::ShuttingDown | LifecycleState::Terminated
     ) {
-        return HealthStatus::Unhealthy;
+        return (HealthStatus::Unhealthy, Cause::ShuttingDown);
     }
     if s.total_connections == 0 {
-        return HealthStatus::Unhealthy;
+        return (HealthStatus::Unhealthy, Cause::NoConnections);
     }
     let room = headroom(s);
     if room < t.unhealthy_headroom {
-        return HealthStatus::Unhealthy;
+        return (HealthStatus::Unhealthy, Cause::SevereShortage(room));
     }
     let since_recovery = |began: Option<SystemTime>| match (s.recovered_at, began) {
         (Some(r), Some(b)) => b >= r,
         (Some(_), None) => false,
         (None, _) => true,
     };
-    if room < t.healthy_headroom
-        || (within(s.last_error_time, now, t.error_window) && since_recovery(s.last_error_began))
-        || (within(s.last_slow_acquire_time, now, t.error_window)
-            && since_recovery(s.last_slow_acquire_began))
-    {
-        return HealthStatus::Degraded;
+    if room < t.healthy_headroom {
+        return (HealthStatus::Degraded, Cause::ReducedCapacity(room));
     }
-    HealthStatus::Healthy
+    if within(s.last_error_time, now, t.error_window) && since_recovery(s.last_error_began) {
+        return (HealthStatus::Degraded, Cause::RecentError);
+    }
+    if within(s.last_slow_acquire_time, now, t.error_window)
+        && since_recovery(s.last_slow_acquire_began)
+    {
+        return (HealthStatus::Degraded, Cause::SlowAcquire);
+    }
+    (HealthStatus::Healthy, Cause::Healthy)
 }
 
 #[cfg(test)]

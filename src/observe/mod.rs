@@ -9,6 +9,7 @@ pub mod counters;
 #[allow(unreachable_pub, dead_code, unused_imports)]
 pub(crate) mod counters;
 pub mod health;
+pub(crate) mod history;
 /// The leak detector's checkout slots and timing wheel; public only with `internals`.
 #[cfg(feature = "internals")]
 #[doc(hidden)]

@@ -160,6 +160,18 @@ impl StatementMetrics {
         t.add(i, d, wait, rows, error)
     }
 
+    /// Every statement's latency histogram (`other` too) added up.
+    pub(crate) fn histogram_sum(&self) -> [u64; 21] {
+        let t = self.table.lock();
+        let mut sum = t.other.histogram;
+        for (_, c) in &t.rows {
+            for (s, n) in sum.iter_mut().zip(c.histogram) {
+                *s += n;
+            }
+        }
+        sum
+    }
+
     /// The table, busiest statements (by total time) first, `other` last when anything
     /// was counted there.
     pub(crate) fn snapshot(&self) -> Vec<StatementRow> {

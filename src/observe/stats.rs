@@ -24,7 +24,7 @@ pub(crate) const BUCKET_NANOS: [u64; 20] = {
 
 /// The quantile `q` of a histogram over [`ACQUIRE_BUCKETS`], in milliseconds, interpolated
 /// within its bucket.
-fn quantile_ms(histogram: &[u64; 21], q: f64) -> Option<f64> {
+pub(crate) fn quantile_ms(histogram: &[u64; 21], q: f64) -> Option<f64> {
     let total: u64 = histogram.iter().sum();
     if total == 0 {
         return None;

@@ -95,7 +95,7 @@ impl PooledConnection {
             return;
         }
         if let Some(held) = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms()) {
-            super::leak_task::log_returned(p.id, held, self.site);
+            super::leak_task::returned(&self.shared, p.id, held, self.site, true);
         }
     }
 
@@ -104,7 +104,9 @@ impl PooledConnection {
     pub(super) fn pool_owned(&mut self) {
         if std::mem::take(&mut self.leak_tracked) {
             if let Some(p) = &self.conn {
-                let _ = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms());
+                if let Some(held) = LeakDetector::checkin(&p.leak_slot, self.shared.now_ms()) {
+                    super::leak_task::returned(&self.shared, p.id, held, self.site, false);
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The leak detector's background task: owns the timing wheel, scans it every tick, logs
 //! and counts potential leaks. Checkouts are registered by the guards (see
 //! [`crate::observe::leak`]), which log a reported checkout's return with
-//! [`log_returned`].
+//! [`returned`].
 
 use std::panic::Location;
 use std::sync::{Arc, Weak};
@@ -42,6 +42,11 @@ async fn run(weak: Weak<Shared>, tick: Duration) {
         for r in reports.drain(..) {
             s.counters.leaks.fetch_add(1, Ordering::Relaxed);
             report(&r);
+            s.open_leaks.lock().push(OpenLeak {
+                conn_id: r.conn_id,
+                site: r.site,
+                since: std::time::Instant::now().checked_sub(r.held),
+            });
         }
     }
 }
@@ -67,8 +72,27 @@ fn report(r: &LeakReport) {
     );
 }
 
+/// A reported checkout that has not come back (the status page lists them).
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // read by the status page
+#[derive(Debug, Clone)]
+pub(crate) struct OpenLeak {
+    pub(crate) conn_id: u64,
+    pub(crate) site: Option<&'static Location<'static>>,
+    /// When it was checked out.
+    pub(crate) since: Option<std::time::Instant>,
+}
+
+/// A reported checkout came back: no longer open; logged unless the pool took it over
+/// (a lane of the shared path).
+pub(super) fn returned(s: &Shared, conn_id: u64, held: Duration, site: &Location<'_>, log: bool) {
+    s.open_leaks.lock().retain(|l| l.conn_id != conn_id);
+    if log {
+        log_returned(conn_id, held, site);
+    }
+}
+
 /// The INFO line when a reported checkout finally comes back.
-pub(super) fn log_returned(conn_id: u64, held: Duration, site: &Location<'_>) {
+fn log_returned(conn_id: u64, held: Duration, site: &Location<'_>) {
     let held = tenths(held);
     tracing::info!(
         target: "wirepool::leak",

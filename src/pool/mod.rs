@@ -16,6 +16,8 @@ mod monitor;
 mod open;
 mod pipelined;
 mod state;
+#[cfg(feature = "axum")]
+mod status_feed;
 
 use std::panic::Location;
 use std::sync::Arc;

@@ -40,7 +40,8 @@ async fn run(weak: Weak<Shared>) {
             return;
         }
         s.tick_clock();
-        s.evaluate_health();
+        let (stats, _, state) = s.evaluate_health();
+        sample(&s, &stats, state);
         refill_or_reconnect(&s, &mut rc);
         retire(&s);
         keepalive(&s);
@@ -69,9 +70,42 @@ async fn run(weak: Weak<Shared>) {
     }
 }
 
+/// The reconnection schedule as the status page shows it.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // read by the status page
+#[derive(Debug, Clone)]
+pub(crate) struct ReconnectPlan {
+    /// The attempt the schedule is at (1 for the first).
+    pub(crate) attempt: u32,
+    /// Its delay.
+    pub(crate) delay: Duration,
+    /// When it is due; `None` while it is under way.
+    pub(crate) next_at: Option<std::time::SystemTime>,
+    /// The database refused the pool (not a transient failure): retried at the slowest
+    /// pace.
+    pub(crate) refused: bool,
+}
+
+/// A sample of the last second for the status page's history, once a second.
+fn sample(s: &Shared, stats: &crate::observe::PoolStatistics, state: crate::LifecycleState) {
+    let now = std::time::Instant::now();
+    if !s.history.due(now) {
+        return;
+    }
+    let statements = s
+        .trace
+        .statements
+        .as_ref()
+        .map_or([0; 21], |m| m.histogram_sum());
+    s.history
+        .record(stats, state, statements, now, std::time::SystemTime::now());
+}
+
 fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
     let failures = s.connect_failures.load(Ordering::Acquire);
     if failures == 0 {
+        if rc.attempt > 0 {
+            *s.reconnect_plan.lock() = None;
+        }
         *rc = Reconnect::default();
         while let Some(p) = s.core.want_open(s.cfg.min_size) {
             s.spawn_open(p);
@@ -137,10 +171,19 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 );
             }
             rc.next_at = Some(Instant::now().checked_add(delay).unwrap_or_else(far_future));
+            *s.reconnect_plan.lock() = Some(ReconnectPlan {
+                attempt: rc.attempt,
+                delay,
+                next_at: std::time::SystemTime::now().checked_add(delay),
+                refused: refusal.is_some(),
+            });
             s.reconnecting.store(true, Ordering::Release);
         }
         Some(at) if Instant::now() >= at => {
             rc.next_at = None;
+            if let Some(plan) = s.reconnect_plan.lock().as_mut() {
+                plan.next_at = None;
+            }
             s.counters
                 .reconnect_attempts
                 .fetch_add(1, Ordering::Relaxed);

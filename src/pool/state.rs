@@ -145,6 +145,12 @@ pub(crate) struct Shared {
     pub(super) newest_host: Mutex<Option<Arc<str>>>,
     /// Run on every new connection before it is first handed out, and after a reset.
     pub(super) hooks: ConnectHooks,
+    /// The last 15 minutes, a sample a second (the status page's charts).
+    pub(super) history: crate::observe::history::History,
+    /// Checkouts the leak detector reported that have not come back.
+    pub(super) open_leaks: Mutex<Vec<super::leak_task::OpenLeak>>,
+    /// During an outage: the reconnection schedule's next attempt.
+    pub(super) reconnect_plan: Mutex<Option<super::monitor::ReconnectPlan>>,
 }
 
 impl std::fmt::Debug for Shared {

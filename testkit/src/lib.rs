@@ -142,8 +142,8 @@ pub fn mcp_python() -> std::path::PathBuf {
     );
     assert!(
         p.exists(),
-        "the MCP Python SDK is needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
-         && target/mcp-venv/bin/pip install mcp",
+        "the MCP Python SDK and Playwright are needed at {}: run scripts/test, or python3 -m venv target/mcp-venv \
+         && target/mcp-venv/bin/pip install mcp playwright",
         p.display()
     );
     p

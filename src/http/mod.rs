@@ -10,21 +10,33 @@
 //!   load onto the others.
 //! - `GET /metrics`: the statistics in Prometheus text format 0.0.4, or OpenMetrics 1.0
 //!   when the `Accept` header asks for `application/openmetrics-text`.
+//! - `GET /`: the status page, one self-contained HTML page (no script, style or font
+//!   fetched from anywhere) that polls `GET /status/data` once a second while it is open
+//!   and visible: the tier and the reason for it, the lifecycle state, the connections,
+//!   pipelined statements and latency percentiles of the last 15 minutes, the leaks in
+//!   progress, the last errors, the reconnection schedule during an outage and the
+//!   statement table. Both answer only requests whose `Host` (and `Origin`, when a browser
+//!   sends one) names loopback or a host given to [`Routes::allow_hosts`]; others get 403
+//!   (the guard against DNS rebinding the MCP endpoints use). No secret or parameter
+//!   value is on it.
 //!
 //! ```no_run
 //! use axum::routing::get;
 //!
 //! # async fn f(pool: wirepool::Pool) -> std::io::Result<()> {
 //! let app = axum::Router::new()
-//!     .route("/", get(|| async { "hello" }))
+//!     .route("/hello", get(|| async { "hello" }))
 //!     .merge(wirepool::http::router(pool.clone()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
 //! # }
 //! ```
 //!
-//! [`Routes`] moves the endpoints (`/healthz`, `/internal/metrics`, ...) or changes the
-//! metric names' prefix.
+//! [`Routes`] moves the endpoints (`/healthz`, `/internal/metrics`, `/pool`, ...), turns
+//! the status page off (an application that serves `/` itself moves or drops the page, or
+//! axum refuses the overlapping route), or changes the metric names' prefix.
+
+pub(crate) mod guard;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -48,8 +60,20 @@ pub struct Routes {
     pool: Pool,
     health_path: String,
     metrics_path: String,
+    status_path: Option<String>,
+    hosts: Vec<String>,
     prefix: Option<String>,
 }
+
+/// Where the status page's data is served (the page reads it from there wherever the page
+/// itself is).
+pub const STATUS_DATA_PATH: &str = "/status/data";
+
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// The page's content security policy: nothing but its own inline script and style, and
+/// its feed on the same server.
+const STATUS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 impl Routes {
     /// The endpoints at `/health` and `/metrics`, metric names prefixed with the pool's
@@ -59,8 +83,31 @@ impl Routes {
             pool,
             health_path: "/health".to_string(),
             metrics_path: "/metrics".to_string(),
+            status_path: Some("/".to_string()),
+            hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             prefix: None,
         }
+    }
+
+    /// Serves the status page at `path` (it starts with `/`; its data stays at
+    /// [`STATUS_DATA_PATH`]).
+    pub fn status_path(mut self, path: impl Into<String>) -> Routes {
+        self.status_path = Some(path.into());
+        self
+    }
+
+    /// No status page and no `/status/data`.
+    pub fn without_status_page(mut self) -> Routes {
+        self.status_path = None;
+        self
+    }
+
+    /// Also lets the status page be reached by these hosts (`name` or `name:port`), besides
+    /// loopback: the names the server is reached by. `/health` and `/metrics` answer any
+    /// `Host` (load balancers and scrapers use the address).
+    pub fn allow_hosts<I: IntoIterator<Item = T>, T: Into<String>>(mut self, hosts: I) -> Routes {
+        self.hosts.extend(hosts.into_iter().map(Into::into));
+        self
     }
 
     /// Serves the health report at `path` (it starts with `/`).
@@ -91,16 +138,27 @@ impl Routes {
     ///
     /// # Panics
     ///
-    /// As axum's `Router::route`: when a path does not start with `/`, or both endpoints
+    /// As axum's `Router::route`: when a path does not start with `/`, or two endpoints
     /// are given the same path.
     pub fn router(self) -> Router {
         let health_path = self.health_path.clone();
         let metrics_path = self.metrics_path.clone();
+        let status_path = self.status_path.clone();
+        let allowed = guard::Allowed::new(&self.hosts);
         let state = std::sync::Arc::new(self);
-        Router::new()
+        let endpoints = Router::new()
             .route(&health_path, get(health))
             .route(&metrics_path, get(metrics))
+            .with_state(state.clone());
+        let Some(status_path) = status_path else {
+            return endpoints;
+        };
+        let status = Router::new()
+            .route(&status_path, get(status_page))
+            .route(STATUS_DATA_PATH, get(status_data))
             .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(allowed, guard::check));
+        endpoints.merge(status)
     }
 }
 
@@ -129,6 +187,34 @@ pub(crate) fn health_response(pool: &Pool) -> Response {
             (header::CACHE_CONTROL, "no-store"),
         ],
         report.to_json(),
+    )
+        .into_response()
+}
+
+async fn status_page() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, STATUS_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        STATUS_PAGE,
+    )
+        .into_response()
+}
+
+async fn status_data(State(routes): State<std::sync::Arc<Routes>>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        routes.pool.status_json(),
     )
         .into_response()
 }

@@ -1,4 +1,4 @@
-//! The MCP endpoints' guard against DNS rebinding and cross-site requests, as the MCP
+//! The HTTP endpoints' guard against DNS rebinding and cross-site requests, as the MCP
 //! transport specification asks: a request's `Host` must name an allowed host (loopback,
 //! or one the application lists), and a request that carries
 //! an `Origin` (a browser's) must come from an allowed host too; otherwise 403. Requests
@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 
 /// The hosts the MCP endpoints accept.
 #[derive(Debug, Clone)]
-pub(super) struct Allowed {
+pub(crate) struct Allowed {
     entries: Arc<Vec<(String, Option<u16>)>>,
 }
 
 impl Allowed {
-    pub(super) fn new(hosts: &[String]) -> Allowed {
+    pub(crate) fn new(hosts: &[String]) -> Allowed {
         Allowed {
             entries: Arc::new(hosts.iter().filter_map(|h| split(h)).collect()),
         }
@@ -72,7 +72,7 @@ fn forbidden(why: &'static str) -> Response {
 }
 
 /// The middleware: checks `Host` and `Origin`, then passes the request on.
-pub(super) async fn check(State(allowed): State<Allowed>, req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(allowed): State<Allowed>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
