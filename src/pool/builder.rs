@@ -319,6 +319,8 @@ impl Builder {
         self.connect.refuse_nul_bytes()?;
         let runtime = Handle::try_current()
             .map_err(|_| Error::config("Pool::build must run inside a tokio runtime"))?;
+        // The checkout clock's rate is measured from here on.
+        super::use_clock::calibrate();
         #[cfg(feature = "otel")]
         let meter = self.meter;
         let connect = self.connect;

@@ -38,7 +38,7 @@ pub struct PooledConnection {
     /// Monitor-clock milliseconds of the checkout.
     checked_out_ms: u64,
     /// When the checkout began, for the use-time statistic.
-    checked_out: std::time::Instant,
+    checked_out: super::use_clock::Stamp,
     /// Whether the leak detector saw this checkout.
     leak_tracked: bool,
 }
@@ -55,19 +55,10 @@ impl fmt::Debug for PooledConnection {
 impl PooledConnection {
     pub(super) fn new(
         shared: Arc<Shared>,
-        conn: Box<Pooled>,
-        site: &'static Location<'static>,
-    ) -> Self {
-        Self::new_at(shared, conn, site, std::time::Instant::now())
-    }
-
-    /// As [`PooledConnection::new`], checked out at `now` (a clock the caller read anyway).
-    pub(super) fn new_at(
-        shared: Arc<Shared>,
         mut conn: Box<Pooled>,
         site: &'static Location<'static>,
-        now_instant: std::time::Instant,
     ) -> Self {
+        let now_instant = super::use_clock::Stamp::now();
         let id = conn.id;
         conn.conn
             .set_checkout(Some(crate::conn::Checkout { id, site }));

@@ -18,6 +18,7 @@ mod pipelined;
 mod state;
 #[cfg(feature = "axum")]
 mod status_feed;
+mod use_clock;
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -201,9 +202,7 @@ impl Pool {
         cancel_guard.0 = None;
         match r {
             Ok(p) => {
-                // One clock reading ends the wait and starts the checkout.
-                let now = Instant::now();
-                let waited = now.saturating_duration_since(start);
+                let waited = start.elapsed();
                 shared.counters.record_waited_acquire(waited);
                 #[cfg(feature = "otel")]
                 if let Some(o) = &shared.otel {
@@ -211,7 +210,7 @@ impl Pool {
                 }
                 let mut p = p;
                 p.conn.set_checkout_wait(waited);
-                Ok(PooledConnection::new_at(shared.clone(), p, site, now))
+                Ok(PooledConnection::new(shared.clone(), p, site))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
             Err(Unserved::TimedOut) => {

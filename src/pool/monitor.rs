@@ -40,6 +40,7 @@ async fn run(weak: Weak<Shared>) {
             return;
         }
         s.tick_clock();
+        super::use_clock::calibrate();
         let (stats, _, state) = s.evaluate_health();
         sample(&s, &stats, state);
         refill_or_reconnect(&s, &mut rc);
