@@ -124,6 +124,20 @@ async fn the_feed_tells_the_pools_story_under_load_and_through_a_restart() {
             ok
         }));
     }
+    // Names of characters of several bytes, on both paths.
+    let r = pool
+        .query_one("SELECT 1 AS résumé, 2 AS 日本語", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i32>("résumé"), 1);
+    let r = pool
+        .acquire()
+        .await
+        .unwrap()
+        .query_one("SELECT 1 AS \"𝕏😀\"", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i32>("𝕏😀"), 1);
     for _ in 0..3 {
         let e = pool
             .query_one(&format!("SELECT 1/0, '{LITERAL}'"), &[])

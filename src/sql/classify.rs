@@ -488,7 +488,7 @@ fn temporary(sig: &[&Token<'_>]) -> bool {
             TokenKind::Ident | TokenKind::QuotedIdent | TokenKind::UnicodeIdent
         ) && t.text.as_deref().is_some_and(|n| {
             n.len() >= 7
-                && n[..7].eq_ignore_ascii_case("pg_temp")
+                && n.as_bytes()[..7].eq_ignore_ascii_case(b"pg_temp")
                 && (n.len() == 7 || n.as_bytes()[7] == b'_')
         })
     })
@@ -608,6 +608,27 @@ fn set_config_is_local(sig: &[&Token<'_>], open: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_characters_of_several_bytes_are_read_whole() {
+        // The pg_temp check looked at the first seven bytes of every name as text.
+        for sql in [
+            "SELECT 1 AS résumé",
+            "SELECT 1 AS 日本語",
+            "SELECT 1 AS \"𝕏😀\"",
+            "SELECT 1 AS \"ab日本\"",
+        ] {
+            assert!(classify(sql).refusal.is_none(), "{sql}");
+        }
+        assert_eq!(
+            classify("CREATE TABLE pg_temé.t (a int)").refusal,
+            classify("CREATE TABLE pg_teme.t (a int)").refusal
+        );
+        assert_eq!(
+            classify("CREATE TABLE pg_temp_1.tëst (a int)").refusal,
+            classify("CREATE TABLE pg_temp_1.test (a int)").refusal
+        );
+    }
 
     #[test]
     fn tables_are_sorted_and_lower_case() {
