@@ -274,3 +274,50 @@ async fn the_feed_tells_the_pools_story_under_load_and_through_a_restart() {
         s.idle_connections + s.active_connections + s.maintenance_connections
     );
 }
+
+/// A connect hook that fails: the server's message quotes the value the hook sent (or the
+/// constant it wrote), and the pool's record of the error (the health report, the status
+/// page) shows only the SQLSTATE. The caller of `acquire()` gets the whole error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_connect_hook_shows_its_sqlstate_and_no_value() {
+    let pg = cluster();
+    for by_closure in [true, false] {
+        let mut b = Pool::builder(pg.config(Role::Scram))
+            .min_size(0)
+            .max_size(2)
+            .acquire_timeout(Duration::from_secs(5));
+        b = if by_closure {
+            b.after_connect(|c| {
+                Box::pin(async move {
+                    c.execute("SELECT $1::text::int", &[&SECRET]).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            b.init_sql([format!("SET statement_timeout = '{LITERAL}'")])
+        };
+        let pool = b.build().await.unwrap();
+        let app = wirepool::http::router(pool.clone());
+        let e = pool.acquire().await.unwrap_err();
+        let hidden = if by_closure { SECRET } else { LITERAL };
+        assert!(
+            wirepool::error::chain(&e).contains(hidden),
+            "the caller's own error is whole: {e}"
+        );
+        // `feed` fails on any of the hidden values.
+        let v = until(&app, "the hook's error", |v| {
+            !v["errors"].as_array().unwrap().is_empty()
+        })
+        .await;
+        let message = v["errors"][0]["message"].as_str().unwrap();
+        let code = if by_closure { "22P02" } else { "22023" };
+        assert!(
+            message.starts_with("Connection setup failed: ERROR ") && message.contains(code),
+            "{v}"
+        );
+        let health = pool.health().to_json();
+        assert!(!health.contains(hidden), "{health}");
+        assert!(health.contains(code), "{health}");
+        pool.close().await;
+    }
+}

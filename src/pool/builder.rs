@@ -439,14 +439,14 @@ impl Builder {
                     shared.close_conn(p, CloseReason::Shutdown);
                 }
                 shared.set_state(LifecycleState::Unhealthy);
-                tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", error_chain(&e));
+                tracing::error!(target: "wirepool::pool", "Pool initialization failed: {}", super::open::error_text(&e));
                 return Err(e);
             }
             Some(e) => {
                 tracing::error!(
                     target: "wirepool::pool",
                     "Pool initialization failed: {}; the pool starts unhealthy and reconnects on its schedule",
-                    error_chain(&e)
+                    super::open::error_text(&e)
                 );
                 shared.connect_failures.store(failed, Ordering::Release);
                 *shared.last_connect_error.lock() = Some((e, Instant::now()));

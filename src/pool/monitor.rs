@@ -136,7 +136,7 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 .lock()
                 .as_ref()
                 .filter(|(e, _)| !e.is_transient())
-                .map(|(e, _)| crate::error::chain(e));
+                .map(|(e, _)| super::open::error_text(e));
             let delay = match &refusal {
                 Some(_) => backoff.delay(u32::MAX, crate::random::fraction()),
                 None => backoff.delay(rc.attempt, crate::random::fraction()),

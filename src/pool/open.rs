@@ -40,7 +40,7 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             if let Err(e) = shared.run_hooks(&mut conn).await {
                 shared.counters.record_error(
                     ErrorType::Connect,
-                    format!("Connection setup failed: {}", error_chain(&e)),
+                    format!("Connection setup failed: {}", error_text(&e)),
                     began,
                 );
                 return Err(e);
@@ -86,6 +86,25 @@ pub(super) fn timeout_hook(pool: std::sync::Weak<Shared>) -> TimeoutHook {
             );
         }
     })
+}
+
+/// An error as the pool's own record and log show it (the health report, the status
+/// page, the pool's log lines). A server error raised by a statement, a connect hook's,
+/// may quote a value the statement sent in its message: only its SQLSTATE and severity are
+/// shown. Server errors of the connection's start-up (SQLSTATE classes 08, 28, 3D, 53, 57:
+/// refused, authentication, no such database, too many connections, shutting down) speak
+/// of the role and the database, and are shown whole.
+pub(crate) fn error_text(e: &Error) -> String {
+    match e.as_db_error() {
+        Some(db) if !matches!(db.code().get(..2), Some("08" | "28" | "3D" | "53" | "57")) => {
+            format!(
+                "{} {} from the server (its message is left out: it may quote a value)",
+                db.severity(),
+                db.code()
+            )
+        }
+        _ => error_chain(e),
+    }
 }
 
 pub(super) fn connect_error_message(e: &Error) -> String {

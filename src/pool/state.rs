@@ -341,7 +341,7 @@ impl Shared {
                     drop(permit);
                     let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
                     if n == 1 {
-                        tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", error_chain(&e));
+                        tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
                     }
                     *shared.last_connect_error.lock() = Some((e, Instant::now()));
                     shared.wake_monitor.notify_one();
