@@ -18,6 +18,9 @@ use wirepool_testkit::{cluster, Role};
 
 const SECRET: &str = "a-parameter-value-never-shown";
 const LITERAL: &str = "a-constant-never-shown";
+/// A value written as a bare word (`SET name = word`), and a word inside a string that only
+/// `standard_conforming_strings = off` reads as one.
+const BARE: &str = "barewordnevershown";
 
 async fn fetch(app: &Router, path: &str, host: &str) -> (StatusCode, String) {
     let req = Request::get(path)
@@ -35,7 +38,7 @@ async fn fetch(app: &Router, path: &str, host: &str) -> (StatusCode, String) {
 async fn feed(app: &Router) -> Value {
     let (status, body) = fetch(app, "/status/data", "localhost").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    for hidden in [SECRET, LITERAL, "scram_secret"] {
+    for hidden in [SECRET, LITERAL, BARE, "scram_secret"] {
         assert!(!body.contains(hidden), "{hidden} in the feed: {body}");
     }
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -123,6 +126,21 @@ async fn the_feed_tells_the_pools_story_under_load_and_through_a_restart() {
             }
             ok
         }));
+    }
+    // Values the grammar reads as constants although no quote marks them.
+    {
+        let mut c = pool.acquire().await.unwrap();
+        c.simple_query(&format!("SET application_name = {BARE}"))
+            .await
+            .unwrap();
+        c.simple_query("SET standard_conforming_strings = off")
+            .await
+            .unwrap();
+        let rows = c
+            .query(&format!("SELECT 'it\\', {BARE} --'::text"), &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
     }
     // Names of characters of several bytes, on both paths.
     let r = pool
