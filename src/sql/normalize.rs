@@ -100,7 +100,7 @@ fn set_values(tokens: &[Token<'_>]) -> Vec<bool> {
     let mut hidden = vec![false; tokens.len()];
     // The significant tokens' indexes, statement by statement.
     let mut statement: Vec<usize> = Vec::new();
-    let mut flush = |statement: &mut Vec<usize>, hidden: &mut Vec<bool>| {
+    let flush = |statement: &mut Vec<usize>, hidden: &mut Vec<bool>| {
         mark(tokens, statement, hidden);
         statement.clear();
     };
