@@ -95,6 +95,11 @@ async fn the_feed_tells_the_pools_story_under_load_and_through_a_restart() {
         fetch(&app, "/status/data", "evil.example:80").await.0,
         StatusCode::FORBIDDEN
     );
+    // Paths the router does not serve are not the guard's: 404, whatever the Host.
+    assert_eq!(
+        fetch(&app, "/nope", "evil.example").await.0,
+        StatusCode::NOT_FOUND
+    );
     let (s, page) = fetch(&app, "/", "127.0.0.1:3000").await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("<title>wirepool status</title>"));

@@ -69,6 +69,30 @@ fn the_status_page_follows_the_pool_through_an_outage_in_a_browser() {
         assert_eq!(get(addr, "/", headers).status, 403, "{what}");
         assert_eq!(get(addr, "/status/data", headers).status, 403, "{what}");
     }
+    // Two Hosts, two Origins, a target naming another host, a port with a sign.
+    for (path, headers) in [
+        (
+            "/status/data",
+            &[("Host", "localhost"), ("Host", "evil.example")][..],
+        ),
+        (
+            "/status/data",
+            &[
+                ("Origin", "http://localhost"),
+                ("Origin", "http://evil.example"),
+            ][..],
+        ),
+        (
+            "http://evil.example/status/data",
+            &[("Host", "localhost")][..],
+        ),
+        ("/status/data", &[("Host", "[::1]evil.example")][..]),
+        ("/status/data", &[("Host", "localhost:+80")][..]),
+    ] {
+        assert_eq!(get(addr, path, headers).status, 403, "{path} {headers:?}");
+    }
+    let allowed = get(addr, "http://localhost/status/data", &[("Host", "localhost")]);
+    assert_eq!(allowed.status, 200, "an absolute target naming an allowed host");
     // /health stays open to any Host (load balancers use the address).
     assert_eq!(
         get(addr, "/health", &[("Host", "10.1.2.3:3000")]).status,

@@ -46,7 +46,12 @@ fn split(authority: &str) -> Option<(String, Option<u16>)> {
     }
     let (host, port) = if let Some(rest) = a.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
-        (h, after.strip_prefix(':'))
+        // Nothing may follow the bracket but a port.
+        if after.is_empty() {
+            (h, None)
+        } else {
+            (h, Some(after.strip_prefix(':')?))
+        }
     } else {
         match a.rsplit_once(':') {
             // A bare IPv6 address has several colons and no port.
@@ -55,7 +60,11 @@ fn split(authority: &str) -> Option<(String, Option<u16>)> {
         }
     };
     let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok()?),
+        // Digits only (`u16::from_str` would take `+80`).
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
         None => None,
     };
     Some((host.to_ascii_lowercase(), port))
@@ -71,9 +80,17 @@ fn forbidden(why: &'static str) -> Response {
     (StatusCode::FORBIDDEN, why).into_response()
 }
 
-/// The middleware: checks `Host` and `Origin`, then passes the request on.
+/// The middleware: checks `Host` (one, allowed), the request target's authority when it
+/// has one (`GET http://host/...`), and `Origin` (at most one, allowed), then passes the
+/// request on.
 pub(crate) async fn check(State(allowed): State<Allowed>, req: Request, next: Next) -> Response {
     let headers = req.headers();
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return forbidden("Forbidden: more than one Host");
+    }
+    if headers.get_all(header::ORIGIN).iter().count() > 1 {
+        return forbidden("Forbidden: more than one Origin");
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -81,6 +98,12 @@ pub(crate) async fn check(State(allowed): State<Allowed>, req: Request, next: Ne
     match host {
         Some((h, p)) if allowed.host_ok(&h, p) => {}
         _ => return forbidden("Forbidden: Host is not allowed"),
+    }
+    if let Some(authority) = req.uri().authority() {
+        match split(authority.as_str()) {
+            Some((h, p)) if allowed.host_ok(&h, p) => {}
+            _ => return forbidden("Forbidden: Host is not allowed"),
+        }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ok = origin
@@ -116,6 +139,11 @@ mod tests {
             ("pool.internal:3001", false),
             ("evil.example", false),
             ("", false),
+            ("[::1]evil.example", false),
+            ("[::1].evil.com:80", false),
+            ("[::1]:", false),
+            ("localhost:+80", false),
+            ("localhost:", false),
         ] {
             let got = split(h).is_some_and(|(h, p)| a.host_ok(&h, p));
             assert_eq!(got, ok, "{h}");
@@ -127,6 +155,7 @@ mod tests {
             ("https://pool.internal", true),
             ("http://evil.example", false),
             ("http://localhost.evil.example", false),
+            ("http://[::1]evil.com", false),
             ("null", false),
         ] {
             let got = origin_host(o).is_some_and(|h| a.origin_host_ok(&h));

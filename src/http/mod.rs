@@ -157,7 +157,9 @@ impl Routes {
             .route(&status_path, get(status_page))
             .route(STATUS_DATA_PATH, get(status_data))
             .with_state(state)
-            .layer(axum::middleware::from_fn_with_state(allowed, guard::check));
+            // On the status routes only: an application's other paths (and its fallback)
+            // are its own business.
+            .route_layer(axum::middleware::from_fn_with_state(allowed, guard::check));
         endpoints.merge(status)
     }
 }
