@@ -91,8 +91,15 @@ fn the_status_page_follows_the_pool_through_an_outage_in_a_browser() {
     ] {
         assert_eq!(get(addr, path, headers).status, 403, "{path} {headers:?}");
     }
-    let allowed = get(addr, "http://localhost/status/data", &[("Host", "localhost")]);
-    assert_eq!(allowed.status, 200, "an absolute target naming an allowed host");
+    let allowed = get(
+        addr,
+        "http://localhost/status/data",
+        &[("Host", "localhost")],
+    );
+    assert_eq!(
+        allowed.status, 200,
+        "an absolute target naming an allowed host"
+    );
     // /health stays open to any Host (load balancers use the address).
     assert_eq!(
         get(addr, "/health", &[("Host", "10.1.2.3:3000")]).status,

@@ -300,3 +300,90 @@ fn the_operators_guide_lists_the_refused_statements_of_the_code() {
         );
     }
 }
+
+/// Texts made of SQL's tokens, quotes, comment and escape openers and characters of
+/// several bytes, in any order: the scanner, the classifier, the label's normaliser and
+/// the reading of custom settings return, never panic.
+#[test]
+fn any_text_is_read_without_a_panic() {
+    use proptest::prelude::*;
+    const PIECES: &[&str] = &[
+        "SELECT",
+        "SET",
+        "set_config",
+        "CREATE",
+        "TEMP",
+        "TABLE",
+        "INTO",
+        "INSERT",
+        "DO",
+        "BEGIN",
+        "ROLE",
+        "TO",
+        "LOCAL",
+        "ALTER",
+        "UESCAPE",
+        "pg_temp",
+        "pg_temé",
+        "pg_temp_1",
+        "'",
+        "\"",
+        "$$",
+        "$a$",
+        "$é$",
+        "E'",
+        "U&'",
+        "U&\"",
+        "B'",
+        "X'",
+        "N'",
+        "\\",
+        "/*",
+        "*/",
+        "--",
+        "\n",
+        " ",
+        ";",
+        "(",
+        ")",
+        ",",
+        ".",
+        "=",
+        ":=",
+        "::",
+        "1",
+        "1e",
+        "0x",
+        "1_0",
+        "é",
+        "日本語",
+        "𝕏",
+        "😀",
+        "\u{2028}",
+        "résumé",
+        "\u{0}",
+        "a",
+        "$1",
+        "ab日本",
+    ];
+    let piece = prop_oneof![
+        4 => proptest::sample::select(PIECES).prop_map(str::to_string),
+        1 => any::<char>().prop_map(|c| c.to_string()),
+    ];
+    let texts = proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat());
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 4000,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    runner
+        .run(&texts, |sql| {
+            let _ = classify(&sql);
+            let label = super::normalize::normalize(&sql);
+            prop_assert!(label.len() <= sql.len() + 2 * sql.len().max(1));
+            let _ = super::tokens::lex(&sql, false);
+            let _ = super::settings::custom_settings(&sql);
+            Ok(())
+        })
+        .unwrap();
+}
