@@ -6,7 +6,8 @@
 //! decodes them into [`BackendMessage`]s; [`Startup`] drives startup and authentication;
 //! [`SimpleQuery`] assembles the answer to a simple query, [`extended`] writes and reads the
 //! extended query protocol (Parse, Bind, Execute, ...). The connection layer feeds them
-//! from a socket; the fuzz targets feed them arbitrary bytes. Failures are
+//! from a socket; the fuzz targets feed them arbitrary bytes. [`replication`] and
+//! [`pgoutput`] read a logical replication stream's messages. Failures are
 //! [`ProtocolError`]s, which know nothing of sockets, pools or timeouts.
 
 mod backend;
@@ -16,6 +17,8 @@ mod error;
 pub mod extended;
 mod frame;
 mod frontend;
+pub mod pgoutput;
+pub mod replication;
 mod require_auth;
 mod row;
 mod simple_query;
