@@ -257,6 +257,7 @@ pub mod observe;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod pool;
+pub mod replication;
 // Modules public only with the `internals` feature (hidden from the docs, unstable: for
 // this crate's own benchmarks and loom models), crate-private otherwise. Declared plainly
 // (not through a macro) so that rustfmt reaches their files.

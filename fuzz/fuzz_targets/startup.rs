@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
             2 => RequireAuth::parse("!md5,!password").expect("a valid list"),
             _ => RequireAuth::parse("none").expect("a valid list"),
         },
+        replication: None,
     };
     let mut startup = match Startup::start(&params, &mut out) {
         Ok(s) => s,

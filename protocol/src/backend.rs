@@ -272,6 +272,8 @@ pub enum BackendMessage {
     CopyInResponse,
     /// The server is about to send COPY data.
     CopyOutResponse,
+    /// Both ways: the server streams replication data and takes status updates.
+    CopyBothResponse,
     /// COPY data.
     CopyData(Bytes),
     /// End of COPY data.
@@ -325,6 +327,7 @@ impl BackendMessage {
             BackendMessage::NoticeResponse(_) => "NoticeResponse",
             BackendMessage::NotificationResponse { .. } => "NotificationResponse",
             BackendMessage::CopyInResponse => "CopyInResponse",
+            BackendMessage::CopyBothResponse => "CopyBothResponse",
             BackendMessage::CopyOutResponse => "CopyOutResponse",
             BackendMessage::CopyData(_) => "CopyData",
             BackendMessage::CopyDone => "CopyDone",
@@ -380,6 +383,9 @@ impl BackendMessage {
         }
         if frame[0] == b'D' {
             return decode_data_row(frame);
+        }
+        if frame[0] == b'W' {
+            return decode_copy_both(&frame);
         }
         let mut frame = frame;
         let msg = Message::parse(&mut frame).map_err(bad)?.ok_or_else(|| {
@@ -626,6 +632,11 @@ impl BackendMessage {
                     b'H'
                 }
             }
+            BackendMessage::CopyBothResponse => {
+                b.push(0);
+                b.put_i16(0);
+                b'W'
+            }
             BackendMessage::CopyData(d) => {
                 b.extend_from_slice(d);
                 b'd'
@@ -715,6 +726,21 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
         newest_version,
         unrecognized,
     })
+}
+
+/// CopyBothResponse (`W`): the overall format, a column count and a format per column,
+/// which postgres-protocol does not parse. Its length must be exactly that.
+fn decode_copy_both(frame: &[u8]) -> Result<BackendMessage> {
+    let body = &frame[5..];
+    let bad = || ProtocolError::protocol("malformed CopyBothResponse");
+    let [_format, hi, lo, columns @ ..] = body else {
+        return Err(bad());
+    };
+    let n = i16::from_be_bytes([*hi, *lo]);
+    if n < 0 || columns.len() != usize::from(n.unsigned_abs()) * 2 {
+        return Err(bad());
+    }
+    Ok(BackendMessage::CopyBothResponse)
 }
 
 /// DataRow, the message of every row: the body is kept whole (no copy) and the place of

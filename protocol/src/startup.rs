@@ -124,6 +124,9 @@ pub struct StartupParams<'a> {
     pub min_protocol: ProtocolVersion,
     /// The authentication methods the server may use (`require_auth`).
     pub require_auth: RequireAuth,
+    /// `replication`: `database` for a logical replication connection; `None` for a
+    /// normal one.
+    pub replication: Option<&'a str>,
 }
 
 /// What the server told us during startup.
@@ -227,6 +230,9 @@ impl Startup {
         }
         if let Some(o) = params.options {
             kv.push(("options", o));
+        }
+        if let Some(r) = params.replication {
+            kv.push(("replication", r));
         }
         if params.min_protocol > params.max_protocol {
             return Err(ProtocolError::config(format!(

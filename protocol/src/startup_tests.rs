@@ -17,6 +17,7 @@ fn start(pw: Option<&[u8]>) -> (Startup, BytesMut) {
             max_protocol: ProtocolVersion::V3_0,
             min_protocol: ProtocolVersion::V3_0,
             require_auth: RequireAuth::ANY,
+            replication: None,
         },
         &mut out,
     )
@@ -155,6 +156,7 @@ fn start_with(max: ProtocolVersion, min: ProtocolVersion, require: &str) -> (Sta
             max_protocol: max,
             min_protocol: min,
             require_auth: RequireAuth::parse(require).unwrap(),
+            replication: None,
         },
         &mut out,
     )
@@ -211,6 +213,7 @@ fn the_startup_message_carries_the_version_asked_for() {
             max_protocol: ProtocolVersion::V3_0,
             min_protocol: ProtocolVersion::V3_0,
             require_auth: RequireAuth::ANY,
+            replication: None,
         },
         &mut BytesMut::new(),
     )
@@ -412,6 +415,7 @@ fn gssapi_steps_are_asked_of_the_driver() {
             max_protocol: ProtocolVersion::V3_0,
             min_protocol: ProtocolVersion::V3_0,
             require_auth: RequireAuth::ANY,
+            replication: None,
         },
         &mut out,
     )

@@ -208,6 +208,10 @@ pub struct ConnectConfig {
     /// The password file, resolved when parsed (`passfile`, `PGPASSFILE`, `~/.pgpass`),
     /// read when a connection without a password is opened.
     passfile: Option<PathBuf>,
+    /// A logical replication connection (`replication=database` at startup): set by
+    /// [`ReplicationClient::connect`](crate::replication::ReplicationClient::connect) on its
+    /// own copy, never by parsing.
+    replication: bool,
 }
 
 /// TCP settings of a connection, with libpq's names and meaning: keepalives on by default
@@ -318,6 +322,17 @@ impl ConnectConfig {
     pub fn application_name(&self) -> Option<&str> {
         self.application_name.as_deref()
     }
+    /// This configuration for a logical replication connection.
+    pub(crate) fn for_replication(mut self) -> ConnectConfig {
+        self.replication = true;
+        self
+    }
+
+    /// True for a logical replication connection.
+    pub(crate) fn is_replication(&self) -> bool {
+        self.replication
+    }
+
     /// The `options` (command-line options for the backend) sent at startup.
     pub fn options(&self) -> Option<&str> {
         self.options.as_deref()
@@ -786,6 +801,7 @@ fn finish(mut p: Partial, env: &dyn Fn(&str) -> Option<String>) -> Result<Connec
         gss_enc_mode,
         password_provider: None,
         passfile,
+        replication: false,
     };
     cfg.refuse_nul_bytes()?;
     Ok(cfg)

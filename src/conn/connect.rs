@@ -83,6 +83,7 @@ impl Connection {
                 max_protocol: cfg.max_protocol_version(),
                 min_protocol: cfg.min_protocol_version(),
                 require_auth: cfg.require_auth(),
+                replication: cfg.is_replication().then_some("database"),
             },
             &mut write_buf,
         )?;

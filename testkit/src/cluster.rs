@@ -440,7 +440,8 @@ impl Cluster {
         let mut conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1,::1'\nunix_socket_directories = '{}'\n\
              max_connections = 300\nshared_buffers = 32MB\nfsync = off\n\
-             synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n",
+             synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n\
+             wal_level = logical\nmax_wal_senders = 20\nmax_replication_slots = 20\n",
             self.port,
             self.socket_dir().display()
         );
