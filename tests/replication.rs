@@ -166,3 +166,231 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
         .unwrap_err();
     assert_eq!(no_pub.kind(), wirepool::ErrorKind::InvalidInput);
 }
+
+/// What the writer and the stream agree on: the rows' last values by id.
+type Model = std::collections::BTreeMap<i64, (i32, String)>;
+
+/// Applies one delivered transaction's changes to the model.
+fn apply(model: &mut Model, events: &[ReplicationEvent]) {
+    for e in events {
+        match e {
+            ReplicationEvent::Insert { new, .. } | ReplicationEvent::Update { new, .. } => {
+                model.insert(
+                    new.get::<i64>("id").unwrap(),
+                    (
+                        new.get::<i32>("n").unwrap(),
+                        new.get::<String>("tag").unwrap(),
+                    ),
+                );
+            }
+            ReplicationEvent::Delete { old, .. } => {
+                model.remove(&old.get::<i64>("id").unwrap());
+            }
+            ReplicationEvent::Truncate { .. } => model.clear(),
+            _ => {}
+        }
+    }
+}
+
+/// Changes in transactions of 1 to 100 rows (inserts, updates, deletes, one truncate)
+/// while the walsender is terminated several times and the server restarted once: every
+/// committed transaction arrives whole, in commit order; none confirmed arrives twice;
+/// the rows the stream describes are the table's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_survives_terminated_walsenders_and_a_restart() {
+    let mut pg = cluster();
+    pg.psql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, n int4 NOT NULL, tag text NOT NULL); \
+         CREATE PUBLICATION items_pub FOR TABLE items",
+    )
+    .unwrap();
+    let cfg = pg.config(Role::Admin);
+    let mut client = ReplicationClient::connect(&cfg).await.unwrap();
+    client.create_slot("survivor", false).await.unwrap();
+    let mut stream = client
+        .start("survivor", &["items_pub"], None)
+        .await
+        .unwrap();
+
+    // The writer: transactions of 1-100 changes, on a pool that reconnects by itself.
+    let target: usize = std::env::var("REPLICATION_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let pool = wirepool::Pool::builder(cfg.clone())
+        .min_size(1)
+        .max_size(2)
+        .acquire_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        let mut changes = 0usize;
+        let mut next_id = 0i64;
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut truncated = false;
+        while changes < target {
+            let size = 1 + rand(100) as usize;
+            let mut sql = String::from("BEGIN;");
+            for _ in 0..size {
+                match rand(10) {
+                    0..=5 => {
+                        next_id += 1;
+                        sql.push_str(&format!(
+                            "INSERT INTO items VALUES ({next_id}, {}, 't{next_id}');",
+                            rand(1000)
+                        ));
+                    }
+                    6..=8 => sql.push_str(&format!(
+                        "UPDATE items SET n = n + 1, tag = tag || 'u' WHERE id = {};",
+                        1 + rand(next_id.max(1) as u64)
+                    )),
+                    _ => sql.push_str(&format!(
+                        "DELETE FROM items WHERE id = {};",
+                        1 + rand(next_id.max(1) as u64)
+                    )),
+                }
+            }
+            if !truncated && changes > target / 2 {
+                sql.push_str("TRUNCATE items;");
+                truncated = true;
+            }
+            sql.push_str("COMMIT");
+            // A transaction cut by the restart either committed or did not: the table
+            // says which, and so must the stream.
+            let _ = async {
+                let mut c = pool.acquire().await?;
+                c.simple_query(&sql).await
+            }
+            .await;
+            changes += size;
+        }
+        pool.close().await;
+    });
+
+    // The disturbances, from another task: terminate the walsender three times, restart
+    // the server once.
+    let admin = cfg.clone();
+    let disturber = tokio::spawn(async move {
+        for round in 0..4 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            if round == 2 {
+                pg.restart().unwrap();
+                continue;
+            }
+            if let Ok(mut c) = wirepool::Connection::connect(&admin).await {
+                let _ = c
+                    .simple_query(
+                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                         WHERE slot_name = 'survivor' AND active_pid IS NOT NULL",
+                    )
+                    .await;
+            }
+        }
+        pg
+    });
+
+    let mut model = Model::new();
+    let mut last_commit = Lsn(0);
+    let mut transactions = 0usize;
+    let mut changes = 0usize;
+    let mut txn: Vec<ReplicationEvent> = Vec::new();
+    let mut writer_done = false;
+    let mut writer = Some(writer);
+    loop {
+        // After the writer is done, read until the stream has caught up with the server.
+        if writer.as_ref().is_some_and(|w| w.is_finished()) {
+            writer.take().unwrap().await.unwrap();
+            writer_done = true;
+        }
+        let next = tokio::time::timeout(
+            Duration::from_secs(if writer_done { 5 } else { 120 }),
+            stream.next(),
+        )
+        .await;
+        let e = match next {
+            Ok(Some(e)) => e.expect("the stream goes on through the disturbances"),
+            Ok(None) => panic!("the stream ended"),
+            Err(_) if writer_done => break,
+            Err(_) => panic!("no event in two minutes"),
+        };
+        match &e {
+            ReplicationEvent::Begin { .. } => {
+                assert!(
+                    txn.is_empty(),
+                    "a Begin inside a transaction of {} events",
+                    txn.len()
+                );
+                txn.push(e);
+            }
+            ReplicationEvent::Commit { commit_lsn, .. } => {
+                assert!(
+                    matches!(txn.first(), Some(ReplicationEvent::Begin { .. })),
+                    "a Commit without its Begin"
+                );
+                // Nothing confirmed comes again; what comes again is exactly what was
+                // delivered after the last confirmation (same commit LSNs).
+                assert!(
+                    *commit_lsn > stream.confirmed_lsn(),
+                    "confirmed {commit_lsn} delivered again"
+                );
+                if *commit_lsn > last_commit {
+                    apply(&mut model, &txn);
+                    changes += txn
+                        .iter()
+                        .filter(|e| {
+                            !matches!(
+                                e,
+                                ReplicationEvent::Begin { .. } | ReplicationEvent::Relation { .. }
+                            )
+                        })
+                        .count();
+                    transactions += 1;
+                    last_commit = *commit_lsn;
+                }
+                txn.clear();
+                // Confirm every third transaction, so that reconnections redeliver some.
+                if transactions % 3 == 0 {
+                    stream.confirm(*commit_lsn);
+                }
+            }
+            _ if !txn.is_empty() => txn.push(e),
+            _ => {}
+        }
+    }
+    let pg = disturber.await.unwrap();
+    assert!(
+        stream.reconnects() >= 3,
+        "reconnections: {}",
+        stream.reconnects()
+    );
+    assert!(transactions > 100, "{transactions} transactions");
+    assert!(changes > target / 2, "{changes} changes");
+    // The table, as the stream told it.
+    let rows = pg
+        .psql("SELECT id || ':' || n || ':' || tag FROM items ORDER BY id")
+        .unwrap();
+    let table: Model = rows
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut p = l.splitn(3, ':');
+            let id = p.next().unwrap().parse().unwrap();
+            let n = p.next().unwrap().parse().unwrap();
+            (id, (n, p.next().unwrap().to_string()))
+        })
+        .collect();
+    assert_eq!(model.len(), table.len());
+    assert!(model == table, "the stream's rows differ from the table's");
+    stream.close().await.unwrap();
+    let mut client = ReplicationClient::connect(&pg.config(Role::Admin))
+        .await
+        .unwrap();
+    client.drop_slot("survivor").await.unwrap();
+}

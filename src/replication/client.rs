@@ -11,6 +11,7 @@ use super::Lsn;
 #[derive(Debug)]
 pub struct ReplicationClient {
     conn: Connection,
+    cfg: ConnectConfig,
 }
 
 /// What `IDENTIFY_SYSTEM` says.
@@ -60,7 +61,7 @@ impl ReplicationClient {
     pub async fn connect(cfg: &ConnectConfig) -> Result<ReplicationClient> {
         let cfg = cfg.clone().for_replication();
         let conn = Connection::connect(&cfg).await?;
-        Ok(ReplicationClient { conn })
+        Ok(ReplicationClient { conn, cfg })
     }
 
     /// `IDENTIFY_SYSTEM`.
@@ -126,7 +127,9 @@ impl ReplicationClient {
     }
 
     /// Streams the changes of `slot` for `publications` from `start` (`None`: from the
-    /// position the slot last confirmed). The connection becomes the stream's.
+    /// position the slot last confirmed). The connection becomes the stream's; after a
+    /// lost connection the stream opens another with the same settings (see
+    /// [`ReplicationStream`]).
     ///
     /// On PostgreSQL 14 and later the stream asks for protocol version 2 with large
     /// in-progress transactions streamed (`streaming`) and values in binary; on older
@@ -147,19 +150,46 @@ impl ReplicationClient {
                 "start needs at least one publication name",
             ));
         }
-        let names = publications
+        let resume = Resume {
+            cfg: self.cfg,
+            slot: slot.to_string(),
+            publications: publications.iter().map(|p| p.to_string()).collect(),
+        };
+        resume.start(&mut self.conn, start).await?;
+        Ok(ReplicationStream::new(self.conn, resume, start))
+    }
+}
+
+/// What a stream needs to open itself again after a lost connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    cfg: ConnectConfig,
+    slot: String,
+    publications: Vec<String>,
+}
+
+impl Resume {
+    /// A new replication connection, streaming from `start`.
+    pub(crate) async fn connect(&self, start: Option<Lsn>) -> Result<Connection> {
+        let mut conn = Connection::connect(&self.cfg).await?;
+        self.start(&mut conn, start).await?;
+        Ok(conn)
+    }
+
+    /// `START_REPLICATION` on `conn`.
+    async fn start(&self, conn: &mut Connection, start: Option<Lsn>) -> Result<()> {
+        let names = self
+            .publications
             .iter()
             .map(|p| quote_ident(p))
             .collect::<Vec<_>>()
             .join(",");
-        let major = self
-            .conn
+        let major = conn
             .parameter("server_version")
             .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|m| m.parse::<u32>().ok())
             .unwrap_or(0);
-        let modern = major >= 14;
-        let options = if modern {
+        let options = if major >= 14 {
             format!(
                 "proto_version '2', publication_names {}, binary 'true', messages 'true', streaming 'on'",
                 quote_literal(&names)
@@ -172,10 +202,9 @@ impl ReplicationClient {
         };
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {} ({options})",
-            quote_ident(slot),
+            quote_ident(&self.slot),
             start.unwrap_or(Lsn::INVALID)
         );
-        self.conn.start_copy_both(&sql).await?;
-        Ok(ReplicationStream::new(self.conn))
+        conn.start_copy_both(&sql).await
     }
 }

@@ -55,5 +55,5 @@ mod stream;
 
 pub use client::{ReplicationClient, Slot, SystemIdentity};
 pub use event::{Relation, ReplicationEvent, Tuple};
-pub use stream::ReplicationStream;
+pub use stream::{ReplicationStream, StreamState};
 pub use wirepool_protocol::replication::{Lsn, ParseLsnError};

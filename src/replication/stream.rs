@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -18,19 +18,36 @@ use wirepool_protocol::replication::{
     standby_status_update, PgTimestamp, ReplicationMessage, PG_EPOCH_UNIX_SECONDS,
 };
 
+use super::client::Resume;
 use super::event::Relations;
 use super::{Lsn, ReplicationEvent};
 
 /// How often the stream reports its positions when the server does not ask.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A slot's changes (see the [module docs](super)). Each item is an event or the error
-/// that ended the stream; after an error or the server's end of the stream, it yields
-/// `None`.
+/// A slot's changes (see the [module docs](super)).
+///
+/// Each item is an event, or the error that ended the stream. A transaction's events
+/// (from its Begin to its Commit) are held until its Commit has arrived, then delivered
+/// together: a transaction is delivered whole or not at all. A large transaction the
+/// server streams while it is in progress (`StreamStart` ... `StreamCommit`) is delivered
+/// block by block instead.
+///
+/// A lost connection (a network failure, the walsender terminated, a server restart) does
+/// not end the stream: it reconnects on the pool's schedule (1, 2, 4, 8, 16 s, then every
+/// 16 s) and resumes from the last position confirmed, so every transaction not yet
+/// confirmed is delivered again, with the same commit LSN. A streamed transaction starts
+/// over (a `StreamStart` with `first_segment` for the same `xid`). Other errors (the slot
+/// dropped, a role that may not replicate, a malformed message) end it.
 pub struct ReplicationStream {
-    state: State,
+    /// The connection and the decoding state; a read under way holds the lock, and
+    /// dropping it (a `next()` future dropped) gives it back with nothing lost.
+    inner: Arc<tokio::sync::Mutex<Inner>>,
+    /// The read under way.
+    step: Option<Step>,
+    ended: bool,
     confirmed: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
+    status: Arc<Status>,
     commits: Commits,
 }
 
@@ -39,31 +56,54 @@ pub struct ReplicationStream {
 /// confirms it by its commit LSN.
 type Commits = Arc<parking_lot::Mutex<std::collections::VecDeque<(Lsn, Lsn)>>>;
 
+/// What the stream is doing, for [`ReplicationStream::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamState {
+    /// Connected and streaming.
+    Streaming,
+    /// The connection was lost; reconnecting.
+    Reconnecting,
+    /// Ended (an error, the server's end, or [`ReplicationStream::close`]).
+    Ended,
+}
+
+#[derive(Debug)]
+struct Status {
+    state: AtomicU8,
+    /// The server's WAL end, as its last message said.
+    server: AtomicU64,
+    reconnects: AtomicU64,
+}
+
 impl std::fmt::Debug for ReplicationStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplicationStream")
+            .field("state", &self.state())
             .field("confirmed", &self.confirmed_lsn())
-            .field("received", &self.received_lsn())
+            .field("server", &self.server_lsn())
             .finish()
     }
 }
 
-type Step = Pin<Box<dyn Future<Output = (Box<Inner>, Option<Result<ReplicationEvent>>)> + Send>>;
-
-enum State {
-    Idle(Box<Inner>),
-    Reading(Step),
-    Done,
-}
+type Step = Pin<Box<dyn Future<Output = Option<Result<ReplicationEvent>>> + Send>>;
 
 struct Inner {
-    commits: Commits,
-    conn: Connection,
+    conn: Option<Connection>,
+    resume: Resume,
+    /// Where the stream started, for a reconnection before anything was confirmed.
+    start: Option<Lsn>,
     decoder: PgOutputDecoder,
     relations: Relations,
     confirmed: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
+    status: Arc<Status>,
+    commits: Commits,
     next_status: Instant,
+    /// The open transaction's events, from its Begin.
+    pending: Vec<ReplicationEvent>,
+    in_transaction: bool,
+    /// Events ready to be delivered.
+    ready: std::collections::VecDeque<ReplicationEvent>,
 }
 
 fn now_pg() -> PgTimestamp {
@@ -73,93 +113,215 @@ fn now_pg() -> PgTimestamp {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// An error after which the stream connects again rather than ends: the connection or
+/// the server went away, or the slot is still held by the walsender that was ended.
+fn worth_reconnecting(e: &Error) -> bool {
+    e.is_transient()
+        || matches!(e.kind(), crate::ErrorKind::Closed | crate::ErrorKind::Io)
+        || e.code() == Some("55006")
+}
+
 impl Inner {
-    /// Reports: written = what was received, flushed and applied = what the application
-    /// confirmed.
-    async fn send_status(&mut self, reply: bool) -> Result<()> {
+    /// Reports: written = the server's position, flushed and applied = what the
+    /// application confirmed.
+    async fn send_status(&mut self) -> Result<()> {
         let confirmed = Lsn(self.confirmed.load(Ordering::Acquire));
-        let received = Lsn(self.received.load(Ordering::Acquire)).max(confirmed);
-        let msg = standby_status_update(received, confirmed, confirmed, now_pg(), reply);
+        let written = Lsn(self.status.server.load(Ordering::Acquire)).max(confirmed);
+        let msg = standby_status_update(written, confirmed, confirmed, now_pg(), false);
         self.next_status = Instant::now() + STATUS_INTERVAL;
-        self.conn.copy_both_write(&msg).await
+        match &mut self.conn {
+            Some(c) => c.copy_both_write(&msg).await,
+            None => Ok(()),
+        }
     }
 
-    async fn next(mut self: Box<Self>) -> (Box<Self>, Option<Result<ReplicationEvent>>) {
+    async fn next(&mut self) -> Option<Result<ReplicationEvent>> {
         let r = self.next_event().await;
         let item = match r {
             Ok(Some(e)) => Some(Ok(e)),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         };
-        (self, item)
+        if !matches!(item, Some(Ok(_))) {
+            self.status
+                .state
+                .store(StreamState::Ended as u8, Ordering::Release);
+        }
+        item
+    }
+
+    /// The connection is gone: what was under way is forgotten (it comes again).
+    fn lost(&mut self, e: Error) -> Result<()> {
+        if !worth_reconnecting(&e) {
+            return Err(e);
+        }
+        tracing::warn!(
+            target: "wirepool::replication",
+            "Replication connection lost: {}; reconnecting",
+            crate::error::chain(&e)
+        );
+        self.conn = None;
+        self.pending.clear();
+        self.in_transaction = false;
+        self.decoder = PgOutputDecoder::new();
+        self.relations = Relations::default();
+        self.status
+            .state
+            .store(StreamState::Reconnecting as u8, Ordering::Release);
+        Ok(())
+    }
+
+    async fn reconnect(&mut self) -> Result<()> {
+        let defaults = crate::PoolConfig::default();
+        let backoff = crate::backoff::Backoff::new(defaults.reconnect_delays, true);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            tokio::time::sleep(backoff.delay(attempt, crate::random::fraction())).await;
+            let confirmed = Lsn(self.confirmed.load(Ordering::Acquire));
+            let from = if confirmed > Lsn::INVALID {
+                Some(confirmed)
+            } else {
+                self.start
+            };
+            match self.resume.connect(from).await {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.status
+                        .state
+                        .store(StreamState::Streaming as u8, Ordering::Release);
+                    tracing::info!(
+                        target: "wirepool::replication",
+                        attempt,
+                        "Replication stream resumed from {}",
+                        from.unwrap_or(Lsn::INVALID)
+                    );
+                    return Ok(());
+                }
+                Err(e) if worth_reconnecting(&e) => {
+                    tracing::info!(
+                        target: "wirepool::replication",
+                        attempt,
+                        "Replication reconnection attempt {attempt} failed: {}",
+                        crate::error::chain(&e)
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn next_event(&mut self) -> Result<Option<ReplicationEvent>> {
         loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(Some(e));
+            }
+            let Some(conn) = &mut self.conn else {
+                self.reconnect().await?;
+                continue;
+            };
             let read = tokio::select! {
-                r = self.conn.copy_both_read() => r?,
+                r = conn.copy_both_read() => r,
                 _ = tokio::time::sleep_until(self.next_status) => {
-                    self.send_status(false).await?;
+                    if let Err(e) = self.send_status().await {
+                        self.lost(e)?;
+                    }
                     continue;
                 }
             };
             let data = match read {
-                CopyBothIn::Data(d) => d,
-                CopyBothIn::End => return Ok(None),
+                Ok(CopyBothIn::Data(d)) => d,
+                Ok(CopyBothIn::End) => return Ok(None),
+                Err(e) => {
+                    self.lost(e)?;
+                    continue;
+                }
             };
             match ReplicationMessage::parse(data)? {
-                ReplicationMessage::XLogData { start, data, .. } => {
-                    self.received.fetch_max(start.0, Ordering::AcqRel);
+                ReplicationMessage::XLogData { wal_end, data, .. } => {
+                    self.status.server.fetch_max(wal_end.0, Ordering::AcqRel);
                     let m = self.decoder.decode(data)?;
                     let event = self.relations.event(m)?;
-                    if let ReplicationEvent::Commit {
-                        commit_lsn,
-                        end_lsn,
-                        ..
-                    }
-                    | ReplicationEvent::StreamCommit {
-                        commit_lsn,
-                        end_lsn,
-                        ..
-                    } = &event
-                    {
-                        self.commits.lock().push_back((*commit_lsn, *end_lsn));
-                    }
-                    return Ok(Some(event));
+                    self.place(event);
                 }
                 ReplicationMessage::Keepalive {
                     wal_end,
                     reply_requested,
                     ..
                 } => {
-                    self.received.fetch_max(wal_end.0, Ordering::AcqRel);
+                    self.status.server.fetch_max(wal_end.0, Ordering::AcqRel);
                     if reply_requested {
-                        self.send_status(false).await?;
+                        if let Err(e) = self.send_status().await {
+                            self.lost(e)?;
+                        }
                     }
                 }
             }
         }
     }
+
+    /// Holds a transaction's events until its Commit; the rest go out at once.
+    fn place(&mut self, event: ReplicationEvent) {
+        match &event {
+            ReplicationEvent::Begin { .. } => self.in_transaction = true,
+            ReplicationEvent::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            }
+            | ReplicationEvent::StreamCommit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                self.commits.lock().push_back((*commit_lsn, *end_lsn));
+                if self.in_transaction {
+                    self.in_transaction = false;
+                    self.pending.push(event);
+                    self.ready.extend(self.pending.drain(..));
+                    return;
+                }
+            }
+            _ => {}
+        }
+        if self.in_transaction {
+            self.pending.push(event);
+        } else {
+            self.ready.push_back(event);
+        }
+    }
 }
 
 impl ReplicationStream {
-    pub(crate) fn new(conn: Connection) -> ReplicationStream {
+    pub(crate) fn new(conn: Connection, resume: Resume, start: Option<Lsn>) -> ReplicationStream {
         let confirmed = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(AtomicU64::new(0));
+        let status = Arc::new(Status {
+            state: AtomicU8::new(StreamState::Streaming as u8),
+            server: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
         let commits = Commits::default();
         ReplicationStream {
             commits: commits.clone(),
-            state: State::Idle(Box::new(Inner {
-                commits,
-                conn,
+            step: None,
+            ended: false,
+            inner: Arc::new(tokio::sync::Mutex::new(Inner {
+                conn: Some(conn),
+                resume,
+                start,
                 decoder: PgOutputDecoder::new(),
                 relations: Relations::default(),
                 confirmed: confirmed.clone(),
-                received: received.clone(),
+                status: status.clone(),
+                commits,
                 next_status: Instant::now() + STATUS_INTERVAL,
+                pending: Vec::new(),
+                in_transaction: false,
+                ready: std::collections::VecDeque::new(),
             })),
             confirmed,
-            received,
+            status,
         }
     }
 
@@ -186,26 +348,51 @@ impl ReplicationStream {
         Lsn(self.confirmed.load(Ordering::Acquire))
     }
 
-    /// The furthest WAL position the server has sent or reported.
-    pub fn received_lsn(&self) -> Lsn {
-        Lsn(self.received.load(Ordering::Acquire))
+    /// The server's WAL position, as its last message said.
+    pub fn server_lsn(&self) -> Lsn {
+        Lsn(self.status.server.load(Ordering::Acquire))
+    }
+
+    /// How far the application is behind the server, in bytes of WAL: the server's
+    /// position less the confirmed one (0 before the server said where it is).
+    pub fn lag_bytes(&self) -> u64 {
+        self.server_lsn().0.saturating_sub(self.confirmed_lsn().0)
+    }
+
+    /// What the stream is doing.
+    pub fn state(&self) -> StreamState {
+        match self.status.state.load(Ordering::Acquire) {
+            0 => StreamState::Streaming,
+            1 => StreamState::Reconnecting,
+            _ => StreamState::Ended,
+        }
+    }
+
+    /// Connections opened again after one was lost.
+    pub fn reconnects(&self) -> u64 {
+        self.status.reconnects.load(Ordering::Relaxed)
     }
 
     /// Reports the confirmed position to the server now, then ends the stream (CopyDone)
-    /// and closes the connection. Dropping the stream closes it without the last report;
-    /// the server keeps the last position reported before.
+    /// and its connection. Dropping the stream closes the connection without the last
+    /// report; the server keeps the position reported before (the status updates go out
+    /// every 10 seconds and whenever the server asks).
     ///
     /// # Errors
     ///
-    /// The connection's error; the stream was in use (a `next` under way was dropped).
+    /// The connection's error.
     pub async fn close(mut self) -> Result<()> {
-        let State::Idle(mut inner) = std::mem::replace(&mut self.state, State::Done) else {
-            return Err(Error::closed(
-                "the replication stream ended or is being read",
-            ));
-        };
-        inner.send_status(false).await?;
-        inner.conn.copy_both_finish().await
+        self.status
+            .state
+            .store(StreamState::Ended as u8, Ordering::Release);
+        // A read under way (its `next()` dropped) gives the connection back.
+        self.step = None;
+        let mut inner = self.inner.lock().await;
+        inner.send_status().await?;
+        match inner.conn.take() {
+            Some(mut c) => c.copy_both_finish().await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -213,24 +400,20 @@ impl Stream for ReplicationStream {
     type Item = Result<ReplicationEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match std::mem::replace(&mut self.state, State::Done) {
-                State::Done => return Poll::Ready(None),
-                State::Idle(inner) => self.state = State::Reading(Box::pin(inner.next())),
-                State::Reading(mut step) => match step.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        self.state = State::Reading(step);
-                        return Poll::Pending;
-                    }
-                    Poll::Ready((inner, item)) => {
-                        match &item {
-                            Some(Ok(_)) => self.state = State::Idle(inner),
-                            // An error or the end: the stream is over.
-                            _ => self.state = State::Done,
-                        }
-                        return Poll::Ready(item);
-                    }
-                },
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let inner = self.inner.clone();
+        let step = self
+            .step
+            .get_or_insert_with(|| Box::pin(async move { inner.lock_owned().await.next().await }));
+        match step.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(item) => {
+                self.step = None;
+                // An error or the end: the stream is over.
+                self.ended = !matches!(item, Some(Ok(_)));
+                Poll::Ready(item)
             }
         }
     }
