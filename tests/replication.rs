@@ -394,3 +394,66 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
         .unwrap();
     client.drop_slot("survivor").await.unwrap();
 }
+
+/// A transaction larger than `logical_decoding_work_mem` is streamed while in progress
+/// (protocol 2): its changes come in blocks carrying its xid, then its StreamCommit; an
+/// aborted one ends with StreamAbort and its changes never took effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_are_streamed_in_progress() {
+    let pg = cluster();
+    pg.psql("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'")
+        .unwrap();
+    pg.psql(
+        "SELECT pg_reload_conf(); CREATE TABLE big (id int PRIMARY KEY, body text); \
+         CREATE PUBLICATION big_pub FOR TABLE big",
+    )
+    .unwrap();
+    let cfg = pg.config(Role::Admin);
+    let mut client = ReplicationClient::connect(&cfg).await.unwrap();
+    client.create_slot("streamer", true).await.unwrap();
+    let mut stream = client.start("streamer", &["big_pub"], None).await.unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 1).await;
+    let mut c = pool.acquire().await.unwrap();
+    c.simple_query(
+        "BEGIN; INSERT INTO big SELECT i, repeat('x', 100) FROM generate_series(1, 5000) i; COMMIT",
+    )
+    .await
+    .unwrap();
+    c.simple_query(
+        "BEGIN; INSERT INTO big SELECT i, repeat('y', 100) FROM generate_series(5001, 10000) i; ROLLBACK",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    let (mut blocks, mut inserts, mut committed, mut aborted) = (0, 0, None, None);
+    let mut xids = std::collections::BTreeSet::new();
+    while committed.is_none() || aborted.is_none() {
+        let e = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("an event within a minute")
+            .unwrap()
+            .unwrap();
+        match e {
+            ReplicationEvent::StreamStart { xid, .. } => {
+                blocks += 1;
+                xids.insert(xid);
+            }
+            ReplicationEvent::Insert { xid: Some(x), new } => {
+                assert!(xids.contains(&x));
+                if new.get::<i32>("id").unwrap() <= 5000 {
+                    inserts += 1;
+                }
+            }
+            ReplicationEvent::Insert { xid: None, .. } => panic!("an insert outside a block"),
+            ReplicationEvent::StreamCommit { xid, .. } => committed = Some(xid),
+            ReplicationEvent::StreamAbort { xid, subxid } => {
+                assert_eq!(xid, subxid);
+                aborted = Some(xid);
+            }
+            _ => {}
+        }
+    }
+    assert!(blocks >= 2, "{blocks} blocks");
+    assert_eq!(inserts, 5000);
+    assert_ne!(committed, aborted);
+}
