@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use wirepool::replication::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream};
+use wirepool::replication::{
+    Lsn, ReplicationClient, ReplicationEvent, ReplicationStream, StreamState,
+};
 use wirepool_testkit::{cluster, Role};
 
 /// The events up to and including the `commits`-th Commit.
@@ -82,6 +84,37 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
     let lsns = commit_lsns(&events);
     assert!(lsns.windows(2).all(|w| w[0] < w[1]), "{lsns:?}");
 
+    // The pool shows the stream: state, positions, lag, in its health and metrics.
+    pool.watch_replication(&stream);
+    let st = pool.replication_status();
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        (st[0].slot.as_str(), st[0].state),
+        ("indexer", StreamState::Streaming)
+    );
+    assert!(st[0].server_lsn >= lsns[2], "{st:?}");
+    assert_eq!(st[0].lag_bytes, st[0].server_lsn.0 - st[0].confirmed_lsn.0);
+    let health = pool.health().to_json();
+    assert!(
+        health.contains("\"replication\":[{\"slot\":\"indexer\",\"state\":\"streaming\""),
+        "{health}"
+    );
+    let metrics = pool.render_prometheus();
+    let prefix = &pool.config().metrics_prefix;
+    assert!(
+        metrics.contains(&format!(
+            "{prefix}_replication_lag_bytes{{slot=\"indexer\"}} {}",
+            st[0].lag_bytes
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "{prefix}_replication_state{{slot=\"indexer\",state=\"streaming\"}} 1"
+    )));
+    wirepool_testkit::assert_promtool_passes(&metrics);
+    let om = pool.render_metrics(wirepool::observe::prometheus::Format::OpenMetrics);
+    assert!(om.ends_with("# EOF\n") && om.contains("_replication_reconnects_total{slot="));
+
     let inserts: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -144,6 +177,10 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
     let again = until_commits(&mut stream, 2).await;
     assert_eq!(commit_lsns(&again), lsns[1..].to_vec());
     drop(stream);
+    assert!(
+        pool.replication_status().is_empty(),
+        "a dropped stream is no longer shown"
+    );
 
     // The slot stays until dropped.
     let slots = pg

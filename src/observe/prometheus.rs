@@ -86,6 +86,27 @@ pub fn render_with_statements(
     prefix: &str,
     statements: &[StatementRow],
 ) -> String {
+    render_all(
+        format,
+        s,
+        (status, state),
+        uptime_seconds,
+        prefix,
+        statements,
+        &[],
+    )
+}
+
+/// As [`render_with_statements`], with the replication streams the pool watches.
+pub(crate) fn render_all(
+    format: Format,
+    s: &PoolStatistics,
+    (status, state): (HealthStatus, LifecycleState),
+    uptime_seconds: f64,
+    prefix: &str,
+    statements: &[StatementRow],
+    replication: &[crate::replication::ReplicationStatus],
+) -> String {
     let om = format == Format::OpenMetrics;
     // The family name in # TYPE / # HELP of a counter.
     let family = |name: &str| -> String {
@@ -403,6 +424,7 @@ pub fn render_with_statements(
     if !statements.is_empty() {
         render_statements(&mut o, om, statements, p);
     }
+    crate::replication::render_prometheus(&mut o, om, p, replication);
     if om {
         o.push_str("# EOF\n");
     }

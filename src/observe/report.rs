@@ -41,6 +41,10 @@ pub struct HealthReport {
     pub last_error: Option<String>,
     /// Seconds since the pool was created.
     pub uptime_seconds: f64,
+    /// The replication streams the pool watches
+    /// ([`Pool::watch_replication`](crate::Pool::watch_replication)); `replication` in the
+    /// JSON, present only when there is one.
+    pub replication: Vec<crate::replication::ReplicationStatus>,
 }
 
 impl HealthReport {
@@ -78,6 +82,7 @@ impl HealthReport {
                 .duration_since(s.pool_created_at)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
+            replication: Vec::new(),
         }
     }
 
@@ -114,6 +119,17 @@ impl HealthReport {
             host,
             round3(self.uptime_seconds),
         );
+        if !self.replication.is_empty() {
+            out.pop();
+            out.push_str(",\"replication\":[");
+            for (i, r) in self.replication.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&r.to_json());
+            }
+            out.push_str("]}");
+        }
         out
     }
 }

@@ -371,6 +371,7 @@ impl Builder {
                 history: Default::default(),
                 open_leaks: Mutex::new(Vec::new()),
                 reconnect_plan: Mutex::new(None),
+                replication: Mutex::new(Vec::new()),
                 core: Core::new(self.cfg.max_size),
                 counters: Counters::new(self.cfg.health.slow_acquire),
                 connect,

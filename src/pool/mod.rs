@@ -255,13 +255,37 @@ impl Pool {
     /// lifecycle state if the classification changed.
     pub fn health(&self) -> HealthReport {
         let (stats, status, state) = self.shared.evaluate_health();
-        HealthReport::new(
+        let mut report = HealthReport::new(
             &stats,
             status,
             state,
             SystemTime::now(),
             self.shared.cfg.health.error_window,
-        )
+        );
+        report.replication = self.replication_status();
+        report
+    }
+
+    /// Shows `stream`'s state, lag and reconnections in this pool's health report
+    /// (`replication` in its JSON), its metrics (`<prefix>_replication_lag_bytes`,
+    /// `_replication_state`, `_replication_reconnects_total`, labelled by slot) and its
+    /// status page, for as long as the stream exists.
+    pub fn watch_replication(&self, stream: &crate::replication::ReplicationStream) {
+        let mut watched = self.shared.replication.lock();
+        watched.retain(|w| w.strong_count() > 0);
+        watched.push(std::sync::Arc::downgrade(stream.gauges()));
+    }
+
+    /// The figures of the replication streams this pool watches
+    /// ([`Pool::watch_replication`]) that still exist.
+    pub fn replication_status(&self) -> Vec<crate::replication::ReplicationStatus> {
+        self.shared
+            .replication
+            .lock()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .map(|g| g.snapshot())
+            .collect()
     }
 
     /// The lifecycle state.
@@ -365,14 +389,14 @@ impl Pool {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         let statements = self.statement_metrics();
-        prometheus::render_with_statements(
+        prometheus::render_all(
             format,
             &stats,
-            status,
-            state,
+            (status, state),
             uptime,
             prefix,
             &statements,
+            &self.replication_status(),
         )
     }
 

@@ -151,6 +151,8 @@ pub(crate) struct Shared {
     pub(super) open_leaks: Mutex<Vec<super::leak_task::OpenLeak>>,
     /// During an outage: the reconnection schedule's next attempt.
     pub(super) reconnect_plan: Mutex<Option<super::monitor::ReconnectPlan>>,
+    /// The replication streams shown in the health report and the metrics.
+    pub(super) replication: Mutex<Vec<std::sync::Weak<crate::replication::Gauges>>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -231,9 +231,16 @@ impl Pool {
         }
         out.push_str(",\"statements\":");
         statements(&mut out, &self.statement_metrics());
+        out.push_str(",\"replication\":[");
+        for (i, r) in self.replication_status().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&r.to_json());
+        }
         let _ = write!(
             out,
-            ",\"statement_metrics\":{}}}",
+            "],\"statement_metrics\":{}}}",
             s.trace.statements.is_some()
         );
         out

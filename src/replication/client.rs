@@ -169,6 +169,10 @@ pub(crate) struct Resume {
 }
 
 impl Resume {
+    pub(crate) fn slot(&self) -> &str {
+        &self.slot
+    }
+
     /// A new replication connection, streaming from `start`.
     pub(crate) async fn connect(&self, start: Option<Lsn>) -> Result<Connection> {
         let mut conn = Connection::connect(&self.cfg).await?;

@@ -51,9 +51,12 @@
 
 mod client;
 mod event;
+mod status;
 mod stream;
 
 pub use client::{ReplicationClient, Slot, SystemIdentity};
 pub use event::{Relation, ReplicationEvent, Tuple};
-pub use stream::{ReplicationStream, StreamState};
+pub(crate) use status::{render_prometheus, Gauges};
+pub use status::{ReplicationStatus, StreamState};
+pub use stream::ReplicationStream;
 pub use wirepool_protocol::replication::{Lsn, ParseLsnError};

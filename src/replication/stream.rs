@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -20,6 +20,7 @@ use wirepool_protocol::replication::{
 
 use super::client::Resume;
 use super::event::Relations;
+use super::status::{Gauges, ReplicationStatus, StreamState};
 use super::{Lsn, ReplicationEvent};
 
 /// How often the stream reports its positions when the server does not ask.
@@ -46,8 +47,7 @@ pub struct ReplicationStream {
     /// The read under way.
     step: Option<Step>,
     ended: bool,
-    confirmed: Arc<AtomicU64>,
-    status: Arc<Status>,
+    status: Arc<Gauges>,
     commits: Commits,
 }
 
@@ -55,26 +55,6 @@ pub struct ReplicationStream {
 /// counts a transaction as done once the flushed position reaches its end; the application
 /// confirms it by its commit LSN.
 type Commits = Arc<parking_lot::Mutex<std::collections::VecDeque<(Lsn, Lsn)>>>;
-
-/// What the stream is doing, for [`ReplicationStream::state`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamState {
-    /// Connected and streaming.
-    Streaming,
-    /// The connection was lost; reconnecting.
-    Reconnecting,
-    /// Ended (an error, the server's end, or [`ReplicationStream::close`]).
-    Ended,
-}
-
-#[derive(Debug)]
-struct Status {
-    state: AtomicU8,
-    /// The server's WAL end, as its last message said.
-    server: AtomicU64,
-    reconnects: AtomicU64,
-}
 
 impl std::fmt::Debug for ReplicationStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,8 +75,7 @@ struct Inner {
     start: Option<Lsn>,
     decoder: PgOutputDecoder,
     relations: Relations,
-    confirmed: Arc<AtomicU64>,
-    status: Arc<Status>,
+    status: Arc<Gauges>,
     commits: Commits,
     next_status: Instant,
     /// The open transaction's events, from its Begin.
@@ -125,7 +104,7 @@ impl Inner {
     /// Reports: written = the server's position, flushed and applied = what the
     /// application confirmed.
     async fn send_status(&mut self) -> Result<()> {
-        let confirmed = Lsn(self.confirmed.load(Ordering::Acquire));
+        let confirmed = Lsn(self.status.confirmed.load(Ordering::Acquire));
         let written = Lsn(self.status.server.load(Ordering::Acquire)).max(confirmed);
         let msg = standby_status_update(written, confirmed, confirmed, now_pg(), false);
         self.next_status = Instant::now() + STATUS_INTERVAL;
@@ -143,9 +122,7 @@ impl Inner {
             Err(e) => Some(Err(e)),
         };
         if !matches!(item, Some(Ok(_))) {
-            self.status
-                .state
-                .store(StreamState::Ended as u8, Ordering::Release);
+            self.status.set_state(StreamState::Ended);
         }
         item
     }
@@ -165,9 +142,7 @@ impl Inner {
         self.in_transaction = false;
         self.decoder = PgOutputDecoder::new();
         self.relations = Relations::default();
-        self.status
-            .state
-            .store(StreamState::Reconnecting as u8, Ordering::Release);
+        self.status.set_state(StreamState::Reconnecting);
         Ok(())
     }
 
@@ -178,7 +153,7 @@ impl Inner {
         loop {
             attempt += 1;
             tokio::time::sleep(backoff.delay(attempt, crate::random::fraction())).await;
-            let confirmed = Lsn(self.confirmed.load(Ordering::Acquire));
+            let confirmed = Lsn(self.status.confirmed.load(Ordering::Acquire));
             let from = if confirmed > Lsn::INVALID {
                 Some(confirmed)
             } else {
@@ -188,9 +163,7 @@ impl Inner {
                 Ok(c) => {
                     self.conn = Some(c);
                     self.status.reconnects.fetch_add(1, Ordering::Relaxed);
-                    self.status
-                        .state
-                        .store(StreamState::Streaming as u8, Ordering::Release);
+                    self.status.set_state(StreamState::Streaming);
                     tracing::info!(
                         target: "wirepool::replication",
                         attempt,
@@ -295,12 +268,7 @@ impl Inner {
 
 impl ReplicationStream {
     pub(crate) fn new(conn: Connection, resume: Resume, start: Option<Lsn>) -> ReplicationStream {
-        let confirmed = Arc::new(AtomicU64::new(0));
-        let status = Arc::new(Status {
-            state: AtomicU8::new(StreamState::Streaming as u8),
-            server: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-        });
+        let status = Arc::new(Gauges::new(resume.slot()));
         let commits = Commits::default();
         ReplicationStream {
             commits: commits.clone(),
@@ -312,7 +280,6 @@ impl ReplicationStream {
                 start,
                 decoder: PgOutputDecoder::new(),
                 relations: Relations::default(),
-                confirmed: confirmed.clone(),
                 status: status.clone(),
                 commits,
                 next_status: Instant::now() + STATUS_INTERVAL,
@@ -320,7 +287,6 @@ impl ReplicationStream {
                 in_transaction: false,
                 ready: std::collections::VecDeque::new(),
             })),
-            confirmed,
             status,
         }
     }
@@ -340,12 +306,12 @@ impl ReplicationStream {
             commits.pop_front();
         }
         drop(commits);
-        self.confirmed.fetch_max(to.0, Ordering::AcqRel);
+        self.status.confirmed.fetch_max(to.0, Ordering::AcqRel);
     }
 
     /// The position reported as flushed: the end of the last transaction confirmed.
     pub fn confirmed_lsn(&self) -> Lsn {
-        Lsn(self.confirmed.load(Ordering::Acquire))
+        Lsn(self.status.confirmed.load(Ordering::Acquire))
     }
 
     /// The server's WAL position, as its last message said.
@@ -361,11 +327,16 @@ impl ReplicationStream {
 
     /// What the stream is doing.
     pub fn state(&self) -> StreamState {
-        match self.status.state.load(Ordering::Acquire) {
-            0 => StreamState::Streaming,
-            1 => StreamState::Reconnecting,
-            _ => StreamState::Ended,
-        }
+        self.status.snapshot().state
+    }
+
+    /// The stream's figures: state, positions, lag, reconnections.
+    pub fn status(&self) -> ReplicationStatus {
+        self.status.snapshot()
+    }
+
+    pub(crate) fn gauges(&self) -> &Arc<Gauges> {
+        &self.status
     }
 
     /// Connections opened again after one was lost.
@@ -382,9 +353,7 @@ impl ReplicationStream {
     ///
     /// The connection's error.
     pub async fn close(mut self) -> Result<()> {
-        self.status
-            .state
-            .store(StreamState::Ended as u8, Ordering::Release);
+        self.status.set_state(StreamState::Ended);
         // A read under way (its `next()` dropped) gives the connection back.
         self.step = None;
         let mut inner = self.inner.lock().await;
