@@ -221,3 +221,67 @@ fn axum_app_serves_its_api_and_the_pools_routes_then_drains_on_sigterm() {
     assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
     stop(p, "the pool is drained");
 }
+
+/// The search results of `change_stream` for `word`.
+fn found(addr: std::net::SocketAddr, word: &str) -> Vec<String> {
+    let r = get(addr, &format!("/search?q={word}"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// Polls until `f` holds, up to a minute.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{what} not seen in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn change_stream_keeps_its_index_current_through_a_restart_of_itself() {
+    let pg = wirepool_testkit::cluster();
+    let mut p = start("change_stream", &pg.url(Role::Admin));
+    let addr = p.wait_listening();
+    pg.psql(
+        "INSERT INTO files VALUES ('src/a.rs', 'fn alpha() { beta() }'), ('src/b.rs', 'fn beta() {}')",
+    )
+    .unwrap();
+    eventually("the inserts", || found(addr, "beta").len() == 2);
+    assert_eq!(found(addr, "alpha"), ["src/a.rs"]);
+    pg.psql("UPDATE files SET content = 'fn gamma() {}' WHERE path = 'src/a.rs'")
+        .unwrap();
+    eventually("the update", || found(addr, "beta") == ["src/b.rs"]);
+    assert_eq!(found(addr, "gamma"), ["src/a.rs"]);
+    // The stream in the pool's health and metrics.
+    let health = get(addr, "/health", &[]).body;
+    assert!(
+        health.contains("\"slot\":\"search_index\",\"state\":\"streaming\""),
+        "{health}"
+    );
+    assert!(get(addr, "/metrics", &[])
+        .body
+        .contains("_replication_lag_bytes{slot=\"search_index\"}"));
+    stop(p, "Stopped at the confirmed position");
+
+    // Changes made while it is down come first when it starts again (the index is in
+    // memory: rebuilt from the rows' changes since the slot's position, so only these).
+    pg.psql(
+        "DELETE FROM files WHERE path = 'src/b.rs'; INSERT INTO files VALUES ('c.md', 'delta')",
+    )
+    .unwrap();
+    let mut p = start("change_stream", &pg.url(Role::Admin));
+    let addr = p.wait_listening();
+    eventually("the changes made while it was down", || {
+        found(addr, "delta") == ["c.md"]
+    });
+    assert!(found(addr, "beta").is_empty());
+    assert!(
+        found(addr, "gamma").is_empty(),
+        "a confirmed change came again"
+    );
+    stop(p, "Stopped at the confirmed position");
+}
