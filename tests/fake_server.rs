@@ -284,3 +284,99 @@ async fn a_3_0_peer_that_refuses_3_2_outright_gives_its_error() {
     assert_eq!(asked.await.unwrap(), 0x0003_0000);
     assert_eq!(conn.protocol_version(), wirepool::ProtocolVersion::V3_0);
 }
+
+/// A replication connection to a scripted server: it starts, answers START_REPLICATION
+/// with CopyBothResponse, then sends `payloads` as CopyData and keeps the socket open. The
+/// stream must end with the returned error (never a panic, a hang, or a reconnection).
+async fn replication_err(copy_both: &[u8], payloads: &[&[u8]]) -> wirepool::Error {
+    use futures_util::StreamExt;
+    use wirepool::replication::ReplicationClient;
+    let mut script = msgs(&[
+        BackendMessage::AuthenticationOk,
+        BackendMessage::ParameterStatus {
+            name: "server_version".into(),
+            value: "15.0".into(),
+        },
+        BackendMessage::BackendKeyData {
+            process_id: 1,
+            secret_key: bytes::Bytes::from_static(b"abcd"),
+        },
+        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
+    ]);
+    script.extend_from_slice(copy_both);
+    for p in payloads {
+        script.extend(msgs(&[BackendMessage::CopyData(
+            bytes::Bytes::copy_from_slice(p),
+        )]));
+    }
+    let cfg = fake(script, true).await;
+    let client = ReplicationClient::connect(&cfg).await.unwrap();
+    let mut stream = match client.start("s", &["p"], None).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("no hang")
+        {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                assert!(
+                    stream.next().await.is_none(),
+                    "the stream ends after its error"
+                );
+                return e;
+            }
+            None => panic!("the stream ended without an error"),
+        }
+    }
+}
+
+/// XLogData around pgoutput `data`.
+fn xlog(data: &[u8]) -> Vec<u8> {
+    let mut v = b"w".to_vec();
+    v.extend_from_slice(&[0; 24]);
+    v.extend_from_slice(data);
+    v
+}
+
+#[tokio::test]
+async fn malformed_replication_messages_are_errors() {
+    let copy_both = msgs(&[BackendMessage::CopyBothResponse]);
+    let begin = {
+        let mut b = b"B".to_vec();
+        b.extend_from_slice(&[0; 20]);
+        b
+    };
+    let insert_unknown = {
+        let mut b = b"I".to_vec();
+        b.extend_from_slice(&7u32.to_be_bytes());
+        b.extend_from_slice(b"N\x00\x00");
+        b
+    };
+    for (payloads, words) in [
+        (vec![&b"x"[..]], "unknown replication message kind"),
+        (vec![&b"w\x00\x00"[..]], "too short"),
+        (vec![&b"k\x00"[..]], "too short"),
+        (vec![&xlog(b"Z")[..]], "unknown pgoutput message"),
+        (
+            vec![&xlog(b"R\x00\x00\x00\x01pub")[..]],
+            "no terminating NUL",
+        ),
+        (
+            vec![&xlog(&begin)[..], &xlog(&insert_unknown)[..]],
+            "no Relation message described",
+        ),
+        (vec![&xlog(b"I\x00\x00\x00\x01N\x7f\xff")[..]], "too short"),
+        (vec![&xlog(b"E")[..]], "outside a stream block"),
+    ] {
+        let e = replication_err(&copy_both, &payloads).await;
+        assert!(e.is_protocol(), "{words}: {e:?}");
+        assert!(e.to_string().contains(words), "{words}: {e}");
+    }
+    // A CopyBothResponse of the wrong length.
+    let e = replication_err(b"W\x00\x00\x00\x09\x00\x00\x05xx", &[]).await;
+    assert!(e.is_protocol(), "{e:?}");
+    assert!(e.to_string().contains("CopyBothResponse"), "{e}");
+}
