@@ -54,6 +54,11 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
     let slot = client.create_slot("indexer", false).await.unwrap();
     assert_eq!(slot.name, "indexer");
     assert!(slot.consistent_point >= id.xlog_pos);
+    // Names PostgreSQL does not allow are refused before anything is sent.
+    for bad in ["", "quo\"te", "Upper", &"x".repeat(64)] {
+        let e = client.create_slot(bad, false).await.unwrap_err();
+        assert_eq!(e.kind(), wirepool::ErrorKind::InvalidInput, "{bad}: {e}");
+    }
     // A second slot of the same name is the server's error; so is an unknown one.
     assert!(client.create_slot("indexer", false).await.is_err());
     assert!(client.drop_slot("no_such_slot").await.is_err());
@@ -493,4 +498,62 @@ async fn large_transactions_are_streamed_in_progress() {
     assert!(blocks >= 2, "{blocks} blocks");
     assert_eq!(inserts, 5000);
     assert_ne!(committed, aborted);
+}
+
+/// A stream that has confirmed all it was given lets the slot follow the server through
+/// WAL that holds nothing for it (a quiet publication), so an operator's `pg_ctl stop -m
+/// fast` is not held up; the stop's end of the stream is a lost connection, and the stream
+/// resumes after the start. A confirmation past what was delivered goes no further than
+/// what was delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_publication_and_a_graceful_restart() {
+    let mut pg = cluster();
+    pg.psql(
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE u (id int); \
+         CREATE PUBLICATION p FOR TABLE t",
+    )
+    .unwrap();
+    let cfg = pg.config(Role::Admin);
+    let mut client = ReplicationClient::connect(&cfg).await.unwrap();
+    client.create_slot("quiet", false).await.unwrap();
+    let mut stream = client.start("quiet", &["p"], None).await.unwrap();
+    pg.psql("INSERT INTO t VALUES (1)").unwrap();
+    let first = commit_lsns(&until_commits(&mut stream, 1).await)[0];
+    stream.confirm(Lsn(u64::MAX));
+    assert!(
+        stream.confirmed_lsn() > first && stream.confirmed_lsn() < Lsn(u64::MAX),
+        "confirmed {}",
+        stream.confirmed_lsn()
+    );
+    // Unpublished writes; the stream, polled, has nothing to deliver.
+    pg.psql("INSERT INTO u SELECT generate_series(1, 50000)")
+        .unwrap();
+    let polled = tokio::spawn(async move {
+        let e = tokio::time::timeout(Duration::from_secs(120), stream.next())
+            .await
+            .expect("the next transaction within two minutes")
+            .unwrap()
+            .unwrap();
+        (stream, e)
+    });
+    // The walsender waits for its client to confirm what it sent before it lets the
+    // server stop; the stream, having nothing unconfirmed, confirms the server's position.
+    let t = std::time::Instant::now();
+    pg.stop_fast().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+    pg.start_again().unwrap();
+    pg.psql("INSERT INTO t VALUES (2)").unwrap();
+    let (mut stream, e) = polled.await.unwrap();
+    assert!(matches!(e, ReplicationEvent::Begin { .. }), "{e:?}");
+    let rest = until_commits(&mut stream, 1).await;
+    assert!(rest
+        .iter()
+        .any(|e| matches!(e, ReplicationEvent::Insert { new, .. }
+        if new.get::<i32>("id").unwrap() == 2)));
+    assert!(stream.reconnects() >= 1);
+    stream.close().await.unwrap();
 }

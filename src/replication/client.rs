@@ -47,6 +47,22 @@ fn lsn(text: Option<&str>, what: &str) -> Result<Lsn> {
         .ok_or_else(|| Error::protocol(format!("{what} is not an LSN")))
 }
 
+/// A slot's name as PostgreSQL allows it: 1 to 63 of `a-z`, `0-9` and `_`.
+fn check_slot_name(name: &str) -> Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "replication slot name {:?}: 1 to 63 characters of a-z, 0-9 and _",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
 /// A string constant for the replication grammar: `'...'` with quotes doubled.
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -93,9 +109,11 @@ impl ReplicationClient {
     ///
     /// # Errors
     ///
-    /// The server's error (a slot of that name exists, too many slots, `wal_level` is not
-    /// `logical`, ...).
+    /// An invalid-input error for a name PostgreSQL does not allow (1 to 63 of `a-z`,
+    /// `0-9`, `_`); the server's error (a slot of that name exists, too many slots,
+    /// `wal_level` is not `logical`, ...).
     pub async fn create_slot(&mut self, name: &str, temporary: bool) -> Result<Slot> {
+        check_slot_name(name)?;
         let sql = format!(
             "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput",
             quote_ident(name),
@@ -113,15 +131,18 @@ impl ReplicationClient {
         })
     }
 
-    /// `DROP_REPLICATION_SLOT name WAIT`: waits while another connection is using the
-    /// slot rather than failing.
+    /// `DROP_REPLICATION_SLOT name`. A slot in use by a stream is not dropped: the
+    /// server's error says so at once (no `WAIT`, which would go on dropping it later even
+    /// after this call was abandoned).
     ///
     /// # Errors
     ///
-    /// The server's error (no slot of that name).
+    /// An invalid-input error for a name PostgreSQL does not allow; the server's error (no
+    /// slot of that name, the slot in use).
     pub async fn drop_slot(&mut self, name: &str) -> Result<()> {
+        check_slot_name(name)?;
         self.conn
-            .simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(name)))
+            .simple_query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(name)))
             .await?;
         Ok(())
     }
@@ -137,8 +158,8 @@ impl ReplicationClient {
     ///
     /// # Errors
     ///
-    /// An invalid-input error for no publication; the server's error (no such slot or
-    /// publication, the slot in use).
+    /// An invalid-input error for no publication or a slot name PostgreSQL does not
+    /// allow; the server's error (no such slot or publication, the slot in use).
     pub async fn start(
         mut self,
         slot: &str,
@@ -150,6 +171,7 @@ impl ReplicationClient {
                 "start needs at least one publication name",
             ));
         }
+        check_slot_name(slot)?;
         let resume = Resume {
             cfg: self.cfg,
             slot: slot.to_string(),

@@ -92,18 +92,32 @@ fn now_pg() -> PgTimestamp {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// `object_in_use`: the slot is held by another walsender.
+const SLOT_IN_USE: &str = "55006";
+
+/// How long the slot may stay held by another walsender after a lost connection: the
+/// server's default `wal_sender_timeout`, after which an old walsender is gone.
+const SLOT_RELEASE: Duration = Duration::from_secs(60);
+
 /// An error after which the stream connects again rather than ends: the connection or
 /// the server went away, or the slot is still held by the walsender that was ended.
 fn worth_reconnecting(e: &Error) -> bool {
     e.is_transient()
         || matches!(e.kind(), crate::ErrorKind::Closed | crate::ErrorKind::Io)
-        || e.code() == Some("55006")
+        || e.code() == Some(SLOT_IN_USE)
 }
 
 impl Inner {
     /// Reports: written = the server's position, flushed and applied = what the
-    /// application confirmed.
+    /// application confirmed. With every delivered transaction confirmed and none under
+    /// way, that is the server's position itself: its WAL since then holds nothing for this
+    /// stream (a quiet publication), and the slot may move on, as PostgreSQL's own
+    /// subscriber lets it.
     async fn send_status(&mut self) -> Result<()> {
+        if self.idle() {
+            let server = self.status.server.load(Ordering::Acquire);
+            self.status.confirmed.fetch_max(server, Ordering::AcqRel);
+        }
         let confirmed = Lsn(self.status.confirmed.load(Ordering::Acquire));
         let written = Lsn(self.status.server.load(Ordering::Acquire)).max(confirmed);
         let msg = standby_status_update(written, confirmed, confirmed, now_pg(), false);
@@ -112,6 +126,15 @@ impl Inner {
             Some(c) => c.copy_both_write(&msg).await,
             None => Ok(()),
         }
+    }
+
+    /// Nothing delivered waits for its confirmation, and nothing is under way.
+    fn idle(&self) -> bool {
+        !self.in_transaction
+            && !self.decoder.in_stream()
+            && self.pending.is_empty()
+            && self.ready.is_empty()
+            && self.commits.lock().is_empty()
     }
 
     async fn next(&mut self) -> Option<Result<ReplicationEvent>> {
@@ -150,6 +173,9 @@ impl Inner {
         let defaults = crate::PoolConfig::default();
         let backoff = crate::backoff::Backoff::new(defaults.reconnect_delays, true);
         let mut attempt = 0u32;
+        // The slot held by another reader: retried while the walsender of our lost
+        // connection may still hold it, then an error.
+        let mut in_use_since: Option<Instant> = None;
         loop {
             attempt += 1;
             tokio::time::sleep(backoff.delay(attempt, crate::random::fraction())).await;
@@ -171,6 +197,13 @@ impl Inner {
                         from.unwrap_or(Lsn::INVALID)
                     );
                     return Ok(());
+                }
+                Err(e)
+                    if e.code() == Some(SLOT_IN_USE)
+                        && in_use_since.get_or_insert_with(Instant::now).elapsed()
+                            > SLOT_RELEASE =>
+                {
+                    return Err(e)
                 }
                 Err(e) if worth_reconnecting(&e) => {
                     tracing::info!(
@@ -205,7 +238,12 @@ impl Inner {
             };
             let data = match read {
                 Ok(CopyBothIn::Data(d)) => d,
-                Ok(CopyBothIn::End) => return Ok(None),
+                // The server ended the copy without our asking (a fast shutdown ends it
+                // with CommandComplete): a lost connection like any other.
+                Ok(CopyBothIn::End) => {
+                    self.lost(Error::closed("the server ended the replication stream"))?;
+                    continue;
+                }
                 Err(e) => {
                     self.lost(e)?;
                     continue;
@@ -296,7 +334,9 @@ impl ReplicationStream {
     /// and after a restart the slot resumes after it. A position before one already
     /// confirmed changes nothing.
     pub fn confirm(&self, lsn: Lsn) {
-        let mut to = lsn;
+        // Never past what was delivered: a position ahead would skip transactions not yet
+        // seen, for good.
+        let mut to = Lsn::INVALID;
         let mut commits = self.commits.lock();
         while let Some(&(commit, end)) = commits.front() {
             if commit > lsn {

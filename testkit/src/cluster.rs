@@ -346,6 +346,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops the server the way an operator does (`pg_ctl stop -m fast`): sessions are
+    /// ended, walsenders send what they have and wait for their clients to confirm it.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails (it gives up after 60 s).
+    pub fn stop_fast(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
     /// Starts the server again on the same port after [`Cluster::kill`].
     ///
     /// # Errors
