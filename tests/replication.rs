@@ -320,37 +320,62 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
     // the server once.
     let admin = cfg.clone();
     let disturber = tokio::spawn(async move {
+        // Each disturbance waits for the stream to be connected again first, so that each
+        // one costs it a connection.
+        let active = || async {
+            let c = wirepool::Connection::connect(&admin).await;
+            let mut c = c.ok()?;
+            let rows = c
+                .simple_query(
+                    "SELECT active_pid FROM pg_replication_slots \
+                     WHERE slot_name = 'survivor' AND active_pid IS NOT NULL",
+                )
+                .await
+                .ok()?;
+            rows.first().and_then(|r| r.get(0)).map(str::to_string)
+        };
         for round in 0..4 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+            let t = std::time::Instant::now();
+            let pid = loop {
+                if let Some(pid) = active().await {
+                    break pid;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(120),
+                    "the stream never reconnected"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
             if round == 2 {
                 pg.restart().unwrap();
                 continue;
             }
-            if let Ok(mut c) = wirepool::Connection::connect(&admin).await {
-                let _ = c
-                    .simple_query(
-                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                         WHERE slot_name = 'survivor' AND active_pid IS NOT NULL",
-                    )
-                    .await;
-            }
+            let mut c = wirepool::Connection::connect(&admin).await.unwrap();
+            c.simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+                .await
+                .unwrap();
         }
         pg
     });
+    let mut disturber = Some(disturber);
+    let mut pg = None;
 
     let mut model = Model::new();
     let mut last_commit = Lsn(0);
     let mut transactions = 0usize;
     let mut changes = 0usize;
     let mut txn: Vec<ReplicationEvent> = Vec::new();
-    let mut writer_done = false;
     let mut writer = Some(writer);
     loop {
-        // After the writer is done, read until the stream has caught up with the server.
         if writer.as_ref().is_some_and(|w| w.is_finished()) {
             writer.take().unwrap().await.unwrap();
-            writer_done = true;
         }
+        if disturber.as_ref().is_some_and(|d| d.is_finished()) {
+            pg = Some(disturber.take().unwrap().await.unwrap());
+        }
+        // Done writing and disturbing: read until the stream has caught up.
+        let writer_done = writer.is_none() && disturber.is_none();
         let next = tokio::time::timeout(
             Duration::from_secs(if writer_done { 5 } else { 120 }),
             stream.next(),
@@ -406,9 +431,9 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
             _ => {}
         }
     }
-    let pg = disturber.await.unwrap();
+    let pg = pg.expect("the disturbances are over");
     assert!(
-        stream.reconnects() >= 3,
+        stream.reconnects() >= 4,
         "reconnections: {}",
         stream.reconnects()
     );
@@ -438,8 +463,9 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
 }
 
 /// A transaction larger than `logical_decoding_work_mem` is streamed while in progress
-/// (protocol 2): its changes come in blocks carrying its xid, then its StreamCommit; an
-/// aborted one ends with StreamAbort and its changes never took effect.
+/// (protocol 2): its changes come in blocks carrying its xid, then its StreamCommit. The
+/// changes of one rolled back are never part of a committed transaction: ended by a
+/// StreamAbort if the server streamed any of them (PostgreSQL 18 skips it altogether).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transactions_are_streamed_in_progress() {
     let pg = cluster();
@@ -466,38 +492,56 @@ async fn large_transactions_are_streamed_in_progress() {
     )
     .await
     .unwrap();
+    // A small transaction after both: once it is here, so is everything before it.
+    c.simple_query("INSERT INTO big VALUES (0, 'end')")
+        .await
+        .unwrap();
     drop(c);
-    let (mut blocks, mut inserts, mut committed, mut aborted) = (0, 0, None, None);
-    let mut xids = std::collections::BTreeSet::new();
-    while committed.is_none() || aborted.is_none() {
+    let mut blocks = 0;
+    let mut by_xid: std::collections::BTreeMap<u32, Vec<i32>> = Default::default();
+    let (mut committed, mut aborted) = (None, std::collections::BTreeSet::new());
+    loop {
         let e = tokio::time::timeout(Duration::from_secs(60), stream.next())
             .await
             .expect("an event within a minute")
             .unwrap()
             .unwrap();
         match e {
-            ReplicationEvent::StreamStart { xid, .. } => {
-                blocks += 1;
-                xids.insert(xid);
-            }
+            ReplicationEvent::StreamStart { .. } => blocks += 1,
             ReplicationEvent::Insert { xid: Some(x), new } => {
-                assert!(xids.contains(&x));
-                if new.get::<i32>("id").unwrap() <= 5000 {
-                    inserts += 1;
-                }
+                by_xid
+                    .entry(x)
+                    .or_default()
+                    .push(new.get::<i32>("id").unwrap());
             }
-            ReplicationEvent::Insert { xid: None, .. } => panic!("an insert outside a block"),
+            ReplicationEvent::Insert { xid: None, new } => {
+                assert_eq!(
+                    new.get::<i32>("id").unwrap(),
+                    0,
+                    "only the small one is not streamed"
+                );
+            }
             ReplicationEvent::StreamCommit { xid, .. } => committed = Some(xid),
             ReplicationEvent::StreamAbort { xid, subxid } => {
                 assert_eq!(xid, subxid);
-                aborted = Some(xid);
+                aborted.insert(xid);
             }
+            ReplicationEvent::Commit { .. } => break,
             _ => {}
         }
     }
     assert!(blocks >= 2, "{blocks} blocks");
-    assert_eq!(inserts, 5000);
-    assert_ne!(committed, aborted);
+    let committed = committed.expect("the big transaction's StreamCommit");
+    assert_eq!(by_xid[&committed], (1..=5000).collect::<Vec<_>>());
+    for (xid, ids) in &by_xid {
+        if *xid != committed {
+            assert!(
+                aborted.contains(xid),
+                "rows of {xid} streamed, neither committed nor aborted"
+            );
+            assert!(ids.iter().all(|&i| i > 5000));
+        }
+    }
 }
 
 /// A stream that has confirmed all it was given lets the slot follow the server through
