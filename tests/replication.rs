@@ -209,41 +209,87 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
     assert_eq!(no_pub.kind(), wirepool::ErrorKind::InvalidInput);
 }
 
-/// What the writer and the stream agree on: the rows' last values by id.
-type Model = std::collections::BTreeMap<i64, (i32, String)>;
+/// A row of `docs`: a column of each of several types.
+#[derive(Debug, Clone, PartialEq)]
+struct Doc {
+    flag: bool,
+    score: f64,
+    data: Vec<u8>,
+    tags: Vec<String>,
+    meta: serde_json::Value,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the writer and the stream agree on: each table's rows by id.
+#[derive(Debug, Default, PartialEq)]
+struct Model {
+    items: std::collections::BTreeMap<i64, (i32, String)>,
+    docs: std::collections::BTreeMap<i64, Doc>,
+}
+
+fn doc(t: &wirepool::replication::Tuple) -> Doc {
+    Doc {
+        flag: t.get("flag").unwrap(),
+        score: t.get("score").unwrap(),
+        data: t.get("data").unwrap(),
+        tags: t.get("tags").unwrap(),
+        meta: t.get("meta").unwrap(),
+        at: t.get("at").unwrap(),
+    }
+}
 
 /// Applies one delivered transaction's changes to the model.
 fn apply(model: &mut Model, events: &[ReplicationEvent]) {
     for e in events {
         match e {
             ReplicationEvent::Insert { new, .. } | ReplicationEvent::Update { new, .. } => {
-                model.insert(
-                    new.get::<i64>("id").unwrap(),
-                    (
-                        new.get::<i32>("n").unwrap(),
-                        new.get::<String>("tag").unwrap(),
-                    ),
-                );
+                let id = new.get::<i64>("id").unwrap();
+                match new.relation().name.as_str() {
+                    "items" => {
+                        model
+                            .items
+                            .insert(id, (new.get("n").unwrap(), new.get("tag").unwrap()));
+                    }
+                    "docs" => {
+                        model.docs.insert(id, doc(new));
+                    }
+                    other => panic!("a change of {other}"),
+                }
             }
             ReplicationEvent::Delete { old, .. } => {
-                model.remove(&old.get::<i64>("id").unwrap());
+                let id = old.get::<i64>("id").unwrap();
+                match old.relation().name.as_str() {
+                    "items" => model.items.remove(&id).map(|_| ()),
+                    _ => model.docs.remove(&id).map(|_| ()),
+                };
             }
-            ReplicationEvent::Truncate { .. } => model.clear(),
+            ReplicationEvent::Truncate { relations, .. } => {
+                for r in relations {
+                    match r.name.as_str() {
+                        "items" => model.items.clear(),
+                        _ => model.docs.clear(),
+                    }
+                }
+            }
             _ => {}
         }
     }
 }
 
-/// Changes in transactions of 1 to 100 rows (inserts, updates, deletes, one truncate)
-/// while the walsender is terminated several times and the server restarted once: every
-/// committed transaction arrives whole, in commit order; none confirmed arrives twice;
-/// the rows the stream describes are the table's.
+/// Changes to two tables of many column types, in transactions of 1 to 100 rows
+/// (inserts, updates, deletes, one truncate), while the walsender is terminated several
+/// times and the server restarted once: every committed transaction arrives whole, in
+/// commit order; none confirmed arrives twice; the rows the stream describes are the
+/// tables'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_survives_terminated_walsenders_and_a_restart() {
     let mut pg = cluster();
     pg.psql(
         "CREATE TABLE items (id bigint PRIMARY KEY, n int4 NOT NULL, tag text NOT NULL); \
-         CREATE PUBLICATION items_pub FOR TABLE items",
+         CREATE TABLE docs (id bigint PRIMARY KEY, flag bool NOT NULL, score float8 NOT NULL, \
+             data bytea NOT NULL, tags text[] NOT NULL, meta jsonb NOT NULL, \
+             at timestamptz NOT NULL); \
+         CREATE PUBLICATION items_pub FOR TABLE items, docs",
     )
     .unwrap();
     let cfg = pg.config(Role::Admin);
@@ -269,6 +315,7 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
     let writer = tokio::spawn(async move {
         let mut changes = 0usize;
         let mut next_id = 0i64;
+        let mut next_doc = 0i64;
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut rand = move |n: u64| {
             seed ^= seed << 13;
@@ -281,7 +328,36 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
             let size = 1 + rand(100) as usize;
             let mut sql = String::from("BEGIN;");
             for _ in 0..size {
-                match rand(10) {
+                let pick = rand(20);
+                match pick {
+                    10..=13 => {
+                        next_doc += 1;
+                        sql.push_str(&format!(
+                            "INSERT INTO docs VALUES ({next_doc}, {}, {}.25, '\\x{:06x}', \
+                             ARRAY['a{next_doc}', 'b'], '{{\"k\": {next_doc}}}', now());",
+                            rand(2) == 0,
+                            rand(1000),
+                            rand(1 << 24)
+                        ));
+                        continue;
+                    }
+                    14..=16 => {
+                        sql.push_str(&format!(
+                            "UPDATE docs SET flag = NOT flag, score = score * 2, \
+                             tags = tags || 'u'::text, meta = jsonb_set(meta, '{{u}}', 'true'), \
+                             at = at + interval '1 second' WHERE id = {};",
+                            1 + rand(next_doc.max(1) as u64)
+                        ));
+                        continue;
+                    }
+                    17..=19 => {
+                        let id = 1 + rand(next_doc.max(1) as u64);
+                        sql.push_str(&format!("DELETE FROM docs WHERE id = {id};"));
+                        continue;
+                    }
+                    _ => {}
+                }
+                match pick % 10 {
                     0..=5 => {
                         next_id += 1;
                         sql.push_str(&format!(
@@ -300,7 +376,7 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
                 }
             }
             if !truncated && changes > target / 2 {
-                sql.push_str("TRUNCATE items;");
+                sql.push_str("TRUNCATE items, docs;");
                 truncated = true;
             }
             sql.push_str("COMMIT");
@@ -361,7 +437,7 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
     let mut disturber = Some(disturber);
     let mut pg = None;
 
-    let mut model = Model::new();
+    let mut model = Model::default();
     let mut last_commit = Lsn(0);
     let mut transactions = 0usize;
     let mut changes = 0usize;
@@ -439,22 +515,40 @@ async fn the_stream_survives_terminated_walsenders_and_a_restart() {
     );
     assert!(transactions > 100, "{transactions} transactions");
     assert!(changes > target / 2, "{changes} changes");
-    // The table, as the stream told it.
-    let rows = pg
-        .psql("SELECT id || ':' || n || ':' || tag FROM items ORDER BY id")
+    // The tables, as the stream told them, read back typed.
+    let mut c = wirepool::Connection::connect(&pg.config(Role::Admin))
+        .await
         .unwrap();
-    let table: Model = rows
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.splitn(3, ':');
-            let id = p.next().unwrap().parse().unwrap();
-            let n = p.next().unwrap().parse().unwrap();
-            (id, (n, p.next().unwrap().to_string()))
-        })
-        .collect();
-    assert_eq!(model.len(), table.len());
-    assert!(model == table, "the stream's rows differ from the table's");
+    let mut table = Model::default();
+    for r in c.query("SELECT id, n, tag FROM items", &[]).await.unwrap() {
+        table.items.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    for r in c
+        .query(
+            "SELECT id, flag, score, data, tags, meta, at FROM docs",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        table.docs.insert(
+            r.get(0),
+            Doc {
+                flag: r.get(1),
+                score: r.get(2),
+                data: r.get(3),
+                tags: r.get(4),
+                meta: r.get(5),
+                at: r.get(6),
+            },
+        );
+    }
+    assert!(!table.docs.is_empty() && !table.items.is_empty());
+    assert_eq!(
+        (model.items.len(), model.docs.len()),
+        (table.items.len(), table.docs.len())
+    );
+    assert!(model == table, "the stream's rows differ from the tables'");
     stream.close().await.unwrap();
     let mut client = ReplicationClient::connect(&pg.config(Role::Admin))
         .await
