@@ -385,7 +385,7 @@ impl BackendMessage {
             return decode_data_row(frame);
         }
         if frame[0] == b'W' {
-            return decode_copy_both(&frame);
+            return crate::copy::check_copy_both(&frame).map(|()| BackendMessage::CopyBothResponse);
         }
         let mut frame = frame;
         let msg = Message::parse(&mut frame).map_err(bad)?.ok_or_else(|| {
@@ -726,21 +726,6 @@ fn decode_negotiate(mut body: &[u8]) -> Result<BackendMessage> {
         newest_version,
         unrecognized,
     })
-}
-
-/// CopyBothResponse (`W`): the overall format, a column count and a format per column,
-/// which postgres-protocol does not parse. Its length must be exactly that.
-fn decode_copy_both(frame: &[u8]) -> Result<BackendMessage> {
-    let body = &frame[5..];
-    let bad = || ProtocolError::protocol("malformed CopyBothResponse");
-    let [_format, hi, lo, columns @ ..] = body else {
-        return Err(bad());
-    };
-    let n = i16::from_be_bytes([*hi, *lo]);
-    if n < 0 || columns.len() != usize::from(n.unsigned_abs()) * 2 {
-        return Err(bad());
-    }
-    Ok(BackendMessage::CopyBothResponse)
 }
 
 /// DataRow, the message of every row: the body is kept whole (no copy) and the place of

@@ -44,6 +44,21 @@ pub fn copy_rows(tag: &str) -> Result<u64> {
         })
 }
 
+/// Checks a CopyBothResponse (`W`): the overall format, a column count and a format per
+/// column, which postgres-protocol does not parse. Its length must be exactly that.
+pub(crate) fn check_copy_both(frame: &[u8]) -> Result<()> {
+    let body = &frame[5..];
+    let bad = || ProtocolError::protocol("malformed CopyBothResponse");
+    let [_format, hi, lo, columns @ ..] = body else {
+        return Err(bad());
+    };
+    let n = i16::from_be_bytes([*hi, *lo]);
+    if n < 0 || columns.len() != usize::from(n.unsigned_abs()) * 2 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

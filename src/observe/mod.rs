@@ -19,6 +19,7 @@ pub mod leak;
 #[allow(unreachable_pub, dead_code, unused_imports)]
 pub(crate) mod leak;
 pub mod prometheus;
+pub(crate) mod replication_status;
 pub mod report;
 pub mod statement_metrics;
 pub mod stats;

@@ -105,7 +105,7 @@ pub(crate) fn render_all(
     uptime_seconds: f64,
     prefix: &str,
     statements: &[StatementRow],
-    replication: &[crate::replication::ReplicationStatus],
+    replication: &[super::replication_status::ReplicationStatus],
 ) -> String {
     let om = format == Format::OpenMetrics;
     // The family name in # TYPE / # HELP of a counter.
@@ -424,7 +424,7 @@ pub(crate) fn render_all(
     if !statements.is_empty() {
         render_statements(&mut o, om, statements, p);
     }
-    crate::replication::render_prometheus(&mut o, om, p, replication);
+    super::replication_status::render_prometheus(&mut o, om, p, replication);
     if om {
         o.push_str("# EOF\n");
     }

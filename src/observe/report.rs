@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::health::{HealthStatus, LifecycleState};
+use super::replication_status::ReplicationStatus;
 use super::stats::{PoolStatistics, ACQUIRE_BUCKETS};
 
 /// The pool's health, computed from cached state (no database round trip).
@@ -44,7 +45,7 @@ pub struct HealthReport {
     /// The replication streams the pool watches
     /// ([`Pool::watch_replication`](crate::Pool::watch_replication)); `replication` in the
     /// JSON, present only when there is one.
-    pub replication: Vec<crate::replication::ReplicationStatus>,
+    pub replication: Vec<ReplicationStatus>,
 }
 
 impl HealthReport {
@@ -289,6 +290,21 @@ impl PoolStatistics {
         }
         o.push_str("]}");
         o
+    }
+}
+
+impl ReplicationStatus {
+    /// `{"slot", "state", "server_lsn", "confirmed_lsn", "lag_bytes", "reconnects"}`.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"slot\":{},\"state\":\"{}\",\"server_lsn\":\"{}\",\"confirmed_lsn\":\"{}\",\"lag_bytes\":{},\"reconnects\":{}}}",
+            json_string(&self.slot),
+            self.state.as_str(),
+            self.server_lsn,
+            self.confirmed_lsn,
+            self.lag_bytes,
+            self.reconnects
+        )
     }
 }
 

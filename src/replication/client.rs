@@ -4,6 +4,7 @@ use crate::config::ConnectConfig;
 use crate::conn::{quote_ident, Connection};
 use crate::error::{Error, Result};
 
+use super::resume::Resume;
 use super::stream::ReplicationStream;
 use super::Lsn;
 
@@ -63,17 +64,16 @@ fn check_slot_name(name: &str) -> Result<()> {
     }
 }
 
-/// A string constant for the replication grammar: `'...'` with quotes doubled.
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 impl ReplicationClient {
     /// Opens a replication connection with `cfg` (the same settings as any connection).
     ///
     /// # Errors
     ///
     /// As [`Connection::connect`]; a server error when the role may not replicate.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the connection being opened.
     pub async fn connect(cfg: &ConnectConfig) -> Result<ReplicationClient> {
         let cfg = cfg.clone().for_replication();
         let conn = Connection::connect(&cfg).await?;
@@ -85,6 +85,11 @@ impl ReplicationClient {
     /// # Errors
     ///
     /// The server's error; a protocol error for an answer of another shape.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future mid-way leaves the answer unread; the client's next command
+    /// reads it first.
     pub async fn identify_system(&mut self) -> Result<SystemIdentity> {
         let rows = self.conn.simple_query("IDENTIFY_SYSTEM").await?;
         let row = rows
@@ -112,6 +117,11 @@ impl ReplicationClient {
     /// An invalid-input error for a name PostgreSQL does not allow (1 to 63 of `a-z`,
     /// `0-9`, `_`); the server's error (a slot of that name exists, too many slots,
     /// `wal_level` is not `logical`, ...).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future once the command is sent does not stop the server: the slot
+    /// may still be made (the client's next command reads the answer first).
     pub async fn create_slot(&mut self, name: &str, temporary: bool) -> Result<Slot> {
         check_slot_name(name)?;
         let sql = format!(
@@ -139,6 +149,11 @@ impl ReplicationClient {
     ///
     /// An invalid-input error for a name PostgreSQL does not allow; the server's error (no
     /// slot of that name, the slot in use).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future once the command is sent does not stop the server: the slot
+    /// may still be dropped (at once, or not at all: there is no waiting for it).
     pub async fn drop_slot(&mut self, name: &str) -> Result<()> {
         check_slot_name(name)?;
         self.conn
@@ -160,6 +175,11 @@ impl ReplicationClient {
     ///
     /// An invalid-input error for no publication or a slot name PostgreSQL does not
     /// allow; the server's error (no such slot or publication, the slot in use).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the connection (the client is the future's); the slot
+    /// keeps the position it had.
     pub async fn start(
         mut self,
         slot: &str,
@@ -172,65 +192,8 @@ impl ReplicationClient {
             ));
         }
         check_slot_name(slot)?;
-        let resume = Resume {
-            cfg: self.cfg,
-            slot: slot.to_string(),
-            publications: publications.iter().map(|p| p.to_string()).collect(),
-        };
+        let resume = Resume::new(self.cfg, slot, publications);
         resume.start(&mut self.conn, start).await?;
         Ok(ReplicationStream::new(self.conn, resume, start))
-    }
-}
-
-/// What a stream needs to open itself again after a lost connection.
-#[derive(Debug, Clone)]
-pub(crate) struct Resume {
-    cfg: ConnectConfig,
-    slot: String,
-    publications: Vec<String>,
-}
-
-impl Resume {
-    pub(crate) fn slot(&self) -> &str {
-        &self.slot
-    }
-
-    /// A new replication connection, streaming from `start`.
-    pub(crate) async fn connect(&self, start: Option<Lsn>) -> Result<Connection> {
-        let mut conn = Connection::connect(&self.cfg).await?;
-        self.start(&mut conn, start).await?;
-        Ok(conn)
-    }
-
-    /// `START_REPLICATION` on `conn`.
-    async fn start(&self, conn: &mut Connection, start: Option<Lsn>) -> Result<()> {
-        let names = self
-            .publications
-            .iter()
-            .map(|p| quote_ident(p))
-            .collect::<Vec<_>>()
-            .join(",");
-        let major = conn
-            .parameter("server_version")
-            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|m| m.parse::<u32>().ok())
-            .unwrap_or(0);
-        let options = if major >= 14 {
-            format!(
-                "proto_version '2', publication_names {}, binary 'true', messages 'true', streaming 'on'",
-                quote_literal(&names)
-            )
-        } else {
-            format!(
-                "proto_version '1', publication_names {}",
-                quote_literal(&names)
-            )
-        };
-        let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {} ({options})",
-            quote_ident(&self.slot),
-            start.unwrap_or(Lsn::INVALID)
-        );
-        conn.start_copy_both(&sql).await
     }
 }

@@ -51,12 +51,13 @@
 
 mod client;
 mod event;
-mod status;
+mod gauges;
+mod resume;
 mod stream;
 
+pub use crate::observe::replication_status::{ReplicationStatus, StreamState};
 pub use client::{ReplicationClient, Slot, SystemIdentity};
 pub use event::{Relation, ReplicationEvent, Tuple};
-pub(crate) use status::{render_prometheus, Gauges};
-pub use status::{ReplicationStatus, StreamState};
+pub(crate) use gauges::Gauges;
 pub use stream::ReplicationStream;
 pub use wirepool_protocol::replication::{Lsn, ParseLsnError};

@@ -18,9 +18,9 @@ use wirepool_protocol::replication::{
     standby_status_update, PgTimestamp, ReplicationMessage, PG_EPOCH_UNIX_SECONDS,
 };
 
-use super::client::Resume;
 use super::event::Relations;
-use super::status::{Gauges, ReplicationStatus, StreamState};
+use super::resume::Resume;
+use super::{Gauges, ReplicationStatus, StreamState};
 use super::{Lsn, ReplicationEvent};
 
 /// How often the stream reports its positions when the server does not ask.
@@ -392,6 +392,12 @@ impl ReplicationStream {
     /// # Errors
     ///
     /// The connection's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the connection, perhaps before the last report: the
+    /// server keeps the position reported before, and what was delivered after it comes
+    /// again.
     pub async fn close(mut self) -> Result<()> {
         self.status.set_state(StreamState::Ended);
         // A read under way (its `next()` dropped) gives the connection back.

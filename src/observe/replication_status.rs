@@ -1,13 +1,10 @@
-//! A stream's figures, shared by the stream and the pools that watch it
-//! ([`Pool::watch_replication`](crate::Pool::watch_replication)): its state, the server's
-//! position and the confirmed one, the lag between them, and its reconnections; as a
-//! snapshot ([`ReplicationStatus`]), in the health report's JSON and as Prometheus
-//! families.
+//! The replication streams a pool watches, as the operator sees them: a snapshot of each
+//! stream's figures ([`ReplicationStatus`]), its JSON in the health report, and its
+//! Prometheus families. The streams themselves are [`crate::replication`]'s.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use super::Lsn;
+use wirepool_protocol::replication::Lsn;
 
 /// What a stream is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +14,7 @@ pub enum StreamState {
     Streaming,
     /// The connection was lost; reconnecting.
     Reconnecting,
-    /// Ended (an error, the server's end, or [`close`](super::ReplicationStream::close)).
+    /// Ended (an error, the server's end, or [`close`](crate::replication::ReplicationStream::close)).
     Ended,
 }
 
@@ -55,64 +52,6 @@ pub struct ReplicationStatus {
     pub lag_bytes: u64,
     /// Connections opened again after one was lost.
     pub reconnects: u64,
-}
-
-/// The live figures.
-#[derive(Debug)]
-pub(crate) struct Gauges {
-    pub(crate) slot: String,
-    pub(crate) state: AtomicU8,
-    pub(crate) server: AtomicU64,
-    pub(crate) confirmed: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-}
-
-impl Gauges {
-    pub(crate) fn new(slot: &str) -> Gauges {
-        Gauges {
-            slot: slot.to_string(),
-            state: AtomicU8::new(StreamState::Streaming as u8),
-            server: AtomicU64::new(0),
-            confirmed: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn set_state(&self, s: StreamState) {
-        self.state.store(s as u8, Ordering::Release);
-    }
-
-    pub(crate) fn snapshot(&self) -> ReplicationStatus {
-        let server = Lsn(self.server.load(Ordering::Acquire));
-        let confirmed = Lsn(self.confirmed.load(Ordering::Acquire));
-        ReplicationStatus {
-            slot: self.slot.clone(),
-            state: match self.state.load(Ordering::Acquire) {
-                0 => StreamState::Streaming,
-                1 => StreamState::Reconnecting,
-                _ => StreamState::Ended,
-            },
-            server_lsn: server,
-            confirmed_lsn: confirmed,
-            lag_bytes: server.0.saturating_sub(confirmed.0),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl ReplicationStatus {
-    /// `{"slot", "state", "server_lsn", "confirmed_lsn", "lag_bytes", "reconnects"}`.
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"slot\":{},\"state\":\"{}\",\"server_lsn\":\"{}\",\"confirmed_lsn\":\"{}\",\"lag_bytes\":{},\"reconnects\":{}}}",
-            crate::observe::report::json_string(&self.slot),
-            self.state.as_str(),
-            self.server_lsn,
-            self.confirmed_lsn,
-            self.lag_bytes,
-            self.reconnects
-        )
-    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
