@@ -122,14 +122,9 @@ impl HealthReport {
         );
         if !self.replication.is_empty() {
             out.pop();
-            out.push_str(",\"replication\":[");
-            for (i, r) in self.replication.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&r.to_json());
-            }
-            out.push_str("]}");
+            out.push_str(",\"replication\":");
+            out.push_str(&replication_json(&self.replication));
+            out.push('}');
         }
         out
     }
@@ -140,7 +135,7 @@ fn round3(v: f64) -> f64 {
 }
 
 /// A JSON number, or `null` for a value JSON cannot carry (NaN, infinity).
-fn json_f64(v: f64) -> String {
+pub(crate) fn json_f64(v: f64) -> String {
     if v.is_finite() {
         format!("{}", round3(v))
     } else {
@@ -306,6 +301,12 @@ impl ReplicationStatus {
             self.reconnects
         )
     }
+}
+
+/// The streams as a JSON array of [`ReplicationStatus::to_json`] objects.
+pub(crate) fn replication_json(streams: &[ReplicationStatus]) -> String {
+    let items: Vec<String> = streams.iter().map(ReplicationStatus::to_json).collect();
+    format!("[{}]", items.join(","))
 }
 
 /// A JSON string literal for `s`.

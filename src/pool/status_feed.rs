@@ -11,17 +11,8 @@ use std::time::{Instant, SystemTime};
 use super::Pool;
 use crate::observe::health::classify_with_cause;
 use crate::observe::history::Sample;
-use crate::observe::report::{json_string, rfc3339_millis};
+use crate::observe::report::{json_f64, json_string, replication_json, rfc3339_millis};
 use crate::observe::statement_metrics::StatementRow;
-
-/// `null` for NaN or an infinity, else the value with three decimals.
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{}", (v * 1000.0).round() / 1000.0)
-    } else {
-        "null".to_string()
-    }
-}
 
 /// A JSON array of `f` over the samples.
 fn column(out: &mut String, name: &str, samples: &[Sample], f: impl Fn(&Sample) -> String) {
@@ -54,16 +45,16 @@ fn history(out: &mut String, samples: &[Sample]) {
     }
     out.push(',');
     column(out, "pipelined_per_s", samples, |s| {
-        num(f64::from(s.pipelined_per_s))
+        json_f64(f64::from(s.pipelined_per_s))
     });
     for (i, q) in ["p50", "p95", "p99"].iter().enumerate() {
         out.push(',');
         column(out, &format!("acquire_{q}_ms"), samples, |s| {
-            num(f64::from(s.acquire_ms[i]))
+            json_f64(f64::from(s.acquire_ms[i]))
         });
         out.push(',');
         column(out, &format!("statement_{q}_ms"), samples, |s| {
-            num(f64::from(s.statement_ms[i]))
+            json_f64(f64::from(s.statement_ms[i]))
         });
     }
     out.push('}');
@@ -95,10 +86,10 @@ fn statements(out: &mut String, rows: &[StatementRow]) {
             c.calls,
             c.error_count(),
             c.rows,
-            num(c.duration_seconds),
-            num(mean_ms),
-            num(p95),
-            num(c.wait_seconds),
+            json_f64(c.duration_seconds),
+            json_f64(mean_ms),
+            json_f64(p95),
+            json_f64(c.wait_seconds),
         );
     }
     out.push(']');
@@ -130,10 +121,13 @@ impl Pool {
                 .current_host
                 .as_deref()
                 .map_or_else(|| "null".to_string(), json_string),
-            num(wall
-                .duration_since(stats.pool_created_at)
-                .map_or(0.0, |d| d.as_secs_f64())),
-            stats.latency_ms.map_or_else(|| "null".to_string(), num),
+            json_f64(
+                wall.duration_since(stats.pool_created_at)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            ),
+            stats
+                .latency_ms
+                .map_or_else(|| "null".to_string(), json_f64),
         );
         let _ = write!(
             out,
@@ -171,7 +165,7 @@ impl Pool {
                 "{sep}{{\"connection\":\"conn_{}\",\"acquired_at\":{},\"held_s\":{}}}",
                 l.conn_id,
                 json_string(&site),
-                num(held),
+                json_f64(held),
             );
         }
         out.push_str("],\"errors\":[");
@@ -209,12 +203,12 @@ impl Pool {
                     .cfg
                     .reconnect_delays
                     .iter()
-                    .map(|d| num(d.as_secs_f64()))
+                    .map(|d| json_f64(d.as_secs_f64()))
                     .collect();
                 let (at, next_in) = match p.next_at {
                     Some(t) => (
                         format!("\"{}\"", rfc3339_millis(t)),
-                        num(t.duration_since(wall).map_or(0.0, |d| d.as_secs_f64())),
+                        json_f64(t.duration_since(wall).map_or(0.0, |d| d.as_secs_f64())),
                     ),
                     None => ("null".to_string(), "0".to_string()),
                 };
@@ -222,7 +216,7 @@ impl Pool {
                     out,
                     "{{\"attempt\":{},\"delay_s\":{},\"next_at\":{at},\"next_in_s\":{next_in},\"refused\":{},\"schedule_s\":[{}],\"failures\":{}}}",
                     p.attempt,
-                    num(p.delay.as_secs_f64()),
+                    json_f64(p.delay.as_secs_f64()),
                     p.refused,
                     schedule.join(","),
                     stats.connect_failures,
@@ -231,16 +225,11 @@ impl Pool {
         }
         out.push_str(",\"statements\":");
         statements(&mut out, &self.statement_metrics());
-        out.push_str(",\"replication\":[");
-        for (i, r) in self.replication_status().iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&r.to_json());
-        }
+        out.push_str(",\"replication\":");
+        out.push_str(&replication_json(&self.replication_status()));
         let _ = write!(
             out,
-            "],\"statement_metrics\":{}}}",
+            ",\"statement_metrics\":{}}}",
             s.trace.statements.is_some()
         );
         out
