@@ -98,6 +98,7 @@ impl Connection {
             extended: 0,
             owes_sync: false,
             batch_open: false,
+            copies_owed: 0,
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,

@@ -13,6 +13,7 @@ mod copy_both;
 mod gss;
 mod hosts;
 mod io;
+mod many_copy;
 use io::preview;
 mod negotiate;
 mod notices;
@@ -126,6 +127,9 @@ pub struct Connection {
     /// An atomic batch was written without its Sync (its caller left): the next request
     /// aborts it before the Sync, so none of it takes effect.
     batch_open: bool,
+    /// COPY FROM STDIN statements sent with their data (`execute_many`): their
+    /// CopyInResponse is expected, not refused. Cleared at ReadyForQuery.
+    copies_owed: u32,
     /// A caller's query is under way (a queued ROLLBACK is not): a reset cancels it.
     in_flight: bool,
     broken: bool,
@@ -241,8 +245,10 @@ impl Connection {
                 BackendMessage::ReadyForQuery(status) => {
                     self.transaction_status = status;
                     self.ready_received();
+                    self.copies_owed = 0;
                     self.check_encoding()?;
                 }
+                BackendMessage::CopyInResponse if self.copies_owed > 0 => self.copies_owed -= 1,
                 BackendMessage::CopyInResponse => self.refuse_copy_in().await?,
                 BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::ErrorResponse(e) if e.is_fatal() => {

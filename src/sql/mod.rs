@@ -12,6 +12,7 @@
 //! differential test in `proof.rs`. Self-contained: nothing else of the crate is used.
 
 pub(crate) mod classify;
+pub(crate) mod insert_shape;
 mod keywords;
 pub(crate) mod lexer;
 pub(crate) mod lists;
