@@ -3,7 +3,11 @@
 //! (`scripts/bench-peers --many`). The rows are 1,000,000 `(int8, text, int4)` inserted
 //! into an unindexed table by:
 //!
-//! - wirepool `execute_many` (atomic: one Sync after the last row);
+//! - wirepool `execute_many` (atomic: one Sync after the last row), outside a transaction
+//!   block: the statement is a plain INSERT of parameters into a table COPY may fill, so
+//!   the rows go by binary COPY;
+//! - the same inside `BEGIN` ... `COMMIT`, where they go row by row (a Bind and Execute
+//!   each, one Sync);
 //! - wirepool `execute_many_independent` (a Sync after every row);
 //! - wirepool binary COPY IN (`BinaryCopyInWriter`) of the same rows;
 //! - tokio-postgres with the statement prepared and 1,000 `execute` futures joined at a
@@ -88,7 +92,7 @@ fn main() {
         tokio::spawn(tp_conn);
         let tp_insert = tp.prepare(INSERT).await.unwrap();
         // Rows/s per client: execute_many, independent, binary COPY, tokio-postgres, loop.
-        let mut r: [Vec<f64>; 5] = Default::default();
+        let mut r: [Vec<f64>; 6] = Default::default();
         let mut rss_growth = None;
         // The client's share of execute_many's time: its CPU seconds over the wall clock.
         let mut client_share = Vec::new();
@@ -109,6 +113,20 @@ fn main() {
             rss_growth.get_or_insert(peak_rss_kib().saturating_sub(before));
             assert_eq!(n, ROWS as u64);
             assert_eq!(count(), ROWS);
+
+            truncate();
+            let s = Instant::now();
+            wp.batch_execute("BEGIN").await.unwrap();
+            let n = wp
+                .execute_many(
+                    INSERT,
+                    (1..=ROWS).map(|i| (i, format!("name {i}"), (i % 97) as i32)),
+                )
+                .await
+                .unwrap();
+            wp.batch_execute("COMMIT").await.unwrap();
+            r[5].push(rate(ROWS, s.elapsed()));
+            assert_eq!(n, ROWS as u64);
 
             truncate();
             let s = Instant::now();
@@ -169,6 +187,7 @@ fn main() {
         let m: Vec<f64> = r.iter_mut().map(|v| median(v)).collect();
         println!("1,000,000 rows (int8, text, int4), one connection, median of {rounds} interleaved round(s), rows/s");
         println!("wirepool execute_many (atomic)          {:>10.0}", m[0]);
+        println!("wirepool execute_many in a transaction  {:>10.0}  (row by row)", m[5]);
         println!("wirepool execute_many_independent       {:>10.0}  ({:.2}x of atomic)", m[1], m[1] / m[0]);
         println!("wirepool binary COPY IN                 {:>10.0}", m[2]);
         println!("tokio-postgres, 1,000 joined execute    {:>10.0}", m[3]);
@@ -182,6 +201,10 @@ fn main() {
             m[0] / m[2]
         );
         println!("execute_many / tokio-postgres joined: {:.2}x", m[0] / m[3]);
+        println!(
+            "execute_many by COPY / row by row in a transaction: {:.1}x",
+            m[0] / m[5]
+        );
         println!(
             "peak RSS grew {} KiB over the first execute_many of 1,000,000 rows",
             rss_growth.unwrap_or(0)
