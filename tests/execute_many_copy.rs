@@ -313,3 +313,31 @@ async fn a_value_sent_as_text_goes_as_its_own_statement_between_chunks() {
     assert_eq!(r.get::<_, i64>(0), 20_000);
     assert_eq!(r.get::<_, i64>(1), 19_999 * 20_000 / 2);
 }
+
+#[tokio::test]
+async fn a_command_timeout_mid_copy_applies_nothing_and_leaves_the_connection_ready() {
+    let pg = cluster();
+    let mut c = connect(&pg, Role::Admin).await;
+    c.batch_execute(
+        "CREATE TABLE cq (id int8 PRIMARY KEY, v text, q text DEFAULT current_query())",
+    )
+    .await
+    .unwrap();
+    // Ten million rows take seconds; the command timeout cuts them short mid-way, with
+    // chunks sent and others still to come.
+    for limit_ms in [30u64, 300] {
+        c.set_command_timeout(Some(std::time::Duration::from_millis(limit_ms)));
+        let e = c.execute_many(INSERT, rows(10_000_000)).await.unwrap_err();
+        assert_eq!(e.kind(), wirepool::ErrorKind::CommandTimeout, "{e}");
+        c.set_command_timeout(None);
+        assert!(!c.is_broken());
+        assert_eq!(
+            inserted_by(&mut c, "cq").await,
+            (0, 0),
+            "after {limit_ms} ms"
+        );
+    }
+    // The next batch goes by COPY as before.
+    assert_eq!(c.execute_many(INSERT, rows(5_000)).await.unwrap(), 5_000);
+    assert_eq!(inserted_by(&mut c, "cq").await, (5_000, 0));
+}
