@@ -63,6 +63,8 @@ pub(crate) fn insert_shape(sql: &str) -> Option<InsertShape> {
         sql,
         i: 0,
     };
+    // Empty statements around it are no statements (PostgreSQL drops them).
+    while at.char(b';').is_some() {}
     at.keyword("insert")?;
     at.keyword("into")?;
     let mut table = vec![at.name()?];
@@ -89,7 +91,7 @@ pub(crate) fn insert_shape(sql: &str) -> Option<InsertShape> {
         params.push(at.param()?);
     }
     at.char(b')')?;
-    let _ = at.char(b';');
+    while at.char(b';').is_some() {}
     if at.i != tokens.len() {
         return None;
     }
@@ -184,6 +186,11 @@ mod tests {
             shape("insert /* c */ into Public.\"My \"\"T\"\"\" VALUES ($2,$1); -- end"),
             Some(("\"public\".\"My \"\"T\"\"\"".into(), None, vec![2, 1]))
         );
+        // Empty statements around it.
+        assert_eq!(
+            shape(";; INSERT INTO t VALUES ($1);;").map(|s| s.2),
+            Some(vec![1])
+        );
         // Keywords the grammar takes as names.
         assert_eq!(
             shape("INSERT INTO data (name, value) VALUES ($1, $2)").map(|s| s.1),
@@ -211,7 +218,7 @@ mod tests {
             "INSERT INTO t SELECT $1",
             "INSERT INTO t DEFAULT VALUES",
             "INSERT INTO t VALUES ($1); DELETE FROM t",
-            "; INSERT INTO t VALUES ($1)",
+            "INSERT INTO t VALUES ($1); ; SELECT 1",
             "INSERT INTO U&\"t\" VALUES ($1)",
             "INSERT INTO a.b.c.d VALUES ($1)",
             "INSERT INTO select VALUES ($1)",

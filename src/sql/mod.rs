@@ -28,6 +28,8 @@ pub(crate) use settings::custom_settings;
 pub(crate) use verdicts::{class, verdict, Verdict};
 
 #[cfg(test)]
+mod insert_shape_proof;
+#[cfg(test)]
 mod proof;
 #[cfg(test)]
 mod tests;
