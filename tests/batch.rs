@@ -227,9 +227,9 @@ async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
         c.batch_execute("TRUNCATE t").await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tx = Some(tx);
-        // Far more rows after `pulled` than are written ahead (about 4,000 a chunk), so
-        // the drop comes before the Sync is written.
-        let rows = (0..60_000i64).map(move |i| {
+        // Far more rows after `pulled` than are written ahead (a few MiB: row by row,
+        // or by COPY in chunks of 1 MiB), so the drop comes before the Sync is written.
+        let rows = (0..2_000_000i64).map(move |i| {
             if i as usize == pulled {
                 let _ = tx.take().map(|t| t.send(()));
             }

@@ -341,3 +341,140 @@ async fn a_command_timeout_mid_copy_applies_nothing_and_leaves_the_connection_re
     assert_eq!(c.execute_many(INSERT, rows(5_000)).await.unwrap(), 5_000);
     assert_eq!(inserted_by(&mut c, "cq").await, (5_000, 0));
 }
+
+/// Tables where COPY would see what the rows one by one would not: a key into the table
+/// itself, a default or CHECK that reads the table, a deferrable unique key. Each runs
+/// row by row with the INSERTs' outcome.
+#[tokio::test]
+async fn where_the_table_reads_itself_the_rows_go_one_by_one() {
+    let pg = cluster();
+    let mut c = connect(&pg, Role::Admin).await;
+    c.batch_execute(
+        "CREATE TABLE fk (id int8 PRIMARY KEY, parent int8 REFERENCES fk (id));
+         CREATE TABLE sd (id int8, c int8);
+         CREATE FUNCTION sd_count() RETURNS int8 LANGUAGE sql STABLE
+             AS 'SELECT count(*) FROM public.sd';
+         ALTER TABLE sd ALTER c SET DEFAULT sd_count();
+         CREATE TABLE ck (id int8);
+         CREATE FUNCTION ck_count() RETURNS int8 LANGUAGE sql STABLE
+             AS 'SELECT count(*) FROM public.ck';
+         ALTER TABLE ck ADD CHECK (ck_count() < 1500);
+         CREATE TABLE qx (id int8,
+             c int8 DEFAULT length(query_to_xml('SELECT count(*) FROM public.qx', false, true, '')::text));
+         CREATE TABLE du (id int8 UNIQUE DEFERRABLE INITIALLY IMMEDIATE);",
+    )
+    .await
+    .unwrap();
+    // Each row refers to the next: every INSERT fails its own check at once.
+    let e = c
+        .execute_many(
+            "INSERT INTO fk (id, parent) VALUES ($1, $2)",
+            (0..3_000i64).map(|i| (i, (i < 2_999).then_some(i + 1))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("23503"), "{e}");
+    assert_eq!(e.batch_index(), Some(0), "{e}");
+    // Each row refers to the one before: all go in.
+    let n = c
+        .execute_many(
+            "INSERT INTO fk (id, parent) VALUES ($1, $2)",
+            (0..3_000i64).map(|i| (i, (i > 0).then_some(i - 1))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3_000);
+    // A default that counts the rows before it.
+    c.execute_many(
+        "INSERT INTO sd (id) VALUES ($1)",
+        (0..3_000i64).map(|i| (i,)),
+    )
+    .await
+    .unwrap();
+    let bad: i64 = c
+        .query_one("SELECT count(*) FROM sd WHERE c <> id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0, "each row's default saw the rows before it");
+    // A CHECK that counts them.
+    let e = c
+        .execute_many(
+            "INSERT INTO ck (id) VALUES ($1)",
+            (0..3_000i64).map(|i| (i,)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("23514"), "{e}");
+    assert_eq!(e.batch_index(), Some(1_500), "{e}");
+    // A built-in function that runs a query, in a default.
+    c.execute_many(
+        "INSERT INTO qx (id) VALUES ($1)",
+        (0..3_000i64).map(|i| (i,)),
+    )
+    .await
+    .unwrap();
+    let distinct: i64 = c
+        .query_one("SELECT count(DISTINCT c) FROM qx", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(distinct > 1, "every row's default saw the same table");
+    // A deferrable unique key repeated across chunks: the row is named.
+    let e = c
+        .execute_many(
+            "INSERT INTO du (id) VALUES ($1)",
+            (0..200_000i64).map(|i| (if i == 150_000 { 10 } else { i },)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(sqlstate::UNIQUE_VIOLATION), "{e}");
+    assert_eq!(e.batch_index(), Some(150_000), "{e}");
+}
+
+/// A row that does not convert, after an earlier row that the server refuses: the earlier
+/// row is the first failing row, by COPY and row by row.
+#[tokio::test]
+async fn an_earlier_failing_row_comes_before_a_later_one_that_does_not_convert() {
+    let pg = cluster();
+    let mut c = connect(&pg, Role::Admin).await;
+    c.batch_execute(
+        "CREATE TABLE cq (id int8 PRIMARY KEY, v text, q text); INSERT INTO cq VALUES (0, 'x')",
+    )
+    .await
+    .unwrap();
+    for (rows, bad) in [(500i64, 400i64), (3_000, 2_500)] {
+        let values: Vec<Vec<Box<dyn ToSql + Sync>>> = (0..rows)
+            .map(|i| -> Vec<Box<dyn ToSql + Sync>> {
+                if i == bad {
+                    vec![Box::new(i)]
+                } else {
+                    vec![Box::new(i), Box::new(format!("v{i}"))]
+                }
+            })
+            .collect();
+        let e = c
+            .execute_many(
+                INSERT,
+                values.iter().map(|r| {
+                    r.iter()
+                        .map(|v| &**v as &(dyn ToSql + Sync))
+                        .collect::<Vec<_>>()
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Some(sqlstate::UNIQUE_VIOLATION),
+            "{rows} rows: {e}"
+        );
+        assert_eq!(e.batch_index(), Some(0), "{rows} rows: {e}");
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM cq", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    }
+}

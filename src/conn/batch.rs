@@ -315,10 +315,12 @@ impl Connection {
     /// a plain `INSERT INTO t [(c, ...)] VALUES ($1, ...)` (each value a parameter) go as
     /// binary `COPY t (...) FROM STDIN`, ten times faster or more, when one catalog query
     /// shows that COPY does what the INSERTs would: an ordinary or partitioned table with
-    /// no rules, no row-level security, no trigger of a user's, and each value's column of
-    /// the parameter's own type. One difference remains visible: a column default that
-    /// reads the statement (`current_query()`, `statement_timestamp()`) sees the COPY.
-    /// Everything else runs row by row. Still one transaction: all rows or none.
+    /// no rules, no row-level security, no trigger of a user's, no foreign key into itself,
+    /// no deferrable unique key, no default or CHECK that calls a function of a user's (or
+    /// a built-in one that runs a query), and each value's column of the parameter's own
+    /// type and no domain. One difference remains visible: a column default that reads the
+    /// statement (`current_query()`, `statement_timestamp()`) sees the COPY. Everything
+    /// else runs row by row. Still one transaction: all rows or none.
     ///
     /// ```no_run
     /// # async fn f(conn: &mut wirepool::Connection, chunks: &[(i64, String)]) -> wirepool::Result<()> {
@@ -601,6 +603,7 @@ impl Connection {
 
     /// A row of an atomic `execute_many` did not convert after others were sent: the
     /// server is made to fail the implicit transaction, so what was sent is rolled back.
+    /// An earlier row's own failure, if the server reports one, is the error returned.
     async fn abandon_batch(
         &mut self,
         atomic: bool,
@@ -629,6 +632,7 @@ impl Connection {
             }
         }
         self.in_flight = false;
-        e
+        // A row sent before it that failed is the first failing row.
+        answers.take_error().unwrap_or(e)
     }
 }

@@ -54,6 +54,11 @@ impl Answers {
         self.first_error.as_ref()
     }
 
+    /// Takes the first error the batch met.
+    pub(super) fn take_error(&mut self) -> Option<Error> {
+        self.first_error.take()
+    }
+
     fn keep_columns(&mut self, c: Option<Arc<[crate::protocol::Column]>>) {
         if let Some(all) = &mut self.columns {
             all.push(c);

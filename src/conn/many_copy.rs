@@ -12,10 +12,19 @@
 //! - the table is an ordinary or partitioned table (not a view or foreign table);
 //! - it has no rules (COPY ignores them) and no row-level security (COPY refuses it);
 //! - neither it nor any partition has a trigger of a user's (a statement trigger would
-//!   fire once instead of once a row); the server's own constraint triggers are fine;
+//!   fire once instead of once a row); the server's own constraint triggers are fine,
+//!   except a foreign key into the table's own family (COPY checks it once at its end,
+//!   where each INSERT checks its own row: a row may refer to a later one) and a
+//!   deferrable unique, primary or exclusion key (checked at the end too, where COPY
+//!   names no row);
+//! - no default, generated column or CHECK constraint of it calls a function of a
+//!   user's or one of the server's that runs a query (`query_to_xml`, `ts_stat`, ...):
+//!   such a function may read the table, which COPY fills under one snapshot where
+//!   each INSERT sees the rows before it;
 //! - each value's column is neither `GENERATED ALWAYS AS IDENTITY` (COPY would write it)
-//!   nor generated, and its type is the parameter's type as the server described it, so
-//!   each value's binary form is the column's.
+//!   nor generated, its type is no domain (whose checks may call functions), and its
+//!   type is the parameter's type as the server described it, so each value's binary
+//!   form is the column's.
 //!
 //! Anything else, or any doubt (an older server, a table not found), runs row by row as
 //! before. The rows go in chunks, each chunk a `COPY` of its own, all under one Sync: one
@@ -59,19 +68,50 @@ const MAGIC: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Whether COPY may carry the rows, and the columns of each value (see the module's
 /// list). One row per value, in the statement's order.
 const PLAN_SQL: &str = "\
+WITH target AS (SELECT pg_catalog.to_regclass($1) AS oid),
+tree AS (
+    SELECT oid AS relid FROM target
+    UNION SELECT p.relid FROM target, pg_catalog.pg_partition_tree(target.oid) p
+),
+family AS (
+    SELECT relid FROM tree
+    UNION SELECT p.relid FROM target,
+        pg_catalog.pg_partition_tree(pg_catalog.pg_partition_root(target.oid)) p
+),
+expr AS (
+    SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass AS classid, d.oid, d.adbin AS bin
+    FROM pg_catalog.pg_attrdef d WHERE d.adrelid IN (SELECT relid FROM tree)
+    UNION ALL
+    SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conbin
+    FROM pg_catalog.pg_constraint k
+    WHERE k.contype = 'c' AND k.conrelid IN (SELECT relid FROM tree)
+)
 SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity
        AND NOT EXISTS (
            SELECT FROM pg_catalog.pg_trigger t
-           WHERE (t.tgrelid = c.oid
-                  OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(c.oid) p))
-             AND NOT t.tgisinternal),
-       CASE WHEN a.attidentity = 'a' OR a.attgenerated <> '' THEN 0::pg_catalog.oid
-            ELSE a.atttypid END,
+           WHERE t.tgrelid IN (SELECT relid FROM tree) AND NOT t.tgisinternal)
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_constraint k
+           WHERE k.conrelid IN (SELECT relid FROM tree)
+             AND ((k.contype = 'f' AND k.confrelid IN (SELECT relid FROM family))
+                  OR (k.contype IN ('p', 'u', 'x') AND k.condeferrable)))
+       AND NOT EXISTS (
+           SELECT FROM expr e JOIN pg_catalog.pg_depend d
+               ON d.classid = e.classid AND d.objid = e.oid
+           WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass)
+       AND NOT EXISTS (
+           SELECT FROM expr e, pg_catalog.pg_proc f
+           WHERE f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace
+             AND f.proname ~ '^((query|cursor|table|schema|database)_to_xml|ts_stat$|pg_stat_get_xact_)'
+             AND pg_catalog.strpos(e.bin::pg_catalog.text, ':funcid ' || f.oid || ' ') > 0),
+       CASE WHEN a.attidentity = 'a' OR a.attgenerated <> '' OR ty.typtype = 'd'
+            THEN 0::pg_catalog.oid ELSE a.atttypid END,
        a.attname::pg_catalog.text
-FROM pg_catalog.pg_class c
+FROM target
+JOIN pg_catalog.pg_class c ON c.oid = target.oid
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.oid = pg_catalog.to_regclass($1)
-  AND ($2 IS NULL OR a.attname::pg_catalog.text = ANY ($2))
+JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+WHERE $2 IS NULL OR a.attname::pg_catalog.text = ANY ($2)
 ORDER BY CASE WHEN $2 IS NULL THEN a.attnum::pg_catalog.int4
               ELSE pg_catalog.array_position($2, a.attname::pg_catalog.text) END
 LIMIT $3";
@@ -209,8 +249,9 @@ impl Connection {
                         units.push_back(Unit::Row(next_row));
                     }
                     Err(e) => {
+                        // The rows before it go first: an error of theirs is the first.
                         unconverted = Some(e.with_batch_index(next_row));
-                        chunk.clear();
+                        self.send_chunk(&plan, &mut chunk, &mut units, chunk_first, next_row)?;
                         self.end_many(!units.is_empty());
                         done = true;
                         break;
