@@ -515,7 +515,7 @@ impl Connection {
 
     /// The statement prepared on this connection (cached), or prepared now.
     /// The prepare's Sync is owed: it comes with the batch's.
-    async fn prepared(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
+    pub(super) async fn prepared(&mut self, sql: &str) -> Result<(Arc<str>, Described)> {
         match self.statements.get(sql) {
             Some(hit) => Ok(hit),
             None => self.prepare_exchange(sql).await,

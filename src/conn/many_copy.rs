@@ -68,7 +68,7 @@ const MAGIC: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Whether COPY may carry the rows, and the columns of each value (see the module's
 /// list). One row per value, in the statement's order.
 const PLAN_SQL: &str = "\
-WITH target AS (SELECT pg_catalog.to_regclass($1) AS oid),
+WITH target AS (SELECT pg_catalog.to_regclass($1::pg_catalog.text) AS oid),
 tree AS (
     SELECT oid AS relid FROM target
     UNION SELECT p.relid FROM target, pg_catalog.pg_partition_tree(target.oid) p
@@ -111,10 +111,10 @@ FROM target
 JOIN pg_catalog.pg_class c ON c.oid = target.oid
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-WHERE $2 IS NULL OR a.attname::pg_catalog.text = ANY ($2)
-ORDER BY CASE WHEN $2 IS NULL THEN a.attnum::pg_catalog.int4
-              ELSE pg_catalog.array_position($2, a.attname::pg_catalog.text) END
-LIMIT $3";
+WHERE $2::pg_catalog.text[] IS NULL OR a.attname::pg_catalog.text = ANY ($2::pg_catalog.text[])
+ORDER BY CASE WHEN $2::pg_catalog.text[] IS NULL THEN a.attnum::pg_catalog.int4
+              ELSE pg_catalog.array_position($2::pg_catalog.text[], a.attname::pg_catalog.text) END
+LIMIT $3::pg_catalog.int4";
 
 /// How the rows of one statement go by COPY.
 pub(super) struct CopyPlan {
@@ -146,14 +146,29 @@ impl Connection {
         if n == 0 || n != described.params.len() {
             return Ok(None);
         }
-        let types = [Type::TEXT, Type::TEXT_ARRAY, Type::INT4];
+        // Prepared like any statement (the connection's statement cache), so that its plan
+        // is made once per connection rather than at every call.
+        let (name, plan) = match self.prepared(PLAN_SQL).await {
+            Ok(p) => p,
+            Err(e) if e.as_db_error().is_some() => {
+                // An older server without the catalog functions it uses: row by row.
+                self.finish_pending().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let table = shape.quoted_table();
         let count = n as i32;
         let mark = self.write_buf.len();
-        let written = write_parse("", PLAN_SQL, &types, &[], &mut self.write_buf).and_then(|()| {
+        let written = if name.is_empty() {
+            write_parse("", PLAN_SQL, &plan.params, &[], &mut self.write_buf)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| {
             write_bind_execute(
-                "",
-                &types,
+                &name,
+                &plan.params,
                 &[&table, &shape.columns, &count],
                 true,
                 &mut self.write_buf,
@@ -163,7 +178,7 @@ impl Connection {
             self.write_buf.truncate(mark);
             return Err(e.into());
         }
-        // The Sync also ends the prepare's exchange, if one was left open.
+        // The Sync also ends the prepares' exchanges, if they were left open.
         self.owes_sync = false;
         self.owe_ready(true);
         self.flush().await?;
