@@ -478,3 +478,57 @@ async fn an_earlier_failing_row_comes_before_a_later_one_that_does_not_convert()
         assert_eq!(n, 1);
     }
 }
+
+/// With the statement cache off, of one, or larger: the COPY path, a row sent as the
+/// statement itself, and a failing row found again all use the caller's statement as
+/// prepared (or parse it again), never a statement the cache evicted.
+#[tokio::test]
+async fn every_statement_cache_size_serves_the_copy_path() {
+    let pg = cluster();
+    let mut c = connect(&pg, Role::Admin).await;
+    c.batch_execute(
+        "CREATE TABLE tx (id int8 PRIMARY KEY, n int4, q text DEFAULT current_query())",
+    )
+    .await
+    .unwrap();
+    for capacity in [0usize, 1, 2, 100] {
+        c.set_statement_cache_capacity(capacity);
+        c.batch_execute("TRUNCATE tx; INSERT INTO tx (id, n) VALUES (3000, 0)")
+            .await
+            .unwrap();
+        let rows: Vec<(i64, Option<TextInt>, i32)> = (0..5_000i64)
+            .map(|i| (i, (i % 700 == 1).then_some(TextInt(i as i32)), i as i32))
+            .collect();
+        let params = || {
+            rows.iter()
+                .map(|(id, t, plain)| -> [&(dyn ToSql + Sync); 2] {
+                    match t {
+                        Some(t) => [id, t],
+                        None => [id, plain],
+                    }
+                })
+        };
+        let e = c
+            .execute_many("INSERT INTO tx (id, n) VALUES ($1, $2)", params())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Some(sqlstate::UNIQUE_VIOLATION),
+            "capacity {capacity}: {e}"
+        );
+        assert_eq!(e.batch_index(), Some(3_000), "capacity {capacity}: {e}");
+        c.batch_execute("TRUNCATE tx").await.unwrap();
+        let n = c
+            .execute_many("INSERT INTO tx (id, n) VALUES ($1, $2)", params())
+            .await
+            .unwrap_or_else(|e| panic!("capacity {capacity}: {e}"));
+        assert_eq!(n, 5_000);
+        let texts = rows.iter().filter(|r| r.1.is_some()).count() as i64;
+        assert_eq!(
+            inserted_by(&mut c, "tx").await,
+            (5_000 - texts, texts),
+            "capacity {capacity}"
+        );
+    }
+}

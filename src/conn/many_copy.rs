@@ -147,28 +147,36 @@ impl Connection {
             return Ok(None);
         }
         // Prepared like any statement (the connection's statement cache), so that its plan
-        // is made once per connection rather than at every call.
-        let (name, plan) = match self.prepared(PLAN_SQL).await {
-            Ok(p) => p,
-            Err(e) if e.as_db_error().is_some() => {
-                // An older server without the catalog functions it uses: row by row.
-                self.finish_pending().await?;
-                return Ok(None);
+        // is made once per connection rather than at every call. In a cache of one, the
+        // two would evict each other at every call: then it is parsed each time instead.
+        let (name, types): (Arc<str>, Arc<[Type]>) = if self.statements.capacity() < 2 {
+            (
+                Arc::from(""),
+                Arc::from([Type::TEXT, Type::TEXT_ARRAY, Type::INT4]),
+            )
+        } else {
+            match self.prepared(PLAN_SQL).await {
+                Ok((name, plan)) => (name, plan.params),
+                Err(e) if e.as_db_error().is_some() => {
+                    // An older server without the catalog functions it uses: row by row.
+                    self.finish_pending().await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         let table = shape.quoted_table();
         let count = n as i32;
         let mark = self.write_buf.len();
         let written = if name.is_empty() {
-            write_parse("", PLAN_SQL, &plan.params, &[], &mut self.write_buf)
+            write_parse("", PLAN_SQL, &types, &[], &mut self.write_buf)
         } else {
             Ok(())
         }
         .and_then(|()| {
             write_bind_execute(
                 &name,
-                &plan.params,
+                &types,
                 &[&table, &shape.columns, &count],
                 true,
                 &mut self.write_buf,
