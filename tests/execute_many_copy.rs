@@ -407,19 +407,26 @@ async fn where_the_table_reads_itself_the_rows_go_one_by_one() {
         .unwrap_err();
     assert_eq!(e.code(), Some("23514"), "{e}");
     assert_eq!(e.batch_index(), Some(1_500), "{e}");
-    // A built-in function that runs a query, in a default.
-    c.execute_many(
-        "INSERT INTO qx (id) VALUES ($1)",
-        (0..3_000i64).map(|i| (i,)),
-    )
-    .await
-    .unwrap();
-    let distinct: i64 = c
-        .query_one("SELECT count(DISTINCT c) FROM qx", &[])
+    // A built-in function that runs a query, in a default (on a server built with XML
+    // support: PostgreSQL 18 of the second pass has none).
+    let xml = c
+        .simple_query("SELECT query_to_xml('SELECT 1', false, true, '')")
         .await
-        .unwrap()
-        .get(0);
-    assert!(distinct > 1, "every row's default saw the same table");
+        .is_ok();
+    if xml {
+        c.execute_many(
+            "INSERT INTO qx (id) VALUES ($1)",
+            (0..3_000i64).map(|i| (i,)),
+        )
+        .await
+        .unwrap();
+        let distinct: i64 = c
+            .query_one("SELECT count(DISTINCT c) FROM qx", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(distinct > 1, "every row's default saw the same table");
+    }
     // A deferrable unique key repeated across chunks: the row is named.
     let e = c
         .execute_many(
