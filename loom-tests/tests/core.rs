@@ -44,6 +44,42 @@ fn acquire(core: &Core<usize>) -> Result<usize, Unserved> {
     }
 }
 
+/// As `acquire`, with the waker registered as the caller joins the queue (the pool's own
+/// `acquire()`): the waiter's first poll takes no lock.
+fn acquire_registered(core: &Core<usize>) -> Result<usize, Unserved> {
+    block_on(async {
+        let tried = std::future::poll_fn(|cx| {
+            Poll::Ready(core.try_acquire_registered(|| u64::MAX, cx.waker()))
+        })
+        .await;
+        match tried {
+            TryAcquire::Ready(c) => Ok(c),
+            TryAcquire::Queued { waiter, open, .. } => {
+                drop(open);
+                waiter.await
+            }
+            TryAcquire::Closed => Err(Unserved::Closed),
+        }
+    })
+}
+
+#[test]
+fn a_waiter_registered_as_it_queues_is_woken_by_a_release_no_lost_wakeup() {
+    model(|| {
+        let core = core_with(1, 1);
+        let held = check_out_idle(&core);
+        let c2 = core.clone();
+        let t = thread::spawn(move || {
+            let c = acquire_registered(&c2).expect("not closed");
+            assert!(c2.release(c, Holder::Caller).is_none());
+        });
+        assert!(core.release(held, Holder::Caller).is_none());
+        t.join().unwrap();
+        let g = core.gauges();
+        assert_eq!((g.size, g.idle, g.active, g.waiting), (1, 1, 0, 0));
+    });
+}
+
 #[test]
 fn release_wakes_a_waiter_no_lost_wakeup() {
     model(|| {

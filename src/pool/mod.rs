@@ -143,7 +143,13 @@ impl Pool {
         let timeout = shared.cfg.acquire_timeout;
         let (waiter, open, first) = loop {
             let deadline = || shared.deadline_clock().saturating_add(nanos(timeout));
-            match shared.core.try_acquire_until(deadline) {
+            // The waiter is polled next in this same poll of the caller's task: its waker
+            // is registered as it joins the queue (one lock fewer when it has to wait).
+            let tried = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(shared.core.try_acquire_registered(deadline, cx.waker()))
+            })
+            .await;
+            match tried {
                 TryAcquire::Ready(mut p) => {
                     // The server may have ended the session while it sat idle (a FATAL
                     // before closing it, a restart): never hand that out. An atomic load

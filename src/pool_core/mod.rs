@@ -365,6 +365,24 @@ impl<C> Core<C> {
     /// earliest.
     #[inline]
     pub fn try_acquire_until(&self, deadline: impl FnOnce() -> u64) -> TryAcquire<C> {
+        self.try_acquire_with(deadline, None)
+    }
+
+    /// As [`Core::try_acquire_until`], with the waker of the task that will poll the
+    /// [`Waiter`] registered as it joins the queue: the waiter's first poll, in the same
+    /// poll of that task, then returns `Pending` without taking the lock again (a hand-off
+    /// before it wakes this waker). One lock fewer for every checkout that waits.
+    #[inline]
+    pub fn try_acquire_registered(
+        &self,
+        deadline: impl FnOnce() -> u64,
+        waker: &Waker,
+    ) -> TryAcquire<C> {
+        self.try_acquire_with(deadline, Some(waker))
+    }
+
+    #[inline]
+    fn try_acquire_with(&self, deadline: impl FnOnce() -> u64, waker: Option<&Waker>) -> TryAcquire<C> {
         // The clock is read outside the lock (under contention it would lengthen every
         // other caller's wait for it): first when no connection looks idle, else only
         // when the one that looked idle was taken meanwhile.
@@ -384,7 +402,7 @@ impl<C> Core<C> {
         l.st.last_deadline = deadline;
         let id = l.st.slots.insert(Slot {
             state: SlotState::Waiting,
-            waker: None,
+            waker: waker.cloned(),
             deadline,
         });
         let first = l.st.queue.is_empty();
@@ -397,6 +415,7 @@ impl<C> Core<C> {
                 core: self.clone(),
                 id,
                 done: false,
+                registered: waker.is_some(),
             },
             open,
             first,
@@ -628,6 +647,9 @@ pub struct Waiter<C> {
     core: Core<C>,
     id: u64,
     done: bool,
+    /// Its task's waker was registered as it joined the queue, and it was not polled yet
+    /// (see [`Core::try_acquire_registered`]).
+    registered: bool,
 }
 
 impl<C> fmt::Debug for Waiter<C> {
@@ -644,6 +666,11 @@ impl<C> Future for Waiter<C> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(Err(Unserved::Closed));
+        }
+        if std::mem::take(&mut this.registered) {
+            // This poll's waker is the one registered: whatever happens to the slot now
+            // wakes this task, and the next poll looks.
+            return Poll::Pending;
         }
         let mut l = this.core.lock();
         let Some(slot) = l.st.slots.get_mut(this.id) else {
