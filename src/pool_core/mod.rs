@@ -382,7 +382,11 @@ impl<C> Core<C> {
     }
 
     #[inline]
-    fn try_acquire_with(&self, deadline: impl FnOnce() -> u64, waker: Option<&Waker>) -> TryAcquire<C> {
+    fn try_acquire_with(
+        &self,
+        deadline: impl FnOnce() -> u64,
+        waker: Option<&Waker>,
+    ) -> TryAcquire<C> {
         // The clock is read outside the lock (under contention it would lengthen every
         // other caller's wait for it): first when no connection looks idle, else only
         // when the one that looked idle was taken meanwhile.
