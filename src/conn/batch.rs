@@ -246,7 +246,8 @@ async fn run_on(
         // Each statement counts for the session's reset as if run alone.
         conn.note_statement(i.sql);
     }
-    let r = bounded!(conn, conn.run_batch(items, atomic));
+    conn.batch_commit_sent = false;
+    let r = bounded!(conn, conn.run_batch(items, atomic)).map_err(|e| conn.lost_batch(e));
     conn.trace_end(traced, sql, &r);
     r
 }
@@ -351,6 +352,8 @@ impl Connection {
     /// rolled back afterwards, and the INSERT's own error is returned; one that needs rows
     /// of an earlier chunk to recur (a key repeated within the rows) is named from the
     /// server's COPY context where the server writes English, and has no index otherwise.
+    /// A lost connection says whether the rows may have taken effect
+    /// ([`Error::may_have_run`]: `Some(true)` once their committing Sync was written).
     ///
     /// # Cancel safety
     ///
@@ -390,7 +393,9 @@ impl Connection {
         P: RowParams,
     {
         let traced = self.trace_start(statement);
-        let r = bounded!(self, self.run_many(statement, rows.into_iter(), atomic));
+        self.batch_commit_sent = false;
+        let r = bounded!(self, self.run_many(statement, rows.into_iter(), atomic))
+            .map_err(|e| self.lost_batch(e));
         let count = r.as_ref().ok().copied();
         self.trace_end_counted(traced, statement, &r, count);
         r
@@ -448,6 +453,7 @@ impl Connection {
                         self.owe_ready(true);
                         self.owes_sync = false;
                         self.batch_open = false;
+                        self.batch_commit_sent = true;
                     }
                     break;
                 };
@@ -460,6 +466,8 @@ impl Connection {
                 }
                 if !atomic {
                     self.owe_ready(true);
+                    // Each row commits on its own: the first may take effect now.
+                    self.batch_commit_sent = true;
                 }
                 answers.expect_rows(described.columns.clone(), false);
                 sent += 1;
@@ -561,6 +569,7 @@ impl Connection {
         }
         self.owes_sync = false;
         self.batch_open = false;
+        self.batch_commit_sent = true;
         let mut answers = Answers::new(atomic);
         for item in items {
             let (_, described) = &prepared[item.sql];
@@ -572,6 +581,20 @@ impl Connection {
         self.in_flight = false;
         self.check_encoding()?;
         answers.into_results()
+    }
+
+    /// A batch's connection was lost (or broke) before its answer: the error says whether
+    /// the batch may have taken effect ([`Error::may_have_run`]): `Some(true)` once the
+    /// Sync that commits it was written (for an independent batch, the first row's),
+    /// `Some(false)` before (the server rolls back what it did not see committed).
+    fn lost_batch(&self, e: Error) -> Error {
+        let lost = matches!(e.kind(), crate::ErrorKind::Io | crate::ErrorKind::Closed)
+            || (self.broken && e.kind() == crate::ErrorKind::Protocol);
+        if lost && e.may_have_run().is_none() {
+            e.with_sent(self.batch_commit_sent)
+        } else {
+            e
+        }
     }
 
     /// Writes what is buffered and reads what came, feeding the answers.

@@ -99,6 +99,7 @@ impl Connection {
             owes_sync: false,
             batch_open: false,
             copies_owed: 0,
+            batch_commit_sent: false,
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,

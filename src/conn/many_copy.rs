@@ -347,6 +347,8 @@ impl Connection {
         self.owe_ready(true);
         self.owes_sync = false;
         self.batch_open = false;
+        // Aborted, it cannot commit; else from here the rows may take effect.
+        self.batch_commit_sent = !abort;
     }
 
     /// Sends the chunk (if it has rows) as one COPY, whole: a caller that leaves between

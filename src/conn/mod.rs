@@ -127,6 +127,9 @@ pub struct Connection {
     /// An atomic batch was written without its Sync (its caller left): the next request
     /// aborts it before the Sync, so none of it takes effect.
     batch_open: bool,
+    /// A batch's (or `execute_many`'s) Sync that may commit it was written: if the
+    /// connection is lost before its answer, the batch may have taken effect.
+    batch_commit_sent: bool,
     /// COPY FROM STDIN statements sent with their data (`execute_many`): their
     /// CopyInResponse is expected, not refused. Cleared at ReadyForQuery.
     copies_owed: u32,

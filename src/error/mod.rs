@@ -354,9 +354,12 @@ impl Error {
     /// `query_opt`, `execute`) whose connection was lost or broken before its answer:
     /// `Some(true)` if it had been sent, so it may have run (an INSERT may be there, or
     /// not: look before trying again); `Some(false)` if it was never sent, so it did not run
-    /// and can be retried as it is. `None` for every other error, including those of the
-    /// server (the statement ran and failed, and nothing of it stays). Nothing is ever
-    /// resent by itself.
+    /// and can be retried as it is. The same for a batch as a whole (`pool.batch()`, and on
+    /// a connection `batch()`, `execute_many`): `Some(true)` once the Sync that commits it
+    /// was written (for an independent batch, the first statement's), `Some(false)` before
+    /// (the server rolls back what it did not see committed). `None` for every other
+    /// error, including those of the server (the statement ran and failed, and nothing of
+    /// it stays). Nothing is ever resent by itself.
     pub fn may_have_run(&self) -> Option<bool> {
         self.0.sent
     }

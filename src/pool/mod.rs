@@ -141,12 +141,23 @@ impl Pool {
     async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
         let shared = &self.shared;
         let timeout = shared.cfg.acquire_timeout;
+        // When the caller joined the queue, on the deadline clock: the one clock reading of
+        // the wait's start, made for its deadline anyway.
+        let mut queued_at = 0u64;
         let (waiter, open, first) = loop {
-            let deadline = || shared.deadline_clock().saturating_add(nanos(timeout));
+            let mut deadline = || {
+                let now = shared.deadline_clock();
+                queued_at = now;
+                now.saturating_add(nanos(timeout))
+            };
             // The waiter is polled next in this same poll of the caller's task: its waker
             // is registered as it joins the queue (one lock fewer when it has to wait).
             let tried = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(shared.core.try_acquire_registered(deadline, cx.waker()))
+                std::task::Poll::Ready(
+                    shared
+                        .core
+                        .try_acquire_registered(&mut deadline, cx.waker()),
+                )
             })
             .await;
             match tried {
@@ -178,7 +189,7 @@ impl Pool {
                 } => break (waiter, open, first),
             }
         };
-        let start = Instant::now();
+        let waited_since = move |now: u64| Duration::from_nanos(now.saturating_sub(queued_at));
         if first {
             shared.first_waiter.notify_one();
         }
@@ -198,6 +209,7 @@ impl Pool {
         }
         if failing && shared.cfg.fail_fast {
             drop(waiter);
+            let start = Instant::now() - waited_since(shared.deadline_clock());
             return Err(shared
                 .last_connect_error_since(start)
                 .unwrap_or_else(|| Error::closed("the database is unreachable")));
@@ -208,7 +220,7 @@ impl Pool {
         cancel_guard.0 = None;
         match r {
             Ok(p) => {
-                let waited = start.elapsed();
+                let waited = waited_since(shared.deadline_clock());
                 shared.counters.record_waited_acquire(waited);
                 #[cfg(feature = "otel")]
                 if let Some(o) = &shared.otel {
@@ -220,7 +232,8 @@ impl Pool {
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
             Err(Unserved::TimedOut) => {
-                let waited = start.elapsed();
+                let waited = waited_since(shared.deadline_clock());
+                let start = Instant::now() - waited;
                 shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 let last = shared.last_connect_error_since(start);
                 let g = shared.core.gauges();
