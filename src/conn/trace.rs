@@ -193,8 +193,12 @@ impl TraceSettings {
         server: Option<(&str, u16)>,
     ) -> Traced {
         // The text with its constants as `?` (a secret written into a statement stays out
-        // of traces); computed only when the span is built.
-        let text = || (!self.hide_query_text).then(|| normalize(sql));
+        // of traces); computed only when the span is built, and only for a subscriber: with
+        // none set, tracing's `log` feature (which other crates turn on) still evaluates a
+        // disabled span's fields, for every statement.
+        let text = || {
+            (!self.hide_query_text && tracing::dispatcher::has_been_set()).then(|| normalize(sql))
+        };
         let (address, port) = server.unzip();
         // One callsite per level (a callsite's level is fixed); every field known now is
         // given at creation, so a subscriber formats the span once.
