@@ -119,8 +119,24 @@ async fn pump(client: TcpStream, server: TcpStream, cut: Cut, fired: Arc<AtomicB
     down.abort();
 }
 
+/// The rows stored, once the cut connection's server process has ended (it may still be
+/// working through what reached it, on a loaded machine).
 async fn count(pg: &Cluster) -> i64 {
     let mut c = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    let others = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = c.query_one(others, &[]).await.unwrap().get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut session did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     c.query_one("SELECT count(*) FROM lc", &[])
         .await
         .unwrap()
