@@ -34,13 +34,12 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
-use postgres_types::{FromSql, IsNull, ToSql, Type};
+use postgres_types::{FromSql, ToSql, Type};
 
 use crate::conn::{CopyInSink, CopyOutStream};
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8] = b"PGCOPY\n\xff\r\n\0";
-const HEADER_LEN: usize = MAGIC.len() + 4 + 4;
+use crate::copy_row::{put_header, ValueName, HEADER_LEN, MAGIC};
 /// The writer hands its buffer to the sink past this size.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -66,9 +65,7 @@ impl<'a> BinaryCopyInWriter<'a> {
     /// `copy_in("COPY ... FROM STDIN (FORMAT binary)")`).
     pub fn new(sink: CopyInSink<'a>, types: &[Type]) -> BinaryCopyInWriter<'a> {
         let mut buf = BytesMut::with_capacity(FLUSH_AT + 4096);
-        buf.put_slice(MAGIC);
-        buf.put_i32(0); // flags
-        buf.put_i32(0); // header extension
+        put_header(&mut buf);
         BinaryCopyInWriter {
             sink,
             types: types.to_vec(),
@@ -126,43 +123,9 @@ impl<'a> BinaryCopyInWriter<'a> {
     }
 }
 
-/// Appends one row of `values` (of `types`) in the binary COPY format; on error `buf` is
-/// left as it was.
+/// Appends one row of `values` (of `types`); on error `buf` is left as it was.
 fn encode_row(buf: &mut BytesMut, types: &[Type], values: &[&(dyn ToSql + Sync)]) -> Result<()> {
-    if values.len() != types.len() {
-        return Err(Error::invalid_input(format!(
-            "a row of {} values for {} columns",
-            values.len(),
-            types.len()
-        )));
-    }
-    let mark = buf.len();
-    buf.put_i16(types.len() as i16);
-    for (i, (value, ty)) in values.iter().zip(types).enumerate() {
-        let at = buf.len();
-        buf.put_i32(0);
-        let len = match value.to_sql_checked(ty, buf) {
-            Ok(IsNull::Yes) => -1,
-            Ok(IsNull::No) => match i32::try_from(buf.len() - at - 4) {
-                Ok(n) => n,
-                Err(_) => {
-                    buf.truncate(mark);
-                    return Err(Error::invalid_input(format!(
-                        "column {i}'s value is over 2 GiB"
-                    )));
-                }
-            },
-            Err(e) => {
-                buf.truncate(mark);
-                return Err(Error::conversion(
-                    format!("column {i} (of type {ty}) cannot take this value"),
-                    e,
-                ));
-            }
-        };
-        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-    }
-    Ok(())
+    crate::copy_row::encode_row(buf, types, values, ValueName::Column)
 }
 
 /// The rows of a binary `COPY ... TO STDOUT`, decoded by their columns' types.

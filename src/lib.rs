@@ -244,6 +244,7 @@ mod backoff;
 pub mod binary_copy;
 pub mod config;
 pub mod conn;
+mod copy_row;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod http;

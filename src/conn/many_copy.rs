@@ -45,25 +45,23 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
-use postgres_types::{Format, IsNull, ToSql, Type};
+use postgres_types::{Format, ToSql, Type};
 
 use super::batch::RowParams;
 use super::Connection;
+use crate::copy_row::{put_header, ValueName, HEADER_LEN};
 use crate::error::{DbError, Error, Result};
 use crate::protocol::copy::{copy_rows, write_copy_data, write_copy_done};
 use crate::protocol::extended::{
-    write_abort, write_bind_execute, write_bind_execute_in, write_parse, write_sync, Described,
+    write_abort, write_bind_execute_in, write_parse, write_sync, Described,
 };
 use crate::protocol::BackendMessage;
-use crate::row::Execute;
 use crate::sql::insert_shape::{quote, InsertShape};
 
 /// A chunk's size: one `COPY` statement's data.
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// Chunks (or rows sent on their own) not yet acknowledged, at most.
 const IN_FLIGHT: usize = 3;
-
-const MAGIC: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 /// Whether COPY may carry the rows, and the columns of each value (see the module's
 /// list). One row per value, in the statement's order.
@@ -167,32 +165,9 @@ impl Connection {
         };
         let table = shape.quoted_table();
         let count = n as i32;
-        let mark = self.write_buf.len();
-        let written = if name.is_empty() {
-            write_parse("", PLAN_SQL, &types, &[], &mut self.write_buf)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| {
-            write_bind_execute(
-                &name,
-                &types,
-                &[&table, &shape.columns, &count],
-                true,
-                &mut self.write_buf,
-            )
-        });
-        if let Err(e) = written {
-            self.write_buf.truncate(mark);
-            return Err(e.into());
-        }
-        // The Sync also ends the prepares' exchanges, if they were left open.
-        self.owes_sync = false;
-        self.owe_ready(true);
-        self.flush().await?;
-        let mut answer = Execute::new(Arc::from(Vec::new()));
-        let executed = self.read_steps(|m| answer.handle(m)).await?;
-        self.check_encoding()?;
+        let executed = self
+            .own_query(&name, PLAN_SQL, &types, &[&table, &shape.columns, &count])
+            .await?;
         if executed.error.is_some() || executed.rows.len() != n {
             return Ok(None);
         }
@@ -248,9 +223,7 @@ impl Connection {
                     break;
                 };
                 if chunk.is_empty() {
-                    chunk.put_slice(MAGIC);
-                    chunk.put_i32(0);
-                    chunk.put_i32(0);
+                    put_header(&mut chunk);
                     chunk_first = next_row;
                 }
                 match row.with_params(|p| encode_row(&mut chunk, &types, p)) {
@@ -512,39 +485,13 @@ fn encode_row(buf: &mut BytesMut, types: &[Type], values: &[&(dyn ToSql + Sync)]
     {
         return Ok(false);
     }
-    let mark = buf.len();
-    buf.put_i16(types.len() as i16);
-    for (i, (value, ty)) in values.iter().zip(types).enumerate() {
-        let at = buf.len();
-        buf.put_i32(0);
-        let len = match value.to_sql_checked(ty, buf) {
-            Ok(IsNull::Yes) => -1,
-            Ok(IsNull::No) => match i32::try_from(buf.len() - at - 4) {
-                Ok(n) => n,
-                Err(_) => {
-                    buf.truncate(mark);
-                    return Err(Error::invalid_input(format!(
-                        "parameter ${}'s value is over 2 GiB",
-                        i + 1
-                    )));
-                }
-            },
-            Err(e) => {
-                buf.truncate(mark);
-                return Err(Error::conversion(
-                    format!("parameter ${} (of type {ty}) cannot take this value", i + 1),
-                    e,
-                ));
-            }
-        };
-        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-    }
+    crate::copy_row::encode_row(buf, types, values, ValueName::Parameter)?;
     Ok(true)
 }
 
 /// The rows of a chunk, each its values (`None`: NULL); `None` if it does not decode.
 fn decode_rows(data: &Bytes) -> Option<Vec<Vec<Option<Bytes>>>> {
-    let mut b = data.slice(MAGIC.len() + 8..);
+    let mut b = data.slice(HEADER_LEN..);
     let mut rows = Vec::new();
     loop {
         if b.remaining() < 2 {
@@ -604,9 +551,7 @@ mod tests {
     #[test]
     fn rows_decode_as_they_were_encoded() {
         let mut buf = BytesMut::new();
-        buf.put_slice(MAGIC);
-        buf.put_i32(0);
-        buf.put_i32(0);
+        put_header(&mut buf);
         let v: (i64, Option<String>) = (7, None);
         assert!(encode_row(&mut buf, &[Type::INT8, Type::TEXT], &[&v.0, &v.1]).unwrap());
         assert!(encode_row(&mut buf, &[Type::INT8, Type::TEXT], &[&8i64, &"x"]).unwrap());

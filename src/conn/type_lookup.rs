@@ -20,7 +20,7 @@ use super::Connection;
 use crate::error::{Error, Result};
 use crate::protocol::extended::{type_of, write_bind_execute, write_parse, Described};
 use crate::protocol::Column;
-use crate::row::{Execute, Row};
+use crate::row::{Execute, Executed, Row};
 
 /// Every type in `$1`, and every type they depend on (element, base, subtype, field
 /// types), with what it takes to build them.
@@ -280,11 +280,33 @@ impl Connection {
 
     /// One exchange: the catalog query as the unnamed statement, with its own Sync.
     async fn lookup(&mut self, oids: &[u32]) -> Result<Vec<Type>> {
-        let param = [Type::OID_ARRAY];
         let values = oids.to_vec();
+        let executed = self
+            .own_query("", LOOKUP_SQL, &[Type::OID_ARRAY], &[&values])
+            .await?;
+        if let Some(e) = executed.error {
+            return Err(Error::db_boxed(e));
+        }
+        types_from_rows(&executed.rows, oids)
+    }
+
+    /// Runs one of the crate's own queries (the catalog's) as statement `name` (`""`: parsed
+    /// now, as the unnamed statement, with `types`), with its own Sync, untraced. The
+    /// server's error, if any, is in the answer.
+    pub(super) async fn own_query(
+        &mut self,
+        name: &str,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn postgres_types::ToSql + Sync)],
+    ) -> Result<Executed> {
         let mark = self.write_buf.len();
-        let written = write_parse("", LOOKUP_SQL, &param, &[], &mut self.write_buf)
-            .and_then(|()| write_bind_execute("", &param, &[&values], true, &mut self.write_buf));
+        let written = if name.is_empty() {
+            write_parse("", sql, types, &[], &mut self.write_buf)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| write_bind_execute(name, types, params, true, &mut self.write_buf));
         if let Err(e) = written {
             self.write_buf.truncate(mark);
             return Err(e.into());
@@ -296,10 +318,7 @@ impl Connection {
         let mut answer = Execute::new(Arc::from(Vec::new()));
         let executed = self.read_steps(|m| answer.handle(m)).await?;
         self.check_encoding()?;
-        if let Some(e) = executed.error {
-            return Err(Error::db_boxed(e));
-        }
-        types_from_rows(&executed.rows, oids)
+        Ok(executed)
     }
 
     /// Whose OIDs this connection's types are (`host:port/database`).
