@@ -286,7 +286,9 @@ impl Connection {
                         }
                         units.clear();
                         if !done {
-                            self.end_many(false);
+                            // The transaction failed: this Sync cannot commit it (the abort
+                            // is skipped by the server, and says so to `batch_commit_sent`).
+                            self.end_many(true);
                             done = true;
                         }
                     }
