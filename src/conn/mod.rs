@@ -346,6 +346,9 @@ impl Connection {
         if self.is_busy() {
             return true;
         }
+        if self.read_buf.is_empty() && !self.stream.may_have_input() {
+            return true;
+        }
         let mut eof = false;
         loop {
             if self.read_buf.capacity() - self.read_buf.len() < 512 {

@@ -67,6 +67,21 @@ impl Stream {
     /// Reads what has arrived without waiting: `Ok(0)` at end of stream, `WouldBlock` when
     /// nothing is there. When the runtime has seen no input since the last read, this is
     /// one atomic load, not a system call.
+    /// False when the runtime knows the socket has no input and no end of stream to
+    /// report (one atomic load, no system call, no error value); true when a read may find
+    /// something, and always over TLS, whose reader holds decrypted bytes of its own.
+    #[inline]
+    pub(crate) fn may_have_input(&self) -> bool {
+        let probe = match self {
+            Stream::Tcp(s) => s.try_io(tokio::io::Interest::READABLE, || Ok(())),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.try_io(tokio::io::Interest::READABLE, || Ok(())),
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => return true,
+        };
+        probe.is_ok()
+    }
+
     pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read_buf(buf),

@@ -6,7 +6,7 @@
 //!
 //! Waiters are served strictly in arrival order. A connection that comes back
 //! ([`Core::release`]) or is newly opened ([`OpenPermit::complete`]) goes straight into the
-//! slot of the oldest waiter, under the lock, before anyone else can see it. Idle
+//! place of the oldest waiter, under the lock, before anyone else can see it. Idle
 //! connections exist only while nobody waits, so a newcomer can never take a connection
 //! ahead of a waiter.
 //!
@@ -24,6 +24,15 @@
 //! A [`Waiter`] dropped at any point leaves no trace: if it was still queued it leaves the
 //! queue; if a connection had already been handed to it, that connection goes on to the
 //! next waiter (or to the idle list).
+//!
+//! # Locks
+//!
+//! One lock guards the idle list, the queue and the sizes. Each waiter's place (what it is
+//! handed, its waker) has a lock of its own, taken after the core's by whoever ends the
+//! wait and alone by the waiter's poll: a waiter that was handed a connection takes it
+//! without the core's lock, so a checkout that waits takes the core's lock twice (joining
+//! the queue, and the release that serves it), not three times. A place is allocated
+//! before the core's lock is taken.
 //!
 //! # Gauges
 //!
@@ -53,14 +62,14 @@ pub enum Holder {
 
 /// The outcome of [`Core::try_acquire`].
 #[must_use]
-pub enum TryAcquire<C> {
+pub enum TryAcquire<'a, C> {
     /// An idle connection, now checked out to the caller.
     Ready(C),
     /// No idle connection: the caller is queued. If `open` is set, the caller should have a
     /// connection opened (outside its own future) and hand it to [`OpenPermit::complete`].
     Queued {
         /// The place in the queue; await it.
-        waiter: Waiter<C>,
+        waiter: Waiter<'a, C>,
         /// Capacity reserved for one new connection, if the pool may grow.
         open: Option<OpenPermit<C>>,
         /// The queue was empty: this waiter is at its head, and whoever expires waiters
@@ -71,7 +80,7 @@ pub enum TryAcquire<C> {
     Closed,
 }
 
-impl<C> fmt::Debug for TryAcquire<C> {
+impl<C> fmt::Debug for TryAcquire<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TryAcquire::Ready(_) => f.write_str("Ready"),
@@ -129,60 +138,41 @@ enum SlotState<C> {
     TimedOut,
 }
 
-struct Slot<C> {
+/// One waiter's place: what the pool hands it, and the waker of its task. The queue and
+/// the waiter each hold it; it has a lock of its own, so the waiter takes what it was
+/// handed without the core's lock (one contended lock fewer for every checkout that waits).
+/// Locks are taken core first, then place; the waiter's poll takes its place's alone.
+struct Place<C>(Mutex<PlaceState<C>>);
+
+struct PlaceState<C> {
     state: SlotState<C>,
     waker: Option<Waker>,
-    /// When the wait ends unserved, on the caller's clock (`u64::MAX`: never).
+}
+
+/// A place in the queue, with its deadline on the caller's clock (`u64::MAX`: never).
+struct Queued<C> {
+    place: Arc<Place<C>>,
     deadline: u64,
 }
 
-/// The waiters' slots, reused: no allocation per wait once the pool has seen its busiest
-/// moment. An id is `generation << 32 | index`; a slot reused since an id was handed out
-/// has another generation, so a stale id matches nothing.
-struct Slots<C> {
-    entries: Vec<(u32, Option<Slot<C>>)>,
-    free: Vec<u32>,
-}
-
-impl<C> Slots<C> {
-    fn insert(&mut self, slot: Slot<C>) -> u64 {
-        let index = match self.free.pop() {
-            Some(i) => {
-                let e = &mut self.entries[i as usize];
-                e.0 = e.0.wrapping_add(1);
-                e.1 = Some(slot);
-                i
-            }
-            None => {
-                self.entries.push((0, Some(slot)));
-                (self.entries.len() - 1) as u32
-            }
-        };
-        (u64::from(self.entries[index as usize].0) << 32) | u64::from(index)
-    }
-
-    fn entry(&mut self, id: u64) -> Option<&mut (u32, Option<Slot<C>>)> {
-        let (generation, index) = ((id >> 32) as u32, id as u32);
-        self.entries
-            .get_mut(index as usize)
-            .filter(|e| e.0 == generation)
-    }
-
-    fn get_mut(&mut self, id: u64) -> Option<&mut Slot<C>> {
-        self.entry(id).and_then(|e| e.1.as_mut())
-    }
-
-    fn remove(&mut self, id: u64) -> Option<Slot<C>> {
-        let slot = self.entry(id)?.1.take()?;
-        self.free.push(id as u32);
-        Some(slot)
+impl<C> Queued<C> {
+    /// Ends this wait with `state` if it is still waiting; returns its waker to wake once
+    /// the core's lock is released, or gives `state` back if the wait already ended.
+    fn end(&self, state: SlotState<C>) -> Result<Option<Waker>, SlotState<C>> {
+        let mut p = self.place.0.lock();
+        if !matches!(p.state, SlotState::Waiting) {
+            return Err(state);
+        }
+        p.state = state;
+        Ok(p.waker.take())
     }
 }
 
 struct State<C> {
     idle: VecDeque<C>,
-    queue: VecDeque<u64>,
-    slots: Slots<C>,
+    /// The waiters, oldest first. A place is here exactly while its state is `Waiting`
+    /// (both change under the core's lock).
+    queue: VecDeque<Queued<C>>,
     size: usize,
     opening: usize,
     active: usize,
@@ -257,7 +247,7 @@ impl<C> Locked<'_, C> {
     /// Returns the waiter's waker to wake once the lock is released.
     /// An idle connection, or the pool's closing; `None` when the caller has to wait.
     #[inline]
-    fn take(&mut self) -> Option<TryAcquire<C>> {
+    fn take<'a>(&mut self) -> Option<TryAcquire<'a, C>> {
         if self.st.closed {
             return Some(TryAcquire::Closed);
         }
@@ -267,13 +257,15 @@ impl<C> Locked<'_, C> {
         Some(TryAcquire::Ready(conn))
     }
 
-    fn hand_off(&mut self, conn: C) -> Option<Waker> {
-        while let Some(id) = self.st.queue.pop_front() {
-            if let Some(slot) = self.st.slots.get_mut(id) {
-                slot.state = SlotState::Ready(conn);
-                let waker = slot.waker.take();
-                self.st.active += 1;
-                return waker;
+    fn hand_off(&mut self, mut conn: C) -> Option<Waker> {
+        while let Some(q) = self.st.queue.pop_front() {
+            match q.end(SlotState::Ready(conn)) {
+                Ok(waker) => {
+                    self.st.active += 1;
+                    return waker;
+                }
+                Err(SlotState::Ready(c)) => conn = c,
+                Err(_) => unreachable!("end gives back the state it was given"),
             }
         }
         self.st.idle.push_back(conn);
@@ -314,10 +306,6 @@ impl<C> Core<C> {
             state: Mutex::new(State {
                 idle: VecDeque::with_capacity(max_size),
                 queue: VecDeque::new(),
-                slots: Slots {
-                    entries: Vec::new(),
-                    free: Vec::new(),
-                },
                 size: 0,
                 opening: 0,
                 active: 0,
@@ -354,7 +342,7 @@ impl<C> Core<C> {
 
     /// Takes an idle connection, or joins the queue with no deadline.
     #[inline]
-    pub fn try_acquire(&self) -> TryAcquire<C> {
+    pub fn try_acquire(&self) -> TryAcquire<'_, C> {
         self.try_acquire_until(|| u64::MAX)
     }
 
@@ -364,7 +352,7 @@ impl<C> Core<C> {
     /// it (one timeout for all waiters keeps it so): the head of the queue then has the
     /// earliest.
     #[inline]
-    pub fn try_acquire_until(&self, deadline: impl FnOnce() -> u64) -> TryAcquire<C> {
+    pub fn try_acquire_until(&self, deadline: impl FnOnce() -> u64) -> TryAcquire<'_, C> {
         self.try_acquire_with(deadline, None)
     }
 
@@ -377,7 +365,7 @@ impl<C> Core<C> {
         &self,
         deadline: impl FnOnce() -> u64,
         waker: &Waker,
-    ) -> TryAcquire<C> {
+    ) -> TryAcquire<'_, C> {
         self.try_acquire_with(deadline, Some(waker))
     }
 
@@ -386,7 +374,7 @@ impl<C> Core<C> {
         &self,
         deadline: impl FnOnce() -> u64,
         waker: Option<&Waker>,
-    ) -> TryAcquire<C> {
+    ) -> TryAcquire<'_, C> {
         // The clock is read outside the lock (under contention it would lengthen every
         // other caller's wait for it): first when no connection looks idle, else only
         // when the one that looked idle was taken meanwhile.
@@ -396,6 +384,12 @@ impl<C> Core<C> {
             }
         }
         let deadline = deadline();
+        // Allocated before the lock is taken, so the critical section allocates nothing.
+        let place = Arc::new(Place(Mutex::new(PlaceState {
+            state: SlotState::Waiting,
+            waker: waker.cloned(),
+        })));
+        let queued = place.clone();
         let mut l = self.lock();
         if let Some(r) = l.take() {
             return r;
@@ -404,20 +398,18 @@ impl<C> Core<C> {
         // meanwhile: it is not, so the queue's deadlines stay in order.
         let deadline = deadline.max(l.st.last_deadline);
         l.st.last_deadline = deadline;
-        let id = l.st.slots.insert(Slot {
-            state: SlotState::Waiting,
-            waker: waker.cloned(),
+        let first = l.st.queue.is_empty();
+        l.st.queue.push_back(Queued {
+            place: queued,
             deadline,
         });
-        let first = l.st.queue.is_empty();
-        l.st.queue.push_back(id);
         let open = l.permit_for_waiters(self);
         l.publish_all();
         drop(l);
         TryAcquire::Queued {
             waiter: Waiter {
-                core: self.clone(),
-                id,
+                core: self,
+                place,
                 done: false,
                 registered: waker.is_some(),
             },
@@ -434,21 +426,17 @@ impl<C> Core<C> {
         let mut wakers = Vec::new();
         let queued = l.st.queue.len();
         let next = loop {
-            let Some(&id) = l.st.queue.front() else {
+            let Some(q) = l.st.queue.front() else {
                 break None;
             };
-            match l.st.slots.get_mut(id) {
-                Some(slot) if slot.deadline <= now => {
-                    slot.state = SlotState::TimedOut;
-                    // A waiter not polled yet has no waker: it finds out when polled.
-                    wakers.extend(slot.waker.take());
-                    l.st.queue.pop_front();
-                }
-                Some(slot) => break Some(slot.deadline),
-                None => {
-                    l.st.queue.pop_front();
-                }
+            if q.deadline > now {
+                break Some(q.deadline);
             }
+            // A waiter not polled yet has no waker: it finds out when polled.
+            if let Ok(w) = q.end(SlotState::TimedOut) {
+                wakers.extend(w);
+            }
+            l.st.queue.pop_front();
         };
         if l.st.queue.len() != queued {
             l.publish_all();
@@ -555,10 +543,9 @@ impl<C> Core<C> {
         let mut l = self.lock();
         l.st.closed = true;
         let mut wakers = Vec::new();
-        while let Some(id) = l.st.queue.pop_front() {
-            if let Some(slot) = l.st.slots.get_mut(id) {
-                slot.state = SlotState::Closed;
-                wakers.extend(slot.waker.take());
+        while let Some(q) = l.st.queue.pop_front() {
+            if let Ok(w) = q.end(SlotState::Closed) {
+                wakers.extend(w);
             }
         }
         let idle: Vec<C> = l.st.idle.drain(..).collect();
@@ -647,22 +634,22 @@ impl<C> Drop for OpenPermit<C> {
 /// Dropping it at any point is safe: it leaves the queue, and a connection already handed
 /// to it goes on to the next waiter.
 #[must_use = "a waiter does nothing unless awaited"]
-pub struct Waiter<C> {
-    core: Core<C>,
-    id: u64,
+pub struct Waiter<'a, C> {
+    core: &'a Core<C>,
+    place: Arc<Place<C>>,
     done: bool,
     /// Its task's waker was registered as it joined the queue, and it was not polled yet
     /// (see [`Core::try_acquire_registered`]).
     registered: bool,
 }
 
-impl<C> fmt::Debug for Waiter<C> {
+impl<C> fmt::Debug for Waiter<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiter").field("id", &self.id).finish()
+        f.debug_struct("Waiter").field("done", &self.done).finish()
     }
 }
 
-impl<C> Future for Waiter<C> {
+impl<C> Future for Waiter<'_, C> {
     type Output = Result<C, Unserved>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -672,58 +659,46 @@ impl<C> Future for Waiter<C> {
             return Poll::Ready(Err(Unserved::Closed));
         }
         if std::mem::take(&mut this.registered) {
-            // This poll's waker is the one registered: whatever happens to the slot now
+            // This poll's waker is the one registered: whatever happens to the place now
             // wakes this task, and the next poll looks.
             return Poll::Pending;
         }
-        let mut l = this.core.lock();
-        let Some(slot) = l.st.slots.get_mut(this.id) else {
-            this.done = true;
-            return Poll::Ready(Err(Unserved::Closed));
-        };
-        match std::mem::replace(&mut slot.state, SlotState::Waiting) {
+        // The place's own lock, not the core's.
+        let mut p = this.place.0.lock();
+        let out = match std::mem::replace(&mut p.state, SlotState::Waiting) {
             SlotState::Waiting => {
-                match &mut slot.waker {
+                match &mut p.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     w => *w = Some(cx.waker().clone()),
                 }
-                Poll::Pending
+                return Poll::Pending;
             }
-            SlotState::Ready(conn) => {
-                l.st.slots.remove(this.id);
-                drop(l);
-                this.done = true;
-                Poll::Ready(Ok(conn))
-            }
-            SlotState::Closed => {
-                l.st.slots.remove(this.id);
-                drop(l);
-                this.done = true;
-                Poll::Ready(Err(Unserved::Closed))
-            }
-            SlotState::TimedOut => {
-                l.st.slots.remove(this.id);
-                drop(l);
-                this.done = true;
-                Poll::Ready(Err(Unserved::TimedOut))
-            }
-        }
+            SlotState::Ready(conn) => Ok(conn),
+            SlotState::Closed => Err(Unserved::Closed),
+            SlotState::TimedOut => Err(Unserved::TimedOut),
+        };
+        // Out of the queue since its wait ended: `Closed` keeps a drop from looking again.
+        p.state = SlotState::Closed;
+        drop(p);
+        this.done = true;
+        Poll::Ready(out)
     }
 }
 
-impl<C> Drop for Waiter<C> {
+impl<C> Drop for Waiter<'_, C> {
     fn drop(&mut self) {
         if self.done {
             return;
         }
         let mut l = self.core.lock();
-        let Some(slot) = l.st.slots.remove(self.id) else {
-            return;
-        };
-        let waker = match slot.state {
+        let state = std::mem::replace(&mut self.place.0.lock().state, SlotState::Closed);
+        let waker = match state {
             SlotState::Waiting => {
-                let id = self.id;
-                if let Some(pos) = l.st.queue.iter().position(|&q| q == id) {
+                if let Some(pos) =
+                    l.st.queue
+                        .iter()
+                        .position(|q| Arc::ptr_eq(&q.place, &self.place))
+                {
                     l.st.queue.remove(pos);
                 }
                 None

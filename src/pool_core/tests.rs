@@ -4,19 +4,19 @@ use std::task::{Context, Poll, Waker};
 
 use super::*;
 
-fn poll<C>(w: &mut Waiter<C>) -> Poll<Result<C, Unserved>> {
+fn poll<C>(w: &mut Waiter<'_, C>) -> Poll<Result<C, Unserved>> {
     let mut cx = Context::from_waker(Waker::noop());
     Pin::new(w).poll(&mut cx)
 }
 
-fn queued<C>(t: TryAcquire<C>) -> (Waiter<C>, Option<OpenPermit<C>>) {
+fn queued<C>(t: TryAcquire<'_, C>) -> (Waiter<'_, C>, Option<OpenPermit<C>>) {
     match t {
         TryAcquire::Queued { waiter, open, .. } => (waiter, open),
         other => panic!("expected Queued, got {other:?}"),
     }
 }
 
-fn ready<C>(t: TryAcquire<C>) -> C {
+fn ready<C>(t: TryAcquire<'_, C>) -> C {
     match t {
         TryAcquire::Ready(c) => c,
         other => panic!("expected Ready, got {other:?}"),
@@ -45,7 +45,7 @@ fn waiters_are_served_in_arrival_order() {
     drop(w0);
     p.unwrap().complete(0u32);
     let held = ready(core.try_acquire());
-    let mut ws: Vec<Waiter<u32>> = (0..3)
+    let mut ws: Vec<Waiter<'_, u32>> = (0..3)
         .map(|_| {
             let (w, p) = queued(core.try_acquire());
             assert!(p.is_none(), "max_size 1 is reached");
@@ -201,7 +201,7 @@ fn expire_ends_only_the_waits_that_are_due() {
     let core = Core::new(1);
     core.want_open(1).unwrap().complete(1u32);
     let held = ready(core.try_acquire());
-    let mut ws: Vec<Waiter<u32>> = [10, 20, 30]
+    let mut ws: Vec<Waiter<'_, u32>> = [10, 20, 30]
         .into_iter()
         .enumerate()
         .map(|(i, d)| match core.try_acquire_until(|| d) {
