@@ -14,7 +14,7 @@ use wirepool::observe::leak::{LeakDetector, LeakSlot};
 use wirepool::pool_core::{Core, Holder, TryAcquire};
 
 /// A stand-in connection.
-struct Mem(#[allow(dead_code)] u64);
+struct Mem(u64);
 
 fn core_with(max: usize, idle: usize) -> Core<Mem> {
     let core = Core::new(max);
@@ -58,9 +58,9 @@ fn uncontended(c: &mut Criterion) {
             let TryAcquire::Ready(conn) = core.try_acquire() else {
                 unreachable!()
             };
-            counters.record_immediate_acquire();
+            counters.record_immediate_acquire(conn.0);
             black_box(&conn);
-            counters.record_use(Duration::from_nanos(100));
+            counters.record_use(conn.0, Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -88,11 +88,11 @@ fn uncontended(c: &mut Criterion) {
             let TryAcquire::Ready(conn) = core.try_acquire() else {
                 unreachable!()
             };
-            counters.record_immediate_acquire();
+            counters.record_immediate_acquire(conn.0);
             detector.checkout(&slot, site, 0);
             black_box(&conn);
             black_box(LeakDetector::checkin(&slot, 0));
-            counters.record_use(Duration::from_nanos(100));
+            counters.record_use(conn.0, Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -130,18 +130,18 @@ fn contended(c: &mut Criterion) {
                                     let t = Instant::now();
                                     let conn = match core.try_acquire() {
                                         TryAcquire::Ready(c) => {
-                                            counters.record_immediate_acquire();
+                                            counters.record_immediate_acquire(c.0);
                                             c
                                         }
                                         TryAcquire::Queued { waiter, .. } => {
                                             let c = waiter.await.expect("open");
-                                            counters.record_waited_acquire(t.elapsed());
+                                            counters.record_waited_acquire(c.0, t.elapsed());
                                             c
                                         }
                                         TryAcquire::Closed => unreachable!(),
                                     };
                                     tokio::task::yield_now().await;
-                                    counters.record_use(Duration::from_nanos(100));
+                                    counters.record_use(conn.0, Duration::from_nanos(100));
                                     let _ = core.release(conn, Holder::Caller);
                                 }
                             }));

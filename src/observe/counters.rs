@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use super::stats::*;
+use super::striped::CheckoutCounters;
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// How many of the last errors are kept (for the status page).
@@ -19,13 +20,13 @@ pub(crate) struct RecentError {
     pub(crate) message: String,
 }
 
-/// The pool's counters. Every update is a relaxed atomic add (or max).
+/// The pool's counters. Every update is a relaxed atomic add (or max); those of every
+/// checkout go to its connection's stripe (see [`super::striped`]).
 #[derive(Debug)]
 pub struct Counters {
-    /// Acquisitions served at once; the total is this plus `waited` (one atomic add per
-    /// acquisition on the fast path, and the first histogram bucket is derived from it).
-    pub(crate) immediate: AtomicU64,
-    pub(crate) waited: AtomicU64,
+    /// Acquisitions served at once or after a wait, the waits' and the uses' histograms
+    /// (striped by connection: the adds of every checkout).
+    checkouts: CheckoutCounters,
     pub(crate) timeouts: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) created: AtomicU64,
@@ -34,13 +35,7 @@ pub struct Counters {
     pub(crate) reconnect_probes: AtomicU64,
     closed: [AtomicU64; 8],
     errors: [AtomicU64; 5],
-    wait_sum_nanos: AtomicU64,
     peak_wait_nanos: AtomicU64,
-    buckets: [AtomicU64; 21],
-    /// How long callers held their connections: per bucket of [`ACQUIRE_BUCKETS`], and the
-    /// sum.
-    use_buckets: [AtomicU64; 21],
-    use_sum_nanos: AtomicU64,
     /// Unix milliseconds of the last acquisition slower than the health threshold.
     last_slow_acquire_ms: AtomicU64,
     /// Unix milliseconds at which the latest-starting slow acquisition began to wait.
@@ -72,8 +67,7 @@ impl Counters {
     /// Counters; acquisitions slower than `slow_threshold` mark the pool degraded.
     pub fn new(slow_threshold: Duration) -> Counters {
         Counters {
-            immediate: AtomicU64::new(0),
-            waited: AtomicU64::new(0),
+            checkouts: CheckoutCounters::new(),
             timeouts: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             created: AtomicU64::new(0),
@@ -82,11 +76,7 @@ impl Counters {
             reconnect_probes: AtomicU64::new(0),
             closed: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
-            wait_sum_nanos: AtomicU64::new(0),
             peak_wait_nanos: AtomicU64::new(0),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            use_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            use_sum_nanos: AtomicU64::new(0),
             last_slow_acquire_ms: AtomicU64::new(0),
             slow_acquire_began_ms: AtomicU64::new(0),
             error_began_ms: AtomicU64::new(0),
@@ -98,21 +88,23 @@ impl Counters {
         }
     }
 
-    /// An acquisition served from the idle list without waiting. No clock is read: it
-    /// counts in the lowest bucket (it took a lock and a pop, well under 10 µs).
+    /// An acquisition of connection `conn` served from the idle list without waiting. No
+    /// clock is read: it counts in the lowest bucket (it took a lock and a pop, well under
+    /// 10 µs).
     #[inline]
-    pub fn record_immediate_acquire(&self) {
-        self.immediate.fetch_add(1, Ordering::Relaxed);
+    pub fn record_immediate_acquire(&self, conn: u64) {
+        self.checkouts.immediate(conn);
     }
 
-    /// An acquisition that waited `waited`.
-    pub fn record_waited_acquire(&self, waited: Duration) {
+    /// An acquisition of connection `conn` that waited `waited`.
+    pub fn record_waited_acquire(&self, conn: u64, waited: Duration) {
         let nanos = waited.as_nanos().min(u64::MAX as u128) as u64;
-        self.waited.fetch_add(1, Ordering::Relaxed);
-        self.wait_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.peak_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
         let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
-        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        self.checkouts.waited(conn, nanos, idx);
+        // Written only when it grows: the line stays shared between the threads.
+        if nanos > self.peak_wait_nanos.load(Ordering::Relaxed) {
+            self.peak_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        }
         if nanos > self.slow_threshold_nanos {
             let now = SystemTime::now();
             self.last_slow_acquire_ms
@@ -122,14 +114,13 @@ impl Counters {
         }
     }
 
-    /// A caller held its connection for `held` (checkout to return); it counts the
+    /// A caller held connection `conn` for `held` (checkout to return); it counts the
     /// release too.
     #[inline]
-    pub fn record_use(&self, held: Duration) {
+    pub fn record_use(&self, conn: u64, held: Duration) {
         let nanos = held.as_nanos().min(u64::MAX as u128) as u64;
-        self.use_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
-        self.use_buckets[idx].fetch_add(1, Ordering::Relaxed);
+        self.checkouts.used(conn, nanos, idx);
     }
 
     pub(crate) fn record_closed(&self, reason: CloseReason) {
@@ -207,8 +198,9 @@ impl Counters {
     /// Fills the counter part of a snapshot.
     pub(crate) fn fill(&self, s: &mut PoolStatistics) {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let immediate = r(&self.immediate);
-        s.acquisitions_waited = r(&self.waited);
+        let c = self.checkouts.sum();
+        let immediate = c.immediate;
+        s.acquisitions_waited = c.waited;
         // Both parts only grow, so the sum never goes back between snapshots.
         s.total_acquisitions = immediate + s.acquisitions_waited;
         s.acquire_timeouts = r(&self.timeouts);
@@ -223,7 +215,7 @@ impl Counters {
         for (i, c) in self.errors.iter().enumerate() {
             s.errors[i] = (ErrorType::ALL[i], r(c));
         }
-        let wait_sum = r(&self.wait_sum_nanos);
+        let wait_sum = c.wait_sum_nanos;
         s.acquisition_time_sum_seconds = wait_sum as f64 / 1e9;
         s.avg_acquisition_time_ms = if s.total_acquisitions == 0 {
             0.0
@@ -231,15 +223,11 @@ impl Counters {
             wait_sum as f64 / 1e6 / s.total_acquisitions as f64
         };
         s.peak_wait_time_ms = r(&self.peak_wait_nanos) as f64 / 1e6;
-        for (i, b) in self.buckets.iter().enumerate() {
-            s.acquisition_histogram[i] = r(b);
-        }
+        s.acquisition_histogram = c.wait_buckets;
         // Immediate acquisitions took no measurable time: the first bucket.
         s.acquisition_histogram[0] += immediate;
-        for (i, b) in self.use_buckets.iter().enumerate() {
-            s.use_histogram[i] = r(b);
-        }
-        let use_sum = r(&self.use_sum_nanos);
+        s.use_histogram = c.use_buckets;
+        let use_sum = c.use_sum_nanos;
         s.use_time_sum_seconds = use_sum as f64 / 1e9;
         // Every release records its use: the histogram's count is the releases' (one
         // counter fewer on the checkout path).

@@ -23,6 +23,7 @@ pub(crate) mod replication_status;
 pub mod report;
 pub mod statement_metrics;
 pub mod stats;
+pub(crate) mod striped;
 
 pub use health::{
     can_serve, classify, headroom, idle_ratio, HealthStatus, HealthThresholds, LifecycleState,

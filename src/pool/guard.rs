@@ -53,12 +53,14 @@ impl fmt::Debug for PooledConnection {
 }
 
 impl PooledConnection {
+    /// The checkout of `conn`, which began at `now` (the reading that ended a wait, or a
+    /// new one).
     pub(super) fn new(
         shared: Arc<Shared>,
         mut conn: Box<Pooled>,
         site: &'static Location<'static>,
+        now_instant: super::use_clock::Stamp,
     ) -> Self {
-        let now_instant = super::use_clock::Stamp::now();
         let id = conn.id;
         conn.conn
             .set_checkout(Some(crate::conn::Checkout { id, site }));
@@ -159,7 +161,7 @@ impl PooledConnection {
             .expect("the connection is present until drop");
         self.end_checkout(&p);
         let held = self.checked_out.elapsed();
-        self.shared.counters.record_use(held);
+        self.shared.counters.record_use(p.id, held);
         #[cfg(feature = "otel")]
         if let Some(o) = &self.shared.otel {
             o.used(held);

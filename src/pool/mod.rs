@@ -40,6 +40,7 @@ pub use environment::{EnvVar, ENVIRONMENT};
 pub use guard::PooledConnection;
 pub(crate) use open::open_validated;
 pub(crate) use state::{Pooled, Shared};
+use use_clock::Stamp;
 
 use crate::config::ConnectConfig;
 use crate::conn::{CacheStats, Connection, TimeoutHook};
@@ -135,19 +136,70 @@ impl Pool {
         &self,
     ) -> impl std::future::Future<Output = Result<PooledConnection>> + Send + '_ {
         let site = Location::caller();
-        self.acquire_at(site)
+        async move {
+            match self.try_idle(site) {
+                Some(c) => Ok(c),
+                None => self.acquire_at(site).await,
+            }
+        }
     }
 
+    /// An idle connection the server has not ended, checked out at once; `None` when the
+    /// caller has to take the queue's path (none idle, the one idle was ended, or closed).
+    #[inline]
+    fn try_idle(&self, site: &'static Location<'static>) -> Option<PooledConnection> {
+        let shared = &self.shared;
+        let mut p = shared.core.try_take_idle()?;
+        if !p.conn.check_idle() {
+            self.discard_ended(p);
+            return None;
+        }
+        Some(self.checked_out_at_once(p, site))
+    }
+
+    /// A connection the server ended while it sat idle leaves the pool.
+    #[cold]
+    fn discard_ended(&self, p: Box<Pooled>) {
+        let shared = &self.shared;
+        if p.conn.server_kind_changed() {
+            shared.server_kind_changed(&p.conn);
+            shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
+        } else {
+            shared.discard(p, Holder::Caller, CloseReason::ServerClosed);
+        }
+    }
+
+    /// The checkout of an idle connection, which needed no wait.
+    #[inline(always)]
+    fn checked_out_at_once(
+        &self,
+        p: Box<Pooled>,
+        site: &'static Location<'static>,
+    ) -> PooledConnection {
+        let shared = &self.shared;
+        shared.counters.record_immediate_acquire(p.id);
+        #[cfg(feature = "otel")]
+        if let Some(o) = &shared.otel {
+            o.waited(Duration::ZERO);
+        }
+        PooledConnection::new(shared.clone(), p, site, Stamp::now())
+    }
+
+    /// The queue's path of [`Pool::acquire`]: wait for a connection returned or opened.
     async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
         let shared = &self.shared;
         let timeout = shared.cfg.acquire_timeout;
         // When the caller joined the queue, on the deadline clock: the one clock reading of
         // the wait's start, made for its deadline anyway.
         let mut queued_at = 0u64;
+        // The same moment on the use-time clock (cheaper to read), to time a wait that
+        // ends with a connection from the reading that starts its checkout.
+        let mut queued_stamp = None;
         let (waiter, open, first) = loop {
             let mut deadline = || {
                 let now = shared.deadline_clock();
                 queued_at = now;
+                queued_stamp = Some(Stamp::now());
                 now.saturating_add(nanos(timeout))
             };
             // The waiter is polled next in this same poll of the caller's task: its waker
@@ -166,20 +218,10 @@ impl Pool {
                     // before closing it, a restart): never hand that out. An atomic load
                     // when nothing arrived.
                     if !p.conn.check_idle() {
-                        if p.conn.server_kind_changed() {
-                            shared.server_kind_changed(&p.conn);
-                            shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
-                        } else {
-                            shared.discard(p, Holder::Caller, CloseReason::ServerClosed);
-                        }
+                        self.discard_ended(p);
                         continue;
                     }
-                    shared.counters.record_immediate_acquire();
-                    #[cfg(feature = "otel")]
-                    if let Some(o) = &shared.otel {
-                        o.waited(Duration::ZERO);
-                    }
-                    return Ok(PooledConnection::new(shared.clone(), p, site));
+                    return Ok(self.checked_out_at_once(p, site));
                 }
                 TryAcquire::Closed => return Err(Error::pool_closed()),
                 TryAcquire::Queued {
@@ -220,15 +262,16 @@ impl Pool {
         cancel_guard.0 = None;
         match r {
             Ok(p) => {
-                let waited = waited_since(shared.deadline_clock());
-                shared.counters.record_waited_acquire(waited);
+                let now = Stamp::now();
+                let waited = queued_stamp.map_or(Duration::ZERO, |q| now.since(q));
+                shared.counters.record_waited_acquire(p.id, waited);
                 #[cfg(feature = "otel")]
                 if let Some(o) = &shared.otel {
                     o.waited(waited);
                 }
                 let mut p = p;
                 p.conn.set_checkout_wait(waited);
-                Ok(PooledConnection::new(shared.clone(), p, site))
+                Ok(PooledConnection::new(shared.clone(), p, site, now))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
             Err(Unserved::TimedOut) => {

@@ -340,6 +340,18 @@ impl<C> Core<C> {
         self.0.max_size
     }
 
+    /// Takes an idle connection if one is idle, or `None` (none idle, or the core closed).
+    #[inline]
+    pub fn try_take_idle(&self) -> Option<C> {
+        if self.0.gauges.idle.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.lock().take()? {
+            TryAcquire::Ready(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Takes an idle connection, or joins the queue with no deadline.
     #[inline]
     pub fn try_acquire(&self) -> TryAcquire<'_, C> {
