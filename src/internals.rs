@@ -18,7 +18,7 @@ pub fn type_cache_counts(conn: &Connection) -> (u64, usize) {
 
 /// The checkout's check of an idle connection (see the pool's `acquire`).
 pub fn check_idle(conn: &mut Connection) -> bool {
-    conn.check_idle()
+    conn.check_idle(false)
 }
 
 /// The binary COPY reader's decoding of one chunk (see [`crate::binary_copy`]): the row

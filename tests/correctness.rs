@@ -224,6 +224,68 @@ async fn a_terminated_idle_backend_is_not_handed_out() {
     pool.close().await;
 }
 
+/// The runtime learns that a socket has input only when one of its threads polls for
+/// events: with both workers busy, a backend that ended meanwhile left its FATAL and the end
+/// of its stream in the socket without the runtime knowing. A checkout of a connection that
+/// rested a while asks the kernel too, so it is still not handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_ended_while_no_worker_polled_is_not_handed_out() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let pg = cluster();
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), no_keepalive(1, 1)).await;
+    for round in 0..5 {
+        let pid = {
+            let mut c = pool.acquire().await.unwrap();
+            c.simple_query("SELECT 1").await.unwrap();
+            c.process_id()
+        };
+        // Both workers spin without yielding: neither polls for I/O events.
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicUsize::new(0));
+        let spinners: Vec<_> = (0..2)
+            .map(|_| {
+                let (stop, started) = (stop.clone(), started.clone());
+                tokio::spawn(async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    while !stop.load(Ordering::SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        while started.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        // The backend has exited when this returns (psql waits up to 60 s for it).
+        let ended = pg
+            .psql(&format!("SELECT pg_terminate_backend({pid}, 60000)"))
+            .unwrap();
+        assert_eq!(ended.trim(), "t", "round {round}");
+        // One poll of acquire() on this thread, which drives no I/O either.
+        let mut acquire = pin!(pool.acquire());
+        let first = acquire
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        stop.store(true, Ordering::SeqCst);
+        for s in spinners {
+            s.await.unwrap();
+        }
+        let mut c = match first {
+            Poll::Ready(r) => r.unwrap(),
+            Poll::Pending => acquire.await.unwrap(),
+        };
+        assert_ne!(
+            c.process_id(),
+            pid,
+            "round {round}: the ended backend was handed out"
+        );
+        let rows = c.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(rows[0].get(0), Some("1"));
+    }
+    assert!(pool.statistics().closed(CloseReason::ServerClosed) >= 5);
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_session_timeout_never_reaches_a_caller() {
     let pg = cluster();

@@ -130,6 +130,16 @@ async fn reset_idle_connections_are_found_at_checkout() {
     cfg.min_size = 4;
     let pool = pool_via(&pg, &proxy, cfg).await;
     proxy.reset_open_connections();
+    // Every idle connection was reset (the proxy's tasks share the loaded runtime: no fixed
+    // sleep is long enough), then a moment for the resets to reach the pool's sockets.
+    let t = Instant::now();
+    while proxy.open_connections() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the proxy did not reset"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     // No keepalive: the checkout itself sees that the idle connections were reset, and no
     // caller meets one.

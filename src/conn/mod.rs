@@ -2,6 +2,7 @@
 //! (`simple.rs`), the extended protocol with typed values and a statement cache
 //! (`query.rs`, `cache.rs`), transactions (`transaction.rs`).
 
+mod at_rest;
 mod auth_step;
 mod batch;
 mod batch_answers;
@@ -327,96 +328,6 @@ impl Connection {
     /// The statement cache's hit and miss counts.
     pub fn statement_cache_stats(&self) -> &CacheStats {
         self.statements.stats()
-    }
-
-    /// For a connection at rest (no query in flight): reads whatever the server sent
-    /// since the last exchange, without waiting, and says whether the connection is still
-    /// usable. Notices and parameter reports are taken in stride; an error (the FATAL a
-    /// server sends before it ends a session: `pg_terminate_backend`,
-    /// `idle_session_timeout`, a shutdown), the end of the stream, a socket error or
-    /// anything else makes the connection broken, and this returns false.
-    ///
-    /// When nothing has arrived (the common case) this costs one atomic load: the runtime
-    /// knows the socket has no input, and no system call is made. A pool calls it on every
-    /// checkout.
-    pub(crate) fn check_idle(&mut self) -> bool {
-        if self.broken {
-            return false;
-        }
-        if self.is_busy() {
-            return true;
-        }
-        if self.read_buf.is_empty() && !self.stream.may_have_input() {
-            return true;
-        }
-        let mut eof = false;
-        loop {
-            if self.read_buf.capacity() - self.read_buf.len() < 512 {
-                self.read_buf.reserve(READ_CHUNK);
-            }
-            match self.stream.try_read_buf(&mut self.read_buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(_) if self.read_buf.len() < IDLE_INPUT_LIMIT => {}
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!(target: "wirepool::conn", "idle connection failed: {e}");
-                    self.broken = true;
-                    return false;
-                }
-            }
-        }
-        while !self.read_buf.is_empty() {
-            let msg = match self.decoder.decode(&mut self.read_buf) {
-                Ok(Some(m)) => m,
-                // Half a message at rest: the rest may never come. Not worth trusting.
-                Ok(None) => {
-                    self.broken = true;
-                    break;
-                }
-                Err(_) => {
-                    self.broken = true;
-                    break;
-                }
-            };
-            match msg {
-                BackendMessage::ParameterStatus { name, value } => self.note_parameter(name, value),
-                BackendMessage::NoticeResponse(n) => self.notice(&n),
-                BackendMessage::NotificationResponse {
-                    process_id,
-                    channel,
-                    payload,
-                } => self.push_notification(process_id, channel, payload),
-                BackendMessage::ErrorResponse(e) => {
-                    tracing::debug!(
-                        target: "wirepool::conn",
-                        code = e.code(),
-                        "the server ended an idle session: {}",
-                        e.message()
-                    );
-                    self.broken = true;
-                }
-                other => {
-                    tracing::debug!(target: "wirepool::conn", "unexpected {} on an idle connection", other.name());
-                    self.broken = true;
-                }
-            }
-            if self.broken {
-                break;
-            }
-        }
-        // A server that reported a change (a promotion, default_transaction_read_only)
-        // may no longer be of the kind this connection was opened for.
-        if self.kind_reported {
-            self.check_kind();
-        }
-        if eof || self.foreign_encoding.is_some() {
-            self.broken = true;
-        }
-        !self.broken
     }
 
     /// Reads the next message, noting FATAL errors (the server closes the session after

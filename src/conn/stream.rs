@@ -12,6 +12,20 @@ use tokio::net::UnixStream;
 
 use crate::config::{Host, TcpSettings};
 
+/// What [`Stream::read_now`] found on a connection at rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AtRest {
+    /// Nothing: the connection is as it was left.
+    Nothing,
+    /// Bytes, now in the buffer.
+    Read,
+    /// Bytes under TLS, left to its reader.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Unread,
+    /// The end of the stream: the server closed the connection.
+    Closed,
+}
+
 /// A connected socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
@@ -80,6 +94,49 @@ impl Stream {
             Stream::Tls(_) => return true,
         };
         probe.is_ok()
+    }
+
+    /// Reads what the kernel holds for the socket now, past the runtime's record of its
+    /// readiness (a system call: the runtime learns of new input only when one of its
+    /// threads next polls for events, which a busy runtime may not have done since the
+    /// server closed the connection). Stops once `buf` holds `limit` bytes.
+    pub(crate) fn read_now(&self, buf: &mut BytesMut, limit: usize) -> io::Result<AtRest> {
+        use std::io::Read;
+        let sock = match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            #[cfg(unix)]
+            Stream::Unix(s) => socket2::SockRef::from(s),
+            // Bytes under TLS cannot be taken past its reader: a look without taking them.
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                return match socket2::SockRef::from(s.get_ref().0).peek(&mut one) {
+                    Ok(0) => Ok(AtRest::Closed),
+                    Ok(_) => Ok(AtRest::Unread),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(AtRest::Nothing),
+                    Err(e) => Err(e),
+                };
+            }
+        };
+        let mut got = false;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match (&*sock).read(&mut chunk) {
+                Ok(0) => return Ok(AtRest::Closed),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    got = true;
+                    if buf.len() >= limit {
+                        return Ok(AtRest::Read);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(if got { AtRest::Read } else { AtRest::Nothing })
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {

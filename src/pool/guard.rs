@@ -155,12 +155,14 @@ impl PooledConnection {
     /// Ends the checkout: the connection leaves the guard, the leak detector and the
     /// statistics hear of its return.
     fn take_back(&mut self) -> Box<Pooled> {
-        let p = self
+        let mut p = self
             .conn
             .take()
             .expect("the connection is present until drop");
         self.end_checkout(&p);
-        let held = self.checked_out.elapsed();
+        let now = super::use_clock::Stamp::now();
+        let held = now.since(self.checked_out);
+        p.rested_from = now;
         self.shared.counters.record_use(p.id, held);
         #[cfg(feature = "otel")]
         if let Some(o) = &self.shared.otel {

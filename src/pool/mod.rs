@@ -54,6 +54,11 @@ use crate::observe::{
 use crate::pool_core::{Core, Holder, OpenPermit, TryAcquire, Unserved};
 use crate::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 
+/// How long a connection rests before its next checkout asks the kernel, not only the
+/// runtime, whether the server sent anything (see `Connection::check_idle`): one system
+/// call, about a microsecond, for a connection that sat this long; none on a busy pool.
+pub(crate) const IDLE_PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A PostgreSQL connection pool. A cheap handle: clones share one pool.
 ///
 /// # Examples
@@ -150,11 +155,15 @@ impl Pool {
     fn try_idle(&self, site: &'static Location<'static>) -> Option<PooledConnection> {
         let shared = &self.shared;
         let mut p = shared.core.try_take_idle()?;
-        if !p.conn.check_idle() {
+        let now = Stamp::now();
+        if !p
+            .conn
+            .check_idle(now.since(p.rested_from) >= IDLE_PROBE_AFTER)
+        {
             self.discard_ended(p);
             return None;
         }
-        Some(self.checked_out_at_once(p, site))
+        Some(self.checked_out_at_once(p, site, now))
     }
 
     /// A connection the server ended while it sat idle leaves the pool.
@@ -175,6 +184,7 @@ impl Pool {
         &self,
         p: Box<Pooled>,
         site: &'static Location<'static>,
+        now: Stamp,
     ) -> PooledConnection {
         let shared = &self.shared;
         shared.counters.record_immediate_acquire(p.id);
@@ -182,7 +192,7 @@ impl Pool {
         if let Some(o) = &shared.otel {
             o.waited(Duration::ZERO);
         }
-        PooledConnection::new(shared.clone(), p, site, Stamp::now())
+        PooledConnection::new(shared.clone(), p, site, now)
     }
 
     /// The queue's path of [`Pool::acquire`]: wait for a connection returned or opened.
@@ -217,11 +227,15 @@ impl Pool {
                     // The server may have ended the session while it sat idle (a FATAL
                     // before closing it, a restart): never hand that out. An atomic load
                     // when nothing arrived.
-                    if !p.conn.check_idle() {
+                    let now = Stamp::now();
+                    if !p
+                        .conn
+                        .check_idle(now.since(p.rested_from) >= IDLE_PROBE_AFTER)
+                    {
                         self.discard_ended(p);
                         continue;
                     }
-                    return Ok(self.checked_out_at_once(p, site));
+                    return Ok(self.checked_out_at_once(p, site, now));
                 }
                 TryAcquire::Closed => return Err(Error::pool_closed()),
                 TryAcquire::Queued {

@@ -297,7 +297,7 @@ fn keepalive(s: &Arc<Shared>) {
     let limit = super::millis(interval);
     let mut want_sample = s.counters.latency_age().is_none_or(|age| age >= interval);
     for mut p in s.core.take_idle(|p| {
-        if !p.conn.check_idle() || now.saturating_sub(p.last_used_ms) >= limit {
+        if !p.conn.check_idle(true) || now.saturating_sub(p.last_used_ms) >= limit {
             return true;
         }
         std::mem::take(&mut want_sample)

@@ -17,6 +17,10 @@ pub(crate) struct Pooled {
     pub(super) expires_ms: u64,
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(super) last_used_ms: u64,
+    /// When it last came back from a caller (or was created), on the use-time clock: a
+    /// connection at rest longer than [`super::IDLE_PROBE_AFTER`] is checked with the
+    /// kernel at its next checkout.
+    pub(super) rested_from: super::use_clock::Stamp,
     /// Its checkout state, for the leak detector.
     pub(super) leak_slot: crate::sync::Arc<LeakSlot>,
     /// Counts it among the encrypted connections while it exists.
@@ -311,6 +315,7 @@ impl Shared {
             id,
             expires_ms,
             last_used_ms: now,
+            rested_from: super::use_clock::Stamp::now(),
             leak_slot,
             _encrypted,
             _host,

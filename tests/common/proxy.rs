@@ -1,6 +1,7 @@
 //! A loopback TCP proxy between the pool and the throwaway server, for fault tests. It
 //! listens on 127.0.0.1 only and forwards only to 127.0.0.1.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub(crate) struct Proxy {
     mode: Arc<Mutex<Mode>>,
     /// Bumped to reset every open connection.
     reset_all: watch::Sender<u64>,
+    /// Connections being forwarded now.
+    open: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -41,19 +44,19 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(Mutex::new(Mode::Pass));
         let (reset_all, _) = watch::channel(0u64);
-        let (m, r) = (mode.clone(), reset_all.clone());
+        let open = Arc::new(AtomicUsize::new(0));
+        let (m, r, o) = (mode.clone(), reset_all.clone(), open.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (m, rx) = (m.clone(), r.subscribe());
+                let (m, rx, o) = (m.clone(), r.subscribe(), o.clone());
+                o.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     if *m.lock() == Mode::Reset {
                         reset(client);
-                        return;
+                    } else if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        pump(client, server, m, rx).await;
                     }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        return;
-                    };
-                    pump(client, server, m, rx).await;
+                    o.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -61,6 +64,7 @@ impl Proxy {
             port,
             mode,
             reset_all,
+            open,
         }
     }
 
@@ -70,6 +74,12 @@ impl Proxy {
 
     pub(crate) fn set(&self, mode: Mode) {
         *self.mode.lock() = mode;
+    }
+
+    /// Connections being forwarded now (a reset one no longer is).
+    #[allow(dead_code)]
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Resets every connection open now (RST to both sides).
