@@ -57,7 +57,7 @@ use crate::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering}
 /// How long a connection rests before its next checkout asks the kernel, not only the
 /// runtime, whether the server sent anything (see `Connection::check_idle`): one system
 /// call, about a microsecond, for a connection that sat this long; none on a busy pool.
-pub(crate) const IDLE_PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+pub(crate) const IDLE_PROBE_AFTER_MS: u64 = 5;
 
 /// A PostgreSQL connection pool. A cheap handle: clones share one pool.
 ///
@@ -158,7 +158,7 @@ impl Pool {
         let now = Stamp::now();
         if !p
             .conn
-            .check_idle(now.since(p.rested_from) >= IDLE_PROBE_AFTER)
+            .check_idle(now.at_least_ms_after(p.rested_from, IDLE_PROBE_AFTER_MS))
         {
             self.discard_ended(p);
             return None;
@@ -230,7 +230,7 @@ impl Pool {
                     let now = Stamp::now();
                     if !p
                         .conn
-                        .check_idle(now.since(p.rested_from) >= IDLE_PROBE_AFTER)
+                        .check_idle(now.at_least_ms_after(p.rested_from, IDLE_PROBE_AFTER_MS))
                     {
                         self.discard_ended(p);
                         continue;

@@ -18,7 +18,7 @@ pub(crate) struct Pooled {
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(super) last_used_ms: u64,
     /// When it last came back from a caller (or was created), on the use-time clock: a
-    /// connection at rest longer than [`super::IDLE_PROBE_AFTER`] is checked with the
+    /// connection at rest longer than [`super::IDLE_PROBE_AFTER_MS`] is checked with the
     /// kernel at its next checkout.
     pub(super) rested_from: super::use_clock::Stamp,
     /// Its checkout state, for the leak detector.

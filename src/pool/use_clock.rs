@@ -28,6 +28,18 @@ struct Anchor {
 /// where a float conversion took twenty instructions); 0 until measured over [`MIN_SPAN`].
 static NANOS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 
+/// Ticks in a millisecond, for comparisons without a conversion: 0 until the rate is
+/// measured; a million where the stamps are nanoseconds.
+static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Publishes a measured rate (nanoseconds per tick).
+fn store_rate(rate: f64) -> u64 {
+    let f = fixed(rate);
+    NANOS_PER_TICK.store(f, Ordering::Relaxed);
+    TICKS_PER_MS.store((1e6 / rate) as u64, Ordering::Relaxed);
+    f
+}
+
 /// A rate in nanoseconds per tick as 32.32 fixed point (never 0: 0 means "not measured").
 fn fixed(rate: f64) -> u64 {
     ((rate * (1u64 << 32) as f64) as u64).max(1)
@@ -41,6 +53,9 @@ fn anchor() -> &'static Anchor {
     static ANCHOR: OnceLock<Anchor> = OnceLock::new();
     ANCHOR.get_or_init(|| {
         let counter = counter_is_the_kernels_clock();
+        if !counter {
+            TICKS_PER_MS.store(1_000_000, Ordering::Relaxed);
+        }
         Anchor {
             ticks: if counter { ticks() } else { 0 },
             at: Instant::now(),
@@ -86,7 +101,7 @@ pub(crate) fn calibrate() {
     let a = anchor();
     if a.counter {
         if let Some(rate) = measure(a) {
-            NANOS_PER_TICK.store(fixed(rate), Ordering::Relaxed);
+            store_rate(rate);
         }
     }
 }
@@ -103,6 +118,14 @@ impl Stamp {
         }
     }
 
+    /// Whether `earlier` is at least `ms` milliseconds before this stamp: a subtraction and
+    /// a comparison, no conversion (true while the rate is not measured yet).
+    #[inline]
+    pub(crate) fn at_least_ms_after(self, earlier: Stamp, ms: u64) -> bool {
+        let per_ms = TICKS_PER_MS.load(Ordering::Relaxed);
+        per_ms == 0 || self.0.saturating_sub(earlier.0) >= ms.saturating_mul(per_ms)
+    }
+
     /// The time from `earlier` to this stamp (zero if the clock seems to have gone back).
     #[inline]
     pub(crate) fn since(self, earlier: Stamp) -> Duration {
@@ -113,11 +136,7 @@ impl Stamp {
         }
         let rate = match NANOS_PER_TICK.load(Ordering::Relaxed) {
             0 => match measure(a) {
-                Some(r) => {
-                    let r = fixed(r);
-                    NANOS_PER_TICK.store(r, Ordering::Relaxed);
-                    r
-                }
+                Some(r) => store_rate(r),
                 // The first millisecond: the rate so far, however short the span.
                 None => {
                     let span = a.at.elapsed().as_nanos() as f64;
@@ -135,6 +154,25 @@ impl Stamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_compare_in_ticks_as_in_time() {
+        let _ = Stamp::now();
+        std::thread::sleep(MIN_SPAN * 2);
+        calibrate();
+        let s = Stamp::now();
+        assert!(
+            !Stamp::now().at_least_ms_after(s, 1_000),
+            "a second has not passed"
+        );
+        std::thread::sleep(Duration::from_millis(12));
+        let later = Stamp::now();
+        assert!(later.at_least_ms_after(s, 10), "12 ms passed");
+        assert!(
+            !s.at_least_ms_after(later, 1),
+            "the clock does not run backwards"
+        );
+    }
 
     #[test]
     fn durations_agree_with_instant() {
