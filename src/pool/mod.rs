@@ -153,8 +153,20 @@ impl Pool {
     /// caller has to take the queue's path (none idle, the one idle was ended, or closed).
     #[inline]
     fn try_idle(&self, site: &'static Location<'static>) -> Option<PooledConnection> {
-        let shared = &self.shared;
-        let mut p = shared.core.try_take_idle()?;
+        let p = self.shared.core.try_take_idle()?;
+        self.hand_out_idle(p, site)
+    }
+
+    /// Checks out a connection taken from the idle list if the server has not ended it
+    /// while it rested (a FATAL before closing it, a restart); else discards it and gives
+    /// `None`. An atomic load when nothing arrived, and one non-blocking read of the socket
+    /// after a rest of [`IDLE_PROBE_AFTER_MS`] or more.
+    #[inline(always)]
+    fn hand_out_idle(
+        &self,
+        mut p: Box<Pooled>,
+        site: &'static Location<'static>,
+    ) -> Option<PooledConnection> {
         let now = Stamp::now();
         if !p
             .conn
@@ -223,20 +235,10 @@ impl Pool {
             })
             .await;
             match tried {
-                TryAcquire::Ready(mut p) => {
-                    // The server may have ended the session while it sat idle (a FATAL
-                    // before closing it, a restart): never hand that out. An atomic load
-                    // when nothing arrived.
-                    let now = Stamp::now();
-                    if !p
-                        .conn
-                        .check_idle(now.at_least_ms_after(p.rested_from, IDLE_PROBE_AFTER_MS))
-                    {
-                        self.discard_ended(p);
-                        continue;
-                    }
-                    return Ok(self.checked_out_at_once(p, site, now));
-                }
+                TryAcquire::Ready(p) => match self.hand_out_idle(p, site) {
+                    Some(c) => return Ok(c),
+                    None => continue,
+                },
                 TryAcquire::Closed => return Err(Error::pool_closed()),
                 TryAcquire::Queued {
                     waiter,
