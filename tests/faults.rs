@@ -142,12 +142,19 @@ async fn reset_idle_connections_are_found_at_checkout() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     // No keepalive: the checkout itself sees that the idle connections were reset, and no
-    // caller meets one.
-    for _ in 0..20 {
-        let mut c = pool.acquire().await.unwrap();
-        c.simple_query("SELECT 1")
-            .await
-            .expect("no caller meets a connection reset while idle");
+    // caller meets one. Each round holds the pool's every connection at once, so each reset
+    // one is checked out (the idle list hands out the most recently used first: one at a
+    // time, the same new connection would come back each time and the others never be met).
+    for _ in 0..5 {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pool.acquire().await.unwrap());
+        }
+        for c in &mut held {
+            c.simple_query("SELECT 1")
+                .await
+                .expect("no caller meets a connection reset while idle");
+        }
     }
     let s = pool.statistics();
     assert_eq!(s.closed(CloseReason::ServerClosed), 4, "{s:?}");
