@@ -9,20 +9,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use wirepool::observe::checkout_tally::ConnTally;
 use wirepool::observe::counters::Counters;
 use wirepool::observe::leak::{LeakDetector, LeakSlot};
 use wirepool::pool_core::{Core, Holder, TryAcquire};
 
-/// A stand-in connection.
-struct Mem(u64);
+/// A stand-in connection: its checkout counts.
+struct Mem(ConnTally);
 
-fn core_with(max: usize, idle: usize) -> Core<Mem> {
+fn core_with(max: usize, idle: usize, counters: &Counters) -> Core<Mem> {
     let core = Core::new(max);
-    for i in 0..idle {
+    for _ in 0..idle {
         let _ = core
             .want_open(idle)
             .expect("capacity")
-            .complete(Mem(i as u64));
+            .complete(Mem(counters.conn_tally()));
     }
     core
 }
@@ -42,7 +43,8 @@ fn uncontended(c: &mut Criterion) {
             *m.lock() -= 1;
         })
     });
-    let core = core_with(1, 1);
+    let counters = Counters::new(Duration::from_millis(100));
+    let core = core_with(1, 1, &counters);
     g.bench_function("acquire_release_core_only", |b| {
         b.iter(|| {
             let TryAcquire::Ready(conn) = core.try_acquire() else {
@@ -52,15 +54,14 @@ fn uncontended(c: &mut Criterion) {
             let _ = core.release(conn, Holder::Caller);
         })
     });
-    let counters = Counters::new(Duration::from_millis(100));
     g.bench_function("acquire_release_with_statistics", |b| {
         b.iter(|| {
-            let TryAcquire::Ready(conn) = core.try_acquire() else {
+            let TryAcquire::Ready(mut conn) = core.try_acquire() else {
                 unreachable!()
             };
-            counters.record_immediate_acquire(conn.0);
+            counters.record_immediate_acquire(&mut conn.0);
             black_box(&conn);
-            counters.record_use(conn.0, Duration::from_nanos(100));
+            counters.record_use(&mut conn.0, Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -85,14 +86,14 @@ fn uncontended(c: &mut Criterion) {
     let site = Location::caller();
     g.bench_function("acquire_release_with_statistics_and_leak_detection", |b| {
         b.iter(|| {
-            let TryAcquire::Ready(conn) = core.try_acquire() else {
+            let TryAcquire::Ready(mut conn) = core.try_acquire() else {
                 unreachable!()
             };
-            counters.record_immediate_acquire(conn.0);
+            counters.record_immediate_acquire(&mut conn.0);
             detector.checkout(&slot, site, 0);
             black_box(&conn);
             black_box(LeakDetector::checkin(&slot, 0));
-            counters.record_use(conn.0, Duration::from_nanos(100));
+            counters.record_use(&mut conn.0, Duration::from_nanos(100));
             let _ = core.release(conn, Holder::Caller);
         })
     });
@@ -118,8 +119,8 @@ fn contended(c: &mut Criterion) {
             |b, &(tasks, conns)| {
                 b.iter_custom(|iters| {
                     let per_task = (iters as usize).div_ceil(tasks).max(1);
-                    let core = core_with(conns, conns);
                     let counters = std::sync::Arc::new(Counters::new(Duration::from_millis(100)));
+                    let core = core_with(conns, conns, &counters);
                     let start = Instant::now();
                     rt.block_on(async {
                         let mut hs = Vec::new();
@@ -128,20 +129,20 @@ fn contended(c: &mut Criterion) {
                             hs.push(tokio::spawn(async move {
                                 for _ in 0..per_task {
                                     let t = Instant::now();
-                                    let conn = match core.try_acquire() {
-                                        TryAcquire::Ready(c) => {
-                                            counters.record_immediate_acquire(c.0);
+                                    let mut conn = match core.try_acquire() {
+                                        TryAcquire::Ready(mut c) => {
+                                            counters.record_immediate_acquire(&mut c.0);
                                             c
                                         }
                                         TryAcquire::Queued { waiter, .. } => {
-                                            let c = waiter.await.expect("open");
-                                            counters.record_waited_acquire(c.0, t.elapsed());
+                                            let mut c = waiter.await.expect("open");
+                                            counters.record_waited_acquire(&mut c.0, t.elapsed());
                                             c
                                         }
                                         TryAcquire::Closed => unreachable!(),
                                     };
                                     tokio::task::yield_now().await;
-                                    counters.record_use(conn.0, Duration::from_nanos(100));
+                                    counters.record_use(&mut conn.0, Duration::from_nanos(100));
                                     let _ = core.release(conn, Holder::Caller);
                                 }
                             }));

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
+use super::checkout_tally::{CheckoutCounters, ConnTally};
 use super::stats::*;
-use super::striped::CheckoutCounters;
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// How many of the last errors are kept (for the status page).
@@ -21,11 +21,12 @@ pub(crate) struct RecentError {
 }
 
 /// The pool's counters. Every update is a relaxed atomic add (or max); those of every
-/// checkout go to its connection's stripe (see [`super::striped`]).
+/// checkout go to its connection's own tally, which only its holder writes (see
+/// [`super::checkout_tally`]).
 #[derive(Debug)]
 pub struct Counters {
     /// Acquisitions served at once or after a wait, the waits' and the uses' histograms
-    /// (striped by connection: the adds of every checkout).
+    /// (kept per connection: the adds of every checkout).
     checkouts: CheckoutCounters,
     pub(crate) timeouts: AtomicU64,
     pub(crate) cancelled: AtomicU64,
@@ -88,19 +89,25 @@ impl Counters {
         }
     }
 
-    /// An acquisition of connection `conn` served from the idle list without waiting. No
-    /// clock is read: it counts in the lowest bucket (it took a lock and a pop, well under
-    /// 10 µs).
-    #[inline]
-    pub fn record_immediate_acquire(&self, conn: u64) {
-        self.checkouts.immediate(conn);
+    /// A tally for a new connection: its checkouts count there until it is dropped.
+    pub fn conn_tally(&self) -> ConnTally {
+        self.checkouts.tally()
     }
 
-    /// An acquisition of connection `conn` that waited `waited`.
-    pub fn record_waited_acquire(&self, conn: u64, waited: Duration) {
+    /// An acquisition served from the idle list without waiting, counted on the tally of
+    /// the connection it handed out. No clock is read: it counts in the lowest bucket (it
+    /// took a lock and a pop, well under 10 µs).
+    #[inline]
+    pub fn record_immediate_acquire(&self, conn: &mut ConnTally) {
+        conn.immediate();
+    }
+
+    /// An acquisition that waited `waited`, counted on the tally of the connection it
+    /// handed out.
+    pub fn record_waited_acquire(&self, conn: &mut ConnTally, waited: Duration) {
         let nanos = waited.as_nanos().min(u64::MAX as u128) as u64;
         let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
-        self.checkouts.waited(conn, nanos, idx);
+        conn.waited(nanos, idx);
         // Written only when it grows: the line stays shared between the threads.
         if nanos > self.peak_wait_nanos.load(Ordering::Relaxed) {
             self.peak_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
@@ -114,13 +121,13 @@ impl Counters {
         }
     }
 
-    /// A caller held connection `conn` for `held` (checkout to return); it counts the
-    /// release too.
+    /// A caller held a connection for `held` (checkout to return), counted on its tally;
+    /// it counts the release too.
     #[inline]
-    pub fn record_use(&self, conn: u64, held: Duration) {
+    pub fn record_use(&self, conn: &mut ConnTally, held: Duration) {
         let nanos = held.as_nanos().min(u64::MAX as u128) as u64;
         let idx = BUCKET_NANOS.iter().position(|&b| nanos <= b).unwrap_or(20);
-        self.checkouts.used(conn, nanos, idx);
+        conn.used(nanos, idx);
     }
 
     pub(crate) fn record_closed(&self, reason: CloseReason) {

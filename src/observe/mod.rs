@@ -1,5 +1,14 @@
 //! Observability: statistics, lifecycle and health, leak detection, the health report, Prometheus text.
 
+/// Each connection's checkout counts, written by its holder alone; public only with
+/// `internals`.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod checkout_tally;
+/// Each connection's checkout counts, written by its holder alone.
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code, unused_imports)]
+pub(crate) mod checkout_tally;
 /// The pool's counters (the hot path's atomic adds); public only with `internals`.
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -23,7 +32,6 @@ pub(crate) mod replication_status;
 pub mod report;
 pub mod statement_metrics;
 pub mod stats;
-pub(crate) mod striped;
 
 pub use health::{
     can_serve, classify, headroom, idle_ratio, HealthStatus, HealthThresholds, LifecycleState,

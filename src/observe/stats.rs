@@ -383,11 +383,12 @@ mod tests {
     #[test]
     fn quantiles_come_from_the_buckets() {
         let c = Counters::new(Duration::from_millis(100));
+        let (mut a, mut b) = (c.conn_tally(), c.conn_tally());
         for _ in 0..90 {
-            c.record_immediate_acquire(0);
+            c.record_immediate_acquire(&mut a);
         }
         for _ in 0..10 {
-            c.record_waited_acquire(0, Duration::from_millis(40));
+            c.record_waited_acquire(&mut a, Duration::from_millis(40));
         }
         let mut s = PoolStatistics::empty(SystemTime::now());
         c.fill(&mut s);
@@ -399,7 +400,7 @@ mod tests {
         assert!((s.avg_acquisition_time_ms - 4.0).abs() < 1e-6);
         assert!((s.peak_wait_time_ms - 40.0).abs() < 1e-6);
         assert!(s.last_slow_acquire_time.is_none());
-        c.record_waited_acquire(1, Duration::from_millis(150));
+        c.record_waited_acquire(&mut b, Duration::from_millis(150));
         c.fill(&mut s);
         assert!(s.last_slow_acquire_time.is_some());
     }

@@ -163,7 +163,7 @@ impl PooledConnection {
         let now = super::use_clock::Stamp::now();
         let held = now.since(self.checked_out);
         p.rested_from = now;
-        self.shared.counters.record_use(p.id, held);
+        self.shared.counters.record_use(&mut p.tally, held);
         #[cfg(feature = "otel")]
         if let Some(o) = &self.shared.otel {
             o.used(held);

@@ -194,12 +194,12 @@ impl Pool {
     #[inline(always)]
     fn checked_out_at_once(
         &self,
-        p: Box<Pooled>,
+        mut p: Box<Pooled>,
         site: &'static Location<'static>,
         now: Stamp,
     ) -> PooledConnection {
         let shared = &self.shared;
-        shared.counters.record_immediate_acquire(p.id);
+        shared.counters.record_immediate_acquire(&mut p.tally);
         #[cfg(feature = "otel")]
         if let Some(o) = &shared.otel {
             o.waited(Duration::ZERO);
@@ -277,15 +277,14 @@ impl Pool {
         let r = waiter.await;
         cancel_guard.0 = None;
         match r {
-            Ok(p) => {
+            Ok(mut p) => {
                 let now = Stamp::now();
                 let waited = queued_stamp.map_or(Duration::ZERO, |q| now.since(q));
-                shared.counters.record_waited_acquire(p.id, waited);
+                shared.counters.record_waited_acquire(&mut p.tally, waited);
                 #[cfg(feature = "otel")]
                 if let Some(o) = &shared.otel {
                     o.waited(waited);
                 }
-                let mut p = p;
                 p.conn.set_checkout_wait(waited);
                 Ok(PooledConnection::new(shared.clone(), p, site, now))
             }

@@ -23,6 +23,8 @@ pub(crate) struct Pooled {
     pub(super) rested_from: super::use_clock::Stamp,
     /// Its checkout state, for the leak detector.
     pub(super) leak_slot: crate::sync::Arc<LeakSlot>,
+    /// Its checkouts' counts, written by its holder alone.
+    pub(super) tally: crate::observe::checkout_tally::ConnTally,
     /// Counts it among the encrypted connections while it exists.
     _encrypted: Option<EncryptedMark>,
     /// Counts it among its server's connections while it exists.
@@ -317,6 +319,7 @@ impl Shared {
             last_used_ms: now,
             rested_from: super::use_clock::Stamp::now(),
             leak_slot,
+            tally: self.counters.conn_tally(),
             _encrypted,
             _host,
         })

@@ -29,11 +29,17 @@ impl LaneTrace {
         }
     }
 
-    /// Places the request on a lane, noting the lane's server and the wait.
+    /// Places the request on a lane, noting the lane's server and the wait (the clock is
+    /// read only when there was one).
     pub(super) async fn place(&mut self, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
-        let waited = Instant::now();
-        let lane = shared.path.place(shared).await?;
-        let wait = waited.elapsed();
+        let (lane, wait) = match shared.path.place_now(shared) {
+            Some(r) => (r?, Duration::ZERO),
+            None => {
+                let waited = Instant::now();
+                let lane = shared.path.place_queued(shared).await?;
+                (lane, waited.elapsed())
+            }
+        };
         self.traced.placed(&lane.target, wait);
         self.placed = Some((lane.target.clone(), wait));
         Ok(lane)

@@ -172,15 +172,30 @@ impl SharedPath {
 
     /// A place for one statement: a lane with room, now or in arrival order.
     pub(super) async fn place(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
+        match self.place_now(shared) {
+            Some(r) => r,
+            None => self.place_queued(shared).await,
+        }
+    }
+
+    /// The placement that needs no wait: a lane with room while no caller waits for one
+    /// (or the refusal of a closing pool); `None` when the caller has to queue.
+    #[inline]
+    pub(super) fn place_now(self: &Arc<Self>, shared: &Arc<Shared>) -> Option<Result<Arc<Lane>>> {
         if shared.closing.load(Ordering::Acquire) {
-            return Err(Error::pool_closed().with_sent(false));
+            return Some(Err(Error::pool_closed().with_sent(false)));
         }
         if self.waiting.load(Ordering::Acquire) == 0 {
             if let Some(l) = self.try_place(shared) {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
-                return Ok(l);
+                return Some(Ok(l));
             }
         }
+        None
+    }
+
+    /// The caller waits in the path's FIFO for room on a lane.
+    pub(super) async fn place_queued(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<Arc<Lane>> {
         let w: Waiter = Arc::new(Reply::new());
         {
             let mut q = self.waiters.lock();

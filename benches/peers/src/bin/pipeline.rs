@@ -224,6 +224,12 @@ fn main() {
         );
         return;
     }
+    if std::env::var_os("PIPELINE_ONLY_BARE").is_some() {
+        // For a profiler: the bare-socket ceiling alone, on 2 runtime threads.
+        let o = rt2.block_on(bare_pipelined(pg.port(), secs * 3, 10));
+        println!("bare sockets: {o:.0} statements/s");
+        return;
+    }
     for _ in 0..rounds {
         for (i, c) in clients.iter().enumerate() {
             two[i].push(rt2.block_on(round(*c, &url, secs)));
