@@ -544,3 +544,54 @@ async fn nothing_is_placed_behind_an_abandoned_statement() {
     all_returned_and_clean(&pool, &pg).await;
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_behind_a_busy_server_wait_in_the_client_and_never_run_once_left() {
+    let pg = cluster();
+    let mut cfg = config(1);
+    cfg.min_size = 1;
+    let pool = shared_pool(&pg, cfg).await;
+    pool.acquire()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE held (id int4 PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Described once, so that each use below is one request.
+    let insert = "INSERT INTO held VALUES ($1)";
+    assert_eq!(pool.execute(insert, &[&0i32]).await.unwrap(), 1);
+    // The only connection's server is busy with a slow statement, and a second one was
+    // sent behind it; the third waits in the client to go out with whatever follows.
+    let slow = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.query_one("SELECT pg_sleep(3)", &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.execute(insert, &[&1i32]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its caller leaves before the server gets to it: it was never sent, so it never runs.
+    let left =
+        tokio::time::timeout(Duration::from_millis(300), pool.execute(insert, &[&2i32])).await;
+    assert!(left.is_err(), "the slow statement still runs: {left:?}");
+    slow.await.unwrap().unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    // One more statement after the slow one: the lane has settled what was left.
+    assert_eq!(pool.execute(insert, &[&3i32]).await.unwrap(), 1);
+    let ids: Vec<i32> = pool
+        .query("SELECT id FROM held ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        ids,
+        [0, 1, 3],
+        "the statement whose caller left before it was sent never ran"
+    );
+    all_returned_and_clean(&pool, &pg).await;
+    pool.close().await;
+}

@@ -1,7 +1,8 @@
 //! A lane: one of the pool's connections serving the shared path (`pool.query` and the
 //! rest) with many statements in flight. Callers write their requests into the lane's
 //! queue (each one Bind/Execute/Sync, Parse first where the connection has not prepared
-//! the statement); the lane's own task sends them and reads the answers in order, handing
+//! the statement); the lane's own task sends them, together once the server is on the
+//! last one it was sent ([`SEND_AT_IN_FLIGHT`]), and reads the answers in order, handing
 //! each to its caller. Every lane writes its own queue: no loop is shared between
 //! connections.
 //!
@@ -53,6 +54,15 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 /// How long a lane with nothing to do keeps its connection before it goes back to the
 /// pool (at once when the pool is closing, or a caller waits in `acquire()` for it).
 const LINGER: Duration = Duration::from_millis(20);
+
+/// The lane sends what callers queued once no more than this many of its requests are
+/// still in flight: when the server starts on the last statement it has. Until then the
+/// statements queue in the client, where they would have waited behind the same ones in
+/// the server (a connection runs its statements in order), and go out together: one write
+/// and one wake-up of the server for many statements instead of one each. With a statement
+/// per Sync, the server's wake-ups are what the path's throughput is bound by (see
+/// docs/benchmarks.md). A lane with nothing in flight sends at once.
+const SEND_AT_IN_FLIGHT: usize = 1;
 
 /// A lane's `depth` once it retired: no request can be placed on it any more.
 const RETIRED: usize = usize::MAX / 2;
@@ -334,7 +344,7 @@ pub(super) async fn run<P: Placer>(lane: Arc<Lane>, mut guard: PooledConnection,
                 lane.accepting.store(false, Ordering::Release);
             }
         }
-        if cancel.is_none() && watch.takes_requests() {
+        if cancel.is_none() && watch.takes_requests() && inflight.len() <= SEND_AT_IN_FLIGHT {
             take(&lane, conn, &mut inflight, &*path);
         }
         if let Err(e) = dispatch(

@@ -225,8 +225,13 @@ fn main() {
         return;
     }
     if std::env::var_os("PIPELINE_ONLY_BARE").is_some() {
-        // For a profiler: the bare-socket ceiling alone, on 2 runtime threads.
-        let o = rt2.block_on(bare_pipelined(pg.port(), secs * 3, 10));
+        // For a profiler: the bare-socket ceiling alone, on 2 runtime threads, with
+        // `PER_WRITE` statements a write (10 unless set).
+        let per_write = std::env::var("PER_WRITE")
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(10);
+        let o = rt2.block_on(bare_pipelined(pg.port(), secs * 3, per_write));
         println!("bare sockets: {o:.0} statements/s");
         return;
     }

@@ -126,8 +126,7 @@ fn main() {
         .unwrap();
         eprintln!(
             "round {round}: wirepool {:.0} changes/s, pg_recvlogical {:.0} changes/s",
-            ours[round],
-            theirs[round]
+            ours[round], theirs[round]
         );
     }
     let (o, t) = (median(&mut ours), median(&mut theirs));
