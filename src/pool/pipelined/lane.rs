@@ -344,6 +344,10 @@ pub(super) async fn run<P: Placer>(lane: Arc<Lane>, mut guard: PooledConnection,
                 lane.accepting.store(false, Ordering::Release);
             }
         }
+        // Before the answers read since the last turn are handed out: the callers those
+        // answers wake queue their next statements meanwhile, and go out together with
+        // them at the next turn (taking right after the answers, before those callers ran,
+        // sent smaller writes: 93-96k statements/s against 113-117k in the benchmark).
         if cancel.is_none() && watch.takes_requests() && inflight.len() <= SEND_AT_IN_FLIGHT {
             take(&lane, conn, &mut inflight, &*path);
         }
