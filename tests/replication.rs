@@ -187,7 +187,13 @@ async fn a_publication_streams_decoded_and_resumes_from_the_confirmed_position()
         "a dropped stream is no longer shown"
     );
 
-    // The slot stays until dropped.
+    // The slot stays until dropped. The dropped stream's walsender ends a moment after its
+    // connection closed; until then the slot is in use, and `drop_slot` says so at once.
+    wirepool_testkit::eventually("the dropped stream's walsender released the slot", || {
+        pg.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'indexer'")
+            .is_ok_and(|a| a.trim() == "f")
+    })
+    .await;
     let slots = pg
         .psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'indexer'")
         .unwrap();
