@@ -139,8 +139,9 @@ impl Builder {
         self.cfg.statement_cache_capacity = n;
         self
     }
-    /// Statements of the shared path ([`Pool::query`], [`Pool::execute`], ...) in flight on
-    /// one connection at most (1 to 1024); more callers wait, in arrival order. Default: 16.
+    /// Statements of the shared path ([`Pool::query`], [`Pool::execute`], ...) placed on
+    /// one connection at most, sent or waiting there to be sent with the next ones (1 to
+    /// 1024); more callers wait, in arrival order. Default: 16.
     /// `POOL_PIPELINE_DEPTH`.
     pub fn pipeline_depth(mut self, n: usize) -> Self {
         self.cfg.pipeline_depth = n;

@@ -25,8 +25,9 @@ pub struct PoolConfig {
     /// prepares an unnamed statement for every query: set it behind PgBouncer in
     /// transaction mode. Default: 100. `POOL_STATEMENT_CACHE_CAPACITY`.
     pub statement_cache_capacity: usize,
-    /// Statements of the shared path (`pool.query`, `pool.execute`, ...) in flight on one
-    /// connection at most; more callers wait, in arrival order. Default: 16.
+    /// Statements of the shared path (`pool.query`, `pool.execute`, ...) placed on one
+    /// connection at most, sent or waiting there to be sent with the next ones; more callers
+    /// wait, in arrival order. Default: 16.
     /// `POOL_PIPELINE_DEPTH`.
     pub pipeline_depth: usize,
     /// Connections older than this are retired when idle or returned (each gets up to 5 %
