@@ -61,7 +61,8 @@ const LINGER: Duration = Duration::from_millis(20);
 /// the server (a connection runs its statements in order), and go out together: one write
 /// and one wake-up of the server for many statements instead of one each. With a statement
 /// per Sync, the server's wake-ups are what the path's throughput is bound by (see
-/// docs/benchmarks.md). A lane with nothing in flight sends at once.
+/// docs/benchmarks.md). A lane with nothing in flight sends at once, and so does one that
+/// drains to give its connection back (a caller of `acquire()` waits for it).
 const SEND_AT_IN_FLIGHT: usize = 1;
 
 /// A lane's `depth` once it retired: no request can be placed on it any more.
@@ -348,7 +349,12 @@ pub(super) async fn run<P: Placer>(lane: Arc<Lane>, mut guard: PooledConnection,
         // answers wake queue their next statements meanwhile, and go out together with
         // them at the next turn (taking right after the answers, before those callers ran,
         // sent smaller writes: 93-96k statements/s against 113-117k in the benchmark).
-        if cancel.is_none() && watch.takes_requests() && inflight.len() <= SEND_AT_IN_FLIGHT {
+        // A draining lane holds nothing back: its connection is wanted as soon as what was
+        // placed on it is answered.
+        if cancel.is_none()
+            && watch.takes_requests()
+            && (draining || inflight.len() <= SEND_AT_IN_FLIGHT)
+        {
             take(&lane, conn, &mut inflight, &*path);
         }
         if let Err(e) = dispatch(
