@@ -169,9 +169,7 @@ impl Drop for ConnTally {
         if let Some(i) = r.live.iter().position(|t| Arc::ptr_eq(t, &self.tally)) {
             r.live.swap_remove(i);
         }
-        let mut closed = r.closed;
-        self.tally.add_to(&mut closed);
-        r.closed = closed;
+        self.tally.add_to(&mut r.closed);
     }
 }
 
