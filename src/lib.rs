@@ -281,6 +281,7 @@ mod random;
 mod row;
 pub(crate) mod sql;
 mod sync;
+mod text_map;
 
 /// The README's examples, compiled as doc tests so they keep working as pasted.
 #[cfg(doctest)]

@@ -5,7 +5,6 @@
 //! reused, so a statement the server still holds under an old name (its future was dropped
 //! before the answer, or PgBouncer moved the session) cannot be confused with another one.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +42,7 @@ struct Entry {
 
 pub(crate) struct StatementCache {
     capacity: usize,
-    entries: HashMap<Arc<str>, Entry>,
+    entries: crate::text_map::TextMap<Entry>,
     tick: u64,
     next: u64,
     prefix: String,
@@ -71,7 +70,7 @@ impl StatementCache {
         h.write_usize(std::process::id() as usize);
         StatementCache {
             capacity,
-            entries: HashMap::new(),
+            entries: Default::default(),
             tick: 0,
             next: 0,
             prefix: format!("wp{:016x}_", h.finish()),

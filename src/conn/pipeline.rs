@@ -4,7 +4,7 @@
 //! what its callers queued and reads in the same task, so neither side can block the
 //! other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,7 +23,7 @@ use postgres_types::Type;
 /// is parsed once per connection, not once per burst.
 #[derive(Debug, Default)]
 pub(crate) struct PipelineNames {
-    names: HashMap<Arc<str>, Named>,
+    names: crate::text_map::TextMap<Named>,
     /// The SQL in the order the names were made: the oldest is closed first.
     order: VecDeque<Arc<str>>,
     next: u64,

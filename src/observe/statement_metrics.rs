@@ -13,7 +13,6 @@
 //! normalised once: the label of the texts seen last is remembered (up to four times the
 //! bound, texts of up to [`REMEMBERED_TEXT_LIMIT`] bytes).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,9 +101,9 @@ struct Table {
     /// The rows: a label and its counts.
     rows: Vec<(Arc<str>, StatementCounts)>,
     /// Each row's index by its label.
-    by_label: HashMap<Arc<str>, usize>,
+    by_label: crate::text_map::TextMap<usize>,
     /// Texts seen, with the row they count in ([`OTHER_ROW`] for `other`).
-    by_text: HashMap<Arc<str>, usize>,
+    by_text: crate::text_map::TextMap<usize>,
     other: StatementCounts,
 }
 

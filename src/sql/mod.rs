@@ -9,7 +9,8 @@
 //! - [`settings`]: the custom settings a text sets (the pool's connect hooks' own).
 //!
 //! Both are checked against PostgreSQL's own scanner and grammar (libpg_query) by the
-//! differential test in `proof.rs`. Self-contained: nothing else of the crate is used.
+//! differential test in `proof.rs`. Self-contained: nothing else of the crate is used but the
+//! hasher of the maps keyed by statement text (`text_map.rs`).
 
 pub(crate) mod classify;
 pub(crate) mod insert_shape;

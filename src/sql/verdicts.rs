@@ -2,13 +2,13 @@
 //! statement is classified once, however many connections and pools run it. Bounded: a
 //! shard that fills is emptied (a text classified again costs a few microseconds).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use super::classify::{classify, Class};
+use crate::text_map::{TextHasher, TextMap};
 
 /// Shards of the cache (a power of two), so that connections on other threads seldom
 /// contend for one lock.
@@ -30,18 +30,20 @@ pub(crate) struct Verdict {
     pub(crate) class: Class,
 }
 
-type Shard = Mutex<HashMap<Arc<str>, Arc<Verdict>>>;
+type Shard = Mutex<TextMap<Arc<Verdict>>>;
 
 struct Cache {
     shards: Vec<Shard>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: TextHasher,
 }
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Cache {
-        shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        hasher: std::collections::hash_map::RandomState::new(),
+        shards: (0..SHARDS)
+            .map(|_| Mutex::new(TextMap::default()))
+            .collect(),
+        hasher: TextHasher::default(),
     })
 }
 

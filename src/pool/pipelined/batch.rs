@@ -21,7 +21,7 @@ impl Pool {
     /// checked-out connection's batch is: one span under the first statement's text.
     pub(crate) async fn atomic_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<BatchResult>> {
         let first = items.first().map_or("", |i| i.sql);
-        let mut trace = LaneTrace::start(&self.shared, first);
+        let mut trace = LaneTrace::start(&self.shared, &crate::sql::verdict(first));
         let span = trace.traced.span().clone();
         let r = self
             .atomic_batch_placed(items, &mut trace)

@@ -9,6 +9,7 @@ use super::lane::Lane;
 use crate::conn::{Runner, Target, Traced};
 use crate::error::Result;
 use crate::pool::Shared;
+use crate::sql::Verdict;
 
 /// One pipelined request's trace.
 pub(super) struct LaneTrace {
@@ -18,13 +19,13 @@ pub(super) struct LaneTrace {
 }
 
 impl LaneTrace {
-    /// Opens the span of a request whose (first) statement is `sql`.
-    pub(super) fn start(shared: &Shared, sql: &str) -> LaneTrace {
-        let operation = crate::sql::verdict(sql).class.operation.unwrap_or("OTHER");
+    /// Opens the span of a request whose (first) statement is the one `verdict` is on.
+    pub(super) fn start(shared: &Shared, verdict: &Verdict) -> LaneTrace {
+        let operation = verdict.class.operation.unwrap_or("OTHER");
         LaneTrace {
             traced: shared
                 .trace
-                .start(sql, operation, shared.connect.dbname(), None),
+                .start(&verdict.sql, operation, shared.connect.dbname(), None),
             placed: None,
         }
     }

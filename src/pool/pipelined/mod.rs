@@ -32,7 +32,7 @@ mod lane_watch;
 mod statements;
 mod write;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
@@ -81,7 +81,7 @@ pub(crate) struct SharedPath {
     /// The refusal is off: the tests of the net under it (`internals` only).
     pub(crate) refusal_off: AtomicBool,
     /// Descriptions of the statements run here (parameter and column types), by SQL.
-    described: Mutex<HashMap<Arc<str>, Described>>,
+    described: Mutex<crate::text_map::TextMap<Described>>,
     /// The lanes' tasks, and their abort when the drain timeout passes at close.
     lane_tasks: Lanes,
 }
@@ -121,7 +121,7 @@ impl SharedPath {
             statements: AtomicU64::new(0),
             session_changes: AtomicU64::new(0),
             refusal_off: AtomicBool::new(false),
-            described: Mutex::new(HashMap::new()),
+            described: Mutex::new(Default::default()),
             lane_tasks: Lanes::default(),
         }
     }

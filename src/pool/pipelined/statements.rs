@@ -161,7 +161,7 @@ impl Pool {
         T: ?Sized + ToStatement,
     {
         let verdict = crate::sql::verdict(statement.sql());
-        let mut trace = LaneTrace::start(&self.shared, &verdict.sql);
+        let mut trace = LaneTrace::start(&self.shared, &verdict);
         let span = trace.traced.span().clone();
         let r = self
             .run_placed(statement, &verdict, params, &mut trace)
