@@ -288,7 +288,7 @@ impl Connection {
     ) -> Result<Vec<Row>> {
         use tracing::Instrument;
         let traced = self.trace_start(sql);
-        let span = traced.span().clone();
+        let span = traced.running_span();
         let r = async { bounded!(self, self.run_typed(sql, params)) }
             .instrument(span)
             .await;
@@ -345,7 +345,7 @@ impl Connection {
         use tracing::Instrument;
         let sql = statement.sql();
         let traced = self.trace_start(sql);
-        let span = traced.span().clone();
+        let span = traced.running_span();
         let r = async { bounded!(self, self.run(sql, statement.described(), params)) }
             .instrument(span)
             .await;

@@ -54,7 +54,7 @@ impl Connection {
     ) -> Result<T> {
         use tracing::Instrument;
         let traced = self.trace_start(sql);
-        let span = traced.span().clone();
+        let span = traced.running_span();
         let r = self.run_simple(sql, finish).instrument(span).await;
         self.trace_end(traced, sql, &r);
         r

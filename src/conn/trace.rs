@@ -110,14 +110,38 @@ pub(crate) struct Checkout {
 /// duration: the slow-query log or a metrics sink).
 pub(crate) struct Traced {
     span: Span,
+    /// Something sees the span: a subscriber enabled it, or a `log` logger takes its level
+    /// (tracing's `log` feature writes a span's life to one). When nothing does, its
+    /// fields are not recorded and its statement's future does not enter and leave it at
+    /// every poll: each would still look its field up by name, or test the logger.
+    seen: bool,
     started: Option<Instant>,
     operation: &'static str,
 }
 
 impl Traced {
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    /// The span to run the statement's future in: its own when something sees it, else
+    /// none.
+    pub(crate) fn running_span(&self) -> Span {
+        if self.seen {
+            self.span.clone()
+        } else {
+            Span::none()
+        }
     }
+}
+
+/// Whether a `log` logger takes records at `level` (where tracing's `log` feature sends a
+/// span's life when no subscriber has been set, or always with its `log-always`).
+fn log_takes(level: Level) -> bool {
+    let level = match level {
+        Level::ERROR => log::Level::Error,
+        Level::WARN => log::Level::Warn,
+        Level::INFO => log::Level::Info,
+        Level::DEBUG => log::Level::Debug,
+        Level::TRACE => log::Level::Trace,
+    };
+    level <= log::max_level()
 }
 
 /// `error.type` of an error: its SQLSTATE for a server error, else its kind.
@@ -235,6 +259,7 @@ impl TraceSettings {
             query_span!(Level::ERROR)
         };
         Traced {
+            seen: !span.is_disabled() || log_takes(level),
             span,
             started: (self.slow_query.is_some()
                 || self.operations.is_some()
@@ -260,11 +285,13 @@ impl TraceSettings {
             Ok(_) => (None, None),
             Err(e) => (e.as_db_error().map(|db| db.code()), Some(error_type(e))),
         };
-        if let Some(code) = status {
-            t.span.record("db.response.status_code", code);
-        }
-        if let Some(ty) = error_type {
-            t.span.record("error.type", ty);
+        if t.seen {
+            if let Some(code) = status {
+                t.span.record("db.response.status_code", code);
+            }
+            if let Some(ty) = error_type {
+                t.span.record("error.type", ty);
+            }
         }
         let Some(started) = t.started else {
             return;
@@ -319,6 +346,9 @@ impl Traced {
     /// A pipelined statement was placed on a lane: where it runs, and how long it waited
     /// for room there.
     pub(crate) fn placed(&self, at: &Target, wait: Duration) {
+        if !self.seen {
+            return;
+        }
         self.span.record("server.address", &*at.address);
         self.span.record("server.port", at.port);
         self.span
@@ -384,6 +414,23 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_nothing_sees_is_not_run_in_and_one_a_logger_takes_is() {
+        let settings = TraceSettings::default();
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            let before = log::max_level();
+            log::set_max_level(log::LevelFilter::Info);
+            // The spans are at DEBUG: no subscriber enables them, the logger stops at INFO.
+            let t = settings.start("SELECT 1", "SELECT", "db", None);
+            assert!(!t.seen);
+            assert!(t.running_span().is_none());
+            log::set_max_level(log::LevelFilter::Debug);
+            let t = settings.start("SELECT 1", "SELECT", "db", None);
+            assert!(t.seen);
+            log::set_max_level(before);
+        });
+    }
 
     #[test]
     fn operation_names() {

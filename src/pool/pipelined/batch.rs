@@ -22,7 +22,7 @@ impl Pool {
     pub(crate) async fn atomic_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<BatchResult>> {
         let first = items.first().map_or("", |i| i.sql);
         let mut trace = LaneTrace::start(&self.shared, &crate::sql::verdict(first));
-        let span = trace.traced.span().clone();
+        let span = trace.traced.running_span();
         let r = self
             .atomic_batch_placed(items, &mut trace)
             .instrument(span)

@@ -162,7 +162,7 @@ impl Pool {
     {
         let verdict = crate::sql::verdict(statement.sql());
         let mut trace = LaneTrace::start(&self.shared, &verdict);
-        let span = trace.traced.span().clone();
+        let span = trace.traced.running_span();
         let r = self
             .run_placed(statement, &verdict, params, &mut trace)
             .instrument(span)
