@@ -63,7 +63,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             values.record(&mut Fields(&mut c.fields));
         }
     }
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut c = Captured {
             name: event.metadata().name().to_string(),
             level: event.metadata().level().to_string(),
@@ -71,6 +71,17 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             ..Default::default()
         };
         event.record(&mut Fields(&mut c.fields));
+        // The text of the query span the event was logged in, if any.
+        if let Some(parent) = ctx.event_span(event) {
+            if let Some(text) = self
+                .spans
+                .lock()
+                .get(&parent.id().into_u64())
+                .and_then(|s| s.fields.get("db.query.text").cloned())
+            {
+                c.fields.insert("in_query_span".to_string(), text);
+            }
+        }
         self.events.lock().push(c);
     }
     fn on_close(&self, id: Id, _: Context<'_, S>) {
@@ -346,5 +357,44 @@ async fn pipelined_statements_are_traced_as_checked_out_ones() {
 
     let all = capture.everything();
     assert!(!all.contains(SECRET), "a parameter value was traced: {all}");
+    pool.close().await;
+}
+
+/// A server notice about a pipelined statement is logged in the statement's span, as one
+/// about a checked-out connection's statement is, though the lane's task reads it.
+#[tokio::test]
+async fn a_notice_of_a_pipelined_statement_is_logged_in_its_span() {
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let pg = cluster();
+    pg.psql(
+        "CREATE OR REPLACE FUNCTION public.tracing_notice() RETURNS int LANGUAGE plpgsql AS \
+         $f$ BEGIN RAISE NOTICE 'from tracing_notice'; RETURN 1; END $f$",
+    )
+    .unwrap();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let sql = "SELECT public.tracing_notice() AS one";
+    let one: i32 = pool.query_one(sql, &[]).await.unwrap().get("one");
+    assert_eq!(one, 1);
+    let notices: Vec<Captured> = capture
+        .events
+        .lock()
+        .iter()
+        .filter(|e| e.fields.values().any(|v| v.contains("from tracing_notice")))
+        .cloned()
+        .collect();
+    assert_eq!(notices.len(), 1, "{}", capture.everything());
+    assert_eq!(
+        notices[0].fields.get("in_query_span").map(String::as_str),
+        Some(sql),
+        "{:?}",
+        notices[0]
+    );
     pool.close().await;
 }

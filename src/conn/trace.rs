@@ -217,11 +217,14 @@ impl TraceSettings {
         server: Option<(&str, u16)>,
     ) -> Traced {
         // The text with its constants as `?` (a secret written into a statement stays out
-        // of traces); computed only when the span is built, and only for a subscriber: with
-        // none set, tracing's `log` feature (which other crates turn on) still evaluates a
-        // disabled span's fields, for every statement.
+        // of traces); computed only when the span is built, and only for a subscriber or a
+        // `log` logger that takes the span's level: with neither, tracing's `log` feature
+        // (which other crates turn on) still evaluates a disabled span's fields, for every
+        // statement.
+        let level = self.span_level;
         let text = || {
-            (!self.hide_query_text && tracing::dispatcher::has_been_set()).then(|| normalize(sql))
+            (!self.hide_query_text && (tracing::dispatcher::has_been_set() || log_takes(level)))
+                .then(|| normalize(sql))
         };
         let (address, port) = server.unzip();
         // One callsite per level (a callsite's level is fixed); every field known now is
@@ -246,7 +249,6 @@ impl TraceSettings {
                 )
             };
         }
-        let level = self.span_level;
         let span = if level == Level::DEBUG {
             query_span!(Level::DEBUG)
         } else if level == Level::INFO {

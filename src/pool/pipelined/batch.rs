@@ -72,7 +72,15 @@ impl Pool {
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
             let pending = path.queued(
                 &lane,
-                enqueue_batch(&lane, &label, &sqls, reset_after, items, &described),
+                enqueue_batch(
+                    &lane,
+                    &label,
+                    &sqls,
+                    reset_after,
+                    items,
+                    &described,
+                    trace.traced.running_span(),
+                ),
             )?;
             drop(lane);
             let answers = match self.answer(pending).await {

@@ -77,6 +77,9 @@ pub(super) struct Entry {
     sql: Arc<str>,
     /// The session reset the lane sent after a statement (no caller waits for it).
     reset: bool,
+    /// The caller's span, where the server's notices about the request are logged (none
+    /// when nothing sees the statement's span).
+    span: tracing::Span,
     /// Where its bytes are in the queue's buffer.
     start: usize,
     end: usize,
@@ -117,6 +120,7 @@ impl Queue {
             plans: Plans::default(),
             sql: sql.clone(),
             reset: true,
+            span: tracing::Span::none(),
             start,
             end,
         });
@@ -239,11 +243,13 @@ impl Lane {
     /// convert) nothing is queued.
     ///
     /// With `reset_after`, the session reset follows the request (see `lane_watch.rs`), in
-    /// the same write: the statement was not proven to leave the session alone.
+    /// the same write: the statement was not proven to leave the session alone. The
+    /// server's notices about the request are logged in `span`.
     pub(super) fn enqueue(
         self: &Arc<Self>,
         sql: &Arc<str>,
         reset_after: bool,
+        span: tracing::Span,
         write: impl FnOnce(&mut Queue) -> Result<(Assembler, Plans)>,
     ) -> Result<Pending> {
         let reply = Arc::new(Reply::new());
@@ -269,6 +275,7 @@ impl Lane {
                 plans,
                 sql: sql.clone(),
                 reset: false,
+                span,
                 start,
                 end,
             });
@@ -596,7 +603,11 @@ fn dispatch(
         let ready = crate::conn::ends_request(&msg);
         match front.assembler.feed(msg) {
             Ok(Fed::Continue) => {}
-            Ok(Fed::Notice(n)) => conn.notice(&n),
+            Ok(Fed::Notice(n)) => {
+                // In its caller's span, as a checked-out connection's notice is.
+                let _in_span = front.span.enter();
+                conn.notice(&n);
+            }
             Ok(Fed::Done(outcome)) => {
                 let e = inflight.pop_front().expect("the front entry");
                 if e.reset {

@@ -203,7 +203,14 @@ impl Pool {
             let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
             let pending = path.queued(
                 &lane,
-                enqueue_execute(&lane, sql, reset_after, &described, params),
+                enqueue_execute(
+                    &lane,
+                    sql,
+                    reset_after,
+                    &described,
+                    params,
+                    trace.traced.running_span(),
+                ),
             )?;
             let executed = match self.answer(pending).await {
                 Ok(Outcome::Executed(x)) => x,
@@ -254,7 +261,7 @@ impl Pool {
         let lane = path.place(shared).await?;
         let pending = path.queued(
             &lane,
-            lane.enqueue(sql, false, |q| {
+            lane.enqueue(sql, false, tracing::Span::current(), |q| {
                 with_closes(q, |q| match q.names.get(sql) {
                     Some(name) => {
                         request::describe(&name, sql, false, &mut q.out)?;
@@ -313,7 +320,7 @@ impl Pool {
         let lookup: Arc<str> = Arc::from(crate::conn::type_lookup::LOOKUP_SQL);
         let pending = path.queued(
             &lane,
-            lane.enqueue(&lookup, false, |q| {
+            lane.enqueue(&lookup, false, tracing::Span::current(), |q| {
                 with_closes(q, |q| {
                     request::run_once(&lookup, &param, &[&values], &mut q.out)?;
                     Ok((

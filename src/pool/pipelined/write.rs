@@ -46,8 +46,9 @@ pub(super) fn enqueue_execute(
     reset_after: bool,
     described: &Described,
     params: &[&(dyn ToSql + Sync)],
+    span: tracing::Span,
 ) -> Result<Pending> {
-    lane.enqueue(sql, reset_after, |q| {
+    lane.enqueue(sql, reset_after, span, |q| {
         with_closes(q, |q| {
             let mut evicted = Vec::new();
             match write_statement(q, lane, sql, described, params, true, &mut evicted) {
@@ -72,8 +73,9 @@ pub(super) fn enqueue_batch(
     reset_after: bool,
     items: &[BatchItem<'_>],
     described: &[Described],
+    span: tracing::Span,
 ) -> Result<Pending> {
-    lane.enqueue(label, reset_after, |q| {
+    lane.enqueue(label, reset_after, span, |q| {
         with_closes(q, |q| {
             let mut answers = Answers::keeping_columns();
             let mut plans = Vec::with_capacity(items.len());
