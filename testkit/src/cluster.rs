@@ -509,16 +509,38 @@ impl Cluster {
 
     /// Picks a free port, writes the configuration and starts the server; up to three
     /// tries, since another process may take the port between the pick and the start.
+    /// A server that could listen on only one of its two addresses (another server, started
+    /// at the same moment, took the other one) is stopped and started on another port:
+    /// connections to `127.0.0.1` and to `::1` must reach the same server.
     pub(crate) fn start_on_a_free_port(&mut self) -> Result<(), ClusterError> {
         let mut tries = 1;
         loop {
             self.port = free_port()?;
             self.write_config()?;
-            match self.pg_ctl_start() {
+            let logged = std::fs::metadata(self.root.join("server.log")).map_or(0, |m| m.len());
+            let started = self
+                .pg_ctl_start()
+                .and_then(|()| self.listens_on_both(logged));
+            match started {
                 Err(_) if tries < 3 => tries += 1,
                 done => return done,
             }
         }
+    }
+
+    /// Whether the server just started (its log from byte `from` on) listens on every
+    /// address it was given; if not, it is stopped.
+    fn listens_on_both(&mut self, from: u64) -> Result<(), ClusterError> {
+        let log = std::fs::read(self.root.join("server.log")).unwrap_or_default();
+        let new = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
+        if !new.contains("could not create listen socket") {
+            return Ok(());
+        }
+        self.kill()?;
+        Err(err(format!(
+            "another server holds one of the addresses of port {}",
+            self.port
+        )))
     }
 
     pub(crate) fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {
