@@ -160,6 +160,15 @@ impl Cluster {
     }
 
     fn start_in(bin: PathBuf, tls: bool) -> Result<Cluster, ClusterError> {
+        Self::start_picking(bin, tls, &mut free_port)
+    }
+
+    /// [`Cluster::start_in`] with the ports to try given by `pick`.
+    fn start_picking(
+        bin: PathBuf,
+        tls: bool,
+        pick: &mut dyn FnMut() -> Result<u16, ClusterError>,
+    ) -> Result<Cluster, ClusterError> {
         let owner = if is_root() {
             Some(postgres_ids()?)
         } else {
@@ -181,7 +190,7 @@ impl Cluster {
         if tls {
             cluster.make_certificates()?;
         }
-        cluster.start_on_a_free_port()?;
+        cluster.start_on_a_free_port(pick)?;
         cluster.create_roles()?;
         Ok(cluster)
     }
@@ -243,7 +252,7 @@ impl Cluster {
             ],
         )?;
         standby.make_socket_dir()?;
-        standby.start_on_a_free_port()?;
+        standby.start_on_a_free_port(&mut free_port)?;
         standby.wait_replayed_from(self)?;
         Ok(standby)
     }
@@ -507,15 +516,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Picks a free port, writes the configuration and starts the server; up to three
-    /// tries, since another process may take the port between the pick and the start.
+    /// Picks a free port with `pick`, writes the configuration and starts the server; up to
+    /// three tries, since another process may take the port between the pick and the start.
     /// A server that could listen on only one of its two addresses (another server, started
     /// at the same moment, took the other one) is stopped and started on another port:
     /// connections to `127.0.0.1` and to `::1` must reach the same server.
-    pub(crate) fn start_on_a_free_port(&mut self) -> Result<(), ClusterError> {
+    pub(crate) fn start_on_a_free_port(
+        &mut self,
+        pick: &mut dyn FnMut() -> Result<u16, ClusterError>,
+    ) -> Result<(), ClusterError> {
         let mut tries = 1;
         loop {
-            self.port = free_port()?;
+            self.port = pick()?;
             self.write_config()?;
             let logged = std::fs::metadata(self.root.join("server.log")).map_or(0, |m| m.len());
             let started = self
@@ -805,4 +817,51 @@ pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
         "PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found; \
          install them (Debian/Ubuntu: `apt-get install postgresql`) or set PG_BIN to their directory",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another server holds `::1` on the first port picked: the cluster does not stay there
+    /// with `127.0.0.1` alone, but starts on another port, where both addresses reach it.
+    #[test]
+    fn a_port_whose_other_address_is_taken_is_given_up() {
+        let held = TcpListener::bind("[::1]:0").expect("::1 is one of the harness's addresses");
+        let taken = held.local_addr().expect("the held address").port();
+        let mut picked = Vec::new();
+        let mut pick = || {
+            let port = if picked.is_empty() {
+                taken
+            } else {
+                free_port()?
+            };
+            picked.push(port);
+            Ok(port)
+        };
+        let cluster =
+            Cluster::start_picking(find_bin_dir().expect("server binaries"), false, &mut pick)
+                .expect("the cluster starts");
+        assert_eq!(picked.first(), Some(&taken));
+        assert_ne!(
+            cluster.port(),
+            taken,
+            "it stayed where ::1 was taken: {picked:?}"
+        );
+        for host in ["127.0.0.1", "::1"] {
+            let out = Command::new(cluster.bin.join("psql"))
+                .args(["-X", "-A", "-t", "-w", "-h", host, "-p"])
+                .arg(cluster.port().to_string())
+                .args(["-U", "wirepool_admin", "-d", "postgres", "-c", "SHOW port"])
+                .output()
+                .expect("psql runs");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                cluster.port().to_string(),
+                "{host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        drop(held);
+    }
 }
