@@ -11,6 +11,8 @@ use std::sync::atomic::Ordering;
 use wirepool::ConnectConfig;
 
 use super::cluster::*;
+use crate::cluster_error::{err, ClusterError};
+use crate::ports::free_port;
 
 /// PgBouncer's pooling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 
 use super::cluster::*;
+use crate::cluster_error::{err, ClusterError};
 
 impl Cluster {
     /// A test CA, a server certificate for localhost and 127.0.0.1 signed by it, a client

