@@ -1,6 +1,6 @@
 //! A batch's connection lost before its answer, through a loopback proxy that reads the
 //! client's messages: cut just after the Sync that commits the batch went through (the
-//! rows are stored, the answer never comes) or just before the batch's rows reach the
+//! rows are stored, the answer never comes, or a FATAL error comes in its place) or just before the batch's rows reach the
 //! server (nothing is stored). `Error::may_have_run` says which, for the batch as a whole:
 //! `execute_many` by COPY and row by row, and an atomic `conn.batch()`.
 
@@ -17,6 +17,9 @@ use wirepool_testkit::{cluster, Cluster, Role};
 enum Cut {
     /// Forward the batch's Sync, then never answer and close.
     AfterCommit,
+    /// Forward the batch's Sync; in place of the server's answer, a FATAL error (as a
+    /// backend terminated as it commits sends), then close.
+    FatalAfterCommit,
     /// Close as the batch's rows arrive, forwarding none of them.
     BeforeRows,
 }
@@ -44,12 +47,42 @@ async fn pump(client: TcpStream, server: TcpStream, cut: Cut, fired: Arc<AtomicB
     let (mut sr, mut sw) = server.into_split();
     let silenced = Arc::new(AtomicBool::new(false));
     let s2 = silenced.clone();
+    // The client asked for TLS first: the server's first answer is one byte.
+    let asked_tls = Arc::new(AtomicBool::new(false));
+    let tls2 = asked_tls.clone();
     let down = tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
+        let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
+        let mut first = true;
         while let Ok(n) = sr.read(&mut buf).await {
-            if n == 0 || (!s2.load(Ordering::SeqCst) && cw.write_all(&buf[..n]).await.is_err()) {
+            if n == 0 {
                 break;
             }
+            pending.extend_from_slice(&buf[..n]);
+            // Whole messages only, so that a FATAL put in place of the rest starts one.
+            let mut whole = 0;
+            if std::mem::take(&mut first) && tls2.load(Ordering::SeqCst) {
+                whole = 1;
+            }
+            while let Some(head) = pending.get(whole..whole + 5) {
+                let len = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+                if pending.len() < whole + 1 + len {
+                    break;
+                }
+                whole += 1 + len;
+            }
+            if s2.load(Ordering::SeqCst) {
+                if cut == Cut::FatalAfterCommit {
+                    // The server answered the Sync: it committed.
+                    let _ = cw.write_all(&fatal()).await;
+                    let _ = cw.shutdown().await;
+                    break;
+                }
+                continue;
+            }
+            if cw.write_all(&pending[..whole]).await.is_err() {
+                break;
+            }
+            pending.drain(..whole);
         }
     });
     let (mut buf, mut tmp) = (Vec::new(), vec![0u8; 64 * 1024]);
@@ -74,6 +107,9 @@ async fn pump(client: TcpStream, server: TcpStream, cut: Cut, fired: Arc<AtomicB
                 }
                 let code = u32::from_be_bytes(buf[off + 4..off + 8].try_into().unwrap());
                 started = code != 80_877_103 && code != 80_877_104;
+                if code == 80_877_103 {
+                    asked_tls.store(true, Ordering::SeqCst);
+                }
                 off += len;
                 continue;
             }
@@ -101,7 +137,8 @@ async fn pump(client: TcpStream, server: TcpStream, cut: Cut, fired: Arc<AtomicB
                 break 'read;
             }
             rows_seen |= rows_now || head[0] == b'd';
-            if cut == Cut::AfterCommit && head[0] == b'S' && rows_seen {
+            let after_commit = matches!(cut, Cut::AfterCommit | Cut::FatalAfterCommit);
+            if after_commit && head[0] == b'S' && rows_seen {
                 fired.store(true, Ordering::SeqCst);
                 silenced.store(true, Ordering::SeqCst);
                 let _ = sw.write_all(&buf[..off]).await;
@@ -116,7 +153,32 @@ async fn pump(client: TcpStream, server: TcpStream, cut: Cut, fired: Arc<AtomicB
         buf.drain(..off);
     }
     let _ = sw.shutdown().await;
-    down.abort();
+    if cut == Cut::FatalAfterCommit && fired.load(Ordering::SeqCst) {
+        // Until the server's answer came and the FATAL went in its place.
+        let _ = down.await;
+    } else {
+        down.abort();
+    }
+}
+
+/// An ErrorResponse: FATAL 57P01, as `pg_terminate_backend` makes a backend send.
+fn fatal() -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P01"),
+        (b'M', "terminating connection due to administrator command"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    msg.extend_from_slice(&body);
+    msg
 }
 
 /// The rows stored, once the cut connection's server process has ended (it may still be
@@ -191,6 +253,22 @@ async fn a_batch_whose_commit_went_through_may_have_run() {
     ] {
         let (e, stored) = run(Cut::AfterCommit, how, sql, rows).await;
         assert_eq!(stored, rows, "{how} {sql} of {rows}: committed");
+        assert_eq!(e.may_have_run(), Some(true), "{how} {sql} of {rows}: {e}");
+    }
+}
+
+/// The server committed and, instead of the rest of its answer, sent a FATAL error: the
+/// batch may have run (not "the server said no").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answered_with_a_fatal_error_after_its_commit_may_have_run() {
+    for (how, sql, rows) in [
+        ("execute_many", INSERT, 50_000),
+        ("execute_many", INSERT_CAST, 2_000),
+        ("batch", INSERT, 40),
+    ] {
+        let (e, stored) = run(Cut::FatalAfterCommit, how, sql, rows).await;
+        assert_eq!(stored, rows, "{how} {sql} of {rows}: committed");
+        assert_eq!(e.code(), Some("57P01"), "{how} {sql} of {rows}: {e}");
         assert_eq!(e.may_have_run(), Some(true), "{how} {sql} of {rows}: {e}");
     }
 }

@@ -587,9 +587,13 @@ impl Connection {
     /// the batch may have taken effect ([`Error::may_have_run`]): `Some(true)` once the
     /// Sync that commits it was written (for an independent batch, the first row's),
     /// `Some(false)` before (the server rolls back what it did not see committed).
+    ///
+    /// A FATAL error is such a loss: the server ends the session with it, and it may come
+    /// after the commit and before the ReadyForQuery (a backend terminated as it commits).
     fn lost_batch(&self, e: Error) -> Error {
         let lost = matches!(e.kind(), crate::ErrorKind::Io | crate::ErrorKind::Closed)
-            || (self.broken && e.kind() == crate::ErrorKind::Protocol);
+            || (self.broken && e.kind() == crate::ErrorKind::Protocol)
+            || e.as_db_error().is_some_and(|d| d.is_fatal());
         if lost && e.may_have_run().is_none() {
             e.with_sent(self.batch_commit_sent)
         } else {
@@ -612,6 +616,12 @@ impl Connection {
                         &mut self.write_buf,
                     )
                     .map_err(Error::io)?;
+                }
+                // The session ends (the end of the stream follows): its reason is the
+                // error, whatever statement it came during.
+                BackendMessage::ErrorResponse(e) if e.is_fatal() => {
+                    self.broken = true;
+                    return Err(Error::db_boxed(e));
                 }
                 other => {
                     if let Err(e) = answers.feed(other) {

@@ -62,7 +62,9 @@ pub enum ErrorKind {
     /// ...): it was aborted and the connection stays usable; `copy_in` and `copy_out` run
     /// COPY.
     CopyUnsupported,
-    /// A query ran past the command timeout; a CancelRequest was sent.
+    /// A query ran past the command timeout and was abandoned; a CancelRequest was sent
+    /// if it was still running. It may have finished first: [`Error::may_have_run`] is
+    /// `Some(true)`.
     CommandTimeout,
     /// `acquire()` ran out of time; [`Error::timeout_phase`] says in which phase.
     PoolTimeout,
@@ -212,10 +214,14 @@ impl Error {
         Error::new(ErrorKind::CopyUnsupported)
     }
 
+    /// A command timeout: the statement was abandoned, and cancelled if it was still
+    /// running, but it may have finished (committed) before the cancel reached it, so it
+    /// may have run.
     pub(crate) fn command_timeout(after: Duration) -> Self {
         let mut e = Error::new(ErrorKind::CommandTimeout);
         e.0.waited = Some(after);
-        e
+        e.0.sent = Some(true);
+        e.with_detail("abandoned, and cancelled if it was still running; it may have run")
     }
 
     pub(crate) fn pool_timeout(phase: TimeoutPhase, waited: Duration, last: Option<Error>) -> Self {
@@ -357,9 +363,18 @@ impl Error {
     /// and can be retried as it is. The same for a batch as a whole (`pool.batch()`, and on
     /// a connection `batch()`, `execute_many`): `Some(true)` once the Sync that commits it
     /// was written (for an independent batch, the first statement's), `Some(false)` before
-    /// (the server rolls back what it did not see committed). `None` for every other
-    /// error, including those of the server (the statement ran and failed, and nothing of
-    /// it stays). Nothing is ever resent by itself.
+    /// (the server rolls back what it did not see committed). A FATAL error from the server
+    /// counts as a lost connection here: the server may send it after the commit, before
+    /// the answer ends (a backend terminated as it commits).
+    ///
+    /// A command timeout ([`ErrorKind::CommandTimeout`], on any path) is `Some(true)`: the
+    /// statement may have finished before the cancel reached it.
+    ///
+    /// `None` for every other error, including the server's errors that end a statement
+    /// (an ERROR: the statement ran and failed, and nothing of it stays). For a single
+    /// statement on a checked-out connection, a lost connection or a FATAL error is `None`
+    /// too: whether it ran is not tracked there (only a batch's is). Nothing is ever resent
+    /// by itself.
     pub fn may_have_run(&self) -> Option<bool> {
         self.0.sent
     }
@@ -528,7 +543,7 @@ impl fmt::Display for Error {
             ErrorKind::CopyUnsupported => f.write_str(
                 "COPY runs through copy_in or copy_out, not this method; the copy was aborted",
             )?,
-            ErrorKind::CommandTimeout => f.write_str("query timed out and was cancelled")?,
+            ErrorKind::CommandTimeout => f.write_str("query timed out")?,
             ErrorKind::PoolTimeout => f.write_str("connection acquisition timeout")?,
             ErrorKind::PoolClosed => f.write_str("pool closed")?,
             ErrorKind::InvalidInput => f.write_str("invalid input")?,
