@@ -85,6 +85,62 @@ async fn set_session_authorization_is_gone_at_the_next_checkout() {
     .await;
 }
 
+/// A replication origin set up by a superuser's session, called by name or inside a
+/// function: no reset statement but `pg_replication_origin_session_reset()` ends it, and
+/// every later commit of the session would carry it.
+#[tokio::test]
+async fn a_replication_origin_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    pg.psql("SELECT pg_replication_origin_create('o1')")
+        .unwrap();
+    pg.psql(
+        "CREATE FUNCTION set_origin() RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN PERFORM pg_replication_origin_session_setup('o1'); RETURN 1; END$$",
+    )
+    .unwrap();
+    let probe_sql = "SELECT pg_replication_origin_session_is_setup()::text";
+    gone(
+        &pg,
+        Role::Admin,
+        SessionReset::default(),
+        "SELECT pg_replication_origin_session_setup('o1')",
+        probe_sql,
+    )
+    .await;
+    gone(
+        &pg,
+        Role::Admin,
+        SessionReset::default(),
+        "SELECT set_origin()",
+        probe_sql,
+    )
+    .await;
+    // On the shared path: the function's statement is followed by the session reset, and
+    // the next statement on the same backend, another caller's, runs without the origin.
+    let pool = one_connection(&pg, Role::Admin, SessionReset::default()).await;
+    let pid = |r: wirepool::Row| r.get::<_, i32>(0);
+    let first = pid(pool
+        .query_one("SELECT pg_backend_pid() FROM set_origin()", &[])
+        .await
+        .unwrap());
+    let row = pool
+        .query_one(
+            "SELECT pg_backend_pid(), pg_replication_origin_session_is_setup()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), first, "the same backend");
+    assert!(
+        !row.get::<_, bool>(1),
+        "the origin is gone on the shared path"
+    );
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(probe(&mut c, probe_sql).await, "false");
+    drop(c);
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn search_path_is_gone_at_the_next_checkout() {
     let pg = cluster();

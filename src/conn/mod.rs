@@ -128,6 +128,10 @@ pub struct Connection {
     /// An atomic batch was written without its Sync (its caller left): the next request
     /// aborts it before the Sync, so none of it takes effect.
     batch_open: bool,
+    /// The session logged in as a superuser: it may have set up a replication origin,
+    /// which only a superuser may by default and no other reset statement ends (the
+    /// session reset ends it, see [`session::Dirt::reset_sql`]).
+    superuser_login: bool,
     /// A batch's (or `execute_many`'s) Sync that may commit it was written: if the
     /// connection is lost before its answer, the batch may have taken effect.
     batch_commit_sent: bool,
@@ -474,6 +478,11 @@ impl Connection {
     /// of the caller's settings.
     pub(crate) fn replace_command_timeout(&mut self, limit: Option<Duration>) -> Option<Duration> {
         std::mem::replace(&mut self.command_timeout, limit)
+    }
+
+    /// The session logged in as a superuser (see the field).
+    pub(crate) fn superuser_login(&self) -> bool {
+        self.superuser_login
     }
 
     /// The command timeout in force (see [`Connection::set_command_timeout`]).

@@ -156,16 +156,41 @@ impl Dirt {
     /// by asking whether the session holds a statement prepared in SQL; if it does, a
     /// second round trip deallocates every prepared statement (see
     /// [`Connection::reset_session`]).
-    pub(crate) fn reset_sql(self) -> &'static str {
-        if self.0 & Self::PREPARED != 0 {
-            "DISCARD ALL"
-        } else if self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0 {
-            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-             SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
-             SELECT 'prepared in SQL' FROM pg_catalog.pg_prepared_statements WHERE from_sql LIMIT 1"
-        } else {
-            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-             SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+    ///
+    /// For a session that logged in as a superuser (`superuser`), the replication origin
+    /// it may have set up (`pg_replication_origin_session_setup`, in a function where the
+    /// text does not show it) is ended too: no other statement, `DISCARD ALL` included,
+    /// ends it, and every later commit of the session would carry it. Only a superuser
+    /// may set one up unless a role was granted the function; such a role's session is
+    /// not covered.
+    pub(crate) fn reset_sql(self, superuser: bool) -> &'static str {
+        macro_rules! base {
+            () => {
+                "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+                 SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+            };
+        }
+        macro_rules! prepared_in_sql {
+            () => {
+                "; SELECT 'prepared in SQL' FROM pg_catalog.pg_prepared_statements \
+                 WHERE from_sql LIMIT 1"
+            };
+        }
+        macro_rules! origin {
+            () => {
+                "; SELECT pg_catalog.pg_replication_origin_session_reset() \
+                 WHERE pg_catalog.pg_replication_origin_session_is_setup()"
+            };
+        }
+        let prepared = self.0 & Self::PREPARED != 0;
+        let unproven = self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0;
+        match (prepared, unproven, superuser) {
+            (true, _, false) => "DISCARD ALL",
+            (true, _, true) => concat!("DISCARD ALL", origin!()),
+            (false, true, false) => concat!(base!(), prepared_in_sql!()),
+            (false, true, true) => concat!(base!(), origin!(), prepared_in_sql!()),
+            (false, false, false) => base!(),
+            (false, false, true) => concat!(base!(), origin!()),
         }
     }
 }
@@ -188,7 +213,7 @@ impl Connection {
     /// Puts the session back as it started (see [`Dirt::reset_sql`]), whatever was seen.
     /// The connection must be idle, outside a transaction.
     pub(crate) async fn reset_session(&mut self) -> Result<()> {
-        let sql = self.dirt.reset_sql();
+        let sql = self.dirt.reset_sql(self.superuser_login);
         let rows = self.simple_query_untraced(sql).await?;
         if rows.iter().any(|r| r.get(0) == Some("prepared in SQL")) {
             // A statement prepared in SQL where no tag said so: only DEALLOCATE ALL removes
@@ -378,7 +403,7 @@ mod tests {
 
     #[test]
     fn prepare_needs_discard_all() {
-        assert!(!after(&["SET"]).reset_sql().contains("DISCARD ALL"));
-        assert_eq!(after(&["SET", "PREPARE"]).reset_sql(), "DISCARD ALL");
+        assert!(!after(&["SET"]).reset_sql(false).contains("DISCARD ALL"));
+        assert_eq!(after(&["SET", "PREPARE"]).reset_sql(false), "DISCARD ALL");
     }
 }

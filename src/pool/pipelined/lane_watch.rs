@@ -30,7 +30,10 @@
 //!   same write, by the session reset: `SET SESSION AUTHORIZATION DEFAULT` (which ends a
 //!   `SET ROLE` too), `RESET ALL` (then the settings the pool's connect hooks made, again),
 //!   `pg_advisory_unlock_all()`, `DISCARD TEMP` (a temporary table would shadow another
-//!   caller's) and `DISCARD SEQUENCES` (`currval` through a view). The next statement on the
+//!   caller's), `DISCARD SEQUENCES` (`currval` through a view) and, for a session that
+//!   logged in as a superuser, the end of a replication origin it set up (every later commit
+//!   of the session would carry it; a role granted the origin functions without being a
+//!   superuser is not covered). The next statement on the
 //!   connection, another caller's, runs in the session as it started, whatever the
 //!   statement before it did; the reset costs the server some microseconds and no round
 //!   trip. What cannot reach another pipelined statement (a LISTEN, a cursor, a statement
@@ -68,6 +71,13 @@ const RESET: [(&str, &str); 5] = [
 ];
 /// The name of the statement that applies the connect hooks' settings again.
 const RESTORE: &str = "wirepool.reset.3";
+/// Ends the replication origin a session that logged in as a superuser may have set up
+/// (see `Dirt::reset_sql`); for such a session only.
+const ORIGIN: (&str, &str) = (
+    "wirepool.reset.7",
+    "SELECT pg_catalog.pg_replication_origin_session_reset() \
+     WHERE pg_catalog.pg_replication_origin_session_is_setup()",
+);
 
 /// Writes the session reset: the statements' Parse first when `parsed` is false (after a
 /// Close of each, in case a failed reset left some), then a Bind and Execute of each, and
@@ -80,12 +90,17 @@ const RESTORE: &str = "wirepool.reset.3";
 pub(super) fn write_reset(
     out: &mut bytes::BytesMut,
     restore: Option<&str>,
+    superuser: bool,
     parsed: bool,
     named: bool,
 ) {
-    let statements = RESET[..2]
+    // The origin ends right after the session's own role is back (the connect hooks'
+    // role, applied again below, may not call the origin functions).
+    let statements = RESET[..1]
         .iter()
         .copied()
+        .chain(superuser.then_some(ORIGIN))
+        .chain(RESET[1..2].iter().copied())
         .chain(restore.map(|r| (RESTORE, r)))
         .chain(RESET[2..].iter().copied());
     crate::conn::request::reset(statements, parsed, named, out);
