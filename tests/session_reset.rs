@@ -115,6 +115,15 @@ async fn a_replication_origin_is_gone_at_the_next_checkout() {
         probe_sql,
     )
     .await;
+    // After an SQL-level PREPARE (the reset that deallocates it too).
+    gone(
+        &pg,
+        Role::Admin,
+        SessionReset::default(),
+        "PREPARE p AS SELECT 1; SELECT set_origin()",
+        probe_sql,
+    )
+    .await;
     // On the shared path: the function's statement is followed by the session reset, and
     // the next statement on the same backend, another caller's, runs without the origin.
     let pool = one_connection(&pg, Role::Admin, SessionReset::default()).await;

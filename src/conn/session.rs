@@ -159,15 +159,33 @@ impl Dirt {
     ///
     /// For a session that logged in as a superuser (`superuser`), the replication origin
     /// it may have set up (`pg_replication_origin_session_setup`, in a function where the
-    /// text does not show it) is ended too: no other statement, `DISCARD ALL` included,
-    /// ends it, and every later commit of the session would carry it. Only a superuser
-    /// may set one up unless a role was granted the function; such a role's session is
-    /// not covered.
+    /// text does not show it) is ended too, in the advisory unlock's SELECT: no other
+    /// statement, `DISCARD ALL` included, ends it, and every later commit of the session
+    /// would carry it. `DISCARD ALL` cannot run beside another statement, so after a
+    /// `PREPARE` such a session's reset is what `DISCARD ALL` does, spelled out. Only a
+    /// superuser may set an origin up unless a role was granted the function; such a
+    /// role's session is not covered.
     pub(crate) fn reset_sql(self, superuser: bool) -> &'static str {
+        // The origin's end rides on the advisory unlock's SELECT (no statement of its own).
         macro_rules! base {
+            (unlock) => {
+                base!("SELECT pg_advisory_unlock_all()")
+            };
+            (origin) => {
+                base!(concat!("SELECT pg_advisory_unlock_all(), ", origin!()))
+            };
+            ($select:expr) => {
+                concat!(
+                    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; ",
+                    $select,
+                    "; DISCARD TEMP; DISCARD SEQUENCES"
+                )
+            };
+        }
+        macro_rules! origin {
             () => {
-                "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-                 SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+                "CASE WHEN pg_catalog.pg_replication_origin_session_is_setup() \
+                 THEN pg_catalog.pg_replication_origin_session_reset() END"
             };
         }
         macro_rules! prepared_in_sql {
@@ -176,21 +194,16 @@ impl Dirt {
                  WHERE from_sql LIMIT 1"
             };
         }
-        macro_rules! origin {
-            () => {
-                "; SELECT pg_catalog.pg_replication_origin_session_reset() \
-                 WHERE pg_catalog.pg_replication_origin_session_is_setup()"
-            };
-        }
         let prepared = self.0 & Self::PREPARED != 0;
         let unproven = self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0;
         match (prepared, unproven, superuser) {
             (true, _, false) => "DISCARD ALL",
-            (true, _, true) => concat!("DISCARD ALL", origin!()),
-            (false, true, false) => concat!(base!(), prepared_in_sql!()),
-            (false, true, true) => concat!(base!(), origin!(), prepared_in_sql!()),
-            (false, false, false) => base!(),
-            (false, false, true) => concat!(base!(), origin!()),
+            // DISCARD ALL cannot run beside another statement: what it does, spelled out.
+            (true, _, true) => concat!(base!(origin), "; DEALLOCATE ALL; DISCARD PLANS"),
+            (false, true, false) => concat!(base!(unlock), prepared_in_sql!()),
+            (false, true, true) => concat!(base!(origin), prepared_in_sql!()),
+            (false, false, false) => base!(unlock),
+            (false, false, true) => base!(origin),
         }
     }
 }
@@ -405,5 +418,17 @@ mod tests {
     fn prepare_needs_discard_all() {
         assert!(!after(&["SET"]).reset_sql(false).contains("DISCARD ALL"));
         assert_eq!(after(&["SET", "PREPARE"]).reset_sql(false), "DISCARD ALL");
+    }
+
+    #[test]
+    fn a_superusers_reset_ends_the_replication_origin() {
+        for d in [after(&[]), after(&["SET"]), after(&["PREPARE"])] {
+            let ends = |sql: &str| sql.contains("pg_replication_origin_session_reset()");
+            assert!(ends(d.reset_sql(true)), "{}", d.reset_sql(true));
+            assert!(!ends(d.reset_sql(false)), "{}", d.reset_sql(false));
+        }
+        assert!(after(&["PREPARE"])
+            .reset_sql(true)
+            .contains("DEALLOCATE ALL"));
     }
 }

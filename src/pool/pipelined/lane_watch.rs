@@ -71,12 +71,15 @@ const RESET: [(&str, &str); 5] = [
 ];
 /// The name of the statement that applies the connect hooks' settings again.
 const RESTORE: &str = "wirepool.reset.3";
-/// Ends the replication origin a session that logged in as a superuser may have set up
-/// (see `Dirt::reset_sql`); for such a session only.
-const ORIGIN: (&str, &str) = (
-    "wirepool.reset.7",
-    "SELECT pg_catalog.pg_replication_origin_session_reset() \
-     WHERE pg_catalog.pg_replication_origin_session_is_setup()",
+/// For a session that logged in as a superuser, the advisory unlock also ends the
+/// replication origin the session may have set up (see `Dirt::reset_sql`), in the same
+/// SELECT; it runs before the connect hooks' role is applied again (that role may not
+/// call the origin functions).
+const UNLOCK_AND_ORIGIN: (&str, &str) = (
+    "wirepool.reset.4",
+    "SELECT pg_catalog.pg_advisory_unlock_all(), \
+     CASE WHEN pg_catalog.pg_replication_origin_session_is_setup() \
+     THEN pg_catalog.pg_replication_origin_session_reset() END",
 );
 
 /// Writes the session reset: the statements' Parse first when `parsed` is false (after a
@@ -94,15 +97,18 @@ pub(super) fn write_reset(
     parsed: bool,
     named: bool,
 ) {
-    // The origin ends right after the session's own role is back (the connect hooks'
-    // role, applied again below, may not call the origin functions).
-    let statements = RESET[..1]
+    // RESET[2] is the advisory unlock.
+    let unlock = if superuser {
+        UNLOCK_AND_ORIGIN
+    } else {
+        RESET[2]
+    };
+    let statements = RESET[..2]
         .iter()
         .copied()
-        .chain(superuser.then_some(ORIGIN))
-        .chain(RESET[1..2].iter().copied())
+        .chain(std::iter::once(unlock))
         .chain(restore.map(|r| (RESTORE, r)))
-        .chain(RESET[2..].iter().copied());
+        .chain(RESET[3..].iter().copied());
     crate::conn::request::reset(statements, parsed, named, out);
 }
 

@@ -120,11 +120,19 @@ fn main() {
     pg.psql("GRANT SELECT ON bench_t TO PUBLIC")
         .expect("the grant");
     pg.psql("VACUUM ANALYZE bench_t").expect("vacuum");
-    let url = pg.url(Role::Trust) + "&sslmode=disable";
+    // RESET_AS_SUPERUSER=1: the pools log in as a superuser, whose session reset also ends
+    // a replication origin the session set up.
+    let role = if std::env::var_os("RESET_AS_SUPERUSER").is_some() {
+        Role::Admin
+    } else {
+        Role::Trust
+    };
+    let url = pg.url(role) + "&sslmode=disable";
     println!(
-        "machine: {} cores; PostgreSQL {}; {TASKS} tasks on {CONNECTIONS} connections; {rounds} round(s) of {secs:?}, interleaved; `{SQL}`",
+        "machine: {} cores; PostgreSQL {}; {TASKS} tasks on {CONNECTIONS} connections; {rounds} round(s) of {secs:?}, interleaved; `{SQL}`; as {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        pg.psql("SHOW server_version").unwrap_or_default()
+        pg.psql("SHOW server_version").unwrap_or_default(),
+        role.name()
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
