@@ -123,7 +123,10 @@ impl Pool {
     /// written back to back with one Sync after the last, so all take effect or none, in
     /// one round trip, pipelined with other callers' statements. An independent batch
     /// (`.atomic(false)`) places every statement on its own with its own Sync, each
-    /// succeeding or failing alone.
+    /// succeeding or failing alone: a statement's error (the server's, or a parameter that
+    /// does not convert) is in its own result. A statement the shared path refuses, or
+    /// whose text cannot be sent (a NUL byte), fails the whole batch in either mode,
+    /// before anything is sent, with [`Error::batch_index`] naming it.
     ///
     /// Dropping an atomic batch's future, or its command timeout, abandons it as
     /// [`Pool::query`] does one statement. When its connection is lost,
