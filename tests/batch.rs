@@ -70,6 +70,37 @@ async fn an_atomic_batch_with_a_failing_statement_applies_nothing_and_names_it()
     assert_eq!(r[3].rows().unwrap()[0].get::<_, i64>(0), 3);
 }
 
+/// A COMMIT inside an atomic batch ends its transaction keeping what ran before it (the
+/// server's tag says so): a later failure is not "nothing took effect".
+#[tokio::test]
+async fn an_atomic_batch_that_committed_before_its_failure_may_have_run() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    let e = c
+        .batch()
+        .execute(INSERT, &[&1i64, &"kept", &1i32])
+        .execute("COMMIT", &[])
+        .execute(INSERT, &[&2i64, &"rolled back", &2i32])
+        .query("SELECT 1 / 0", &[])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), Some(3), "{e}");
+    assert_eq!(e.code(), Some(sqlstate::DIVISION_BY_ZERO), "{e}");
+    assert_eq!(ids(&mut c).await, [1], "what ran before the COMMIT stays");
+    assert_eq!(e.may_have_run(), Some(true), "{e}");
+    // Without a COMMIT, a failure still means nothing stays.
+    let e = c
+        .batch()
+        .execute(INSERT, &[&3i64, &"c", &3i32])
+        .query("SELECT 1 / 0", &[])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.may_have_run(), None, "{e}");
+    assert_eq!(ids(&mut c).await, [1]);
+}
+
 #[tokio::test]
 async fn an_independent_batch_applies_each_statement_alone() {
     let pg = cluster();

@@ -204,7 +204,10 @@ impl<'a> Batch<'a> {
     ///
     /// In an atomic batch, the first failing statement's error, with
     /// [`Error::batch_index`] set; nothing of the batch took effect then (inside the
-    /// caller's transaction, the transaction has failed). A parameter that does not
+    /// caller's transaction, the transaction has failed), unless a statement of the batch
+    /// ended the transaction keeping its work (the server's tag `COMMIT` or `PREPARE
+    /// TRANSACTION`: a `COMMIT` in the batch): what ran before it stays, and the error's
+    /// [`Error::may_have_run`] is `Some(true)`. A parameter that does not
     /// convert is an error before anything is sent. In either mode, a lost connection or
     /// a command timeout (which bounds the whole batch).
     ///

@@ -25,6 +25,9 @@ pub(crate) struct Answers {
     aborting: bool,
     total: u64,
     copy: bool,
+    /// A statement of the batch ended its transaction keeping its work (the tag `COMMIT`
+    /// or `PREPARE TRANSACTION`): what ran before it stays whatever fails after.
+    committed: bool,
     /// Each statement's [`BatchResult`] is kept (a batch); `execute_many` keeps only the
     /// total, so that its memory does not grow with its rows.
     keep_results: bool,
@@ -77,6 +80,7 @@ impl Answers {
             aborting: false,
             total: 0,
             copy: false,
+            committed: false,
             keep_results: true,
             columns: None,
         }
@@ -146,6 +150,7 @@ impl Answers {
                 }
             }
             BackendMessage::CommandComplete(tag) => {
+                self.committed |= matches!(&*tag, "COMMIT" | "PREPARE TRANSACTION");
                 let count = tag
                     .rsplit(' ')
                     .next()
@@ -226,7 +231,9 @@ impl Answers {
     fn record_error(&mut self, e: Error) {
         if self.atomic {
             if self.first_error.is_none() {
-                self.first_error = Some(e);
+                // A COMMIT before the failure kept what ran before it: the batch did not
+                // fail as a whole.
+                self.first_error = Some(if self.committed { e.with_sent(true) } else { e });
             }
         } else {
             if !self.keep_results {

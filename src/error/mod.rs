@@ -368,7 +368,9 @@ impl Error {
     /// the answer ends (a backend terminated as it commits).
     ///
     /// A command timeout ([`ErrorKind::CommandTimeout`], on any path) is `Some(true)`: the
-    /// statement may have finished before the cancel reached it.
+    /// statement may have finished before the cancel reached it. So is the error of an
+    /// atomic batch on a connection one of whose statements committed before another
+    /// failed (a `COMMIT` in the batch).
     ///
     /// `None` for every other error, including the server's errors that end a statement
     /// (an ERROR: the statement ran and failed, and nothing of it stays). For a single
