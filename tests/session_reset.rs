@@ -145,7 +145,75 @@ async fn a_replication_origin_is_gone_at_the_next_checkout() {
         "the origin is gone on the shared path"
     );
     let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        pool.statistics().pipelined_session_changes,
+        0,
+        "the reset between statements ended the origin (it did not fail)"
+    );
     assert_eq!(probe(&mut c, probe_sql).await, "false");
+    drop(c);
+    pool.close().await;
+}
+
+/// A superuser login whose session starts as another role (a `role` setting): the
+/// caller becomes the login again (`SET ROLE NONE`) and sets up an origin; the reset
+/// ends it as the login role, on return and between statements on the shared path.
+#[tokio::test]
+async fn a_replication_origin_of_a_login_that_starts_as_another_role_is_gone() {
+    let pg = cluster();
+    pg.psql("SELECT pg_replication_origin_create('o1')")
+        .unwrap();
+    pg.psql("CREATE ROLE boss SUPERUSER LOGIN").unwrap();
+    pg.psql("ALTER ROLE boss SET role = 'trust_user'").unwrap();
+    pg.psql(
+        "CREATE FUNCTION set_origin() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS \
+         $$BEGIN PERFORM pg_replication_origin_session_setup('o1'); RETURN 1; END$$",
+    )
+    .unwrap();
+    let pool = Pool::builder(pg.config(Role::Trust).with_user("boss"))
+        .min_size(1)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let probe_sql = "SELECT current_user || '/' || pg_replication_origin_session_is_setup()::text";
+    let mut c = pool.acquire().await.unwrap();
+    let pid = c.process_id();
+    c.simple_query("SET ROLE NONE; SELECT pg_replication_origin_session_setup('o1'); RESET ROLE")
+        .await
+        .unwrap();
+    drop(c);
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(c.process_id(), pid, "the same backend: {}", pg.server_log());
+    assert_eq!(probe(&mut c, "SELECT current_user").await, "trust_user");
+    c.simple_query("SET ROLE NONE").await.unwrap();
+    assert_eq!(
+        probe(&mut c, probe_sql).await,
+        "boss/false",
+        "gone at the checkout"
+    );
+    c.simple_query("RESET ROLE").await.unwrap();
+    drop(c);
+    // On the shared path, through a function that runs as its (superuser) owner.
+    let first: i32 = pool
+        .query_one("SELECT pg_backend_pid() FROM set_origin()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, pid, "the same backend");
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(c.process_id(), pid, "the same backend");
+    assert_eq!(
+        pool.statistics().pipelined_session_changes,
+        0,
+        "the reset between statements ended the origin (it did not fail)"
+    );
+    c.simple_query("SET ROLE NONE").await.unwrap();
+    assert_eq!(
+        probe(&mut c, probe_sql).await,
+        "boss/false",
+        "gone after the shared path"
+    );
     drop(c);
     pool.close().await;
 }

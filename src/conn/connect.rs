@@ -100,7 +100,7 @@ impl Connection {
             batch_open: false,
             copies_owed: 0,
             batch_commit_sent: false,
-            superuser_login: false,
+            origin_end: session::OriginEnd::Never,
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,
@@ -182,7 +182,6 @@ impl Connection {
                     // (its kind is checked by the host selection).
                     conn.dirt = session::Dirt::CLEAN;
                     conn.kind_reported = false;
-                    conn.superuser_login = conn.parameter("is_superuser") == Some("on");
                     return Ok(conn);
                 }
                 Err(e) => {

@@ -63,6 +63,7 @@ pub(crate) use query::{
 };
 pub use query::{Statement, ToStatement};
 pub use row_stream::RowStream;
+pub(crate) use session::OriginEnd;
 use stream::Stream;
 pub use tls_info::TlsInfo;
 pub use trace::SLOW_QUERY_SQL_LIMIT;
@@ -128,10 +129,9 @@ pub struct Connection {
     /// An atomic batch was written without its Sync (its caller left): the next request
     /// aborts it before the Sync, so none of it takes effect.
     batch_open: bool,
-    /// The session logged in as a superuser: it may have set up a replication origin,
-    /// which only a superuser may by default and no other reset statement ends (the
-    /// session reset ends it, see [`session::Dirt::reset_sql`]).
-    superuser_login: bool,
+    /// Whether and how the session reset ends a replication origin the session set up
+    /// (see [`session::OriginEnd`]). Learnt by the pool's validation query.
+    origin_end: session::OriginEnd,
     /// A batch's (or `execute_many`'s) Sync that may commit it was written: if the
     /// connection is lost before its answer, the batch may have taken effect.
     batch_commit_sent: bool,
@@ -480,9 +480,13 @@ impl Connection {
         std::mem::replace(&mut self.command_timeout, limit)
     }
 
-    /// The session logged in as a superuser (see the field).
-    pub(crate) fn superuser_login(&self) -> bool {
-        self.superuser_login
+    /// How the session reset ends a replication origin (see [`session::OriginEnd`]).
+    pub(crate) fn origin_end(&self) -> session::OriginEnd {
+        self.origin_end
+    }
+
+    pub(crate) fn set_origin_end(&mut self, end: session::OriginEnd) {
+        self.origin_end = end;
     }
 
     /// The command timeout in force (see [`Connection::set_command_timeout`]).

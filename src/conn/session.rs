@@ -157,15 +157,26 @@ impl Dirt {
     /// second round trip deallocates every prepared statement (see
     /// [`Connection::reset_session`]).
     ///
-    /// For a session that logged in as a superuser (`superuser`), the replication origin
-    /// it may have set up (`pg_replication_origin_session_setup`, in a function where the
-    /// text does not show it) is ended too, in the advisory unlock's SELECT: no other
-    /// statement, `DISCARD ALL` included, ends it, and every later commit of the session
-    /// would carry it. `DISCARD ALL` cannot run beside another statement, so after a
-    /// `PREPARE` such a session's reset is what `DISCARD ALL` does, spelled out. Only a
-    /// superuser may set an origin up unless a role was granted the function; such a
-    /// role's session is not covered.
-    pub(crate) fn reset_sql(self, superuser: bool) -> &'static str {
+    /// Unless `origin` is [`OriginEnd::Never`], the replication origin the session may
+    /// have set up (`pg_replication_origin_session_setup`, in a function where the text
+    /// does not show it) is ended too, in the advisory unlock's SELECT, as the login role:
+    /// no other statement, `DISCARD ALL` included, ends an origin, and every later commit
+    /// of the session would carry it. `DISCARD ALL` cannot run beside another statement,
+    /// so after a `PREPARE` such a session's reset is what `DISCARD ALL` does, spelled out.
+    pub(crate) fn reset_sql(self, origin: OriginEnd) -> std::borrow::Cow<'static, str> {
+        let sql = self.reset_sql_of(origin != OriginEnd::Never);
+        if origin == OriginEnd::ThroughRoleNone {
+            // As the login role; its starting role back before RESET ALL (which leaves
+            // the role alone).
+            let sql = sql
+                .replacen(SSA, "SET SESSION AUTHORIZATION DEFAULT; SET ROLE NONE; ", 1)
+                .replacen("; RESET ALL;", "; RESET ROLE; RESET ALL;", 1);
+            return std::borrow::Cow::Owned(sql);
+        }
+        std::borrow::Cow::Borrowed(sql)
+    }
+
+    fn reset_sql_of(self, origin: bool) -> &'static str {
         // The origin's end rides on the advisory unlock's SELECT (no statement of its own).
         macro_rules! base {
             (unlock) => {
@@ -176,9 +187,9 @@ impl Dirt {
             };
             ($select:expr) => {
                 concat!(
-                    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; ",
+                    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; ",
                     $select,
-                    "; DISCARD TEMP; DISCARD SEQUENCES"
+                    "; RESET ALL; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES"
                 )
             };
         }
@@ -196,7 +207,7 @@ impl Dirt {
         }
         let prepared = self.0 & Self::PREPARED != 0;
         let unproven = self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0;
-        match (prepared, unproven, superuser) {
+        match (prepared, unproven, origin) {
             (true, _, false) => "DISCARD ALL",
             // DISCARD ALL cannot run beside another statement: what it does, spelled out.
             (true, _, true) => concat!(base!(origin), "; DEALLOCATE ALL; DISCARD PLANS"),
@@ -206,6 +217,27 @@ impl Dirt {
             (false, false, true) => base!(origin),
         }
     }
+}
+
+/// The reset's first statements, before which nothing of a session's roles is undone.
+const SSA: &str = "SET SESSION AUTHORIZATION DEFAULT; ";
+
+/// Whether and how the session reset ends a replication origin the session set up: only
+/// a role that may call the origin functions (a superuser, or a role granted them) can,
+/// and only the login role is sure to be there to do it (after `SET SESSION AUTHORIZATION
+/// DEFAULT`). A login that may not cannot end one: an origin set up as a starting role
+/// that may (a `role` setting), or through a `SECURITY DEFINER` function owned by one, is
+/// not covered then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginEnd {
+    /// The login role may not call the origin functions.
+    Never,
+    /// The session starts as its login role, which may: the reset ends the origin right
+    /// after `SET SESSION AUTHORIZATION DEFAULT`.
+    AsLogin,
+    /// The session starts as another role (a `role` setting of the login or the
+    /// connection): `SET ROLE NONE` before, `RESET ROLE` after.
+    ThroughRoleNone,
 }
 
 impl Connection {
@@ -226,8 +258,8 @@ impl Connection {
     /// Puts the session back as it started (see [`Dirt::reset_sql`]), whatever was seen.
     /// The connection must be idle, outside a transaction.
     pub(crate) async fn reset_session(&mut self) -> Result<()> {
-        let sql = self.dirt.reset_sql(self.superuser_login);
-        let rows = self.simple_query_untraced(sql).await?;
+        let sql = self.dirt.reset_sql(self.origin_end);
+        let rows = self.simple_query_untraced(&sql).await?;
         if rows.iter().any(|r| r.get(0) == Some("prepared in SQL")) {
             // A statement prepared in SQL where no tag said so: only DEALLOCATE ALL removes
             // it, and the connection's own statements with it.
@@ -366,7 +398,7 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    use super::Dirt;
+    use super::{Dirt, OriginEnd};
 
     fn after(tags: &[&str]) -> Dirt {
         let mut d = Dirt::CLEAN;
@@ -416,19 +448,35 @@ mod tests {
 
     #[test]
     fn prepare_needs_discard_all() {
-        assert!(!after(&["SET"]).reset_sql(false).contains("DISCARD ALL"));
-        assert_eq!(after(&["SET", "PREPARE"]).reset_sql(false), "DISCARD ALL");
+        assert!(!after(&["SET"])
+            .reset_sql(OriginEnd::Never)
+            .contains("DISCARD ALL"));
+        assert_eq!(
+            after(&["SET", "PREPARE"]).reset_sql(OriginEnd::Never),
+            "DISCARD ALL"
+        );
     }
 
     #[test]
-    fn a_superusers_reset_ends_the_replication_origin() {
+    fn a_reset_that_may_ends_the_replication_origin() {
         for d in [after(&[]), after(&["SET"]), after(&["PREPARE"])] {
             let ends = |sql: &str| sql.contains("pg_replication_origin_session_reset()");
-            assert!(ends(d.reset_sql(true)), "{}", d.reset_sql(true));
-            assert!(!ends(d.reset_sql(false)), "{}", d.reset_sql(false));
+            for how in [OriginEnd::AsLogin, OriginEnd::ThroughRoleNone] {
+                assert!(ends(&d.reset_sql(how)), "{}", d.reset_sql(how));
+            }
+            assert!(!ends(&d.reset_sql(OriginEnd::Never)));
+            let through = d.reset_sql(OriginEnd::ThroughRoleNone);
+            let order = [
+                "SET ROLE NONE",
+                "pg_replication_origin_session_reset",
+                "RESET ROLE",
+                "RESET ALL",
+            ];
+            let at: Vec<_> = order.iter().map(|s| through.find(s).expect(s)).collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "{through}");
         }
         assert!(after(&["PREPARE"])
-            .reset_sql(true)
+            .reset_sql(OriginEnd::AsLogin)
             .contains("DEALLOCATE ALL"));
     }
 }

@@ -117,8 +117,9 @@ pub struct PoolConfig {
 /// UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES`, which is
 /// `DISCARD ALL` but for prepared statements, so the statement cache survives it; after an
 /// SQL-level `PREPARE` it is `DISCARD ALL` itself, and the statement cache is emptied. For
-/// a session that logged in as a superuser it also ends a replication origin the session
-/// set up (`pg_replication_origin_session_setup`), which no `DISCARD` ends.
+/// a session whose login role may call the replication origin functions (a superuser, or a
+/// role granted them) it also ends a replication origin the session set up
+/// (`pg_replication_origin_session_setup`), which no `DISCARD` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SessionReset {

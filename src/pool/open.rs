@@ -1,13 +1,25 @@
 //! Opening a connection for the pool: connect, apply the pool's settings, validate with
-//! `SELECT 1` (bounded like the connect), run the connect hooks; and the operator's wording
-//! of what failed.
+//! `SELECT 1` and two questions about the session's roles (bounded like the connect), run
+//! the connect hooks; and the operator's wording of what failed.
 
 use super::*;
+use crate::conn::OriginEnd;
 
 /// The bound of the validation `SELECT 1` when the connection has no connect timeout.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens one connection and validates it with `SELECT 1`, recording latency and errors.
+/// The pool's validation query: `1`; whether the session's login role may call the
+/// replication origin functions (then the session reset ends an origin the session set
+/// up, as that role; see `OriginEnd`), asked about the role by name, which needs no
+/// privilege; and whether the session starts as its login role.
+const VALIDATION: &str = "SELECT 1, \
+     pg_catalog.has_function_privilege(session_user, \
+     'pg_catalog.pg_replication_origin_session_reset()', 'EXECUTE') \
+     AND pg_catalog.has_function_privilege(session_user, \
+     'pg_catalog.pg_replication_origin_session_is_setup()', 'EXECUTE'), \
+     current_user = session_user";
+
+/// Opens one connection and validates it with [`VALIDATION`], recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
     let began = SystemTime::now();
     #[cfg(feature = "otel")]
@@ -32,11 +44,16 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
             .connect_timeout()
             .unwrap_or(VALIDATION_TIMEOUT),
     ));
-    let validated = conn.simple_query_untraced("SELECT 1").await;
+    let validated = conn.simple_query_untraced(VALIDATION).await;
     conn.replace_command_timeout(limit);
     match validated {
         Ok(rows) if rows.first().and_then(|r| r.get(0)) == Some("1") => {
             shared.counters.record_latency(t.elapsed());
+            conn.set_origin_end(match (rows[0].get(1), rows[0].get(2)) {
+                (Some("t"), Some("t")) => OriginEnd::AsLogin,
+                (Some("t"), _) => OriginEnd::ThroughRoleNone,
+                _ => OriginEnd::Never,
+            });
             if let Err(e) = shared.run_hooks(&mut conn).await {
                 shared.counters.record_error(
                     ErrorType::Connect,

@@ -97,8 +97,8 @@ pub(super) struct Queue {
     closed: bool,
     /// What the pool's connect hooks set, for the session reset to apply again.
     restore: Option<Arc<str>>,
-    /// The session logged in as a superuser: the reset ends its replication origin too.
-    superuser: bool,
+    /// How the reset ends a replication origin the session set up.
+    origin: crate::conn::OriginEnd,
     /// This lane wrote the session reset's Parse, or the connection had it (the
     /// connection's own flag, `names.reset_parsed`, is set only once a reset answered).
     reset_written: bool,
@@ -111,7 +111,7 @@ impl Queue {
         super::lane_watch::write_reset(
             &mut self.out,
             self.restore.as_deref(),
-            self.superuser,
+            self.origin,
             self.reset_written,
             named,
         );
@@ -202,7 +202,7 @@ impl Lane {
                 to_close: Vec::new(),
                 closed: false,
                 restore: conn.session_restore(),
-                superuser: conn.superuser_login(),
+                origin: conn.origin_end(),
             }),
             work: Notify::new(),
             depth: AtomicUsize::new(0),

@@ -30,10 +30,10 @@
 //!   same write, by the session reset: `SET SESSION AUTHORIZATION DEFAULT` (which ends a
 //!   `SET ROLE` too), `RESET ALL` (then the settings the pool's connect hooks made, again),
 //!   `pg_advisory_unlock_all()`, `DISCARD TEMP` (a temporary table would shadow another
-//!   caller's), `DISCARD SEQUENCES` (`currval` through a view) and, for a session that
-//!   logged in as a superuser, the end of a replication origin it set up (every later commit
-//!   of the session would carry it; a role granted the origin functions without being a
-//!   superuser is not covered). The next statement on the
+//!   caller's), `DISCARD SEQUENCES` (`currval` through a view) and, for a session whose
+//!   login role may call the replication origin functions (a superuser, or a role granted
+//!   them), the end of a replication origin it set up (every later commit of the session
+//!   would carry it). The next statement on the
 //!   connection, another caller's, runs in the session as it started, whatever the
 //!   statement before it did; the reset costs the server some microseconds and no round
 //!   trip. What cannot reach another pipelined statement (a LISTEN, a cursor, a statement
@@ -46,7 +46,7 @@
 
 use std::sync::Arc;
 
-use crate::conn::Outcome;
+use crate::conn::{OriginEnd, Outcome};
 use crate::error::Error;
 use crate::pool_core::reply::Reply;
 use crate::TransactionStatus;
@@ -58,29 +58,34 @@ pub(super) type Answer = crate::error::Result<Outcome>;
 /// the next statement on the connection, another caller's, would otherwise run under. The
 /// statements are prepared once per connection (under names of their own), then bound and
 /// executed under one Sync; the settings of the pool's connect hooks are applied again
-/// after `RESET ALL`.
+/// after `RESET ALL`. The advisory unlock (`RESET[1]`) runs as the login role, before
+/// `RESET ALL` brings back a starting role (see [`UNLOCK_AND_ORIGIN`]).
 const RESET: [(&str, &str); 5] = [
     ("wirepool.reset.1", "SET SESSION AUTHORIZATION DEFAULT"),
-    ("wirepool.reset.2", "RESET ALL"),
     (
         "wirepool.reset.4",
         "SELECT pg_catalog.pg_advisory_unlock_all()",
     ),
+    ("wirepool.reset.2", "RESET ALL"),
     ("wirepool.reset.5", "DISCARD TEMP"),
     ("wirepool.reset.6", "DISCARD SEQUENCES"),
 ];
 /// The name of the statement that applies the connect hooks' settings again.
 const RESTORE: &str = "wirepool.reset.3";
-/// For a session that logged in as a superuser, the advisory unlock also ends the
-/// replication origin the session may have set up (see `Dirt::reset_sql`), in the same
-/// SELECT; it runs before the connect hooks' role is applied again (that role may not
-/// call the origin functions).
+/// For a session whose login role may call the replication origin functions, the
+/// advisory unlock also ends the origin the session may have set up (see
+/// `Dirt::reset_sql`), in the same SELECT, as the login role.
 const UNLOCK_AND_ORIGIN: (&str, &str) = (
     "wirepool.reset.4",
     "SELECT pg_catalog.pg_advisory_unlock_all(), \
      CASE WHEN pg_catalog.pg_replication_origin_session_is_setup() \
      THEN pg_catalog.pg_replication_origin_session_reset() END",
 );
+
+/// The login role, for the origin's end of a session that starts as another role.
+const ROLE_NONE: (&str, &str) = ("wirepool.reset.7", "SET ROLE NONE");
+/// The starting role back.
+const RESET_ROLE: (&str, &str) = ("wirepool.reset.8", "RESET ROLE");
 
 /// Writes the session reset: the statements' Parse first when `parsed` is false (after a
 /// Close of each, in case a failed reset left some), then a Bind and Execute of each, and
@@ -93,20 +98,23 @@ const UNLOCK_AND_ORIGIN: (&str, &str) = (
 pub(super) fn write_reset(
     out: &mut bytes::BytesMut,
     restore: Option<&str>,
-    superuser: bool,
+    origin: OriginEnd,
     parsed: bool,
     named: bool,
 ) {
-    // RESET[2] is the advisory unlock.
-    let unlock = if superuser {
-        UNLOCK_AND_ORIGIN
-    } else {
-        RESET[2]
+    let unlock = match origin {
+        OriginEnd::Never => RESET[1],
+        OriginEnd::AsLogin | OriginEnd::ThroughRoleNone => UNLOCK_AND_ORIGIN,
     };
-    let statements = RESET[..2]
+    // As the login role; its starting role back before RESET ALL (which leaves the role).
+    let role_none = origin == OriginEnd::ThroughRoleNone;
+    let statements = RESET[..1]
         .iter()
         .copied()
+        .chain(role_none.then_some(ROLE_NONE))
         .chain(std::iter::once(unlock))
+        .chain(role_none.then_some(RESET_ROLE))
+        .chain(RESET[2..3].iter().copied())
         .chain(restore.map(|r| (RESTORE, r)))
         .chain(RESET[3..].iter().copied());
     crate::conn::request::reset(statements, parsed, named, out);
