@@ -113,8 +113,8 @@ pub struct PoolConfig {
 /// connect hooks ([`init_sql`](crate::pool::Builder::init_sql),
 /// [`after_connect`](crate::pool::Builder::after_connect)) again.
 ///
-/// The reset is one round trip: `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL;
-/// UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES`, which is
+/// The reset is one round trip: `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; SELECT
+/// pg_advisory_unlock_all(); RESET ALL; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES`, which is
 /// `DISCARD ALL` but for prepared statements, so the statement cache survives it; after an
 /// SQL-level `PREPARE` it is `DISCARD ALL` itself, and the statement cache is emptied. For
 /// a session whose login role may call the replication origin functions (a superuser, or a

@@ -28,13 +28,12 @@
 //!   where the text shows none. So a statement the classifier cannot prove harmless (one
 //!   that names a relation, or calls what may be the application's) is followed, in the
 //!   same write, by the session reset: `SET SESSION AUTHORIZATION DEFAULT` (which ends a
-//!   `SET ROLE` too), `RESET ALL` (then the settings the pool's connect hooks made, again),
-//!   `pg_advisory_unlock_all()`, `DISCARD TEMP` (a temporary table would shadow another
-//!   caller's), `DISCARD SEQUENCES` (`currval` through a view) and, for a session whose
-//!   login role may call the replication origin functions (a superuser, or a role granted
-//!   them), the end of a replication origin it set up (every later commit of the session
-//!   would carry it). The next statement on the
-//!   connection, another caller's, runs in the session as it started, whatever the
+//!   `SET ROLE` too), `pg_advisory_unlock_all()` (for a session whose login role may call
+//!   the replication origin functions, a superuser or a role granted them, also the end of
+//!   a replication origin it set up: every later commit of the session would carry it),
+//!   `RESET ALL` (then the settings the pool's connect hooks made, again), `DISCARD TEMP`
+//!   (a temporary table would shadow another caller's) and `DISCARD SEQUENCES` (`currval`
+//!   through a view). The next statement on the connection, another caller's, runs in the session as it started, whatever the
 //!   statement before it did; the reset costs the server some microseconds and no round
 //!   trip. What cannot reach another pipelined statement (a LISTEN, a cursor, a statement
 //!   prepared in SQL: the shared path refuses whatever would use them) is left for the
