@@ -1,7 +1,8 @@
 //! Transaction controls: serializable conflicts (40001, then a retry that succeeds),
 //! read-only refusing a write (25006), savepoints and nested transactions rolled back
-//! inside a committed transaction, a failed transaction's commit as an error, and 10,000
-//! notices in one statement logged, not kept.
+//! inside a committed transaction, a failed transaction's commit as an error, a commit
+//! whose connection was lost after it was sent, and 10,000 notices in one statement
+//! logged, not kept.
 
 mod common;
 
@@ -156,6 +157,58 @@ async fn savepoints_nested_transactions_and_a_failed_commit() {
     let e = tx.commit().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
     assert_eq!(rows(&mut c, "t").await, [1, 3, 7]);
+}
+
+/// A COMMIT the server stored and could not answer: its backend is terminated while the
+/// commit waits for a synchronous standby that does not exist (the commit is kept). The
+/// error says the transaction may have committed, and it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_lost_after_it_was_sent_may_have_run() {
+    let pg = cluster();
+    pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'")
+        .unwrap();
+    pg.psql("SELECT pg_reload_conf()").unwrap();
+    pg.psql("ALTER ROLE trust_user SET synchronous_commit = on")
+        .unwrap();
+    pg.psql("CREATE TABLE c (v int)").unwrap();
+    pg.psql("GRANT ALL ON c TO trust_user").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pg.psql("SHOW synchronous_standby_names").unwrap().trim() != "nowhere" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut admin = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
+    let mut conn = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
+    let pid = conn.process_id();
+    let mut tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO c VALUES (1)", &[]).await.unwrap();
+    let kill = async {
+        let waiting =
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'";
+        loop {
+            let n: i64 = admin.query_one(waiting, &[&pid]).await.unwrap().get(0);
+            if n == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(60));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+    };
+    let (r, ()) = tokio::join!(tx.commit(), kill);
+    let e = r.expect_err("the connection was lost");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pg.psql("SELECT count(*) FROM c").unwrap().trim() != "1" {
+        assert!(std::time::Instant::now() < deadline, "the commit is kept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(e.may_have_run(), Some(true), "{e}");
 }
 
 #[tokio::test]

@@ -208,12 +208,22 @@ impl Transaction<'_> {
     /// then unknown to this caller, as when a connection is lost after COMMIT was sent.
     /// Dropped before (nothing awaited yet), the transaction rolls back as any dropped
     /// transaction does.
+    ///
+    /// When the connection is lost (or the server ends the session with a FATAL error)
+    /// during a COMMIT, [`Error::may_have_run`] says whether the transaction may have
+    /// committed: `Some(true)` once COMMIT was queued (the server may have committed and
+    /// not answered), `Some(false)` before (the server rolls back a transaction it did not
+    /// see end).
     pub async fn commit(mut self) -> Result<()> {
         let sql = match &self.savepoint {
             Some(name) => format!("RELEASE SAVEPOINT {name}"),
             None => "COMMIT".to_string(),
         };
-        let tag = self.end(&sql).await?;
+        let ended = self.end(&sql).await;
+        let tag = ended.map_err(|e| match self.savepoint {
+            None if e.may_have_run().is_none() && self.conn.lost_by(&e) => e.with_sent(self.done),
+            _ => e,
+        })?;
         if self.savepoint.is_none() && tag.as_deref() == Some("ROLLBACK") {
             return Err(Error::rolled_back());
         }

@@ -363,9 +363,11 @@ impl Error {
     /// and can be retried as it is. The same for a batch as a whole (`pool.batch()`, and on
     /// a connection `batch()`, `execute_many`): `Some(true)` once the Sync that commits it
     /// was written (for an independent batch, the first statement's), `Some(false)` before
-    /// (the server rolls back what it did not see committed). A FATAL error from the server
-    /// counts as a lost connection here: the server may send it after the commit, before
-    /// the answer ends (a backend terminated as it commits).
+    /// (the server rolls back what it did not see committed). The same for a transaction's
+    /// [`commit`](crate::Transaction::commit): `Some(true)` once COMMIT was queued,
+    /// `Some(false)` before. A FATAL error from the server counts as a lost connection
+    /// here: the server may send it after the commit, before the answer ends (a backend
+    /// terminated as it commits).
     ///
     /// A command timeout ([`ErrorKind::CommandTimeout`], on any path) is `Some(true)`: the
     /// statement may have finished before the cancel reached it. So is the error of an
@@ -375,8 +377,8 @@ impl Error {
     /// `None` for every other error, including the server's errors that end a statement
     /// (an ERROR: the statement ran and failed, and nothing of it stays). For a single
     /// statement on a checked-out connection, a lost connection or a FATAL error is `None`
-    /// too: whether it ran is not tracked there (only a batch's is). Nothing is ever resent
-    /// by itself.
+    /// too: whether it ran is not tracked there (only a batch's and a COMMIT's are). Nothing
+    /// is ever resent by itself.
     pub fn may_have_run(&self) -> Option<bool> {
         self.0.sent
     }
