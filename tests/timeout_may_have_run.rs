@@ -3,32 +3,15 @@
 //! answers) shows it every time: the row is stored, and the error says it may have run, on
 //! the shared path, on a checked-out connection and for a batch.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use wirepool::{ErrorKind, Pool};
-use wirepool_testkit::{cluster, Cluster, Role};
+use wirepool_testkit::{Cluster, Role};
 
 /// Long enough for an INSERT and its commit on a loaded machine, ten times over.
 const LIMIT: Duration = Duration::from_millis(500);
-
-/// A cluster where `trust_user`'s commits are stored and then wait for a standby that
-/// does not exist (cancelled, the wait ends with a warning; the commit stays).
-fn committing_then_waiting() -> Cluster {
-    let pg = cluster();
-    pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'")
-        .unwrap();
-    pg.psql("SELECT pg_reload_conf()").unwrap();
-    pg.psql("ALTER ROLE trust_user SET synchronous_commit = on")
-        .unwrap();
-    pg.psql("CREATE TABLE t (id int)").unwrap();
-    pg.psql("GRANT ALL ON t TO trust_user").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("SHOW synchronous_standby_names").unwrap().trim() != "nowhere" {
-        assert!(Instant::now() < deadline, "the reload took effect");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pg
-}
 
 /// Whether row `id` is stored, once the cancel ended its commit's wait (the shared path
 /// answers its caller at the timeout and cancels right after; until the wait ends, other
@@ -49,7 +32,7 @@ fn stored(pg: &Cluster, id: i32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_timed_out_after_its_commit_may_have_run() {
-    let pg = committing_then_waiting();
+    let pg = common::commits_wait_for_a_missing_standby("t");
     let pool = Pool::builder(pg.config(Role::Trust))
         .min_size(1)
         .max_size(2)

@@ -164,22 +164,8 @@ async fn savepoints_nested_transactions_and_a_failed_commit() {
 /// error says the transaction may have committed, and it did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_lost_after_it_was_sent_may_have_run() {
-    let pg = cluster();
-    pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'")
-        .unwrap();
-    pg.psql("SELECT pg_reload_conf()").unwrap();
-    pg.psql("ALTER ROLE trust_user SET synchronous_commit = on")
-        .unwrap();
-    pg.psql("CREATE TABLE c (v int)").unwrap();
-    pg.psql("GRANT ALL ON c TO trust_user").unwrap();
+    let pg = common::commits_wait_for_a_missing_standby("c");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while pg.psql("SHOW synchronous_standby_names").unwrap().trim() != "nowhere" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reload took effect"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     let mut admin = Connection::connect(&pg.config(Role::Admin)).await.unwrap();
     let mut conn = Connection::connect(&pg.config(Role::Trust)).await.unwrap();
     let pid = conn.process_id();

@@ -106,3 +106,28 @@ pub(crate) fn poll_at_most<F: Future>(fut: F, n: usize) -> PollAtMost<F> {
 }
 
 pub(crate) mod proxy;
+
+/// A throwaway cluster where `trust_user`'s commits are stored and then wait for a
+/// synchronous standby that does not exist, until the wait is cancelled or the backend
+/// terminated (the commit stays either way), with a table `table (id int)` that
+/// `trust_user` may write.
+pub(crate) fn commits_wait_for_a_missing_standby(table: &str) -> wirepool_testkit::Cluster {
+    let pg = wirepool_testkit::cluster();
+    pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'")
+        .unwrap();
+    pg.psql("SELECT pg_reload_conf()").unwrap();
+    pg.psql("ALTER ROLE trust_user SET synchronous_commit = on")
+        .unwrap();
+    pg.psql(&format!("CREATE TABLE {table} (id int)")).unwrap();
+    pg.psql(&format!("GRANT ALL ON {table} TO trust_user"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pg.psql("SHOW synchronous_standby_names").unwrap().trim() != "nowhere" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload took effect"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg
+}
