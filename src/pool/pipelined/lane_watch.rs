@@ -33,13 +33,14 @@
 //!   a replication origin it set up: every later commit of the session would carry it),
 //!   `RESET ALL` (then the settings the pool's connect hooks made, again), `DISCARD TEMP`
 //!   (a temporary table would shadow another caller's) and `DISCARD SEQUENCES` (`currval`
-//!   through a view). The next statement on the connection, another caller's, runs in the session as it started, whatever the
-//!   statement before it did; the reset costs the server some microseconds and no round
-//!   trip. What cannot reach another pipelined statement (a LISTEN, a cursor, a statement
-//!   prepared in SQL: the shared path refuses whatever would use them) is left for the
-//!   full reset the connection gets when the lane gives it back. If the reset fails, the
-//!   session changed, as above. What no reset undoes: `setseed()` and a dblink connection
-//!   opened inside a function (the refusal sees both when they are called in the text).
+//!   through a view). The next statement on the connection, another caller's, runs in the
+//!   session as it started, whatever the statement before it did; the reset costs the
+//!   server some microseconds and no round trip. What cannot reach another pipelined
+//!   statement (a LISTEN, a cursor, a statement prepared in SQL: the shared path refuses
+//!   whatever would use them) is left for the full reset the connection gets when the lane
+//!   gives it back. If the reset fails, the session changed, as above. What no reset
+//!   undoes: `setseed()` and a dblink connection opened inside a function (the refusal sees
+//!   both when they are called in the text).
 //!
 //! [`ErrorKind::TransactionRolledBack`]: crate::ErrorKind::TransactionRolledBack
 
@@ -56,16 +57,18 @@ pub(super) type Answer = crate::error::Result<Outcome>;
 /// The session reset sent after a statement not proven clean (see the module docs): what
 /// the next statement on the connection, another caller's, would otherwise run under. The
 /// statements are prepared once per connection (under names of their own), then bound and
-/// executed under one Sync; the settings of the pool's connect hooks are applied again
-/// after `RESET ALL`. The advisory unlock (`RESET[1]`) runs as the login role, before
-/// `RESET ALL` brings back a starting role (see [`UNLOCK_AND_ORIGIN`]).
-const RESET: [(&str, &str); 5] = [
-    ("wirepool.reset.1", "SET SESSION AUTHORIZATION DEFAULT"),
-    (
-        "wirepool.reset.4",
-        "SELECT pg_catalog.pg_advisory_unlock_all()",
-    ),
-    ("wirepool.reset.2", "RESET ALL"),
+/// executed under one Sync, in the order [`write_reset`] gives; the settings of the pool's
+/// connect hooks are applied again after `RESET ALL`.
+const SESSION_AUTHORIZATION: (&str, &str) =
+    ("wirepool.reset.1", "SET SESSION AUTHORIZATION DEFAULT");
+/// Runs as the login role, before `RESET ALL` brings back a starting role (see
+/// [`UNLOCK_AND_ORIGIN`]).
+const UNLOCK: (&str, &str) = (
+    "wirepool.reset.4",
+    "SELECT pg_catalog.pg_advisory_unlock_all()",
+);
+const RESET_ALL: (&str, &str) = ("wirepool.reset.2", "RESET ALL");
+const DISCARDS: [(&str, &str); 2] = [
     ("wirepool.reset.5", "DISCARD TEMP"),
     ("wirepool.reset.6", "DISCARD SEQUENCES"),
 ];
@@ -102,20 +105,18 @@ pub(super) fn write_reset(
     named: bool,
 ) {
     let unlock = match origin {
-        OriginEnd::Never => RESET[1],
+        OriginEnd::Never => UNLOCK,
         OriginEnd::AsLogin | OriginEnd::ThroughRoleNone => UNLOCK_AND_ORIGIN,
     };
     // As the login role; its starting role back before RESET ALL (which leaves the role).
     let role_none = origin == OriginEnd::ThroughRoleNone;
-    let statements = RESET[..1]
-        .iter()
-        .copied()
+    let statements = std::iter::once(SESSION_AUTHORIZATION)
         .chain(role_none.then_some(ROLE_NONE))
         .chain(std::iter::once(unlock))
         .chain(role_none.then_some(RESET_ROLE))
-        .chain(RESET[2..3].iter().copied())
+        .chain(std::iter::once(RESET_ALL))
         .chain(restore.map(|r| (RESTORE, r)))
-        .chain(RESET[3..].iter().copied());
+        .chain(DISCARDS);
     crate::conn::request::reset(statements, parsed, named, out);
 }
 
