@@ -586,16 +586,6 @@ impl Connection {
         answers.into_results()
     }
 
-    /// Whether `e` says the connection was lost before the answer: an I/O error, the end of
-    /// the stream, a broken exchange, or a FATAL error (the server ends the session with
-    /// it, and it may come after a commit and before the ReadyForQuery: a backend
-    /// terminated as it commits).
-    pub(crate) fn lost_by(&self, e: &Error) -> bool {
-        matches!(e.kind(), crate::ErrorKind::Io | crate::ErrorKind::Closed)
-            || (self.broken && e.kind() == crate::ErrorKind::Protocol)
-            || e.as_db_error().is_some_and(|d| d.is_fatal())
-    }
-
     /// A batch's connection was lost (or broke) before its answer: the error says whether
     /// the batch may have taken effect ([`Error::may_have_run`]): `Some(true)` once the
     /// Sync that commits it was written (for an independent batch, the first row's),

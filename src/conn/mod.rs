@@ -450,6 +450,16 @@ impl Connection {
         self.broken
     }
 
+    /// Whether `e` says the connection was lost before the answer: an I/O error, the end of
+    /// the stream, a broken exchange, or a FATAL error (the server ends the session with
+    /// it, and it may come after a commit and before the ReadyForQuery: a backend
+    /// terminated as it commits).
+    pub(crate) fn lost_by(&self, e: &Error) -> bool {
+        matches!(e.kind(), crate::ErrorKind::Io | crate::ErrorKind::Closed)
+            || (self.broken && e.kind() == crate::ErrorKind::Protocol)
+            || e.as_db_error().is_some_and(|d| d.is_fatal())
+    }
+
     /// True while a query's answer has not been read to the end (its future was dropped),
     /// or a queued ROLLBACK (a [`Transaction`] dropped without commit) is still to be sent
     /// and answered.
