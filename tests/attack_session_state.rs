@@ -103,7 +103,6 @@ async fn sequence_state_of_one_caller_is_read_by_another() {
 
 /// Claim 2: what the documented reset (`RESET ALL`, `DISCARD TEMP`, ...) cannot undo:
 /// the random seed, a loaded library, dblink's named connections.
-#[ignore = "open finding: a function of the application that opens a dblink connection, called on the shared path, leaves it for the next caller (the session reset between statements does not close dblink connections)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_the_reset_does_not_undo() {
     let pg = setup();

@@ -155,6 +155,74 @@ async fn a_replication_origin_is_gone_at_the_next_checkout() {
     pool.close().await;
 }
 
+/// A dblink connection opened by a function of the application, where the text shows no
+/// `dblink_connect`: no `DISCARD` closes it, and the next caller could run statements
+/// through it. The reset closes the session's named dblink connections, under each policy
+/// and between statements on the shared path (dblink here in a schema whose name needs
+/// quoting).
+#[tokio::test]
+async fn a_dblink_connection_opened_in_a_function_is_gone_at_the_next_checkout() {
+    let pg = cluster();
+    pg.psql("CREATE SCHEMA \"Link Ext\"; CREATE EXTENSION dblink SCHEMA \"Link Ext\"")
+        .unwrap();
+    let dsn = format!(
+        "host={} port={} user={} dbname=postgres",
+        pg.socket_dir().display(),
+        pg.port(),
+        Role::Admin.name()
+    );
+    pg.psql(&format!(
+        "CREATE FUNCTION open_link(name text) RETURNS text LANGUAGE sql AS \
+         $f$ SELECT \"Link Ext\".dblink_connect(name, '{dsn}') $f$"
+    ))
+    .unwrap();
+    let probe_sql =
+        "SELECT coalesce(array_to_string(\"Link Ext\".dblink_get_connections(), ','), '<none>')";
+    for policy in [
+        SessionReset::UnlessProvenClean,
+        SessionReset::WhenDirty,
+        SessionReset::Always,
+    ] {
+        gone(&pg, Role::Admin, policy, "SELECT open_link('a')", probe_sql).await;
+        // After an SQL-level PREPARE, whose reset is DISCARD ALL spelled out.
+        gone(
+            &pg,
+            Role::Admin,
+            policy,
+            "PREPARE p AS SELECT 1; SELECT open_link('b')",
+            probe_sql,
+        )
+        .await;
+    }
+    // On the shared path: the function's statement is followed by the session reset, and
+    // the next statement on the same backend, another caller's, finds no connection.
+    let pool = one_connection(&pg, Role::Admin, SessionReset::default()).await;
+    let first = pool
+        .query_one("SELECT pg_backend_pid(), open_link('c')", &[])
+        .await
+        .unwrap();
+    let row = pool
+        .query_one(&format!("SELECT pg_backend_pid(), ({probe_sql})"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i32>(0),
+        first.get::<_, i32>(0),
+        "the same backend"
+    );
+    assert_eq!(
+        row.get::<_, String>(1),
+        "<none>",
+        "closed on the shared path"
+    );
+    assert_eq!(
+        pool.statistics().pipelined_session_changes,
+        0,
+        "the reset between statements closed it (it did not fail)"
+    );
+    pool.close().await;
+}
+
 /// A superuser login whose session starts as another role (a `role` setting): the
 /// caller becomes the login again (`SET ROLE NONE`) and sets up an origin; the reset
 /// ends it as the login role, on return and between statements on the shared path.

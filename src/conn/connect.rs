@@ -101,6 +101,7 @@ impl Connection {
             copies_owed: 0,
             batch_commit_sent: false,
             origin_end: session::OriginEnd::Never,
+            dblink_close: None,
             in_flight: false,
             broken: false,
             dirt: session::Dirt::CLEAN,

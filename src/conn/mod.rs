@@ -132,6 +132,10 @@ pub struct Connection {
     /// Whether and how the session reset ends a replication origin the session set up
     /// (see [`session::OriginEnd`]). Learnt by the pool's validation query.
     origin_end: session::OriginEnd,
+    /// The statement with which the session reset closes the session's named dblink
+    /// connections, where the database has dblink and the login may call it (see
+    /// [`session::dblink_close_sql`]). Learnt by the pool's validation query.
+    dblink_close: Option<Arc<str>>,
     /// A batch's (or `execute_many`'s) Sync that may commit it was written: if the
     /// connection is lost before its answer, the batch may have taken effect.
     batch_commit_sent: bool,
@@ -497,6 +501,17 @@ impl Connection {
 
     pub(crate) fn set_origin_end(&mut self, end: session::OriginEnd) {
         self.origin_end = end;
+    }
+
+    /// How the session reset closes dblink's named connections, if it does (see
+    /// [`session::dblink_close_sql`]).
+    pub(crate) fn dblink_close(&self) -> Option<&Arc<str>> {
+        self.dblink_close.as_ref()
+    }
+
+    /// The database's dblink is in `schema` (quoted), or it has none the login may call.
+    pub(crate) fn set_dblink_schema(&mut self, schema: Option<&str>) {
+        self.dblink_close = schema.map(|s| Arc::from(session::dblink_close_sql(s)));
     }
 
     /// The command timeout in force (see [`Connection::set_command_timeout`]).

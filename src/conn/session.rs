@@ -163,20 +163,36 @@ impl Dirt {
     /// no other statement, `DISCARD ALL` included, ends an origin, and every later commit
     /// of the session would carry it. `DISCARD ALL` cannot run beside another statement,
     /// so after a `PREPARE` such a session's reset is what `DISCARD ALL` does, spelled out.
-    pub(crate) fn reset_sql(self, origin: OriginEnd) -> std::borrow::Cow<'static, str> {
-        let sql = self.reset_sql_of(origin != OriginEnd::Never);
+    ///
+    /// With `dblink` (see [`dblink_close_sql`]), the session's named dblink connections are
+    /// closed right after the advisory unlock: no `DISCARD` closes them either, and the next
+    /// caller could run statements through them in another database.
+    pub(crate) fn reset_sql(
+        self,
+        origin: OriginEnd,
+        dblink: Option<&str>,
+    ) -> std::borrow::Cow<'static, str> {
+        let sql = self.reset_sql_of(origin != OriginEnd::Never, dblink.is_some());
+        if origin != OriginEnd::ThroughRoleNone && dblink.is_none() {
+            return std::borrow::Cow::Borrowed(sql);
+        }
+        let mut sql = sql.to_string();
+        if let Some(close) = dblink {
+            sql = sql.replacen("; RESET ALL;", &format!("; {close}; RESET ALL;"), 1);
+        }
         if origin == OriginEnd::ThroughRoleNone {
             // As the login role; its starting role back before RESET ALL (which leaves
             // the role alone).
-            let sql = sql
+            sql = sql
                 .replacen(SSA, "SET SESSION AUTHORIZATION DEFAULT; SET ROLE NONE; ", 1)
                 .replacen("; RESET ALL;", "; RESET ROLE; RESET ALL;", 1);
-            return std::borrow::Cow::Owned(sql);
         }
-        std::borrow::Cow::Borrowed(sql)
+        std::borrow::Cow::Owned(sql)
     }
 
-    fn reset_sql_of(self, origin: bool) -> &'static str {
+    /// The reset's statements; `beside` when another statement joins them (`DISCARD ALL`
+    /// then has to be spelled out).
+    fn reset_sql_of(self, origin: bool, beside: bool) -> &'static str {
         // The origin's end rides on the advisory unlock's SELECT (no statement of its own).
         macro_rules! base {
             (unlock) => {
@@ -208,7 +224,9 @@ impl Dirt {
         let prepared = self.0 & Self::PREPARED != 0;
         let unproven = self.0 & (Self::UNPROVEN | Self::UNKNOWN_CALL | Self::DEMANDED) != 0;
         match (prepared, unproven, origin) {
-            (true, _, false) => "DISCARD ALL",
+            (true, _, false) if !beside => "DISCARD ALL",
+            // DISCARD ALL cannot run beside another statement: what it does, spelled out.
+            (true, _, false) => concat!(base!(unlock), "; DEALLOCATE ALL; DISCARD PLANS"),
             // DISCARD ALL cannot run beside another statement: what it does, spelled out.
             (true, _, true) => concat!(base!(origin), "; DEALLOCATE ALL; DISCARD PLANS"),
             (false, true, false) => concat!(base!(unlock), prepared_in_sql!()),
@@ -217,6 +235,18 @@ impl Dirt {
             (false, false, true) => base!(origin),
         }
     }
+}
+
+/// The statement that closes the session's named dblink connections, for a database whose
+/// dblink extension is in `schema` (an identifier, quoted as needed). The one unnamed
+/// connection (`dblink_connect` with a connection string alone) cannot be asked about
+/// without an error when there is none, so it is not closed; a statement whose text calls
+/// `dblink_connect` closes its connection instead (see [`Dirt::outlives_reset`]).
+pub(crate) fn dblink_close_sql(schema: &str) -> String {
+    format!(
+        "SELECT {schema}.dblink_disconnect(c) \
+         FROM pg_catalog.unnest({schema}.dblink_get_connections()) AS c"
+    )
 }
 
 /// The reset's first statements, before which nothing of a session's roles is undone.
@@ -258,7 +288,9 @@ impl Connection {
     /// Puts the session back as it started (see [`Dirt::reset_sql`]), whatever was seen.
     /// The connection must be idle, outside a transaction.
     pub(crate) async fn reset_session(&mut self) -> Result<()> {
-        let sql = self.dirt.reset_sql(self.origin_end);
+        let sql = self
+            .dirt
+            .reset_sql(self.origin_end, self.dblink_close.as_deref());
         let rows = self.simple_query_untraced(&sql).await?;
         if rows.iter().any(|r| r.get(0) == Some("prepared in SQL")) {
             // A statement prepared in SQL where no tag said so: only DEALLOCATE ALL removes
@@ -449,10 +481,10 @@ mod tests {
     #[test]
     fn prepare_needs_discard_all() {
         assert!(!after(&["SET"])
-            .reset_sql(OriginEnd::Never)
+            .reset_sql(OriginEnd::Never, None)
             .contains("DISCARD ALL"));
         assert_eq!(
-            after(&["SET", "PREPARE"]).reset_sql(OriginEnd::Never),
+            after(&["SET", "PREPARE"]).reset_sql(OriginEnd::Never, None),
             "DISCARD ALL"
         );
     }
@@ -462,10 +494,10 @@ mod tests {
         for d in [after(&[]), after(&["SET"]), after(&["PREPARE"])] {
             let ends = |sql: &str| sql.contains("pg_replication_origin_session_reset()");
             for how in [OriginEnd::AsLogin, OriginEnd::ThroughRoleNone] {
-                assert!(ends(&d.reset_sql(how)), "{}", d.reset_sql(how));
+                assert!(ends(&d.reset_sql(how, None)), "{}", d.reset_sql(how, None));
             }
-            assert!(!ends(&d.reset_sql(OriginEnd::Never)));
-            let through = d.reset_sql(OriginEnd::ThroughRoleNone);
+            assert!(!ends(&d.reset_sql(OriginEnd::Never, None)));
+            let through = d.reset_sql(OriginEnd::ThroughRoleNone, None);
             let order = [
                 "SET ROLE NONE",
                 "pg_replication_origin_session_reset",
@@ -476,7 +508,38 @@ mod tests {
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{through}");
         }
         assert!(after(&["PREPARE"])
-            .reset_sql(OriginEnd::AsLogin)
+            .reset_sql(OriginEnd::AsLogin, None)
             .contains("DEALLOCATE ALL"));
+    }
+
+    #[test]
+    fn a_reset_closes_dblink_connections_where_the_database_has_dblink() {
+        let close = super::dblink_close_sql("\"my schema\"");
+        assert!(close.contains("\"my schema\".dblink_get_connections()"));
+        for d in [after(&[]), after(&["SET"]), after(&["SET", "PREPARE"])] {
+            for how in [
+                OriginEnd::Never,
+                OriginEnd::AsLogin,
+                OriginEnd::ThroughRoleNone,
+            ] {
+                assert!(!d.reset_sql(how, None).contains("dblink"));
+                let sql = d.reset_sql(how, Some(&close));
+                // DISCARD ALL cannot run beside it: spelled out instead.
+                assert!(!sql.contains("DISCARD ALL"), "{sql}");
+                let mut order = vec!["pg_advisory_unlock_all", "dblink_disconnect", "RESET ALL"];
+                if how == OriginEnd::ThroughRoleNone {
+                    order = vec![
+                        "SET ROLE NONE",
+                        "dblink_disconnect",
+                        "RESET ROLE",
+                        "RESET ALL",
+                    ];
+                }
+                let at: Vec<_> = order.iter().map(|s| sql.find(s).expect(s)).collect();
+                assert!(at.windows(2).all(|w| w[0] < w[1]), "{sql}");
+            }
+        }
+        let spelled = after(&["SET", "PREPARE"]).reset_sql(OriginEnd::Never, Some(&close));
+        assert!(spelled.contains("DEALLOCATE ALL") && spelled.contains("DISCARD PLANS"));
     }
 }

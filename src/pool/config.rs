@@ -145,9 +145,10 @@ pub enum SessionReset {
     /// followed by the session reset, pipelined behind them.
     ///
     /// The default: no session change of any kind reaches the next caller, whatever
-    /// function ran it, but for what no reset undoes (`LOAD`, `setseed()`, a dblink
-    /// connection): that closes the connection instead, under every policy, when the
-    /// statement's text shows it. See `docs/benchmarks.md` for the cost.
+    /// function ran it (dblink's named connections are closed), but for what no reset
+    /// undoes (`LOAD`, `setseed()`, dblink's unnamed connection): that closes the
+    /// connection instead, under every policy, when the statement's text shows it. See
+    /// `docs/benchmarks.md` for the cost.
     #[default]
     UnlessProvenClean,
     /// Reset a session whose answers showed a change (the tags and reported settings

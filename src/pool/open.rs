@@ -11,13 +11,26 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pool's validation query: `1`; whether the session's login role may call the
 /// replication origin functions (then the session reset ends an origin the session set
 /// up, as that role; see `OriginEnd`), asked about the role by name, which needs no
-/// privilege; and whether the session starts as its login role.
+/// privilege; whether the session starts as its login role; and the schema of the
+/// database's dblink extension, quoted, if it has one the login may call (then the
+/// session reset closes dblink's named connections; see `dblink_close_sql`).
 const VALIDATION: &str = "SELECT 1, \
      pg_catalog.has_function_privilege(session_user, \
      'pg_catalog.pg_replication_origin_session_reset()', 'EXECUTE') \
      AND pg_catalog.has_function_privilege(session_user, \
      'pg_catalog.pg_replication_origin_session_is_setup()', 'EXECUTE'), \
-     current_user = session_user";
+     current_user = session_user, \
+     (SELECT pg_catalog.quote_ident(n.nspname) \
+     FROM pg_catalog.pg_extension e \
+     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+     WHERE e.extname = 'dblink' \
+     AND pg_catalog.has_schema_privilege(session_user, n.oid, 'USAGE') \
+     AND pg_catalog.has_function_privilege(session_user, pg_catalog.to_regprocedure(\
+     pg_catalog.format('%I.dblink_get_connections()', n.nspname))::pg_catalog.oid, \
+     'EXECUTE') \
+     AND pg_catalog.has_function_privilege(session_user, pg_catalog.to_regprocedure(\
+     pg_catalog.format('%I.dblink_disconnect(text)', n.nspname))::pg_catalog.oid, \
+     'EXECUTE'))";
 
 /// Opens one connection and validates it with [`VALIDATION`], recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
@@ -54,6 +67,7 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                 (Some("t"), _) => OriginEnd::ThroughRoleNone,
                 _ => OriginEnd::Never,
             });
+            conn.set_dblink_schema(rows[0].get(3));
             if let Err(e) = shared.run_hooks(&mut conn).await {
                 shared.counters.record_error(
                     ErrorType::Connect,

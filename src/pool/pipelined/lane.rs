@@ -99,6 +99,8 @@ pub(super) struct Queue {
     restore: Option<Arc<str>>,
     /// How the reset ends a replication origin the session set up.
     origin: crate::conn::OriginEnd,
+    /// How the reset closes dblink's named connections, where the database has dblink.
+    dblink: Option<Arc<str>>,
     /// This lane wrote the session reset's Parse, or the connection had it (the
     /// connection's own flag, `names.reset_parsed`, is set only once a reset answered).
     reset_written: bool,
@@ -112,6 +114,7 @@ impl Queue {
             &mut self.out,
             self.restore.as_deref(),
             self.origin,
+            self.dblink.as_deref(),
             self.reset_written,
             named,
         );
@@ -203,6 +206,7 @@ impl Lane {
                 closed: false,
                 restore: conn.session_restore(),
                 origin: conn.origin_end(),
+                dblink: conn.dblink_close().cloned(),
             }),
             work: Notify::new(),
             depth: AtomicUsize::new(0),

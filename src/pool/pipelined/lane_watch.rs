@@ -31,6 +31,7 @@
 //!   `SET ROLE` too), `pg_advisory_unlock_all()` (for a session whose login role may call
 //!   the replication origin functions, a superuser or a role granted them, also the end of
 //!   a replication origin it set up: every later commit of the session would carry it),
+//!   where the database has dblink, the closing of the session's named dblink connections,
 //!   `RESET ALL` (then the settings the pool's connect hooks made, again), `DISCARD TEMP`
 //!   (a temporary table would shadow another caller's) and `DISCARD SEQUENCES` (`currval`
 //!   through a view). The next statement on the connection, another caller's, runs in the
@@ -39,8 +40,8 @@
 //!   statement (a LISTEN, a cursor, a statement prepared in SQL: the shared path refuses
 //!   whatever would use them) is left for the full reset the connection gets when the lane
 //!   gives it back. If the reset fails, the session changed, as above. What no reset
-//!   undoes: `setseed()` and a dblink connection opened inside a function (the refusal sees
-//!   both when they are called in the text).
+//!   undoes: `setseed()` and dblink's unnamed connection opened inside a function (the
+//!   refusal sees both when they are called in the text).
 //!
 //! [`ErrorKind::TransactionRolledBack`]: crate::ErrorKind::TransactionRolledBack
 
@@ -88,11 +89,15 @@ const UNLOCK_AND_ORIGIN: (&str, &str) = (
 const ROLE_NONE: (&str, &str) = ("wirepool.reset.7", "SET ROLE NONE");
 /// The starting role back.
 const RESET_ROLE: (&str, &str) = ("wirepool.reset.8", "RESET ROLE");
+/// The name of the statement that closes dblink's named connections (see
+/// `crate::conn::session::dblink_close_sql`), where the database has dblink.
+const DBLINK_CLOSE: &str = "wirepool.reset.9";
 
 /// Writes the session reset: the statements' Parse first when `parsed` is false (after a
 /// Close of each, in case a failed reset left some), then a Bind and Execute of each, and
 /// one Sync. `restore` is one statement that applies the connect hooks' settings again
-/// (never logged: a setting may hold something private).
+/// (never logged: a setting may hold something private). `dblink` closes dblink's named
+/// connections, right after the advisory unlock.
 ///
 /// With `named` false (the pool makes no named statements: its statement cache is off, as
 /// behind PgBouncer in transaction mode) each statement is parsed as the unnamed one, every
@@ -101,6 +106,7 @@ pub(super) fn write_reset(
     out: &mut bytes::BytesMut,
     restore: Option<&str>,
     origin: OriginEnd,
+    dblink: Option<&str>,
     parsed: bool,
     named: bool,
 ) {
@@ -113,6 +119,7 @@ pub(super) fn write_reset(
     let statements = std::iter::once(SESSION_AUTHORIZATION)
         .chain(role_none.then_some(ROLE_NONE))
         .chain(std::iter::once(unlock))
+        .chain(dblink.map(|d| (DBLINK_CLOSE, d)))
         .chain(role_none.then_some(RESET_ROLE))
         .chain(std::iter::once(RESET_ALL))
         .chain(restore.map(|r| (RESTORE, r)))
