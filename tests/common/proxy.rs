@@ -28,6 +28,9 @@ pub(crate) enum Mode {
     Reset,
 }
 
+/// The receive buffer of each connection from a client (the kernel doubles it).
+const RECEIVE_BUFFER: u32 = 256 * 1024;
+
 pub(crate) struct Proxy {
     port: u16,
     mode: Arc<Mutex<Mode>>,
@@ -40,7 +43,13 @@ pub(crate) struct Proxy {
 impl Proxy {
     /// A proxy to 127.0.0.1:`upstream`, forwarding.
     pub(crate) async fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        // The connections' receive buffers are bounded (accepted sockets take the
+        // listener's), so a client's writes back up while the proxy holds them: the kernel
+        // would otherwise grow the buffer to tens of MiB, and a whole request could fit.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(RECEIVE_BUFFER).unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener: TcpListener = socket.listen(1024).unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(Mutex::new(Mode::Pass));
         let (reset_all, _) = watch::channel(0u64);
