@@ -201,6 +201,44 @@ async fn a_returned_connection_forgets_its_listens_and_its_queue() {
     pool.close().await;
 }
 
+/// A LISTEN a function made on the shared path (no tag shows it) lasts until the lane gives
+/// its connection back; a notification sent meanwhile waits in the socket and is read by
+/// the reset that ends the LISTEN. It is not the next caller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_to_a_listen_a_function_made_is_not_the_next_callers() {
+    let pg = cluster();
+    pg.psql(
+        "CREATE FUNCTION listen_in_fn() RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN EXECUTE 'LISTEN hidden_channel'; RETURN 1; END$$",
+    )
+    .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 1).await;
+    for round in 0..5 {
+        pool.query("SELECT listen_in_fn()", &[]).await.unwrap();
+        pg.psql(&format!("NOTIFY hidden_channel, 'round {round}'"))
+            .unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        c.query_one("SELECT 1", &[]).await.unwrap();
+        let got: Vec<String> = c
+            .take_notifications()
+            .iter()
+            .map(|n| format!("{}: {}", n.channel(), n.payload()))
+            .collect();
+        assert!(got.is_empty(), "round {round}: the next caller got {got:?}");
+        let channels = c
+            .simple_query("SELECT count(*) FROM pg_listening_channels()")
+            .await
+            .unwrap();
+        assert_eq!(
+            channels[0].get(0),
+            Some("0"),
+            "round {round}: not subscribed"
+        );
+        drop(c);
+    }
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn notifications_are_kept_while_rows_stream_up_to_the_bound() {
     let pg = cluster();

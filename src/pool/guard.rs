@@ -243,6 +243,9 @@ impl Drop for PooledConnection {
                 })
                 .await;
                 p.conn.replace_command_timeout(limit);
+                // Notifications read during the reset (sent before its UNLISTEN, say, to a
+                // LISTEN a function made) are not the next caller's either.
+                p.conn.clear_notifications();
                 match r {
                     Ok(Ok(())) => {
                         p.last_used_ms = shared.now_ms();
