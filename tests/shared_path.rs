@@ -595,3 +595,73 @@ async fn statements_behind_a_busy_server_wait_in_the_client_and_never_run_once_l
     all_returned_and_clean(&pool, &pg).await;
     pool.close().await;
 }
+
+/// A lane whose session a statement changed (a function's `SET ROLE`, which the server
+/// reports through `is_superuser`) ends, and the statements queued behind, never sent, go
+/// to another lane. The names they would have prepared were never parsed: a later lane on
+/// the same connection prepares them again rather than binding to a statement the server
+/// does not have (26000, "prepared statement ... does not exist"). Functions that PREPARE
+/// in SQL make the connection's reset drop every prepared statement too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_queued_behind_a_session_change_are_prepared_where_they_run() {
+    let pg = cluster();
+    pg.psql(
+        "CREATE FUNCTION change_role() RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN EXECUTE 'SET ROLE trust_user'; RETURN 1; END$$; \
+         CREATE FUNCTION prepare_in_sql() RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN EXECUTE 'PREPARE in_sql AS SELECT 1'; RETURN 1; \
+         EXCEPTION WHEN duplicate_prepared_statement THEN RETURN 2; END$$",
+    )
+    .unwrap();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(2)
+        .build()
+        .await
+        .unwrap();
+    let missing = |e: &wirepool::Error| e.code() == Some(&sqlstate::INVALID_SQL_STATEMENT_NAME);
+    let mut tasks = Vec::new();
+    for w in 0..2usize {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut missed = 0;
+            for i in 0..600usize {
+                let sql = if (i + w) % 2 == 0 {
+                    "SELECT prepare_in_sql()"
+                } else {
+                    "SELECT change_role()"
+                };
+                if let Err(e) = pool.query(sql, &[]).await {
+                    missed += usize::from(missing(&e));
+                }
+            }
+            missed
+        }));
+    }
+    let probe = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut missed = 0;
+            for i in 0..6000i64 {
+                match pool.query_one("SELECT $1::int8", &[&i]).await {
+                    Ok(r) => assert_eq!(r.get::<_, i64>(0), i),
+                    Err(e) => missed += usize::from(missing(&e)),
+                }
+            }
+            missed
+        })
+    };
+    let mut missed = probe.await.unwrap();
+    for t in tasks {
+        missed += t.await.unwrap();
+    }
+    assert!(
+        pool.statistics().pipelined_session_changes > 0,
+        "the functions changed sessions on the shared path"
+    );
+    assert_eq!(
+        missed, 0,
+        "statements bound to names the server did not have"
+    );
+    pool.close().await;
+}

@@ -720,7 +720,15 @@ fn fail(lane: &Arc<Lane>, inflight: &mut VecDeque<Entry>, path: &impl Placer, fa
         let mut q = lane.queue.lock();
         q.closed = true;
         q.out.clear();
-        std::mem::take(&mut q.entries)
+        let queued = std::mem::take(&mut q.entries);
+        // Never sent: the statements they would have prepared are not on the connection,
+        // whose names outlive the lane.
+        for e in &queued {
+            for (sql, name) in e.plans.iter().filter_map(|p| p.prepares.as_ref()) {
+                q.names.forget(sql, name);
+            }
+        }
+        queued
     };
     for e in inflight.drain(..).filter(|e| !e.reset) {
         e.reply.complete(Err(lost(failure, true)));
