@@ -619,7 +619,7 @@ async fn statements_queued_behind_a_session_change_are_prepared_where_they_run()
         .build()
         .await
         .unwrap();
-    let missing = |e: &wirepool::Error| e.code() == Some(&sqlstate::INVALID_SQL_STATEMENT_NAME);
+    let missing = |e: &wirepool::Error| e.code() == Some(sqlstate::INVALID_SQL_STATEMENT_NAME);
     let mut tasks = Vec::new();
     for w in 0..2usize {
         let pool = pool.clone();
