@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wirepool::error::sqlstate;
-use wirepool::observe::CloseReason;
+use wirepool::observe::{CloseReason, ErrorType};
 use wirepool::{ErrorKind, HealthStatus, LifecycleState, Pool, TimeoutPhase, TransactionStatus};
 use wirepool_testkit::{cluster, eventually, fast_config, Role};
 
@@ -152,6 +152,46 @@ async fn acquire_timeout_says_which_phase_ran_out() {
         .unwrap()
         .contains("Connection acquisition timeout"));
     assert_eq!(pool.health().status, HealthStatus::Unhealthy, "0 of 1 idle");
+}
+
+/// A `pool.query*` caller that times out waiting for room on the shared path leaves the
+/// queue: its timeout is counted once (as one caller's, in both counts), it is no longer
+/// waiting, and nothing keeps asking for a lane on its behalf.
+#[tokio::test]
+async fn a_shared_path_timeout_is_counted_once_and_leaves_no_waiter() {
+    let pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .min_size(1)
+        .max_size(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let err = pool.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolTimeout, "{err:?}");
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Wait), "{err}");
+    let s = pool.statistics();
+    assert_eq!(
+        (s.waiting_requests, s.pipeline_waiting),
+        (0, 0),
+        "no one waits"
+    );
+    assert_eq!(s.acquire_timeouts, 1);
+    assert_eq!(s.errors_of(ErrorType::AcquireTimeout), 1);
+    // Five acquire timeouts later: still one, and the connection given back goes idle, not
+    // to a lane asked for by a caller who left.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.statistics().acquire_timeouts, 1);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = pool.statistics();
+    assert_eq!(
+        (s.pipelined_connections, s.idle_connections),
+        (0, 1),
+        "{s:?}"
+    );
+    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,42 @@ async fn a_restart_shorter_than_the_acquire_timeout_fails_no_waiting_caller() {
     assert_eq!(payloads, ["0", "1", "2", "3", "4"]);
 }
 
+/// A `pool.query*` caller that times out while the database is down is told the connect
+/// phase ran out, with the connect error as its cause, as an `acquire()` caller is: not to
+/// wait for a connection to be returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_path_timeout_during_an_outage_names_the_connect_error() {
+    let mut pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    pool.query_one("SELECT 1", &[]).await.unwrap();
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    let mut phases = Vec::new();
+    for _ in 0..3 {
+        match pool.query_one("SELECT 1", &[]).await {
+            Err(e) if e.kind() == ErrorKind::PoolTimeout => {
+                let chain = wirepool::error::chain(&e);
+                assert!(std::error::Error::source(&e).is_some(), "{chain}");
+                phases.push(e.timeout_phase());
+            }
+            // The lane's connection lost with the server: the next statement waits.
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Closed, "{e}"),
+            Ok(_) => panic!("answered with the server down"),
+        }
+    }
+    assert!(!phases.is_empty(), "no statement waited");
+    assert!(
+        phases.iter().all(|p| *p == Some(TimeoutPhase::Connect)),
+        "{phases:?}"
+    );
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_longer_than_the_acquire_timeout_fails_waiting_callers_with_the_connect_error() {
     let mut pg = cluster();

@@ -144,7 +144,7 @@ impl Pool {
         async move {
             match self.try_idle(site) {
                 Some(c) => Ok(c),
-                None => self.acquire_at(site).await,
+                None => self.acquire_at(site, Asker::Caller).await,
             }
         }
     }
@@ -208,7 +208,13 @@ impl Pool {
     }
 
     /// The queue's path of [`Pool::acquire`]: wait for a connection returned or opened.
-    async fn acquire_at(&self, site: &'static Location<'static>) -> Result<PooledConnection> {
+    /// The shared path's own request for a lane (`Asker::SharedPath`) is not a caller's:
+    /// its timeout is not counted (the callers it asks for count theirs).
+    async fn acquire_at(
+        &self,
+        site: &'static Location<'static>,
+        asker: Asker,
+    ) -> Result<PooledConnection> {
         let shared = &self.shared;
         let timeout = shared.cfg.acquire_timeout;
         // When the caller joined the queue, on the deadline clock: the one clock reading of
@@ -289,36 +295,11 @@ impl Pool {
                 Ok(PooledConnection::new(shared.clone(), p, site, now))
             }
             Err(Unserved::Closed) => Err(Error::pool_closed()),
-            Err(Unserved::TimedOut) => {
-                let waited = waited_since(shared.deadline_clock());
-                let start = Instant::now() - waited;
-                shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                let last = shared.last_connect_error_since(start);
-                let g = shared.core.gauges();
-                let phase = if last.is_some() || g.open() == 0 || g.opening > 0 {
-                    TimeoutPhase::Connect
-                } else {
-                    TimeoutPhase::Wait
-                };
-                let began = SystemTime::now() - waited;
-                if last.is_some() {
-                    // The database is unreachable: the connect error stays the pool's last
-                    // error, since it says why; the timeout is counted.
-                    shared
-                        .counters
-                        .count_error(ErrorType::AcquireTimeout, began);
-                } else {
-                    shared.counters.record_error(
-                        ErrorType::AcquireTimeout,
-                        format!(
-                            "Connection acquisition timeout after {} ms",
-                            waited.as_millis()
-                        ),
-                        began,
-                    );
-                }
-                Err(Error::pool_timeout(phase, waited, last))
-            }
+            Err(Unserved::TimedOut) => Err(timed_out(
+                shared,
+                waited_since(shared.deadline_clock()),
+                asker == Asker::Caller,
+            )),
         }
     }
 
@@ -531,6 +512,52 @@ impl Pool {
             terminated.await;
         }
     }
+}
+
+/// Who asks for a connection in [`Pool::acquire_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// A caller of `acquire()`.
+    Caller,
+    /// The shared path, for a lane.
+    SharedPath,
+}
+
+/// The error of a wait for a connection that lasted `waited`: the phase is the connect's
+/// when the database is unreachable or no connection is open (the error names the last
+/// connect error then), else the wait's. With `counted`, the timeout is counted in the
+/// statistics and as the pool's error (a caller's wait; the shared path's own request for
+/// a lane is not one).
+pub(super) fn timed_out(shared: &Shared, waited: Duration, counted: bool) -> Error {
+    let start = Instant::now() - waited;
+    let last = shared.last_connect_error_since(start);
+    let g = shared.core.gauges();
+    let phase = if last.is_some() || g.open() == 0 || g.opening > 0 {
+        TimeoutPhase::Connect
+    } else {
+        TimeoutPhase::Wait
+    };
+    if counted {
+        shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        let began = SystemTime::now() - waited;
+        if last.is_some() {
+            // The database is unreachable: the connect error stays the pool's last error,
+            // since it says why; the timeout is counted.
+            shared
+                .counters
+                .count_error(ErrorType::AcquireTimeout, began);
+        } else {
+            shared.counters.record_error(
+                ErrorType::AcquireTimeout,
+                format!(
+                    "Connection acquisition timeout after {} ms",
+                    waited.as_millis()
+                ),
+                began,
+            );
+        }
+    }
+    Error::pool_timeout(phase, waited, last)
 }
 
 /// Counts an acquire abandoned by its caller while it waited.

@@ -215,14 +215,7 @@ impl SharedPath {
         let lane = match tokio::time::timeout(shared.cfg.acquire_timeout, wait).await {
             Ok(r) => r?,
             Err(_) => {
-                shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::pool_timeout(
-                    crate::error::TimeoutPhase::Wait,
-                    shared.cfg.acquire_timeout,
-                    shared.last_connect_error_since(
-                        std::time::Instant::now() - shared.cfg.acquire_timeout,
-                    ),
-                ));
+                return Err(super::timed_out(shared, shared.cfg.acquire_timeout, true));
             }
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +293,9 @@ impl SharedPath {
             };
             loop {
                 path.asking.store(true, Ordering::Release);
-                let r = pool.acquire_at(Location::caller()).await;
+                let r = pool
+                    .acquire_at(Location::caller(), super::Asker::SharedPath)
+                    .await;
                 path.asking.store(false, Ordering::Release);
                 match r {
                     Ok(mut guard) => {
@@ -495,10 +490,20 @@ impl Drop for WaitForLane {
         if self.done {
             return;
         }
-        if let Left::Late(Ok(lane)) = self.w.abandon() {
-            // Placed just as it left: the slot is the next caller's.
-            self.path.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.path.release(&lane);
+        match self.w.abandon() {
+            Left::Late(Ok(lane)) => {
+                // Placed just as it left: the slot is the next caller's.
+                self.path.in_flight.fetch_add(1, Ordering::Relaxed);
+                self.path.release(&lane);
+            }
+            Left::Late(Err(_)) | Left::Taken => {}
+            Left::Early => {
+                // Out of the queue now: a caller who left no longer counts as waiting, and
+                // no lane is asked for on its behalf.
+                let mut q = self.path.waiters.lock();
+                q.retain(|w| !Arc::ptr_eq(w, &self.w));
+                self.path.waiting.store(q.len(), Ordering::Release);
+            }
         }
     }
 }
