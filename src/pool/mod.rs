@@ -477,7 +477,10 @@ impl Pool {
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
     /// connections are closed, checked-out ones are waited for up to `drain_timeout` and
-    /// closed as they come back, then the pool is TERMINATED.
+    /// closed as they come back, then the pool is TERMINATED. A connection still checked
+    /// out past `drain_timeout` is not taken from its caller: it stays usable, counts in
+    /// the statistics' `total_connections` and `active_connections`, and is closed when
+    /// it comes back.
     ///
     /// The shared path ([`Pool::query`] and the rest) takes no new statement (its callers
     /// get `PoolClosed` with [`Error::may_have_run`] `Some(false)`) and finishes the ones
