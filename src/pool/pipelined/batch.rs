@@ -70,7 +70,7 @@ impl Pool {
             let lane = trace.place(shared).await?;
             path.statements
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
-            let pending = path.queued(
+            let pending = match path.queued(
                 &lane,
                 enqueue_batch(
                     &lane,
@@ -81,7 +81,13 @@ impl Pool {
                     &described,
                     trace.traced.running_span(),
                 ),
-            )?;
+            ) {
+                Ok(p) => p,
+                // Its lane stopped taking statements between the placement and now: not
+                // sent, placed again, once.
+                Err(e) if attempt == 0 && path.may_place_again(shared, &e) => continue,
+                Err(e) => return Err(e),
+            };
             drop(lane);
             let answers = match self.answer(pending).await {
                 Ok(Outcome::Batch(a)) => a,

@@ -264,7 +264,10 @@ impl Lane {
         {
             let mut q = self.queue.lock();
             if q.closed {
-                return Err(Error::closed("the connection was lost").with_sent(false));
+                return Err(Error::closed(
+                    "the statement was not sent: its connection left the shared path",
+                )
+                .with_sent(false));
             }
             let mark = (q.out.len(), q.entries.len());
             let start = q.out.len();

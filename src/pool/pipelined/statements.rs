@@ -204,7 +204,7 @@ impl Pool {
             let lane = trace.place(shared).await?;
             path.statements.fetch_add(1, Ordering::Relaxed);
             let reset_after = !shared.cfg.session_reset.takes_as_clean(&verdict.class);
-            let pending = path.queued(
+            let pending = match path.queued(
                 &lane,
                 enqueue_execute(
                     &lane,
@@ -214,7 +214,13 @@ impl Pool {
                     params,
                     trace.traced.running_span(),
                 ),
-            )?;
+            ) {
+                Ok(p) => p,
+                // Its lane stopped taking statements between the placement and now (another
+                // caller's statement changed that session): not sent, placed again, once.
+                Err(e) if attempt == 0 && path.may_place_again(shared, &e) => continue,
+                Err(e) => return Err(e),
+            };
             let executed = match self.answer(pending).await {
                 Ok(Outcome::Executed(x)) => x,
                 // Not sent: its lane stopped taking statements before it went out (another
