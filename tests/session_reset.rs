@@ -223,6 +223,45 @@ async fn a_dblink_connection_opened_in_a_function_is_gone_at_the_next_checkout()
     pool.close().await;
 }
 
+/// A function that runs `DEALLOCATE ALL` drops the connection's own statements too, where
+/// no tag shows it: the reset notices that none is left, so the next caller prepares its
+/// statements again instead of failing on the first one, inside its transaction.
+#[tokio::test]
+async fn statements_a_function_deallocated_are_not_the_next_callers_failure() {
+    let pg = cluster();
+    pg.psql(
+        "CREATE FUNCTION drop_all_statements() RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN EXECUTE 'DEALLOCATE ALL'; RETURN 1; END$$",
+    )
+    .unwrap();
+    for policy in [
+        SessionReset::UnlessProvenClean,
+        SessionReset::WhenDirty,
+        SessionReset::Always,
+    ] {
+        let pool = one_connection(&pg, Role::Admin, policy).await;
+        let mut c = pool.acquire().await.unwrap();
+        let pid = c.process_id();
+        c.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();
+        c.query_one("SELECT drop_all_statements()", &[])
+            .await
+            .unwrap();
+        drop(c);
+        let mut c = pool.acquire().await.unwrap();
+        assert_eq!(c.process_id(), pid, "the same backend");
+        let mut tx = c.transaction().await.unwrap();
+        let v: i32 = tx
+            .query_one("SELECT $1::int4", &[&2i32])
+            .await
+            .unwrap_or_else(|e| panic!("under {policy:?}: {e}"))
+            .get(0);
+        assert_eq!(v, 2);
+        tx.commit().await.unwrap();
+        drop(c);
+        pool.close().await;
+    }
+}
+
 /// A superuser login whose session starts as another role (a `role` setting): the
 /// caller becomes the login again (`SET ROLE NONE`) and sets up an origin; the reset
 /// ends it as the login role, on return and between statements on the shared path.

@@ -665,3 +665,52 @@ async fn statements_queued_behind_a_session_change_are_prepared_where_they_run()
     );
     pool.close().await;
 }
+
+/// A function that deallocates the pool's own prepared statements (where no tag shows
+/// it): the first statement that binds to one gets 26000 from the server, and then the
+/// connection prepares every statement again, rather than binding to the others and failing
+/// on each in turn (an atomic batch of three, placed again once, would fail on its second).
+#[tokio::test]
+async fn statements_a_function_deallocated_are_prepared_again() {
+    let pg = cluster();
+    pg.psql(
+        "CREATE FUNCTION drop_pool_statements() RETURNS int LANGUAGE plpgsql AS $$ \
+         DECLARE n text; k int := 0; BEGIN \
+         FOR n IN SELECT name FROM pg_prepared_statements WHERE name LIKE 'wirepool\\_pipe\\_%' \
+         LOOP EXECUTE format('DEALLOCATE %I', n); k := k + 1; END LOOP; RETURN k; END $$",
+    )
+    .unwrap();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let batch = |i: i32| {
+        let pool = pool.clone();
+        async move {
+            let (wide, text) = (i64::from(i), i.to_string());
+            pool.batch()
+                .query("SELECT $1::int4", &[&i])
+                .query("SELECT $1::int8", &[&wide])
+                .query("SELECT $1::text", &[&text])
+                .run()
+                .await
+        }
+    };
+    batch(1).await.unwrap();
+    let dropped: i32 = pool
+        .query_one("SELECT drop_pool_statements()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        dropped >= 3,
+        "the function dropped the batch's statements ({dropped})"
+    );
+    let r = batch(2).await.unwrap();
+    assert_eq!(r[0].rows().unwrap()[0].get::<_, i32>(0), 2);
+    assert_eq!(r[1].rows().unwrap()[0].get::<_, i64>(0), 2);
+    assert_eq!(r[2].rows().unwrap()[0].get::<_, String>(0), "2");
+    pool.close().await;
+}

@@ -122,6 +122,13 @@ impl PipelineNames {
         self.names.retain(|_, n| &*n.name != name);
     }
 
+    /// Forgets every name and gives them (the server may have dropped some, or all).
+    pub(crate) fn take_all(&mut self) -> Vec<Arc<str>> {
+        let names = self.names.drain().map(|(_, n)| n.name).collect();
+        self.clear();
+        names
+    }
+
     /// Forgets every name (the server dropped its prepared statements).
     pub(crate) fn clear(&mut self) {
         self.names.clear();

@@ -215,10 +215,13 @@ impl Dirt {
                  THEN pg_catalog.pg_replication_origin_session_reset() END"
             };
         }
+        // One row: whether something was prepared in SQL, or whether every statement the
+        // connection prepared is gone (a function's DEALLOCATE ALL, which no tag shows).
         macro_rules! prepared_in_sql {
             () => {
-                "; SELECT 'prepared in SQL' FROM pg_catalog.pg_prepared_statements \
-                 WHERE from_sql LIMIT 1"
+                "; SELECT CASE WHEN pg_catalog.bool_or(from_sql) THEN 'prepared in SQL' \
+                 WHEN pg_catalog.bool_or(NOT from_sql) IS NOT TRUE \
+                 THEN 'statements dropped' END FROM pg_catalog.pg_prepared_statements"
             };
         }
         let prepared = self.0 & Self::PREPARED != 0;
@@ -296,6 +299,11 @@ impl Connection {
             // A statement prepared in SQL where no tag said so: only DEALLOCATE ALL removes
             // it, and the connection's own statements with it.
             self.simple_query_untraced("DISCARD ALL").await?;
+        } else if rows.iter().any(|r| r.get(0) == Some("statements dropped")) {
+            // None of the connection's own statements is left (a function ran DEALLOCATE
+            // ALL): the next caller prepares them again rather than failing on them.
+            self.statements.clear();
+            self.pipeline_names.clear();
         }
         self.dirt = Dirt::CLEAN;
         Ok(())

@@ -143,8 +143,16 @@ fn forget_stale(
     let failing = plans.iter().nth(failed);
     if let (Some(err), Some(name)) = (err, failing.and_then(|p| p.uses.as_ref())) {
         if crate::conn::stale_statement(err) && !to_close.contains(name) {
-            names.forget_name(name);
-            to_close.push(name.clone());
+            if err.code() == crate::error::sqlstate::INVALID_SQL_STATEMENT_NAME {
+                // The server no longer has a statement the pool prepared: something ran
+                // DEALLOCATE (a function, where no tag shows it), most likely of them all.
+                // Every name of the connection is forgotten, and closed in case some
+                // remain: each statement is prepared again, not bound to and failed.
+                to_close.extend(names.take_all());
+            } else {
+                names.forget_name(name);
+                to_close.push(name.clone());
+            }
         }
     }
 }
