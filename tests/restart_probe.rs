@@ -193,6 +193,57 @@ async fn a_shared_path_timeout_during_an_outage_names_the_connect_error() {
     pool.close().await;
 }
 
+/// `pool.query*` callers that leave while the database is down (their futures dropped)
+/// leave nothing behind: they count as cancelled, and the shared path gives up its request
+/// for a connection, so the database is no longer probed for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_path_callers_that_leave_during_an_outage_stop_the_probes() {
+    let mut pg = cluster();
+    let pool = Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    pool.query_one("SELECT 1", &[]).await.unwrap();
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    let cancelled = pool.statistics().acquires_cancelled;
+    let mut waited = 0;
+    for _ in 0..3 {
+        if tokio::time::timeout(Duration::from_millis(500), pool.query_one("SELECT 1", &[]))
+            .await
+            .is_err()
+        {
+            waited += 1;
+        }
+    }
+    assert!(waited > 0, "no caller waited");
+    let s = pool.statistics();
+    assert_eq!(
+        (s.waiting_requests, s.pipeline_waiting),
+        (0, 0),
+        "no one waits"
+    );
+    assert_eq!(
+        s.acquires_cancelled - cancelled,
+        waited,
+        "each caller that left"
+    );
+    // Probes run every 250 ms while someone waits: over 3 s, with nobody, none (one may
+    // have been under way).
+    let before = s.reconnect_probes;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = pool.statistics().reconnect_probes;
+    assert!(
+        after <= before + 1,
+        "probed {} times for nobody",
+        after - before
+    );
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_longer_than_the_acquire_timeout_fails_waiting_callers_with_the_connect_error() {
     let mut pg = cluster();

@@ -279,7 +279,9 @@ impl Pool {
                 .unwrap_or_else(|| Error::closed("the database is unreachable")));
         }
         // The timeout is the pool's one timer (see `acquire_timeout.rs`), not one per caller.
-        let mut cancel_guard = CancelCount(Some(shared));
+        // A caller's wait abandoned is counted; the shared path's own request, given up
+        // when its callers left, is not a caller's.
+        let mut cancel_guard = CancelCount((asker == Asker::Caller).then_some(shared));
         let r = waiter.await;
         cancel_guard.0 = None;
         match r {

@@ -62,6 +62,9 @@ pub(crate) struct SharedPath {
     waiters: Mutex<VecDeque<Waiter>>,
     /// `waiters.len()`, read without the lock.
     waiting: AtomicUsize,
+    /// Notified when the last caller waiting for room leaves the queue without it: the
+    /// path's own request for a connection is given up then.
+    nobody_waits: tokio::sync::Notify,
     /// Lanes being opened (at most one at a time).
     opening: AtomicUsize,
     /// The lane being opened waits in the pool's queue for a connection (it counts among
@@ -112,6 +115,7 @@ impl SharedPath {
             lanes: parking_lot::RwLock::new(Vec::new()),
             waiters: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
+            nobody_waits: tokio::sync::Notify::new(),
             opening: AtomicUsize::new(0),
             asking: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -207,14 +211,17 @@ impl SharedPath {
         for l in self.lanes.read().iter() {
             self.serve_waiters(l);
         }
-        let wait = WaitForLane {
+        let mut wait = WaitForLane {
             w,
             path: self.clone(),
+            shared: shared.clone(),
             done: false,
+            timed_out: false,
         };
-        let lane = match tokio::time::timeout(shared.cfg.acquire_timeout, wait).await {
-            Ok(r) => r?,
-            Err(_) => {
+        let lane = tokio::select! {
+            r = &mut wait => r?,
+            () = tokio::time::sleep(shared.cfg.acquire_timeout) => {
+                wait.timed_out = true;
                 return Err(super::timed_out(shared, shared.cfg.acquire_timeout, true));
             }
         };
@@ -293,10 +300,25 @@ impl SharedPath {
             };
             loop {
                 path.asking.store(true, Ordering::Release);
-                let r = pool
-                    .acquire_at(Location::caller(), super::Asker::SharedPath)
-                    .await;
+                // Asked for callers waiting for room, the request is given up once they all
+                // left (timed out, dropped): the connection is not taken from an acquire()
+                // caller, nor the database probed, for nobody. Asked for growth (nobody
+                // waits), it takes an idle connection or gives up at its own timeout.
+                let left = path.nobody_waits.notified();
+                let for_waiters = path.waiting.load(Ordering::Acquire) > 0;
+                let r = tokio::select! {
+                    r = pool.acquire_at(Location::caller(), super::Asker::SharedPath) => Some(r),
+                    () = left, if for_waiters => None,
+                };
                 path.asking.store(false, Ordering::Release);
+                let Some(r) = r else {
+                    path.opening.store(0, Ordering::Release);
+                    // A caller that came meanwhile found this request under way.
+                    if path.waiting.load(Ordering::Acquire) > 0 {
+                        path.open_lane(&shared);
+                    }
+                    return;
+                };
                 match r {
                     Ok(mut guard) => {
                         guard.pool_owned();
@@ -471,7 +493,10 @@ impl Placer for SharedPath {
 struct WaitForLane {
     w: Waiter,
     path: Arc<SharedPath>,
+    shared: Arc<Shared>,
     done: bool,
+    /// It left at its deadline (counted as a timeout, not as a cancel).
+    timed_out: bool,
 }
 
 impl Future for WaitForLane {
@@ -503,6 +528,16 @@ impl Drop for WaitForLane {
                 let mut q = self.path.waiters.lock();
                 q.retain(|w| !Arc::ptr_eq(w, &self.w));
                 self.path.waiting.store(q.len(), Ordering::Release);
+                if q.is_empty() {
+                    self.path.nobody_waits.notify_waiters();
+                }
+                drop(q);
+                if !self.timed_out {
+                    self.shared
+                        .counters
+                        .cancelled
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
