@@ -130,16 +130,21 @@ async fn waiters_are_served_in_arrival_order() {
     pool.close().await;
 }
 
-#[tokio::test]
-async fn acquire_timeout_says_which_phase_ran_out() {
-    let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
+/// A pool of one connection whose callers wait 200 ms for it at most.
+async fn one_connection_timing_out(pg: &wirepool_testkit::Cluster) -> Pool {
+    Pool::builder(pg.config(Role::Trust))
         .min_size(1)
         .max_size(1)
         .acquire_timeout(Duration::from_millis(200))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn acquire_timeout_says_which_phase_ran_out() {
+    let pg = cluster();
+    let pool = one_connection_timing_out(&pg).await;
     let _held = pool.acquire().await.unwrap();
     let err = pool.acquire().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PoolTimeout, "{err:?}");
@@ -160,13 +165,7 @@ async fn acquire_timeout_says_which_phase_ran_out() {
 #[tokio::test]
 async fn a_shared_path_timeout_is_counted_once_and_leaves_no_waiter() {
     let pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Trust))
-        .min_size(1)
-        .max_size(1)
-        .acquire_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
+    let pool = one_connection_timing_out(&pg).await;
     let held = pool.acquire().await.unwrap();
     let err = pool.query_one("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PoolTimeout, "{err:?}");
