@@ -34,6 +34,17 @@ async fn pool(pg: &Cluster) -> Pool {
         .unwrap()
 }
 
+/// A pool of at most two connections whose callers wait `acquire_timeout` at most.
+async fn small_pool(pg: &Cluster, acquire_timeout: Duration) -> Pool {
+    Pool::builder(pg.config(Role::Admin))
+        .min_size(1)
+        .max_size(2)
+        .acquire_timeout(acquire_timeout)
+        .build()
+        .await
+        .unwrap()
+}
+
 fn callers(
     pool: &Pool,
     seen: &Arc<Seen>,
@@ -163,13 +174,7 @@ async fn a_restart_shorter_than_the_acquire_timeout_fails_no_waiting_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_path_timeout_during_an_outage_names_the_connect_error() {
     let mut pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(2)
-        .acquire_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .unwrap();
+    let pool = small_pool(&pg, Duration::from_secs(2)).await;
     pool.query_one("SELECT 1", &[]).await.unwrap();
     tokio::task::block_in_place(|| pg.kill().unwrap());
     let mut phases = Vec::new();
@@ -199,13 +204,7 @@ async fn a_shared_path_timeout_during_an_outage_names_the_connect_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_path_callers_that_leave_during_an_outage_stop_the_probes() {
     let mut pg = cluster();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(2)
-        .acquire_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let pool = small_pool(&pg, Duration::from_secs(30)).await;
     pool.query_one("SELECT 1", &[]).await.unwrap();
     tokio::task::block_in_place(|| pg.kill().unwrap());
     let cancelled = pool.statistics().acquires_cancelled;

@@ -613,12 +613,7 @@ async fn statements_queued_behind_a_session_change_are_prepared_where_they_run()
          EXCEPTION WHEN duplicate_prepared_statement THEN RETURN 2; END$$",
     )
     .unwrap();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(2)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 2).await;
     let missing = |e: &wirepool::Error| e.code() == Some(sqlstate::INVALID_SQL_STATEMENT_NAME);
     let mut tasks = Vec::new();
     for w in 0..2usize {
@@ -680,12 +675,7 @@ async fn statements_a_function_deallocated_are_prepared_again() {
          LOOP EXECUTE format('DEALLOCATE %I', n); k := k + 1; END LOOP; RETURN k; END $$",
     )
     .unwrap();
-    let pool = Pool::builder(pg.config(Role::Admin))
-        .min_size(1)
-        .max_size(1)
-        .build()
-        .await
-        .unwrap();
+    let pool = wirepool_testkit::pool(&pg, Role::Admin, 1, 1).await;
     let batch = |i: i32| {
         let pool = pool.clone();
         async move {

@@ -503,6 +503,13 @@ impl Connection {
         self.origin_end = end;
     }
 
+    /// Forgets every statement the connection prepared (its cache's and the shared path's
+    /// names): the server no longer has them.
+    pub(crate) fn forget_prepared(&mut self) {
+        self.statements.clear();
+        self.pipeline_names.clear();
+    }
+
     /// How the session reset closes dblink's named connections, if it does (see
     /// [`session::dblink_close_sql`]).
     pub(crate) fn dblink_close(&self) -> Option<&Arc<str>> {

@@ -377,8 +377,7 @@ impl Connection {
                     executed.command_tag.as_deref(),
                     Some("DEALLOCATE ALL" | "DISCARD ALL")
                 ) {
-                    self.statements.clear();
-                    self.pipeline_names.clear();
+                    self.forget_prepared();
                 }
                 return Ok(executed);
             };

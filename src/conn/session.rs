@@ -230,7 +230,6 @@ impl Dirt {
             (true, _, false) if !beside => "DISCARD ALL",
             // DISCARD ALL cannot run beside another statement: what it does, spelled out.
             (true, _, false) => concat!(base!(unlock), "; DEALLOCATE ALL; DISCARD PLANS"),
-            // DISCARD ALL cannot run beside another statement: what it does, spelled out.
             (true, _, true) => concat!(base!(origin), "; DEALLOCATE ALL; DISCARD PLANS"),
             (false, true, false) => concat!(base!(unlock), prepared_in_sql!()),
             (false, true, true) => concat!(base!(origin), prepared_in_sql!()),
@@ -302,8 +301,7 @@ impl Connection {
         } else if rows.iter().any(|r| r.get(0) == Some("statements dropped")) {
             // None of the connection's own statements is left (a function ran DEALLOCATE
             // ALL): the next caller prepares them again rather than failing on them.
-            self.statements.clear();
-            self.pipeline_names.clear();
+            self.forget_prepared();
         }
         self.dirt = Dirt::CLEAN;
         Ok(())

@@ -135,8 +135,7 @@ impl Connection {
                         .command_tags()
                         .any(|t| matches!(t, "DISCARD ALL" | "DEALLOCATE ALL"))
                     {
-                        self.statements.clear();
-                        self.pipeline_names.clear();
+                        self.forget_prepared();
                     }
                     return finish(query).map_err(Error::from);
                 }
