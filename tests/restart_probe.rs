@@ -334,3 +334,63 @@ async fn a_server_that_refuses_the_password_is_not_probed() {
     pg.psql("ALTER ROLE scram_user PASSWORD 'scram_secret'")
         .unwrap();
 }
+
+/// A database killed under load is met by one failed connect, not by one per lost
+/// connection: until a connect succeeds after a loss, the pool opens replacements one at a
+/// time, and once one fails only the reconnector retries (its schedule and its probes). A
+/// restart then brings every connection back, in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_database_is_met_by_one_connect_not_one_per_lost_connection() {
+    let mut pg = cluster();
+    let pool = pool(&pg).await;
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = callers(&pool, &seen, &stop);
+    // Callers of the shared path lose their lanes' connections too.
+    for _ in 0..TASKS {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = pool.query_one("SELECT 1", &[]).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = pool.statistics();
+    assert_eq!(before.connect_failures, 0);
+    tokio::task::block_in_place(|| pg.kill().unwrap());
+    // Every failed connect past the first is the reconnector's (each probe and scheduled
+    // attempt is counted before it runs).
+    let mut worst = 0;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        let s = pool.statistics();
+        let reconnector = (s.reconnect_probes - before.reconnect_probes)
+            + (s.reconnect_attempts - before.reconnect_attempts);
+        worst = worst.max(s.connect_failures.saturating_sub(reconnector));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let down = pool.statistics();
+    assert!(down.connect_failures > 0, "the outage was not seen");
+    assert!(
+        worst <= 1,
+        "{worst} connects failed outside the reconnector's schedule and probes"
+    );
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    let t = Instant::now();
+    while pool.statistics().total_connections < 10 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the pool was not refilled: {:?}",
+            pool.statistics()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(pool.statistics().connect_failures, 0);
+    pool.close().await;
+}

@@ -254,7 +254,10 @@ pub struct PoolStatistics {
     /// restored); errors and slow acquisitions that began before it no longer count
     /// against its health.
     pub recovered_at: Option<SystemTime>,
-    /// Connect attempts that failed in a row (0 while the database answers).
+    /// Connect attempts that failed in a row (0 while the database answers). After
+    /// connections are lost, the pool opens one replacement at a time until one succeeds,
+    /// so an outage starts this at 1 (plus any connects already under way), and the
+    /// reconnector's failed attempts and probes add to it.
     pub connect_failures: u64,
     /// Round trip of the last validation or keepalive query, in milliseconds; `None`
     /// while no connection is open.

@@ -383,6 +383,8 @@ impl Builder {
                 runtime,
                 next_id: AtomicU64::new(1),
                 connect_failures: AtomicU64::new(0),
+                lost_unconfirmed: AtomicBool::new(false),
+                open_after_loss: AtomicBool::new(false),
                 last_connect_error: Mutex::new(None),
                 wake_monitor: Notify::new(),
                 first_waiter: Arc::new(Notify::new()),

@@ -109,7 +109,9 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
         }
         *rc = Reconnect::default();
         while let Some(p) = s.core.want_open(s.cfg.min_size) {
-            s.spawn_open(p);
+            if !s.spawn_open(p) {
+                break; // one open after a loss decides first
+            }
         }
         // RECOVERING ends once min_size validated connections are back.
         if s.reconnecting.load(Ordering::Acquire) && s.core.gauges().open() >= s.cfg.min_size.max(1)
@@ -189,7 +191,7 @@ fn refill_or_reconnect(s: &Arc<Shared>, rc: &mut Reconnect) {
                 .reconnect_attempts
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(p) = s.core.want_open(s.cfg.min_size.max(1)) {
-                s.spawn_open(p);
+                let _ = s.spawn_open(p);
             }
         }
         Some(_) => {}
@@ -221,8 +223,7 @@ fn probe(s: &Arc<Shared>, rc: &mut Reconnect) -> bool {
     rc.last_probe = Some(Instant::now());
     s.counters.reconnect_probes.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(target: "wirepool::reconnect", "Probing the database for waiting callers");
-    s.spawn_open(permit);
-    true
+    s.spawn_open(permit)
 }
 
 /// Whether a connect error says the server is down or starting up (refused, reset, timed

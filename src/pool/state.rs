@@ -110,6 +110,12 @@ pub(crate) struct Shared {
     pub(super) next_id: AtomicU64,
     /// Consecutive failed connects; 0 while the database answers.
     pub(super) connect_failures: AtomicU64,
+    /// A connection was lost (it broke, or the server ended it) and no connect has
+    /// succeeded since: until one does, replacements are opened one at a time (see
+    /// [`Shared::spawn_open`]).
+    pub(super) lost_unconfirmed: AtomicBool,
+    /// The one open allowed while `lost_unconfirmed` is under way.
+    pub(super) open_after_loss: AtomicBool,
     pub(super) last_connect_error: Mutex<Option<(Error, Instant)>>,
     pub(super) wake_monitor: Notify,
     /// A caller joined an empty queue: the acquire-timeout task learns its deadline.
@@ -333,31 +339,57 @@ impl Shared {
         }
     }
 
-    /// Opens a connection in a pool-owned task and hands it over with `permit`.
-    pub(super) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) {
+    /// Opens a connection in a pool-owned task and hands it over with `permit`. False if
+    /// it was not started: after a connection was lost, and before any connect succeeded,
+    /// one open at a time tells whether the database is still there, and the permit is
+    /// given back (the waiters keep their place). A database that went down is then met
+    /// by one failed connect, after which the reconnector's schedule and probes alone
+    /// retry, not by one connect per lost connection at once; if the open succeeds, the
+    /// monitor it wakes opens the rest for the waiters in parallel.
+    pub(super) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) -> bool {
+        let after_loss = self.lost_unconfirmed.load(Ordering::Acquire);
+        if after_loss
+            && self
+                .open_after_loss
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            drop(permit);
+            return false;
+        }
         let shared = self.clone();
         self.runtime.spawn(async move {
+            // The gate opens before the permit is completed or given back: once the pool
+            // counts no open under way, the next one may start.
+            let open_gate = |shared: &Shared| {
+                if after_loss {
+                    shared.open_after_loss.store(false, Ordering::Release);
+                }
+            };
             match open_validated(&shared).await {
                 Ok(conn) => {
+                    shared.lost_unconfirmed.store(false, Ordering::Release);
+                    open_gate(&shared);
                     if shared.connect_failures.swap(0, Ordering::AcqRel) > 0 {
                         // The database is back: listeners waiting out their schedule try
                         // at once.
                         shared.listeners.database_back.notify_waiters();
                     }
                     shared.add_opened(permit, conn);
-                    shared.wake_monitor.notify_one();
                 }
                 Err(e) => {
-                    drop(permit);
                     let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
                     if n == 1 {
                         tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
                     }
                     *shared.last_connect_error.lock() = Some((e, Instant::now()));
-                    shared.wake_monitor.notify_one();
+                    open_gate(&shared);
+                    drop(permit);
                 }
             }
+            shared.wake_monitor.notify_one();
         });
+        true
     }
 
     /// A connection reported that its server is no longer of the kind the pool asked for
@@ -383,6 +415,9 @@ impl Shared {
 
     /// Removes a connection held by `holder` from the pool and closes it in the background.
     pub(super) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
+        if p.conn.is_broken() {
+            self.lost_unconfirmed.store(true, Ordering::Release);
+        }
         // The core first: once the close is counted, the sizes already leave it out.
         self.forget(holder);
         self.close_conn(p, reason);
