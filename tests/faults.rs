@@ -405,3 +405,71 @@ async fn too_many_connections_is_transient_and_retried_until_it_passes() {
     drop((a, b, c));
     pool.close().await;
 }
+
+/// After connections are lost, replacements are opened one at a time until one succeeds;
+/// one that hangs (a server that accepted the connection and never answers, with no
+/// connect timeout) holds the others back no longer than the acquire timeout: the pool
+/// does not wait on it forever, and neither does its `close()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_connect_that_hangs_does_not_hold_the_pool_back_for_ever() {
+    let pg = cluster();
+    let proxy = Proxy::start(pg.port()).await;
+    let mut cfg = base_cfg();
+    cfg.acquire_timeout = Duration::from_millis(500);
+    let pool = wirepool_testkit::pool_from(
+        pg.config(Role::Trust)
+            .with_port(proxy.port())
+            .with_connect_timeout(None),
+        cfg,
+    )
+    .await;
+    // New connections hang at their first message; the pool's are reset. A caller finds
+    // them gone and waits for a replacement, which hangs.
+    proxy.set(Mode::Stall);
+    proxy.reset_open_connections();
+    let t = Instant::now();
+    while proxy.open_connections() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the proxy did not reset"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(drop) }
+    });
+    let t = Instant::now();
+    loop {
+        let s = pool.statistics();
+        if s.total_connections == 0 && s.opening_connections > 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Connects pass again; the one under way still hangs.
+    proxy.set(Mode::Pass);
+    let _ = waiter.await.unwrap();
+    until_serving(
+        &pool,
+        "SELECT 1",
+        Duration::from_secs(20),
+        "the pool kept waiting on a connect that never ends",
+    )
+    .await;
+    assert!(
+        pool.statistics().opening_connections > 0,
+        "the connect that hangs is still under way"
+    );
+    // Nor does the drain wait on it: `close()` abandons connects under way (the drain
+    // timeout is 30 s).
+    let t = Instant::now();
+    pool.close().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "close() waited {:?}",
+        t.elapsed()
+    );
+    assert_eq!(pool.statistics().opening_connections, 0);
+}

@@ -12,6 +12,7 @@ mod config;
 mod environment;
 mod guard;
 mod leak_task;
+mod loss_gate;
 mod monitor;
 mod open;
 mod pipelined;
@@ -482,7 +483,9 @@ impl Pool {
     /// closed as they come back, then the pool is TERMINATED. A connection still checked
     /// out past `drain_timeout` is not taken from its caller: it stays usable, counts in
     /// the statistics' `total_connections` and `active_connections`, and is closed when
-    /// it comes back.
+    /// it comes back. Connects under way are abandoned, not waited for (one to a server
+    /// that does not answer could hold the drain until its connect timeout, or for ever
+    /// with none).
     ///
     /// The shared path ([`Pool::query`] and the rest) takes no new statement (its callers
     /// get `PoolClosed` with [`Error::may_have_run`] `Some(false)`) and finishes the ones
@@ -506,6 +509,7 @@ impl Pool {
         if !s.closing.swap(true, Ordering::AcqRel) {
             s.set_state(LifecycleState::ShuttingDown);
             tracing::info!(target: "wirepool::pool", "Graceful shutdown initiated");
+            s.abandon_opens.notify_waiters();
             for p in s.core.close() {
                 s.close_conn(p, CloseReason::Shutdown);
             }

@@ -6,6 +6,7 @@
 //! that paused-time tests work); and the drain that ends `close()`.
 
 use super::builder::ConnectHooks;
+use super::loss_gate::{Entry, LossGate, Pass};
 use super::*;
 
 /// A pooled connection with the pool's bookkeeping.
@@ -110,12 +111,9 @@ pub(crate) struct Shared {
     pub(super) next_id: AtomicU64,
     /// Consecutive failed connects; 0 while the database answers.
     pub(super) connect_failures: AtomicU64,
-    /// A connection was lost (it broke, or the server ended it) and no connect has
-    /// succeeded since: until one does, replacements are opened one at a time (see
+    /// After connections are lost, one open at a time until one succeeds (see
     /// [`Shared::spawn_open`]).
-    pub(super) lost_unconfirmed: AtomicBool,
-    /// The one open allowed while `lost_unconfirmed` is under way.
-    pub(super) open_after_loss: AtomicBool,
+    pub(super) loss_gate: LossGate,
     pub(super) last_connect_error: Mutex<Option<(Error, Instant)>>,
     pub(super) wake_monitor: Notify,
     /// A caller joined an empty queue: the acquire-timeout task learns its deadline.
@@ -123,6 +121,9 @@ pub(crate) struct Shared {
     /// The origin of waiters' deadlines (tokio's clock, so that paused-time tests work).
     pub(super) deadline_origin: tokio::time::Instant,
     pub(super) stop_monitor: Notify,
+    /// `close()` began: connects under way are abandoned (the drain waits for
+    /// connections, not for a connect that may hang).
+    pub(super) abandon_opens: Notify,
     pub(super) closing: AtomicBool,
     pub(super) terminated: Notify,
     /// During `close()`: the last connection is gone (the drain waits on it).
@@ -347,29 +348,39 @@ impl Shared {
     /// retry, not by one connect per lost connection at once; if the open succeeds, the
     /// monitor it wakes opens the rest for the waiters in parallel.
     pub(super) fn spawn_open(self: &Arc<Self>, permit: OpenPermit<Box<Pooled>>) -> bool {
-        let after_loss = self.lost_unconfirmed.load(Ordering::Acquire);
-        if after_loss
-            && self
-                .open_after_loss
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            drop(permit);
-            return false;
-        }
+        // The one open is let run alone as long as a connect may take (or a caller may
+        // wait, with no connect timeout), then another may start.
+        let alone_for = self
+            .connect
+            .connect_timeout()
+            .unwrap_or(self.cfg.acquire_timeout);
+        let ticket = match self.loss_gate.enter(alone_for) {
+            Entry::Free => None,
+            Entry::Alone(t) => Some(t),
+            Entry::Held => {
+                drop(permit);
+                return false;
+            }
+        };
         let shared = self.clone();
         self.runtime.spawn(async move {
-            // The gate opens before the permit is completed or given back: once the pool
-            // counts no open under way, the next one may start.
-            let open_gate = |shared: &Shared| {
-                if after_loss {
-                    shared.open_after_loss.store(false, Ordering::Release);
-                }
+            // The gate is given back before the permit is completed or given back (once
+            // the pool counts no open under way, the next one may start), or if the task
+            // ends otherwise.
+            let pass = Pass {
+                gate: &shared.loss_gate,
+                ticket,
             };
-            match open_validated(&shared).await {
+            let Some(opened) = shared.open_unless_closing().await else {
+                drop(pass);
+                drop(permit);
+                shared.note_drained();
+                return;
+            };
+            match opened {
                 Ok(conn) => {
-                    shared.lost_unconfirmed.store(false, Ordering::Release);
-                    open_gate(&shared);
+                    shared.loss_gate.connected();
+                    drop(pass);
                     if shared.connect_failures.swap(0, Ordering::AcqRel) > 0 {
                         // The database is back: listeners waiting out their schedule try
                         // at once.
@@ -383,13 +394,29 @@ impl Shared {
                         tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
                     }
                     *shared.last_connect_error.lock() = Some((e, Instant::now()));
-                    open_gate(&shared);
+                    drop(pass);
                     drop(permit);
                 }
             }
             shared.wake_monitor.notify_one();
         });
         true
+    }
+
+    /// Opens a connection, unless `close()` began before or begins meanwhile (`None`):
+    /// the drain waits for the pool's connections, not for a connect that may hang.
+    async fn open_unless_closing(&self) -> Option<Result<Connection>> {
+        let abandoned = self.abandon_opens.notified();
+        tokio::pin!(abandoned);
+        // Registered before `closing` is read: a close after the read wakes it.
+        abandoned.as_mut().enable();
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        tokio::select! {
+            r = open_validated(self) => Some(r),
+            _ = abandoned => None,
+        }
     }
 
     /// A connection reported that its server is no longer of the kind the pool asked for
@@ -416,7 +443,7 @@ impl Shared {
     /// Removes a connection held by `holder` from the pool and closes it in the background.
     pub(super) fn discard(self: &Arc<Self>, p: Box<Pooled>, holder: Holder, reason: CloseReason) {
         if p.conn.is_broken() {
-            self.lost_unconfirmed.store(true, Ordering::Release);
+            self.loss_gate.lost();
         }
         // The core first: once the close is counted, the sizes already leave it out.
         self.forget(holder);
@@ -437,7 +464,7 @@ impl Shared {
     }
 
     /// During `close()`, wakes the drain once the last connection is gone.
-    fn note_drained(&self) {
+    pub(super) fn note_drained(&self) {
         if self.closing.load(Ordering::Acquire) && self.core.gauges().size == 0 {
             self.drained.notify_one();
         }
