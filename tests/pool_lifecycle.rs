@@ -335,6 +335,180 @@ async fn fail_fast_returns_the_connect_error_at_once() {
     pool.close().await;
 }
 
+/// A new connection the server ends while the pool sets it up (a second wave of
+/// terminations, right after the first) is not a database gone: the server had accepted
+/// it. The next open starts at once, `connect_failures` stays 0, and the caller waiting
+/// for it is served, not left to the reconnection schedule (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_ended_as_it_is_set_up_is_replaced_at_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pg = cluster();
+    // The first replacement waits in its setup until the test ends its session.
+    let stall = Arc::new(AtomicBool::new(false));
+    let hook_stall = stall.clone();
+    let pool = Pool::builder(pg.config(Role::Trust))
+        .config(fast_config())
+        .min_size(1)
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(20))
+        .reconnect_delays(vec![Duration::from_secs(60)])
+        .after_connect(move |c| {
+            let stall = hook_stall.swap(false, Ordering::AcqRel);
+            Box::pin(async move {
+                if stall {
+                    c.simple_query("SELECT pg_sleep(60) /* setup */").await?;
+                }
+                Ok(())
+            })
+        })
+        .build()
+        .await
+        .unwrap();
+    pool.acquire()
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+    stall.store(true, Ordering::Release);
+    // The first wave: the pool's connection.
+    for pid in backends(&pg) {
+        pg.psql(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+    }
+    let p = pool.clone();
+    let waiting = tokio::spawn(async move {
+        let mut c = p.acquire().await?;
+        c.simple_query("SELECT 1").await.map(drop)
+    });
+    // The second: its replacement, in its setup.
+    let setup = "SELECT pid FROM pg_stat_activity WHERE query LIKE '%/* setup */' AND pid <> pg_backend_pid()";
+    let t = Instant::now();
+    loop {
+        let pids = pg.psql(setup).unwrap();
+        if let Some(pid) = pids.lines().find_map(|l| l.trim().parse::<i32>().ok()) {
+            pg.psql(&format!("SELECT pg_terminate_backend({pid})"))
+                .unwrap();
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the replacement never reached its setup"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the waiting caller was left to the schedule")
+        .unwrap()
+        .unwrap();
+    let s = pool.statistics();
+    assert_eq!(
+        (s.connect_failures, s.reconnect_attempts, s.reconnect_probes),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    pool.close().await;
+}
+
+/// Under `fail_fast`, a caller already waiting when the database becomes unreachable fails
+/// with the connect error once a connect fails, as a caller arriving then would, instead
+/// of waiting out the acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_fails_the_callers_already_waiting() {
+    let mut pg = cluster();
+    let mut cfg = fast_config();
+    cfg.fail_fast = true;
+    cfg.acquire_timeout = Duration::from_secs(30);
+    cfg.min_size = 1;
+    cfg.max_size = 1;
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
+    let mut held = pool.acquire().await.unwrap();
+    let p = pool.clone();
+    let waiting = tokio::spawn(async move { p.acquire().await.map(drop) });
+    let p = pool.clone();
+    eventually("a caller waits", move || {
+        p.statistics().waiting_requests == 1
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    // The held connection is found broken and given back: its replacement fails.
+    assert!(held.simple_query("SELECT 1").await.is_err());
+    drop(held);
+    let e = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("not the 30 s acquire timeout")
+        .unwrap()
+        .unwrap_err();
+    assert!(!e.is_timeout(), "{e:?}");
+    assert!(e.is_io(), "the connect error itself: {e:?}");
+    let s = pool.statistics();
+    assert_eq!(
+        (s.waiting_requests, s.acquire_timeouts, s.acquires_cancelled),
+        (0, 0, 0)
+    );
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    pool.close().await;
+}
+
+/// `fail_fast` holds for the shared path too: a `pool.query*` statement that would wait for
+/// a connection while the database is unreachable fails at once with the connect error,
+/// not sent, instead of waiting out the acquire timeout (and, with no request for a
+/// connection left under way, past the database's return); once it is back, statements run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_holds_for_the_shared_path() {
+    let mut pg = cluster();
+    let mut cfg = fast_config();
+    cfg.fail_fast = true;
+    cfg.acquire_timeout = Duration::from_secs(30);
+    cfg.min_size = 1;
+    cfg.max_size = 2;
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
+    assert_eq!(
+        pool.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    // Statements find their connection gone, and a connect fails.
+    let p = pool.clone();
+    eventually("the pool knows the database is unreachable", move || {
+        let q = p.clone();
+        tokio::spawn(async move { q.query_one("SELECT 1", &[]).await });
+        p.statistics().connect_failures > 0
+    })
+    .await;
+    let t = Instant::now();
+    let e = pool.query_one("SELECT 42::int4", &[]).await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "not the 30 s acquire timeout: {:?}",
+        t.elapsed()
+    );
+    assert!(!e.is_timeout(), "{e:?}");
+    assert!(e.is_io(), "the connect error itself: {e:?}");
+    assert_eq!(e.may_have_run(), Some(false), "{e:?}");
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let t = Instant::now();
+    loop {
+        match pool.query_one("SELECT 42::int4", &[]).await {
+            Ok(row) => {
+                assert_eq!(row.get::<_, i32>(0), 42);
+                break;
+            }
+            Err(e) => {
+                assert!(!e.is_timeout(), "{e:?}");
+                assert!(t.elapsed() < Duration::from_secs(20), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_is_unreachable_only_the_reconnector_connects() {
     let mut pg = cluster();

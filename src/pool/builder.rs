@@ -390,6 +390,7 @@ impl Builder {
                 deadline_origin: tokio::time::Instant::now(),
                 stop_monitor: Notify::new(),
                 abandon_opens: Notify::new(),
+                unreachable: Notify::new(),
                 closing: AtomicBool::new(false),
                 terminated: Notify::new(),
                 drained: Notify::new(),

@@ -67,7 +67,8 @@ pub struct PoolConfig {
     pub reconnect_probe_interval: Option<Duration>,
     /// While the database is unreachable, fail callers that would have to wait at once
     /// with the last connect error instead of letting them wait out `acquire_timeout`.
-    /// Default: false.
+    /// Callers already waiting when a connect fails fail then; so do `pool.query*`
+    /// statements waiting for a connection of the shared path (not sent). Default: false.
     pub fail_fast: bool,
     /// When the first `min_size` connections cannot be opened, `build()` still returns the
     /// pool instead of the error: it starts UNHEALTHY, with the connect error as its last

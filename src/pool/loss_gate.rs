@@ -15,6 +15,9 @@ pub(super) struct LossGate {
     /// The open let through, while it runs: its ticket and when it started; and the last
     /// ticket handed out.
     open: Mutex<(Option<(u64, Instant)>, u64)>,
+    /// Since the last connect that succeeded, the server ended a session it had accepted
+    /// (see [`LossGate::ended_once`]).
+    ended: AtomicBool,
 }
 
 /// Whether an open may start now.
@@ -32,6 +35,7 @@ impl LossGate {
         LossGate {
             lost: AtomicBool::new(false),
             open: Mutex::new((None, 0)),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -43,6 +47,16 @@ impl LossGate {
     /// A connect succeeded: the database is there, opens run in parallel again.
     pub(super) fn connected(&self) {
         self.lost.store(false, Ordering::Release);
+        self.ended.store(false, Ordering::Release);
+    }
+
+    /// The server accepted a new session and ended it before it could be used (a wave of
+    /// terminations reached it while it was validated): true the first time since the
+    /// last connect that succeeded, when the database is plainly there and the next open
+    /// may start at once; a second time in a row, the end counts as a failed connect, so
+    /// a server that ends every new session is retried on the reconnection schedule.
+    pub(super) fn ended_once(&self) -> bool {
+        !self.ended.swap(true, Ordering::AcqRel)
     }
 
     /// Asks to start an open. The open let through is let run alone for `alone_for` at
@@ -110,6 +124,15 @@ mod tests {
         };
         g.connected();
         assert!(matches!(g.enter(long), Entry::Free));
+    }
+
+    #[test]
+    fn a_session_ended_after_it_was_accepted_is_let_pass_once_in_a_row() {
+        let g = LossGate::new();
+        assert!(g.ended_once());
+        assert!(!g.ended_once(), "the second in a row counts");
+        g.connected();
+        assert!(g.ended_once());
     }
 
     #[test]

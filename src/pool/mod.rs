@@ -224,7 +224,7 @@ impl Pool {
         // The same moment on the use-time clock (cheaper to read), to time a wait that
         // ends with a connection from the reading that starts its checkout.
         let mut queued_stamp = None;
-        let (waiter, open, first) = loop {
+        let (mut waiter, open, first) = loop {
             let mut deadline = || {
                 let now = shared.deadline_clock();
                 queued_at = now;
@@ -258,6 +258,13 @@ impl Pool {
         if first {
             shared.first_waiter.notify_one();
         }
+        // Under fail_fast, registered before the database's state is read: the first
+        // failed connect from now on ends the wait, as it would have refused it.
+        let unreachable = shared.cfg.fail_fast.then(|| {
+            let mut n = Box::pin(shared.unreachable.notified());
+            n.as_mut().enable();
+            n
+        });
         let failing = shared.connect_failures.load(Ordering::Acquire) > 0;
         if failing {
             // A caller waits while the database is unreachable: the reconnector probes for
@@ -272,18 +279,32 @@ impl Pool {
                 shared.spawn_open(permit);
             }
         }
+        let unreachable_error = || {
+            let start = Instant::now() - waited_since(shared.deadline_clock());
+            shared
+                .last_connect_error_since(start)
+                .unwrap_or_else(|| Error::closed("the database is unreachable"))
+        };
         if failing && shared.cfg.fail_fast {
             drop(waiter);
-            let start = Instant::now() - waited_since(shared.deadline_clock());
-            return Err(shared
-                .last_connect_error_since(start)
-                .unwrap_or_else(|| Error::closed("the database is unreachable")));
+            return Err(unreachable_error());
         }
         // The timeout is the pool's one timer (see `acquire_timeout.rs`), not one per caller.
         // A caller's wait abandoned is counted; the shared path's own request, given up
         // when its callers left, is not a caller's.
         let mut cancel_guard = CancelCount((asker == Asker::Caller).then_some(shared));
-        let r = waiter.await;
+        let r = match unreachable {
+            None => waiter.await,
+            Some(mut unreachable) => tokio::select! {
+                biased;
+                r = &mut waiter => r,
+                () = &mut unreachable => {
+                    cancel_guard.0 = None;
+                    drop(waiter);
+                    return Err(unreachable_error());
+                }
+            },
+        };
         cancel_guard.0 = None;
         match r {
             Ok(mut p) => {

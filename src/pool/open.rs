@@ -34,6 +34,25 @@ const VALIDATION: &str = "SELECT 1, \
 
 /// Opens one connection and validates it with [`VALIDATION`], recording latency and errors.
 pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
+    open_or_say_why(shared).await.map_err(|f| f.error)
+}
+
+/// Why the pool could not open a connection.
+pub(crate) struct OpenFailed {
+    pub(crate) error: Error,
+    /// The server accepted the session, then ended it while the pool validated or set it
+    /// up (it was terminated, say): the database is there.
+    pub(crate) session_ended: bool,
+}
+
+/// [`open_validated`], saying whether the server ended a session it had accepted.
+pub(crate) async fn open_or_say_why(
+    shared: &Shared,
+) -> std::result::Result<Connection, OpenFailed> {
+    let refused = |error| OpenFailed {
+        error,
+        session_ended: false,
+    };
     let began = SystemTime::now();
     #[cfg(feature = "otel")]
     let began_at = Instant::now();
@@ -44,7 +63,7 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                 shared
                     .counters
                     .record_error(ErrorType::Connect, connect_error_message(&e), began);
-                return Err(e);
+                return Err(refused(e));
             }
         };
     shared.configure(&mut conn);
@@ -74,7 +93,10 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                     format!("Connection setup failed: {}", error_text(&e)),
                     began,
                 );
-                return Err(e);
+                return Err(OpenFailed {
+                    error: e,
+                    session_ended: conn.is_broken(),
+                });
             }
             shared.counters.created.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "otel")]
@@ -90,7 +112,7 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                 "Connection validation failed".into(),
                 began,
             );
-            Err(e)
+            Err(refused(e))
         }
         Err(e) => {
             shared.counters.record_error(
@@ -98,7 +120,10 @@ pub(crate) async fn open_validated(shared: &Shared) -> Result<Connection> {
                 format!("Connection validation failed: {}", error_chain(&e)),
                 began,
             );
-            Err(e)
+            Err(OpenFailed {
+                error: e,
+                session_ended: conn.is_broken(),
+            })
         }
     }
 }

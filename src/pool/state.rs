@@ -7,6 +7,7 @@
 
 use super::builder::ConnectHooks;
 use super::loss_gate::{Entry, LossGate, Pass};
+use super::open::{open_or_say_why, OpenFailed};
 use super::*;
 
 /// A pooled connection with the pool's bookkeeping.
@@ -121,6 +122,9 @@ pub(crate) struct Shared {
     /// The origin of waiters' deadlines (tokio's clock, so that paused-time tests work).
     pub(super) deadline_origin: tokio::time::Instant,
     pub(super) stop_monitor: Notify,
+    /// Under `fail_fast`, the database became unreachable (the first failed connect):
+    /// callers waiting for a connection fail with the connect error.
+    pub(super) unreachable: Notify,
     /// `close()` began: connects under way are abandoned (the drain waits for
     /// connections, not for a connect that may hang).
     pub(super) abandon_opens: Notify,
@@ -378,6 +382,13 @@ impl Shared {
                 return;
             };
             match opened {
+                Err(f) if f.session_ended && shared.loss_gate.ended_once() => {
+                    // The server accepted the session, then ended it: the database is
+                    // there. The monitor woken below opens the next one at once.
+                    tracing::debug!(target: "wirepool::pool", "a new connection was ended as it was validated: {}", super::open::error_text(&f.error));
+                    drop(pass);
+                    drop(permit);
+                }
                 Ok(conn) => {
                     shared.loss_gate.connected();
                     drop(pass);
@@ -388,12 +399,18 @@ impl Shared {
                     }
                     shared.add_opened(permit, conn);
                 }
-                Err(e) => {
+                Err(f) => {
+                    let e = f.error;
                     let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
                     if n == 1 {
                         tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
                     }
                     *shared.last_connect_error.lock() = Some((e, Instant::now()));
+                    if n == 1 && shared.cfg.fail_fast {
+                        // Callers already waiting fail now, as they would have if they
+                        // came now.
+                        shared.unreachable.notify_waiters();
+                    }
                     drop(pass);
                     drop(permit);
                 }
@@ -405,7 +422,7 @@ impl Shared {
 
     /// Opens a connection, unless `close()` began before or begins meanwhile (`None`):
     /// the drain waits for the pool's connections, not for a connect that may hang.
-    async fn open_unless_closing(&self) -> Option<Result<Connection>> {
+    async fn open_unless_closing(&self) -> Option<std::result::Result<Connection, OpenFailed>> {
         let abandoned = self.abandon_opens.notified();
         tokio::pin!(abandoned);
         // Registered before `closing` is read: a close after the read wakes it.
@@ -414,7 +431,7 @@ impl Shared {
             return None;
         }
         tokio::select! {
-            r = open_validated(self) => Some(r),
+            r = open_or_say_why(self) => Some(r),
             _ = abandoned => None,
         }
     }

@@ -346,14 +346,22 @@ impl SharedPath {
                             return;
                         }
                         // A timeout while statements still wait (theirs run on their own
-                        // clocks): ask again. Any other error (the database unreachable
-                        // under fail_fast) ends the request; the next statement asks anew.
-                        if e.kind() != crate::ErrorKind::PoolTimeout
-                            || path.waiting.load(Ordering::Acquire) == 0
+                        // clocks): ask again.
+                        if e.kind() == crate::ErrorKind::PoolTimeout
+                            && path.waiting.load(Ordering::Acquire) > 0
                         {
-                            path.opening.store(0, Ordering::Release);
-                            return;
+                            continue;
                         }
+                        // Any other error (the database unreachable under fail_fast) ends
+                        // the request; the next statement asks anew. The statements that
+                        // wait fail with it as an acquire() caller does, unless a lane
+                        // still runs to make room for them: left waiting with no request
+                        // under way, nothing would serve them when the database is back.
+                        path.opening.store(0, Ordering::Release);
+                        if path.lanes.read().is_empty() {
+                            path.fail_waiters_with(&e);
+                        }
+                        return;
                     }
                 }
             }
@@ -409,9 +417,14 @@ impl SharedPath {
     /// The pool is closing: callers still waiting get `PoolClosed` (their statement was
     /// not sent).
     pub(crate) fn fail_waiters(&self) {
+        self.fail_waiters_with(&Error::pool_closed());
+    }
+
+    /// Fails every statement waiting for room with `e` (none of them was sent).
+    fn fail_waiters_with(&self, e: &Error) {
         let mut q = self.waiters.lock();
         for w in q.drain(..) {
-            w.complete(Err(Error::pool_closed().with_sent(false)));
+            w.complete(Err(e.duplicate().with_sent(false)));
         }
         self.waiting.store(0, Ordering::Release);
     }
