@@ -204,7 +204,8 @@ pub fn can_serve(s: &PoolStatistics, state: LifecycleState) -> bool {
 /// Classifies a snapshot, in this order:
 ///
 /// 1. shutting down or terminated: unhealthy;
-/// 2. no open connection: unhealthy;
+/// 2. no open connection: unhealthy (unless `min_size` is 0 and connects succeed: such a
+///    pool at rest has none open);
 /// 3. [`headroom`] below `unhealthy_headroom`: unhealthy (a severe capacity shortage);
 /// 4. headroom below `healthy_headroom`: degraded;
 /// 5. an error within `error_window`: degraded;
@@ -316,7 +317,9 @@ pub(crate) fn classify_with_cause(
     ) {
         return (HealthStatus::Unhealthy, Cause::ShuttingDown);
     }
-    if s.total_connections == 0 {
+    // A pool that keeps none at rest (`min_size` 0) and can open one is at its idle
+    // capacity with none open, as the guide reads `total_connections == min_size`.
+    if s.total_connections == 0 && (s.min_size > 0 || s.connect_failures > 0) {
         return (HealthStatus::Unhealthy, Cause::NoConnections);
     }
     let room = headroom(s);
@@ -346,9 +349,11 @@ pub(crate) fn classify_with_cause(
 mod tests {
     use super::*;
 
-    /// A pool of `max_size` 10 with `total` open connections, `idle` of them idle.
+    /// A pool of `min_size` 2 and `max_size` 10 with `total` open connections, `idle` of
+    /// them idle.
     fn stats(total: usize, idle: usize) -> PoolStatistics {
         let mut s = PoolStatistics::empty(SystemTime::UNIX_EPOCH);
+        s.min_size = 2;
         s.max_size = 10;
         s.total_connections = total;
         s.idle_connections = idle;
@@ -488,6 +493,20 @@ mod tests {
             can_serve(&down, up),
             "min_size 0: a connection can be opened"
         );
+    }
+
+    #[test]
+    fn no_open_connection_is_unhealthy_unless_the_pool_keeps_none_and_can_open_one() {
+        let t = HealthThresholds::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let up = LifecycleState::Healthy;
+        let mut s = stats(0, 0);
+        s.min_size = 2;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
+        s.min_size = 0;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Healthy);
+        s.connect_failures = 1;
+        assert_eq!(classify(&s, up, &t, now), HealthStatus::Unhealthy);
     }
 
     #[test]
