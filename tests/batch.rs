@@ -300,3 +300,143 @@ async fn an_atomic_batch_dropped_at_any_point_applies_all_or_nothing() {
     }
     println!("batches dropped under timeouts: {none} applied nothing, {all} applied everything");
 }
+
+/// A `COPY … FROM STDIN` or `TO STDOUT` in a batch (whose data would go through
+/// `copy_in` / `copy_out`) is refused before anything is sent, naming it: the batch does
+/// not wait for data that never comes, and the connection goes on.
+#[tokio::test]
+async fn a_client_copy_in_a_batch_is_refused_before_anything_is_sent() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    for atomic in [true, false] {
+        for copy in ["COPY t FROM STDIN", "copy t (id) to stdout"] {
+            let e = tokio::time::timeout(
+                Duration::from_secs(30),
+                c.batch()
+                    .execute(INSERT, &[&1i64, &"a", &1i32])
+                    .execute(copy, &[])
+                    .atomic(atomic)
+                    .run(),
+            )
+            .await
+            .expect("the batch waited for COPY data")
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::CopyUnsupported, "{e}");
+            assert_eq!(e.batch_index(), Some(1), "{e}");
+            assert_eq!(e.may_have_run(), Some(false), "{e}");
+            assert_eq!(ids(&mut c).await, Vec::<i64>::new(), "{copy}: nothing sent");
+        }
+    }
+    let e = c
+        .execute_many("COPY t FROM STDIN", [(1i64,)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CopyUnsupported, "{e}");
+    // A COPY of a server file is a statement like any other (here it fails on the server).
+    let e = c
+        .batch()
+        .execute("COPY t FROM '/nonexistent/wirepool-file'", &[])
+        .run()
+        .await
+        .unwrap_err();
+    assert!(e.as_db_error().is_some(), "{e}");
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}
+
+/// A statement that fails only as its transaction commits (a deferred unique check): in an
+/// independent batch, that statement's own result carries the error and its row is not
+/// counted (one result per statement); an atomic batch fails as a whole, naming no
+/// statement, since the server does not say whose row broke the constraint.
+#[tokio::test]
+async fn a_batch_whose_commit_fails_says_so() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    c.batch_execute("CREATE TEMP TABLE d (k int, u int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+        .await
+        .unwrap();
+    let ins = "INSERT INTO d VALUES ($1, $2)";
+    let r = c
+        .batch()
+        .execute(ins, &[&1i32, &7i32])
+        .execute(ins, &[&2i32, &7i32])
+        .execute(ins, &[&3i32, &8i32])
+        .atomic(false)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 3, "one result per statement");
+    assert_eq!((r[0].count(), r[0].error().is_none()), (1, true));
+    let e = r[1].error().expect("the second failed at its commit");
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::UNIQUE_VIOLATION)
+    );
+    assert_eq!(r[1].count(), 0);
+    assert_eq!((r[2].count(), r[2].error().is_none()), (1, true));
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+
+    c.batch_execute("TRUNCATE d").await.unwrap();
+    let e = c
+        .batch()
+        .execute(ins, &[&1i32, &7i32])
+        .execute(ins, &[&2i32, &7i32])
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.batch_index(), None, "{e}");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code()),
+        Some(sqlstate::UNIQUE_VIOLATION)
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // execute_many with a Sync per row: the row whose commit failed is named and not
+    // counted.
+    let rows: Vec<(i32, i32)> = vec![(1, 7), (2, 7), (3, 8)];
+    let e = c.execute_many_independent(ins, rows).await.unwrap_err();
+    assert_eq!(e.batch_index(), Some(1), "{e}");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
+/// A `COMMIT` the server turned into a rollback (the transaction had failed) is that
+/// statement's error, as `Transaction::commit` reports it, never a success.
+#[tokio::test]
+async fn a_commit_that_rolled_back_in_a_batch_is_an_error() {
+    let pg = cluster();
+    let mut c = connect(&pg).await;
+    for commit in ["COMMIT", "end"] {
+        let r = c
+            .batch()
+            .execute("BEGIN", &[])
+            .execute(INSERT, &[&1i64, &"a", &1i32])
+            .query("SELECT 1 / 0", &[])
+            .execute(commit, &[])
+            .atomic(false)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(r.len(), 4);
+        assert!(r[2].error().is_some());
+        let e = r[3].error().expect("the commit rolled back");
+        assert_eq!(e.kind(), ErrorKind::TransactionRolledBack, "{e}");
+        assert_eq!(e.batch_index(), Some(3), "{e}");
+        assert_eq!(ids(&mut c).await, Vec::<i64>::new());
+    }
+}

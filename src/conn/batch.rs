@@ -207,9 +207,24 @@ impl<'a> Batch<'a> {
     /// caller's transaction, the transaction has failed), unless a statement of the batch
     /// ended the transaction keeping its work (the server's tag `COMMIT` or `PREPARE
     /// TRANSACTION`: a `COMMIT` in the batch): what ran before it stays, and the error's
-    /// [`Error::may_have_run`] is `Some(true)`. A parameter that does not
+    /// [`Error::may_have_run`] is `Some(true)`. A `ROLLBACK` in the batch likewise ends
+    /// the transaction there, undoing what ran before it; the statements after it run
+    /// in a new one. A batch whose commit fails after every statement succeeded (a
+    /// deferred constraint) fails as a whole, with no `batch_index`: the server does
+    /// not say whose row broke the constraint. A parameter that does not
     /// convert is an error before anything is sent. In either mode, a lost connection or
     /// a command timeout (which bounds the whole batch).
+    ///
+    /// In an independent batch, a statement that fails as its own transaction commits (a
+    /// deferred constraint) carries the error in its result, and its count is 0; a
+    /// `COMMIT` (or `END`) the server turned into a rollback, because the transaction had
+    /// failed, carries [`ErrorKind::TransactionRolledBack`](crate::ErrorKind::TransactionRolledBack)
+    /// in either mode, as [`Transaction::commit`](crate::Transaction::commit) reports it.
+    ///
+    /// A `COPY … FROM STDIN` or `TO STDOUT` (whose data goes through
+    /// [`Connection::copy_in`] / [`Connection::copy_out`]) fails the batch with
+    /// [`ErrorKind::CopyUnsupported`](crate::ErrorKind::CopyUnsupported) before anything
+    /// is sent; a `COPY` of a server file runs as any statement.
     ///
     /// # Cancel safety
     ///
@@ -410,6 +425,9 @@ impl Connection {
         P: RowParams,
     {
         self.finish_pending().await?;
+        if copies_with_client(sql) {
+            return Err(copy_refused());
+        }
         let (name, described) = self.prepared(sql).await?;
         // Outside a transaction block, an atomic INSERT of many rows may go by COPY
         // (see `many_copy`): the rows read ahead to decide go first either way.
@@ -444,6 +462,7 @@ impl Connection {
         P: RowParams,
     {
         let unnamed = name.is_empty();
+        let commit = ends_transaction(sql);
         let mut answers = Answers::counting(atomic);
         let mut sent = 0usize;
         let mut done = false;
@@ -472,7 +491,7 @@ impl Connection {
                     // Each row commits on its own: the first may take effect now.
                     self.batch_commit_sent = true;
                 }
-                answers.expect_rows(described.columns.clone(), false);
+                answers.expect_rows(described.columns.clone(), false, commit);
                 sent += 1;
             }
             if done && sent == 0 {
@@ -535,6 +554,9 @@ impl Connection {
 
     async fn run_batch(&mut self, items: &[Item<'_>], atomic: bool) -> Result<Vec<BatchResult>> {
         self.finish_pending().await?;
+        if let Some(k) = items.iter().position(|i| copies_with_client(i.sql)) {
+            return Err(copy_refused().with_batch_index(k));
+        }
         // Prepared first, each distinct statement once; with more distinct statements
         // than the cache holds (or none cached), each is parsed again as the unnamed one.
         let mut prepared: HashMap<&str, (Arc<str>, Described)> = HashMap::new();
@@ -576,7 +598,11 @@ impl Connection {
         let mut answers = Answers::new(atomic);
         for item in items {
             let (_, described) = &prepared[item.sql];
-            answers.expect_rows(described.columns.clone(), item.rows);
+            answers.expect_rows(
+                described.columns.clone(),
+                item.rows,
+                ends_transaction(item.sql),
+            );
         }
         while !answers.complete(items.len()) {
             self.pump(&mut answers).await?;
@@ -606,14 +632,12 @@ impl Connection {
             match msg {
                 BackendMessage::NoticeResponse(n) => self.notice(&n),
                 BackendMessage::CopyInResponse => {
-                    // COPY runs through copy_in: CopyFail ends it with an error (the
-                    // statement's own Sync, already sent, ends its exchange).
-                    answers.copy_refused();
-                    postgres_protocol::message::frontend::copy_fail(
-                        "COPY is not supported in a batch",
-                        &mut self.write_buf,
-                    )
-                    .map_err(Error::io)?;
+                    // A client COPY is refused before the batch is sent; one that got
+                    // through anyway cannot be ended within the batch's exchange (the
+                    // server ignores the Syncs it reads while it waits for the data), so
+                    // the connection is given up rather than left waiting.
+                    self.broken = true;
+                    return Err(Error::copy_unsupported().with_sent(true));
                 }
                 // The session ends (the end of the stream follows): its reason is the
                 // error, whatever statement it came during.
@@ -666,4 +690,30 @@ impl Connection {
         // A row sent before it that failed is the first failing row.
         answers.take_error().unwrap_or(e)
     }
+}
+
+/// Whether `sql` is a `COPY … FROM STDIN` / `TO STDOUT`, which a batch cannot run (the
+/// data goes through `copy_in` / `copy_out`): the verdict, cached per text, names the
+/// operation; only a `COPY` is read further.
+fn copies_with_client(sql: &str) -> bool {
+    crate::sql::verdict(sql).class.operation == Some("COPY") && crate::sql::copies_with_client(sql)
+}
+
+/// The error of a batch refused for a client `COPY`: nothing was sent.
+fn copy_refused() -> Error {
+    Error::copy_unsupported()
+        .with_detail(
+            "in a batch, a COPY FROM STDIN or TO STDOUT is refused before anything is sent",
+        )
+        .with_sent(false)
+}
+
+/// Whether `sql` is a `COMMIT` or `END` (the operation keyword of PostgreSQL's grammar, from
+/// the verdict cached per text): its tag `ROLLBACK` then means the transaction it ended
+/// had failed.
+fn ends_transaction(sql: &str) -> bool {
+    matches!(
+        crate::sql::verdict(sql).class.operation,
+        Some("COMMIT" | "END")
+    )
 }

@@ -13,8 +13,10 @@ use crate::row::Row;
 #[derive(Debug)]
 pub(crate) struct Answers {
     atomic: bool,
-    /// Per statement sent: its columns (empty: no rows wanted) and whether rows are wanted.
-    expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool)>,
+    /// Per statement sent: its columns (empty: no rows wanted), whether rows are wanted,
+    /// and whether it is a `COMMIT` (or `END`), whose tag `ROLLBACK` says the transaction
+    /// had failed and was rolled back.
+    expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool, bool)>,
     results: Vec<BatchResult>,
     /// Statements answered so far (a result or an error, or skipped after an error).
     answered: usize,
@@ -28,6 +30,12 @@ pub(crate) struct Answers {
     /// A statement of the batch ended its transaction keeping its work (the tag `COMMIT`
     /// or `PREPARE TRANSACTION`): what ran before it stays whatever fails after.
     committed: bool,
+    /// Independent: the last statement succeeded and its ReadyForQuery has not come, so
+    /// an error now is its commit's (a deferred constraint) and undoes it.
+    unsynced_ok: bool,
+    /// Independent: the rows counted since the last ReadyForQuery (taken back from the
+    /// total if that commit fails).
+    since_sync: u64,
     /// Each statement's [`BatchResult`] is kept (a batch); `execute_many` keeps only the
     /// total, so that its memory does not grow with its rows.
     keep_results: bool,
@@ -81,6 +89,8 @@ impl Answers {
             total: 0,
             copy: false,
             committed: false,
+            unsynced_ok: false,
+            since_sync: 0,
             keep_results: true,
             columns: None,
         }
@@ -95,8 +105,15 @@ impl Answers {
         }
     }
 
-    pub(crate) fn expect_rows(&mut self, columns: Arc<[crate::protocol::Column]>, rows: bool) {
-        self.expected.push_back((columns, rows));
+    /// A statement sent: its columns, whether its rows are wanted, and whether it is a
+    /// `COMMIT` or `END` (its tag `ROLLBACK` then says the transaction had failed).
+    pub(crate) fn expect_rows(
+        &mut self,
+        columns: Arc<[crate::protocol::Column]>,
+        rows: bool,
+        commit: bool,
+    ) {
+        self.expected.push_back((columns, rows, commit));
         if !self.atomic {
             self.readies += 1;
         } else if self.readies == 0 {
@@ -109,10 +126,6 @@ impl Answers {
         if !self.atomic {
             self.readies += 1;
         }
-    }
-
-    pub(super) fn copy_refused(&mut self) {
-        self.copy = true;
     }
 
     /// Whether every statement of `n` is answered and every ReadyForQuery read.
@@ -130,12 +143,12 @@ impl Answers {
             | BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
             BackendMessage::RowDescription(fields) => {
-                if let Some((cols, _)) = self.expected.front_mut() {
+                if let Some((cols, _, _)) = self.expected.front_mut() {
                     *cols = crate::protocol::extended::columns_like_known(fields, cols);
                 }
             }
             BackendMessage::DataRow(body) => {
-                let Some((cols, wanted)) = self.expected.front() else {
+                let Some((cols, wanted, _)) = self.expected.front() else {
                     return Err(Error::protocol("a row with no batch statement waiting"));
                 };
                 if body.len() != cols.len() {
@@ -150,6 +163,17 @@ impl Answers {
                 }
             }
             BackendMessage::CommandComplete(tag) => {
+                if &*tag == "ROLLBACK" && self.expected.front().is_some_and(|e| e.2) {
+                    // A COMMIT of a transaction that had failed: the server rolled it
+                    // back, as `Transaction::commit` reports it.
+                    let index = self.answered;
+                    self.expected.pop_front();
+                    self.answered += 1;
+                    self.keep_columns(None);
+                    self.rows.clear();
+                    self.record_error(Error::rolled_back().with_batch_index(index));
+                    return Ok(());
+                }
                 self.committed |= matches!(&*tag, "COMMIT" | "PREPARE TRANSACTION");
                 let count = tag
                     .rsplit(' ')
@@ -161,11 +185,19 @@ impl Answers {
             BackendMessage::EmptyQueryResponse => self.finish(Some(0)),
             BackendMessage::CopyOutResponse => self.copy = true,
             BackendMessage::CopyData(_) | BackendMessage::CopyDone if self.copy => {}
+            BackendMessage::ErrorResponse(db)
+                if self.unsynced_ok
+                    || (self.atomic && self.expected.is_empty() && !self.aborting) =>
+            {
+                self.fail_at_commit(db)
+            }
             BackendMessage::ErrorResponse(db) => {
                 let index = self.answered;
                 self.fail(index, db);
             }
             BackendMessage::ReadyForQuery(_) => {
+                self.unsynced_ok = false;
+                self.since_sync = 0;
                 self.readies = self.readies.saturating_sub(1);
                 if self.atomic {
                     // Everything after an error was skipped by the server.
@@ -187,7 +219,7 @@ impl Answers {
     }
 
     fn finish(&mut self, count: Option<u64>) {
-        let Some((columns, wanted)) = self.expected.pop_front() else {
+        let Some((columns, wanted, _)) = self.expected.pop_front() else {
             return;
         };
         self.keep_columns((!self.copy).then_some(columns));
@@ -199,6 +231,8 @@ impl Answers {
             self.record_error(e);
         } else {
             self.total += count;
+            self.since_sync += count;
+            self.unsynced_ok = !self.atomic;
             if self.keep_results {
                 self.results.push(BatchResult {
                     rows: wanted.then_some(rows),
@@ -226,6 +260,35 @@ impl Answers {
             self.keep_columns(None);
         }
         self.record_error(e);
+    }
+
+    /// The commit at a Sync failed after its statements succeeded (a deferred unique or
+    /// foreign-key check): independent, the statement that Sync ended is undone and
+    /// carries the error; atomic, the batch fails as a whole, with no statement's index
+    /// (the server does not say which statement's row broke the constraint).
+    fn fail_at_commit(&mut self, db: Box<DbError>) {
+        self.unsynced_ok = false;
+        let e = Error::db_boxed(db);
+        if self.atomic {
+            self.record_error(e);
+            return;
+        }
+        let e = e.with_batch_index(self.answered.saturating_sub(1));
+        self.total -= std::mem::take(&mut self.since_sync);
+        if !self.keep_results {
+            self.first_error.get_or_insert(e);
+            return;
+        }
+        if self.first_error.is_none() {
+            self.first_error = Some(e.duplicate());
+        }
+        if let Some(last) = self.results.last_mut() {
+            *last = BatchResult {
+                rows: None,
+                count: 0,
+                error: Some(e),
+            };
+        }
     }
 
     fn record_error(&mut self, e: Error) {

@@ -13,6 +13,7 @@
 //! hasher of the maps keyed by statement text (`text_map.rs`).
 
 pub(crate) mod classify;
+mod copy_stdio;
 pub(crate) mod insert_shape;
 mod keywords;
 pub(crate) mod lexer;
@@ -25,6 +26,7 @@ mod verdicts;
 
 #[allow(unused_imports)]
 pub(crate) use classify::{classify, Class, Refusal};
+pub(crate) use copy_stdio::copies_with_client;
 pub(crate) use settings::custom_settings;
 pub(crate) use verdicts::{class, verdict, Verdict};
 

@@ -84,7 +84,8 @@ pub(super) fn enqueue_batch(
                 let sync = k + 1 == items.len();
                 match write_statement(q, lane, sql, described, item.params, sync, &mut evicted) {
                     Ok((columns, plan)) => {
-                        answers.expect_rows(columns, item.rows);
+                        // The shared path refuses transaction control: no COMMIT here.
+                        answers.expect_rows(columns, item.rows, false);
                         plans.push(plan);
                     }
                     Err(e) => {
