@@ -370,7 +370,11 @@ impl ReplicationStream {
         self.status.snapshot().state
     }
 
-    /// The stream's figures: state, positions, lag, reconnections.
+    /// The stream's figures: state, positions, lag, reconnections. As of the stream's
+    /// last read: it reads its connection only while the application awaits its next
+    /// message, so a connection lost while nobody awaits it still shows as streaming
+    /// (here, in the pool's health report and in its metrics) until the next await finds
+    /// it gone.
     pub fn status(&self) -> ReplicationStatus {
         self.status.snapshot()
     }
