@@ -425,7 +425,8 @@ impl Connection {
         P: RowParams,
     {
         self.finish_pending().await?;
-        if copies_with_client(sql) {
+        let op = operation(sql);
+        if copies_with_client(op, sql) {
             return Err(copy_refused());
         }
         let (name, described) = self.prepared(sql).await?;
@@ -462,7 +463,7 @@ impl Connection {
         P: RowParams,
     {
         let unnamed = name.is_empty();
-        let commit = ends_transaction(sql);
+        let commit = ends_transaction(operation(sql));
         let mut answers = Answers::counting(atomic);
         let mut sent = 0usize;
         let mut done = false;
@@ -554,7 +555,8 @@ impl Connection {
 
     async fn run_batch(&mut self, items: &[Item<'_>], atomic: bool) -> Result<Vec<BatchResult>> {
         self.finish_pending().await?;
-        if let Some(k) = items.iter().position(|i| copies_with_client(i.sql)) {
+        let ops: Vec<_> = items.iter().map(|i| operation(i.sql)).collect();
+        if let Some(k) = (0..items.len()).position(|k| copies_with_client(ops[k], items[k].sql)) {
             return Err(copy_refused().with_batch_index(k));
         }
         // Prepared first, each distinct statement once; with more distinct statements
@@ -596,13 +598,9 @@ impl Connection {
         self.batch_open = false;
         self.batch_commit_sent = true;
         let mut answers = Answers::new(atomic);
-        for item in items {
+        for (item, op) in items.iter().zip(ops) {
             let (_, described) = &prepared[item.sql];
-            answers.expect_rows(
-                described.columns.clone(),
-                item.rows,
-                ends_transaction(item.sql),
-            );
+            answers.expect_rows(described.columns.clone(), item.rows, ends_transaction(op));
         }
         while !answers.complete(items.len()) {
             self.pump(&mut answers).await?;
@@ -692,11 +690,17 @@ impl Connection {
     }
 }
 
-/// Whether `sql` is a `COPY … FROM STDIN` / `TO STDOUT`, which a batch cannot run (the
-/// data goes through `copy_in` / `copy_out`): the verdict, cached per text, names the
-/// operation; only a `COPY` is read further.
-fn copies_with_client(sql: &str) -> bool {
-    crate::sql::verdict(sql).class.operation == Some("COPY") && crate::sql::copies_with_client(sql)
+/// A statement's operation keyword as PostgreSQL's grammar reads it (`COPY`, `COMMIT`,
+/// ...), from its verdict, cached per text.
+fn operation(sql: &str) -> Option<&'static str> {
+    crate::sql::verdict(sql).class.operation
+}
+
+/// Whether `sql`, of operation `op`, is a `COPY … FROM STDIN` / `TO STDOUT`, which a batch
+/// cannot run (the data goes through `copy_in` / `copy_out`); only a `COPY` is read
+/// further.
+fn copies_with_client(op: Option<&str>, sql: &str) -> bool {
+    op == Some("COPY") && crate::sql::copies_with_client(sql)
 }
 
 /// The error of a batch refused for a client `COPY`: nothing was sent.
@@ -708,12 +712,8 @@ fn copy_refused() -> Error {
         .with_sent(false)
 }
 
-/// Whether `sql` is a `COMMIT` or `END` (the operation keyword of PostgreSQL's grammar, from
-/// the verdict cached per text): its tag `ROLLBACK` then means the transaction it ended
-/// had failed.
-fn ends_transaction(sql: &str) -> bool {
-    matches!(
-        crate::sql::verdict(sql).class.operation,
-        Some("COMMIT" | "END")
-    )
+/// Whether operation `op` is a `COMMIT` or `END`: its tag `ROLLBACK` then means the
+/// transaction it ended had failed.
+fn ends_transaction(op: Option<&str>) -> bool {
+    matches!(op, Some("COMMIT" | "END"))
 }
