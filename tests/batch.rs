@@ -415,13 +415,14 @@ async fn a_batch_whose_commit_fails_says_so() {
     assert_eq!(n, 2);
 }
 
-/// A `COMMIT` the server turned into a rollback (the transaction had failed) is that
-/// statement's error, as `Transaction::commit` reports it, never a success.
+/// A `COMMIT` (or `PREPARE TRANSACTION`) the server turned into a rollback (the
+/// transaction had failed) is that statement's error, as `Transaction::commit` reports
+/// it, never a success.
 #[tokio::test]
 async fn a_commit_that_rolled_back_in_a_batch_is_an_error() {
     let pg = cluster();
     let mut c = connect(&pg).await;
-    for commit in ["COMMIT", "end"] {
+    for commit in ["COMMIT", "end", "PREPARE TRANSACTION 'wp_rolled_back'"] {
         let r = c
             .batch()
             .execute("BEGIN", &[])

@@ -217,8 +217,8 @@ impl<'a> Batch<'a> {
     ///
     /// In an independent batch, a statement that fails as its own transaction commits (a
     /// deferred constraint) carries the error in its result, and its count is 0; a
-    /// `COMMIT` (or `END`) the server turned into a rollback, because the transaction had
-    /// failed, carries [`ErrorKind::TransactionRolledBack`](crate::ErrorKind::TransactionRolledBack)
+    /// `COMMIT`, `END` or `PREPARE TRANSACTION` the server turned into a rollback, because
+    /// the transaction had failed, carries [`ErrorKind::TransactionRolledBack`](crate::ErrorKind::TransactionRolledBack)
     /// in either mode, as [`Transaction::commit`](crate::Transaction::commit) reports it.
     ///
     /// A `COPY … FROM STDIN` or `TO STDOUT` (whose data goes through
@@ -712,8 +712,9 @@ fn copy_refused() -> Error {
         .with_sent(false)
 }
 
-/// Whether operation `op` is a `COMMIT` or `END`: its tag `ROLLBACK` then means the
-/// transaction it ended had failed.
+/// Whether operation `op` is a `COMMIT`, `END` or `PREPARE TRANSACTION` (a `PREPARE` of a
+/// statement is tagged `PREPARE`): its tag `ROLLBACK` then means the transaction it ended
+/// had failed.
 fn ends_transaction(op: Option<&str>) -> bool {
-    matches!(op, Some("COMMIT" | "END"))
+    matches!(op, Some("COMMIT" | "END" | "PREPARE"))
 }

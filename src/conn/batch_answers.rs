@@ -14,8 +14,9 @@ use crate::row::Row;
 pub(crate) struct Answers {
     atomic: bool,
     /// Per statement sent: its columns (empty: no rows wanted), whether rows are wanted,
-    /// and whether it is a `COMMIT` (or `END`), whose tag `ROLLBACK` says the transaction
-    /// had failed and was rolled back.
+    /// and whether it ends its transaction keeping its work (`COMMIT`, `END`, `PREPARE
+    /// TRANSACTION`), whose tag `ROLLBACK` says the transaction had failed and was rolled
+    /// back.
     expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool, bool)>,
     results: Vec<BatchResult>,
     /// Statements answered so far (a result or an error, or skipped after an error).
@@ -106,7 +107,8 @@ impl Answers {
     }
 
     /// A statement sent: its columns, whether its rows are wanted, and whether it is a
-    /// `COMMIT` or `END` (its tag `ROLLBACK` then says the transaction had failed).
+    /// `COMMIT`, `END` or `PREPARE TRANSACTION` (its tag `ROLLBACK` then says the
+    /// transaction had failed).
     pub(crate) fn expect_rows(
         &mut self,
         columns: Arc<[crate::protocol::Column]>,
@@ -164,8 +166,8 @@ impl Answers {
             }
             BackendMessage::CommandComplete(tag) => {
                 if &*tag == "ROLLBACK" && self.expected.front().is_some_and(|e| e.2) {
-                    // A COMMIT of a transaction that had failed: the server rolled it
-                    // back, as `Transaction::commit` reports it.
+                    // A COMMIT (or PREPARE TRANSACTION) of a transaction that had
+                    // failed: the server rolled it back, as `Transaction::commit` reports.
                     let index = self.answered;
                     self.expected.pop_front();
                     self.answered += 1;
