@@ -452,6 +452,49 @@ async fn fail_fast_fails_the_callers_already_waiting() {
     pool.close().await;
 }
 
+/// Under `fail_fast` nobody waits during an outage, yet callers want connections: the
+/// reconnector probes for the callers it refused as for callers that wait, so the pool
+/// serves again within a probe or two of the database's return, not at the schedule's
+/// next step (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_callers_get_the_probes_that_waiting_callers_get() {
+    let mut pg = cluster();
+    let mut cfg = fast_config();
+    cfg.fail_fast = true;
+    cfg.min_size = 1;
+    cfg.max_size = 2;
+    cfg.reconnect_delays = vec![Duration::from_secs(60)];
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
+    pool.query_one("SELECT 1", &[]).await.unwrap();
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1500) {
+        // Refused at once (after the first finds the connection gone).
+        let _ = pool.query_one("SELECT 1", &[]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(pool.statistics().connect_failures > 0);
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let back = Instant::now();
+    loop {
+        match pool.query_one("SELECT 1", &[]).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(!e.is_timeout(), "{e:?}");
+                assert!(
+                    back.elapsed() < Duration::from_secs(5),
+                    "not served again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let s = pool.statistics();
+    assert!(s.reconnect_probes > 0, "{s:?}");
+    assert_eq!(s.reconnect_attempts, 0, "not the schedule's: {s:?}");
+    pool.close().await;
+}
+
 /// `fail_fast` holds for the shared path too: a `pool.query*` statement that would wait for
 /// a connection while the database is unreachable fails at once with the connect error,
 /// not sent, instead of waiting out the acquire timeout (and, with no request for a

@@ -391,6 +391,7 @@ impl Builder {
                 stop_monitor: Notify::new(),
                 abandon_opens: Notify::new(),
                 unreachable: Notify::new(),
+                refused_at_ms: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
                 terminated: Notify::new(),
                 drained: Notify::new(),

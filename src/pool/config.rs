@@ -60,7 +60,8 @@ pub struct PoolConfig {
     /// connection at a time at this interval (a *probe*), besides the schedule of
     /// `reconnect_delays`: the first that succeeds serves the oldest waiter and starts the
     /// refill at once, so a restart shorter than the acquire timeout costs the waiting
-    /// callers nothing. Only while the last connect error says the server is down or
+    /// callers nothing. Under `fail_fast`, where nobody waits, a caller refused within the
+    /// last interval counts as one that waits. Only while the last connect error says the server is down or
     /// starting (refused, reset, timed out, `57P03`); a server that refuses for another
     /// reason (too many connections, authentication) is tried on the schedule alone.
     /// `None` turns probes off. Default: 250 ms.

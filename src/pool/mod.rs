@@ -280,6 +280,11 @@ impl Pool {
             }
         }
         let unreachable_error = || {
+            // Refused, as a caller that would have waited: the reconnector probes for it.
+            shared
+                .refused_at_ms
+                .store(shared.tick_clock() + 1, Ordering::Relaxed);
+            shared.wake_monitor.notify_one();
             let start = Instant::now() - waited_since(shared.deadline_clock());
             shared
                 .last_connect_error_since(start)

@@ -57,7 +57,7 @@ async fn run(weak: Weak<Shared>) {
         if let (Some(every), Some(at)) = (s.cfg.reconnect_probe_interval, rc.last_probe) {
             let due = (at + every).saturating_duration_since(Instant::now());
             if s.connect_failures.load(Ordering::Acquire) > 0
-                && s.core.gauges().waiting > 0
+                && callers_want(&s, every)
                 && !due.is_zero()
             {
                 wait = wait.min(due);
@@ -206,7 +206,7 @@ fn probe(s: &Arc<Shared>, rc: &mut Reconnect) -> bool {
     let Some(every) = s.cfg.reconnect_probe_interval else {
         return false;
     };
-    if s.core.gauges().waiting == 0 || rc.last_probe.is_some_and(|t| t.elapsed() < every) {
+    if !callers_want(s, every) || rc.last_probe.is_some_and(|t| t.elapsed() < every) {
         return false;
     }
     let down = s
@@ -217,13 +217,27 @@ fn probe(s: &Arc<Shared>, rc: &mut Reconnect) -> bool {
     if !down {
         return false;
     }
-    let Some(permit) = s.core.want_open(0) else {
+    // One connection: for the waiters, or for a pool emptied by the outage whose
+    // callers were refused (under fail_fast nobody waits).
+    let Some(permit) = s.core.want_open(1) else {
         return false;
     };
     rc.last_probe = Some(Instant::now());
     s.counters.reconnect_probes.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(target: "wirepool::reconnect", "Probing the database for waiting callers");
     s.spawn_open(permit)
+}
+
+/// Whether callers want a connection while the database is down: one waits, or, under
+/// `fail_fast` (where nobody waits), one was refused within the last probe interval.
+fn callers_want(s: &Shared, every: Duration) -> bool {
+    if s.core.gauges().waiting > 0 {
+        return true;
+    }
+    match s.refused_at_ms.load(Ordering::Relaxed) {
+        0 => false,
+        at => (s.tick_clock() + 1).saturating_sub(at) <= super::millis(every),
+    }
 }
 
 /// Whether a connect error says the server is down or starting up (refused, reset, timed

@@ -125,6 +125,10 @@ pub(crate) struct Shared {
     /// Under `fail_fast`, the database became unreachable (the first failed connect):
     /// callers waiting for a connection fail with the connect error.
     pub(super) unreachable: Notify,
+    /// Under `fail_fast`, when (on the cheap clock, plus one; 0 for never) a caller was last
+    /// refused because the database was unreachable: a caller that would have waited,
+    /// for whom the reconnector probes as for one that waits.
+    pub(super) refused_at_ms: AtomicU64,
     /// `close()` began: connects under way are abandoned (the drain waits for
     /// connections, not for a connect that may hang).
     pub(super) abandon_opens: Notify,
