@@ -375,12 +375,7 @@ async fn a_batch_whose_commit_fails_says_so() {
     );
     assert_eq!(r[1].count(), 0);
     assert_eq!((r[2].count(), r[2].error().is_none()), (1, true));
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+    assert_eq!(rows_in_d(&mut c).await, 2);
 
     c.batch_execute("TRUNCATE d").await.unwrap();
     let e = c
@@ -395,24 +390,21 @@ async fn a_batch_whose_commit_fails_says_so() {
         e.as_db_error().map(|d| d.code()),
         Some(sqlstate::UNIQUE_VIOLATION)
     );
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0);
+    assert_eq!(rows_in_d(&mut c).await, 0);
 
     // execute_many with a Sync per row: the row whose commit failed is named and not
     // counted.
     let rows: Vec<(i32, i32)> = vec![(1, 7), (2, 7), (3, 8)];
     let e = c.execute_many_independent(ins, rows).await.unwrap_err();
     assert_eq!(e.batch_index(), Some(1), "{e}");
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d", &[])
+    assert_eq!(rows_in_d(&mut c).await, 2);
+}
+
+async fn rows_in_d(c: &mut Connection) -> i64 {
+    c.query_one("SELECT count(*) FROM d", &[])
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+        .get(0)
 }
 
 /// A `COMMIT` (or `PREPARE TRANSACTION`) the server turned into a rollback (the

@@ -14,6 +14,35 @@ use wirepool_testkit::{cluster, eventually, fast_config, Cluster, Role};
 use common::proxy::{Mode, Proxy};
 use common::Logs;
 
+/// A pool of at most `max_size` under `fail_fast`, whose callers would wait 30 s.
+fn fail_fast_config(max_size: usize) -> wirepool::PoolConfig {
+    let mut cfg = fast_config();
+    cfg.fail_fast = true;
+    cfg.acquire_timeout = Duration::from_secs(30);
+    cfg.min_size = 1;
+    cfg.max_size = max_size;
+    cfg
+}
+
+/// Waits until a `pool.query_one` is answered (every 100 ms), within `limit`; each refusal
+/// meanwhile is the connect error, never a timeout.
+async fn until_served(pool: &Pool, limit: Duration) {
+    let t = Instant::now();
+    loop {
+        match pool.query_one("SELECT 42::int4", &[]).await {
+            Ok(row) => {
+                assert_eq!(row.get::<_, i32>(0), 42);
+                return;
+            }
+            Err(e) => {
+                assert!(!e.is_timeout(), "{e:?}");
+                assert!(t.elapsed() < limit, "not served again: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// The server process ids of the pool's role that are connected now.
 fn backends(pg: &Cluster) -> Vec<i32> {
     pg.psql("SELECT pid FROM pg_stat_activity WHERE usename = 'trust_user'")
@@ -303,11 +332,7 @@ async fn durations_too_long_to_add_mean_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_returns_the_connect_error_at_once() {
     let mut pg = cluster();
-    let mut cfg = fast_config();
-    cfg.fail_fast = true;
-    cfg.acquire_timeout = Duration::from_secs(30);
-    cfg.min_size = 1;
-    cfg.max_size = 1;
+    let cfg = fail_fast_config(1);
     let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     tokio::task::block_in_place(|| pg.kill()).unwrap();
     // The first caller finds the dead connection, and a connect fails.
@@ -418,11 +443,7 @@ async fn a_new_connection_ended_as_it_is_set_up_is_replaced_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_fails_the_callers_already_waiting() {
     let mut pg = cluster();
-    let mut cfg = fast_config();
-    cfg.fail_fast = true;
-    cfg.acquire_timeout = Duration::from_secs(30);
-    cfg.min_size = 1;
-    cfg.max_size = 1;
+    let cfg = fail_fast_config(1);
     let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     let mut held = pool.acquire().await.unwrap();
     let p = pool.clone();
@@ -459,10 +480,7 @@ async fn fail_fast_fails_the_callers_already_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_callers_get_the_probes_that_waiting_callers_get() {
     let mut pg = cluster();
-    let mut cfg = fast_config();
-    cfg.fail_fast = true;
-    cfg.min_size = 1;
-    cfg.max_size = 2;
+    let mut cfg = fail_fast_config(2);
     cfg.reconnect_delays = vec![Duration::from_secs(60)];
     let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     pool.query_one("SELECT 1", &[]).await.unwrap();
@@ -475,20 +493,7 @@ async fn fail_fast_callers_get_the_probes_that_waiting_callers_get() {
     }
     assert!(pool.statistics().connect_failures > 0);
     tokio::task::block_in_place(|| pg.start_again()).unwrap();
-    let back = Instant::now();
-    loop {
-        match pool.query_one("SELECT 1", &[]).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(!e.is_timeout(), "{e:?}");
-                assert!(
-                    back.elapsed() < Duration::from_secs(5),
-                    "not served again: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    until_served(&pool, Duration::from_secs(5)).await;
     let s = pool.statistics();
     assert!(s.reconnect_probes > 0, "{s:?}");
     assert_eq!(s.reconnect_attempts, 0, "not the schedule's: {s:?}");
@@ -502,11 +507,7 @@ async fn fail_fast_callers_get_the_probes_that_waiting_callers_get() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_holds_for_the_shared_path() {
     let mut pg = cluster();
-    let mut cfg = fast_config();
-    cfg.fail_fast = true;
-    cfg.acquire_timeout = Duration::from_secs(30);
-    cfg.min_size = 1;
-    cfg.max_size = 2;
+    let cfg = fail_fast_config(2);
     let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
     assert_eq!(
         pool.query_one("SELECT 1", &[])
@@ -535,20 +536,7 @@ async fn fail_fast_holds_for_the_shared_path() {
     assert!(e.is_io(), "the connect error itself: {e:?}");
     assert_eq!(e.may_have_run(), Some(false), "{e:?}");
     tokio::task::block_in_place(|| pg.start_again()).unwrap();
-    let t = Instant::now();
-    loop {
-        match pool.query_one("SELECT 42::int4", &[]).await {
-            Ok(row) => {
-                assert_eq!(row.get::<_, i32>(0), 42);
-                break;
-            }
-            Err(e) => {
-                assert!(!e.is_timeout(), "{e:?}");
-                assert!(t.elapsed() < Duration::from_secs(20), "{e:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    until_served(&pool, Duration::from_secs(20)).await;
     pool.close().await;
 }
 
