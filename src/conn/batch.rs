@@ -556,7 +556,11 @@ impl Connection {
     async fn run_batch(&mut self, items: &[Item<'_>], atomic: bool) -> Result<Vec<BatchResult>> {
         self.finish_pending().await?;
         let ops: Vec<_> = items.iter().map(|i| operation(i.sql)).collect();
-        if let Some(k) = (0..items.len()).position(|k| copies_with_client(ops[k], items[k].sql)) {
+        if let Some(k) = items
+            .iter()
+            .zip(&ops)
+            .position(|(i, op)| copies_with_client(*op, i.sql))
+        {
             return Err(copy_refused().with_batch_index(k));
         }
         // Prepared first, each distinct statement once; with more distinct statements

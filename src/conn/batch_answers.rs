@@ -9,15 +9,24 @@ use crate::error::{DbError, Error, Result};
 use crate::protocol::{BackendMessage, FromDataRow};
 use crate::row::Row;
 
+/// A statement sent, whose answer is still to come.
+#[derive(Debug)]
+struct Expected {
+    /// Its columns (empty: no rows wanted).
+    columns: Arc<[crate::protocol::Column]>,
+    /// Whether its rows are wanted.
+    rows: bool,
+    /// It ends its transaction keeping its work (`COMMIT`, `END`, `PREPARE TRANSACTION`):
+    /// its tag `ROLLBACK` says the transaction had failed and was rolled back.
+    commit: bool,
+}
+
 /// The answers of a batch, assembled as they come.
 #[derive(Debug)]
 pub(crate) struct Answers {
     atomic: bool,
-    /// Per statement sent: its columns (empty: no rows wanted), whether rows are wanted,
-    /// and whether it ends its transaction keeping its work (`COMMIT`, `END`, `PREPARE
-    /// TRANSACTION`), whose tag `ROLLBACK` says the transaction had failed and was rolled
-    /// back.
-    expected: std::collections::VecDeque<(Arc<[crate::protocol::Column]>, bool, bool)>,
+    /// The statements sent whose answers are still to come, in order.
+    expected: std::collections::VecDeque<Expected>,
     results: Vec<BatchResult>,
     /// Statements answered so far (a result or an error, or skipped after an error).
     answered: usize,
@@ -115,7 +124,11 @@ impl Answers {
         rows: bool,
         commit: bool,
     ) {
-        self.expected.push_back((columns, rows, commit));
+        self.expected.push_back(Expected {
+            columns,
+            rows,
+            commit,
+        });
         if !self.atomic {
             self.readies += 1;
         } else if self.readies == 0 {
@@ -145,12 +158,17 @@ impl Answers {
             | BackendMessage::ParameterStatus { .. }
             | BackendMessage::NotificationResponse { .. } => {}
             BackendMessage::RowDescription(fields) => {
-                if let Some((cols, _, _)) = self.expected.front_mut() {
-                    *cols = crate::protocol::extended::columns_like_known(fields, cols);
+                if let Some(e) = self.expected.front_mut() {
+                    e.columns = crate::protocol::extended::columns_like_known(fields, &e.columns);
                 }
             }
             BackendMessage::DataRow(body) => {
-                let Some((cols, wanted, _)) = self.expected.front() else {
+                let Some(Expected {
+                    columns: cols,
+                    rows: wanted,
+                    ..
+                }) = self.expected.front()
+                else {
                     return Err(Error::protocol("a row with no batch statement waiting"));
                 };
                 if body.len() != cols.len() {
@@ -165,7 +183,7 @@ impl Answers {
                 }
             }
             BackendMessage::CommandComplete(tag) => {
-                if &*tag == "ROLLBACK" && self.expected.front().is_some_and(|e| e.2) {
+                if &*tag == "ROLLBACK" && self.expected.front().is_some_and(|e| e.commit) {
                     // A COMMIT (or PREPARE TRANSACTION) of a transaction that had
                     // failed: the server rolled it back, as `Transaction::commit` reports.
                     let index = self.answered;
@@ -221,7 +239,12 @@ impl Answers {
     }
 
     fn finish(&mut self, count: Option<u64>) {
-        let Some((columns, wanted, _)) = self.expected.pop_front() else {
+        let Some(Expected {
+            columns,
+            rows: wanted,
+            ..
+        }) = self.expected.pop_front()
+        else {
             return;
         };
         self.keep_columns((!self.copy).then_some(columns));
@@ -275,22 +298,10 @@ impl Answers {
             self.record_error(e);
             return;
         }
-        let e = e.with_batch_index(self.answered.saturating_sub(1));
         self.total -= std::mem::take(&mut self.since_sync);
-        if !self.keep_results {
-            self.first_error.get_or_insert(e);
-            return;
-        }
-        if self.first_error.is_none() {
-            self.first_error = Some(e.duplicate());
-        }
-        if let Some(last) = self.results.last_mut() {
-            *last = BatchResult {
-                rows: None,
-                count: 0,
-                error: Some(e),
-            };
-        }
+        // The statement that Sync ended is undone: its error takes its result's place.
+        self.results.pop();
+        self.record_error(e.with_batch_index(self.answered.saturating_sub(1)));
     }
 
     fn record_error(&mut self, e: Error) {

@@ -372,30 +372,33 @@ impl Shared {
         };
         let shared = self.clone();
         self.runtime.spawn(async move {
-            // The gate is given back before the permit is completed or given back (once
-            // the pool counts no open under way, the next one may start), or if the task
-            // ends otherwise.
             let pass = Pass {
                 gate: &shared.loss_gate,
                 ticket,
             };
-            let Some(opened) = shared.open_unless_closing().await else {
-                drop(pass);
-                drop(permit);
-                shared.note_drained();
-                return;
-            };
-            match opened {
-                Err(f) if f.session_ended && shared.loss_gate.ended_once() => {
+            // What the connect says is recorded before the gate is given back, and the gate
+            // before the permit is completed or given back: the next open to start (once
+            // the pool counts none under way) sees both.
+            let conn = match shared.open_unless_closing().await {
+                None => None, // close() began: the drain does not wait for it
+                Some(Ok(conn)) => {
+                    shared.loss_gate.connected();
+                    Some(conn)
+                }
+                Some(Err(f)) if f.session_ended && shared.loss_gate.ended_once() => {
                     // The server accepted the session, then ended it: the database is
                     // there. The monitor woken below opens the next one at once.
                     tracing::debug!(target: "wirepool::pool", "a new connection was ended as it was validated: {}", super::open::error_text(&f.error));
-                    drop(pass);
-                    drop(permit);
+                    None
                 }
-                Ok(conn) => {
-                    shared.loss_gate.connected();
-                    drop(pass);
+                Some(Err(f)) => {
+                    shared.connect_failed(f.error);
+                    None
+                }
+            };
+            drop(pass);
+            match conn {
+                Some(conn) => {
                     if shared.connect_failures.swap(0, Ordering::AcqRel) > 0 {
                         // The database is back: listeners waiting out their schedule try
                         // at once.
@@ -403,25 +406,26 @@ impl Shared {
                     }
                     shared.add_opened(permit, conn);
                 }
-                Err(f) => {
-                    let e = f.error;
-                    let n = shared.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
-                    if n == 1 {
-                        tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
-                    }
-                    *shared.last_connect_error.lock() = Some((e, Instant::now()));
-                    if n == 1 && shared.cfg.fail_fast {
-                        // Callers already waiting fail now, as they would have if they
-                        // came now.
-                        shared.unreachable.notify_waiters();
-                    }
-                    drop(pass);
-                    drop(permit);
-                }
+                None => drop(permit),
             }
+            shared.note_drained();
             shared.wake_monitor.notify_one();
         });
         true
+    }
+
+    /// A connect failed: counted (the first of a run is logged, and under `fail_fast`
+    /// fails the callers already waiting), and kept as the last connect error.
+    fn connect_failed(&self, e: Error) {
+        let n = self.connect_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == 1 {
+            tracing::warn!(target: "wirepool::pool", "Database connection lost: {}", super::open::error_text(&e));
+        }
+        *self.last_connect_error.lock() = Some((e, Instant::now()));
+        if n == 1 && self.cfg.fail_fast {
+            // Callers already waiting fail now, as they would have if they came now.
+            self.unreachable.notify_waiters();
+        }
     }
 
     /// Opens a connection, unless `close()` began before or begins meanwhile (`None`):
