@@ -14,16 +14,16 @@ use wirepool::observe::counters::Counters;
 use wirepool::observe::leak::{LeakDetector, LeakSlot};
 use wirepool::pool_core::{Core, Holder, TryAcquire};
 
-/// A stand-in connection: its checkout counts.
+/// A stand-in connection: its checkout counts (boxed, as the pool holds its connections).
 struct Mem(ConnTally);
 
-fn core_with(max: usize, idle: usize, counters: &Counters) -> Core<Mem> {
+fn core_with(max: usize, idle: usize, counters: &Counters) -> Core<Box<Mem>> {
     let core = Core::new(max);
     for _ in 0..idle {
         let _ = core
             .want_open(idle)
             .expect("capacity")
-            .complete(Mem(counters.conn_tally()));
+            .complete(Box::new(Mem(counters.conn_tally())));
     }
     core
 }

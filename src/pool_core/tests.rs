@@ -252,3 +252,54 @@ fn a_timed_out_waiter_dropped_unpolled_leaves_no_trace() {
     assert!(core.release(held, Holder::Caller).is_none());
     assert_eq!(poll(&mut w2), Poll::Ready(Ok(1)));
 }
+
+#[test]
+fn the_idle_slot_counts_as_idle_and_is_seen_by_maintenance_queue_and_close() {
+    let core = Core::new(3);
+    for i in 0..2u32 {
+        assert!(core.want_open(2).unwrap().complete(i).is_none());
+    }
+    let a = ready(core.try_acquire());
+    // Returned while nobody waits: into the slot, counted idle, not active.
+    assert!(core.release(a, Holder::Caller).is_none());
+    assert!(core.0.slot.is_full());
+    let g = core.gauges();
+    assert_eq!((g.size, g.idle, g.active, g.peak_active), (2, 2, 0, 1));
+    // The slot first, then the list; the peak is of connections really held.
+    let a = ready(core.try_acquire());
+    let b = ready(core.try_acquire());
+    let g = core.gauges();
+    assert_eq!((g.idle, g.active, g.peak_active), (0, 2, 2));
+    assert!(core.release(b, Holder::Caller).is_none());
+    // Maintenance takes what is in the slot too.
+    let taken = core.take_idle(|_| true);
+    assert_eq!(taken, vec![b]);
+    assert!(!core.0.slot.is_full());
+    let g = core.gauges();
+    assert_eq!((g.idle, g.active, g.maintenance), (0, 1, 1));
+    assert!(core.release(taken[0], Holder::Pool).is_none());
+    // A caller that queues marks the slot: a release goes to it, not into the slot.
+    let held = ready(core.try_acquire());
+    let (mut w, open) = queued(core.try_acquire());
+    drop(open);
+    assert!(core.release(held, Holder::Caller).is_none());
+    assert!(!core.0.slot.is_full());
+    assert_eq!(poll(&mut w), Poll::Ready(Ok(held)));
+    drop(w);
+    // With the queue empty again, a release uses the slot.
+    assert!(core.release(held, Holder::Caller).is_none());
+    assert!(core.0.slot.is_full());
+    // Closing takes the slot's connection with the rest, and a release after it is refused.
+    let mut closed = core.close();
+    closed.sort_unstable();
+    assert_eq!(
+        closed,
+        vec![0, 1]
+            .into_iter()
+            .filter(|&c| c != a)
+            .collect::<Vec<_>>()
+    );
+    assert!(!core.0.slot.is_full());
+    assert_eq!(core.release(a, Holder::Caller), Some(a));
+    assert_eq!(core.gauges().size, 0);
+}
