@@ -54,9 +54,21 @@ fn backends(pg: &Cluster) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_min_size_retire_after_idle_timeout() {
+    retire_after_idle_timeout(None).await;
+}
+
+/// A keepalive check is not a use: connections checked every 50 ms still retire after
+/// 300 ms unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_retire_after_idle_timeout_through_keepalive_checks() {
+    retire_after_idle_timeout(Some(Duration::from_millis(50))).await;
+}
+
+async fn retire_after_idle_timeout(keepalive_interval: Option<Duration>) {
     let pg = cluster();
     let mut cfg = fast_config();
     cfg.idle_timeout = Some(Duration::from_millis(300));
+    cfg.keepalive_interval = keepalive_interval;
     let pool = Pool::builder(pg.config(Role::Trust))
         .config(cfg)
         .min_size(1)

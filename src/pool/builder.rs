@@ -104,7 +104,8 @@ impl Builder {
         self.cfg.max_lifetime = d;
         self
     }
-    /// Close idle connections beyond `min_size` after this long. Default: 600 s.
+    /// Close idle connections beyond `min_size` after this long unused by callers (keepalive
+    /// checks are not use). Default: 600 s.
     pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
         self.cfg.idle_timeout = d;
         self

@@ -34,7 +34,8 @@ pub struct PoolConfig {
     /// less, at random, so they do not all expire at once). Default: 3600 s.
     /// `POOL_MAX_CONNECTION_LIFETIME`.
     pub max_lifetime: Option<Duration>,
-    /// Idle connections beyond `min_size` are closed after this long unused. Default: 600 s.
+    /// Idle connections beyond `min_size` are closed after this long unused (by a caller: the
+    /// pool's keepalive checks do not count as use). Default: 600 s.
     pub idle_timeout: Option<Duration>,
     /// Idle connections unused this long are validated in the background, so a dead one is
     /// found before a caller gets it; so is, within a monitor tick, any idle connection the

@@ -312,7 +312,8 @@ fn keepalive(s: &Arc<Shared>) {
     let limit = super::millis(interval);
     let mut want_sample = s.counters.latency_age().is_none_or(|age| age >= interval);
     for mut p in s.core.take_idle(|p| {
-        if !p.conn.check_idle(true) || now.saturating_sub(p.last_used_ms) >= limit {
+        if !p.conn.check_idle(true) || now.saturating_sub(p.last_used_ms.max(p.checked_ms)) >= limit
+        {
             return true;
         }
         std::mem::take(&mut want_sample)
@@ -339,7 +340,7 @@ fn keepalive(s: &Arc<Shared>) {
                 s.discard(p, Holder::Pool, CloseReason::ValidationFailed);
             } else if ok {
                 s.counters.record_latency(t.elapsed());
-                p.last_used_ms = s.tick_clock();
+                p.checked_ms = s.tick_clock();
                 if let Some(p) = s.core.release(p, Holder::Pool) {
                     s.close_conn(p, CloseReason::Shutdown);
                 }

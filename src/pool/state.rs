@@ -19,6 +19,9 @@ pub(crate) struct Pooled {
     pub(super) expires_ms: u64,
     /// Monitor-clock milliseconds of its last return (or creation).
     pub(super) last_used_ms: u64,
+    /// Monitor-clock milliseconds of its last keepalive check (or creation): with its last
+    /// use, when the next check is due. A check is not a use: it moves no idle timeout.
+    pub(super) checked_ms: u64,
     /// When it last came back from a caller (or was created), on the use-time clock: a
     /// connection at rest longer than [`super::IDLE_PROBE_AFTER_MS`] is checked with the
     /// kernel at its next checkout.
@@ -332,6 +335,7 @@ impl Shared {
             id,
             expires_ms,
             last_used_ms: now,
+            checked_ms: now,
             rested_from: super::use_clock::Stamp::now(),
             leak_slot,
             tally: self.counters.conn_tally(),
