@@ -243,7 +243,11 @@ impl<C> Locked<'_, C> {
     fn publish_idle_active(&mut self) {
         self.g.idle.store(self.st.idle.len(), Ordering::Relaxed);
         self.g.active.store(self.st.active, Ordering::Relaxed);
-        let active = self.st.active - usize::from(self.slot.is_full());
+        // The slot's connection is counted in `active` while it is there.
+        let active = self
+            .st
+            .active
+            .saturating_sub(usize::from(self.slot.is_full()));
         if active > self.st.peak_active {
             self.st.peak_active = active;
             self.g.peak_active.store(active, Ordering::Relaxed);
