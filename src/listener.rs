@@ -9,6 +9,12 @@
 //! is gone), so the application resynchronises then (re-reads what it caches, re-scans a
 //! job table).
 //!
+//! A listener made by [`Pool::listener`](crate::Pool::listener) ends with its pool:
+//! once [`Pool::close`](crate::Pool::close) is called, a `recv()` under way returns
+//! `PoolClosed` at once and closes the listener's connection, a reconnect under way stops,
+//! and every later call returns `PoolClosed` (a listener nobody polls closes its connection
+//! at its next call or when dropped).
+//!
 //! The listener's connection is its own, outside the pool: it does not count against
 //! `max_size` (a listener waits for hours; it must not hold a pool slot that callers need),
 //! and it needs a session of its own, so it does not work through PgBouncer in
@@ -45,10 +51,37 @@ pub(crate) struct ListenerCounts {
     /// The pool opened a connection after connect failures: the database is back, so a
     /// listener waiting out its schedule tries at once.
     pub(crate) database_back: tokio::sync::Notify,
+    /// The pool closed: its listeners end.
+    closed: std::sync::atomic::AtomicBool,
+    closing: tokio::sync::Notify,
 }
 
-/// A reconnect under way: the connection (listening to the channels it names) once made.
-type Reconnecting = tokio::task::JoinHandle<(Connection, BTreeSet<String>)>;
+impl ListenerCounts {
+    /// Ends the listeners counted here (their pool closed).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once [`ListenerCounts::close`] was called.
+    async fn closed(&self) {
+        let closing = self.closing.notified();
+        tokio::pin!(closing);
+        // Registered before the flag is read: a close in between is not missed.
+        closing.as_mut().enable();
+        if !self.is_closed() {
+            closing.await;
+        }
+    }
+}
+
+/// A reconnect under way: the connection (listening to the channels it names) once made,
+/// or `None` if the pool closed first.
+type Reconnecting = tokio::task::JoinHandle<Option<(Connection, BTreeSet<String>)>>;
 
 /// Listens to channels on a dedicated connection; see the module docs. Made by
 /// [`Pool::listener`](crate::Pool::listener) or [`Listener::connect`].
@@ -95,7 +128,14 @@ impl Listener {
         backoff: Backoff,
         counts: Arc<ListenerCounts>,
     ) -> Result<Listener> {
+        if counts.is_closed() {
+            return Err(Error::pool_closed());
+        }
         let conn = Connection::connect(&config).await?;
+        if counts.is_closed() {
+            let _ = conn.close().await;
+            return Err(Error::pool_closed());
+        }
         counts.open.fetch_add(1, Ordering::Relaxed);
         counts.connected.fetch_add(1, Ordering::Relaxed);
         Ok(Listener {
@@ -192,6 +232,7 @@ impl Listener {
     /// Dropping the future leaves its answer unread; the next call on the listener reads it
     /// first, as for any query.
     pub async fn listening_channels(&mut self) -> Result<Vec<String>> {
+        self.ensure_open().await?;
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::closed("the listener is reconnecting"));
         };
@@ -211,6 +252,7 @@ impl Listener {
     /// statement may or may not have run), takes the channels from the server again, so
     /// that [`Listener::channels`] and the reconnect agree with it.
     async fn settle(&mut self) -> Result<()> {
+        self.ensure_open().await?;
         if self.unsure && self.conn.is_some() {
             match self.listening_channels().await {
                 Err(e) if lost(&e) => self.down(&e),
@@ -220,6 +262,22 @@ impl Listener {
             }
         }
         Ok(())
+    }
+
+    /// `PoolClosed` once the pool it came from closed, after closing its connection and
+    /// stopping a reconnect under way.
+    async fn ensure_open(&mut self) -> Result<()> {
+        if !self.counts.is_closed() {
+            return Ok(());
+        }
+        if let Some(task) = self.reconnecting.take() {
+            task.abort();
+        }
+        if let Some(conn) = self.conn.take() {
+            self.counts.connected.fetch_sub(1, Ordering::Relaxed);
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn.close()).await;
+        }
+        Err(Error::pool_closed())
     }
 
     /// The process id of its session's backend; `None` while reconnecting.
@@ -273,9 +331,12 @@ impl Listener {
     /// # Errors
     ///
     /// None for a lost connection (that is a reconnect); an error the listener cannot
-    /// recover from (a protocol error) ends it.
+    /// recover from (a protocol error) ends it. `PoolClosed` once the pool it came from
+    /// closed (see the module docs).
     pub async fn recv(&mut self) -> Result<ListenerEvent> {
         loop {
+            self.ensure_open().await?;
+            let counts = self.counts.clone();
             let Some(conn) = self.conn.as_mut() else {
                 let task = self.reconnecting.get_or_insert_with(|| {
                     reconnect(
@@ -287,10 +348,14 @@ impl Listener {
                 });
                 // The task goes on if this future is dropped here; the next recv() waits
                 // for the same task.
-                let joined = task.await;
+                let joined = tokio::select! {
+                    joined = task => joined,
+                    () = counts.closed() => continue,
+                };
                 self.reconnecting = None;
                 let (conn, listened) = match joined {
-                    Ok(x) => x,
+                    Ok(Some(x)) => x,
+                    Ok(None) => continue,
                     Err(e) => {
                         return Err(Error::closed(format!(
                             "the listener's reconnect task ended: {e}"
@@ -312,7 +377,11 @@ impl Listener {
                 }
                 return Ok(ListenerEvent::Reconnected);
             };
-            match conn.next_notification().await {
+            let next = tokio::select! {
+                next = conn.next_notification() => next,
+                () = counts.closed() => continue,
+            };
+            match next {
                 Ok(n) => {
                     self.counts.notifications.fetch_add(1, Ordering::Relaxed);
                     return Ok(ListenerEvent::Notification(n));
@@ -340,9 +409,14 @@ fn reconnect(
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = counts.database_back.notified() => {}
+                () = counts.closed() => return None,
             }
             counts.reconnects.fetch_add(1, Ordering::Relaxed);
-            match try_reconnect(&config, &channels).await {
+            let tried = tokio::select! {
+                tried = try_reconnect(&config, &channels) => tried,
+                () = counts.closed() => return None,
+            };
+            match tried {
                 Ok(conn) => {
                     tracing::info!(
                         target: "wirepool::listener",
@@ -350,7 +424,7 @@ fn reconnect(
                         "Listener reconnected after {attempt} attempt(s); listening to {} channel(s) again",
                         channels.len()
                     );
-                    return (conn, channels);
+                    return Some((conn, channels));
                 }
                 Err(e) => tracing::warn!(
                     target: "wirepool::listener",
@@ -386,6 +460,9 @@ impl Drop for Listener {
         }
     }
 }
+
+/// How long a listener ended by its pool's close waits for its goodbye to be written.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether `e` means the connection is gone (to be reconnected), not a refused statement.
 fn lost(e: &Error) -> bool {

@@ -372,3 +372,64 @@ async fn channel_names_the_server_would_cut_are_refused_and_channels_agree_with_
     let (ours, server) = both_views(&mut l).await;
     assert!(ours.is_empty() && server.is_empty(), "{ours:?} {server:?}");
 }
+
+/// The server's process ids connected now.
+fn server_pids(pg: &wirepool_testkit::Cluster) -> Vec<i32> {
+    pg.psql("SELECT pid FROM pg_stat_activity")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_listeners_end_when_it_closes() {
+    let pg = cluster();
+    let mut cfg = fast_config();
+    cfg.min_size = 1;
+    // A listener that lost its connection waits out a long step of the schedule.
+    cfg.reconnect_delays = vec![Duration::from_secs(600)];
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Scram), cfg).await;
+    let mut waiting = pool.listener().await.unwrap();
+    waiting.listen("jobs").await.unwrap();
+    let pid = waiting.process_id().unwrap();
+    let mut reconnecting = pool.listener().await.unwrap();
+    reconnecting.listen("jobs").await.unwrap();
+    let lost = reconnecting.process_id().unwrap();
+    pool.acquire()
+        .await
+        .unwrap()
+        .execute("SELECT pg_terminate_backend($1, 10000)", &[&lost])
+        .await
+        .unwrap();
+    let recv = |mut l: Listener| {
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(Duration::from_secs(60), l.recv()).await;
+            (l, r)
+        })
+    };
+    let (waiting, reconnecting) = (recv(waiting), recv(reconnecting));
+    // Both are in their recv(): one waiting for a notification, one for its reconnect.
+    let p = pool.clone();
+    eventually("the terminated listener noticed", move || {
+        p.statistics().listeners_connected == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pool.close().await;
+    for task in [waiting, reconnecting] {
+        let (mut l, r) = task.await.unwrap();
+        let e = r.expect("recv() ends with the pool's close").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolClosed, "{e:?}");
+        assert_eq!(l.process_id(), None);
+        let e = l.listen("more").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolClosed, "{e:?}");
+    }
+    let e = pool.listener().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PoolClosed, "{e:?}");
+    assert_eq!(pool.statistics().listeners_connected, 0);
+    eventually("the listener's session ended on the server", move || {
+        !server_pids(&pg).contains(&pid)
+    })
+    .await;
+}

@@ -382,11 +382,12 @@ impl Pool {
 
     /// A [`Listener`](crate::Listener) on a connection of its own to the pool's database
     /// (outside `max_size`; see the listener's docs), reconnecting on the pool's schedule;
-    /// its state and counts are in the pool's statistics and metrics.
+    /// its state and counts are in the pool's statistics and metrics. It ends when the
+    /// pool closes: its calls return `PoolClosed` and its connection is closed.
     ///
     /// # Errors
     ///
-    /// The connect error.
+    /// The connect error; `PoolClosed` once the pool is closed.
     ///
     /// # Cancel safety
     ///
@@ -505,7 +506,8 @@ impl Pool {
     }
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
-    /// connections are closed, checked-out ones are waited for up to `drain_timeout` and
+    /// connections are closed, the pool's [listeners](Pool::listener) end (a `recv()`
+    /// under way returns `PoolClosed` and closes its connection), checked-out ones are waited for up to `drain_timeout` and
     /// closed as they come back, then the pool is TERMINATED. A connection still checked
     /// out past `drain_timeout` is not taken from its caller: it stays usable, counts in
     /// the statistics' `total_connections` and `active_connections`, and is closed when
@@ -536,6 +538,7 @@ impl Pool {
             s.set_state(LifecycleState::ShuttingDown);
             tracing::info!(target: "wirepool::pool", "Graceful shutdown initiated");
             s.abandon_opens.notify_waiters();
+            s.listeners.close();
             for p in s.core.close() {
                 s.close_conn(p, CloseReason::Shutdown);
             }
