@@ -1,9 +1,12 @@
 //! [`Listener`]: LISTEN on a connection of its own that survives a reconnect.
 //!
-//! After a connection loss the listener reconnects on the pool's reconnection schedule, in
-//! a task of its own (so it goes on while nobody polls [`Listener::recv`], and a `recv()`
-//! dropped by a `select!` or a timeout does not start the schedule again), and sooner when
-//! the pool it came from has just reached the database again. It listens to every channel
+//! A listener learns of a connection loss from its connection, so at a call: a listener
+//! nobody polls still shows as connected (in [`Listener::process_id`] and the pool's
+//! `listeners_connected`) until its next call. From then on it reconnects on the pool's
+//! reconnection schedule, in a task of its own (so it goes on while nobody polls
+//! [`Listener::recv`], and a `recv()` dropped by a `select!` or a timeout does not start the
+//! schedule again), and sooner when the pool it came from has just reached the database
+//! again. It listens to every channel
 //! again and yields [`ListenerEvent::Reconnected`]: the
 //! notifications sent while it was away are lost (PostgreSQL keeps none for a session that
 //! is gone), so the application resynchronises then (re-reads what it caches, re-scans a

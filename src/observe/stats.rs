@@ -197,10 +197,11 @@ pub struct PoolStatistics {
     /// probe interval rather than the schedule's (one at a time; see
     /// `PoolConfig::reconnect_probe_interval`). Not counted in `reconnect_attempts`.
     pub reconnect_probes: u64,
-    /// Open [`Listener`](crate::Listener)s of the pool (their connections are outside
-    /// `max_size`).
+    /// [`Listener`](crate::Listener)s of the pool not yet dropped, ended ones included
+    /// (their connections are outside `max_size`).
     pub listeners: usize,
-    /// Of those, the ones connected now (the others are reconnecting).
+    /// Of those, the ones connected as of their last call (the others are reconnecting or
+    /// ended; a loss is seen at a listener's next call).
     pub listeners_connected: usize,
     /// Reconnection attempts of the pool's listeners.
     pub listener_reconnects: u64,
