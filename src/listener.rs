@@ -25,7 +25,7 @@
 //! mode).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::backoff::Backoff;
@@ -55,7 +55,7 @@ pub(crate) struct ListenerCounts {
     /// listener waiting out its schedule tries at once.
     pub(crate) database_back: tokio::sync::Notify,
     /// The pool closed: its listeners end.
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     closing: tokio::sync::Notify,
 }
 

@@ -373,15 +373,6 @@ async fn channel_names_the_server_would_cut_are_refused_and_channels_agree_with_
     assert!(ours.is_empty() && server.is_empty(), "{ours:?} {server:?}");
 }
 
-/// The server's process ids connected now.
-fn server_pids(pg: &wirepool_testkit::Cluster) -> Vec<i32> {
-    pg.psql("SELECT pid FROM pg_stat_activity")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pools_listeners_end_when_it_closes() {
     let pg = cluster();
@@ -429,7 +420,12 @@ async fn a_pools_listeners_end_when_it_closes() {
     assert_eq!(e.kind(), ErrorKind::PoolClosed, "{e:?}");
     assert_eq!(pool.statistics().listeners_connected, 0);
     eventually("the listener's session ended on the server", move || {
-        !server_pids(&pg).contains(&pid)
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        ))
+        .unwrap()
+        .trim()
+            == "0"
     })
     .await;
 }

@@ -507,8 +507,9 @@ impl Pool {
 
     /// Graceful shutdown: no new acquires (queued callers get `PoolClosed`), idle
     /// connections are closed, the pool's [listeners](Pool::listener) end (a `recv()`
-    /// under way returns `PoolClosed` and closes its connection), checked-out ones are waited for up to `drain_timeout` and
-    /// closed as they come back, then the pool is TERMINATED. A connection still checked
+    /// under way returns `PoolClosed` and closes its connection), checked-out ones are
+    /// waited for up to `drain_timeout` and closed as they come back, then the pool is
+    /// TERMINATED. A connection still checked
     /// out past `drain_timeout` is not taken from its caller: it stays usable, counts in
     /// the statistics' `total_connections` and `active_connections`, and is closed when
     /// it comes back. Connects under way are abandoned, not waited for (one to a server

@@ -322,9 +322,10 @@ impl<C: InWord> Locked<'_, C> {
         Some(TryAcquire::Ready(conn))
     }
 
-    /// Moves the slot's connection to the idle list, for what looks at the whole list.
-    fn empty_slot(&mut self) {
-        if let Some(c) = self.slot.take() {
+    /// Moves a connection taken out of the slot (counted as held there) to the idle list,
+    /// for what looks at the whole list.
+    fn keep_idle(&mut self, from_slot: Option<C>) {
+        if let Some(c) = from_slot {
             self.st.active -= 1;
             self.st.idle.push_back(c);
         }
@@ -452,12 +453,12 @@ impl<C: InWord> Core<C> {
         deadline: impl FnOnce() -> u64,
         waker: Option<&Waker>,
     ) -> TryAcquire<'_, C> {
-        // The clock is read outside the lock (under contention it would lengthen every
-        // other caller's wait for it): first when no connection looks idle, else only
-        // when the one that looked idle was taken meanwhile.
         if let Some(c) = self.0.slot.take() {
             return TryAcquire::Ready(c);
         }
+        // The clock is read outside the lock (under contention it would lengthen every
+        // other caller's wait for it): first when no connection looks idle, else only
+        // when the one that looked idle was taken meanwhile.
         if self.0.gauges.idle.load(Ordering::Relaxed) > 0 {
             if let Some(r) = self.lock().take() {
                 return r;
@@ -616,7 +617,8 @@ impl<C: InWord> Core<C> {
     /// [`Core::discard`] with [`Holder::Pool`].
     pub fn take_idle(&self, mut pick: impl FnMut(&mut C) -> bool) -> Vec<C> {
         let mut l = self.lock();
-        l.empty_slot();
+        let from_slot = l.slot.take();
+        l.keep_idle(from_slot);
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(l.st.idle.len());
         while let Some(mut c) = l.st.idle.pop_front() {
@@ -639,10 +641,8 @@ impl<C: InWord> Core<C> {
     pub fn close(&self) -> Vec<C> {
         let mut l = self.lock();
         l.st.closed = true;
-        if let Some(c) = l.slot.close() {
-            l.st.active -= 1;
-            l.st.idle.push_back(c);
-        }
+        let from_slot = l.slot.close();
+        l.keep_idle(from_slot);
         let mut wakers = Vec::new();
         while let Some(q) = l.st.queue.pop_front() {
             if let Ok(w) = q.end(SlotState::Closed) {

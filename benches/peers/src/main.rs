@@ -126,7 +126,6 @@ impl Kind {
 }
 
 impl Peer {
-    /// Acquire, then `during` while held, then release.
     /// Scenario 1: `iters` uncontended checkouts and returns, timed after 1,000 to warm
     /// up. Each pool runs a loop of its own: through [`Peer::with_conn`] each turn would
     /// also move a future the size of the largest peer's (1.6 KB), 30-40 ns a turn for
@@ -152,6 +151,7 @@ impl Peer {
         }
     }
 
+    /// Acquire, then `during` while held, then release.
     async fn with_conn<F: Future<Output = ()>>(&self, during: impl FnOnce() -> F) {
         match self {
             Peer::Wirepool(p) => {
