@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wirepool::observe::ErrorType;
 use wirepool::{HealthStatus, LifecycleState, Pool, PoolConfig};
 use wirepool_testkit::{cluster, eventually, Role};
 
@@ -210,5 +211,52 @@ async fn a_pool_can_start_before_its_database() {
     );
     drop(c);
     assert_eq!(pool.statistics().total_connections, 2);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_found_broken_during_the_outage_leaves_the_connect_error_shown() {
+    let mut pg = cluster();
+    let mut cfg = PoolConfig::default();
+    cfg.min_size = 1;
+    cfg.max_size = 2;
+    cfg.acquire_timeout = Duration::from_millis(500);
+    let pool = wirepool_testkit::pool_from(pg.config(Role::Trust), cfg).await;
+    let mut held = pool.acquire().await.unwrap();
+    held.simple_query("SELECT 1").await.unwrap();
+    tokio::task::block_in_place(|| pg.kill()).unwrap();
+
+    // A second caller asks for a connection the pool cannot open: the connects fail.
+    let e = pool.acquire().await.unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    let p = pool.clone();
+    eventually("the connects failing", move || {
+        p.statistics().connect_failures > 0
+    })
+    .await;
+    let connect_error = pool.health().last_error.unwrap();
+    assert!(
+        connect_error.starts_with("Database connection "),
+        "{connect_error}"
+    );
+
+    // Then the held connection is found broken and returned.
+    let broken_before = pool.statistics().errors_of(ErrorType::Broken);
+    held.simple_query("SELECT 1").await.unwrap_err();
+    drop(held);
+    let p = pool.clone();
+    eventually("the broken connection counted", move || {
+        p.statistics().errors_of(ErrorType::Broken) == broken_before + 1
+    })
+    .await;
+    // Counted, but the connect error is still what the pool shows: it says why.
+    let h = pool.health();
+    assert_eq!(
+        h.last_error.as_deref(),
+        Some(connect_error.as_str()),
+        "{}",
+        h.to_json()
+    );
+    assert_eq!(h.status, HealthStatus::Unhealthy, "{}", h.to_json());
     pool.close().await;
 }

@@ -200,11 +200,18 @@ impl Drop for PooledConnection {
                 shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
                 return;
             }
-            shared.counters.record_error(
-                ErrorType::Broken,
-                "Connection returned broken".into(),
-                shared.wall(self.checked_out_ms),
-            );
+            let began = shared.wall(self.checked_out_ms);
+            if shared.connects_failing() {
+                // The database is unreachable: the connect error stays the pool's last
+                // error, since it says why; the broken connection is counted.
+                shared.counters.count_error(ErrorType::Broken, began);
+            } else {
+                shared.counters.record_error(
+                    ErrorType::Broken,
+                    "Connection returned broken".into(),
+                    began,
+                );
+            }
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }

@@ -265,7 +265,7 @@ impl Pool {
             n.as_mut().enable();
             n
         });
-        let failing = shared.connect_failures.load(Ordering::Acquire) > 0;
+        let failing = shared.connects_failing();
         if failing {
             // A caller waits while the database is unreachable: the reconnector probes for
             // it (see `monitor.rs`).

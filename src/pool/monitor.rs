@@ -56,10 +56,7 @@ async fn run(weak: Weak<Shared>) {
         // down); never a wait of zero, which would spin.
         if let (Some(every), Some(at)) = (s.cfg.reconnect_probe_interval, rc.last_probe) {
             let due = (at + every).saturating_duration_since(Instant::now());
-            if s.connect_failures.load(Ordering::Acquire) > 0
-                && callers_want(&s, every)
-                && !due.is_zero()
-            {
+            if s.connects_failing() && callers_want(&s, every) && !due.is_zero() {
                 wait = wait.min(due);
             }
         }

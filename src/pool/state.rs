@@ -590,11 +590,16 @@ impl Shared {
         (stats, status, next)
     }
 
+    /// Whether the connects of a run are failing now (the database is unreachable).
+    pub(super) fn connects_failing(&self) -> bool {
+        self.connect_failures.load(Ordering::Acquire) > 0
+    }
+
     pub(super) fn last_connect_error_since(&self, since: Instant) -> Option<Error> {
         self.last_connect_error
             .lock()
             .as_ref()
-            .filter(|(_, at)| *at >= since || self.connect_failures.load(Ordering::Acquire) > 0)
+            .filter(|(_, at)| *at >= since || self.connects_failing())
             .map(|(e, _)| e.duplicate())
     }
 }
