@@ -200,18 +200,11 @@ impl Drop for PooledConnection {
                 shared.discard(p, Holder::Caller, CloseReason::ValidationFailed);
                 return;
             }
-            let began = shared.wall(self.checked_out_ms);
-            if shared.connects_failing() {
-                // The database is unreachable: the connect error stays the pool's last
-                // error, since it says why; the broken connection is counted.
-                shared.counters.count_error(ErrorType::Broken, began);
-            } else {
-                shared.counters.record_error(
-                    ErrorType::Broken,
-                    "Connection returned broken".into(),
-                    began,
-                );
-            }
+            shared.record_connection_error(
+                ErrorType::Broken,
+                || "Connection returned broken".into(),
+                shared.wall(self.checked_out_ms),
+            );
             shared.discard(p, Holder::Caller, CloseReason::Broken);
             return;
         }

@@ -342,9 +342,9 @@ fn keepalive(s: &Arc<Shared>) {
                     s.close_conn(p, CloseReason::Shutdown);
                 }
             } else {
-                s.counters.record_error(
+                s.record_connection_error(
                     ErrorType::Validation,
-                    "Connection validation failed: idle connection did not answer".into(),
+                    || "Connection validation failed: idle connection did not answer".into(),
                     s.wall(p.last_used_ms),
                 );
                 s.discard(p, Holder::Pool, CloseReason::ValidationFailed);

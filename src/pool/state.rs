@@ -595,6 +595,22 @@ impl Shared {
         self.connect_failures.load(Ordering::Acquire) > 0
     }
 
+    /// Records an error of one of the pool's connections (found broken, or failing its
+    /// check). While the database is unreachable it is only counted: the connect error
+    /// stays the pool's last error, since it says why.
+    pub(super) fn record_connection_error(
+        &self,
+        ty: ErrorType,
+        message: impl FnOnce() -> String,
+        began: std::time::SystemTime,
+    ) {
+        if self.connects_failing() {
+            self.counters.count_error(ty, began);
+        } else {
+            self.counters.record_error(ty, message(), began);
+        }
+    }
+
     pub(super) fn last_connect_error_since(&self, since: Instant) -> Option<Error> {
         self.last_connect_error
             .lock()
