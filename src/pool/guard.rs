@@ -202,7 +202,7 @@ impl Drop for PooledConnection {
             }
             shared.record_connection_error(
                 ErrorType::Broken,
-                || "Connection returned broken".into(),
+                "Connection returned broken",
                 shared.wall(self.checked_out_ms),
             );
             shared.discard(p, Holder::Caller, CloseReason::Broken);

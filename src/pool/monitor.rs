@@ -344,7 +344,7 @@ fn keepalive(s: &Arc<Shared>) {
             } else {
                 s.record_connection_error(
                     ErrorType::Validation,
-                    || "Connection validation failed: idle connection did not answer".into(),
+                    "Connection validation failed: idle connection did not answer",
                     s.wall(p.last_used_ms),
                 );
                 s.discard(p, Holder::Pool, CloseReason::ValidationFailed);

@@ -601,13 +601,13 @@ impl Shared {
     pub(super) fn record_connection_error(
         &self,
         ty: ErrorType,
-        message: impl FnOnce() -> String,
+        message: &str,
         began: std::time::SystemTime,
     ) {
         if self.connects_failing() {
             self.counters.count_error(ty, began);
         } else {
-            self.counters.record_error(ty, message(), began);
+            self.counters.record_error(ty, message.to_string(), began);
         }
     }
 
